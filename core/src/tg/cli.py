@@ -1,0 +1,104 @@
+"""The ``tg`` command line: ``tg backends`` lists the backends this machine has and whether they run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from typing import Any
+
+from tg import HOOKSPEC_VERSION, __version__
+from tg.errors import TgError
+from tg.plugins import PluginInfo, PluginRegistry
+
+
+def _plugin_row(info: PluginInfo) -> dict[str, Any]:
+    return {"backend": info.name, "distribution": info.distribution, "version": info.version,
+            "hookspec": info.hookspec_version, "state": info.state, "problem": info.problem,
+            "remedy": info.remedy}
+
+
+def _metadata_rows(reg: PluginRegistry) -> list[dict[str, Any]]:
+    return [_plugin_row(i) for i in [*reg.plugins.values(), *reg.shadowed]]
+
+
+def _checked_rows(reg: PluginRegistry) -> list[dict[str, Any]]:
+    """One row per runnable emitter:runtime pair, plus one per plugin that could not be loaded."""
+    from tg.selection import candidates  # noqa: PLC0415 - only the --check path needs selection
+
+    reg.load_all()
+    rows = []
+    pairs = candidates(reg, include_negative=True)
+    for backend in pairs:
+        info = reg.plugins[reg.provider[id(backend.runtime)]]
+        status = reg.available(backend.runtime)
+        row = _plugin_row(info) | {"backend": backend.name, "priority": backend.runtime.priority,
+                                   "available": status.ok, "problem": status.reason, "remedy": status.remedy}
+        rows.append(row)
+    shown = {reg.provider[id(b.runtime)] for b in pairs} | {reg.provider[id(b.emitter)] for b in pairs}
+    for info in [*reg.plugins.values(), *reg.shadowed]:
+        if info.name not in shown or info in reg.shadowed:
+            rows.append(_plugin_row(info) | {"available": False,
+                                             "problem": info.problem or "provides no runnable backend"})
+    return rows
+
+
+def _table(rows: list[dict[str, Any]], check: bool) -> str:
+    head = ["BACKEND", "DISTRIBUTION", "VERSION", "HOOKSPEC"] + (["AVAILABLE"] if check else ["STATE"]) + ["NOTE"]
+    body = []
+    for r in rows:
+        note = r["problem"] + (f" (fix: {r['remedy']})" if r["problem"] and r["remedy"] else "")
+        flag = ("yes" if r["available"] else "no") if check else r["state"]
+        body.append([r["backend"], r["distribution"], r["version"], f"v{r['hookspec']}" if r["hookspec"] else "?",
+                     flag, note])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(line[:-1], widths)) + "  " + str(line[-1])
+             for line in [head, *body]]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # every problem a warning would repeat is in the table
+        reg = PluginRegistry()
+        rows = _checked_rows(reg) if args.check else _metadata_rows(reg)
+    if args.json:
+        print(json.dumps({"tg_core": __version__, "hookspec": HOOKSPEC_VERSION, "backends": rows}, indent=2))
+    else:
+        print(f"tg-core {__version__}, hook-spec v{HOOKSPEC_VERSION}")
+        print(_table(rows, args.check) if rows else "no backends found")
+        if not args.check:
+            print("\n(`tg backends --check` loads each plugin and says whether it can run here)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tg", description="tg: a small deep-learning framework.")
+    parser.add_argument("--version", action="version", version=f"tg-core {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    backends = sub.add_parser("backends", help="list the installed backends",
+                              description="List every discovered backend (reads package metadata only, "
+                                          "unless --check).")
+    backends.add_argument("--check", action="store_true",
+                          help="load each plugin and say whether its backends can run here, and why not")
+    backends.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    backends.set_defaults(func=cmd_backends)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args))
+    except TgError as exc:
+        print(f"tg: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

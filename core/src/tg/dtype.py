@@ -1,0 +1,106 @@
+"""Data types: the names backends declare, their numpy equivalents, and the promotion rules.
+
+Promotion follows numpy's "category, then size" idea on this small set:
+bool < integers < floats as categories; within a category the larger size wins; an unsigned and a
+signed integer of the same size promote to the next larger signed size; a Python float scalar
+never widens a float tensor, a Python int never widens an integer tensor, and a Python float with an
+integer or bool tensor gives float32 (the default float).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=True)
+class DType:
+    """One element type: ``name`` is what a backend's capabilities list, ``np`` its numpy dtype."""
+
+    name: str
+    itemsize: int
+    kind: str  # "b" bool, "i" signed int, "u" unsigned int, "f" float
+    priority: int  # rank within all dtypes, for promotion
+
+    @property
+    def np(self) -> np.dtype[Any]:
+        return np.dtype(self.name if self.name != "bool" else np.bool_)
+
+    @property
+    def is_float(self) -> bool:
+        return self.kind == "f"
+
+    @property
+    def is_int(self) -> bool:
+        return self.kind in "iu"
+
+    def __repr__(self) -> str:
+        return f"dtypes.{self.name}"
+
+
+class dtypes:  # noqa: N801 - a namespace spelt like the module users expect (tg.dtypes.float32)
+    """The dtypes tg knows, as attributes: ``dtypes.float32``..."""
+
+    bool = DType("bool", 1, "b", 0)
+    uint8 = DType("uint8", 1, "u", 1)
+    int8 = DType("int8", 1, "i", 2)
+    int32 = DType("int32", 4, "i", 3)
+    int64 = DType("int64", 8, "i", 4)
+    float16 = DType("float16", 2, "f", 5)
+    float32 = DType("float32", 4, "f", 6)
+    float64 = DType("float64", 8, "f", 7)
+
+    default_float = float32
+    default_int = int32
+
+    @staticmethod
+    def all() -> tuple[DType, ...]:
+        return ALL
+
+    @staticmethod
+    def from_any(x: Any) -> DType:
+        """A DType from a DType, a name ("float32"), a numpy dtype or a numpy/Python type."""
+        if isinstance(x, DType):
+            return x
+        if isinstance(x, str) and x in BY_NAME:
+            return BY_NAME[x]
+        try:
+            name = np.dtype(x).name
+        except TypeError:
+            name = ""
+        if name in BY_NAME:
+            return BY_NAME[name]
+        raise TypeError(f"unsupported dtype {x!r}: tg supports {', '.join(BY_NAME)}")
+
+
+ALL: tuple[DType, ...] = (dtypes.bool, dtypes.uint8, dtypes.int8, dtypes.int32, dtypes.int64, dtypes.float16,
+                          dtypes.float32, dtypes.float64)
+BY_NAME = {d.name: d for d in ALL}
+
+
+def promote(a: DType, b: DType) -> DType:
+    """The dtype of a binary op between tensors of dtypes ``a`` and ``b``."""
+    if a == b:
+        return a
+    cat = {"b": 0, "u": 1, "i": 1, "f": 2}
+    if cat[a.kind] != cat[b.kind]:
+        return a if cat[a.kind] > cat[b.kind] else b
+    if a.kind != b.kind:  # signed and unsigned integers
+        signed, unsigned = (a, b) if a.kind == "i" else (b, a)
+        if signed.itemsize > unsigned.itemsize:
+            return signed
+        return {1: dtypes.int32, 4: dtypes.int64}.get(unsigned.itemsize, dtypes.int64)
+    return a if a.itemsize >= b.itemsize else b
+
+
+def scalar_dtype(x: Any, other: DType) -> DType:
+    """The dtype a Python scalar takes when combined with a tensor of dtype ``other``."""
+    if isinstance(x, bool):
+        return other
+    if isinstance(x, int):
+        return other if other.kind != "b" else dtypes.default_int
+    if isinstance(x, float):
+        return other if other.is_float else dtypes.default_float
+    raise TypeError(f"cannot combine a tensor with {type(x).__name__} {x!r}: use a number or a Tensor")

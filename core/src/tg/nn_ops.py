@@ -1,0 +1,84 @@
+"""Windowed operations built from movement ops only: sliding windows, conv2d and 2-D pooling.
+
+``pool`` gives every window of the last k dims as extra axes without copying: the input is repeated,
+cropped and reshaped so that row j of the repeated data starts d*j elements further in (dilation), then
+every s-th column is kept (stride).  Gradients come for free from the movement ops' own.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tg.tensor import Tensor
+
+
+def _pair(v: Any, name: str) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(x, int) for x in v):
+        return (int(v[0]), int(v[1]))
+    raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+
+
+def pool(x: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]) -> Tensor:
+    nd = len(kernel)
+    prefix, spatial = x.shape[:-nd], x.shape[-nd:]
+    keep = [(0, s) for s in prefix]
+    outs = [(i - d * (k - 1) - 1) // s + 1 for i, k, s, d in zip(spatial, kernel, stride, dilation)]
+    if any(o <= 0 for o in outs):
+        raise ValueError(f"window {kernel} (dilation {dilation}) does not fit in the input's spatial size {spatial}")
+    reps = [math.ceil(k * (i + d) / i) for k, i, d in zip(kernel, spatial, dilation)]
+    xs = x.repeat([1] * len(prefix) + reps)
+    xs = xs.shrink(keep + [(0, k * (i + d)) for k, i, d in zip(kernel, spatial, dilation)])
+    xs = xs.reshape(prefix + tuple(v for k, i, d in zip(kernel, spatial, dilation) for v in (k, i + d)))
+    pads = [(0, 0)] * len(prefix)
+    for i, d, o, s in zip(spatial, dilation, outs, stride):
+        pads += [(0, 0), (0, o * s - (i + d))]  # crop (or pad, never read) each row to o*s
+    xs = xs.pad(pads)
+    xs = xs.reshape(prefix + tuple(v for k, o, s in zip(kernel, outs, stride) for v in (k, o, s)))
+    xs = xs.shrink(keep + [r for k, o in zip(kernel, outs) for r in ((0, k), (0, o), (0, 1))])
+    xs = xs.reshape(prefix + tuple(v for k, o in zip(kernel, outs) for v in (k, o)))
+    n = len(prefix)
+    order = list(range(n)) + [n + 2 * i + 1 for i in range(nd)] + [n + 2 * i for i in range(nd)]
+    return xs.permute(order)
+
+
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: Any, padding: Any, dilation: Any,
+           groups: int) -> Tensor:
+    if x.ndim != 4 or weight.ndim != 4:
+        raise ValueError(f"conv2d: input must be (N, C, H, W) and weight (O, C/groups, kH, kW), got {x.shape} "
+                         f"and {weight.shape}")
+    n, cin, _, _ = x.shape
+    cout, cin_g, kh, kw = weight.shape
+    if cin % groups or cout % groups or cin // groups != cin_g:
+        raise ValueError(f"conv2d: input {x.shape} and weight {weight.shape} do not match with groups={groups} "
+                         f"(need C = groups * weight.shape[1] and O divisible by groups)")
+    (sh, sw), (ph, pw), (dh, dw) = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    xp = x.pad(((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    windows = xp._pool((kh, kw), (sh, sw), (dh, dw))  # (N, C, oh, ow, kh, kw)
+    oh, ow = windows.shape[2], windows.shape[3]
+    g, og = groups, cout // groups
+    windows = windows.reshape(n, g, 1, cin_g, oh, ow, kh, kw)
+    w = weight.reshape(1, g, og, cin_g, 1, 1, kh, kw)
+    out = (windows * w).sum((3, 6, 7)).reshape(n, cout, oh, ow)
+    return out + bias.reshape(1, -1, 1, 1) if bias is not None else out
+
+
+def _pool2d_windows(x: Tensor, kernel_size: Any, stride: Any, padding: Any, fill: float) -> Tensor:
+    if x.ndim < 2:
+        raise ValueError(f"2-D pooling needs at least 2 dimensions, got {x.shape}")
+    k = _pair(kernel_size, "kernel_size")
+    s = _pair(stride if stride is not None else kernel_size, "stride")
+    p = _pair(padding, "padding")
+    pads = [(0, 0)] * (x.ndim - 2) + [(p[0], p[0]), (p[1], p[1])]
+    return x.pad(pads, value=fill)._pool(k, s, (1, 1))
+
+
+def max_pool2d(x: Tensor, kernel_size: Any, stride: Any, padding: Any) -> Tensor:
+    return _pool2d_windows(x, kernel_size, stride, padding, float("-inf")).max((-2, -1))
+
+
+def avg_pool2d(x: Tensor, kernel_size: Any, stride: Any, padding: Any) -> Tensor:
+    return _pool2d_windows(x._float(), kernel_size, stride, padding, 0.0).mean((-2, -1))

@@ -1,0 +1,54 @@
+"""Runs a schedule: copies data in, lowers, emits, compiles (cached) and launches each kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tg.device import Buffer, DeviceState, Program, device_state
+from tg.helpers import debug_level
+from tg.lazy import LazyBuffer
+from tg.lower import lower
+from tg.rewrites import apply_capabilities, check_dtypes
+from tg.schedule import HostCopy, Kernel, ScheduleItem, create_schedule
+from tg.uops import format_uops
+
+
+def realize(outs: list[LazyBuffer]) -> None:
+    """Compute every buffer in ``outs`` (and whatever they need) on its device."""
+    for item in create_schedule(outs):
+        run_item(item)
+
+
+def run_item(item: ScheduleItem) -> None:
+    out = item.output
+    state = device_state(out.device)
+    size = int(np.prod(out.shape))
+    if isinstance(item, HostCopy):
+        buf = Buffer(state.backend, size, out.dtype)
+        if item.source is not None:
+            buf.copyin(item.source.base.realized.numpy())
+        elif out.arg is not None:
+            buf.copyin(out.arg)
+    else:
+        buf = run_kernel(item, state, size)
+    out.realized = buf
+    out.srcs, out.arg = (), None  # the graph under a realized buffer can be freed
+
+
+def run_kernel(kernel: Kernel, state: DeviceState, size: int) -> Buffer:
+    lowered = lower(kernel, state.capabilities)
+    uops = apply_capabilities(lowered.uops, state.capabilities)
+    for plugin_pass in state.plugin_passes:
+        uops = plugin_pass(uops)
+    check_dtypes(uops, state.capabilities, state.backend.name)
+    if debug_level() >= 6:
+        print(format_uops(uops))
+    source = state.backend.emitter.render(lowered.name, uops)
+    if debug_level() >= 4:
+        print(source)
+    program = state.compile(lowered.name, source)
+    buf = Buffer(state.backend, size, kernel.output.dtype)
+    inputs = [inp.realized for inp in kernel.inputs]
+    prog = Program(lowered.name, source, program, lowered.global_size, lowered.local_size)
+    state.launch(prog, [buf, *inputs], lowered.bytes_moved)
+    return buf

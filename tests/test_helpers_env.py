@@ -1,0 +1,61 @@
+"""getenv, Timing and the single list of environment variables."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from tg.helpers import ENVIRONMENT, Timing, debug_level, getenv
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_getenv_types_follow_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_X", "3")
+    assert getenv("TG_X", 0) == 3
+    assert getenv("TG_X", 0.5) == 3.0
+    assert getenv("TG_X", "a") == "3"
+    assert getenv("TG_UNSET_FOR_SURE", 7) == 7
+    monkeypatch.setenv("TG_X", "yes")
+    assert getenv("TG_X", False) is True
+    monkeypatch.setenv("TG_X", "0")
+    assert getenv("TG_X", True) is False
+
+
+def test_getenv_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_X", "lots")
+    with pytest.raises(ValueError, match="TG_X='lots' is not a valid int"):
+        getenv("TG_X", 0)
+
+
+def test_debug_level_is_read_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_DEBUG", "2")
+    assert debug_level() == 2
+    monkeypatch.setenv("TG_DEBUG", "0")
+    assert debug_level() == 0
+
+
+def test_timing_measures_and_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    with Timing("step ", on_exit=lambda ns: f" ({ns > 0})") as t:
+        sum(range(1000))
+    assert t.seconds > 0
+    assert re.fullmatch(r"step \d+\.\d\d ms \(True\)\n", capsys.readouterr().err)
+    with Timing(enabled=False):
+        pass
+    assert capsys.readouterr().err == ""
+
+
+def test_every_variable_is_prefixed_and_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name in ENVIRONMENT:
+        assert name.startswith("TG_")
+        assert f"| `{name}` |" in readme, f"{name} is missing from the README's table"
+    documented = set(re.findall(r"^\| `(TG_\w+)` \|", readme, flags=re.M))
+    assert documented == set(ENVIRONMENT)
+
+
+def test_every_variable_read_in_core_is_listed() -> None:
+    source = "\n".join(p.read_text() for p in (ROOT / "core" / "src" / "tg").rglob("*.py"))
+    read = set(re.findall(r"[\"'](TG_[A-Z_]+)[\"']", source))
+    assert read <= set(ENVIRONMENT), f"undocumented: {read - set(ENVIRONMENT)}"

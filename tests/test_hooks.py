@@ -1,0 +1,163 @@
+"""The hook spec as a contract: what registration accepts and refuses, without installing anything."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+import tg
+from tg import hooks
+from tg.backend_types import Availability, Backend, Capabilities, Emitter, Runtime
+from tg.errors import PluginError, PluginWarning
+from tg.plugins import PluginInfo, PluginRegistry
+
+
+class TinyEmitter(Emitter):
+    language = "tiny"
+
+    def __init__(self, target: str = "tiny"):
+        self.target = target
+
+    def render(self, name: str, uops: Any) -> str:
+        return name
+
+
+class TinyRuntime(Runtime):
+    language = "tiny"
+    priority = -1
+
+    def __init__(self, name: str = "tiny"):
+        self.name = name
+
+    def compile(self, source: str, name: str) -> Any:
+        return source
+
+    def launch(self, program: Any, buffers: list[Any], global_size: tuple[int, ...],
+               local_size: tuple[int, ...], values: dict[str, int]) -> float | None:
+        return None
+
+    def alloc(self, nbytes: int) -> Any:
+        return bytearray(nbytes)
+
+    def copyin(self, buffer: Any, host: memoryview) -> None:
+        buffer[:] = host
+
+    def copyout(self, host: memoryview, buffer: Any) -> None:
+        host[:] = buffer
+
+
+class TinyPlugin:
+    def __init__(self, emitters: list[Any], runtimes: list[Any]):
+        self.emitters, self.runtimes = emitters, runtimes
+
+    @hooks.hookimpl
+    def tg_emitters(self) -> list[Any]:
+        return self.emitters
+
+    @hooks.hookimpl
+    def tg_runtimes(self) -> list[Any]:
+        return self.runtimes
+
+
+@pytest.fixture
+def reg(monkeypatch: pytest.MonkeyPatch) -> PluginRegistry:
+    monkeypatch.setenv("TG_PLUGINS", "")  # no installed plugin interferes
+    monkeypatch.delenv("TG_STRICT_PLUGINS", raising=False)
+    return PluginRegistry()
+
+
+def info(name: str) -> PluginInfo:
+    return PluginInfo(name, f"{name}_module", f"tg-{name}", "1.0", hooks.HOOKSPEC_VERSION)
+
+
+def test_markers_are_pluggy_markers_for_project_tg() -> None:
+    assert hooks.PROJECT == "tg"
+    assert tg.hookimpl is hooks.hookimpl and tg.hookspec is hooks.hookspec
+
+
+def test_every_declared_hook_is_listed_and_documented() -> None:
+    declared = [n for n, f in inspect.getmembers(hooks, inspect.isfunction) if hasattr(f, "tg_spec")]
+    assert sorted(declared) == sorted(hooks.HOOK_NAMES)
+    for name in declared:
+        doc = inspect.getdoc(getattr(hooks, name)) or ""
+        assert "Called" in doc, f"{name} must say when it is called"
+
+
+@pytest.mark.parametrize(("text", "version"), [("tg.hooks:v1", 1), (" tg.hooks : v12 ", 12), ("tg.hooks:1", None),
+                                               ("other:v1", None), ("tg.hooks", None)])
+def test_declared_version(text: str, version: int | None) -> None:
+    assert hooks.declared_version(text) == version
+
+
+def test_the_declaration_names_a_real_attribute() -> None:
+    assert getattr(hooks, f"v{hooks.HOOKSPEC_VERSION}") == hooks.HOOKSPEC_VERSION
+
+
+def test_registering_collects_emitters_and_runtimes(reg: PluginRegistry) -> None:
+    assert reg.register(info("tiny"), TinyPlugin([TinyEmitter()], [TinyRuntime(), TinyRuntime("alt")]))
+    backend = Backend(reg.emitters["tiny"], reg.runtimes[("tiny", "alt")])
+    assert backend.name == "tiny:alt"
+    assert Backend(reg.emitters["tiny"], reg.runtimes[("tiny", "tiny")]).name == "tiny"
+
+
+def test_unknown_hook_names_the_plugin_and_suggests(reg: PluginRegistry) -> None:
+    class Typo:
+        @hooks.hookimpl
+        def tg_runtime(self) -> list[Any]:
+            return []
+
+    with pytest.warns(PluginWarning, match=r"plugin 'typo' .*'tg_runtime' \(did you mean 'tg_runtimes'\?\)"):
+        assert not reg.register(info("typo"), Typo())
+
+
+def test_wrong_hook_arguments_are_refused(reg: PluginRegistry) -> None:
+    class BadArgs:
+        @hooks.hookimpl
+        def tg_lowering_passes(self, target: str, speed: int) -> None:
+            return None
+
+    with pytest.warns(PluginWarning, match="invalid hook implementation"):
+        assert not reg.register(info("badargs"), BadArgs())
+
+
+def test_wrong_return_types_are_refused(reg: PluginRegistry) -> None:
+    with pytest.warns(PluginWarning, match="not a tg.backend_types.Emitter"):
+        assert not reg.register(info("junk"), TinyPlugin(["not an emitter"], []))
+    assert reg.manager.get_plugin("junk") is None
+
+
+def test_a_taken_target_is_refused(reg: PluginRegistry) -> None:
+    assert reg.register(info("first"), TinyPlugin([TinyEmitter()], []))
+    with pytest.warns(PluginWarning, match="emitter 'tiny', which another plugin already provides"):
+        assert not reg.register(info("second"), TinyPlugin([TinyEmitter()], []))
+
+
+def test_a_hook_that_raises_is_reported_with_its_cause(reg: PluginRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Raises:
+        @hooks.hookimpl
+        def tg_emitters(self) -> list[Any]:
+            raise RuntimeError("no driver")
+
+    with pytest.warns(PluginWarning, match="RuntimeError: no driver"):
+        assert not reg.register(info("raises"), Raises())
+    reg.strict = True
+    with pytest.raises(PluginError, match="no driver") as err:
+        reg.register(info("raises2"), Raises())
+    assert isinstance(err.value.__cause__, RuntimeError)
+
+
+def test_availability_probe_that_raises_means_unavailable(reg: PluginRegistry) -> None:
+    class Flaky(TinyRuntime):
+        def available(self) -> Availability:
+            raise OSError("driver exploded")
+
+    runtime = Flaky()
+    status = reg.available(runtime)
+    assert not status and "OSError: driver exploded" in status.reason
+
+
+def test_capabilities_defaults_are_conservative() -> None:
+    caps = Capabilities()
+    assert caps.vector_width == 1 and caps.local_memory == 0 and not caps.no_div
+    assert "float32" in caps.dtypes
