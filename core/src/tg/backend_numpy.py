@@ -7,7 +7,7 @@ run in lockstep, so a barrier holds by construction.  It never looks at the tens
 prove the micro-op IR, and to be the backend that always works.
 
 ``TG_NUMPY_CAPS`` switches lowering capabilities on so the conformance kit can prove each rewrite, e.g.
-``TG_NUMPY_CAPS=no_div,sin_is_sin2pi,no_pow,group_size=8``.
+``TG_NUMPY_CAPS=no_div,sin_is_sin2pi,no_pow,mulacc,group_size=8,vector_width=4,no_float64``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tg.backend_types import Availability, Capabilities, Emitter, Runtime
 from tg.dtype import DType
 from tg.helpers import getenv
 from tg.hooks import hookimpl
-from tg.uops import Ops, PtrDType, UOp
+from tg.uops import Ops, PtrDType, UOp, VecDType
 
 LANGUAGE = "numpy-python"
 
@@ -92,7 +92,11 @@ class NumpyEmitter(Emitter):
             elif u.op is Ops.LOAD:
                 line = self._load(v, s, u)
             elif u.op is Ops.STORE:
-                line = self._store(s, u.src[0])
+                line = self._store(s, u)
+            elif u.op is Ops.VECTORIZE:
+                line = f"{v} = np.stack(np.broadcast_arrays({', '.join(s)}), axis=-1)"
+            elif u.op is Ops.GEP:
+                line = f"{v} = {s[0]}[..., {u.arg}]"
             elif u.op is Ops.BARRIER:
                 line = "pass  # barrier: every lane runs in lockstep"
             elif u.op in _UNARY:
@@ -116,6 +120,9 @@ class NumpyEmitter(Emitter):
 
     @staticmethod
     def _load(v: str, s: list[str], u: UOp) -> str:
+        if isinstance(u.dtype, VecDType):
+            gate = f", {s[2]}, {s[3]}" if len(s) > 2 else ""
+            return f"{v} = _vload({s[0]}, {s[1]}, {u.dtype.count}{gate})"
         local = isinstance(u.src[0].dtype, PtrDType) and u.src[0].dtype.local
         if len(s) == 2:
             return f"{v} = _load_local({s[0]}, _t, {s[1]})" if local else f"{v} = {s[0]}[{s[1]}]"
@@ -123,8 +130,11 @@ class NumpyEmitter(Emitter):
         return f"{v} = {loader}({s[0]}, {'_t, ' if local else ''}{s[1]}, {s[2]}, {s[3]})"
 
     @staticmethod
-    def _store(s: list[str], buf: UOp) -> str:
+    def _store(s: list[str], u: UOp) -> str:
         gate = s[3] if len(s) > 3 else "True"
+        buf, value = u.src[0], u.src[2]
+        if isinstance(value.dtype, VecDType):
+            return f"_vstore({s[0]}, _t, {s[1]}, {s[2]}, {gate}, {value.dtype.count})"
         if isinstance(buf.dtype, PtrDType) and buf.dtype.local:
             return f"_store_local({s[0]}, _t, {s[1]}, {s[2]}, {gate})"
         return f"_store({s[0]}, _t, {s[1]}, {s[2]}, {gate})"
@@ -154,6 +164,18 @@ def _store(buf: np.ndarray, t: np.ndarray, idx: Any, value: Any, gate: Any) -> N
     buf[idx[gate]] = value[gate]
 
 
+def _vload(buf: np.ndarray, idx: Any, width: int, gate: Any = True, alt: Any = 0) -> Any:
+    lanes = np.asarray(idx)[..., None] + np.arange(width)
+    gate = np.asarray(gate)[..., None]
+    return np.where(gate, buf[np.where(gate, lanes, 0)], alt)
+
+
+def _vstore(buf: np.ndarray, t: np.ndarray, idx: Any, value: Any, gate: Any, width: int) -> None:
+    idx, gate = (np.broadcast_to(x, t.shape) for x in (idx, gate))
+    value = np.broadcast_to(value, (*t.shape, width))
+    buf[(idx[:, None] + np.arange(width))[gate]] = value[gate]
+
+
 def _group_of(local: np.ndarray, t: np.ndarray) -> np.ndarray:
     return t // (t.size // local.shape[0]) if local.shape[0] else t
 
@@ -169,7 +191,7 @@ def _store_local(local: np.ndarray, t: np.ndarray, idx: Any, value: Any, gate: A
 
 
 _PRELUDE = {"np": np, "_idiv": _idiv, "_cast": _cast, "_gated_load": _gated_load, "_store": _store,
-            "_load_local": _load_local, "_store_local": _store_local}
+            "_load_local": _load_local, "_store_local": _store_local, "_vload": _vload, "_vstore": _vstore}
 
 
 class NumpyRuntime(Runtime):
@@ -203,8 +225,10 @@ class NumpyRuntime(Runtime):
 
 def capabilities_from_env() -> Capabilities:
     """The numpy backend's capabilities, with the lowerings named in TG_NUMPY_CAPS switched on."""
-    flags: dict[str, Any] = {"no_div": False, "sin_is_sin2pi": False, "has_pow": True}
+    flags: dict[str, Any] = {"no_div": False, "sin_is_sin2pi": False, "has_pow": True, "has_mulacc": False,
+                             "vector_width": 1}
     extra: dict[str, Any] = {}
+    all_dtypes = {"bool", "uint8", "int8", "int32", "int64", "float16", "float32", "float64"}
     for item in getenv("TG_NUMPY_CAPS", "").split(","):
         key, _, value = item.strip().partition("=")
         if not key:
@@ -213,13 +237,18 @@ def capabilities_from_env() -> Capabilities:
             flags[key] = True
         elif key == "no_pow":
             flags["has_pow"] = False
+        elif key == "mulacc":
+            flags["has_mulacc"] = True
         elif key == "group_size" and value.isdigit():
             extra["group_size"] = int(value)
+        elif key == "vector_width" and value.isdigit():
+            flags["vector_width"] = int(value)
+        elif key.startswith("no_") and key[3:] in all_dtypes - {"bool", "int32"}:
+            all_dtypes.discard(key[3:])
         else:
             raise ValueError(f"TG_NUMPY_CAPS: unknown capability {item!r}; known: no_div, sin_is_sin2pi, no_pow, "
-                             "group_size=N")
-    all_dtypes = frozenset({"bool", "uint8", "int8", "int32", "int64", "float16", "float32", "float64"})
-    return Capabilities(dtypes=all_dtypes, vector_width=1, local_memory=1 << 16, extra=extra, **flags)
+                             "mulacc, group_size=N, vector_width=N, no_<dtype>")
+    return Capabilities(dtypes=frozenset(all_dtypes), local_memory=1 << 16, extra=extra, **flags)
 
 
 @hookimpl

@@ -45,7 +45,8 @@ class Capabilities:
     ``no_div`` asks for division as reciprocal-then-multiply; ``sin_is_sin2pi`` means the hardware
     sine computes sin(2*pi*x); ``vector_width`` is the widest float vector type (1 = none);
     ``local_memory`` is the bytes of shared/local memory per work group (0 = none);
-    ``has_pow`` is False when pow must be lowered through exp2/log2.
+    ``has_pow`` is False when pow must be lowered through exp2/log2; ``has_mulacc`` asks for ``a*b+c``
+    as one MULACC micro-op.
     ``extra`` carries target-specific settings that only the plugin's own passes read.
     """
 
@@ -55,6 +56,7 @@ class Capabilities:
     vector_width: int = 1
     local_memory: int = 0
     has_pow: bool = True
+    has_mulacc: bool = False
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 

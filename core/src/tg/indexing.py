@@ -64,8 +64,9 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     consumed = sum(1 for i in items if i is not None and i is not Ellipsis)
     if consumed > x.ndim:
         raise IndexError(f"too many indices for a tensor of rank {x.ndim}: {index!r}")
-    if Ellipsis in items:
-        pos = items.index(Ellipsis)
+    ellipsis = [i for i, item in enumerate(items) if item is Ellipsis]
+    if ellipsis:
+        pos = ellipsis[0]
         items[pos:pos + 1] = [slice(None)] * (x.ndim - consumed)
     else:
         items += [slice(None)] * (x.ndim - consumed)

@@ -7,6 +7,7 @@ a base: movement ops (reshape, permute, expand, pad, shrink, flip) only make new
 from __future__ import annotations
 
 import enum
+import math
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,10 @@ import numpy as np
 from tg.dtype import DType, dtypes
 from tg.shapetracker import Shape, ShapeTracker
 from tg.uops import Ops
+
+
+SPLIT_REDUCE_MIN = 4096  # reductions at least this long...
+SPLIT_REDUCE_MAX_OUTPUTS = 256  # ...into at most this many outputs are split in two stages
 
 
 class LazyOp(enum.Enum):
@@ -96,7 +101,27 @@ class LazyBuffer:
         if not axes:
             return self
         shape = tuple(1 if i in axes else s for i, s in enumerate(self.shape))
+        split = self._split_reduce(op, axes, shape)
+        if split is not None:
+            return split
         return LazyBuffer(self.device, ShapeTracker.contiguous(shape), self.dtype, LazyOp.REDUCE, (self,), (op, axes))
+
+    def _split_reduce(self, op: Ops, axes: tuple[int, ...], out_shape: Shape) -> LazyBuffer | None:
+        """A long reduction into few outputs runs as two: many partial results, then their reduction.
+
+        Otherwise each output's single thread would walk the whole input alone.
+        """
+        size = math.prod(self.shape[a] for a in axes)
+        if size < SPLIT_REDUCE_MIN or math.prod(out_shape) > SPLIT_REDUCE_MAX_OUTPUTS:
+            return None
+        for parts in (256, 128, 64, 32, 16):
+            for a in axes:
+                if self.shape[a] % parts == 0 and self.shape[a] // parts >= 16:
+                    split_shape = self.shape[:a] + (parts, self.shape[a] // parts) + self.shape[a + 1:]
+                    inner_axes = tuple(x + (x > a) for x in axes if x != a) + (a + 1,)
+                    partial = self.reshape(split_shape).reduce(op, inner_axes)
+                    return partial.reduce(op, (a,)).reshape(out_shape)
+        return None
 
     def contiguous(self) -> LazyBuffer:
         if not self.is_view and self.op is not LazyOp.CONST:

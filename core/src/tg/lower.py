@@ -16,7 +16,7 @@ from tg.backend_types import Capabilities
 from tg.dtype import DType, dtypes
 from tg.schedule import Kernel, KNode
 from tg.shapetracker import Shape, ShapeTracker
-from tg.uops import KernelBuilder, Ops, UOp
+from tg.uops import KernelBuilder, Ops, UOp, VecDType
 
 
 @dataclass
@@ -69,50 +69,188 @@ def _reshape_node(node: KNode, shape: Shape, memo: dict[int, KNode]) -> KNode:
 
 
 def lower(kernel: Kernel, caps: Capabilities) -> LoweredKernel:
-    ast = kernel.ast
-    reduce_op = ast.arg[0] if ast.op == "REDUCE" else None
-    body = ast.src[0] if ast.op == "REDUCE" else ast
-    full_shape = _node_shape(body, kernel.output.shape)
-    reduce_axes = set(ast.arg[1]) if ast.op == "REDUCE" else set()
-    out_st = ShapeTracker.contiguous(kernel.output.shape).expand(full_shape)
-    groups = merge_dims(full_shape, reduce_axes, [*_all_trackers(body, []), out_st])
-    shape = tuple(math.prod(full_shape[i] for i in g) for g in groups)
-    reduce_dims = [j for j, g in enumerate(groups) if g[0] in reduce_axes]
-    if shape != full_shape:
-        body = _reshape_node(body, shape, {})
-        out_st = out_st.reshape(shape)
+    return _Lowering(kernel, caps).run()
 
-    b = KernelBuilder()
-    out_buf = b.define_global(0, kernel.output.dtype, True)
-    in_bufs = [b.define_global(i + 1, inp.dtype, False) for i, inp in enumerate(kernel.inputs)]
-    global_dims = [j for j in range(len(shape)) if j not in reduce_dims]
-    n_threads = math.prod(shape[j] for j in global_dims)
-    group = max(1, min(caps.extra.get("group_size", 1), n_threads))
-    if group > 1:
-        gid = b.alu(Ops.ADD, b.alu(Ops.MUL, b.special("gidx0", -(-n_threads // group)), b.const(group, dtypes.int32)),
-                    b.special("lidx0", group))
-        thread_gate = b.alu(Ops.CMPLT, gid, b.const(n_threads, dtypes.int32))
-    else:
-        gid = b.special("gidx0", n_threads)
-        thread_gate = b.const(True, dtypes.bool)
-    idxs: list[UOp] = [b.const(0, dtypes.int32)] * len(shape)
-    rest = gid
-    for pos, j in enumerate(global_dims):
-        inner = math.prod(shape[k] for k in global_dims[pos + 1:])
-        d = b.alu(Ops.IDIV, rest, b.const(inner, dtypes.int32))
-        idxs[j] = b.alu(Ops.MOD, d, b.const(shape[j], dtypes.int32)) if pos else d
 
-    memo: dict[int, UOp] = {}
+class _Lowering:
+    """One kernel's lowering; the strategy depends on the kernel and the backend's capabilities:
 
-    def render(node: KNode) -> UOp:
-        if id(node) in memo:
-            return memo[id(node)]
+    - elementwise: one thread per output element, or per ``vector_width`` elements of the innermost
+      dimension when the backend has vectors (vector loads/stores where the data is contiguous and
+      aligned, one scalar op per lane in between);
+    - reduction: one thread per output, looping over the reduced axes; or, when the backend has work
+      groups and local memory and the outputs are few, one work group per output whose lanes each
+      reduce a strided share, store it to local memory, meet at a barrier, and lane 0 finishes.
+    """
+
+    def __init__(self, kernel: Kernel, caps: Capabilities):
+        self.kernel, self.caps = kernel, caps
+        ast = kernel.ast
+        self.reduce_op = ast.arg[0] if ast.op == "REDUCE" else None
+        body = ast.src[0] if ast.op == "REDUCE" else ast
+        full_shape = _node_shape(body, kernel.output.shape)
+        reduce_axes = set(ast.arg[1]) if ast.op == "REDUCE" else set()
+        out_st = ShapeTracker.contiguous(kernel.output.shape).expand(full_shape)
+        groups = merge_dims(full_shape, reduce_axes, [*_all_trackers(body, []), out_st])
+        self.shape = tuple(math.prod(full_shape[i] for i in g) for g in groups)
+        self.reduce_dims = [j for j, g in enumerate(groups) if g[0] in reduce_axes]
+        if self.shape != full_shape:
+            body = _reshape_node(body, self.shape, {})
+            out_st = out_st.reshape(self.shape)
+        self.body, self.out_st = body, out_st
+        self.global_dims = [j for j in range(len(self.shape)) if j not in self.reduce_dims]
+        self.b = KernelBuilder()
+        self.memo: dict[tuple[int, int], UOp] = {}
+        self.vectors: dict[int, UOp] = {}
+
+    # -- strategy choice ----------------------------------------------------------------------------------
+
+    def _group_size(self, n_threads: int) -> int:
+        return max(1, min(int(self.caps.extra.get("group_size", 1)), n_threads))
+
+    def _vector_width(self) -> int:
+        """Lanes per thread for an elementwise kernel: the innermost dim must split evenly."""
+        w = self.caps.vector_width
+        if w <= 1 or self.reduce_op is not None or not self.shape or self.shape[-1] % w:
+            return 1
+        return w
+
+    def _grouped_reduce_lanes(self, n_outputs: int) -> int:
+        lanes = int(self.caps.extra.get("group_size", 1))
+        size = math.prod(self.shape[j] for j in self.reduce_dims)
+        fits = self.caps.local_memory >= lanes * self.kernel.output.dtype.itemsize
+        if self.reduce_op is None or lanes <= 1 or not fits or n_outputs > 1024 or size < 2 * lanes:
+            return 1
+        return lanes
+
+    def run(self) -> LoweredKernel:
+        b = self.b
+        out_dtype = self.kernel.output.dtype
+        self.out_buf = b.define_global(0, out_dtype, True)
+        self.in_bufs = [b.define_global(i + 1, inp.dtype, False) for i, inp in enumerate(self.kernel.inputs)]
+        n_outputs = math.prod(self.shape[j] for j in self.global_dims)
+        lanes = self._grouped_reduce_lanes(n_outputs)
+        if lanes > 1:
+            global_size, local_size = self._grouped_reduce(n_outputs, lanes)
+        else:
+            global_size, local_size = self._per_thread(n_outputs)
+        moved = out_dtype.itemsize * math.prod(self.kernel.output.shape) + sum(
+            inp.dtype.itemsize * math.prod(inp.shape) for inp in self.kernel.inputs)
+        return LoweredKernel(self.kernel.name, b.uops, global_size, local_size, moved)
+
+    # -- thread indexing --------------------------------------------------------------------------------------
+
+    def _unravel(self, gid: UOp, sizes: list[int]) -> list[UOp]:
+        b, out, i32 = self.b, [], dtypes.int32
+        for pos, size in enumerate(sizes):
+            inner = math.prod(sizes[pos + 1:])
+            d = b.alu(Ops.IDIV, gid, b.const(inner, i32))
+            out.append(b.alu(Ops.MOD, d, b.const(size, i32)) if pos else d)
+        return out
+
+    def _threads(self, n_threads: int) -> tuple[UOp, UOp, int]:
+        """The global thread id, the gate that masks threads past the end, and the group size."""
+        b, i32 = self.b, dtypes.int32
+        group = self._group_size(n_threads)
+        if group > 1:
+            n_groups = -(-n_threads // group)
+            gid = b.alu(Ops.ADD, b.alu(Ops.MUL, b.special("gidx0", n_groups), b.const(group, i32)),
+                        b.special("lidx0", group))
+            return gid, b.alu(Ops.CMPLT, gid, b.const(n_threads, i32)), group
+        return b.special("gidx0", n_threads), b.const(True, dtypes.bool), 1
+
+    # -- strategies --------------------------------------------------------------------------------------------
+
+    def _per_thread(self, n_outputs: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        b, i32 = self.b, dtypes.int32
+        width = self._vector_width()
+        sizes = [self.shape[j] for j in self.global_dims]
+        if width > 1:
+            sizes[-1] //= width
+        n_threads = math.prod(sizes)
+        gid, gate, group = self._threads(n_threads)
+        self.gate = gate
+        idxs: list[UOp] = [b.const(0, i32)] * len(self.shape)
+        for j, idx in zip(self.global_dims, self._unravel(gid, sizes)):
+            idxs[j] = idx
+        if width > 1:
+            last = self.global_dims[-1]
+            base = b.alu(Ops.MUL, idxs[last], b.const(width, i32))
+            lanes = []
+            for lane in range(width):
+                lane_idxs = list(idxs)
+                lane_idxs[last] = b.alu(Ops.ADD, base, b.const(lane, i32))
+                lanes.append(self._render(self.body, lane_idxs, lane, width, last))
+            idxs[last] = base
+            vec = b._add(Ops.VECTORIZE, VecDType(self.kernel.output.dtype, width), tuple(lanes))
+            index, _ = self.out_st.to_index(b, idxs)
+            b.store(self.out_buf, index, vec, None if _true(gate) else gate)
+        else:
+            result = self._reduce_loop(idxs) if self.reduce_op is not None else self._render(self.body, idxs)
+            for j in self.reduce_dims:
+                idxs[j] = b.const(0, i32)
+            index, _ = self.out_st.to_index(b, idxs)
+            b.store(self.out_buf, index, result, None if _true(gate) else gate)
+        return (-(-n_threads // group),), (group,)
+
+    def _reduce_loop(self, idxs: list[UOp]) -> UOp:
+        b = self.b
+        assert self.reduce_op is not None
+        dtype = self.kernel.output.dtype
+        acc = b.define_acc(reduce_identity(self.reduce_op, dtype), dtype)
+        ranges = []
+        for j in self.reduce_dims:
+            ranges.append(b.range(0, self.shape[j]))
+            idxs[j] = ranges[-1]
+        b.assign(acc, b.alu(self.reduce_op, acc, self._render(self.body, idxs)))
+        for r in reversed(ranges):
+            b.end_range(r)
+        return acc
+
+    def _grouped_reduce(self, n_outputs: int, lanes: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        b, i32 = self.b, dtypes.int32
+        assert self.reduce_op is not None
+        dtype = self.kernel.output.dtype
+        identity = reduce_identity(self.reduce_op, dtype)
+        output = b.special("gidx0", n_outputs)
+        lane = b.special("lidx0", lanes)
+        self.gate = b.const(True, dtypes.bool)
+        idxs: list[UOp] = [b.const(0, i32)] * len(self.shape)
+        for j, idx in zip(self.global_dims, self._unravel(output, [self.shape[j] for j in self.global_dims])):
+            idxs[j] = idx
+        size = math.prod(self.shape[j] for j in self.reduce_dims)
+        acc = b.define_acc(identity, dtype)
+        step = b.range(0, -(-size // lanes))
+        r = b.alu(Ops.ADD, b.alu(Ops.MUL, step, b.const(lanes, i32)), lane)
+        in_range = b.alu(Ops.CMPLT, r, b.const(size, i32))
+        for j, idx in zip(self.reduce_dims, self._unravel(r, [self.shape[j] for j in self.reduce_dims])):
+            idxs[j] = idx
+        self.gate = in_range
+        value = b.alu(Ops.WHERE, in_range, self._render(self.body, idxs), b.const(identity, dtype))
+        b.assign(acc, b.alu(self.reduce_op, acc, value))
+        b.end_range(step)
+        partials = b.define_local("partials", dtype, lanes)
+        b.store(partials, lane, acc)
+        b.barrier()
+        total = b.define_acc(identity, dtype)
+        k = b.range(0, lanes)
+        b.assign(total, b.alu(self.reduce_op, total, b.load(partials, k, dtype)))
+        b.end_range(k)
+        for j in self.reduce_dims:
+            idxs[j] = b.const(0, i32)
+        index, _ = self.out_st.to_index(b, idxs)
+        b.store(self.out_buf, index, total, b.alu(Ops.CMPEQ, lane, b.const(0, i32)))
+        return (n_outputs,), (lanes,)
+
+    # -- expressions -----------------------------------------------------------------------------------------
+
+    def _render(self, node: KNode, idxs: list[UOp], lane: int = 0, width: int = 1, vec_dim: int = -1) -> UOp:
+        key = (id(node), lane)
+        if key in self.memo:
+            return self.memo[key]
+        b = self.b
         if node.op == "LOAD":
-            slot, st = node.arg
-            index, valid = st.to_index(b, idxs)
-            gate = b.alu(Ops.AND, valid, thread_gate)
-            alt = b.const(0, node.dtype)
-            out = b.load(in_bufs[slot - 1], index, node.dtype, None if _true(gate) else gate, alt)
+            out = self._load(node, idxs, lane, width, vec_dim)
         elif node.op == "CONST":
             value, st = node.arg
             out = b.const(value, node.dtype)
@@ -120,37 +258,41 @@ def lower(kernel: Kernel, caps: Capabilities) -> LoweredKernel:
                 _, valid = st.to_index(b, idxs)
                 out = b.alu(Ops.WHERE, valid, out, b.const(0, node.dtype))
         elif node.op == "ALU":
-            out = b.alu(node.arg, *[render(s) for s in node.src], dtype=node.dtype)
+            out = b.alu(node.arg, *[self._render(s, idxs, lane, width, vec_dim) for s in node.src], dtype=node.dtype)
         elif node.op == "CAST":
-            src = render(node.src[0])
+            src = self._render(node.src[0], idxs, lane, width, vec_dim)
             out = b.bitcast(src, node.dtype) if node.arg else b.cast(src, node.dtype)
         else:
             raise AssertionError(node.op)
-        memo[id(node)] = out
+        self.memo[key] = out
         return out
 
-    if reduce_op is not None:
-        acc = b.define_acc(reduce_identity(reduce_op, kernel.output.dtype), kernel.output.dtype)
-        ranges = []
-        for j in reduce_dims:
-            ranges.append(b.range(0, shape[j]))
-            idxs[j] = ranges[-1]
-        value = render(body)
-        b.assign(acc, b.alu(reduce_op, acc, value))
-        for r in reversed(ranges):
-            b.end_range(r)
-        result = acc
-        for j in reduce_dims:
-            idxs[j] = b.const(0, dtypes.int32)
-    else:
-        result = render(body)
-    out_index, _ = out_st.to_index(b, idxs)
-    b.store(out_buf, out_index, result, None if _true(thread_gate) else thread_gate)
+    def _load(self, node: KNode, idxs: list[UOp], lane: int, width: int, vec_dim: int) -> UOp:
+        b = self.b
+        slot, st = node.arg
+        buf = self.in_bufs[slot - 1]
+        alt = b.const(0, node.dtype)
+        if width > 1 and _vectorizable(st, vec_dim, width):
+            if id(node) not in self.vectors:  # lane 0 comes first: its index is the vector's start
+                index, valid = st.to_index(b, idxs)
+                gate = b.alu(Ops.AND, valid, self.gate)
+                vec_alt = b._add(Ops.VECTORIZE, VecDType(node.dtype, width), (alt,) * width)
+                self.vectors[id(node)] = b.load(buf, index, VecDType(node.dtype, width),
+                                                None if _true(gate) else gate, vec_alt)
+            return b._add(Ops.GEP, node.dtype, (self.vectors[id(node)],), lane)
+        index, valid = st.to_index(b, idxs)
+        gate = b.alu(Ops.AND, valid, self.gate)
+        return b.load(buf, index, node.dtype, None if _true(gate) else gate, alt)
 
-    moved = kernel.output.dtype.itemsize * math.prod(kernel.output.shape) + sum(
-        inp.dtype.itemsize * math.prod(inp.shape) for inp in kernel.inputs)
-    global_size = (-(-n_threads // group),)
-    return LoweredKernel(kernel.name, b.uops, global_size, (group,), moved)
+
+def _vectorizable(st: ShapeTracker, dim: int, width: int) -> bool:
+    """A load can read ``width`` lanes at once: one view, unit stride and no mask on ``dim``, aligned start."""
+    if len(st.views) != 1:
+        return False
+    v = st.views[0]
+    if v.strides[dim] != 1 or (v.mask is not None and v.mask[dim] != (0, v.shape[dim])):
+        return False
+    return v.offset % width == 0 and all(s % width == 0 for i, s in enumerate(v.strides) if i != dim)
 
 
 def _true(u: UOp) -> bool:

@@ -3,7 +3,7 @@
 Each rewrite replays the list through a fresh builder, replacing the ops the target lacks:
 ``no_div`` (float division as reciprocal then multiply), ``sin_is_sin2pi`` (the hardware sine takes
 turns, not radians), ``has_pow=False`` (pow through exp2/log2, with the sign and zero rules of C's
-pow).  :func:`check_dtypes` refuses a kernel that uses a dtype the backend does not declare.
+pow), ``has_mulacc`` (``a*b+c`` as one MULACC).  :func:`check_dtypes` refuses a kernel that uses a dtype the backend does not declare.
 """
 
 from __future__ import annotations
@@ -74,6 +74,14 @@ def _pow_exp2_log2(b: KernelBuilder, u: UOp, src: tuple[UOp, ...]) -> UOp | None
     return b.alu(Ops.WHERE, b.alu(Ops.CMPEQ, y, zero), one, result)  # pow(x, 0) == 1, even for 0 and nan
 
 
+def _mulacc(b: KernelBuilder, u: UOp, src: tuple[UOp, ...]) -> UOp | None:
+    if u.op is Ops.ADD and isinstance(u.dtype, DType) and u.dtype.is_float:
+        for prod_, other in ((src[0], src[1]), (src[1], src[0])):
+            if prod_.op is Ops.MUL:
+                return b.alu(Ops.MULACC, prod_.src[0], prod_.src[1], other)
+    return None
+
+
 def apply_capabilities(uops: list[UOp], caps: Capabilities) -> list[UOp]:
     if not caps.has_pow:
         uops = replay(uops, _pow_exp2_log2)
@@ -81,6 +89,8 @@ def apply_capabilities(uops: list[UOp], caps: Capabilities) -> list[UOp]:
         uops = replay(uops, _no_div)
     if caps.sin_is_sin2pi:
         uops = replay(uops, _sin_2pi)
+    if caps.has_mulacc:
+        uops = replay(uops, _mulacc)
     return uops
 
 

@@ -1,0 +1,208 @@
+"""The engine's inner contracts: laziness, fusion (kernel counts), views without copies, IR shape, memory.
+
+The conformance kit (tg.testing) checks numbers on every backend; these pin how the core gets there.
+"""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tg import Tensor, dtypes
+from tg.device import live_buffer_count
+from tg.lazy import LazyBuffer
+from tg.lower import lower
+from tg.schedule import Kernel, create_schedule
+from tg.shapetracker import ShapeTracker, View
+from tg.uops import KernelBuilder, Ops
+
+
+def kernels(*tensors: Tensor) -> list[Kernel]:
+    return [k for k in create_schedule([t.lazydata for t in tensors]) if isinstance(k, Kernel)]
+
+
+def realized(*shape: int) -> Tensor:
+    return Tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32)).realize()
+
+
+def test_nothing_computes_before_realize() -> None:
+    a = realized(4, 4)
+    b = (a * 2 + 1).exp()
+    assert b.lazydata.base.realized is None
+    b.realize()
+    assert b.lazydata.base.realized is not None
+
+
+def test_fused_elementwise_into_reduce_is_one_kernel() -> None:
+    a, b, c = realized(16, 16), realized(16, 16), realized(16, 16)
+    assert len(kernels((a * b + c).relu().sum())) == 1
+
+
+def test_elementwise_chain_is_one_kernel() -> None:
+    a, b = realized(8, 8), realized(8)
+    assert len(kernels(((a + b) * a.exp() - 3).sqrt())) == 1
+
+
+def test_softmax_is_at_most_three_kernels() -> None:
+    assert len(kernels(realized(32, 10).softmax(-1))) <= 3
+
+
+def test_matmul_is_one_kernel() -> None:
+    assert len(kernels(realized(8, 16) @ realized(16, 4))) == 1
+
+
+def test_movement_ops_make_views_not_copies() -> None:
+    a = realized(4, 6)
+    v = a.permute(1, 0).reshape(2, 12).flip(0)[:, 2:9]
+    assert v.lazydata.base is a.lazydata.base
+    assert kernels(v) == []
+
+
+def test_padded_elementwise_is_computed_before_padding() -> None:
+    a = realized(3, 3)
+    out = (a.exp()).pad(((1, 1), (1, 1)))  # the padding must read 0, not exp(0)
+    np.testing.assert_allclose(out.numpy(), np.pad(np.exp(a.numpy()), 1), rtol=1e-6)
+
+
+def test_long_reduction_is_split() -> None:
+    a = realized(1 << 16)
+    assert len(kernels(a.sum())) == 2
+    np.testing.assert_allclose(a.sum().numpy(), a.numpy().astype(np.float64).sum(), rtol=1e-5)
+
+
+def test_contiguous_elementwise_index_is_the_thread_id() -> None:
+    a, b = realized(4, 5, 6), realized(4, 5, 6)
+    (kernel,) = kernels(a + b)
+    from tg.backend_numpy import capabilities_from_env
+
+    uops = lower(kernel, capabilities_from_env()).uops
+    assert not [u for u in uops if u.op in (Ops.IDIV, Ops.MOD)], "dims that walk contiguously must merge"
+
+
+def test_masked_loads_have_gates() -> None:
+    a = realized(5)
+    (kernel,) = kernels(a.pad(((2, 3),)) + 1)
+    from tg.backend_numpy import capabilities_from_env
+
+    loads = [u for u in lower(kernel, capabilities_from_env()).uops if u.op is Ops.LOAD]
+    assert loads and all(len(u.src) == 4 for u in loads), "a padded load must carry a gate and an alternative"
+
+
+def test_index_simplification() -> None:
+    b = KernelBuilder()
+    g = b.special("gidx0", 60)
+    i32 = dtypes.int32
+    idx = b.alu(Ops.ADD, b.alu(Ops.MUL, b.alu(Ops.IDIV, g, b.const(6, i32)), b.const(6, i32)),
+                b.alu(Ops.MOD, g, b.const(6, i32)))
+    assert b.alu(Ops.MOD, b.alu(Ops.MOD, g, b.const(6, i32)), b.const(6, i32)).op is Ops.MOD
+    assert b.alu(Ops.IDIV, idx, b.const(6, i32)).op is Ops.IDIV
+    assert b.alu(Ops.MOD, g, b.const(64, i32)) is g
+    assert b.alu(Ops.CMPLT, g, b.const(60, i32)).arg is True
+    assert b.alu(Ops.ADD, b.const(2, i32), b.const(3, i32)).arg == 5
+
+
+@pytest.mark.parametrize("shape,strides,new", [((4, 6), (6, 1), (2, 12)), ((4, 6), (1, 4), (4, 2, 3)),
+                                              ((2, 3, 4), (12, 4, 1), (6, 4))])
+def test_view_reshape_matches_numpy(shape: tuple[int, ...], strides: tuple[int, ...], new: tuple[int, ...]) -> None:
+    base = np.arange(64)
+    view = View.create(shape, strides)
+    st = ShapeTracker((view,)).reshape(new)
+    b = KernelBuilder()
+    got = np.zeros(new, dtype=np.int64)
+    for pos in np.ndindex(*new):
+        index, _ = st.to_index(b, [b.const(p, dtypes.int32) for p in pos])
+        got[pos] = base[index.arg]
+    want = np.lib.stride_tricks.as_strided(base, shape, [s * 8 for s in strides]).reshape(new)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_training_like_loop_does_not_leak_buffers() -> None:
+    rng = np.random.default_rng(0)
+    w = Tensor(rng.standard_normal((8, 4)).astype(np.float32), requires_grad=True)
+    x = Tensor(rng.standard_normal((16, 8)).astype(np.float32))
+    y = Tensor(rng.integers(0, 4, 16).astype(np.int32))
+
+    def step() -> None:
+        loss = (x @ w).cross_entropy(y)
+        loss.backward()
+        assert w.grad is not None
+        w.assign((w - 0.1 * w.grad).detach().realize())
+        w.grad = None
+        loss.item()
+
+    for _ in range(10):
+        step()
+    gc.collect()
+    before = live_buffer_count()
+    for _ in range(1000):
+        step()
+    gc.collect()
+    assert live_buffer_count() <= before
+
+
+def test_backend_error_for_unknown_backend_names_known_ones() -> None:
+    code = "from tg import Tensor; Tensor([1.0]).numpy()"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            env={"TG_BACKEND": "nope", "TG_PLUGINS": "", "PATH": ""})
+    assert result.returncode != 0
+    assert "unknown backend 'nope'" in result.stderr and "numpy" in result.stderr
+
+
+def test_errors_name_shapes_and_axes() -> None:
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(4,\)"):
+        realized(2, 3) + realized(4)
+    with pytest.raises(IndexError, match="axis 2 is out of range for a tensor of rank 2"):
+        realized(2, 3).sum(2)
+    with pytest.raises(RuntimeError, match="scalar"):
+        Tensor([1.0, 2.0], requires_grad=True).exp().backward()
+
+
+def test_const_buffers_are_not_materialized() -> None:
+    lb = LazyBuffer.const(3.0, dtypes.float32, "numpy", (4, 4))
+    assert lb.base.op is not None and lb.base.shape == ()
+
+
+def _lowered_ops(kernel: Kernel, caps_text: str, monkeypatch: pytest.MonkeyPatch) -> list[Ops]:
+    from tg.backend_numpy import capabilities_from_env
+    from tg.rewrites import apply_capabilities
+
+    monkeypatch.setenv("TG_NUMPY_CAPS", caps_text)
+    caps = capabilities_from_env()
+    return [u.op for u in apply_capabilities(lower(kernel, caps).uops, caps)]
+
+
+def test_vector_width_gives_vector_loads_and_stores(monkeypatch: pytest.MonkeyPatch) -> None:
+    (kernel,) = kernels(realized(4, 8) * 2 + realized(4, 8))
+    ops = _lowered_ops(kernel, "vector_width=4", monkeypatch)
+    assert Ops.VECTORIZE in ops and Ops.GEP in ops
+
+
+def test_work_groups_reduce_through_local_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    (kernel,) = kernels(realized(4, 300).sum(1))
+    ops = _lowered_ops(kernel, "group_size=8", monkeypatch)
+    assert Ops.DEFINE_LOCAL in ops and Ops.BARRIER in ops
+
+
+@pytest.mark.parametrize(("caps", "gone", "present"), [("no_div", Ops.DIV, Ops.RECIP), ("mulacc", None, Ops.MULACC),
+                                                      ("no_pow", Ops.POW, Ops.EXP2)])
+def test_capability_rewrites(caps: str, gone: Ops | None, present: Ops, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = realized(4, 4).abs(), realized(4, 4)
+    (kernel,) = kernels(a / b + a * b + a ** b)
+    ops = _lowered_ops(kernel, caps, monkeypatch)
+    assert present in ops and (gone is None or gone not in ops)
+
+
+def test_unsupported_dtype_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tg.backend_numpy import capabilities_from_env
+    from tg.errors import BackendError
+    from tg.rewrites import check_dtypes
+
+    (kernel,) = kernels(realized(3).double() * 2)
+    monkeypatch.setenv("TG_NUMPY_CAPS", "no_float64")
+    caps = capabilities_from_env()
+    with pytest.raises(BackendError, match="does not support dtype float64"):
+        check_dtypes(lower(kernel, caps).uops, caps, "numpy")
