@@ -11,7 +11,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from tg import Tensor, dtypes
 from tg.device import live_buffer_count
 from tg.lazy import LazyBuffer

@@ -16,7 +16,6 @@ from tg.dtype import DType, dtypes
 from tg.shapetracker import Shape, ShapeTracker
 from tg.uops import Ops
 
-
 SPLIT_REDUCE_MIN = 4096  # reductions at least this long...
 SPLIT_REDUCE_MAX_OUTPUTS = 256  # ...into at most this many outputs are split in two stages
 

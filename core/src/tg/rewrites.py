@@ -3,7 +3,8 @@
 Each rewrite replays the list through a fresh builder, replacing the ops the target lacks:
 ``no_div`` (float division as reciprocal then multiply), ``sin_is_sin2pi`` (the hardware sine takes
 turns, not radians), ``has_pow=False`` (pow through exp2/log2, with the sign and zero rules of C's
-pow), ``has_mulacc`` (``a*b+c`` as one MULACC).  :func:`check_dtypes` refuses a kernel that uses a dtype the backend does not declare.
+pow), ``has_mulacc`` (``a*b+c`` as one MULACC).  :func:`check_dtypes` refuses a kernel that uses a
+dtype the backend does not declare.
 """
 
 from __future__ import annotations
