@@ -226,8 +226,7 @@ class NumpyRuntime(Runtime):
 def capabilities_from_env() -> Capabilities:
     """The numpy backend's capabilities, with the lowerings named in TG_NUMPY_CAPS switched on."""
     flags: dict[str, Any] = {"no_div": False, "sin_is_sin2pi": False, "has_pow": True, "has_mulacc": False,
-                             "vector_width": 1}
-    extra: dict[str, Any] = {}
+                             "vector_width": 1, "group_size": 1}
     all_dtypes = {"bool", "uint8", "int8", "int32", "int64", "float16", "float32", "float64"}
     for item in getenv("TG_NUMPY_CAPS", "").split(","):
         key, _, value = item.strip().partition("=")
@@ -240,7 +239,7 @@ def capabilities_from_env() -> Capabilities:
         elif key == "mulacc":
             flags["has_mulacc"] = True
         elif key == "group_size" and value.isdigit():
-            extra["group_size"] = int(value)
+            flags["group_size"] = int(value)
         elif key == "vector_width" and value.isdigit():
             flags["vector_width"] = int(value)
         elif key.startswith("no_") and key[3:] in all_dtypes - {"bool", "int32"}:
@@ -248,7 +247,7 @@ def capabilities_from_env() -> Capabilities:
         else:
             raise ValueError(f"TG_NUMPY_CAPS: unknown capability {item!r}; known: no_div, sin_is_sin2pi, no_pow, "
                              "mulacc, group_size=N, vector_width=N, no_<dtype>")
-    return Capabilities(dtypes=frozenset(all_dtypes), local_memory=1 << 16, extra=extra, **flags)
+    return Capabilities(dtypes=frozenset(all_dtypes), local_memory=1 << 16, **flags)
 
 
 @hookimpl

@@ -106,7 +106,7 @@ class _Lowering:
     # -- strategy choice ----------------------------------------------------------------------------------
 
     def _group_size(self, n_threads: int) -> int:
-        return max(1, min(int(self.caps.extra.get("group_size", 1)), n_threads))
+        return max(1, min(self.caps.group_size, n_threads))
 
     def _vector_width(self) -> int:
         """Lanes per thread for an elementwise kernel: the innermost dim must split evenly."""
@@ -116,7 +116,7 @@ class _Lowering:
         return w
 
     def _grouped_reduce_lanes(self, n_outputs: int) -> int:
-        lanes = int(self.caps.extra.get("group_size", 1))
+        lanes = self.caps.group_size
         size = math.prod(self.shape[j] for j in self.reduce_dims)
         fits = self.caps.local_memory >= lanes * self.kernel.output.dtype.itemsize
         if self.reduce_op is None or lanes <= 1 or not fits or n_outputs > 1024 or size < 2 * lanes:
