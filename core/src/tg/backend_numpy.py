@@ -99,6 +99,8 @@ class NumpyEmitter(Emitter):
                 line = f"{v} = {s[0]}[..., {u.arg}]"
             elif u.op is Ops.BARRIER:
                 line = "pass  # barrier: every lane runs in lockstep"
+            elif u.op is Ops.SIN and self.capabilities.sin_is_sin2pi:  # play hardware whose sine takes turns
+                line = f"{v} = np.sin({s[0]} * {_const(2 * math.pi, u.dtype)})"  # type: ignore[arg-type]
             elif u.op in _UNARY:
                 line = f"{v} = {_UNARY[u.op].format(s[0])}"
             elif u.op in _BINARY:

@@ -31,7 +31,7 @@ class Buffer:
     def __init__(self, backend: Backend, size: int, dtype: DType):
         self.backend, self.size, self.dtype = backend, size, dtype
         self.nbytes = size * dtype.itemsize
-        self.handle = backend.runtime.alloc(max(self.nbytes, 1))
+        self.handle = backend.runtime.alloc(max(self.nbytes, 8))  # a 0-size buffer still views as its dtype
         _live_buffers.add(self)
 
     def __del__(self) -> None:

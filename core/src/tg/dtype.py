@@ -80,6 +80,17 @@ ALL: tuple[DType, ...] = (dtypes.bool, dtypes.uint8, dtypes.int8, dtypes.int32, 
 BY_NAME = {d.name: d for d in ALL}
 
 
+def as_value(value: Any, dtype: DType) -> bool | int | float:
+    """``value`` as a Python scalar of ``dtype``: integers wrap around like the hardware's."""
+    if dtype == dtypes.bool:
+        return bool(value)
+    if dtype.is_int:
+        bits = dtype.itemsize * 8
+        wrapped = int(value) & ((1 << bits) - 1)
+        return wrapped - (1 << bits) if dtype.kind == "i" and wrapped >= 1 << (bits - 1) else wrapped
+    return float(value)
+
+
 def promote(a: DType, b: DType) -> DType:
     """The dtype of a binary op between tensors of dtypes ``a`` and ``b``."""
     if a == b:

@@ -20,9 +20,13 @@ if TYPE_CHECKING:
 class Function:
     """A node of the autograd graph: remembers its parents and whatever backward needs."""
 
+    differentiable = True
+
     def __init__(self, *tensors: Tensor):
-        self.needs_input_grad = [t.requires_grad for t in tensors]
-        self.requires_grad = any(self.needs_input_grad)
+        from tg.tensor import Tensor
+
+        self.needs_input_grad = [bool(t.requires_grad) for t in tensors]
+        self.requires_grad = self.differentiable and any(self.needs_input_grad) and not Tensor.no_grad
         self.parents = tensors if self.requires_grad else ()
 
     def forward(self, *args: Any, **kwargs: Any) -> LazyBuffer:
@@ -37,7 +41,7 @@ class Function:
 
         ctx = cls(*tensors)
         out = Tensor(ctx.forward(*[t.lazydata for t in tensors], **kwargs), requires_grad=ctx.requires_grad)
-        if ctx.requires_grad and not Tensor.no_grad:
+        if ctx.requires_grad:
             out._ctx = ctx
         return out
 
@@ -122,6 +126,16 @@ class Sqrt(Function):
         return grad.alu(Ops.DIV, self.ret.alu(Ops.MUL, _const_like(self.ret, 2)))
 
 
+class Sign(Function):
+    def forward(self, x: LazyBuffer) -> LazyBuffer:
+        zero = _const_like(x, 0)
+        sign = zero.alu(Ops.CMPLT, x).cast(x.dtype).alu(Ops.SUB, x.alu(Ops.CMPLT, zero).cast(x.dtype))
+        return x.alu(Ops.CMPNE, x).alu(Ops.WHERE, x, sign) if x.dtype.is_float else sign  # nan stays nan
+
+    def backward(self, grad: LazyBuffer) -> LazyBuffer:
+        return _const_like(grad, 0)
+
+
 class Trunc(Function):
     def forward(self, x: LazyBuffer) -> LazyBuffer:
         return x.alu(Ops.TRUNC)
@@ -134,41 +148,57 @@ class Trunc(Function):
 
 
 class Less(Function):
+    differentiable = False
+
     def forward(self, x: LazyBuffer, y: LazyBuffer) -> LazyBuffer:
         return x.alu(Ops.CMPLT, y)
 
 
 class Equal(Function):
+    differentiable = False
+
     def forward(self, x: LazyBuffer, y: LazyBuffer) -> LazyBuffer:
         return x.alu(Ops.CMPEQ, y)
 
 
 class NotEqual(Function):
+    differentiable = False
+
     def forward(self, x: LazyBuffer, y: LazyBuffer) -> LazyBuffer:
         return x.alu(Ops.CMPNE, y)
 
 
 class Xor(Function):
+    differentiable = False
+
     def forward(self, x: LazyBuffer, y: LazyBuffer) -> LazyBuffer:
         return x.alu(Ops.XOR, y)
 
 
 class And(Function):
+    differentiable = False
+
     def forward(self, x: LazyBuffer, y: LazyBuffer) -> LazyBuffer:
         return x.alu(Ops.AND, y)
 
 
 class Or(Function):
+    differentiable = False
+
     def forward(self, x: LazyBuffer, y: LazyBuffer) -> LazyBuffer:
         return x.alu(Ops.OR, y)
 
 
 class IntDiv(Function):
+    differentiable = False
+
     def forward(self, x: LazyBuffer, y: LazyBuffer) -> LazyBuffer:
         return x.alu(Ops.IDIV, y)
 
 
 class Mod(Function):
+    differentiable = False
+
     def forward(self, x: LazyBuffer, y: LazyBuffer) -> LazyBuffer:
         return x.alu(Ops.MOD, y)
 

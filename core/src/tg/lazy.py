@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tg.dtype import DType, dtypes
+from tg.dtype import DType, as_value, dtypes
 from tg.shapetracker import Shape, ShapeTracker
 from tg.uops import Ops
 
@@ -67,7 +67,7 @@ class LazyBuffer:
 
     @staticmethod
     def const(value: Any, dtype: DType, device: str, shape: Shape = ()) -> LazyBuffer:
-        value = bool(value) if dtype == dtypes.bool else int(value) if dtype.is_int else float(value)
+        value = as_value(value, dtype)
         base = LazyBuffer(device, ShapeTracker.contiguous(()), dtype, LazyOp.CONST, arg=value)
         return base.reshape((1,) * len(shape)).expand(shape) if shape else base
 

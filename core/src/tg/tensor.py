@@ -277,7 +277,7 @@ class Tensor:
 
     # -- broadcasting and binary ops ------------------------------------------------------------------------
 
-    def _broadcasted(self, other: Any, reverse: Bool = False) -> tuple[Tensor, Tensor]:
+    def _broadcasted(self, other: Any, reverse: Bool = False, op: str = "broadcast") -> tuple[Tensor, Tensor]:
         x: Tensor = self
         if isinstance(other, Tensor):
             y = other
@@ -290,25 +290,25 @@ class Tensor:
         x, y = x.cast(dt), y.cast(dt)
         if reverse:
             x, y = y, x
-        return _broadcast_pair(x, y)
+        return _broadcast_pair(x, y, op)
 
     def add(self, other: Any, reverse: Bool = False) -> Tensor:
-        return F.Add.apply(*self._broadcasted(other, reverse))
+        return F.Add.apply(*self._broadcasted(other, reverse, op="add"))
 
     def sub(self, other: Any, reverse: Bool = False) -> Tensor:
-        return F.Sub.apply(*self._broadcasted(other, reverse))
+        return F.Sub.apply(*self._broadcasted(other, reverse, op="sub"))
 
     def mul(self, other: Any, reverse: Bool = False) -> Tensor:
-        return F.Mul.apply(*self._broadcasted(other, reverse))
+        return F.Mul.apply(*self._broadcasted(other, reverse, op="mul"))
 
     def div(self, other: Any, reverse: Bool = False) -> Tensor:
-        x, y = self._broadcasted(other, reverse)
+        x, y = self._broadcasted(other, reverse, op="div")
         if not x.dtype.is_float:
             x, y = x.float(), y.float()
         return F.Div.apply(x, y)
 
     def floordiv(self, other: Any, reverse: Bool = False) -> Tensor:
-        x, y = self._broadcasted(other, reverse)
+        x, y = self._broadcasted(other, reverse, op="floordiv")
         if x.dtype.is_float:
             return (x / y).floor()
         q = F.IntDiv.apply(x, y)  # truncating; fix toward floor like Python's //
@@ -317,17 +317,21 @@ class Tensor:
         return q - adjust.cast(q.dtype)
 
     def pow(self, other: Any, reverse: Bool = False) -> Tensor:
-        x, y = self._broadcasted(other, reverse)
-        if not x.dtype.is_float:
-            x, y = x.float(), y.float()
-        return F.Pow.apply(x, y)
+        x, y = self._broadcasted(other, reverse, op="pow")
+        if x.dtype.is_float:
+            return F.Pow.apply(x, y)
+        exact = F.Pow.apply(x.float(), y.float())  # integer powers stay integers, like numpy and PyTorch
+        rounded = exact.sign() * (exact.abs() + 0.5).floor()
+        return rounded.cast(x.dtype)
 
     def maximum(self, other: Any) -> Tensor:
-        return F.Maximum.apply(*self._broadcasted(other))
+        return F.Maximum.apply(*self._broadcasted(other, op="maximum"))
 
     def minimum(self, other: Any) -> Tensor:
-        x, y = self._broadcasted(other)
-        return -F.Maximum.apply(-x, -y) if x.dtype != dtypes.bool else x & y
+        x, y = self._broadcasted(other, op="minimum")
+        if x.dtype.is_float:
+            return -F.Maximum.apply(-x, -y)
+        return (x < y).where(x, y) if x.dtype != dtypes.bool else x & y
 
     def where(self, x: Any, y: Any) -> Tensor:
         """``cond.where(x, y)``: elements of x where self is true, else of y (broadcast together)."""
@@ -394,10 +398,10 @@ class Tensor:
         return self.neg()
 
     def __lt__(self, o: Any) -> Tensor:
-        return F.Less.apply(*self._broadcasted(o))
+        return F.Less.apply(*self._broadcasted(o, op="lt"))
 
     def __gt__(self, o: Any) -> Tensor:
-        return F.Less.apply(*self._broadcasted(o, True))
+        return F.Less.apply(*self._broadcasted(o, True, op="gt"))
 
     def __le__(self, o: Any) -> Tensor:
         return (self > o).logical_not()
@@ -406,13 +410,13 @@ class Tensor:
         return (self < o).logical_not()
 
     def __eq__(self, o: Any) -> Tensor:  # type: ignore[override]
-        return F.Equal.apply(*self._broadcasted(o))
+        return F.Equal.apply(*self._broadcasted(o, op="eq"))
 
     def __ne__(self, o: Any) -> Tensor:  # type: ignore[override]
-        return F.NotEqual.apply(*self._broadcasted(o))
+        return F.NotEqual.apply(*self._broadcasted(o, op="ne"))
 
     def _bool_op(self, o: Any, fn: type[F.Function], name: str) -> Tensor:
-        x, y = self._broadcasted(o)
+        x, y = self._broadcasted(o, op=name)
         if x.dtype.is_float:
             raise TypeError(f"{name} needs bool or integer tensors, got {x.dtype.name}")
         return fn.apply(x, y)
@@ -505,7 +509,7 @@ class Tensor:
         return self.relu() + (-self).relu()
 
     def sign(self) -> Tensor:
-        return (self > 0).cast(self.dtype) - (self < 0).cast(self.dtype)
+        return F.Sign.apply(self)
 
     def square(self) -> Tensor:
         return self * self
@@ -598,9 +602,9 @@ class Tensor:
         return self._reduce(F.Max, axis, keepdim, "max")
 
     def min(self, axis: Any = None, keepdim: Bool = False) -> Tensor:
-        if self.dtype == dtypes.bool:
-            return (~((~self).max(axis, keepdim)))
-        return -((-self).max(axis, keepdim))
+        if self.dtype.is_float:
+            return -((-self).max(axis, keepdim))
+        return ~((~self).max(axis, keepdim))  # ~ reverses the order of ints and bools, without overflow
 
     def mean(self, axis: Any = None, keepdim: Bool = False) -> Tensor:
         x = self._float()
@@ -650,7 +654,7 @@ class Tensor:
         return (n - first).cast(dtypes.int32)
 
     def argmin(self, axis: Int | None = None, keepdim: Bool = False) -> Tensor:
-        return (-self if self.dtype != dtypes.bool else ~self).argmax(axis, keepdim)
+        return (-self if self.dtype.is_float else ~self).argmax(axis, keepdim)
 
     def any(self, axis: Any = None, keepdim: Bool = False) -> Tensor:
         return self.bool().max(axis, keepdim)
@@ -836,11 +840,15 @@ class Tensor:
         if x.shape[-1] != y.shape[-2]:
             raise ValueError(f"matmul: shapes {self.shape} and {w.shape} are not aligned "
                              f"({x.shape[-1]} != {y.shape[-2]})")
-        batch = _broadcast_shape("matmul", x.shape[:-2], y.shape[:-2])
+        try:
+            batch = _broadcast_shape("matmul", x.shape[:-2], y.shape[:-2])
+        except ValueError:
+            raise ValueError(f"matmul: the batch dimensions of {self.shape} and {w.shape} cannot be broadcast "
+                             "together") from None
         m, k, n = x.shape[-2], x.shape[-1], y.shape[-1]
         xb = x._expand_to(batch + (m, k)).reshape(batch + (m, 1, k))
         yb = y._expand_to(batch + (k, n)).transpose(-1, -2).reshape(batch + (1, n, k))
-        xb, yb = _broadcast_pair(*xb._broadcasted(yb))
+        xb, yb = xb._broadcasted(yb, op="matmul")
         out = (xb * yb).sum(-1)
         if self.ndim == 1:
             out = out.squeeze(-2)
@@ -945,10 +953,10 @@ def _broadcast_shape(op: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _broadcast_pair(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+def _broadcast_pair(x: Tensor, y: Tensor, op: str = "broadcast") -> tuple[Tensor, Tensor]:
     if x.shape == y.shape:
         return x, y
-    shape = _broadcast_shape("broadcast", x.shape, y.shape)
+    shape = _broadcast_shape(op, x.shape, y.shape)
     return x._expand_to(shape), y._expand_to(shape)
 
 

@@ -43,7 +43,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from tg.dtype import DType, dtypes
+from tg.dtype import DType, as_value, dtypes
 
 
 class Ops(enum.Enum):
@@ -234,13 +234,7 @@ class KernelBuilder:
         return self._add(Ops.SPECIAL, dtypes.int32, (), (name, size))
 
     def const(self, value: Any, dtype: DType) -> UOp:
-        if dtype == dtypes.bool:
-            value = bool(value)
-        elif dtype.is_int:
-            value = int(value)
-        else:
-            value = float(value)
-        return self._add(Ops.CONST, dtype, (), value)
+        return self._add(Ops.CONST, dtype, (), as_value(value, dtype))
 
     def range(self, start: int, end: int) -> UOp:
         u = self._add(Ops.RANGE, dtypes.int32, (self.const(start, dtypes.int32), self.const(end, dtypes.int32)),
