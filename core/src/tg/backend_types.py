@@ -117,6 +117,10 @@ class Runtime(abc.ABC):
     def copyout(self, host: memoryview, buffer: Any) -> None:
         """Copy a device buffer's bytes into host memory."""
 
+    def disassemble(self, program: Any) -> str | None:
+        """The machine code of a compiled program as text (for TG_DEBUG=5), or None if there is no tool."""
+        return None
+
     def free(self, buffer: Any) -> None:  # noqa: B027 - optional: garbage collection may be enough
         """Release a buffer from :meth:`alloc`."""
 

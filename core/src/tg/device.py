@@ -7,6 +7,7 @@ text; observers registered through the hook spec hear of every compile and launc
 
 from __future__ import annotations
 
+import atexit
 import time
 import warnings
 import weakref
@@ -77,6 +78,7 @@ class Program:
     program: Any
     global_size: tuple[int, ...]
     local_size: tuple[int, ...]
+    shape: tuple[int, ...] = ()
 
 
 class DeviceState:
@@ -113,7 +115,7 @@ class DeviceState:
         self.kernel_count += 1
         self.kernel_seconds += seconds
         if debug_level() >= 2:
-            print(f"*** {self.backend.name:<10} {self.kernel_count:4d} {prog.name:<32} "
+            print(f"*** {self.backend.name:<10} {self.kernel_count:4d} {prog.name:<32} shape {str(prog.shape):<16} "
                   f"global {prog.global_size} local {prog.local_size}  {seconds * 1e6:9.1f} us  "
                   f"{bytes_moved / 1e6:8.3f} MB  {bytes_moved / max(seconds, 1e-9) / 1e9:7.2f} GB/s")
         _notify(self.registry, "tg_kernel_launched",
@@ -137,8 +139,17 @@ def device_state(name: str | None = None) -> DeviceState:
     if name not in _states:
         reg = registry()
         target, runtime = parse_backend_list(name)[0]
+        if not _states:
+            atexit.register(_print_totals)
         _states[name] = DeviceState(resolve(target, runtime, reg), reg)
     return _states[name]
+
+
+def _print_totals() -> None:
+    """TG_DEBUG>=1: how many kernels ran, and for how long, on each backend."""
+    if debug_level() >= 1:
+        for name, state in _states.items():
+            print(f"tg: {name}: {state.kernel_count} kernels, {state.kernel_seconds * 1e3:.2f} ms")
 
 
 def canonical_name(name: str | None) -> str:

@@ -49,6 +49,8 @@ def run_kernel(kernel: Kernel, state: DeviceState, size: int) -> Buffer:
     program = state.compile(lowered.name, source)
     buf = Buffer(state.backend, size, kernel.output.dtype)
     inputs = [inp.realized for inp in kernel.inputs]
-    prog = Program(lowered.name, source, program, lowered.global_size, lowered.local_size)
+    if debug_level() >= 5:
+        print(state.backend.runtime.disassemble(program) or f"({state.backend.name} has no disassembler here)")
+    prog = Program(lowered.name, source, program, lowered.global_size, lowered.local_size, kernel.output.shape)
     state.launch(prog, [buf, *inputs], lowered.bytes_moved)
     return buf

@@ -83,6 +83,19 @@ def _mulacc(b: KernelBuilder, u: UOp, src: tuple[UOp, ...]) -> UOp | None:
     return None
 
 
+def eliminate_dead(uops: list[UOp]) -> list[UOp]:
+    """Drop values nothing uses (constants and index math left over by the lowering and the rewrites)."""
+    removable = PURE | {Ops.LOAD}
+    used: set[int] = set()
+    keep: list[UOp] = []
+    for u in reversed(uops):
+        if u.op in removable and id(u) not in used:
+            continue
+        keep.append(u)
+        used.update(id(s) for s in u.src)
+    return keep[::-1]
+
+
 def apply_capabilities(uops: list[UOp], caps: Capabilities) -> list[UOp]:
     if not caps.has_pow:
         uops = replay(uops, _pow_exp2_log2)
@@ -92,7 +105,7 @@ def apply_capabilities(uops: list[UOp], caps: Capabilities) -> list[UOp]:
         uops = replay(uops, _sin_2pi)
     if caps.has_mulacc:
         uops = replay(uops, _mulacc)
-    return uops
+    return eliminate_dead(uops)
 
 
 def check_dtypes(uops: list[UOp], caps: Capabilities, backend: str) -> None:
