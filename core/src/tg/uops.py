@@ -261,7 +261,8 @@ class KernelBuilder:
                 assert alt is not None
                 return alt
         src = (buf, idx) if gate is None else (buf, idx, gate, alt if alt is not None else self.const(0, _base(dtype)))
-        return self._add(Ops.LOAD, dtype, src, pure=False)
+        read_only = buf.op is Ops.DEFINE_GLOBAL and not buf.arg[2]  # no store can change it: loads may be shared
+        return self._add(Ops.LOAD, dtype, src, pure=read_only)
 
     def store(self, buf: UOp, idx: UOp, value: UOp, gate: UOp | None = None) -> None:
         if gate is not None and gate.is_const:
