@@ -205,3 +205,10 @@ def test_unsupported_dtype_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> 
     caps = capabilities_from_env()
     with pytest.raises(BackendError, match="does not support dtype float64"):
         check_dtypes(lower(kernel, caps).uops, caps, "numpy")
+
+
+def test_upcast_gives_matmul_a_register_tile(monkeypatch: pytest.MonkeyPatch) -> None:
+    (kernel,) = kernels(realized(16, 32) @ realized(32, 24))
+    ops = _lowered_ops(kernel, "upcast=16,vector_width=4", monkeypatch)
+    assert ops.count(Ops.DEFINE_ACC) == 16, "a 4x4 tile of accumulators per thread"
+    assert ops.count(Ops.LOAD) == 5, "per step: 4 values of A and one vector of 4 values of B"

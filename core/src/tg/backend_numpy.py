@@ -7,7 +7,7 @@ run in lockstep, so a barrier holds by construction.  It never looks at the tens
 prove the micro-op IR, and to be the backend that always works.
 
 ``TG_NUMPY_CAPS`` switches lowering capabilities on so the conformance kit can prove each rewrite, e.g.
-``TG_NUMPY_CAPS=no_div,sin_is_sin2pi,no_pow,mulacc,group_size=8,vector_width=4,no_float64``.
+``TG_NUMPY_CAPS=no_div,sin_is_sin2pi,no_pow,mulacc,group_size=8,vector_width=4,upcast=16,no_float64``.
 """
 
 from __future__ import annotations
@@ -228,7 +228,7 @@ class NumpyRuntime(Runtime):
 def capabilities_from_env() -> Capabilities:
     """The numpy backend's capabilities, with the lowerings named in TG_NUMPY_CAPS switched on."""
     flags: dict[str, Any] = {"no_div": False, "sin_is_sin2pi": False, "has_pow": True, "has_mulacc": False,
-                             "vector_width": 1, "group_size": 1}
+                             "vector_width": 1, "group_size": 1, "upcast": 1}
     all_dtypes = {"bool", "uint8", "int8", "int32", "int64", "float16", "float32", "float64"}
     for item in getenv("TG_NUMPY_CAPS", "").split(","):
         key, _, value = item.strip().partition("=")
@@ -242,13 +242,15 @@ def capabilities_from_env() -> Capabilities:
             flags["has_mulacc"] = True
         elif key == "group_size" and value.isdigit():
             flags["group_size"] = int(value)
+        elif key == "upcast" and value.isdigit():
+            flags["upcast"] = int(value)
         elif key == "vector_width" and value.isdigit():
             flags["vector_width"] = int(value)
         elif key.startswith("no_") and key[3:] in all_dtypes - {"bool", "int32"}:
             all_dtypes.discard(key[3:])
         else:
             raise ValueError(f"TG_NUMPY_CAPS: unknown capability {item!r}; known: no_div, sin_is_sin2pi, no_pow, "
-                             "mulacc, group_size=N, vector_width=N, no_<dtype>")
+                             "mulacc, group_size=N, vector_width=N, upcast=N, no_<dtype>")
     return Capabilities(dtypes=frozenset(all_dtypes), local_memory=1 << 16, **flags)
 
 

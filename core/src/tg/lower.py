@@ -9,6 +9,7 @@ expressions.  The capability-driven rewrites of :mod:`tg.rewrites` then fit the 
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -100,20 +101,39 @@ class _Lowering:
         self.body, self.out_st = body, out_st
         self.global_dims = [j for j in range(len(self.shape)) if j not in self.reduce_dims]
         self.b = KernelBuilder()
-        self.memo: dict[tuple[int, int], UOp] = {}
-        self.vectors: dict[int, UOp] = {}
+        self.memo: dict[tuple[int, tuple[int, ...]], UOp] = {}
+        self.vectors: dict[tuple[int, tuple[int, ...]], UOp] = {}
 
     # -- strategy choice ----------------------------------------------------------------------------------
 
     def _group_size(self, n_threads: int) -> int:
         return max(1, min(self.caps.group_size, n_threads))
 
-    def _vector_width(self) -> int:
-        """Lanes per thread for an elementwise kernel: the innermost dim must split evenly."""
-        w = self.caps.vector_width
-        if w <= 1 or self.reduce_op is not None or not self.shape or self.shape[-1] % w:
-            return 1
-        return w
+    def _upcast_plan(self) -> list[tuple[int, int]]:
+        """(dim, amount) pairs: each thread computes ``amount`` neighbours along ``dim`` (all combinations).
+
+        Elementwise kernels take ``vector_width`` lanes of the innermost dim.  Reductions, when the backend
+        allows ``upcast`` outputs per thread, take a register tile: vector-width lanes of the innermost
+        output dim, then the rest of the budget from the next output dim out, so loads are shared across
+        the tile (a matmul thread reuses each A value for a row of B values).
+        """
+        w, budget = self.caps.vector_width, self.caps.upcast
+        dims = [j for j in self.global_dims if self.shape[j] > 1]
+        if not dims:
+            return []
+        if self.reduce_op is None:
+            return [(dims[-1], w)] if w > 1 and self.shape[dims[-1]] % w == 0 else []
+        plan: list[tuple[int, int]] = []
+        for j in reversed(dims):
+            amount = next((a for a in (8, 4, 2) if a <= budget and self.shape[j] % a == 0), 1)
+            if j == dims[-1] and w > 1 and self.shape[j] % w == 0 and w <= budget:
+                amount = w  # the innermost output dim becomes vector lanes
+            if amount > 1:
+                plan.append((j, amount))
+                budget //= amount
+            if budget < 2 or len(plan) == 2:
+                break
+        return plan[::-1]
 
     def _grouped_reduce_lanes(self, n_outputs: int) -> int:
         lanes = self.caps.group_size
@@ -163,49 +183,61 @@ class _Lowering:
 
     def _per_thread(self, n_outputs: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         b, i32 = self.b, dtypes.int32
-        width = self._vector_width()
-        sizes = [self.shape[j] for j in self.global_dims]
-        if width > 1:
-            sizes[-1] //= width
+        plan = self._upcast_plan()
+        amounts = dict(plan)
+        sizes = [self.shape[j] // amounts.get(j, 1) for j in self.global_dims]
         n_threads = math.prod(sizes)
         gid, gate, group = self._threads(n_threads)
         self.gate = gate
-        idxs: list[UOp] = [b.const(0, i32)] * len(self.shape)
+        base: list[UOp] = [b.const(0, i32)] * len(self.shape)
         for j, idx in zip(self.global_dims, self._unravel(gid, sizes)):
-            idxs[j] = idx
-        if width > 1:
-            last = self.global_dims[-1]
-            base = b.alu(Ops.MUL, idxs[last], b.const(width, i32))
-            lanes = []
-            for lane in range(width):
-                lane_idxs = list(idxs)
-                lane_idxs[last] = b.alu(Ops.ADD, base, b.const(lane, i32))
-                lanes.append(self._render(self.body, lane_idxs, lane, width, last))
-            idxs[last] = base
-            vec = b._add(Ops.VECTORIZE, VecDType(self.kernel.output.dtype, width), tuple(lanes))
-            index, _ = self.out_st.to_index(b, idxs)
-            b.store(self.out_buf, index, vec, None if _true(gate) else gate)
+            base[j] = b.alu(Ops.MUL, idx, b.const(amounts[j], i32)) if j in amounts else idx
+        # the innermost planned dim becomes vector lanes when it is exactly the backend's vector width
+        vec = len(plan) - 1 if plan and plan[-1][1] == self.caps.vector_width > 1 else None
+        self.vec_dim = plan[-1][0] if vec is not None else -1
+        lanes = list(itertools.product(*[range(a) for _, a in plan]))
+        lane_idxs = []
+        for lane in lanes:
+            idxs = list(base)
+            for (j, _), off in zip(plan, lane):
+                idxs[j] = b.alu(Ops.ADD, base[j], b.const(off, i32))
+            lane_idxs.append(idxs)
+        if self.reduce_op is not None:
+            dtype = self.kernel.output.dtype
+            accs = [b.define_acc(reduce_identity(self.reduce_op, dtype), dtype) for _ in lanes]
+            ranges = [b.range(0, self.shape[j]) for j in self.reduce_dims]
+            for idxs in lane_idxs:
+                for j, r in zip(self.reduce_dims, ranges):
+                    idxs[j] = r
+            values = [self._render(self.body, idxs, lane, vec) for idxs, lane in zip(lane_idxs, lanes)]
+            for acc, value in zip(accs, values):
+                b.assign(acc, b.alu(self.reduce_op, acc, value))
+            for r in reversed(ranges):
+                b.end_range(r)
+            results = accs
+            for idxs in lane_idxs:
+                for j in self.reduce_dims:
+                    idxs[j] = b.const(0, i32)
         else:
-            result = self._reduce_loop(idxs) if self.reduce_op is not None else self._render(self.body, idxs)
-            for j in self.reduce_dims:
-                idxs[j] = b.const(0, i32)
-            index, _ = self.out_st.to_index(b, idxs)
-            b.store(self.out_buf, index, result, None if _true(gate) else gate)
+            results = [self._render(self.body, idxs, lane, vec) for idxs, lane in zip(lane_idxs, lanes)]
+        self._store_lanes(results, lane_idxs, lanes, vec)
         return (-(-n_threads // group),), (group,)
 
-    def _reduce_loop(self, idxs: list[UOp]) -> UOp:
-        b = self.b
-        assert self.reduce_op is not None
+    def _store_lanes(self, results: list[UOp], lane_idxs: list[list[UOp]], lanes: list[tuple[int, ...]],
+                     vec: int | None) -> None:
+        b, gate = self.b, self.gate
+        gate_or_none = None if _true(gate) else gate
         dtype = self.kernel.output.dtype
-        acc = b.define_acc(reduce_identity(self.reduce_op, dtype), dtype)
-        ranges = []
-        for j in self.reduce_dims:
-            ranges.append(b.range(0, self.shape[j]))
-            idxs[j] = ranges[-1]
-        b.assign(acc, b.alu(self.reduce_op, acc, self._render(self.body, idxs)))
-        for r in reversed(ranges):
-            b.end_range(r)
-        return acc
+        if vec is None or not _vectorizable(self.out_st, self.vec_dim, self.caps.vector_width):
+            for value, idxs in zip(results, lane_idxs):
+                index, _ = self.out_st.to_index(b, idxs)
+                b.store(self.out_buf, index, value, gate_or_none)
+            return
+        width = self.caps.vector_width
+        for start in range(0, len(lanes), width):  # lanes along the vector dim are consecutive
+            group = results[start:start + width]
+            index, _ = self.out_st.to_index(b, lane_idxs[start])
+            b.store(self.out_buf, index, b._add(Ops.VECTORIZE, VecDType(dtype, width), tuple(group)), gate_or_none)
 
     def _grouped_reduce(self, n_outputs: int, lanes: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         b, i32 = self.b, dtypes.int32
@@ -244,13 +276,13 @@ class _Lowering:
 
     # -- expressions -----------------------------------------------------------------------------------------
 
-    def _render(self, node: KNode, idxs: list[UOp], lane: int = 0, width: int = 1, vec_dim: int = -1) -> UOp:
+    def _render(self, node: KNode, idxs: list[UOp], lane: tuple[int, ...] = (), vec: int | None = None) -> UOp:
         key = (id(node), lane)
         if key in self.memo:
             return self.memo[key]
         b = self.b
         if node.op == "LOAD":
-            out = self._load(node, idxs, lane, width, vec_dim)
+            out = self._load(node, idxs, lane, vec)
         elif node.op == "CONST":
             value, st = node.arg
             out = b.const(value, node.dtype)
@@ -258,28 +290,30 @@ class _Lowering:
                 _, valid = st.to_index(b, idxs)
                 out = b.alu(Ops.WHERE, valid, out, b.const(0, node.dtype))
         elif node.op == "ALU":
-            out = b.alu(node.arg, *[self._render(s, idxs, lane, width, vec_dim) for s in node.src], dtype=node.dtype)
+            out = b.alu(node.arg, *[self._render(s, idxs, lane, vec) for s in node.src], dtype=node.dtype)
         elif node.op == "CAST":
-            src = self._render(node.src[0], idxs, lane, width, vec_dim)
+            src = self._render(node.src[0], idxs, lane, vec)
             out = b.bitcast(src, node.dtype) if node.arg else b.cast(src, node.dtype)
         else:
             raise AssertionError(node.op)
         self.memo[key] = out
         return out
 
-    def _load(self, node: KNode, idxs: list[UOp], lane: int, width: int, vec_dim: int) -> UOp:
+    def _load(self, node: KNode, idxs: list[UOp], lane: tuple[int, ...], vec: int | None) -> UOp:
         b = self.b
         slot, st = node.arg
         buf = self.in_bufs[slot - 1]
         alt = b.const(0, node.dtype)
-        if width > 1 and _vectorizable(st, vec_dim, width):
-            if id(node) not in self.vectors:  # lane 0 comes first: its index is the vector's start
+        width = self.caps.vector_width
+        if vec is not None and _vectorizable(st, self.vec_dim, width):
+            row = (id(node), lane[:vec] + lane[vec + 1:])
+            if row not in self.vectors:  # the row's lane 0 comes first: its index is the vector's start
                 index, valid = st.to_index(b, idxs)
                 gate = b.alu(Ops.AND, valid, self.gate)
                 vec_alt = b._add(Ops.VECTORIZE, VecDType(node.dtype, width), (alt,) * width)
-                self.vectors[id(node)] = b.load(buf, index, VecDType(node.dtype, width),
-                                                None if _true(gate) else gate, vec_alt)
-            return b._add(Ops.GEP, node.dtype, (self.vectors[id(node)],), lane)
+                self.vectors[row] = b.load(buf, index, VecDType(node.dtype, width), None if _true(gate) else gate,
+                                           vec_alt)
+            return b._add(Ops.GEP, node.dtype, (self.vectors[row],), lane[vec])
         index, valid = st.to_index(b, idxs)
         gate = b.alu(Ops.AND, valid, self.gate)
         return b.load(buf, index, node.dtype, None if _true(gate) else gate, alt)
