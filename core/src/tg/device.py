@@ -79,6 +79,7 @@ class Program:
     global_size: tuple[int, ...]
     local_size: tuple[int, ...]
     shape: tuple[int, ...] = ()
+    bytes_moved: int = 0
 
 
 class DeviceState:
@@ -86,7 +87,8 @@ class DeviceState:
 
     def __init__(self, backend: Backend, reg: PluginRegistry):
         self.backend, self.registry = backend, reg
-        self.programs: dict[str, Any] = {}
+        self.programs: dict[str, Any] = {}  # source text -> compiled program
+        self.kernels: dict[tuple[object, ...], Program] = {}  # kernel structure -> ready program
         self.kernel_count = 0
         self.kernel_seconds = 0.0
         passes = reg.manager.hook.tg_lowering_passes(target=backend.emitter.target,

@@ -9,7 +9,7 @@ from tg.helpers import debug_level
 from tg.lazy import LazyBuffer
 from tg.lower import lower
 from tg.rewrites import apply_capabilities, check_dtypes
-from tg.schedule import HostCopy, Kernel, ScheduleItem, create_schedule
+from tg.schedule import HostCopy, Kernel, KNode, ScheduleItem, create_schedule
 from tg.uops import format_uops
 
 
@@ -36,6 +36,17 @@ def run_item(item: ScheduleItem) -> None:
 
 
 def run_kernel(kernel: Kernel, state: DeviceState, size: int) -> Buffer:
+    key = kernel_key(kernel)
+    prog = state.kernels.get(key)
+    if prog is None:  # a kernel of the same structure is lowered, emitted and compiled only once
+        prog = build_program(kernel, state)
+        state.kernels[key] = prog
+    buf = Buffer(state.backend, size, kernel.output.dtype)
+    state.launch(prog, [buf, *[inp.realized for inp in kernel.inputs]], prog.bytes_moved)
+    return buf
+
+
+def build_program(kernel: Kernel, state: DeviceState) -> Program:
     lowered = lower(kernel, state.capabilities)
     uops = apply_capabilities(lowered.uops, state.capabilities)
     for plugin_pass in state.plugin_passes:
@@ -47,10 +58,16 @@ def run_kernel(kernel: Kernel, state: DeviceState, size: int) -> Buffer:
     if debug_level() >= 4:
         print(source)
     program = state.compile(lowered.name, source)
-    buf = Buffer(state.backend, size, kernel.output.dtype)
-    inputs = [inp.realized for inp in kernel.inputs]
     if debug_level() >= 5:
         print(state.backend.runtime.disassemble(program) or f"({state.backend.name} has no disassembler here)")
-    prog = Program(lowered.name, source, program, lowered.global_size, lowered.local_size, kernel.output.shape)
-    state.launch(prog, [buf, *inputs], lowered.bytes_moved)
-    return buf
+    return Program(lowered.name, source, program, lowered.global_size, lowered.local_size, kernel.output.shape,
+                   lowered.bytes_moved)
+
+
+def kernel_key(kernel: Kernel) -> tuple[object, ...]:
+    """Everything that decides a kernel's code: its expression tree, views, dtypes and output shape."""
+    def node_key(n: KNode) -> tuple[object, ...]:
+        return (n.op, n.dtype.name, n.arg, tuple(node_key(s) for s in n.src))
+
+    return (node_key(kernel.ast), kernel.output.shape, kernel.output.dtype.name,
+            tuple(inp.dtype.name for inp in kernel.inputs))
