@@ -61,3 +61,35 @@ def plugins(session: nox.Session) -> None:
     """Plugin discovery against real distributions: a good one and broken ones, installed with entry points."""
     session.install("./core[testing]", *TEST_PLUGINS)
     session.run("pytest", "tests/plugin_system", *session.posargs)
+
+
+@nox.session
+def ptx(session: nox.Session) -> None:
+    """tg-ptx: its tests, then the conformance kit on ptx:emu with every kernel assembled by ptxas (sm_80, sm_90).
+
+    The kit runs on the PTX emulator; every kernel it emits is also assembled by NVIDIA's ptxas for sm_80 and
+    sm_90 (in batches).  Without a CUDA toolkit, ptxas comes from NVIDIA's wheel (the ``tg-ptx[ptxas]``
+    extra); if even that cannot be had, the check is skipped, saying so (with CI set, the session fails).
+    """
+    import os
+
+    session.install("./core[testing]", "./plugins/tg-ptx")
+    env = {"TG_PLUGINS": "ptx"}
+    session.run("pytest", "tests/ptx", *session.posargs, env=env)
+
+    def ptxas() -> str:
+        found = session.run("python", "-c", "from tg_ptx.ptxas import find_tool; print(find_tool('ptxas') or '')",
+                            silent=True, env=env)
+        return found.strip() if isinstance(found, str) else ""
+
+    found = ptxas()
+    if not found:
+        session.run("python", "-m", "pip", "install", "./plugins/tg-ptx[ptxas]", success_codes=[0, 1])
+        found = ptxas()
+    verify = {"TG_PTX_VERIFY": "sm_80,sm_90", "TG_PTX_VERIFY_BATCH": "200"} if found else {}
+    if not verify:
+        message = ("ptxas not found: the kit runs on ptx:emu without the assembler check "
+                   "(install the CUDA toolkit, or pip install './plugins/tg-ptx[ptxas]')")
+        session.error(message) if os.environ.get("CI") else session.warn(message)
+    session.run("pytest", "--pyargs", "tg.testing", "-p", "tg_ptx.pytest_plugin", *session.posargs,
+                env={**env, "TG_BACKEND": "ptx:emu", **verify})
