@@ -93,3 +93,13 @@ def ptx(session: nox.Session) -> None:
         session.error(message) if os.environ.get("CI") else session.warn(message)
     session.run("pytest", "--pyargs", "tg.testing", "-p", "tg_ptx.pytest_plugin", *session.posargs,
                 env={**env, "TG_BACKEND": "ptx:emu", **verify})
+
+
+@nox.session
+def examples(session: nox.Session) -> None:
+    """tg.nn, optimizers and checkpoints (tests/nn), then the digits example end to end on the default backend:
+    it fails unless both the MLP and the CNN reach 97% test accuracy.  Checkpoints go to the session's tmp dir."""
+    session.install("./core[testing,examples]")
+    session.run("pytest", "tests/nn", *session.posargs)
+    session.run("python", "examples/train_digits.py", "--require-accuracy", "0.97",
+                "--checkpoint-dir", str(Path(session.create_tmp()) / "checkpoints"))

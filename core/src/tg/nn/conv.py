@@ -1,0 +1,94 @@
+"""Conv2d, computed as one matrix product over image patches (im2col), laid out for fast gradients.
+
+The patches of every output position are gathered into a buffer of shape (N*OH*OW, C*KH*KW); the
+output is that matrix times the flattened weight.  The weight's gradient is a sum over all N*OH*OW
+positions: it is split into two reductions of about sqrt(N*OH*OW) terms each (by broadcasting the
+weight in two steps), because a backend that loops over a reduction serially (numpy, emulators)
+would otherwise walk thousands of terms for each of a few outputs.  Grouped convolutions use
+``Tensor.conv2d``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from tg.nn import init
+from tg.nn.grad import materialize_grad
+from tg.nn.module import Module
+from tg.tensor import Tensor
+
+
+def pair(v: Any, name: str) -> tuple[int, int]:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v, v)
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(x, int) for x in v):
+        return (int(v[0]), int(v[1]))
+    raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+
+
+def _split(n: int) -> int:
+    """The largest divisor of ``n`` that is at most sqrt(n)."""
+    return max(d for d in range(1, math.isqrt(n) + 1) if n % d == 0)
+
+
+def patches(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+            dilation: tuple[int, int]) -> Tensor:
+    """(N, C, H, W) -> (N, OH, OW, C, KH*KW): the input window of every output position."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"Conv2d: kernel {kernel} (dilation {dilation}, padding {padding}) does not fit in an "
+                         f"input of spatial size {(h, w)}")
+    xp = x.pad(((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+    taps = [xp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+            for i in range(kh) for j in range(kw)]
+    stacked = Tensor.stack(*taps, dim=-1) if len(taps) > 1 else taps[0].unsqueeze(-1)  # (N, C, OH, OW, K)
+    return stacked.permute(0, 2, 3, 1, 4).contiguous()
+
+
+def matmul_rows(rows: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """(M, K) @ (O, K).T + bias -> (M, O), with the weight's gradient reduced in two stages."""
+    m, k = rows.shape
+    o = weight.shape[0]
+    a = _split(m)
+    x = rows.reshape(a, m // a, 1, k)
+    w = weight.reshape(1, 1, o, k).expand(a, 1, o, k)  # first broadcast: its gradient sums over the a groups
+    out = (x * w).sum(-1)  # (a, m // a, o)
+    if bias is not None:
+        out = out + bias.reshape(1, 1, o).expand(a, 1, o)
+    return materialize_grad(out).reshape(m, o)
+
+
+class Conv2d(Module):
+    """2-D convolution over (N, C, H, W): ``weight`` is (out_channels, in_channels // groups, KH, KW)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], stride: Any = 1,
+                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True):
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
+                             f"divisible by groups ({groups})")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride, self.padding = pair(stride, "stride"), pair(padding, "padding")
+        self.dilation = pair(dilation, "dilation")
+        fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
+        self.weight = init.kaiming_uniform(out_channels, in_channels // groups, *self.kernel_size, fan_in=fan_in)
+        self.bias = init.uniform(out_channels, bound=init.fan_in_bound(fan_in)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"Conv2d({self.in_channels}, {self.out_channels}): input must be "
+                             f"(N, {self.in_channels}, H, W), got shape {x.shape}")
+        if self.groups != 1:
+            return x.conv2d(self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        cols = patches(x, self.kernel_size, self.stride, self.padding, self.dilation)
+        n, oh, ow = cols.shape[:3]
+        rows = cols.reshape(n * oh * ow, -1)
+        out = matmul_rows(rows, self.weight.reshape(self.out_channels, -1), self.bias)
+        return out.reshape(n, oh, ow, self.out_channels).permute(0, 3, 1, 2)
+
+    def __repr__(self) -> str:
+        return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding})")

@@ -1,0 +1,28 @@
+"""Dropout: zeroes each value with probability ``p`` in training mode and scales the rest by 1/(1-p)."""
+
+from __future__ import annotations
+
+from tg.nn.module import Module
+from tg.tensor import Tensor
+
+
+class Dropout(Module):
+    """Identity in eval mode.  Follows this module's own ``training`` flag, not ``Tensor.training``."""
+
+    def __init__(self, p: float = 0.5):
+        if not 0 <= p < 1:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        previous = Tensor.training
+        Tensor.training = True  # Tensor.dropout reads the global flag; the module's own flag decided above
+        try:
+            return x.dropout(self.p)
+        finally:
+            Tensor.training = previous
+
+    def __repr__(self) -> str:
+        return f"Dropout(p={self.p})"

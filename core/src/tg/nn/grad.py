@@ -1,0 +1,26 @@
+"""A gradient barrier: identity going forward, computes the incoming gradient into a buffer going back.
+
+The scheduler fuses elementwise work into every reduction that consumes it, so a gradient built from a
+long elementwise chain (ReLU, max-pool and softmax backward) is recomputed inside each reduction that
+reads it: for a convolution, once per weight element.  Layers whose backward reads their output
+gradient many times (Conv2d) put this barrier on their output, so the chain runs once.
+"""
+
+from __future__ import annotations
+
+from tg.function import Function
+from tg.lazy import LazyBuffer
+from tg.tensor import Tensor
+
+
+class _Barrier(Function):
+    def forward(self, x: LazyBuffer) -> LazyBuffer:
+        return x
+
+    def backward(self, grad: LazyBuffer) -> LazyBuffer:
+        return Tensor(grad).realize().lazydata
+
+
+def materialize_grad(x: Tensor) -> Tensor:
+    """``x`` unchanged; its gradient is computed once, into a buffer, before layers below use it."""
+    return _Barrier.apply(x) if x.requires_grad and not Tensor.no_grad else x

@@ -1,0 +1,109 @@
+"""Normalization layers: BatchNorm2d (batch statistics, running averages for eval) and LayerNorm."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from tg.nn.grad import materialize_grad
+from tg.nn.module import Module
+from tg.tensor import Tensor
+
+
+def _channel_mean(x: Tensor) -> Tensor:
+    """Mean over N, H, W of (N, C, H, W), kept as (1, C, 1, 1): two short reductions, not one long one."""
+    return x.mean((2, 3), keepdim=True).mean(0, keepdim=True)
+
+
+def _per_channel(t: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """A per-channel tensor broadcast to (N, C, H, W) in two steps, so its gradient is two short reductions.
+
+    A backend that loops over a reduction serially (numpy, emulators) would otherwise sum N*H*W terms in
+    each of only C threads.
+    """
+    n, c, h, w = shape
+    return t.reshape(1, c, 1, 1).expand(1, c, h, w).expand(n, c, h, w)
+
+
+class BatchNorm2d(Module):
+    """Normalizes each channel of (N, C, H, W) input, then scales by ``weight`` and shifts by ``bias``.
+
+    In training mode it uses the batch's mean and (biased) variance and updates ``running_mean`` and
+    ``running_var`` as PyTorch does: ``running = (1 - momentum) * running + momentum * batch`` with the
+    unbiased batch variance, or a cumulative average when ``momentum`` is None.  In eval mode it uses the
+    running statistics.  The running statistics and ``num_batches_tracked`` are buffers: in the state
+    dict, not in ``parameters()``.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True):
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.weight = Tensor.ones(num_features, requires_grad=True) if affine else None
+        self.bias = Tensor.zeros(num_features, requires_grad=True) if affine else None
+        self.track_running_stats = track_running_stats
+        if track_running_stats:
+            self.running_mean: Tensor | None = Tensor.zeros(num_features, requires_grad=False)
+            self.running_var: Tensor | None = Tensor.ones(num_features, requires_grad=False)
+            self.num_batches_tracked: Tensor | None = Tensor(np.array(0, dtype=np.int32))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm2d({self.num_features}): input must be (N, {self.num_features}, H, W), "
+                             f"got shape {x.shape}")
+        if self.training or self.running_mean is None or self.running_var is None:
+            count = x.shape[0] * x.shape[2] * x.shape[3]
+            if count < 2:
+                raise ValueError(f"BatchNorm2d: training needs more than one value per channel, got shape {x.shape}")
+            mean = _channel_mean(x)
+            centered = x - _per_channel(mean, x.shape)
+            var = _channel_mean(centered * centered)
+            if self.training:
+                self._update_running(mean.detach().reshape(-1), var.detach().reshape(-1), count)
+            y = centered * _per_channel((var + self.eps).rsqrt(), x.shape)
+        else:
+            y = x.batchnorm(None, None, self.running_mean, (self.running_var + self.eps).rsqrt())
+        if self.weight is not None and self.bias is not None:
+            y = y * _per_channel(self.weight, x.shape) + _per_channel(self.bias, x.shape)
+        return materialize_grad(y)  # its gradient feeds four reductions here: compute it once
+
+    def _update_running(self, mean: Tensor, var: Tensor, count: int) -> None:
+        if self.running_mean is None or self.running_var is None or self.num_batches_tracked is None:
+            return
+        self.num_batches_tracked.assign(self.num_batches_tracked + 1).realize()
+        if self.momentum is not None:
+            m: float | Tensor = self.momentum
+        else:  # a cumulative average; the factor goes in a buffer so that it compiles nothing new each step
+            m = Tensor(np.array(1.0 / self.num_batches_tracked.item(), dtype=np.float32), device=mean.device)
+        unbiased = var * (count / (count - 1))
+        self.running_mean.assign((1 - m) * self.running_mean + m * mean).realize()
+        self.running_var.assign((1 - m) * self.running_var + m * unbiased).realize()
+
+    def __repr__(self) -> str:
+        return f"BatchNorm2d({self.num_features}, eps={self.eps}, momentum={self.momentum})"
+
+
+class LayerNorm(Module):
+    """Normalizes over the last ``len(normalized_shape)`` dims, then applies ``weight`` and ``bias``."""
+
+    def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-5, elementwise_affine: bool = True):
+        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.eps = eps
+        self.weight = Tensor.ones(*self.normalized_shape, requires_grad=True) if elementwise_affine else None
+        self.bias = Tensor.zeros(*self.normalized_shape, requires_grad=True) if elementwise_affine else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        k = len(self.normalized_shape)
+        if x.shape[-k:] != self.normalized_shape:
+            raise ValueError(f"LayerNorm{self.normalized_shape}: input's last dims must be {self.normalized_shape}, "
+                             f"got shape {x.shape}")
+        flat = x.reshape(x.shape[:-k] + (-1,)) if k > 1 else x
+        y = flat.layernorm(-1, self.eps).reshape(x.shape)
+        if self.weight is not None and self.bias is not None:
+            y = y * self.weight + self.bias
+        return y
+
+    def __repr__(self) -> str:
+        return f"LayerNorm({self.normalized_shape}, eps={self.eps})"

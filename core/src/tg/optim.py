@@ -1,0 +1,177 @@
+"""Optimizers: SGD (momentum, Nesterov, weight decay), Adam and AdamW, following PyTorch's documented algorithms.
+
+``step()`` computes every update under ``no_grad`` and realizes the new parameters and optimizer state,
+so the graph never grows from one step to the next.  Parameters that share a device, a dtype and a step
+count are updated together: their values, gradients and state are viewed as one flat vector, so a step
+runs a few kernels in all rather than a few per parameter, and each parameter (and its state) then
+views its slice of the result.  Values that change from step to step (learning rate, bias corrections)
+reach the backend as small buffers, not as constants baked into kernels, so a compiled backend compiles
+the update kernels once.  A parameter whose ``.grad`` is None is skipped, its state untouched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from tg.tensor import Tensor, no_grad
+
+MAX_FUSED = 16  # parameters updated by one kernel at most (each adds a masked load to every element)
+
+
+def _flat(tensors: list[Tensor]) -> Tensor:
+    pieces = [t.reshape(-1) for t in tensors]
+    return pieces[0] if len(pieces) == 1 else Tensor.cat(*pieces)
+
+
+def _slices(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
+    out, offset = [], 0
+    for t in like:
+        out.append(flat.shrink(((offset, offset + t.numel()),)).reshape(t.shape))
+        offset += t.numel()
+    return out
+
+
+class Optimizer:
+    """Holds the parameters; ``zero_grad()`` clears their gradients, ``step()`` updates them.
+
+    Subclasses define ``_update(chunk, p, g, step)`` on flat vectors (see :meth:`_update`).
+    """
+
+    def __init__(self, params: Iterable[Tensor], lr: float):
+        unique: dict[int, Tensor] = {}
+        for p in params:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{type(self).__name__}: parameters must be Tensors, got {type(p).__name__}")
+            if p.requires_grad is False:
+                raise ValueError(f"{type(self).__name__}: parameter {p} has requires_grad=False")
+            p.requires_grad = True
+            unique.setdefault(id(p), p)
+        if not unique:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        if lr < 0:
+            raise ValueError(f"{type(self).__name__}: invalid learning rate {lr}")
+        self.params = list(unique.values())
+        self.lr = lr
+        #: per parameter: "step" (updates so far) and the optimizer's tensors for it
+        self.state: list[dict[str, Any]] = [{"step": 0} for _ in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        """One update of every parameter that has a gradient."""
+        chunks: dict[tuple[Any, ...], list[int]] = {}
+        for i, p in enumerate(self.params):
+            if p.grad is not None and p.numel() > 0:
+                chunks.setdefault((p.device, p.dtype.name, self.state[i]["step"]), []).append(i)
+        for key, indices in chunks.items():
+            for start in range(0, len(indices), MAX_FUSED):
+                self._step_chunk(indices[start:start + MAX_FUSED], key[2] + 1)
+
+    def _step_chunk(self, chunk: list[int], step: int) -> None:
+        params = [self.params[i] for i in chunk]
+        with no_grad():
+            grad = _flat([p.grad.detach() for p in params if p.grad is not None]).realize()
+            new_p, new_state = self._update(chunk, _flat(params), grad, step)
+        for name, flat in new_state.items():  # state first: the new parameters read it
+            flat.realize()
+            for i, view in zip(chunk, _slices(flat, params)):
+                self.state[i][name] = view
+        new_p.realize()
+        for p, view in zip(params, _slices(new_p, params)):
+            p.assign(view)
+        for i in chunk:
+            self.state[i]["step"] = step
+
+    def _flat_state(self, chunk: list[int], name: str) -> Tensor:
+        """The flat vector of state ``name`` for the parameters in ``chunk`` (zeros where not set yet)."""
+        pieces = [self.state[i].get(name) for i in chunk]
+        return _flat([t if t is not None else Tensor.zeros(*self.params[i].shape, dtype=self.params[i].dtype,
+                                                            device=self.params[i].device)
+                      for t, i in zip(pieces, chunk)])
+
+    def _scalar(self, value: float, like: Tensor) -> Tensor:
+        """A scalar in a buffer on ``like``'s device: changing its value changes no kernel."""
+        return Tensor(np.array(value, dtype=like.dtype.np), device=like.device)
+
+    def _update(self, chunk: list[int], p: Tensor, g: Tensor, step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """From the flat parameters ``p`` and gradients ``g`` of ``chunk`` at update number ``step`` (1 first),
+        return the new flat parameters and the new flat state tensors by name."""
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, as in PyTorch::
+
+        g = grad + weight_decay * p
+        b = g (first step), else momentum * b + (1 - dampening) * g        (when momentum != 0)
+        g = g + momentum * b (nesterov), else b
+        p = p - lr * g
+    """
+
+    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False):
+        super().__init__(params, lr)
+        if momentum < 0 or weight_decay < 0:
+            raise ValueError(f"SGD: invalid momentum {momentum} or weight_decay {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
+        self.momentum, self.dampening, self.weight_decay, self.nesterov = momentum, dampening, weight_decay, nesterov
+
+    def _update(self, chunk: list[int], p: Tensor, g: Tensor, step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        state: dict[str, Tensor] = {}
+        if self.momentum:
+            buf = g if step == 1 else self.momentum * self._flat_state(chunk, "momentum") + (1 - self.dampening) * g
+            state["momentum"] = buf
+            g = g + self.momentum * buf if self.nesterov else buf
+        return p - self._scalar(self.lr, p) * g, state
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), as in PyTorch; ``weight_decay`` adds ``weight_decay * p`` to the gradient (L2)::
+
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+    """
+
+    decoupled = False
+
+    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0):
+        super().__init__(params, lr)
+        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1) or eps < 0 or weight_decay < 0:
+            raise ValueError(f"{type(self).__name__}: invalid betas {betas}, eps {eps} or weight_decay {weight_decay}")
+        self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
+
+    def _update(self, chunk: list[int], p: Tensor, g: Tensor, step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        b1, b2 = self.betas
+        if self.weight_decay and self.decoupled:
+            p = p * self._scalar(1 - self.lr * self.weight_decay, p)
+        elif self.weight_decay:
+            g = g + self.weight_decay * p
+        m = b1 * self._flat_state(chunk, "exp_avg") + (1 - b1) * g
+        v = b2 * self._flat_state(chunk, "exp_avg_sq") + (1 - b2) * (g * g)
+        step_size = self._scalar(self.lr / (1 - b1 ** step), p)
+        correction = self._scalar(math.sqrt(1 - b2 ** step), p)
+        return p - step_size * m / (v.sqrt() / correction + self.eps), {"exp_avg": m, "exp_avg_sq": v}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): ``p = p * (1 - lr * weight_decay)`` first."""
+
+    decoupled = True
+
+    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2):
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+
+__all__ = ["SGD", "Adam", "AdamW", "Optimizer"]

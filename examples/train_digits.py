@@ -1,0 +1,175 @@
+"""Train an MLP and a small CNN on scikit-learn's handwritten digits with tg, then save and reload checkpoints.
+
+The data (1,797 8x8 grayscale digits) ships inside scikit-learn: nothing is downloaded.  It runs on
+whatever backend tg selects (``TG_BACKEND=clang``, ``TG_BACKEND=ptx:emu``, ...); ``--quick`` makes a
+small run for slow backends such as emulators.
+
+    python examples/train_digits.py                  # both models, default settings
+    python examples/train_digits.py --model cnn --epochs 5 --checkpoint-dir /tmp/ckpt
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tg
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from tg import Tensor, checkpoint, nn, no_grad, optim
+from tqdm import tqdm
+
+
+@dataclass
+class Data:
+    x_train: np.ndarray  # (N, 1, 8, 8) float32 in [0, 1]
+    y_train: np.ndarray  # (N,) int32
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+@dataclass
+class Recipe:
+    """How one model trains by default."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    label_smoothing: float = 0.1  # the true class aims at 0.91 and the others at 0.01: less overconfident
+
+
+RECIPES = {"mlp": Recipe(epochs=10, lr=3e-3, batch_size=64), "cnn": Recipe(epochs=5, lr=1e-2, batch_size=64)}
+
+
+def load_data(seed: int, limit: int | None = None) -> Data:
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+    y = digits.target.astype(np.int32)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
+    if limit is not None:
+        x_train, y_train = x_train[:limit], y_train[:limit]
+    return Data(x_train, y_train, x_test, y_test)
+
+
+class Standardize(nn.Module):
+    """Shifts and scales each pixel by statistics of the training images.
+
+    ``mean`` and ``std`` are buffers (no gradient): in the state dict, so a checkpoint carries them.
+    """
+
+    def __init__(self) -> None:
+        self.mean = Tensor.zeros(1, 1, 8, 8)
+        self.std = Tensor.ones(1, 1, 8, 8)
+
+    def fit(self, images: np.ndarray) -> Standardize:
+        self.mean.assign(Tensor(images.mean(0, keepdims=True)))
+        self.std.assign(Tensor(images.std(0, keepdims=True) + 0.1))  # + 0.1: border pixels are almost constant
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+def make_model(kind: str, standardize: Standardize | None = None) -> nn.Sequential:
+    """The MLP or the CNN; without ``standardize`` its statistics are placeholders (a checkpoint fills them)."""
+    first = standardize or Standardize()
+    if kind == "mlp":
+        return nn.Sequential(first, nn.Flatten(), nn.Linear(64, 256), nn.ReLU(), nn.Dropout(0.2),
+                             nn.Linear(256, 10))
+    return nn.Sequential(
+        first,
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),  # 16 x 4 x 4
+        nn.Conv2d(16, 32, 3), nn.BatchNorm2d(32), nn.ReLU(),                            # 32 x 2 x 2
+        nn.Flatten(), nn.Linear(128, 10))
+
+
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
+    model.eval()
+    correct = 0
+    with no_grad():
+        for start in range(0, len(x), batch_size):
+            logits = model(Tensor(x[start:start + batch_size]))
+            correct += int((logits.numpy().argmax(-1) == y[start:start + batch_size]).sum())
+    return correct / len(x)
+
+
+def train(kind: str, data: Data, recipe: Recipe, seed: int) -> tuple[nn.Module, float]:
+    """Train one model; returns it and the seconds it took."""
+    Tensor.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = make_model(kind, Standardize().fit(data.x_train))
+    opt = optim.Adam(model.parameters(), lr=recipe.lr)
+    steps = len(data.x_train) // recipe.batch_size  # full batches only: one kernel shape, compiled once
+    start = time.perf_counter()
+    with tqdm(total=recipe.epochs * steps, desc=f"{kind} train", unit="step", file=sys.stdout,
+              dynamic_ncols=True) as bar:
+        for epoch in range(recipe.epochs):
+            model.train()
+            order = rng.permutation(len(data.x_train))
+            seen = correct = 0
+            loss_sum = 0.0
+            for i in range(steps):
+                idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
+                x, y = Tensor(data.x_train[idx]), Tensor(data.y_train[idx])
+                logits = model(x)
+                loss = logits.cross_entropy(y, label_smoothing=recipe.label_smoothing)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                loss_sum += loss.item() * len(idx)
+                correct += int((logits.numpy().argmax(-1) == data.y_train[idx]).sum())
+                seen += len(idx)
+                bar.set_postfix(epoch=f"{epoch + 1}/{recipe.epochs}", loss=f"{loss_sum / seen:.3f}",
+                                acc=f"{correct / seen:.1%}", refresh=False)
+                bar.update()
+    return model, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["mlp", "cnn", "both"], default="both")
+    parser.add_argument("--epochs", type=int, help="epochs for every model (default: per model, mlp 20, cnn 8)")
+    parser.add_argument("--batch-size", type=int, help="default 32")
+    parser.add_argument("--lr", type=float, help="Adam's learning rate (default: per model)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint-dir", type=Path, default=Path("checkpoints"))
+    parser.add_argument("--quick", action="store_true",
+                        help="a small run (1 epoch on 320 images) for slow backends such as emulators")
+    parser.add_argument("--require-accuracy", type=float, metavar="FRACTION",
+                        help="exit with status 1 if a model's test accuracy is below this (e.g. 0.97)")
+    args = parser.parse_args(argv)
+
+    print(f"tg {tg.__version__} on backend {tg.default_backend_name()}")
+    data = load_data(args.seed, limit=320 if args.quick else None)
+    print(f"digits: {len(data.x_train)} training and {len(data.x_test)} test images of 8x8")
+    kinds = ["mlp", "cnn"] if args.model == "both" else [args.model]
+    failed = False
+    for kind in kinds:
+        default = RECIPES[kind]
+        recipe = Recipe(epochs=args.epochs or (1 if args.quick else default.epochs), lr=args.lr or default.lr,
+                        batch_size=args.batch_size or default.batch_size)
+        model, seconds = train(kind, data, recipe, args.seed)
+        acc = accuracy(model, data.x_test, data.y_test)
+        print(f"{kind}: test accuracy {acc:.2%} ({round(acc * len(data.y_test))}/{len(data.y_test)}) "
+              f"after {recipe.epochs} epochs in {seconds:.1f} s")
+        path = checkpoint.save(model, args.checkpoint_dir / f"digits_{kind}.safetensors",
+                               metadata={"model": kind, "test_accuracy": f"{acc:.4f}"})
+        restored = make_model(kind)
+        checkpoint.load(restored, path)
+        again = accuracy(restored, data.x_test, data.y_test)
+        print(f"{kind}: checkpoint {path} reloaded, test accuracy {again:.2%}")
+        if again != acc:
+            print(f"{kind}: the reloaded model disagrees with the trained one", file=sys.stderr)
+            failed = True
+        if args.require_accuracy is not None and acc < args.require_accuracy:
+            print(f"{kind}: test accuracy {acc:.2%} is below the required {args.require_accuracy:.2%}", file=sys.stderr)
+            failed = True
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
