@@ -113,9 +113,9 @@ class LazyBuffer:
         size = math.prod(self.shape[a] for a in axes)
         if size < SPLIT_REDUCE_MIN or math.prod(out_shape) > SPLIT_REDUCE_MAX_OUTPUTS:
             return None
-        for parts in (256, 128, 64, 32, 16):
-            for a in axes:
-                if self.shape[a] % parts == 0 and self.shape[a] // parts >= 16:
+        for parts in (256, 128, 64, 32, 16, 8):
+            for a in axes:  # split one reduced axis into `parts` partial results, each reducing >= 16 values
+                if self.shape[a] % parts == 0 and size // parts >= 16:
                     split_shape = self.shape[:a] + (parts, self.shape[a] // parts) + self.shape[a + 1:]
                     inner_axes = tuple(x + (x > a) for x in axes if x != a) + (a + 1,)
                     partial = self.reshape(split_shape).reduce(op, inner_axes)
