@@ -1,7 +1,9 @@
 """One command for contributors: `nox` installs every package into fresh environments and runs all checks.
 
-Sessions: lint (ruff), typecheck (mypy on core), tests (core's suite), plugins (plugin discovery against
-the test distributions in tests/plugins/).  `nox -s NAME` runs one; `nox -l` lists them.
+Sessions: lint (ruff), typecheck (mypy on core), tests (core's suite), conformance (the kit on the numpy
+backend, plain and with each lowering capability), plugins (plugin discovery against the test
+distributions in tests/plugins/), one per backend plugin (ptx, clang), and examples (tg.nn and the digits
+example, which must reach 97%).  `nox -s NAME` runs one; `nox -l` lists them.
 """
 
 from __future__ import annotations
@@ -93,6 +95,27 @@ def ptx(session: nox.Session) -> None:
         session.error(message) if os.environ.get("CI") else session.warn(message)
     session.run("pytest", "--pyargs", "tg.testing", "-p", "tg_ptx.pytest_plugin", *session.posargs,
                 env={**env, "TG_BACKEND": "ptx:emu", **verify})
+
+
+@nox.session
+def clang(session: nox.Session) -> None:
+    """The clang CPU backend: its own tests, the conformance kit on it, and a smoke run of bench/cpu.py.
+
+    Needs clang (Debian 12: `apt-get install -y clang`, clang 14; CI's .ci/run installs it).  Without it the
+    session fails under CI (CI set) and is skipped elsewhere.  Kernels are cached in the session's tmp dir.
+    """
+    import os
+    import shutil
+
+    compiler = os.environ.get("TG_CC") or "clang"
+    if shutil.which(compiler) is None:
+        message = f"{compiler} not found: apt-get install clang (or set TG_CC to a clang binary)"
+        session.error(message) if os.environ.get("CI") else session.skip(message)
+    session.install("./core[testing]", "./plugins/tg-clang")
+    env = {"TG_PLUGINS": "clang", "TG_CACHE_DIR": str(Path(session.create_tmp()) / "tg-cache")}
+    session.run("pytest", "tests/clang", *session.posargs, env=env)
+    session.run("pytest", "--pyargs", "tg.testing", "-q", env={**env, "TG_BACKEND": "clang"})
+    session.run("python", "bench/cpu.py", "--quick", "--no-peers", env={**env, "TG_BACKEND": "clang"})
 
 
 @nox.session

@@ -28,7 +28,20 @@ ENVIRONMENT: dict[str, str] = {
     "TG_STRICT_PLUGINS": "1: a plugin that fails to load is an error instead of a warning.",
     "TG_DEBUG": "1: kernel count and time; 2: each kernel; 4: its source; 5: its disassembly; 6: its micro-ops.",
     "TG_NUMPY_CAPS": "Lowering capabilities the numpy backend pretends to need, to prove each rewrite: "
-                     "no_div, sin_is_sin2pi, no_pow, group_size=N.",
+                     "no_div, sin_is_sin2pi, no_pow, mulacc, group_size=N, vector_width=N, upcast=N, no_<dtype>.",
+    "TG_CC": "tg-clang: the C compiler (default clang); it must accept clang's vector extensions.",
+    "TG_CACHE_DIR": "Where compiled kernels are cached (default $XDG_CACHE_HOME/tg, else ~/.cache/tg).",
+    "TG_CLANG_THREADS": "tg-clang: threads per launch (default: every core).",
+    "TG_CLANG_SPMD": "tg-clang: 0 renders every kernel one thread at a time (no SIMD across threads).",
+    "TG_CLANG_LANES": "tg-clang: threads run together in SIMD lanes (default 16).",
+    "TG_CLANG_ROWS": "tg-clang: rows of a register tile (default 6).",
+    "TG_CLANG_VECTOR_WIDTH": "tg-clang: declare this vector width to core (default 1), to exercise its vector lanes.",
+    "TG_CLANG_GROUP_SIZE": "tg-clang: declare this work-group size to core (default 1), to exercise work groups.",
+    "TG_PTX_ARCH": "tg-ptx: the PTX target, sm_80 or newer (sets .target and .version). Unset: the GPU's, else sm_80.",
+    "TG_PTX_VERIFY": "tg-ptx: comma list of targets (e.g. sm_80,sm_90); every kernel is also assembled by ptxas "
+                     "for each, and a rejection fails with ptxas's message and the PTX around it.",
+    "TG_PTX_VERIFY_BATCH": "tg-ptx: with TG_PTX_VERIFY, assemble N kernels per ptxas run in the background "
+                           "(default 1: each kernel as it compiles).",
 }
 
 T = TypeVar("T", int, float, str, bool)

@@ -1,0 +1,215 @@
+"""The C compiler and its on-disk cache of kernel binaries.
+
+``clang`` (or ``TG_CC``) compiles each kernel to a shared object through tg's early-exec helper.  Binaries are
+cached in ``TG_CACHE_DIR`` (default ``$XDG_CACHE_HOME/tg``, else ``~/.cache/tg``), under ``clang/``, named by a
+hash of the source, the compiler (resolved path, size and time stamp, so an upgrade misses), the flags and the
+host CPU (``-march=native``).  A binary is written to a temporary file and renamed into place, so processes
+compiling the same kernel at once never see half a file; an entry that does not load (truncated, corrupt) is
+deleted and rebuilt (an incomplete ELF file is caught before ``dlopen``, which would crash on it).  Looking a
+kernel up never starts a process: a cache hit costs a hash, a look at the ELF headers and a ``dlopen``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tg.errors import BackendError
+
+#: Bumped whenever the emitted C or the flags change meaning, so stale binaries are never reused.
+CACHE_VERSION = "1"
+DEBIAN_PACKAGE = "clang"
+#: IEEE semantics are kept (no -ffast-math): inf, nan, signed zeros and denormals behave as numpy's.
+#: -fwrapv: signed integers wrap like the IR's; -fno-math-errno only lets sqrt be an instruction.
+BASE_FLAGS = ("-std=gnu11", "-O2", "-march=native", "-fPIC", "-shared", "-fwrapv", "-fno-math-errno",
+              "-ffp-contract=on", "-Wno-psabi")
+#: The libmvec functions the lane renderer calls (glibc >= 2.35 has them all).
+LIBMVEC_SYMBOLS = ("_ZGVdN8v_exp2f", "_ZGVdN8v_log2f", "_ZGVdN8v_sinf", "_ZGVdN4v_exp2", "_ZGVdN4v_log2",
+                   "_ZGVdN4v_sin")
+
+
+@functools.cache
+def has_libmvec() -> bool:
+    """Whether glibc's vector math library with every function the kernels call is installed."""
+    try:
+        lib = ctypes.CDLL("libmvec.so.1")
+        return all(hasattr(lib, name) for name in LIBMVEC_SYMBOLS)
+    except OSError:
+        return False
+
+
+def default_flags() -> tuple[str, ...]:
+    """The compiler flags (libraries last): with libmvec, SIMD lanes call its exp2/log2/sin (<= 2 ulp)."""
+    if has_libmvec():
+        return (*BASE_FLAGS, "-DTG_LIBMVEC=1", "-lmvec", "-lm")
+    return (*BASE_FLAGS, "-lm")
+
+
+class CompilerNotFoundError(BackendError):
+    """The C compiler is not installed (or TG_CC names nothing runnable)."""
+
+
+class CompileError(BackendError):
+    """The C compiler rejected a kernel; the message carries its diagnostics."""
+
+
+def compiler_name() -> str:
+    return os.environ.get("TG_CC", "").strip() or "clang"
+
+
+def find_compiler() -> str | None:
+    """The compiler's full path, or None when it is not installed; cheap (a PATH lookup)."""
+    return shutil.which(compiler_name())
+
+
+def missing_compiler_message(name: str | None = None) -> str:
+    name = name or compiler_name()
+    origin = " (from TG_CC)" if os.environ.get("TG_CC", "").strip() else ""
+    return (f"tg-clang: the C compiler '{name}'{origin} was not found. Install clang "
+            f"(Debian/Ubuntu: apt-get install {DEBIAN_PACKAGE}) or set TG_CC to a C compiler with clang's vector "
+            "extensions")
+
+
+def require_compiler() -> str:
+    path = find_compiler()
+    if path is None:
+        raise CompilerNotFoundError(missing_compiler_message())
+    return path
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("TG_CACHE_DIR", "").strip()
+    if root:
+        base = Path(root)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+        base = (Path(xdg) if xdg else Path.home() / ".cache") / "tg"
+    return base / "clang"
+
+
+@functools.cache
+def _host_cpu() -> str:
+    """What -march=native compiles for: the CPU model and feature flags."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        import platform
+
+        return platform.machine() + platform.processor()
+    keep = [line for line in text.splitlines() if line.startswith(("model name", "flags", "vendor_id"))]
+    return "\n".join(dict.fromkeys(keep))
+
+
+def _compiler_identity(path: str) -> str:
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    return f"{real}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def cache_key(source: str, compiler: str, flags: tuple[str, ...]) -> str:
+    h = hashlib.sha256()
+    for part in (CACHE_VERSION, _compiler_identity(compiler), " ".join(flags), _host_cpu(), source):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:40]
+
+
+def compile_to(source: str, output: Path, compiler: str, flags: tuple[str, ...]) -> None:
+    """Compile ``source`` into the shared object ``output`` with the early-exec helper."""
+    from tg.helpers import early_exec
+
+    options = [f for f in flags if not f.startswith("-l")]
+    argv = [compiler, *options, "-x", "c", "-", "-o", str(output), *(f for f in flags if f.startswith("-l"))]
+    try:
+        early_exec(argv, input=source.encode())
+    except subprocess.CalledProcessError as exc:
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+        raise CompileError(f"tg-clang: {os.path.basename(compiler)} failed (exit {exc.returncode}) on this kernel:\n"
+                           f"{stderr.strip()}\ncommand: {' '.join(argv)}") from exc
+    except FileNotFoundError as exc:
+        raise CompilerNotFoundError(missing_compiler_message(compiler)) from exc
+
+
+class KernelCache:
+    """Compiles kernels into the disk cache and loads them; counts hits and misses (for tests and benchmarks)."""
+
+    def __init__(self, directory: Path | None = None, flags: tuple[str, ...] | None = None):
+        self.directory = directory
+        self.flags = flags if flags is not None else default_flags()
+        self.hits = 0
+        self.misses = 0
+
+    def path_for(self, source: str) -> Path:
+        compiler = require_compiler()
+        return (self.directory or cache_dir()) / f"{cache_key(source, compiler, self.flags)}.so"
+
+    def load(self, source: str, symbol: str) -> tuple[ctypes.CDLL, bool]:
+        """The loaded library that exports ``symbol``, compiled if needed; and whether it came from the cache."""
+        compiler = require_compiler()
+        path = self.path_for(source)
+        if path.exists():
+            lib = _try_load(path, symbol)
+            if lib is not None:
+                self.hits += 1
+                return lib, True
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # corrupt or truncated: rebuild it
+        self.misses += 1
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
+        os.close(fd)
+        try:
+            compile_to(source, Path(tmp), compiler, self.flags)
+            os.replace(tmp, path)  # atomic: a concurrent reader sees the old file, the new one, or none
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        lib = _try_load(path, symbol)
+        if lib is None:
+            raise CompileError(f"tg-clang: the freshly compiled kernel {path} does not load or lacks '{symbol}'")
+        return lib, False
+
+
+def elf_complete(path: Path) -> bool:
+    """Whether ``path`` is a whole 64-bit ELF file: every segment and the section table lie inside it.
+
+    Checked before ``dlopen``, because mapping a truncated shared object crashes the process (SIGBUS)
+    instead of failing."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            size = os.fstat(f.fileno()).st_size
+            if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+                return False
+            phoff, shoff = struct.unpack_from("<QQ", head, 32)
+            phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", head, 54)
+            if shoff + shentsize * shnum > size or phoff + phentsize * phnum > size or phentsize < 56:
+                return False
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+    except OSError:
+        return False
+    for i in range(phnum):
+        kind, _, offset, _, _, filesz = struct.unpack_from("<IIQQQQ", table, i * phentsize)
+        if kind == 1 and offset + filesz > size:  # PT_LOAD
+            return False
+    return True
+
+
+def _try_load(path: Path, symbol: str) -> ctypes.CDLL | None:
+    if not elf_complete(path):
+        return None
+    try:
+        lib = ctypes.CDLL(str(path))
+        getattr(lib, symbol)
+    except (OSError, AttributeError):
+        return None
+    return lib

@@ -1,0 +1,189 @@
+"""The ``clang`` runtime: host memory buffers, compiled kernels called through ctypes, and a thread pool.
+
+A buffer is a 64-byte aligned numpy array (the kernel reads and writes it in place; copies to and from the
+host are one ``memcpy``).  A launch hands the kernel's work units to every core: the calling thread and the
+pool's threads each call the kernel's ``_dyn`` entry through ctypes (which releases the GIL), and each
+claims chunks of units from a shared counter until none is left, so a core slowed by another process leaves
+its share to the others.  Idle pool threads block on a lock (no spinning).  Small launches stay on the calling
+thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tg.backend_types import Availability, Runtime
+
+from tg_clang.compiler import DEBIAN_PACKAGE, KernelCache, compiler_name, find_compiler
+
+_HEADER = re.compile(r"/\* tg-clang kernel=(\S+) units=(\d+) cost=(\d+) vars=(\S*) strategy=(\S+) \*/")
+#: Estimated operations below which a launch is not worth waking the pool for (a wake-up costs ~20 us).
+SPLIT_THRESHOLD = 1 << 17
+#: Shares per thread in a split launch: threads claim them as they go, so a core slowed by another process
+#: leaves its share to the others.
+CHUNKS_PER_THREAD = 8
+
+
+@dataclass
+class HostBuffer:
+    """A buffer in host memory: the numpy array the kernel works on and its address."""
+
+    array: np.ndarray
+    ptr: int
+
+
+@dataclass
+class ClangProgram:
+    """A loaded kernel: the C function, its work units and cost (from the header), integer variables."""
+
+    name: str
+    function: Any
+    dynamic: Any
+    units: int
+    cost: int
+    variables: tuple[str, ...]
+    strategy: str
+    library: ctypes.CDLL
+    cached: bool
+
+
+def thread_count() -> int:
+    raw = os.environ.get("TG_CLANG_THREADS", "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"environment variable TG_CLANG_THREADS={raw!r} must be a positive integer")
+        return int(raw)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class ThreadPool:
+    """``size - 1`` persistent threads plus the caller; :meth:`run` has every thread make the same call."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._pid = os.getpid()
+        self._task: tuple[Any, tuple[Any, ...]] | None = None
+        self._errors: list[BaseException] = []
+        self._go = [threading.Lock() for _ in range(size - 1)]
+        self._done = [threading.Lock() for _ in range(size - 1)]
+        self._run_lock = threading.Lock()
+        for lock in (*self._go, *self._done):
+            lock.acquire()
+        for i in range(size - 1):
+            threading.Thread(target=self._worker, args=(i,), name=f"tg-clang-{i + 1}", daemon=True).start()
+
+    def _worker(self, i: int) -> None:
+        while True:
+            self._go[i].acquire()  # blocks (no spinning) until run() hands out work
+            try:
+                assert self._task is not None
+                function, args = self._task
+                function(*args)
+            except BaseException as exc:  # reported by run() in the caller's thread
+                self._errors.append(exc)
+            finally:
+                self._done[i].release()
+
+    def run(self, function: Any, args: tuple[Any, ...], threads: int | None = None) -> None:
+        """Call ``function(*args)`` on ``threads`` threads at once (the caller's included); wait for all."""
+        helpers = min(self.size, threads or self.size) - 1
+        if helpers <= 0:
+            function(*args)
+            return
+        with self._run_lock:
+            self._task, self._errors = (function, args), []
+            for i in range(helpers):
+                self._go[i].release()
+            try:
+                function(*args)
+            finally:
+                for i in range(helpers):
+                    self._done[i].acquire()
+                self._task = None
+            if self._errors:
+                raise self._errors[0]
+
+
+_pool: ThreadPool | None = None
+_pool_lock = threading.Lock()
+
+
+def pool() -> ThreadPool:
+    """This process's pool (a forked child builds its own: threads do not survive a fork)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._pid != os.getpid():
+            _pool = ThreadPool(thread_count())
+        return _pool
+
+
+class ClangRuntime(Runtime):
+    language = "c"
+    name = "clang"
+    priority = 100
+
+    def __init__(self) -> None:
+        self.cache = KernelCache()
+
+    def available(self) -> Availability:
+        if find_compiler() is None:
+            return Availability.no(f"the C compiler '{compiler_name()}' was not found on PATH",
+                                   f"apt-get install {DEBIAN_PACKAGE} (or set TG_CC to a C compiler)")
+        return Availability.yes()
+
+    def compile(self, source: str, name: str) -> ClangProgram:
+        match = _HEADER.search(source, 0, 400)
+        if match is None:
+            raise ValueError(f"kernel {name}: the source lacks the tg-clang header line")
+        symbol, units, cost, variables, strategy = match.groups()
+        library, cached = self.cache.load(source, symbol)
+        n_vars = len(variables.split(",")) if variables else 0
+        n_bufs = _count_buffers(source, symbol)
+        function, dynamic = getattr(library, symbol), getattr(library, symbol + "_dyn")
+        function.restype = dynamic.restype = None
+        function.argtypes = [ctypes.c_void_p] * n_bufs + [ctypes.c_int32] * (n_vars + 2)
+        dynamic.argtypes = [ctypes.c_void_p] * n_bufs + [ctypes.c_int32] * n_vars + [ctypes.c_void_p,
+                                                                                      ctypes.c_int32, ctypes.c_int32]
+        return ClangProgram(symbol, function, dynamic, int(units), int(cost),
+                            tuple(v for v in variables.split(",") if v), strategy, library, cached)
+
+    def launch(self, program: Any, buffers: list[Any], global_size: tuple[int, ...], local_size: tuple[int, ...],
+               values: dict[str, int]) -> float | None:
+        assert isinstance(program, ClangProgram)
+        args = (*(b.ptr for b in buffers), *(values[v] for v in program.variables))
+        units, workers = program.units, pool()
+        if units * program.cost < SPLIT_THRESHOLD or units < 2 or workers.size < 2:
+            program.function(*args, 0, units)
+            return None
+        threads = min(workers.size, units)
+        chunk = max(1, units // (threads * CHUNKS_PER_THREAD))
+        counter = ctypes.c_int32(0)
+        workers.run(program.dynamic, (*args, ctypes.addressof(counter), units, chunk), threads)
+        return None
+
+    def alloc(self, nbytes: int) -> HostBuffer:
+        raw = np.empty(nbytes + 64, dtype=np.uint8)
+        offset = (-raw.ctypes.data) % 64
+        array = raw[offset:offset + nbytes]
+        return HostBuffer(array, array.ctypes.data)
+
+    def copyin(self, buffer: Any, host: memoryview) -> None:
+        buffer.array[: host.nbytes] = np.frombuffer(host, dtype=np.uint8)
+
+    def copyout(self, host: memoryview, buffer: Any) -> None:
+        np.frombuffer(host, dtype=np.uint8)[:] = buffer.array[: host.nbytes]
+
+
+def _count_buffers(source: str, symbol: str) -> int:
+    start = source.index(f"void {symbol}(")
+    signature = source[start:source.index(")", start)]
+    return signature.count("*restrict")

@@ -1,0 +1,462 @@
+"""Tiles a kernel's threads for the lane renderer and writes the tiled C kernel.
+
+Core gives every output element a thread ``gidx0`` and unravels it into coordinates with ``//`` and ``%`` by
+the output's dimension sizes; the innermost global dimension has size T.  Seen as a grid of rows of T
+threads, the kernel runs *micro-tiles* of R rows by G consecutive threads (``row0``..``row0+R-1``, columns
+``col0``..``col0+G-1``): the micro-ops are replayed through core's :class:`~tg.uops.KernelBuilder` with
+``gidx0 = (row0 + r)*T + col0 + lane``, so its range-based simplification turns ``gidx0 // T`` into the row and
+``gidx0 % T`` into ``col0 + lane``.  What the R rows share (a load of the same matrix element for a
+matmul's B, say) is built once; what the G lanes share becomes scalar; the rest is SIMD across lanes.
+The columns past the last full gang, and kernels the lane renderer cannot take, run the scalar rendering.
+
+For kernels with loops there is a second orientation, G rows (the lanes) by R columns, for loop bodies that
+depend on the row more than on the column (a matmul whose output is transposed); a cost estimate of the two
+rendered micro-tiles picks one.  Values that every row of a tile reads in its loop (a matmul's B panel) are
+copied once per column gang into a contiguous stack buffer (*packing*: no cache-set conflicts at power-of-two
+strides, and the panel stays in L1/L2 while the rows change).
+
+A work unit of the C function is a block of rows by a block of columns; inside a unit the column gangs are
+the outer loop and the micro-tiles of rows the inner one (cache blocking).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tg.dtype import DType, dtypes
+from tg.uops import ALU, KernelBuilder, Ops, PtrDType, UOp
+
+from tg_clang.cprelude import PRELUDE, storage_type
+from tg_clang.emitter import dynamic_entry, header, kernel_params, thread_cost
+from tg_clang.scalar import ScalarRenderer
+from tg_clang.spmd import LaneRenderer, lane_supported, vector_typedefs
+
+#: Operations per work unit the runtime hands out (large enough to hide the cost of a call).
+UNIT_OPS = 1 << 16
+
+
+@dataclass(frozen=True)
+class Tiling:
+    lanes: int  # G: threads per gang (SIMD width of the tile)
+    rows: int  # R: rows per micro-tile
+    row_len: int  # T: threads per row
+    n_rows: int
+    full_cols: int  # columns covered by whole gangs (a multiple of G)
+    block_rows: int  # rows per work unit
+    block_cols: int  # columns per work unit (a multiple of G)
+    transposed: bool = False  # lanes run down the rows (G rows by R columns per micro-tile)
+
+    @property
+    def full_rows(self) -> int:
+        return self.n_rows - self.n_rows % self.lanes if self.transposed else self.n_rows
+
+    @property
+    def units(self) -> int:
+        return math.ceil(self.full_rows / self.block_rows) * math.ceil(self.full_cols / self.block_cols)
+
+
+def _row_length(uops: list[UOp], gid: UOp, n: int) -> int:
+    """T: the smallest divisor core unravels ``gidx0`` by (the innermost output dimension), else n."""
+    divisors = [u.src[1].arg for u in uops if u.op in (Ops.IDIV, Ops.MOD) and u.src[0] is gid
+                and u.src[1].op is Ops.CONST and isinstance(u.src[1].arg, int) and u.src[1].arg > 1]
+    return min(divisors, default=n)
+
+
+def choose_tiling(uops: list[UOp], lanes: int, rows: int) -> Tiling | None:
+    """A tiling of the kernel's threads, or None when the lane renderer should not take it."""
+    if not lane_supported(uops):
+        return None
+    gids = [u for u in uops if u.op is Ops.SPECIAL and u.arg[0] == "gidx0"]
+    if len(gids) != 1 or gids[0].arg[1] < lanes:
+        return None
+    gid, n = gids[0], gids[0].arg[1]
+    row_len = _row_length(uops, gid, n)
+    if row_len < lanes:  # rows shorter than a gang: one long row, the unravelling stays per lane
+        row_len = n
+    n_rows = n // row_len
+    full_cols = row_len - row_len % lanes
+    has_loop = any(u.op is Ops.RANGE for u in uops)
+    r = min(rows, n_rows) if has_loop else 1
+    cost = thread_cost(uops)
+    if has_loop:
+        block_rows = r * max(1, min(8, n_rows // (4 * r)))
+    else:
+        block_rows = max(1, min(n_rows, UNIT_OPS // max(1, full_cols * cost)))
+    gang_ops = block_rows * lanes * cost
+    block_cols = lanes * max(1, min(full_cols // lanes, math.ceil(UNIT_OPS / gang_ops)))
+    return Tiling(lanes, r, row_len, n_rows, full_cols, block_rows, block_cols)
+
+
+def transposed_tiling(uops: list[UOp], lanes: int, rows: int) -> Tiling | None:
+    """The other orientation for a kernel with loops: G rows (lanes) by R columns per micro-tile, for kernels
+    whose loop body depends more on the row than on the column (a matmul whose output is transposed)."""
+    gid = next(u for u in uops if u.op is Ops.SPECIAL and u.arg[0] == "gidx0")
+    n = gid.arg[1]
+    row_len = _row_length(uops, gid, n)
+    n_rows = n // row_len
+    if n_rows < lanes or row_len < 2 or not any(u.op is Ops.RANGE for u in uops):
+        return None
+    r = min(rows, row_len)
+    block_rows = lanes * max(1, min(4, (n_rows // lanes) // 4))
+    return Tiling(lanes, r, row_len, n_rows, row_len, block_rows, r * max(1, min(row_len // r, 8)), transposed=True)
+
+
+#: Largest panel (bytes) a tile may copy to the stack for reuse across its row block.
+PACK_LIMIT = 1 << 18
+
+
+@dataclass
+class Pack:
+    """A load that every row of a tile repeats (a matmul's B): copied once per column gang into ``pk{index}``."""
+
+    index: int
+    dtype: DType
+    elements: int  # loop trip count times the lanes
+    source: list[UOp]  # the pack's own micro-ops (a kernel of loops that copies the panel)
+
+
+class TileBuilder:
+    """Replays a kernel's micro-ops as one micro-tile of ``rows`` rows (see the module docstring).
+
+    With ``packs`` (the decisions of the widest tile, keyed by the original load) a load that is the same
+    for every row, varies across lanes and sits in a loop reads the column gang's packed copy instead;
+    ``find_packs`` makes those decisions.
+    """
+
+    def __init__(self, t: Tiling, rows: int, packs: dict[int, Pack] | None = None, find_packs: bool = False):
+        self.t, self.rows = t, rows
+        self.b = b = KernelBuilder()
+        i32 = dtypes.int32
+        if t.transposed:
+            self.row0 = b.special("row0", t.full_rows - t.lanes + 1)
+            self.col0 = b.special("col0", t.row_len - rows + 1)
+            self.lane = b.special("lane", t.lanes)
+            row = b.alu(Ops.ADD, self.row0, self.lane)
+            self.coords = [(row, b.alu(Ops.ADD, self.col0, b.const(r, i32))) for r in range(rows)]
+        else:
+            self.row0 = b.special("row0", t.n_rows - rows + 1)
+            self.col0 = b.special("col0", t.full_cols - t.lanes + 1)
+            self.lane = b.special("lane", t.lanes)
+            col = b.alu(Ops.ADD, self.col0, self.lane)
+            self.coords = [(b.alu(Ops.ADD, self.row0, b.const(r, i32)), col) for r in range(rows)]
+        self.packs: dict[int, Pack] = {} if packs is None else packs
+        self.find_packs = find_packs
+        self.pack_bufs: dict[int, UOp] = {}
+        self.ranges: list[UOp] = []
+        self.readonly: set[int] = set()
+        self.loads: dict[tuple[int, ...], UOp] = {}
+        self.load_scopes: list[list[tuple[int, ...]]] = [[]]
+
+    def build(self, uops: list[UOp]) -> list[UOp]:
+        b = self.b
+        shared: dict[int, UOp] = {}
+        per_row: list[dict[int, UOp]] = [{} for _ in range(self.rows)]
+        self.gid = next(u for u in uops if u.op is Ops.SPECIAL and u.arg[0] == "gidx0")
+        for u in uops:
+            if u.op is Ops.DEFINE_GLOBAL:
+                assert isinstance(u.dtype, PtrDType)
+                shared[id(u)] = new = b.define_global(u.arg[0], u.dtype.base, u.arg[2])
+                if not u.arg[2]:
+                    self.readonly.add(id(new))
+            elif u.op is Ops.DEFINE_VAR:
+                shared[id(u)] = b._add(Ops.DEFINE_VAR, u.dtype, (), u.arg, pure=False)
+            elif u.op is Ops.CONST:
+                assert isinstance(u.dtype, DType)
+                shared[id(u)] = b.const(u.arg, u.dtype)
+            elif u.op is Ops.RANGE:
+                shared[id(u)] = rng = b.range(u.src[0].arg, u.src[1].arg)
+                self.ranges.append(rng)
+                self.load_scopes.append([])
+            elif u.op is Ops.ENDRANGE:
+                b.end_range(shared[id(u.src[0])])
+                self.ranges.pop()
+                for key in self.load_scopes.pop():
+                    self.loads.pop(key, None)
+            else:
+                for r in range(self.rows):
+                    src = tuple(per_row[r][id(x)] if id(x) in per_row[r] else shared[id(x)] for x in u.src)
+                    per_row[r][id(u)] = self._replay(u, src, *self.coords[r])
+        return prune(b.uops)
+
+    def _replay(self, u: UOp, src: tuple[UOp, ...], row: UOp, col: UOp) -> UOp:
+        b, t, i32 = self.b, self.t, dtypes.int32
+        if u.op is Ops.SPECIAL:
+            if t.n_rows == 1:
+                return col
+            return b.alu(Ops.ADD, b.alu(Ops.MUL, row, b.const(t.row_len, i32)), col)
+        if u.op in (Ops.IDIV, Ops.MOD) and u.src[0] is self.gid and t.n_rows > 1 and u.src[1].op is Ops.CONST \
+                and u.src[1].arg % t.row_len == 0:
+            k = b.const(u.src[1].arg // t.row_len, i32)
+            if u.op is Ops.IDIV:
+                return b.alu(Ops.IDIV, row, k)
+            return b.alu(Ops.ADD, b.alu(Ops.MUL, b.alu(Ops.MOD, row, k), b.const(t.row_len, i32)), col)
+        if u.op is Ops.DEFINE_ACC:
+            assert isinstance(u.dtype, DType)
+            return b.define_acc(u.arg, u.dtype)
+        if u.op is Ops.ASSIGN:
+            return b.assign(src[0], src[1])
+        if u.op is Ops.LOAD:
+            return self._load(u, src)
+        if u.op is Ops.STORE:
+            b.store(src[0], src[1], src[2], src[3] if len(src) > 3 else None)
+            return src[2]
+        if u.op is Ops.CAST:
+            assert isinstance(u.dtype, DType)
+            return b.cast(src[0], u.dtype)
+        if u.op is Ops.BITCAST:
+            assert isinstance(u.dtype, DType)
+            return b.bitcast(src[0], u.dtype)
+        if u.op is Ops.MULACC and self.ranges:
+            src = (self._packed(u.src[0], src[0]), self._packed(u.src[1], src[1]), src[2])
+        assert isinstance(u.dtype, DType), u
+        return b.alu(u.op, *src, dtype=u.dtype)
+
+    def _load(self, u: UOp, src: tuple[UOp, ...]) -> UOp:
+        key = tuple(id(x) for x in src)
+        if key in self.loads:
+            return self.loads[key]
+        gate, alt = (src[2], src[3]) if len(src) > 2 else (None, None)
+        new = self.b.load(src[0], src[1], u.dtype, gate, alt)  # type: ignore[arg-type]
+        if id(src[0]) in self.readonly and new.op is Ops.LOAD:
+            self.loads[key] = new
+            self.load_scopes[-1].append(key)
+        return new
+
+    def _packed(self, orig: UOp, value: UOp) -> UOp:
+        """``value``, an operand of an accumulation in a loop, or a load of its packed panel when it varies
+        across lanes, is the same for every micro-tile of the unit and depends only on loads of inputs."""
+        b, t = self.b, self.t
+        dtype = value.dtype
+        if not isinstance(dtype, DType):
+            return value
+        if id(orig) not in self.packs:
+            if not self.find_packs or not self.ranges:
+                return value
+            deps = _dependencies(value)
+            if any(x.op not in _PACKABLE or (x.op is Ops.DEFINE_GLOBAL and id(x) not in self.readonly)
+                   for x in deps.values()):
+                return value
+            trips = math.prod(r.src[1].arg - r.src[0].arg for r in self.ranges)
+            tile_coordinate = self.col0 if t.transposed else self.row0
+            if id(self.lane) not in deps or id(tile_coordinate) in deps or \
+                    trips * t.lanes * dtype.itemsize > PACK_LIMIT:
+                return value
+            self.packs[id(orig)] = Pack(len(self.packs), dtype, trips * t.lanes,
+                                        self._pack_kernel(len(self.packs), value, dtype))
+        pack = self.packs[id(orig)]
+        if pack.index not in self.pack_bufs:
+            self.pack_bufs[pack.index] = b._add(Ops.DEFINE_GLOBAL, PtrDType(dtype), (),
+                                                (1000 + pack.index, f"pk{pack.index}", False), pure=False)
+        index = self._panel_index(b, self.ranges, self.lane)
+        key = (-1 - pack.index, id(index))
+        if key not in self.loads:  # one load for every row of the tile
+            self.loads[key] = b.load(self.pack_bufs[pack.index], index, dtype)
+            self.load_scopes[-1].append(key)
+        return self.loads[key]
+
+    def _panel_index(self, b: KernelBuilder, ranges: list[UOp], lane: UOp) -> UOp:
+        i32 = dtypes.int32
+        lin = b.const(0, i32)
+        for r in ranges:
+            lin = b.alu(Ops.ADD, b.alu(Ops.MUL, lin, b.const(r.src[1].arg - r.src[0].arg, i32)),
+                        b.alu(Ops.SUB, r, b.const(r.src[0].arg, i32)))
+        return b.alu(Ops.ADD, b.alu(Ops.MUL, lin, b.const(self.t.lanes, i32)), lane)
+
+    def _pack_kernel(self, index: int, value: UOp, dtype: DType) -> list[UOp]:
+        """Micro-ops that compute ``value`` for every loop iteration and lane into ``pk{index}``."""
+        pb, t = KernelBuilder(), self.t
+        if t.transposed:
+            gang = pb.special("row0", t.full_rows - t.lanes + 1)
+            mapping: dict[int, UOp] = {id(self.row0): gang}
+        else:
+            gang = pb.special("col0", t.full_cols - t.lanes + 1)
+            mapping = {id(self.col0): gang}
+        mapping[id(self.lane)] = pb.special("lane", t.lanes)
+        out = pb._add(Ops.DEFINE_GLOBAL, PtrDType(dtype), (), (1000 + index, f"pk{index}", True), pure=False)
+        ranges = []
+        for r in self.ranges:
+            ranges.append(pb.range(r.src[0].arg, r.src[1].arg))
+            mapping[id(r)] = ranges[-1]
+        pb.store(out, self._panel_index(pb, ranges, mapping[id(self.lane)]), _copy_expr(pb, value, mapping))
+        for r in reversed(ranges):
+            pb.end_range(r)
+        return pb.uops
+
+
+_PACKABLE = {Ops.CONST, Ops.SPECIAL, Ops.RANGE, Ops.CAST, Ops.BITCAST, Ops.LOAD, Ops.DEFINE_GLOBAL, *ALU}
+
+
+def prune(uops: list[UOp]) -> list[UOp]:
+    """``uops`` without the values nothing uses (what packing left behind)."""
+    effects = {Ops.STORE, Ops.ASSIGN, Ops.RANGE, Ops.ENDRANGE, Ops.DEFINE_GLOBAL, Ops.DEFINE_VAR, Ops.SPECIAL,
+               Ops.DEFINE_ACC, Ops.BARRIER}
+    live: set[int] = set()
+    for u in reversed(uops):
+        if u.op in effects or id(u) in live:
+            live.add(id(u))
+            live.update(id(x) for x in u.src)
+    return [u for u in uops if id(u) in live]
+
+
+def _dependencies(u: UOp) -> dict[int, UOp]:
+    seen: dict[int, UOp] = {}
+    stack = [u]
+    while stack:
+        x = stack.pop()
+        if id(x) not in seen:
+            seen[id(x)] = x
+            stack.extend(x.src)
+    return seen
+
+
+def _copy_expr(b: KernelBuilder, u: UOp, mapping: dict[int, UOp]) -> UOp:
+    """Rebuild the side-effect free expression ``u`` in builder ``b`` (leaves through ``mapping``)."""
+    if id(u) in mapping:
+        return mapping[id(u)]
+    src = [_copy_expr(b, s, mapping) for s in u.src]
+    if u.op is Ops.DEFINE_GLOBAL:
+        assert isinstance(u.dtype, PtrDType)
+        new = b.define_global(u.arg[0], u.dtype.base, False)
+    elif u.op is Ops.CONST:
+        assert isinstance(u.dtype, DType)
+        new = b.const(u.arg, u.dtype)
+    elif u.op is Ops.LOAD:
+        new = b.load(src[0], src[1], u.dtype, *src[2:])  # type: ignore[arg-type]
+    elif u.op is Ops.CAST:
+        assert isinstance(u.dtype, DType)
+        new = b.cast(src[0], u.dtype)
+    elif u.op is Ops.BITCAST:
+        assert isinstance(u.dtype, DType)
+        new = b.bitcast(src[0], u.dtype)
+    else:
+        assert isinstance(u.dtype, DType) and u.op in ALU, u
+        new = b.alu(u.op, *src, dtype=u.dtype)
+    mapping[id(u)] = new
+    return new
+
+
+def tile_cost(renderer: LaneRenderer, uops: list[UOp], outputs: int) -> float:
+    """Estimated instructions per output of a rendered micro-tile: loop bodies weighted by their trip counts,
+    a SIMD operation as G/8 instructions, a gather or a lane-by-lane operation as G, a scalar one as 1."""
+    lanes, total, trips = renderer.lanes, 0.0, [1]
+    for u in uops:
+        if u.op is Ops.RANGE:
+            trips.append(trips[-1] * max(1, u.src[1].arg - u.src[0].arg))
+        elif u.op is Ops.ENDRANGE:
+            trips.pop()
+        elif u.op in (Ops.CONST, Ops.SPECIAL, Ops.DEFINE_GLOBAL, Ops.DEFINE_VAR, Ops.DEFINE_ACC):
+            continue
+        elif id(u) not in renderer.varying:
+            total += trips[-1]
+        elif u.op in (Ops.LOAD, Ops.STORE) and renderer.strides.get(id(u.src[1])) != 1:
+            total += trips[-1] * lanes
+        else:
+            total += trips[-1] * lanes / 8
+    return total / outputs
+
+
+#: Outputs of at least this many bytes are written with non-temporal stores by kernels without loops.
+STREAM_BYTES = 8 << 20
+
+
+def _streaming(uops: list[UOp]) -> bool:
+    """Whether an elementwise kernel writes so much that its stores should bypass the caches."""
+    if any(u.op is Ops.RANGE for u in uops):
+        return False
+    out = next((u for u in uops if u.op is Ops.DEFINE_GLOBAL and u.arg[0] == 0), None)
+    gid = next((u for u in uops if u.op is Ops.SPECIAL and u.arg[0] == "gidx0"), None)
+    if out is None or gid is None or not isinstance(out.dtype, PtrDType):
+        return False
+    return bool(gid.arg[1] * out.dtype.base.itemsize >= STREAM_BYTES)
+
+
+def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int) -> tuple[list[str], list[Pack], float]:
+    """The C functions of a tiling's micro-tiles (and packs), and their estimated cost per output."""
+    params, _ = kernel_params(uops)
+    sig = ", ".join(params)
+    # packing pays when a column gang's panel is read by several micro-tiles
+    wide = TileBuilder(t, t.rows, find_packs=(t.block_cols if t.transposed else t.block_rows) >= 2 * t.rows)
+    tiles = [(t.rows, wide.build(uops))]
+    if t.rows > 1:
+        tiles.append((1, TileBuilder(t, 1, packs=wide.packs).build(uops)))
+    packs = sorted(wide.packs.values(), key=lambda p: p.index)
+    pk_params = "".join(f", const {storage_type(p.dtype)} *restrict pk{p.index}" for p in packs)
+    out: list[str] = []
+    gang = "row0" if t.transposed else "col0"
+    for p in packs:
+        body = LaneRenderer(p.source, lanes, {gang: gang}).render()
+        out += [f"static void {name}_pack{p.index}({sig}, int32_t {gang}, {storage_type(p.dtype)} *restrict "
+                f"pk{p.index}) {{", *body, "}"]
+    cost = 0.0
+    for rows_here, tile_uops in tiles:
+        renderer = LaneRenderer(tile_uops, lanes, {"row0": "row0", "col0": "col0"}, _streaming(uops))
+        body = renderer.render()
+        if rows_here == t.rows:
+            cost = tile_cost(renderer, tile_uops, rows_here * lanes)
+        out += [f"static inline __attribute__((always_inline)) void {name}_tile{rows_here}({sig}, int32_t row0, "
+                f"int32_t col0{pk_params}) {{", *body, "}"]
+    return out, packs, cost
+
+
+def render_tiled(name: str, uops: list[UOp], lanes: int, rows: int) -> str | None:
+    """The whole C file of a tiled kernel, or None when no tiling applies."""
+    t = choose_tiling(uops, lanes, rows)
+    if t is None:
+        return None
+    functions, packs, cost = _render_tiles(name, uops, t, lanes)
+    other = transposed_tiling(uops, lanes, rows)
+    if other is not None:
+        other_functions, other_packs, other_cost = _render_tiles(name, uops, other, lanes)
+        if other_cost < 0.85 * cost:
+            t, functions, packs = other, other_functions, other_packs
+    params, variables = kernel_params(uops)
+    args = ", ".join([p.rsplit(" ", 1)[1] for p in params])
+    sig = ", ".join(params)
+    strategy = f"tiled{'T' if t.transposed else ''}{t.rows}x{lanes}"
+    out = [header(name, t.units, t.block_rows * t.block_cols * thread_cost(uops), variables, strategy),
+           PRELUDE, *vector_typedefs(lanes), *functions]
+    row_tail = t.full_rows < t.n_rows
+    col_tail = t.full_cols < t.row_len
+    if row_tail or col_tail:
+        decls, phases = ScalarRenderer(uops, {"gidx0": "gidx0"}).render()
+        assert not decls and len(phases) == 1
+        out += [f"static void {name}_thread({sig}, int32_t gidx0) {{", *phases[0], "}"]
+    pk_args = "".join(f", pk{p.index}" for p in packs)
+    n_col_blocks = math.ceil(t.full_cols / t.block_cols)
+    out += [f"void {name}({sig}, int32_t start, int32_t end) {{"]
+    out += [f"  {storage_type(p.dtype)} pk{p.index}[{p.elements}] __attribute__((aligned(64)));" for p in packs]
+    out += ["  for (int32_t u = start; u < end; u++) {",
+            f"    int32_t rb = u / {n_col_blocks}, cb = u % {n_col_blocks};",
+            f"    int32_t r_lo = rb * {t.block_rows}, r_hi = r_lo + {t.block_rows} < {t.full_rows} ? "
+            f"r_lo + {t.block_rows} : {t.full_rows};",
+            f"    int32_t c_lo = cb * {t.block_cols}, c_hi = c_lo + {t.block_cols} < {t.full_cols} ? "
+            f"c_lo + {t.block_cols} : {t.full_cols};"]
+    if t.transposed:  # G rows by R columns: row gangs outside, columns inside
+        out += [f"    for (int32_t row0 = r_lo; row0 < r_hi; row0 += {lanes}) {{"]
+        out += [f"      {name}_pack{p.index}({args}, row0, pk{p.index});" for p in packs]
+        out.append("      int32_t col0 = c_lo;")
+        if t.rows > 1:
+            out.append(f"      for (; col0 + {t.rows} <= c_hi; col0 += {t.rows}) {name}_tile{t.rows}({args}, row0, "
+                       f"col0{pk_args});")
+        out += [f"      for (; col0 < c_hi; col0++) {name}_tile1({args}, row0, col0{pk_args});", "    }"]
+        if row_tail:
+            out += [f"    if (r_hi == {t.full_rows}) for (int32_t row = {t.full_rows}; row < {t.n_rows}; row++)",
+                    f"      for (int32_t c = c_lo; c < c_hi; c++) {name}_thread({args}, row * {t.row_len} + c);"]
+    else:  # R rows by G columns: column gangs outside (their packed panel stays in cache), rows inside
+        out += [f"    for (int32_t col0 = c_lo; col0 < c_hi; col0 += {lanes}) {{"]
+        out += [f"      {name}_pack{p.index}({args}, col0, pk{p.index});" for p in packs]
+        out.append("      int32_t row0 = r_lo;")
+        if t.rows > 1:
+            out.append(f"      for (; row0 + {t.rows} <= r_hi; row0 += {t.rows}) {name}_tile{t.rows}({args}, row0, "
+                       f"col0{pk_args});")
+        out += [f"      for (; row0 < r_hi; row0++) {name}_tile1({args}, row0, col0{pk_args});", "    }"]
+    if col_tail:
+        out += [f"    if (cb == {n_col_blocks - 1}) for (int32_t row = r_lo; row < r_hi; row++)",
+                f"      for (int32_t c = {t.full_cols}; c < {t.row_len}; c++) {name}_thread({args}, row * "
+                f"{t.row_len} + c);"]
+    if _streaming(uops):
+        out += ["#if defined(__x86_64__) || defined(__i386__)",
+                "    __builtin_ia32_sfence();  /* order the non-temporal stores before anyone reads them */", "#endif"]
+    out += ["  }", "}", dynamic_entry(name, params), ""]
+    return "\n".join(out)

@@ -1,0 +1,31 @@
+"""Helpers shared by the clang backend's tests (importable from a subprocess: tests/clang is on its path)."""
+
+from __future__ import annotations
+
+import numpy as np
+from tg.dtype import dtypes
+from tg.uops import KernelBuilder, Ops
+
+
+def fill_kernel(value: float, n: int = 64, name: str = "fill") -> str:
+    """C source of a kernel writing ``value + i`` to element i of a float32 buffer of ``n``."""
+    from tg_clang.emitter import ClangEmitter
+
+    b = KernelBuilder()
+    out = b.define_global(0, dtypes.float32, True)
+    gid = b.special("gidx0", n)
+    b.store(out, gid, b.alu(Ops.ADD, b.cast(gid, dtypes.float32), b.const(value, dtypes.float32)))
+    return ClangEmitter().render(name, b.uops)
+
+
+def run_fill(runtime: object, source: str, n: int = 64) -> np.ndarray:
+    """Compile and run a :func:`fill_kernel` source on ``runtime`` (a ClangRuntime); its output."""
+    from tg_clang.runtime import ClangRuntime
+
+    assert isinstance(runtime, ClangRuntime)
+    program = runtime.compile(source, "fill")
+    buf = runtime.alloc(4 * n)
+    runtime.launch(program, [buf], (n,), (1,), {})
+    out = np.empty(n, np.float32)
+    runtime.copyout(out.data.cast("B"), buf)
+    return out

@@ -1,0 +1,19 @@
+"""Fixtures for the clang backend's tests: skip when clang is missing, a private kernel cache per test."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+if shutil.which("clang") is None:  # CI installs it (see the nox session); a bare machine skips loudly
+    pytest.skip("clang is not installed (apt-get install clang)", allow_module_level=True)
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty kernel cache for this test (TG_CACHE_DIR)."""
+    monkeypatch.setenv("TG_CACHE_DIR", str(tmp_path))
+    yield tmp_path / "clang"
