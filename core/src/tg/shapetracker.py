@@ -10,6 +10,7 @@ over micro-ops.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,6 +22,7 @@ Shape = tuple[int, ...]
 Mask = tuple[tuple[int, int], ...]
 
 
+@functools.lru_cache(maxsize=4096)
 def strides_for(shape: Shape) -> tuple[int, ...]:
     """Row-major strides, with 0 for dimensions of size 1 (they never move the index)."""
     strides, acc = [], 1
