@@ -212,3 +212,13 @@ def test_upcast_gives_matmul_a_register_tile(monkeypatch: pytest.MonkeyPatch) ->
     ops = _lowered_ops(kernel, "upcast=16,vector_width=4", monkeypatch)
     assert ops.count(Ops.DEFINE_ACC) == 16, "a 4x4 tile of accumulators per thread"
     assert ops.count(Ops.LOAD) == 5, "per step: 4 values of A and one vector of 4 values of B"
+
+
+def test_a_chain_a_reduction_would_recompute_many_times_is_computed_once() -> None:
+    h, g, x = realized(16, 32), realized(16, 32), realized(16, 64)
+    relu_grad = (h > 0).cast(dtypes.float32) * g * 0.5  # an elementwise chain of several ops
+    grad_w = x.T @ relu_grad  # every one of the 64 rows of the output would recompute it
+    ks = kernels(grad_w)
+    assert len(ks) == 2 and ks[0].output.shape == (16, 32)
+    np.testing.assert_allclose(grad_w.numpy(), x.numpy().T @ relu_grad.numpy(), rtol=1e-5, atol=1e-5)
+    assert len(kernels((realized(8, 8) * 2).sum())) == 1, "no broadcast: the chain still fuses"
