@@ -109,7 +109,8 @@ class DeviceState:
                 KernelCompiled(self.backend.name, name, source, elapsed, cached))
         return self.programs[source]
 
-    def launch(self, prog: Program, buffers: list[Buffer], bytes_moved: int) -> None:
+    def launch(self, prog: Program, buffers: list[Buffer]) -> None:
+        bytes_moved = prog.bytes_moved
         start = time.perf_counter()
         measured = self.backend.runtime.launch(prog.program, [b.handle for b in buffers], prog.global_size,
                                                prog.local_size, {})

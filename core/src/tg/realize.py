@@ -42,7 +42,7 @@ def run_kernel(kernel: Kernel, state: DeviceState, size: int) -> Buffer:
         prog = build_program(kernel, state)
         state.kernels[key] = prog
     buf = Buffer(state.backend, size, kernel.output.dtype)
-    state.launch(prog, [buf, *[inp.realized for inp in kernel.inputs]], prog.bytes_moved)
+    state.launch(prog, [buf, *[inp.realized for inp in kernel.inputs]])
     return buf
 
 

@@ -17,7 +17,6 @@ from typing import Any
 from tg.dtype import DType
 from tg.lazy import LazyBuffer, LazyOp
 from tg.shapetracker import ShapeTracker
-from tg.uops import Ops
 
 
 @dataclass(eq=False)
@@ -155,5 +154,3 @@ def create_schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:
         scheduler.realize(lb)
     return scheduler.items
 
-
-REDUCE_IDENTITY = {Ops.ADD: 0, Ops.MAX: float("-inf")}

@@ -925,11 +925,6 @@ class Tensor:
         log_1mp = (1 - p).log().maximum(-100.0)
         return -(target * log_p + (1 - target) * log_1mp).mean()
 
-    def sequential(self, layers: Sequence[Any]) -> Tensor:
-        x = self
-        for layer in layers:
-            x = layer(x)
-        return x
 
 
 _ADD = F.Ops.ADD

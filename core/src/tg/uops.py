@@ -162,7 +162,7 @@ def format_uops(uops: list[UOp]) -> str:
 def _int_bounds(op: Ops, src: tuple[UOp, ...], arg: Any) -> tuple[float, float]:
     """Conservative value range of an integer op from its operands' ranges."""
     if op is Ops.CONST:
-        return (float(arg), float(arg)) if not isinstance(arg, bool) else (float(arg), float(arg))
+        return float(arg), float(arg)
     if op is Ops.SPECIAL:
         return 0, arg[1] - 1
     if op is Ops.RANGE:
@@ -426,7 +426,5 @@ def fold(op: Ops, args: list[Any], dtype: DType) -> Any:
         value = table[op]()
         if value is None or op in COMPARISONS or dtype == dtypes.bool:
             return value
-        bits = dtype.itemsize * 8
-        value = int(value) & ((1 << bits) - 1)  # wrap like the hardware
-        return value - (1 << bits) if dtype.kind == "i" and value >= 1 << (bits - 1) else value
+        return as_value(value, dtype)  # wraps like the hardware
     return None  # floats are left to the device, whose rounding the oracle checks
