@@ -7,11 +7,15 @@ runs a few kernels in all rather than a few per parameter, and each parameter (a
 views its slice of the result.  Values that change from step to step (learning rate, bias corrections)
 reach the backend as small buffers, not as constants baked into kernels, so a compiled backend compiles
 the update kernels once.  A parameter whose ``.grad`` is None is skipped, its state untouched.
+
+Everything a step changes lives on the device and is changed with ``assign`` (parameters, momentum and
+moment buffers, Adam's running powers of the betas), so a training step wrapped in :func:`tg.jit` keeps
+training when it is replayed; setting ``lr`` writes the new rate into its device buffer in place, which a
+replay reads too.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,9 +59,22 @@ class Optimizer:
         if lr < 0:
             raise ValueError(f"{type(self).__name__}: invalid learning rate {lr}")
         self.params = list(unique.values())
-        self.lr = lr
+        self._lr = lr
+        self._lr_tensors: dict[tuple[str, str], Tensor] = {}  # (device, dtype) -> the rate in a device buffer
         #: per parameter: "step" (updates so far) and the optimizer's tensors for it
         self.state: list[dict[str, Any]] = [{"step": 0} for _ in self.params]
+
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        if value < 0:
+            raise ValueError(f"{type(self).__name__}: invalid learning rate {value}")
+        self._lr = value
+        for t in self._lr_tensors.values():  # in place: a replayed jit step reads the same buffer
+            t.lazydata.base.realized.copyin(np.array(value, dtype=t.dtype.np))
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -78,10 +95,14 @@ class Optimizer:
         with no_grad():
             grad = _flat([p.grad.detach() for p in params if p.grad is not None]).realize()
             new_p, new_state = self._update(chunk, _flat(params), grad, step)
-        for name, flat in new_state.items():  # state first: the new parameters read it
-            flat.realize()
-            for i, view in zip(chunk, _slices(flat, params)):
-                self.state[i][name] = view
+        for name, value in new_state.items():  # state first: the new parameters read it
+            value.realize()  # a flat vector sliced per parameter, or one value the whole chunk shares
+            views = _slices(value, params) if value.shape == new_p.shape else [value] * len(chunk)
+            for i, view in zip(chunk, views):
+                if name in self.state[i]:
+                    self.state[i][name].assign(view)
+                else:
+                    self.state[i][name] = view
         new_p.realize()
         for p, view in zip(params, _slices(new_p, params)):
             p.assign(view)
@@ -95,13 +116,17 @@ class Optimizer:
                                                             device=self.params[i].device)
                       for t, i in zip(pieces, chunk)])
 
-    def _scalar(self, value: float, like: Tensor) -> Tensor:
-        """A scalar in a buffer on ``like``'s device: changing its value changes no kernel."""
-        return Tensor(np.array(value, dtype=like.dtype.np), device=like.device)
+    def _lr_tensor(self, like: Tensor) -> Tensor:
+        """The learning rate in a buffer on ``like``'s device: changing it changes no kernel."""
+        key = (like.device, like.dtype.name)
+        if key not in self._lr_tensors:
+            self._lr_tensors[key] = Tensor(np.array(self._lr, dtype=like.dtype.np), device=like.device).realize()
+        return self._lr_tensors[key]
 
     def _update(self, chunk: list[int], p: Tensor, g: Tensor, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         """From the flat parameters ``p`` and gradients ``g`` of ``chunk`` at update number ``step`` (1 first),
-        return the new flat parameters and the new flat state tensors by name."""
+        return the new flat parameters and the new state tensors by name (flat like ``p``, or of another
+        shape for one value the whole chunk shares)."""
         raise NotImplementedError
 
 
@@ -131,7 +156,7 @@ class SGD(Optimizer):
             buf = g if step == 1 else self.momentum * self._flat_state(chunk, "momentum") + (1 - self.dampening) * g
             state["momentum"] = buf
             g = g + self.momentum * buf if self.nesterov else buf
-        return p - self._scalar(self.lr, p) * g, state
+        return p - self._lr_tensor(p) * g, state
 
 
 class Adam(Optimizer):
@@ -153,15 +178,22 @@ class Adam(Optimizer):
 
     def _update(self, chunk: list[int], p: Tensor, g: Tensor, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         b1, b2 = self.betas
+        lr = self._lr_tensor(p)
         if self.weight_decay and self.decoupled:
-            p = p * self._scalar(1 - self.lr * self.weight_decay, p)
+            p = p * (1 - lr * self.weight_decay)
         elif self.weight_decay:
             g = g + self.weight_decay * p
         m = b1 * self._flat_state(chunk, "exp_avg") + (1 - b1) * g
         v = b2 * self._flat_state(chunk, "exp_avg_sq") + (1 - b2) * (g * g)
-        step_size = self._scalar(self.lr / (1 - b1 ** step), p)
-        correction = self._scalar(math.sqrt(1 - b2 ** step), p)
-        return p - step_size * m / (v.sqrt() / correction + self.eps), {"exp_avg": m, "exp_avg_sq": v}
+        # 1 - beta**t for both betas, on the device (every parameter of a chunk has the same t); kept as
+        # c_t = (1 - beta) + beta * c_(t-1), which has no cancellation in float32, unlike 1 - beta**t
+        betas = Tensor(np.array(self.betas, dtype=p.dtype.np), device=p.device)
+        one_minus = Tensor(np.array([1 - b1, 1 - b2], dtype=p.dtype.np), device=p.device)  # rounded once, not twice
+        previous = self.state[chunk[0]].get("bias_corrections")
+        corrections = one_minus if previous is None else one_minus + betas * previous
+        step_size, correction = lr / corrections[0], corrections[1].sqrt()
+        new_p = p - step_size * m / (v.sqrt() / correction + self.eps)
+        return new_p, {"exp_avg": m, "exp_avg_sq": v, "bias_corrections": corrections}
 
 
 class AdamW(Adam):
