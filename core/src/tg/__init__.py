@@ -16,10 +16,12 @@ from tg.hooks import HOOKSPEC_VERSION, hookimpl, hookspec  # noqa: E402
 if TYPE_CHECKING:
     from tg.backend_types import Capabilities
     from tg.dtype import dtypes
+    from tg.replay import JitError, JitFunction, jit
     from tg.tensor import Tensor, no_grad
 
 # Imported on first use, so `import tg` stays cheap (the helper processes import it too).
-_LAZY = {"Tensor": "tg.tensor", "no_grad": "tg.tensor", "dtypes": "tg.dtype", "Capabilities": "tg.backend_types"}
+_LAZY = {"Tensor": "tg.tensor", "no_grad": "tg.tensor", "dtypes": "tg.dtype", "Capabilities": "tg.backend_types",
+         "jit": "tg.replay", "JitFunction": "tg.replay", "JitError": "tg.replay"}
 
 
 def __getattr__(name: str) -> Any:
@@ -46,6 +48,6 @@ def backend_capabilities(device: str | None = None) -> Capabilities:
     return device_state(device).capabilities
 
 
-__all__ = ["HOOKSPEC_VERSION", "BackendError", "Capabilities", "PluginError", "PluginWarning", "Tensor", "TgError",
-           "__version__", "backend_capabilities", "default_backend_name", "dtypes", "hookimpl", "hookspec",
-           "no_grad"]
+__all__ = ["HOOKSPEC_VERSION", "BackendError", "Capabilities", "JitError", "JitFunction", "PluginError",
+           "PluginWarning", "Tensor", "TgError", "__version__", "backend_capabilities", "default_backend_name",
+           "dtypes", "hookimpl", "hookspec", "jit", "no_grad"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,9 @@ class LazyOp(enum.Enum):
 
 
 class LazyBuffer:
+    #: FROM_HOST only: draws new data of the same kind (set for random numbers, so a jit replay redraws them).
+    redraw: Callable[[], np.ndarray] | None = None
+
     def __init__(self, device: str, st: ShapeTracker, dtype: DType, op: LazyOp | None = None,
                  srcs: tuple[LazyBuffer, ...] = (), arg: Any = None, base: LazyBuffer | None = None):
         self.device, self.st, self.dtype = device, st, dtype
@@ -60,10 +64,20 @@ class LazyBuffer:
     # -- constructors ---------------------------------------------------------------------------------
 
     @staticmethod
-    def from_numpy(array: np.ndarray, device: str) -> LazyBuffer:
+    def from_numpy(array: np.ndarray, device: str, redraw: Callable[[], np.ndarray] | None = None) -> LazyBuffer:
         dtype = dtypes.from_any(array.dtype)
-        return LazyBuffer(device, ShapeTracker.contiguous(array.shape), dtype, LazyOp.FROM_HOST,
-                          arg=np.ascontiguousarray(array))
+        lb = LazyBuffer(device, ShapeTracker.contiguous(array.shape), dtype, LazyOp.FROM_HOST,
+                        arg=np.ascontiguousarray(array))
+        if redraw is not None:
+            lb.redraw = redraw
+        return lb
+
+    @staticmethod
+    def from_buffer(buffer: Any, device: str, st: ShapeTracker, base_shape: Shape) -> LazyBuffer:
+        """A view ``st`` of a device buffer that already holds data of shape ``base_shape``."""
+        base = LazyBuffer(device, ShapeTracker.contiguous(base_shape), buffer.dtype)
+        base.realized = buffer
+        return base._view(st)
 
     @staticmethod
     def const(value: Any, dtype: DType, device: str, shape: Shape = ()) -> LazyBuffer:

@@ -1,6 +1,14 @@
-"""Runs a schedule: copies data in, lowers, emits, compiles (cached) and launches each kernel."""
+"""Runs a schedule: copies data in, lowers, emits, compiles (cached) and launches each kernel.
+
+While :func:`recording` is active every copy and launch is also written down, with the buffers it used, so
+:mod:`tg.jit` can replay them later without scheduling again.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -11,6 +19,50 @@ from tg.lower import lower
 from tg.rewrites import apply_capabilities, check_dtypes
 from tg.schedule import HostCopy, Kernel, KNode, ScheduleItem, create_schedule
 from tg.uops import format_uops
+
+
+@dataclass(frozen=True)
+class RecordedKernel:
+    """A launch: ``program`` ran on ``state``'s backend with ``buffers`` (the output first)."""
+
+    state: DeviceState
+    program: Program
+    buffers: tuple[Buffer, ...]
+
+
+@dataclass(frozen=True)
+class RecordedCopy:
+    """``output`` was filled from host ``data`` or from ``source`` (a buffer on another backend).
+
+    ``redraw`` makes fresh data of the same kind (random numbers), for a replay that must not repeat them.
+    """
+
+    output: Buffer
+    source: Buffer | None
+    data: np.ndarray | None
+    redraw: Callable[[], np.ndarray] | None = None
+
+
+RecordedItem = RecordedKernel | RecordedCopy
+_recording: list[RecordedItem] | None = None
+
+
+@contextmanager
+def recording() -> Iterator[list[RecordedItem]]:
+    """Write down every copy and launch that runs inside the block, in order."""
+    global _recording
+    if _recording is not None:
+        raise RuntimeError("tg: a recording is already active (jitted functions cannot nest)")
+    items: list[RecordedItem] = []
+    _recording = items
+    try:
+        yield items
+    finally:
+        _recording = None
+
+
+def is_recording() -> bool:
+    return _recording is not None
 
 
 def realize(outs: list[LazyBuffer]) -> None:
@@ -25,10 +77,13 @@ def run_item(item: ScheduleItem) -> None:
     size = int(np.prod(out.shape))
     if isinstance(item, HostCopy):
         buf = Buffer(state.backend, size, out.dtype)
-        if item.source is not None:
-            buf.copyin(item.source.base.realized.numpy())
+        source = item.source.base.realized if item.source is not None else None
+        if source is not None:
+            buf.copyin(source.numpy())
         elif out.arg is not None:
             buf.copyin(out.arg)
+        if _recording is not None:
+            _recording.append(RecordedCopy(buf, source, out.arg if source is None else None, out.redraw))
     else:
         buf = run_kernel(item, state, size)
     out.realized = buf
@@ -42,7 +97,10 @@ def run_kernel(kernel: Kernel, state: DeviceState, size: int) -> Buffer:
         prog = build_program(kernel, state)
         state.kernels[key] = prog
     buf = Buffer(state.backend, size, kernel.output.dtype)
-    state.launch(prog, [buf, *[inp.realized for inp in kernel.inputs]])
+    buffers = [buf, *[inp.realized for inp in kernel.inputs]]
+    state.launch(prog, buffers)
+    if _recording is not None:
+        _recording.append(RecordedKernel(state, prog, tuple(buffers)))
     return buf
 
 

@@ -17,7 +17,7 @@ from tg import function as F
 from tg.device import canonical_name
 from tg.dtype import DType, dtypes, promote, scalar_dtype
 from tg.lazy import LazyBuffer
-from tg.realize import realize
+from tg.realize import is_recording, realize
 
 Scalar = int | float | bool
 # The class's own int()/float()/bool() methods shadow the builtins inside its body: annotate with these.
@@ -43,6 +43,8 @@ class Tensor:
     training: ClassVar[bool] = False
     no_grad: ClassVar[bool] = False
     _rng: ClassVar[np.random.Generator] = np.random.default_rng()
+    #: While tg.jit traces a function: id -> (tensor, value before its first assign in the call).
+    _assign_log: ClassVar[dict[Int, tuple[Tensor, LazyBuffer]] | None] = None
 
     def __init__(self, data: Any, dtype: DType | str | None = None, device: str | None = None,
                  requires_grad: Bool | None = None):
@@ -111,6 +113,10 @@ class Tensor:
         return self
 
     def numpy(self) -> np.ndarray:
+        if is_recording():
+            from tg.replay import check_not_capturing
+
+            check_not_capturing()
         lb = self.lazydata
         if lb.is_view and not (lb.st.is_contiguous and math.prod(lb.base.shape) == lb.st.size()):
             lb = lb.contiguous()
@@ -144,6 +150,8 @@ class Tensor:
         other = other if isinstance(other, Tensor) else Tensor(other, dtype=self.dtype, device=self.device)
         if other.shape != self.shape:
             raise ValueError(f"assign: shape {other.shape} does not match {self.shape}")
+        if Tensor._assign_log is not None:
+            Tensor._assign_log.setdefault(id(self), (self, self.lazydata))
         self.lazydata = other.cast(self.dtype).lazydata
         return self
 
@@ -204,26 +212,21 @@ class Tensor:
     @staticmethod
     def rand(*shape: Any, dtype: DType | str | None = None, device: str | None = None,
              requires_grad: Bool | None = None) -> Tensor:
-        dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_float
-        return Tensor(Tensor._rng.random(_shape_arg(shape)).astype(dt.np), device=device, requires_grad=requires_grad)
+        return _random(lambda size: Tensor._rng.random(size), shape, dtype, device, requires_grad)
 
     @staticmethod
     def randn(*shape: Any, dtype: DType | str | None = None, device: str | None = None,
               requires_grad: Bool | None = None) -> Tensor:
-        dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_float
-        return Tensor(Tensor._rng.standard_normal(_shape_arg(shape)).astype(dt.np), device=device,
-                      requires_grad=requires_grad)
+        return _random(lambda size: Tensor._rng.standard_normal(size), shape, dtype, device, requires_grad)
 
     @staticmethod
     def uniform(*shape: Any, low: Float = 0.0, high: Float = 1.0, dtype: DType | str | None = None,
                 device: str | None = None, requires_grad: Bool | None = None) -> Tensor:
-        dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_float
-        return Tensor(Tensor._rng.uniform(low, high, _shape_arg(shape)).astype(dt.np), device=device,
-                      requires_grad=requires_grad)
+        return _random(lambda size: Tensor._rng.uniform(low, high, size), shape, dtype, device, requires_grad)
 
     @staticmethod
     def randint(*shape: Any, low: Int = 0, high: Int = 10, device: str | None = None) -> Tensor:
-        return Tensor(Tensor._rng.integers(low, high, _shape_arg(shape)).astype(np.int32), device=device)
+        return _random(lambda size: Tensor._rng.integers(low, high, size), shape, dtypes.int32, device, None)
 
     # -- autograd ----------------------------------------------------------------------------------------------
 
@@ -953,6 +956,17 @@ def _broadcast_pair(x: Tensor, y: Tensor, op: str = "broadcast") -> tuple[Tensor
         return x, y
     shape = _broadcast_shape(op, x.shape, y.shape)
     return x._expand_to(shape), y._expand_to(shape)
+
+
+def _random(draw: Any, shape: tuple[Any, ...], dtype: DType | str | None, device: str | None,
+            requires_grad: Bool | None) -> Tensor:
+    """Host random numbers as a tensor; the buffer knows how to draw new ones (a jit replay redraws them)."""
+    size, dt = _shape_arg(shape), dtypes.from_any(dtype) if dtype is not None else dtypes.default_float
+
+    def redraw() -> np.ndarray:
+        return np.asarray(draw(size)).astype(dt.np)
+
+    return Tensor(LazyBuffer.from_numpy(redraw(), canonical_name(device), redraw), requires_grad=requires_grad)
 
 
 def _to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
