@@ -83,7 +83,7 @@ class Peers:
 
 
 def measure(rows: list[Row], name: str, unit: str, amount: float, impls: dict[str, Callable[[], Any]],
-            repeat: int) -> None:
+            repeat: int, show: bool = True) -> Row:
     """Time each implementation; ``amount`` is FLOPs or bytes per call (None for plain milliseconds)."""
     row = Row(name, unit)
     for label, fn in impls.items():
@@ -91,7 +91,9 @@ def measure(rows: list[Row], name: str, unit: str, amount: float, impls: dict[st
         seconds = median_seconds(fn, repeat)
         row.figures[label] = seconds * 1e3 if unit == "ms" else amount / seconds / 1e9
     rows.append(row)
-    print(f"  {name:<34} " + "  ".join(f"{k} {v:8.2f}" for k, v in row.figures.items()), file=sys.stderr)
+    if show:
+        print(f"  {name:<34} " + "  ".join(f"{k} {v:8.2f}" for k, v in row.figures.items()), file=sys.stderr)
+    return row
 
 
 def close(a: Any, b: Any, what: str, rtol: float = 1e-3) -> None:
@@ -199,7 +201,12 @@ def bench_conv(rows: list[Row], peers: Peers, Tensor: Any, device: str, batch: i
 
 
 def bench_mlp(rows: list[Row], peers: Peers, Tensor: Any, device: str, batch: int, repeat: int) -> None:
-    """One training step of 784-256-10 (ReLU, softmax cross-entropy, plain SGD), written out in each library."""
+    """One training step of 784-256-10 (ReLU, softmax cross-entropy, plain SGD), written out in each library.
+
+    Two rows: the step replayed by ``tg.jit`` (beside tinygrad's TinyJit) and the step run eagerly (beside
+    tinygrad without its jit); numpy and torch run eagerly in both, from the same measurement.
+    """
+    import tg
     from tg import no_grad
 
     rng = np.random.default_rng(4)
@@ -209,43 +216,55 @@ def bench_mlp(rows: list[Row], peers: Peers, Tensor: Any, device: str, batch: in
     init = [rng.standard_normal((784, 256), dtype=np.float32) * 0.05, np.zeros(256, np.float32),
             rng.standard_normal((256, 10), dtype=np.float32) * 0.05, np.zeros(10, np.float32)]
     lr = 0.01
-
     tgx, tgy = Tensor(x, device=device).realize(), Tensor(y, device=device).realize()
-    params = [Tensor(p.copy(), device=device, requires_grad=True).realize() for p in init]
 
-    def tg_step() -> None:
-        w1, b1, w2, b2 = params
-        logits = (tgx @ w1 + b1).relu() @ w2 + b2
-        loss = -(logits.log_softmax(-1) * tgy).sum() * (1.0 / batch)
-        loss.backward()
-        with no_grad():
-            for p in params:
-                assert p.grad is not None
-                p.assign(p.detach() - p.grad * lr)
-                p.grad = None
-            for p in params:
-                p.realize()
+    def tg_trainer() -> tuple[Callable[[], None], list[Any]]:
+        params = [Tensor(p.copy(), device=device, requires_grad=True).realize() for p in init]
 
-    npp = [p.copy() for p in init]
+        def step() -> None:
+            w1, b1, w2, b2 = params
+            logits = (tgx @ w1 + b1).relu() @ w2 + b2
+            loss = -(logits.log_softmax(-1) * tgy).sum() * (1.0 / batch)
+            loss.backward()
+            with no_grad():
+                for p in params:
+                    assert p.grad is not None
+                    p.assign(p.detach() - p.grad * lr)
+                    p.grad = None
+                for p in params:
+                    p.realize()
 
-    def np_step() -> None:
-        w1, b1, w2, b2 = npp
-        pre = x @ w1 + b1
-        h = np.maximum(pre, 0)
-        logits = h @ w2 + b2
-        e = np.exp(logits - logits.max(-1, keepdims=True))
-        grad_logits = (e / e.sum(-1, keepdims=True) - y) / batch
-        grad_h = (grad_logits @ w2.T) * (pre > 0)
-        updates = [x.T @ grad_h, grad_h.sum(0), h.T @ grad_logits, grad_logits.sum(0)]
-        for p, g in zip(npp, updates):
-            np.subtract(p, lr * g, out=p)
+        return step, params
 
-    # one step each from the same start must agree
-    tg_step()
-    np_step()
-    for p, q in zip(params, npp):
-        close(p.numpy(), q, "MLP step", 1e-4)
-    impls: dict[str, Callable[[], Any]] = {"tg": tg_step, "numpy": np_step}
+    def np_trainer() -> tuple[Callable[[], None], list[np.ndarray]]:
+        npp = [p.copy() for p in init]
+
+        def step() -> None:
+            w1, b1, w2, b2 = npp
+            pre = x @ w1 + b1
+            h = np.maximum(pre, 0)
+            logits = h @ w2 + b2
+            e = np.exp(logits - logits.max(-1, keepdims=True))
+            grad_logits = (e / e.sum(-1, keepdims=True) - y) / batch
+            grad_h = (grad_logits @ w2.T) * (pre > 0)
+            updates = [x.T @ grad_h, grad_h.sum(0), h.T @ grad_logits, grad_logits.sum(0)]
+            for p, g in zip(npp, updates):
+                np.subtract(p, lr * g, out=p)
+
+        return step, npp
+
+    tg_step, tg_params = tg_trainer()
+    tg_jit_step, tg_jit_params = tg_trainer()
+    tg_jit_step = tg.jit(tg_jit_step)
+    np_step, np_params = np_trainer()
+    for _ in range(6):  # the same steps from the same start must agree (the jit: 3 traced calls, 3 replays)
+        tg_step()
+        tg_jit_step()
+        np_step()
+    for p, q, r in zip(tg_params, tg_jit_params, np_params):
+        close(p.numpy(), r, "MLP step", 1e-4)
+        close(q.numpy(), r, "MLP step (tg.jit)", 1e-4)
+    impls: dict[str, Callable[[], Any]] = {"tg": tg_jit_step, "tg eager": tg_step, "numpy": np_step}
     if peers.torch is not None:
         torch = peers.torch
         tparams = [torch.tensor(p, requires_grad=True) for p in init]
@@ -264,25 +283,50 @@ def bench_mlp(rows: list[Row], peers: Peers, Tensor: Any, device: str, batch: in
 
         impls["torch"] = torch_step
     if peers.tiny is not None:
-        T = peers.tiny
+        impls.update(_tiny_mlp_steps(peers, x, y, init, lr, batch))
+    measured = measure(rows, f"MLP 784-256-10 train step b{batch}, tg.jit", "ms", 0, impls, repeat, show=False)
+    figures = measured.figures
+    eager = {"tg": figures.pop("tg eager"), **{k: figures[k] for k in ("numpy", "torch") if k in figures}}
+    if "tinygrad eager" in figures:
+        eager["tinygrad"] = figures.pop("tinygrad eager")
+    rows.append(Row(f"MLP 784-256-10 train step b{batch}, eager", "ms", eager))
+    for row in rows[-2:]:
+        print(f"  {row.name:<34} " + "  ".join(f"{k} {v:8.2f}" for k, v in row.figures.items()), file=sys.stderr)
+
+
+def _tiny_mlp_steps(peers: Peers, x: np.ndarray, y: np.ndarray, init: list[np.ndarray], lr: float,
+                    batch: int) -> dict[str, Callable[[], Any]]:
+    """tinygrad's step with its TinyJit ("tinygrad") and without ("tinygrad eager")."""
+    T = peers.tiny
+
+    def trainer() -> Callable[[], Any]:
         qparams = [T(p.copy()).realize() for p in init]
         qx, qy = T(x).realize(), T(y).realize()
 
-        def tiny_step() -> None:
+        def step() -> Any:
             w1, b1, w2, b2 = qparams
             logits = (qx @ w1 + b1).relu() @ w2 + b2
             loss = -(logits.log_softmax(-1) * qy).sum() * (1.0 / batch)
             for p, g in zip(qparams, loss.gradient(*qparams)):
                 p.assign(p - g * lr)
             T.realize(*qparams)
-            peers.tiny_done(qparams[0])
+            return qparams[0]
 
-        try:
-            tiny_step()
-            impls["tinygrad"] = tiny_step
-        except Exception as exc:  # a reference that cannot run is reported, not fatal
-            print(f"  tinygrad MLP step failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-    measure(rows, f"MLP 784-256-10 train step b{batch}", "ms", 0, impls, repeat)
+        return step
+
+    steps: dict[str, Callable[[], Any]] = {}
+    try:
+        from tinygrad import TinyJit
+
+        eager, jitted = trainer(), TinyJit(trainer())
+        for _ in range(3):
+            peers.tiny_done(eager())
+            peers.tiny_done(jitted())
+        steps["tinygrad"] = lambda: peers.tiny_done(jitted())
+        steps["tinygrad eager"] = lambda: peers.tiny_done(eager())
+    except Exception as exc:  # a reference that cannot run is reported, not fatal
+        print(f"  tinygrad MLP step failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return steps
 
 
 _LOAD_SCRIPT = """
