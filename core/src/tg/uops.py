@@ -358,8 +358,16 @@ class KernelBuilder:
         terms = _sum_terms(a)
         if any(t.vmin < 0 for t in terms) or len(terms) < 1:
             return None
-        multiples = [t for t in terms if _coefficient(t) % c == 0]
-        rest = [t for t in terms if _coefficient(t) % c != 0]
+        multiples, rest = [], []
+        for t in terms:  # x*k with k > c is x*(k - k % c) (a multiple of c) plus x*(k % c)
+            k = _coefficient(t)
+            if k % c == 0:
+                multiples.append(t)
+            elif k > c:
+                multiples.append(self._rescaled(t, k - k % c, out))
+                rest.append(self._rescaled(t, k % c, out))
+            else:
+                rest.append(t)
         if op is Ops.MOD:
             if not multiples:
                 if a.op is Ops.MOD and a.src[1].is_const and a.src[1].arg % c == 0:  # (x % kc) % c
@@ -374,6 +382,12 @@ class KernelBuilder:
         quotient = [self._div_exact(t, c, out) for t in multiples]
         rest_sum = self._sum(rest, out)
         return self._sum([*quotient, self.alu(Ops.IDIV, rest_sum, self.const(c, out))], out)
+
+    def _rescaled(self, t: UOp, k: int, out: DType) -> UOp:
+        """Term ``t`` (a constant, x*k0 or x) with its constant factor replaced by ``k``."""
+        if t.is_const:
+            return self.const(k, out)
+        return self.alu(Ops.MUL, t.src[0] if t.op is Ops.MUL and t.src[1].is_const else t, self.const(k, out))
 
     def _div_exact(self, t: UOp, c: int, out: DType) -> UOp:
         if t.is_const:

@@ -1,0 +1,56 @@
+"""Property test of the index simplifier: ``(sum of k*x + c) // d`` and ``% d`` keep their value after rewriting."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tg.dtype import dtypes
+from tg.uops import KernelBuilder, Ops, UOp, fold
+
+I32 = dtypes.int32
+
+
+def evaluate(u: UOp, values: dict[str, int]) -> int:
+    if u.op is Ops.CONST:
+        return int(u.arg)
+    if u.op is Ops.SPECIAL:
+        return values[u.arg[0]]
+    result = fold(u.op, [evaluate(s, values) for s in u.src], u.dtype)
+    assert result is not None, f"cannot evaluate {u.op}"
+    return int(result)
+
+
+terms = st.lists(st.tuples(st.integers(1, 6), st.integers(0, 40)), min_size=1, max_size=3)  # (size, factor)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(terms=terms, offset=st.integers(0, 30), divisor=st.integers(1, 24), outer=st.sampled_from([None, 2, 5, 7]))
+def test_divmod_rewrites_keep_values(terms: list[tuple[int, int]], offset: int, divisor: int,
+                                     outer: int | None) -> None:
+    b = KernelBuilder()
+    xs = [b.special(f"x{i}", size) for i, (size, _) in enumerate(terms)]
+    total = b.const(offset, I32)
+    for x, (_, factor) in zip(xs, terms):
+        total = b.alu(Ops.ADD, total, b.alu(Ops.MUL, x, b.const(factor, I32)))
+    exprs = {(op,): b.alu(op, total, b.const(divisor, I32)) for op in (Ops.IDIV, Ops.MOD)}
+    if outer is not None:  # a second level, as unravelling an index by several dimensions makes
+        exprs = {(op, op2): b.alu(op2, e, b.const(outer, I32)) for (op,), e in exprs.items()
+                 for op2 in (Ops.IDIV, Ops.MOD)}
+    python = {Ops.IDIV: lambda a, c: a // c, Ops.MOD: lambda a, c: a % c}
+    for point in itertools.product(*(range(size) for size, _ in terms)):
+        values = {f"x{i}": v for i, v in enumerate(point)}
+        plain = offset + sum(v * f for v, (_, f) in zip(point, terms))
+        for ops, e in exprs.items():
+            want = python[ops[0]](plain, divisor)
+            if len(ops) == 2:
+                want = python[ops[1]](want, outer)
+            assert evaluate(e, values) == want, (ops, values)
+
+def test_padded_window_index_needs_no_modulo() -> None:
+    """``(x + 11*k) % 10`` for x < 8, k < 3 (a conv's sliding window over a padded row) is ``x + k``."""
+    b = KernelBuilder()
+    x, k = b.special("x", 8), b.special("k", 3)
+    folded = b.alu(Ops.MOD, b.alu(Ops.ADD, x, b.alu(Ops.MUL, k, b.const(11, I32))), b.const(10, I32))
+    assert folded.op is Ops.ADD and {s.arg[0] for s in folded.src} == {"x", "k"}
