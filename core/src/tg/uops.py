@@ -199,7 +199,9 @@ class KernelBuilder:
     """Builds a micro-op list in program order, folding constants and de-duplicating pure ops.
 
     Values defined inside a loop are forgotten by the de-duplication when the loop ends, so nothing
-    is reused outside the scope that computed it.
+    is reused outside the scope that computed it.  Its public methods are also the API for plugins that
+    rewrite a kernel (a tiler rebuilding the micro-ops with other thread indices gets the same
+    range-based simplification core uses).
     """
 
     def __init__(self) -> None:
@@ -224,8 +226,14 @@ class KernelBuilder:
 
     # -- definitions and control flow -------------------------------------------------------------
 
-    def define_global(self, index: int, dtype: DType, writable: bool) -> UOp:
-        return self._add(Ops.DEFINE_GLOBAL, PtrDType(dtype), (), (index, f"data{index}", writable), pure=False)
+    def define_global(self, index: int, dtype: DType, writable: bool, name: str | None = None) -> UOp:
+        """Buffer argument ``index`` (named ``data<index>`` unless ``name`` says otherwise)."""
+        return self._add(Ops.DEFINE_GLOBAL, PtrDType(dtype), (), (index, name or f"data{index}", writable),
+                         pure=False)
+
+    def define_var(self, name: str, dtype: DType = dtypes.int32) -> UOp:
+        """An integer kernel parameter called ``name``."""
+        return self._add(Ops.DEFINE_VAR, dtype, (), name, pure=False)
 
     def define_local(self, name: str, dtype: DType, size: int) -> UOp:
         return self._add(Ops.DEFINE_LOCAL, PtrDType(dtype, local=True), (), (name, size), pure=False)
