@@ -32,6 +32,8 @@ ENVIRONMENT: dict[str, str] = {
     "TG_CC": "tg-clang: the C compiler (default clang); it must accept clang's vector extensions.",
     "TG_CACHE_DIR": "Where compiled kernels are cached (default $XDG_CACHE_HOME/tg, else ~/.cache/tg).",
     "TG_CLANG_THREADS": "tg-clang: threads per launch (default: every core).",
+    "TG_CLANG_NATIVE_POOL": "tg-clang: 0 splits launches with Python threads instead of its native pthread pool.",
+    "TG_CLANG_SPIN_US": "tg-clang: microseconds an idle pool thread spins (yielding) before it sleeps (default 1000).",
     "TG_CLANG_SPMD": "tg-clang: 0 renders every kernel one thread at a time (no SIMD across threads).",
     "TG_CLANG_LANES": "tg-clang: threads run together in SIMD lanes (default 16).",
     "TG_CLANG_ROWS": "tg-clang: rows of a register tile (default 6).",

@@ -4,8 +4,11 @@ The function's signature is ``void NAME(bufs..., vars..., int32_t start, int32_t
 *work units* ``[start, end)`` of the ``units`` that its first line declares, so a runtime may split a launch
 across cores by giving each core a share of the units.  ``NAME_dyn(bufs..., vars..., int32_t *next, int32_t
 end, int32_t chunk)`` does the same with dynamic shares: each caller claims ``chunk`` units at a time from the
-shared counter ``*next`` until it reaches ``end``.  A unit is a thread (``gidx0``), a work group, or a
-tile of threads, as the emitter chose; the first line is a C comment a runtime parses::
+shared counter ``*next`` until it reaches ``end``.  ``NAME_par(bufs..., vars..., run, end, chunk, threads)``
+hands the launch to the native thread pool's ``run`` function (:mod:`tg_clang.pool`), which calls the kernel on
+its threads through ``NAME_args``, a version that takes its buffers and variables as one array.  A unit is a
+thread (``gidx0``), a work group, or a tile of threads, as the emitter chose; the first line is a C comment a
+runtime parses::
 
     /* tg-clang kernel=NAME units=4096 cost=1024 vars= */
 
@@ -90,12 +93,28 @@ def header(name: str, units: int, cost: int, variables: list[str], strategy: str
 
 
 def dynamic_entry(name: str, params: list[str]) -> str:
-    """``NAME_dyn``: runs chunks of units claimed from a shared counter until none is left (load balancing
-    without returning to Python: every pool thread calls it with the same counter)."""
-    args = ", ".join(p.rsplit(" ", 1)[1] for p in params)
+    """The entries that split a launch across threads.
+
+    ``NAME_dyn`` runs chunks of units claimed from a shared counter until none is left (load balancing without
+    returning to Python: every thread of a Python pool calls it with the same counter).  ``NAME_par(bufs...,
+    vars..., run, end, chunk, threads)`` hands the whole launch to the native pool's ``run`` (see
+    :mod:`tg_clang.pool`), which calls ``NAME_args`` (the kernel on an array of its arguments) on its threads."""
+    names = [p.rsplit(" ", 1)[1] for p in params]
+    args = ", ".join(names)
+    unpack = ", ".join(f"({p.rsplit(' ', 1)[0]})a[{i}]" if "*" in p else f"(int32_t)(intptr_t)a[{i}]"
+                       for i, p in enumerate(params))
+    pack = ", ".join(f"(void *){n}" if "*" in p else f"(void *)(intptr_t){n}" for n, p in zip(names, params))
+    task = "void (*)(void *const *, int32_t, int32_t)"
+    par_params = ", ".join([*params, "void *run", "int32_t end", "int32_t chunk", "int32_t threads"])
     return (f"void {name}_dyn({', '.join([*params, 'int32_t *next', 'int32_t end', 'int32_t chunk'])}) {{\n"
             f"  for (;;) {{ int32_t s = __atomic_fetch_add(next, chunk, __ATOMIC_RELAXED); if (s >= end) break;\n"
-            f"    {name}({args}{', ' if args else ''}s, s + chunk < end ? s + chunk : end); }}\n}}")
+            f"    {name}({args}{', ' if args else ''}s, s + chunk < end ? s + chunk : end); }}\n}}\n"
+            f"static void {name}_args(void *const *a, int32_t start, int32_t end) {{\n"
+            f"  {name}({unpack}{', ' if unpack else ''}start, end);\n}}\n"
+            f"void {name}_par({par_params}) {{\n"
+            f"  void *a[] = {{{pack or '0'}}};\n"
+            f"  ((void (*)({task}, void *const *, int32_t, int32_t, int32_t))run)\n"
+            f"    ({name}_args, a, end, chunk, threads);\n}}")
 
 
 def render_scalar(name: str, uops: list[UOp]) -> str:

@@ -1,16 +1,22 @@
 """The ``clang`` runtime: host memory buffers, compiled kernels called through ctypes, and a thread pool.
 
 A buffer is a 64-byte aligned numpy array (the kernel reads and writes it in place; copies to and from the
-host are one ``memcpy``).  A launch hands the kernel's work units to every core: the calling thread and the
-pool's threads each call the kernel's ``_dyn`` entry through ctypes (which releases the GIL), and each
-claims chunks of units from a shared counter until none is left, so a core slowed by another process leaves
-its share to the others.  Idle pool threads block on a lock (no spinning).  Small launches stay on the calling
-thread.
+host are one ``memcpy``).  A launch of an estimated ``SPLIT_THRESHOLD`` operations or more hands the kernel's
+work units to every core: one ctypes call (which releases the GIL) to the kernel's ``_par`` entry gives them to
+the native thread pool (:mod:`tg_clang.pool`), whose threads and the caller claim chunks of units from a shared
+counter until none is left, so a core slowed by another process leaves its share to the others.  Where the
+native pool cannot be built, Python threads call the kernel's ``_dyn`` entry instead (they block on a lock when
+idle).  Smaller launches stay on the calling thread.
+
+A launch is mostly ctypes' own cost for the small kernels of a training step, so the call path is kept short:
+kernels are called without ctypes argument types, with each buffer's address made into a ``c_void_p`` once
+when the buffer is allocated, and the thread count is looked up once per value of ``TG_CLANG_THREADS``.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import re
 import threading
@@ -21,10 +27,12 @@ import numpy as np
 from tg.backend_types import Availability, Runtime
 
 from tg_clang.compiler import DEBIAN_PACKAGE, KernelCache, compiler_name, find_compiler
+from tg_clang.pool import native_pool
 
 _HEADER = re.compile(r"/\* tg-clang kernel=(\S+) units=(\d+) cost=(\d+) vars=(\S*) strategy=(\S+) \*/")
-#: Estimated operations below which a launch is not worth waking the pool for (a wake-up costs ~20 us).
-SPLIT_THRESHOLD = 1 << 17
+#: Estimated operations below which a launch stays on the calling thread: a launch that small takes ~10 us or
+#: less, and waking a sleeping worker costs ~20 us (a spinning one a few).
+SPLIT_THRESHOLD = 1 << 19
 #: Shares per thread in a split launch: threads claim them as they go, so a core slowed by another process
 #: leaves its share to the others.
 CHUNKS_PER_THREAD = 8
@@ -32,15 +40,24 @@ CHUNKS_PER_THREAD = 8
 
 @dataclass
 class HostBuffer:
-    """A buffer in host memory: the numpy array the kernel works on and its address."""
+    """A buffer in host memory: the numpy array the kernel works on, its address, and the address as the ctypes
+    object a launch passes (made once: converting an int on every call costs more than the call)."""
 
     array: np.ndarray
     ptr: int
+    arg: ctypes.c_void_p | None = None
+
+    def __post_init__(self) -> None:
+        if self.arg is None:
+            self.arg = ctypes.c_void_p(self.ptr)
 
 
 @dataclass
 class ClangProgram:
-    """A loaded kernel: the C function, its work units and cost (from the header), integer variables."""
+    """A loaded kernel: the C function, its work units and cost (from the header), integer variables.
+
+    ``function`` and ``parallel`` (the ``_par`` entry) are called without ctypes argument types: buffers are passed
+    as their ``c_void_p`` and integers go as C ``int``, the fastest way ctypes has to make a call."""
 
     name: str
     function: Any
@@ -51,6 +68,29 @@ class ClangProgram:
     strategy: str
     library: ctypes.CDLL
     cached: bool
+    parallel: Any = None
+    work: int = 0  # units * cost: the estimated operations of a launch
+
+    def __post_init__(self) -> None:
+        self.work = self.units * self.cost
+
+
+@functools.cache
+def _cached_thread_count(raw: str, pid: int) -> int:
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"environment variable TG_CLANG_THREADS={raw!r} must be a positive integer")
+        return int(raw)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _threads() -> int:
+    """thread_count(), remembered per value of TG_CLANG_THREADS (asking the OS for the affinity costs a system
+    call per launch otherwise)."""
+    return _cached_thread_count(os.environ.get("TG_CLANG_THREADS", "").strip(), _pid)
 
 
 def thread_count() -> int:
@@ -115,6 +155,15 @@ class ThreadPool:
 
 _pool: ThreadPool | None = None
 _pool_lock = threading.Lock()
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def pool() -> ThreadPool:
@@ -149,25 +198,37 @@ class ClangRuntime(Runtime):
         n_vars = len(variables.split(",")) if variables else 0
         n_bufs = _count_buffers(source, symbol)
         function, dynamic = getattr(library, symbol), getattr(library, symbol + "_dyn")
+        parallel = getattr(library, symbol + "_par", None)  # absent from kernels written before the native pool
         function.restype = dynamic.restype = None
-        function.argtypes = [ctypes.c_void_p] * n_bufs + [ctypes.c_int32] * (n_vars + 2)
+        if parallel is not None:
+            parallel.restype = None
         dynamic.argtypes = [ctypes.c_void_p] * n_bufs + [ctypes.c_int32] * n_vars + [ctypes.c_void_p,
                                                                                       ctypes.c_int32, ctypes.c_int32]
         return ClangProgram(symbol, function, dynamic, int(units), int(cost),
-                            tuple(v for v in variables.split(",") if v), strategy, library, cached)
+                            tuple(v for v in variables.split(",") if v), strategy, library, cached, parallel)
 
     def launch(self, program: Any, buffers: list[Any], global_size: tuple[int, ...], local_size: tuple[int, ...],
                values: dict[str, int]) -> float | None:
         assert isinstance(program, ClangProgram)
-        args = (*(b.ptr for b in buffers), *(values[v] for v in program.variables))
-        units, workers = program.units, pool()
-        if units * program.cost < SPLIT_THRESHOLD or units < 2 or workers.size < 2:
+        units = program.units
+        if program.work < SPLIT_THRESHOLD or units < 2:
+            if program.variables:
+                program.function(*[b.arg for b in buffers], *[values[v] for v in program.variables], 0, units)
+            else:
+                program.function(*[b.arg for b in buffers], 0, units)
+            return None
+        args = [*(b.arg for b in buffers), *(values[v] for v in program.variables)]
+        threads = min(_threads(), units)
+        if threads < 2:
             program.function(*args, 0, units)
             return None
-        threads = min(workers.size, units)
         chunk = max(1, units // (threads * CHUNKS_PER_THREAD))
+        native = native_pool()
+        if native is not None and program.parallel is not None:
+            program.parallel(*args, native.run_address, units, chunk, threads)
+            return None
         counter = ctypes.c_int32(0)
-        workers.run(program.dynamic, (*args, ctypes.addressof(counter), units, chunk), threads)
+        pool().run(program.dynamic, (*args, ctypes.addressof(counter), units, chunk), threads)
         return None
 
     def alloc(self, nbytes: int) -> HostBuffer:

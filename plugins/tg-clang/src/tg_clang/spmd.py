@@ -4,7 +4,10 @@ Its input is a micro-op list in which one SPECIAL, ``lane`` (0..G-1), stands for
 (:mod:`tg_clang.tiling` builds it).  A value that does not depend on ``lane`` is *uniform*: one C scalar,
 rendered exactly like the scalar renderer does.  A value that does is *varying*: a clang vector of G lanes.
 Integer values of the form ``base + stride*lane`` are tracked as such, so a load or store whose index has
-stride 1 reads or writes G consecutive elements at once; any other varying index gathers lane by lane.
+stride 1 reads or writes G consecutive elements at once, one at another constant stride reads each lane at a
+fixed offset from lane 0's address, and any other varying index gathers lane by lane from its index vector.
+Inside loops, an index that is a sum of terms changing at different loop depths is added in 64 bits (see
+:meth:`LaneRenderer._offset`), so that the compiler can hoist the invariant part and step one pointer.
 Each lane computes exactly what its thread would, in the same order, so results are bit-identical to the
 scalar rendering; masked-off lanes never touch memory.
 
@@ -119,6 +122,7 @@ class LaneRenderer:
         self.lines: list[str] = []
         self.depth = 0
         self.varying = _varying(uops)
+        self.levels = _loop_levels(uops)
 
     # -- helpers -------------------------------------------------------------------------------------------
 
@@ -163,6 +167,11 @@ class LaneRenderer:
         value = f"-(int32_t)({lane_expr})" if u.dtype.name == "bool" else lane_expr
         self._emit(f"{vtype(u.dtype)} {var}; for (int l = 0; l < {self.lanes}; l++) {var}[l] = {value};")
 
+    @property
+    def lane_by_lane(self) -> bool:
+        """Whether some value, load or store went lane by lane (a gather, a scatter, a function without SIMD)."""
+        return any("for (int l = 0;" in line for line in self.lines)
+
     # -- rendering ----------------------------------------------------------------------------------------------
 
     def render(self) -> list[str]:
@@ -203,7 +212,7 @@ class LaneRenderer:
             self._emit(f"{s[0]} = {s[1]};")
         elif op is Ops.LOAD:
             assert isinstance(dt, DType)
-            read = f"{s[0]}[{s[1]}]"
+            read = f"{s[0]}[{self._offset(u.src[1])}]"
             var = self._new()
             self.names[id(u)] = var
             self._emit(f"{value_type(dt)} {var} = {f'({s[2]} ? {read} : {s[3]})' if len(s) > 2 else read};")
@@ -355,10 +364,42 @@ class LaneRenderer:
     # -- memory ---------------------------------------------------------------------------------------------------
 
     def _contiguous(self, idx: UOp) -> str | None:
-        """The C scalar of lane 0's index when the lanes' indices are consecutive, else None."""
+        """The C expression of lane 0's index when the lanes' indices are consecutive, else None."""
         if not self._is_var(idx) or self.strides.get(id(idx)) != 1:
             return None
-        return self.bases[id(idx)]
+        return self._offset(idx)
+
+    def _lane_index(self, idx: UOp) -> str:
+        """Lane ``l``'s index of a gather or scatter: lane 0's plus a constant stride times ``l`` when the index is
+        affine (the unrolled lanes become fixed offsets from one address), else the lane of the index vector."""
+        if self._is_var(idx) and id(idx) in self.strides:
+            return f"{self._offset(idx)} + l * {self.strides[id(idx)]}"
+        return self.lane(idx)
+
+    def _terms(self, u: UOp, limit: int = 6) -> list[tuple[int, str]]:
+        """The int32 index ``u`` (lane 0's value when it varies) as a sum of C terms, each with its loop level."""
+        if u.op is Ops.ADD and u.dtype == dtypes.int32 and limit > 1 and \
+                (not self._is_var(u) or id(u) in self.strides):
+            left = self._terms(u.src[0], limit - 1)
+            return left + self._terms(u.src[1], limit - len(left))
+        level = self.levels.get(id(u), 0)
+        return [(level, self.bases[id(u)] if self._is_var(u) else self.names[id(u)])]
+
+    def _offset(self, idx: UOp) -> str:
+        """The C index of a memory access (lane 0's, when it varies).
+
+        In a loop, a sum of terms that change at different loop levels is added in 64 bits, outermost level first:
+        the compiler then hoists the loop-invariant part into a pointer and steps one induction variable, instead of
+        sign-extending every int32 sum anew (``-fwrapv`` forbids it to split those).  The value is the same: an index
+        in bounds never needed the wrap-around."""
+        whole = self.bases[id(idx)] if self._is_var(idx) else self.names[id(idx)]
+        if self.depth == 0 or idx.op is not Ops.ADD or idx.dtype != dtypes.int32:
+            return whole
+        terms = self._terms(idx)
+        if len(terms) < 2 or len({level for level, _ in terms}) < 2:
+            return whole
+        terms.sort(key=lambda t: t[0])
+        return "(" + " + ".join(f"(int64_t){term}" for _, term in terms) + ")"
 
     def _load(self, u: UOp) -> None:
         dt = u.dtype
@@ -370,7 +411,7 @@ class LaneRenderer:
         self.names[id(u)] = var
         base = self._contiguous(idx)
         alt = self.vec(u.src[3], dt) if gate is not None else ""
-        lane_read = f"{bname}[{self.lane(idx)}]"
+        lane_read = f"{bname}[{self._lane_index(idx)}]"
         per_lane = f"-(int32_t){lane_read}" if dt.name == "bool" else lane_read
         if base is not None:
             if dt.name == "bool":
@@ -407,10 +448,10 @@ class LaneRenderer:
         if not self._is_var(idx) and not self._is_var(val):  # every lane writes the same value to one place
             cond = "" if gate is None else (f"if (tg_any({self.names[id(gate)]})) " if self._is_var(gate)
                                             else f"if ({self.names[id(gate)]}) ")
-            self._emit(f"{cond}{bname}[{self.names[id(idx)]}] = {self.names[id(val)]};")
+            self._emit(f"{cond}{bname}[{self._offset(idx)}] = {self.names[id(val)]};")
             return
         base = self._contiguous(idx)
-        lane_write = f"{bname}[{self.lane(idx)}] = {self.lane(val)};"
+        lane_write = f"{bname}[{self._lane_index(idx)}] = {self.lane(val)};"
         if base is not None:
             v = self.vec(val, bt)
             if bt.name == "bool":
@@ -436,6 +477,24 @@ class LaneRenderer:
 
 def _positive_const(u: UOp) -> bool:
     return u.op is Ops.CONST and isinstance(u.arg, int) and not isinstance(u.arg, bool) and u.arg > 0
+
+
+def _loop_levels(uops: list[UOp]) -> dict[int, int]:
+    """How deep in the loop nest each value changes: 0 outside every loop, a loop's depth for its counter and for
+    what is computed from it; an accumulator counts as changing in the innermost loop."""
+    levels: dict[int, int] = {}
+    depth = 0
+    for u in uops:
+        if u.op is Ops.RANGE:
+            depth += 1
+            levels[id(u)] = depth
+        elif u.op is Ops.ENDRANGE:
+            depth -= 1
+        elif u.op is Ops.DEFINE_ACC:
+            levels[id(u)] = 1 << 20
+        else:
+            levels[id(u)] = max((levels.get(id(x), 0) for x in u.src), default=0)
+    return levels
 
 
 def _varying(uops: list[UOp]) -> set[int]:

@@ -10,13 +10,23 @@ matmul's B, say) is built once; what the G lanes share becomes scalar; the rest 
 The columns past the last full gang, and kernels the lane renderer cannot take, run the scalar rendering.
 
 For kernels with loops there is a second orientation, G rows (the lanes) by R columns, for loop bodies that
-depend on the row more than on the column (a matmul whose output is transposed); a cost estimate of the two
-rendered micro-tiles picks one.  Values that every row of a tile reads in its loop (a matmul's B panel) are
-copied once per column gang into a contiguous stack buffer (*packing*: no cache-set conflicts at power-of-two
-strides, and the panel stays in L1/L2 while the rows change).
+depend on the row more than on the column (a matmul whose output is transposed); elementwise kernels whose rows
+are shorter than a gang may take it too (one column per tile).  A cost estimate of the two rendered micro-tiles
+picks one.  Values that every row of a tile reads in its loop (a matmul's B panel) are copied once per column
+gang into a contiguous stack buffer (*packing*: no cache-set conflicts at power-of-two strides, and the panel
+stays in L1/L2 while the rows change).  When replaying, ``(x // k) * k + x % k`` (core's unravelling of a
+short row put back together) is folded to ``x``.
+
+R is at most the configured rows (6), as even as the fewest tiles allow (10 rows: two tiles of 5); the rows
+left below the last whole tile run as one smaller tile.  G is the configured lanes (16), halved (down to 4) for
+kernels with fewer threads than a gang, and up to 4 times wider for kernels with loops whose tiles have at most
+half the configured rows and run all SIMD (a reduction down the rows into one row of outputs: each register of
+the wide gang then accumulates on its own, instead of every add waiting for the one before).
 
 A work unit of the C function is a block of rows by a block of columns; inside a unit the column gangs are
-the outer loop and the micro-tiles of rows the inner one (cache blocking).
+the outer loop and the micro-tiles of rows the inner one (cache blocking).  A kernel with loops takes blocks of
+about BLOCK_TARGET rows (fewer when that would leave under UNITS_TARGET units), so that a packed panel serves
+many micro-tiles.
 """
 
 from __future__ import annotations
@@ -52,6 +62,12 @@ class Tiling:
         return self.n_rows - self.n_rows % self.lanes if self.transposed else self.n_rows
 
     @property
+    def remainder(self) -> int:
+        """Rows (columns, transposed) left after the last whole micro-tile: work units are multiples of ``rows``,
+        so only the last unit has them, and one micro-tile of this height covers them."""
+        return (self.row_len if self.transposed else self.full_rows) % self.rows
+
+    @property
     def units(self) -> int:
         return math.ceil(self.full_rows / self.block_rows) * math.ceil(self.full_cols / self.block_cols)
 
@@ -77,11 +93,12 @@ def choose_tiling(uops: list[UOp], lanes: int, rows: int) -> Tiling | None:
     n_rows = n // row_len
     full_cols = row_len - row_len % lanes
     has_loop = any(u.op is Ops.RANGE for u in uops)
-    r = min(rows, n_rows) if has_loop else 1
     cost = thread_cost(uops)
     if has_loop:
-        block_rows = r * max(1, min(8, n_rows // (4 * r)))
+        r = _even_split(n_rows, rows)
+        block_rows = _block(n_rows, r, max(1, full_cols // lanes))
     else:
+        r = 1
         block_rows = max(1, min(n_rows, UNIT_OPS // max(1, full_cols * cost)))
     gang_ops = block_rows * lanes * cost
     block_cols = lanes * max(1, min(full_cols // lanes, math.ceil(UNIT_OPS / gang_ops)))
@@ -95,11 +112,46 @@ def transposed_tiling(uops: list[UOp], lanes: int, rows: int) -> Tiling | None:
     n = gid.arg[1]
     row_len = _row_length(uops, gid, n)
     n_rows = n // row_len
-    if n_rows < lanes or row_len < 2 or not any(u.op is Ops.RANGE for u in uops):
+    if n_rows < lanes or row_len < 2:
         return None
-    r = min(rows, row_len)
-    block_rows = lanes * max(1, min(4, (n_rows // lanes) // 4))
-    return Tiling(lanes, r, row_len, n_rows, row_len, block_rows, r * max(1, min(row_len // r, 8)), transposed=True)
+    if not any(u.op is Ops.RANGE for u in uops):  # elementwise: only for rows shorter than a gang
+        if row_len >= lanes:
+            return None
+        gangs_per_unit = max(1, min(n_rows // lanes, UNIT_OPS // (lanes * row_len * thread_cost(uops))))
+        return Tiling(lanes, 1, row_len, n_rows, row_len, lanes * gangs_per_unit, row_len, transposed=True)
+    r = _even_split(row_len, rows)
+    gangs = n_rows // lanes
+    block_cols = _block(row_len, r, gangs)
+    want_blocks = math.ceil(UNITS_TARGET / math.ceil(row_len / block_cols))
+    block_rows = lanes * max(1, min(4, math.ceil(gangs / want_blocks)))
+    return Tiling(lanes, r, row_len, n_rows, row_len, block_rows, block_cols, transposed=True)
+
+
+#: Rows (columns, transposed) of micro-tiles that a work unit of a kernel with loops aims at: the packed panel is
+#: copied once per unit, so a tall unit spreads the copy over many tiles.
+BLOCK_TARGET = 128
+#: Work units a kernel with loops aims at (at least), so that the cores can share the work out evenly.
+UNITS_TARGET = 32
+#: Micro-tiles a work unit of a kernel with loops has at least (when there are that many).
+MIN_TILES = 4
+
+
+def _even_split(n: int, most: int) -> int:
+    """Micro-tile height for ``n`` rows, at most ``most``: as even as the fewest tiles allow (10 rows by at most
+    6 make two tiles of 5, not one of 6 and four single rows)."""
+    if n <= most:
+        return max(1, n)
+    return math.ceil(n / math.ceil(n / most))
+
+
+def _block(n: int, r: int, other_blocks: int) -> int:
+    """Rows per work unit (a multiple of the tile height ``r``) of ``n`` rows, when the other dimension makes
+    ``other_blocks`` blocks: about BLOCK_TARGET rows, fewer where there would be under UNITS_TARGET units, but
+    at least MIN_TILES tiles (the packed panel must be worth its copy)."""
+    tiles = math.ceil(n / r)
+    want_blocks = max(1, math.ceil(UNITS_TARGET / max(1, other_blocks)))
+    per_block = min(math.ceil(tiles / want_blocks), max(1, math.ceil(BLOCK_TARGET / r)))
+    return r * max(per_block, min(tiles, MIN_TILES))
 
 
 #: Largest panel (bytes) a tile may copy to the stack for reuse across its row block.
@@ -160,7 +212,7 @@ class TileBuilder:
                 if not u.arg[2]:
                     self.readonly.add(id(new))
             elif u.op is Ops.DEFINE_VAR:
-                shared[id(u)] = b._add(Ops.DEFINE_VAR, u.dtype, (), u.arg, pure=False)
+                shared[id(u)] = b.define_var(u.arg, u.dtype)
             elif u.op is Ops.CONST:
                 assert isinstance(u.dtype, DType)
                 shared[id(u)] = b.const(u.arg, u.dtype)
@@ -209,6 +261,8 @@ class TileBuilder:
             return b.bitcast(src[0], u.dtype)
         if u.op is Ops.MULACC and self.ranges:
             src = (self._packed(u.src[0], src[0]), self._packed(u.src[1], src[1]), src[2])
+        if u.op is Ops.ADD and (whole := _div_mod_sum(*src)) is not None:
+            return whole
         assert isinstance(u.dtype, DType), u
         return b.alu(u.op, *src, dtype=u.dtype)
 
@@ -246,8 +300,7 @@ class TileBuilder:
                                         self._pack_kernel(len(self.packs), value, dtype))
         pack = self.packs[id(orig)]
         if pack.index not in self.pack_bufs:
-            self.pack_bufs[pack.index] = b._add(Ops.DEFINE_GLOBAL, PtrDType(dtype), (),
-                                                (1000 + pack.index, f"pk{pack.index}", False), pure=False)
+            self.pack_bufs[pack.index] = b.define_global(1000 + pack.index, dtype, False, f"pk{pack.index}")
         index = self._panel_index(b, self.ranges, self.lane)
         key = (-1 - pack.index, id(index))
         if key not in self.loads:  # one load for every row of the tile
@@ -273,7 +326,7 @@ class TileBuilder:
             gang = pb.special("col0", t.full_cols - t.lanes + 1)
             mapping = {id(self.col0): gang}
         mapping[id(self.lane)] = pb.special("lane", t.lanes)
-        out = pb._add(Ops.DEFINE_GLOBAL, PtrDType(dtype), (), (1000 + index, f"pk{index}", True), pure=False)
+        out = pb.define_global(1000 + index, dtype, True, f"pk{index}")
         ranges = []
         for r in self.ranges:
             ranges.append(pb.range(r.src[0].arg, r.src[1].arg))
@@ -282,6 +335,19 @@ class TileBuilder:
         for r in reversed(ranges):
             pb.end_range(r)
         return pb.uops
+
+
+def _div_mod_sum(a: UOp, b: UOp) -> UOp | None:
+    """``x`` when ``a + b`` is ``(x // k) * k + x % k`` (in either order), else None: an index that core
+    unravelled by a row length and put back together, which the lanes would otherwise compute one by one."""
+    for quotient, rest in ((a, b), (b, a)):
+        if quotient.op is Ops.MUL and rest.op is Ops.MOD and rest.src[1].op is Ops.CONST and \
+                isinstance(rest.dtype, DType) and rest.dtype.is_int and rest.src[1].arg != 0:  # x % 0 is 0
+            x, k = rest.src
+            for div, factor in (quotient.src, quotient.src[::-1]):
+                if div.op is Ops.IDIV and div.src[0] is x and div.src[1] is k and factor is k:
+                    return x
+    return None
 
 
 _PACKABLE = {Ops.CONST, Ops.SPECIAL, Ops.RANGE, Ops.CAST, Ops.BITCAST, Ops.LOAD, Ops.DEFINE_GLOBAL, *ALU}
@@ -338,7 +404,8 @@ def _copy_expr(b: KernelBuilder, u: UOp, mapping: dict[int, UOp]) -> UOp:
 
 def tile_cost(renderer: LaneRenderer, uops: list[UOp], outputs: int) -> float:
     """Estimated instructions per output of a rendered micro-tile: loop bodies weighted by their trip counts,
-    a SIMD operation as G/8 instructions, a gather or a lane-by-lane operation as G, a scalar one as 1."""
+    a SIMD operation as G/8 instructions (a division G/2), a gather at a constant stride or a lane-by-lane
+    operation as G, any other gather as 2G, a scalar one as 1."""
     lanes, total, trips = renderer.lanes, 0.0, [1]
     for u in uops:
         if u.op is Ops.RANGE:
@@ -348,9 +415,14 @@ def tile_cost(renderer: LaneRenderer, uops: list[UOp], outputs: int) -> float:
         elif u.op in (Ops.CONST, Ops.SPECIAL, Ops.DEFINE_GLOBAL, Ops.DEFINE_VAR, Ops.DEFINE_ACC):
             continue
         elif id(u) not in renderer.varying:
-            total += trips[-1]
+            # uniform int32 sums and products are indices: the compiler strength-reduces them out of the loops
+            if not (u.dtype == dtypes.int32 and u.op in (Ops.ADD, Ops.SUB, Ops.MUL)):
+                total += trips[-1]
         elif u.op in (Ops.LOAD, Ops.STORE) and renderer.strides.get(id(u.src[1])) != 1:
-            total += trips[-1] * lanes
+            # a gather at a constant stride reads each lane at a fixed offset; any other extracts its indices
+            total += trips[-1] * lanes * (1 if id(u.src[1]) in renderer.strides else 2)
+        elif u.op in (Ops.IDIV, Ops.MOD):  # no SIMD division: a multiply-high sequence per half register
+            total += trips[-1] * lanes / 2
         else:
             total += trips[-1] * lanes / 8
     return total / outputs
@@ -371,13 +443,16 @@ def _streaming(uops: list[UOp]) -> bool:
     return bool(gid.arg[1] * out.dtype.base.itemsize >= STREAM_BYTES)
 
 
-def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int) -> tuple[list[str], list[Pack], float]:
-    """The C functions of a tiling's micro-tiles (and packs), and their estimated cost per output."""
+def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int) -> tuple[list[str], list[Pack], float, bool]:
+    """The C functions of a tiling's micro-tiles (and packs), their estimated cost per output, and whether the
+    tiles do anything lane by lane."""
     params, _ = kernel_params(uops)
     sig = ", ".join(params)
     # packing pays when a column gang's panel is read by several micro-tiles
     wide = TileBuilder(t, t.rows, find_packs=(t.block_cols if t.transposed else t.block_rows) >= 2 * t.rows)
     tiles = [(t.rows, wide.build(uops))]
+    if t.remainder > 1:
+        tiles.append((t.remainder, TileBuilder(t, t.remainder, packs=wide.packs).build(uops)))
     if t.rows > 1:
         tiles.append((1, TileBuilder(t, 1, packs=wide.packs).build(uops)))
     packs = sorted(wide.packs.values(), key=lambda p: p.index)
@@ -388,28 +463,66 @@ def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int) -> tuple[li
         body = LaneRenderer(p.source, lanes, {gang: gang}).render()
         out += [f"static void {name}_pack{p.index}({sig}, int32_t {gang}, {storage_type(p.dtype)} *restrict "
                 f"pk{p.index}) {{", *body, "}"]
-    cost = 0.0
+    cost, lane_by_lane = 0.0, False
     for rows_here, tile_uops in tiles:
         renderer = LaneRenderer(tile_uops, lanes, {"row0": "row0", "col0": "col0"}, _streaming(uops))
         body = renderer.render()
+        lane_by_lane = lane_by_lane or renderer.lane_by_lane
         if rows_here == t.rows:
             cost = tile_cost(renderer, tile_uops, rows_here * lanes)
         out += [f"static inline __attribute__((always_inline)) void {name}_tile{rows_here}({sig}, int32_t row0, "
                 f"int32_t col0{pk_params}) {{", *body, "}"]
-    return out, packs, cost
+    return out, packs, cost, lane_by_lane
+
+
+#: How many times wider than configured a gang of a kernel with loops and few rows per tile may get: each of its
+#: registers carries an accumulation of its own, so the adds of a reduction overlap instead of waiting in a chain.
+MAX_WIDEN = 4
+#: The most bytes a widened gang's vector may hold (eight AVX registers: the accumulators and a loaded operand
+#: must still fit the sixteen).
+WIDE_GANG_BYTES = 256
+#: The narrowest gang a kernel with fewer threads than the configured gang may get (a 128-bit register of floats).
+MIN_LANES = 4
+
+
+def _widest_item(uops: list[UOp]) -> int:
+    """The largest element size (bytes) of any value or buffer in the kernel."""
+    sizes = [(u.dtype.base if isinstance(u.dtype, PtrDType) else u.dtype).itemsize for u in uops
+             if isinstance(u.dtype, (DType, PtrDType))]
+    return max(sizes, default=4)
+
+
+def _threads(uops: list[UOp]) -> int:
+    return next((u.arg[1] for u in uops if u.op is Ops.SPECIAL and u.arg[0] == "gidx0"), 0)
 
 
 def render_tiled(name: str, uops: list[UOp], lanes: int, rows: int) -> str | None:
     """The whole C file of a tiled kernel, or None when no tiling applies."""
     t = choose_tiling(uops, lanes, rows)
+    while t is None and lanes >= 2 * MIN_LANES and _threads(uops) < lanes:  # fewer threads than a gang: narrower
+        lanes //= 2
+        t = choose_tiling(uops, lanes, rows)
     if t is None:
         return None
-    functions, packs, cost = _render_tiles(name, uops, t, lanes)
+    gang = lanes
+    functions, packs, cost, lane_by_lane = _render_tiles(name, uops, t, lanes)
+    if t.rows * 2 <= rows and not lane_by_lane and any(u.op is Ops.RANGE for u in uops):
+        # few rows per tile and all SIMD: wider gangs, whose registers accumulate side by side instead of in a chain
+        widest = max(1, WIDE_GANG_BYTES // (lanes * _widest_item(uops)))
+        factor = 1 << min(MAX_WIDEN, widest, rows // t.rows).bit_length() - 1
+        while factor > 1:  # the widest gang that leaves no more columns to the scalar tail
+            wide = choose_tiling(uops, lanes * factor, rows)
+            if wide is not None and wide.full_cols == t.full_cols and not wide.transposed:
+                t, gang = wide, lanes * factor
+                functions, packs, cost, _ = _render_tiles(name, uops, t, gang)
+                break
+            factor //= 2
     other = transposed_tiling(uops, lanes, rows)
     if other is not None:
-        other_functions, other_packs, other_cost = _render_tiles(name, uops, other, lanes)
+        other_functions, other_packs, other_cost, _ = _render_tiles(name, uops, other, lanes)
         if other_cost < 0.85 * cost:
-            t, functions, packs = other, other_functions, other_packs
+            t, functions, packs, gang = other, other_functions, other_packs, lanes
+    lanes = gang
     params, variables = kernel_params(uops)
     args = ", ".join([p.rsplit(" ", 1)[1] for p in params])
     sig = ", ".join(params)
@@ -439,6 +552,9 @@ def render_tiled(name: str, uops: list[UOp], lanes: int, rows: int) -> str | Non
         if t.rows > 1:
             out.append(f"      for (; col0 + {t.rows} <= c_hi; col0 += {t.rows}) {name}_tile{t.rows}({args}, row0, "
                        f"col0{pk_args});")
+        if t.remainder > 1:
+            out.append(f"      if (col0 + {t.remainder} <= c_hi) {{ {name}_tile{t.remainder}({args}, row0, "
+                       f"col0{pk_args}); col0 += {t.remainder}; }}")
         out += [f"      for (; col0 < c_hi; col0++) {name}_tile1({args}, row0, col0{pk_args});", "    }"]
         if row_tail:
             out += [f"    if (r_hi == {t.full_rows}) for (int32_t row = {t.full_rows}; row < {t.n_rows}; row++)",
@@ -450,6 +566,9 @@ def render_tiled(name: str, uops: list[UOp], lanes: int, rows: int) -> str | Non
         if t.rows > 1:
             out.append(f"      for (; row0 + {t.rows} <= r_hi; row0 += {t.rows}) {name}_tile{t.rows}({args}, row0, "
                        f"col0{pk_args});")
+        if t.remainder > 1:
+            out.append(f"      if (row0 + {t.remainder} <= r_hi) {{ {name}_tile{t.remainder}({args}, row0, "
+                       f"col0{pk_args}); row0 += {t.remainder}; }}")
         out += [f"      for (; row0 < r_hi; row0++) {name}_tile1({args}, row0, col0{pk_args});", "    }"]
     if col_tail:
         out += [f"    if (cb == {n_col_blocks - 1}) for (int32_t row = r_lo; row < r_hi; row++)",
