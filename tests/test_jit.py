@@ -237,3 +237,11 @@ def test_kernels_are_not_rescheduled_but_still_reported(monkeypatch: pytest.Monk
     assert state.kernel_count > before
     monkeypatch.undo()
     assert out.item() == 32.0
+
+
+def test_a_jitted_function_called_by_another_is_part_of_its_trace() -> None:
+    inner = tg.jit(lambda x: x * 2)
+    outer = tg.jit(lambda x: inner(x) + 1)
+    for k in range(5):
+        assert outer(Tensor([float(k)])).item() == 2 * k + 1
+    assert outer.replays == 2 and inner.replays == 0

@@ -38,7 +38,7 @@ from tg.device import Buffer, DeviceState, Program
 from tg.dtype import DType
 from tg.errors import TgError
 from tg.lazy import LazyBuffer
-from tg.realize import RecordedItem, RecordedKernel, realize, recording
+from tg.realize import RecordedItem, RecordedKernel, is_recording, realize, recording
 from tg.shapetracker import ShapeTracker
 from tg.tensor import Tensor
 
@@ -132,6 +132,8 @@ class JitFunction(Generic[P, R]):
         return sum(max(0, v.calls - WARMUP_CALLS - 1) for v in self.variants.values())
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if is_recording():  # called from a jitted function being traced: part of that one's trace
+            return self.fn(*args, **kwargs)
         flat, key = _flatten_arguments(self.fn, args, kwargs)
         tensors = [_ready_input(t) for t in flat]
         variant = self.variants.setdefault(key, _Variant())
@@ -139,18 +141,10 @@ class JitFunction(Generic[P, R]):
         if variant.plan is not None:
             return _replay(variant.plan, tensors)
         if variant.calls <= WARMUP_CALLS:
-            with recording() as items, _tracking_assigns() as assigned:
-                out = self.fn(*args, **kwargs)
-                _realize_results(out, assigned)
+            out, items, _ = self._traced_call(args, kwargs, capturing=False)
             variant.signature = _signature(items)
             return _detached(out)
-        with recording() as items, _tracking_assigns() as assigned:
-            _capturing.append(self)
-            try:
-                out = self.fn(*args, **kwargs)
-                _realize_results(out, assigned)
-            finally:
-                _capturing.pop()
+        out, items, assigned = self._traced_call(args, kwargs, capturing=True)
         if _signature(items) != variant.signature:
             variant.calls = WARMUP_CALLS  # the next call compares again
             raise JitError(f"jit: {self.fn.__qualname__} ran different kernels or copied different host data "
@@ -161,9 +155,23 @@ class JitFunction(Generic[P, R]):
         variant.plan = _build_plan(items, tensors, assigned, out)
         return out
 
+    def _traced_call(self, args: Any, kwargs: Any, capturing: bool
+                     ) -> tuple[Any, list[RecordedItem], dict[int, tuple[Tensor, LazyBuffer]]]:
+        """Run the function, realize what it returns and assigns, and say what ran and what was assigned."""
+        with recording() as items, _tracking_assigns() as assigned:
+            if capturing:
+                _capturing.append(self)
+            try:
+                out = self.fn(*args, **kwargs)
+                _realize_results(out, assigned)
+            finally:
+                if capturing:
+                    _capturing.pop()
+        return out, items, assigned
+
 
 def jit(fn: Callable[P, R]) -> JitFunction[P, R]:
-    """Decorate a function of tensors so its later calls replay its kernels (see :mod:`tg.jit`)."""
+    """Decorate a function of tensors so its later calls replay its kernels (see :mod:`tg.replay`)."""
     return JitFunction(fn)
 
 
