@@ -111,10 +111,11 @@ def clang(session: nox.Session) -> None:
     if shutil.which(compiler) is None:
         message = f"{compiler} not found: apt-get install clang (or set TG_CC to a clang binary)"
         session.error(message) if os.environ.get("CI") else session.skip(message)
-    session.install("./core[testing]", "./plugins/tg-clang")
+    session.install("./core[testing]", "./plugins/tg-clang", "pytest-xdist")
     env = {"TG_PLUGINS": "clang", "TG_CACHE_DIR": str(Path(session.create_tmp()) / "tg-cache")}
     session.run("pytest", "tests/clang", *session.posargs, env=env)
-    session.run("pytest", "--pyargs", "tg.testing", "-q", env={**env, "TG_BACKEND": "clang"})
+    # a cold kit run is mostly compiling ~1,700 kernels: one pytest worker per core compiles them in parallel
+    session.run("pytest", "--pyargs", "tg.testing", "-q", "-n", "auto", env={**env, "TG_BACKEND": "clang"})
     session.run("python", "bench/cpu.py", "--quick", "--no-peers", env={**env, "TG_BACKEND": "clang"})
 
 
