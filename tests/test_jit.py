@@ -19,6 +19,16 @@ def _refuse_scheduling(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("tg.realize.create_schedule", refuse)
 
 
+def sgd_step(w: Tensor, loss: Tensor, lr: float) -> Tensor:
+    """One plain SGD update of ``w`` on ``loss``, written with assign (as a jitted step must)."""
+    loss.backward()
+    with no_grad():
+        assert w.grad is not None
+        w.assign(w.detach() - w.grad * lr)
+    w.grad = None
+    return loss
+
+
 def test_replays_read_new_arguments_and_return_fresh_results(monkeypatch: pytest.MonkeyPatch) -> None:
     w = Tensor(np.arange(6, dtype=np.float32).reshape(2, 3)).realize()
 
@@ -47,13 +57,7 @@ def test_training_step_with_assign_matches_eager() -> None:
     w0 = rng.standard_normal((5, 3)).astype(np.float32)
 
     def step(w: Tensor, x: Tensor, y: Tensor) -> Tensor:
-        loss = ((x @ w - y) ** 2).mean()
-        loss.backward()
-        with no_grad():
-            assert w.grad is not None
-            w.assign(w.detach() - w.grad * 0.1)
-        w.grad = None
-        return loss
+        return sgd_step(w, ((x @ w - y) ** 2).mean(), 0.1)
 
     w_eager, w_jit = Tensor(w0.copy(), requires_grad=True), Tensor(w0.copy(), requires_grad=True)
     jitted = tg.jit(lambda x, y: step(w_jit, x, y))
@@ -205,13 +209,7 @@ def test_replays_do_not_leak_buffers() -> None:
 
     @tg.jit
     def step(x: Tensor) -> Tensor:
-        loss = (x @ w).sum()
-        loss.backward()
-        with no_grad():
-            assert w.grad is not None
-            w.assign(w.detach() - w.grad * 0.01)
-        w.grad = None
-        return loss
+        return sgd_step(w, (x @ w).sum(), 0.01)
 
     x = Tensor.ones(2, 4)
     for _ in range(5):

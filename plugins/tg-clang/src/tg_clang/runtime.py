@@ -87,22 +87,10 @@ def _cached_thread_count(raw: str, pid: int) -> int:
         return os.cpu_count() or 1
 
 
-def _threads() -> int:
-    """thread_count(), remembered per value of TG_CLANG_THREADS (asking the OS for the affinity costs a system
-    call per launch otherwise)."""
-    return _cached_thread_count(os.environ.get("TG_CLANG_THREADS", "").strip(), _pid)
-
-
 def thread_count() -> int:
-    raw = os.environ.get("TG_CLANG_THREADS", "").strip()
-    if raw:
-        if not raw.isdigit() or int(raw) < 1:
-            raise ValueError(f"environment variable TG_CLANG_THREADS={raw!r} must be a positive integer")
-        return int(raw)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    """Threads per launch: TG_CLANG_THREADS, else the cores this process may run on (remembered per value of
+    the variable and per process: asking the OS for the affinity would cost a system call per launch)."""
+    return _cached_thread_count(os.environ.get("TG_CLANG_THREADS", "").strip(), _pid)
 
 
 class ThreadPool:
@@ -218,7 +206,7 @@ class ClangRuntime(Runtime):
                 program.function(*[b.arg for b in buffers], 0, units)
             return None
         args = [*(b.arg for b in buffers), *(values[v] for v in program.variables)]
-        threads = min(_threads(), units)
+        threads = min(thread_count(), units)
         if threads < 2:
             program.function(*args, 0, units)
             return None
