@@ -10,18 +10,18 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
-from tg.errors import BackendError, PluginError, PluginWarning, TgError  # noqa: E402
+from tg.errors import BackendError, JitError, PluginError, PluginWarning, TgError  # noqa: E402
 from tg.hooks import HOOKSPEC_VERSION, hookimpl, hookspec  # noqa: E402
 
 if TYPE_CHECKING:
     from tg.backend_types import Capabilities
     from tg.dtype import dtypes
-    from tg.replay import JitError, JitFunction, jit
+    from tg.replay import JitFunction, jit
     from tg.tensor import Tensor, no_grad
 
 # Imported on first use, so `import tg` stays cheap (the helper processes import it too).
 _LAZY = {"Tensor": "tg.tensor", "no_grad": "tg.tensor", "dtypes": "tg.dtype", "Capabilities": "tg.backend_types",
-         "jit": "tg.replay", "JitFunction": "tg.replay", "JitError": "tg.replay"}
+         "jit": "tg.replay", "JitFunction": "tg.replay"}
 
 
 def __getattr__(name: str) -> Any:

@@ -25,3 +25,7 @@ class UnknownBackendError(BackendError):
 
 class BackendWarning(UserWarning):
     """A backend in a TG_BACKEND preference list was skipped because no plugin provides it."""
+
+
+class JitError(TgError):
+    """A jitted function does something a replay could not reproduce; the message says what and the fix."""

@@ -9,7 +9,7 @@ reach the backend as small buffers, not as constants baked into kernels, so a co
 the update kernels once.  A parameter whose ``.grad`` is None is skipped, its state untouched.
 
 Everything a step changes lives on the device and is changed with ``assign`` (parameters, momentum and
-moment buffers, Adam's running powers of the betas), so a training step wrapped in :func:`tg.jit` keeps
+moment buffers, Adam's bias corrections), so a training step wrapped in :func:`tg.jit` keeps
 training when it is replayed; setting ``lr`` writes the new rate into its device buffer in place, which a
 replay reads too.
 """
@@ -60,7 +60,7 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}: invalid learning rate {lr}")
         self.params = list(unique.values())
         self._lr = lr
-        self._lr_tensors: dict[tuple[str, str], Tensor] = {}  # (device, dtype) -> the rate in a device buffer
+        self._constants: dict[tuple[str, str, str], Tensor] = {}  # (name, device, dtype) -> values on the device
         #: per parameter: "step" (updates so far) and the optimizer's tensors for it
         self.state: list[dict[str, Any]] = [{"step": 0} for _ in self.params]
 
@@ -73,8 +73,9 @@ class Optimizer:
         if value < 0:
             raise ValueError(f"{type(self).__name__}: invalid learning rate {value}")
         self._lr = value
-        for t in self._lr_tensors.values():  # in place: a replayed jit step reads the same buffer
-            t.lazydata.base.realized.copyin(np.array(value, dtype=t.dtype.np))
+        for (name, _, _), t in self._constants.items():  # in place: a replayed jit step reads the same buffer
+            if name == "lr":
+                t.lazydata.base.realized.copyin(np.array(value, dtype=t.dtype.np))
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -116,12 +117,13 @@ class Optimizer:
                                                             device=self.params[i].device)
                       for t, i in zip(pieces, chunk)])
 
-    def _lr_tensor(self, like: Tensor) -> Tensor:
-        """The learning rate in a buffer on ``like``'s device: changing it changes no kernel."""
-        key = (like.device, like.dtype.name)
-        if key not in self._lr_tensors:
-            self._lr_tensors[key] = Tensor(np.array(self._lr, dtype=like.dtype.np), device=like.device).realize()
-        return self._lr_tensors[key]
+    def _on_device(self, name: str, values: Any, like: Tensor) -> Tensor:
+        """``values`` in a buffer on ``like``'s device, copied there once (not every step); changing the buffer
+        (as setting ``lr`` does) changes no kernel."""
+        key = (name, like.device, like.dtype.name)
+        if key not in self._constants:
+            self._constants[key] = Tensor(np.array(values, dtype=like.dtype.np), device=like.device).realize()
+        return self._constants[key]
 
     def _update(self, chunk: list[int], p: Tensor, g: Tensor, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         """From the flat parameters ``p`` and gradients ``g`` of ``chunk`` at update number ``step`` (1 first),
@@ -156,7 +158,7 @@ class SGD(Optimizer):
             buf = g if step == 1 else self.momentum * self._flat_state(chunk, "momentum") + (1 - self.dampening) * g
             state["momentum"] = buf
             g = g + self.momentum * buf if self.nesterov else buf
-        return p - self._lr_tensor(p) * g, state
+        return p - self._on_device("lr", self._lr, p) * g, state
 
 
 class Adam(Optimizer):
@@ -178,7 +180,7 @@ class Adam(Optimizer):
 
     def _update(self, chunk: list[int], p: Tensor, g: Tensor, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         b1, b2 = self.betas
-        lr = self._lr_tensor(p)
+        lr = self._on_device("lr", self._lr, p)
         if self.weight_decay and self.decoupled:
             p = p * (1 - lr * self.weight_decay)
         elif self.weight_decay:
@@ -187,10 +189,12 @@ class Adam(Optimizer):
         v = b2 * self._flat_state(chunk, "exp_avg_sq") + (1 - b2) * (g * g)
         # 1 - beta**t for both betas, on the device (every parameter of a chunk has the same t); kept as
         # c_t = (1 - beta) + beta * c_(t-1), which has no cancellation in float32, unlike 1 - beta**t
-        betas = Tensor(np.array(self.betas, dtype=p.dtype.np), device=p.device)
-        one_minus = Tensor(np.array([1 - b1, 1 - b2], dtype=p.dtype.np), device=p.device)  # rounded once, not twice
-        previous = self.state[chunk[0]].get("bias_corrections")
-        corrections = one_minus if previous is None else one_minus + betas * previous
+        betas = self._on_device("betas", self.betas, p)
+        one_minus = self._on_device("1-betas", [1 - b1, 1 - b2], p)  # rounded once, not twice
+        previous = self.state[chunk[0]].get("bias_corrections")  # c_0 = 0
+        if previous is None:
+            previous = Tensor.zeros(2, dtype=p.dtype, device=p.device)
+        corrections = one_minus + betas * previous
         step_size, correction = lr / corrections[0], corrections[1].sqrt()
         new_p = p - step_size * m / (v.sqrt() / correction + self.eps)
         return new_p, {"exp_avg": m, "exp_avg_sq": v, "bias_corrections": corrections}

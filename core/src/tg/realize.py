@@ -1,7 +1,7 @@
 """Runs a schedule: copies data in, lowers, emits, compiles (cached) and launches each kernel.
 
 While :func:`recording` is active every copy and launch is also written down, with the buffers it used, so
-:mod:`tg.jit` can replay them later without scheduling again.
+:mod:`tg.replay` (``tg.jit``) can replay them later without scheduling again.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tg.device import Buffer, DeviceState, Program, device_state
+from tg.errors import JitError
 from tg.helpers import debug_level
 from tg.lazy import LazyBuffer
 from tg.lower import lower
@@ -45,24 +46,37 @@ class RecordedCopy:
 
 RecordedItem = RecordedKernel | RecordedCopy
 _recording: list[RecordedItem] | None = None
+_reads_refused_by: str | None = None  # the traced function a replay would repeat without its value reads
 
 
 @contextmanager
-def recording() -> Iterator[list[RecordedItem]]:
-    """Write down every copy and launch that runs inside the block, in order."""
-    global _recording
+def recording(refuse_reads_for: str | None = None) -> Iterator[list[RecordedItem]]:
+    """Write down every copy and launch that runs inside the block, in order.
+
+    With ``refuse_reads_for`` (a function's name), reading a tensor's value inside the block is an error:
+    the recording is being made for a replay, which would not read it again.
+    """
+    global _recording, _reads_refused_by
     if _recording is not None:
-        raise RuntimeError("tg: a recording is already active (jitted functions cannot nest)")
+        raise RuntimeError("tg: a recording is already active")
     items: list[RecordedItem] = []
-    _recording = items
+    _recording, _reads_refused_by = items, refuse_reads_for
     try:
         yield items
     finally:
-        _recording = None
+        _recording, _reads_refused_by = None, None
 
 
 def is_recording() -> bool:
     return _recording is not None
+
+
+def check_value_read() -> None:
+    """Called before a tensor's value is read on the host: refused while a replayable call is traced."""
+    if _reads_refused_by is not None:
+        raise JitError(f"jit: {_reads_refused_by} reads a tensor's value (numpy, item, tolist or bool) while "
+                       "being captured; a replay runs only kernels, so it would not read it again. Fix: return "
+                       "the tensor from the function and read it after the call.")
 
 
 def realize(outs: list[LazyBuffer]) -> None:

@@ -26,6 +26,7 @@ silently repeat the third.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ import numpy as np
 from tg.backend_types import Backend
 from tg.device import Buffer, DeviceState, Program
 from tg.dtype import DType
-from tg.errors import TgError
+from tg.errors import JitError
 from tg.lazy import LazyBuffer
 from tg.realize import RecordedItem, RecordedKernel, is_recording, realize, recording
 from tg.shapetracker import ShapeTracker
@@ -44,10 +45,6 @@ from tg.tensor import Tensor
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class JitError(TgError):
-    """A jitted function does something a replay could not reproduce; the message says what and the fix."""
 
 
 # What a slot of a replay's buffer table holds.
@@ -158,32 +155,15 @@ class JitFunction(Generic[P, R]):
     def _traced_call(self, args: Any, kwargs: Any, capturing: bool
                      ) -> tuple[Any, list[RecordedItem], dict[int, tuple[Tensor, LazyBuffer]]]:
         """Run the function, realize what it returns and assigns, and say what ran and what was assigned."""
-        with recording() as items, _tracking_assigns() as assigned:
-            if capturing:
-                _capturing.append(self)
-            try:
-                out = self.fn(*args, **kwargs)
-                _realize_results(out, assigned)
-            finally:
-                if capturing:
-                    _capturing.pop()
+        with recording(self.fn.__qualname__ if capturing else None) as items, _tracking_assigns() as assigned:
+            out = self.fn(*args, **kwargs)
+            _realize_results(out, assigned)
         return out, items, assigned
 
 
 def jit(fn: Callable[P, R]) -> JitFunction[P, R]:
     """Decorate a function of tensors so its later calls replay its kernels (see :mod:`tg.replay`)."""
     return JitFunction(fn)
-
-
-_capturing: list[JitFunction[Any, Any]] = []
-
-
-def check_not_capturing() -> None:
-    """Raise if a jitted function is being captured: reading a value there would not happen on a replay."""
-    if _capturing:
-        raise JitError(f"jit: {_capturing[-1].fn.__qualname__} reads a tensor's value (numpy, item, tolist or "
-                       "bool) while being captured; a replay runs only kernels, so it would not read it again. "
-                       "Fix: return the tensor from the function and read it after the call.")
 
 
 class _tracking_assigns:
@@ -236,46 +216,39 @@ def _realize_results(out: Any, assigned: dict[int, tuple[Tensor, LazyBuffer]]) -
     realize(lazies)
 
 
-def _returned_tensors(out: Any) -> list[Tensor]:
+def _map_tensors(out: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``out`` (tensors alone or in tuples, lists and dicts, beside plain values) with ``fn`` applied to every
+    tensor, in order."""
     if isinstance(out, Tensor):
-        return [out]
+        return fn(out)
     if isinstance(out, (tuple, list)):
-        found = [t for item in out for t in _returned_tensors(item)]
-        return found
+        return type(out)(_map_tensors(item, fn) for item in out)
     if isinstance(out, dict):
-        return [t for item in out.values() for t in _returned_tensors(item)]
+        return {k: _map_tensors(v, fn) for k, v in out.items()}
     if out is None or isinstance(out, (int, float, bool, str)):
-        return []
+        return out
     raise JitError(f"jit: a jitted function must return tensors (alone or in tuples, lists, dicts) or None, "
                    f"not {type(out).__name__}")
 
 
+def _returned_tensors(out: Any) -> list[Tensor]:
+    found: list[Tensor] = []
+
+    def collect(t: Tensor) -> Tensor:
+        found.append(t)
+        return t
+
+    _map_tensors(out, collect)
+    return found
+
+
 def _detached(out: Any) -> Any:
     """The returned object with every tensor detached (a replay's results have no graph either)."""
-    if isinstance(out, Tensor):
-        return out.detach()
-    if isinstance(out, (tuple, list)):
-        return type(out)(_detached(item) for item in out)
-    if isinstance(out, dict):
-        return {k: _detached(v) for k, v in out.items()}
-    return out
-
-
-def _rebuild(out: Any, values: list[Tensor]) -> Any:
-    """``out`` with its tensors replaced, in order, by ``values``."""
-    if isinstance(out, Tensor):
-        return values.pop(0)
-    if isinstance(out, (tuple, list)):
-        return type(out)(_rebuild(item, values) for item in out)
-    if isinstance(out, dict):
-        return {k: _rebuild(v, values) for k, v in out.items()}
-    return out
+    return _map_tensors(out, Tensor.detach)
 
 
 def _signature(items: list[RecordedItem]) -> list[Any]:
     """What two calls must share to be replayable: the programs launched and the host data copied."""
-    import hashlib
-
     def of(item: RecordedItem) -> Any:
         if isinstance(item, RecordedKernel):
             return item.program.name, item.program.source
@@ -399,5 +372,5 @@ def _replay(plan: _Plan, inputs: list[Tensor]) -> Any:
                 target.copyin(step.data)
     for t, r in zip(plan.state_tensors, plan.state_results):
         t.lazydata = r.lazydata(table)
-    values = [Tensor(r.lazydata(table)) for r in plan.results]
-    return _rebuild(plan.structure, values)
+    values = iter([Tensor(r.lazydata(table)) for r in plan.results])
+    return _map_tensors(plan.structure, lambda _: next(values))

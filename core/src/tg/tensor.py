@@ -17,7 +17,7 @@ from tg import function as F
 from tg.device import canonical_name
 from tg.dtype import DType, dtypes, promote, scalar_dtype
 from tg.lazy import LazyBuffer
-from tg.realize import is_recording, realize
+from tg.realize import check_value_read, realize
 
 Scalar = int | float | bool
 # The class's own int()/float()/bool() methods shadow the builtins inside its body: annotate with these.
@@ -113,10 +113,7 @@ class Tensor:
         return self
 
     def numpy(self) -> np.ndarray:
-        if is_recording():
-            from tg.replay import check_not_capturing
-
-            check_not_capturing()
+        check_value_read()
         lb = self.lazydata
         if lb.is_view and not (lb.st.is_contiguous and math.prod(lb.base.shape) == lb.st.size()):
             lb = lb.contiguous()

@@ -496,6 +496,24 @@ def _threads(uops: list[UOp]) -> int:
     return next((u.arg[1] for u in uops if u.op is Ops.SPECIAL and u.arg[0] == "gidx0"), 0)
 
 
+def _gang_loops(name: str, args: str, pk_args: str, packs: list[Pack], t: Tiling, lanes: int,
+                gangs: tuple[str, str, str], tiles: tuple[str, str, str]) -> list[str]:
+    """The loops of a work unit: gangs of lanes along ``gangs`` (variable, low, high), each packing its panels,
+    then micro-tiles of ``t.rows`` (a smaller remainder tile, then single ones) along ``tiles``."""
+    (gv, g_lo, g_hi), (tv, t_lo, t_hi) = gangs, tiles
+    call = f"({args}, row0, col0{pk_args});"
+    out = [f"    for (int32_t {gv} = {g_lo}; {gv} < {g_hi}; {gv} += {lanes}) {{"]
+    out += [f"      {name}_pack{p.index}({args}, {gv}, pk{p.index});" for p in packs]
+    out.append(f"      int32_t {tv} = {t_lo};")
+    if t.rows > 1:
+        out.append(f"      for (; {tv} + {t.rows} <= {t_hi}; {tv} += {t.rows}) {name}_tile{t.rows}{call}")
+    if t.remainder > 1:
+        out.append(f"      if ({tv} + {t.remainder} <= {t_hi}) {{ {name}_tile{t.remainder}{call[:-1]}; "
+                   f"{tv} += {t.remainder}; }}")
+    out += [f"      for (; {tv} < {t_hi}; {tv}++) {name}_tile1{call}", "    }"]
+    return out
+
+
 def render_tiled(name: str, uops: list[UOp], lanes: int, rows: int) -> str | None:
     """The whole C file of a tiled kernel, or None when no tiling applies."""
     t = choose_tiling(uops, lanes, rows)
@@ -546,30 +564,12 @@ def render_tiled(name: str, uops: list[UOp], lanes: int, rows: int) -> str | Non
             f"    int32_t c_lo = cb * {t.block_cols}, c_hi = c_lo + {t.block_cols} < {t.full_cols} ? "
             f"c_lo + {t.block_cols} : {t.full_cols};"]
     if t.transposed:  # G rows by R columns: row gangs outside, columns inside
-        out += [f"    for (int32_t row0 = r_lo; row0 < r_hi; row0 += {lanes}) {{"]
-        out += [f"      {name}_pack{p.index}({args}, row0, pk{p.index});" for p in packs]
-        out.append("      int32_t col0 = c_lo;")
-        if t.rows > 1:
-            out.append(f"      for (; col0 + {t.rows} <= c_hi; col0 += {t.rows}) {name}_tile{t.rows}({args}, row0, "
-                       f"col0{pk_args});")
-        if t.remainder > 1:
-            out.append(f"      if (col0 + {t.remainder} <= c_hi) {{ {name}_tile{t.remainder}({args}, row0, "
-                       f"col0{pk_args}); col0 += {t.remainder}; }}")
-        out += [f"      for (; col0 < c_hi; col0++) {name}_tile1({args}, row0, col0{pk_args});", "    }"]
+        out += _gang_loops(name, args, pk_args, packs, t, lanes, ("row0", "r_lo", "r_hi"), ("col0", "c_lo", "c_hi"))
         if row_tail:
             out += [f"    if (r_hi == {t.full_rows}) for (int32_t row = {t.full_rows}; row < {t.n_rows}; row++)",
                     f"      for (int32_t c = c_lo; c < c_hi; c++) {name}_thread({args}, row * {t.row_len} + c);"]
     else:  # R rows by G columns: column gangs outside (their packed panel stays in cache), rows inside
-        out += [f"    for (int32_t col0 = c_lo; col0 < c_hi; col0 += {lanes}) {{"]
-        out += [f"      {name}_pack{p.index}({args}, col0, pk{p.index});" for p in packs]
-        out.append("      int32_t row0 = r_lo;")
-        if t.rows > 1:
-            out.append(f"      for (; row0 + {t.rows} <= r_hi; row0 += {t.rows}) {name}_tile{t.rows}({args}, row0, "
-                       f"col0{pk_args});")
-        if t.remainder > 1:
-            out.append(f"      if (row0 + {t.remainder} <= r_hi) {{ {name}_tile{t.remainder}({args}, row0, "
-                       f"col0{pk_args}); row0 += {t.remainder}; }}")
-        out += [f"      for (; row0 < r_hi; row0++) {name}_tile1({args}, row0, col0{pk_args});", "    }"]
+        out += _gang_loops(name, args, pk_args, packs, t, lanes, ("col0", "c_lo", "c_hi"), ("row0", "r_lo", "r_hi"))
     if col_tail:
         out += [f"    if (cb == {n_col_blocks - 1}) for (int32_t row = r_lo; row < r_hi; row++)",
                 f"      for (int32_t c = {t.full_cols}; c < {t.row_len}; c++) {name}_thread({args}, row * "
