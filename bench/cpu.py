@@ -344,7 +344,7 @@ print(time.perf_counter() - start)
 def bench_compile(rows: list[Row], device: str, repeat: int) -> None:
     """Compile time of the kernels of the elementwise chain and a matmul (cold cache), and their load time
     from the disk cache in a fresh process."""
-    from tg.device import device_state
+    from tg.engine.device import device_state
     from tg_clang.compiler import KernelCache
 
     runtime = device_state(device).backend.runtime

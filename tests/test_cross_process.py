@@ -1,4 +1,4 @@
-"""Tests of tg.cross_process: generators run in a child process, items and errors come back, nothing hangs."""
+"""Tests of tg.support.cross_process: generators run in a child process, items and errors come back, nothing hangs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tg.cross_process import ChildIterator, RemoteTraceback, cross_process
+from tg.support.cross_process import ChildIterator, RemoteTraceback, cross_process
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ is no package; import _timeouts in any import mode
 from _timeouts import process_gone, time_limit
@@ -228,7 +228,7 @@ def test_large_items_and_empty_generator() -> None:
 
 def test_import_is_light() -> None:
     code = (
-        "import sys, tg; before = set(sys.modules); import tg.cross_process; "
+        "import sys, tg; before = set(sys.modules); import tg.support.cross_process; "
         "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in {'numpy', 'torch'}))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

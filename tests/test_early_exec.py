@@ -1,4 +1,4 @@
-"""Tests of tg.early_exec: commands run in the helper process, errors arrive as themselves, nothing hangs."""
+"""Tests of tg.support.early_exec: commands run in the helper process, errors arrive as themselves, nothing hangs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tg.early_exec import EarlyExec, EarlyExecError, early_exec, enable_early_exec
+from tg.support.early_exec import EarlyExec, EarlyExecError, early_exec, enable_early_exec
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ is no package; import _timeouts in any import mode
 from _timeouts import process_gone, time_limit
@@ -173,7 +173,7 @@ def test_interrupted_call_drops_helper_and_its_command(own_helper: EarlyExec, tm
 
 @pytest.mark.parametrize("ending", ["exit", "SIGKILL"])
 def test_helper_stops_when_parent_exits(ending: str) -> None:
-    code = "from tg.early_exec import enable_early_exec; print(enable_early_exec().pid, flush=True)"
+    code = "from tg.support.early_exec import enable_early_exec; print(enable_early_exec().pid, flush=True)"
     if ending == "SIGKILL":  # no atexit handler runs: the helper must notice the end of its stdin by itself
         code += "; import os; os.kill(os.getpid(), 9)"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -184,7 +184,7 @@ def test_helper_stops_when_parent_exits(ending: str) -> None:
 
 def test_import_is_light() -> None:
     code = (
-        "import sys, tg; before = set(sys.modules); import tg.early_exec; "
+        "import sys, tg; before = set(sys.modules); import tg.support.early_exec; "
         "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in {'numpy', 'torch'}))"
     )
     done = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True,

@@ -12,12 +12,14 @@ import sys
 import numpy as np
 import pytest
 from tg import Tensor, dtypes
-from tg.device import live_buffer_count
-from tg.lazy import LazyBuffer
-from tg.lower import lower
-from tg.schedule import Kernel, create_schedule
-from tg.shapetracker import ShapeTracker, View
-from tg.uops import KernelBuilder, Ops
+from tg.codegen.builder import KernelBuilder
+from tg.codegen.indexing import view_index
+from tg.codegen.lower import lower
+from tg.codegen.uops import Ops
+from tg.engine.device import live_buffer_count
+from tg.graph.lazy import LazyBuffer
+from tg.graph.shapetracker import ShapeTracker, View
+from tg.schedule.scheduler import Kernel, create_schedule
 
 
 def kernels(*tensors: Tensor) -> list[Kernel]:
@@ -76,7 +78,7 @@ def test_long_reduction_is_split() -> None:
 def test_contiguous_elementwise_index_is_the_thread_id() -> None:
     a, b = realized(4, 5, 6), realized(4, 5, 6)
     (kernel,) = kernels(a + b)
-    from tg.backend_numpy import capabilities_from_env
+    from tg.backends.numpy_backend import capabilities_from_env
 
     uops = lower(kernel, capabilities_from_env()).uops
     assert not [u for u in uops if u.op in (Ops.IDIV, Ops.MOD)], "dims that walk contiguously must merge"
@@ -85,7 +87,7 @@ def test_contiguous_elementwise_index_is_the_thread_id() -> None:
 def test_masked_loads_have_gates() -> None:
     a = realized(5)
     (kernel,) = kernels(a.pad(((2, 3),)) + 1)
-    from tg.backend_numpy import capabilities_from_env
+    from tg.backends.numpy_backend import capabilities_from_env
 
     loads = [u for u in lower(kernel, capabilities_from_env()).uops if u.op is Ops.LOAD]
     assert loads and all(len(u.src) == 4 for u in loads), "a padded load must carry a gate and an alternative"
@@ -113,7 +115,7 @@ def test_view_reshape_matches_numpy(shape: tuple[int, ...], strides: tuple[int, 
     b = KernelBuilder()
     got = np.zeros(new, dtype=np.int64)
     for pos in np.ndindex(*new):
-        index, _ = st.to_index(b, [b.const(p, dtypes.int32) for p in pos])
+        index, _ = view_index(b, st, [b.const(p, dtypes.int32) for p in pos])
         got[pos] = base[index.arg]
     want = np.lib.stride_tricks.as_strided(base, shape, [s * 8 for s in strides]).reshape(new)
     np.testing.assert_array_equal(got, want)
@@ -166,8 +168,8 @@ def test_const_buffers_are_not_materialized() -> None:
 
 
 def _lowered_ops(kernel: Kernel, caps_text: str, monkeypatch: pytest.MonkeyPatch) -> list[Ops]:
-    from tg.backend_numpy import capabilities_from_env
-    from tg.rewrites import apply_capabilities
+    from tg.backends.numpy_backend import capabilities_from_env
+    from tg.codegen.rewrites import apply_capabilities
 
     monkeypatch.setenv("TG_NUMPY_CAPS", caps_text)
     caps = capabilities_from_env()
@@ -196,9 +198,9 @@ def test_capability_rewrites(caps: str, gone: Ops | None, present: Ops, monkeypa
 
 
 def test_unsupported_dtype_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tg.backend_numpy import capabilities_from_env
-    from tg.errors import BackendError
-    from tg.rewrites import check_dtypes
+    from tg.backends.numpy_backend import capabilities_from_env
+    from tg.codegen.rewrites import check_dtypes
+    from tg.support.errors import BackendError
 
     (kernel,) = kernels(realized(3).double() * 2)
     monkeypatch.setenv("TG_NUMPY_CAPS", "no_float64")

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from tg.helpers import ENVIRONMENT, Timing, debug_level, getenv
+from tg.support.helpers import ENVIRONMENT, Timing, debug_level, getenv
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import tg
 from tg import hooks
-from tg.backend_types import Availability, Backend, Capabilities, Emitter, Runtime
-from tg.errors import PluginError, PluginWarning
-from tg.plugins import PluginInfo, PluginRegistry
+from tg.backends.contract import Availability, Backend, Capabilities, Emitter, Runtime
+from tg.backends.discovery import PluginInfo, PluginRegistry
+from tg.support.errors import PluginError, PluginWarning
 
 
 class TinyEmitter(Emitter):
@@ -122,7 +122,7 @@ def test_wrong_hook_arguments_are_refused(reg: PluginRegistry) -> None:
 
 
 def test_wrong_return_types_are_refused(reg: PluginRegistry) -> None:
-    with pytest.warns(PluginWarning, match="not a tg.backend_types.Emitter"):
+    with pytest.warns(PluginWarning, match="not a tg.backends.contract.Emitter"):
         assert not reg.register(info("junk"), TinyPlugin(["not an emitter"], []))
     assert reg.manager.get_plugin("junk") is None
 

@@ -6,8 +6,9 @@ import itertools
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tg.dtype import dtypes
-from tg.uops import KernelBuilder, Ops, UOp, fold
+from tg.codegen.builder import KernelBuilder, fold
+from tg.codegen.uops import Ops, UOp
+from tg.support.dtype import dtypes
 
 I32 = dtypes.int32
 

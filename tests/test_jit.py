@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import tg
 from tg import JitError, Tensor, nn, no_grad, optim
-from tg import schedule as schedule_module
-from tg.device import live_buffer_count
+from tg.engine.device import live_buffer_count
+from tg.schedule import scheduler as schedule_module
 
 
 def _refuse_scheduling(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a replay scheduled work")
 
-    monkeypatch.setattr("tg.realize.create_schedule", refuse)
+    monkeypatch.setattr("tg.engine.realize.create_schedule", refuse)
 
 
 def sgd_step(w: Tensor, loss: Tensor, lr: float) -> Tensor:
@@ -221,7 +221,7 @@ def test_replays_do_not_leak_buffers() -> None:
 
 
 def test_kernels_are_not_rescheduled_but_still_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tg.device import device_state
+    from tg.engine.device import device_state
 
     f = tg.jit(lambda x: (x * 3 + 1).sum())
     x = Tensor.ones(8).realize()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from tg.dtype import dtypes
-from tg.uops import KernelBuilder, Ops
+from tg.codegen.builder import KernelBuilder
+from tg.codegen.uops import Ops
+from tg.support.dtype import dtypes
 
 
 def fill_kernel(value: float, n: int = 64, name: str = "fill") -> str:

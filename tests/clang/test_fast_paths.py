@@ -14,8 +14,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from tg import Tensor
-from tg.dtype import dtypes
-from tg.uops import KernelBuilder, Ops
+from tg.codegen.builder import KernelBuilder
+from tg.codegen.uops import Ops
+from tg.support.dtype import dtypes
 
 rng = np.random.default_rng(11)
 
@@ -30,7 +31,7 @@ def run(graph, arrays: list[np.ndarray]) -> np.ndarray:  # type: ignore[no-untyp
 
 @pytest.fixture
 def fresh_devices() -> Iterator[None]:
-    from tg.device import reset_devices
+    from tg.engine.device import reset_devices
 
     reset_devices()
     yield
@@ -38,7 +39,7 @@ def fresh_devices() -> Iterator[None]:
 
 
 def _programs() -> dict[str, object]:
-    from tg.device import device_state
+    from tg.engine.device import device_state
 
     return {p.name: (s, p) for s, p in device_state("clang").programs.items()}  # type: ignore[attr-defined]
 
@@ -59,7 +60,7 @@ GRAPHS = [
 
 
 def test_fast_paths_match_the_scalar_renderer(monkeypatch: pytest.MonkeyPatch, fresh_devices: None) -> None:
-    from tg.device import reset_devices
+    from tg.engine.device import reset_devices
 
     tiled = [run(g, arrays) for g, arrays in GRAPHS]
     strategies = {p.strategy for _, p in _programs().values()}  # type: ignore[attr-defined]

@@ -137,7 +137,7 @@ def test_float64_and_float16() -> None:
 
 def test_lane_renderer_matches_scalar_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
     """The same kernels rendered without the lane renderer (TG_CLANG_SPMD=0) give the same bits."""
-    from tg.device import reset_devices
+    from tg.engine.device import reset_devices
 
     a, b, c = floats(37, 53), floats(53, 40), floats(37, 40)
 
@@ -207,7 +207,7 @@ def test_thread_pool_uses_every_thread_and_reports_errors() -> None:
 
 
 def _strategies() -> set[str]:
-    from tg.device import device_state
+    from tg.engine.device import device_state
 
     return {p.strategy for p in device_state("clang").programs.values()}
 

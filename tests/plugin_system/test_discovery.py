@@ -15,9 +15,9 @@ import warnings
 
 import importlib_metadata
 import pytest
-from tg.errors import BackendError, BackendWarning, PluginError, PluginWarning, UnknownBackendError
-from tg.plugins import PluginRegistry
-from tg.selection import candidates, parse_backend_list, resolve, select
+from tg.backends.discovery import PluginRegistry
+from tg.backends.selection import candidates, parse_backend_list, resolve, select
+from tg.support.errors import BackendError, BackendWarning, PluginError, PluginWarning, UnknownBackendError
 
 TEST_DISTRIBUTIONS = ["tg-test-good", "tg-test-broken", "tg-test-badversion", "tg-test-good-duplicate",
                       "tg-test-unknownhook"]
@@ -263,8 +263,8 @@ def test_automatic_selection_never_probes_negative_priorities(monkeypatch: pytes
 
 
 def test_broken_plugins_never_break_import_or_other_backends() -> None:
-    code = ("import warnings, tg\nfrom tg.selection import select\nwarnings.simplefilter('ignore')\n"
-            "from tg.plugins import registry\nregistry().load_all()\nprint(select('testgood').name)")
+    code = ("import warnings, tg\nfrom tg.backends.selection import select\nwarnings.simplefilter('ignore')\n"
+            "from tg.backends.discovery import registry\nregistry().load_all()\nprint(select('testgood').name)")
     result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "testgood"

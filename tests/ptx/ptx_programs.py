@@ -1,6 +1,6 @@
 """Micro-op programs for tg-ptx's tests: every micro-op kind, in every dtype it applies to, with inputs.
 
-Each :class:`Program` is a kernel built directly with :class:`tg.uops.KernelBuilder` plus the buffers it
+Each :class:`Program` is a kernel built directly with :class:`tg.codegen.uops.KernelBuilder` plus the buffers it
 runs on.  :func:`run_numpy` runs it on core's numpy backend (the semantic reference), :func:`run_emu`
 renders it to PTX and runs the text on tg-ptx's emulator.
 """
@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from tg.backend_numpy import NumpyEmitter, NumpyRuntime
-from tg.backend_types import Capabilities
-from tg.dtype import DType, dtypes
-from tg.uops import KernelBuilder, Ops, UOp, VecDType
+from tg.backends.contract import Capabilities
+from tg.backends.numpy_backend import NumpyEmitter, NumpyRuntime
+from tg.codegen.builder import KernelBuilder
+from tg.codegen.uops import Ops, UOp, VecDType
+from tg.support.dtype import DType, dtypes
 from tg_ptx.emitter import PTXEmitter
 from tg_ptx.runtime_emu import EmulatorRuntime
 

@@ -164,7 +164,7 @@ def test_tg_backends_check_lists_both_runtimes_with_reasons() -> None:
 def test_import_tg_imports_no_tg_ptx_module_and_no_pycuda() -> None:
     code = """
 import sys, tg
-from tg.plugins import registry
+from tg.backends.discovery import registry
 reg = registry()
 assert 'ptx' in reg.plugins, reg.plugins
 before = sorted(m for m in sys.modules if m.startswith(('tg_ptx', 'pycuda')))

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("tg_ptx", reason="tg-ptx is not installed (nox -s ptx runs these tests)")
 
 import ptx_programs as P  # noqa: E402
-from tg.uops import Ops  # noqa: E402
+from tg.codegen.uops import Ops  # noqa: E402
 from tg_ptx.arch import isa_version, parse_arch, set_detected_arch, target_arch  # noqa: E402
 from tg_ptx.emitter import CAPABILITIES, PTXEmitter, kernel_name  # noqa: E402
 

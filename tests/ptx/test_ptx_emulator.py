@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("tg_ptx", reason="tg-ptx is not installed (nox -s ptx runs these tests)")
 
 from tg_ptx.emulator import EmulatorError, GlobalMemory, compile_kernel, executor, run_kernel  # noqa: E402
+from tg_ptx.emulator.numerics import convert, fma64  # noqa: E402
 from tg_ptx.emulator.ptxtypes import TYPES  # noqa: E402
-from tg_ptx.emulator.semantics import convert, fma64  # noqa: E402
 
 HEADER = ".version 7.0\n.target sm_80\n.address_size 64\n"
 

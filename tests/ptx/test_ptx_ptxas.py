@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("tg_ptx", reason="tg-ptx is not installed (nox -s ptx runs these tests)")
 
 import ptx_programs as P  # noqa: E402
-from tg.errors import BackendError  # noqa: E402
+from tg.support.errors import BackendError  # noqa: E402
 from tg_ptx import ptxas  # noqa: E402
 
 HAVE_PTXAS = ptxas.find_tool("ptxas") is not None

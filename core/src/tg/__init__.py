@@ -6,22 +6,21 @@ metadata and imported only when their backend is selected.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
-from tg.errors import BackendError, JitError, PluginError, PluginWarning, TgError  # noqa: E402
 from tg.hooks import HOOKSPEC_VERSION, hookimpl, hookspec  # noqa: E402
+from tg.support.errors import BackendError, JitError, PluginError, PluginWarning, TgError  # noqa: E402
+from tg.support.version import __version__  # noqa: E402
 
 if TYPE_CHECKING:
-    from tg.backend_types import Capabilities
-    from tg.dtype import dtypes
-    from tg.replay import JitFunction, jit
-    from tg.tensor import Tensor, no_grad
+    from tg.backends.contract import Capabilities
+    from tg.frontend.jit import JitFunction, jit
+    from tg.frontend.tensor import Tensor, no_grad
+    from tg.support.dtype import dtypes
 
 # Imported on first use, so `import tg` stays cheap (the helper processes import it too).
-_LAZY = {"Tensor": "tg.tensor", "no_grad": "tg.tensor", "dtypes": "tg.dtype", "Capabilities": "tg.backend_types",
-         "jit": "tg.replay", "JitFunction": "tg.replay"}
+_LAZY = {"Tensor": "tg.frontend.tensor", "no_grad": "tg.frontend.tensor", "dtypes": "tg.support.dtype",
+         "Capabilities": "tg.codegen.capabilities", "jit": "tg.frontend.jit", "JitFunction": "tg.frontend.jit"}
 
 
 def __getattr__(name: str) -> Any:
@@ -36,14 +35,14 @@ def __getattr__(name: str) -> Any:
 
 def default_backend_name() -> str:
     """The backend tensors go to when no device is given (TG_BACKEND's choice, else by priority)."""
-    from tg.device import canonical_name
+    from tg.engine.device import canonical_name
 
     return canonical_name(None)
 
 
 def backend_capabilities(device: str | None = None) -> Capabilities:
     """What backend ``device`` (default: the default backend) declares it can do."""
-    from tg.device import device_state
+    from tg.engine.device import device_state
 
     return device_state(device).capabilities
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from tg.errors import TgError
+from tg.frontend.tensor import Tensor
 from tg.nn.state import StateDictError, get_state_dict, load_state_dict
-from tg.tensor import Tensor
+from tg.support.errors import TgError
 
 CHECKSUM_KEY = "tg.sha256"
 

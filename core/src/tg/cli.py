@@ -9,8 +9,8 @@ import warnings
 from typing import Any
 
 from tg import HOOKSPEC_VERSION, __version__
-from tg.errors import TgError
-from tg.plugins import PluginInfo, PluginRegistry
+from tg.backends.discovery import PluginInfo, PluginRegistry
+from tg.support.errors import TgError
 
 
 def _plugin_row(info: PluginInfo) -> dict[str, Any]:
@@ -25,7 +25,7 @@ def _metadata_rows(reg: PluginRegistry) -> list[dict[str, Any]]:
 
 def _checked_rows(reg: PluginRegistry) -> list[dict[str, Any]]:
     """One row per runnable emitter:runtime pair, plus one per plugin that could not be loaded."""
-    from tg.selection import candidates  # noqa: PLC0415 - only the --check path needs selection
+    from tg.backends.selection import candidates  # noqa: PLC0415 - only the --check path needs selection
 
     reg.load_all()
     rows = []

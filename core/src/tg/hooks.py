@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from tg.backend_types import Capabilities, Emitter, KernelCompiled, KernelLaunched, Runtime
+    from tg.backends.contract import Capabilities, Emitter, KernelCompiled, KernelLaunched, Runtime
 
 #: The pluggy project name: hook implementations are marked for ``tg``.
 PROJECT = "tg"
@@ -64,7 +64,7 @@ LoweringPass = Callable[[Any], Any]
 def tg_emitters() -> list[Emitter]:
     """Return the emitters this plugin provides.
 
-    Called once, right after the plugin is loaded.  Each :class:`~tg.backend_types.Emitter` renders
+    Called once, right after the plugin is loaded.  Each :class:`~tg.backends.contract.Emitter` renders
     micro-ops to source text for one ``target`` and declares that target's ``capabilities``; core's
     lowering fits the micro-ops to those capabilities before calling ``render``.  A target name that
     another plugin already provides is refused.  Return ``[]`` if the plugin only adds runtimes.
@@ -76,7 +76,7 @@ def tg_emitters() -> list[Emitter]:
 def tg_runtimes() -> list[Runtime]:
     """Return the runtimes this plugin provides.
 
-    Called once, right after the plugin is loaded.  Each :class:`~tg.backend_types.Runtime` runs the
+    Called once, right after the plugin is loaded.  Each :class:`~tg.backends.contract.Runtime` runs the
     text of every emitter of its ``language`` (which may come from another plugin) and is addressed as
     ``target:name``, e.g. ``ptx:emu``.  A ``(language, name)`` pair that is already taken is refused.
     ``available()`` must be cheap and must not raise: core calls it to choose a backend, and

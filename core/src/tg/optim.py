@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tg.tensor import Tensor, no_grad
+from tg.frontend.tensor import Tensor, no_grad
 
 MAX_FUSED = 16  # parameters updated by one kernel at most (each adds a masked load to every element)
 

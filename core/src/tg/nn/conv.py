@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tg.frontend.tensor import Tensor
 from tg.nn import init
 from tg.nn.grad import materialize_grad
 from tg.nn.module import Module
-from tg.tensor import Tensor
 
 
 def pair(v: Any, name: str) -> tuple[int, int]:

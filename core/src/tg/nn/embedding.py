@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from tg.frontend.tensor import Tensor
 from tg.nn.module import Module
-from tg.tensor import Tensor
 
 
 class Embedding(Module):

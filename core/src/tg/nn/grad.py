@@ -8,9 +8,9 @@ gradient many times (Conv2d) put this barrier on their output, so the chain runs
 
 from __future__ import annotations
 
-from tg.function import Function
-from tg.lazy import LazyBuffer
-from tg.tensor import Tensor
+from tg.frontend.function import Function
+from tg.frontend.tensor import Tensor
+from tg.graph.lazy import LazyBuffer
 
 
 class _Barrier(Function):

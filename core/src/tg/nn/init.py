@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from tg.tensor import Tensor
+from tg.frontend.tensor import Tensor
 
 
 def uniform(*shape: int, bound: float) -> Tensor:

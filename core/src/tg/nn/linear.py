@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from tg.frontend.tensor import Tensor
 from tg.nn import init
 from tg.nn.grad import materialize_grad
 from tg.nn.module import Module
-from tg.tensor import Tensor
 
 
 class Linear(Module):

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from tg.frontend.tensor import Tensor
 from tg.nn import state
-from tg.tensor import Tensor
 
 
 class Module:

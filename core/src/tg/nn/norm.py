@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tg.frontend.tensor import Tensor
 from tg.nn.grad import materialize_grad
 from tg.nn.module import Module
-from tg.tensor import Tensor
 
 
 def _channel_mean(x: Tensor) -> Tensor:

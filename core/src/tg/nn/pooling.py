@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from tg.frontend.tensor import Tensor
 from tg.nn.conv import pair
 from tg.nn.module import Module
-from tg.tensor import Tensor
 
 
 class MaxPool2d(Module):

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from tg.errors import TgError
-from tg.tensor import Tensor
+from tg.frontend.tensor import Tensor
+from tg.support.errors import TgError
 
 
 class StateDictError(TgError, ValueError):
@@ -40,10 +40,9 @@ class StateDictError(TgError, ValueError):
 
 def _children(obj: Any, root: bool) -> Iterator[tuple[str, Any]]:
     """The named values one level below ``obj`` that may hold tensors."""
-    from tg.nn.module import Module
-
-    if isinstance(obj, Module):
-        yield from obj.named_state_children()
+    children = getattr(obj, "named_state_children", None)  # a tg.nn.Module (which imports this module)
+    if children is not None and not isinstance(obj, type):
+        yield from children()
     elif isinstance(obj, (list, tuple)):
         yield from ((str(i), v) for i, v in enumerate(obj))
     elif isinstance(obj, dict):

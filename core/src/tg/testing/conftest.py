@@ -56,7 +56,7 @@ def backend_name() -> str:
 
 @pytest.fixture(scope="session")
 def capabilities() -> Any:
-    """The backend's :class:`tg.backend_types.Capabilities`."""
+    """The backend's :class:`tg.backends.contract.Capabilities`."""
     return tg.backend_capabilities()
 
 

@@ -40,7 +40,7 @@ def test_backend_matches_tg_backend(backend_name: str) -> None:
 
 def test_capabilities_declare_the_baseline(capabilities: Any) -> None:
     """The kit assumes float32, int32 and bool everywhere (Python floats, ints and comparisons make them)."""
-    from tg.backend_types import Capabilities
+    from tg.backends.contract import Capabilities
 
     assert isinstance(capabilities, Capabilities)
     assert isinstance(capabilities.dtypes, frozenset)

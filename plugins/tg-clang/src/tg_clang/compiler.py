@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tg.errors import BackendError
+from tg.support.errors import BackendError
 
 #: Bumped whenever the emitted C or the flags change meaning, so stale binaries are never reused.
 CACHE_VERSION = "1"
@@ -124,7 +124,7 @@ def cache_key(source: str, compiler: str, flags: tuple[str, ...]) -> str:
 
 def compile_to(source: str, output: Path, compiler: str, flags: tuple[str, ...]) -> None:
     """Compile ``source`` into the shared object ``output`` with the early-exec helper."""
-    from tg.helpers import early_exec
+    from tg.support.helpers import early_exec
 
     options = [f for f in flags if not f.startswith("-l")]
     argv = [compiler, *options, "-x", "c", "-", "-o", str(output), *(f for f in flags if f.startswith("-l"))]

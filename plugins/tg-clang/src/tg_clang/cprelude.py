@@ -16,7 +16,7 @@ import math
 import struct
 
 import numpy as np
-from tg.dtype import DType
+from tg.support.dtype import DType
 
 #: C type holding a value of each dtype in registers.
 VALUE_TYPE = {"bool": "_Bool", "uint8": "uint8_t", "int8": "int8_t", "int32": "int32_t", "int64": "int64_t",

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import os
 
-from tg.backend_types import Capabilities, Emitter
-from tg.uops import Ops, PtrDType, UOp
+from tg.backends.contract import Capabilities, Emitter
+from tg.codegen.uops import UOp
 
-from tg_clang.cprelude import PRELUDE, storage_type
+from tg_clang.cfile import dynamic_entry, header, kernel_params, launch_shape, thread_cost
+from tg_clang.cprelude import PRELUDE
 from tg_clang.scalar import ScalarRenderer
 
 ALL_DTYPES = frozenset({"bool", "uint8", "int8", "int32", "int64", "float16", "float32", "float64"})
@@ -51,70 +52,6 @@ def clang_capabilities() -> Capabilities:
     return Capabilities(dtypes=ALL_DTYPES, vector_width=_env_int("TG_CLANG_VECTOR_WIDTH", 1), group_size=group,
                         local_memory=(1 << 16) if group > 1 else 0, has_mulacc=True,
                         extra={"lanes": _env_int("TG_CLANG_LANES", 16), "rows": _env_int("TG_CLANG_ROWS", 6)})
-
-
-def kernel_params(uops: list[UOp]) -> tuple[list[str], list[str]]:
-    """(C parameter declarations, names of integer variables) in the order a launch passes them."""
-    params: list[tuple[int, str]] = []
-    variables: list[str] = []
-    for u in uops:
-        if u.op is Ops.DEFINE_GLOBAL:
-            assert isinstance(u.dtype, PtrDType)
-            index, name, writable = u.arg
-            const = "" if writable else "const "
-            params.append((index, f"{const}{storage_type(u.dtype.base)} *restrict {name}"))
-        elif u.op is Ops.DEFINE_VAR and u.arg not in variables:
-            variables.append(u.arg)
-    return [p for _, p in sorted(params)] + [f"int32_t {v}" for v in variables], variables
-
-
-def launch_shape(uops: list[UOp]) -> tuple[int, int]:
-    """(number of work groups, threads per group) that the micro-ops' SPECIALs declare."""
-    sizes = {u.arg[0]: u.arg[1] for u in uops if u.op is Ops.SPECIAL}
-    return sizes.get("gidx0", 1), sizes.get("lidx0", 1)
-
-
-def thread_cost(uops: list[UOp]) -> int:
-    """Rough operation count of one thread: ops weighted by the trip counts of their loops."""
-    cost, trips = 0, [1]
-    for u in uops:
-        if u.op is Ops.RANGE:
-            lo, hi = (s.arg if s.op is Ops.CONST else 0 for s in u.src)
-            trips.append(trips[-1] * max(1, hi - lo))
-        elif u.op is Ops.ENDRANGE:
-            trips.pop()
-        elif u.op not in (Ops.CONST, Ops.DEFINE_GLOBAL, Ops.DEFINE_VAR, Ops.SPECIAL, Ops.DEFINE_LOCAL):
-            cost += trips[-1] * (8 if u.op in (Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.POW) else 1)
-    return max(cost, 1)
-
-
-def header(name: str, units: int, cost: int, variables: list[str], strategy: str) -> str:
-    return f"/* tg-clang kernel={name} units={units} cost={cost} vars={','.join(variables)} strategy={strategy} */"
-
-
-def dynamic_entry(name: str, params: list[str]) -> str:
-    """The entries that split a launch across threads.
-
-    ``NAME_dyn`` runs chunks of units claimed from a shared counter until none is left (load balancing without
-    returning to Python: every thread of a Python pool calls it with the same counter).  ``NAME_par(bufs...,
-    vars..., run, end, chunk, threads)`` hands the whole launch to the native pool's ``run`` (see
-    :mod:`tg_clang.pool`), which calls ``NAME_args`` (the kernel on an array of its arguments) on its threads."""
-    names = [p.rsplit(" ", 1)[1] for p in params]
-    args = ", ".join(names)
-    unpack = ", ".join(f"({p.rsplit(' ', 1)[0]})a[{i}]" if "*" in p else f"(int32_t)(intptr_t)a[{i}]"
-                       for i, p in enumerate(params))
-    pack = ", ".join(f"(void *){n}" if "*" in p else f"(void *)(intptr_t){n}" for n, p in zip(names, params))
-    task = "void (*)(void *const *, int32_t, int32_t)"
-    par_params = ", ".join([*params, "void *run", "int32_t end", "int32_t chunk", "int32_t threads"])
-    return (f"void {name}_dyn({', '.join([*params, 'int32_t *next', 'int32_t end', 'int32_t chunk'])}) {{\n"
-            f"  for (;;) {{ int32_t s = __atomic_fetch_add(next, chunk, __ATOMIC_RELAXED); if (s >= end) break;\n"
-            f"    {name}({args}{', ' if args else ''}s, s + chunk < end ? s + chunk : end); }}\n}}\n"
-            f"static void {name}_args(void *const *a, int32_t start, int32_t end) {{\n"
-            f"  {name}({unpack}{', ' if unpack else ''}start, end);\n}}\n"
-            f"void {name}_par({par_params}) {{\n"
-            f"  void *a[] = {{{pack or '0'}}};\n"
-            f"  ((void (*)({task}, void *const *, int32_t, int32_t, int32_t))run)\n"
-            f"    ({name}_args, a, end, chunk, threads);\n}}")
 
 
 def render_scalar(name: str, uops: list[UOp]) -> str:

@@ -6,7 +6,7 @@ emitter and runtime modules import numpy and ctypes, which core has loaded alrea
 
 from __future__ import annotations
 
-from tg.backend_types import Emitter, Runtime
+from tg.backends.contract import Emitter, Runtime
 from tg.hooks import hookimpl
 
 

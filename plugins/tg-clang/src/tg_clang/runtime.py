@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tg.backend_types import Availability, Runtime
+from tg.backends.contract import Availability, Runtime
 
 from tg_clang.compiler import DEBIAN_PACKAGE, KernelCache, compiler_name, find_compiler
 from tg_clang.pool import native_pool

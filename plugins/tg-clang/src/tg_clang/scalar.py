@@ -8,8 +8,8 @@ in a per-lane array.  Core's vector lanes (VECTORIZE/GEP, vector loads and store
 
 from __future__ import annotations
 
-from tg.dtype import DType, dtypes
-from tg.uops import Ops, PtrDType, UOp, VecDType
+from tg.codegen.uops import Ops, PtrDType, UOp, VecDType
+from tg.support.dtype import DType, dtypes
 
 from tg_clang.cprelude import LANE_TYPE, MATH_SUFFIX, literal, storage_type, value_type
 

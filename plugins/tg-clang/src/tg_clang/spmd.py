@@ -17,8 +17,8 @@ Varying bools are int32 masks (-1 true, 0 false), converted to the element width
 
 from __future__ import annotations
 
-from tg.dtype import DType, dtypes
-from tg.uops import Ops, PtrDType, UOp
+from tg.codegen.uops import Ops, PtrDType, UOp
+from tg.support.dtype import DType, dtypes
 
 from tg_clang.cprelude import LANE_TYPE, MATH_SUFFIX, literal, value_type
 from tg_clang.scalar import scalar_alu, scalar_cast

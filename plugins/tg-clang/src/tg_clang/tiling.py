@@ -3,7 +3,7 @@
 Core gives every output element a thread ``gidx0`` and unravels it into coordinates with ``//`` and ``%`` by
 the output's dimension sizes; the innermost global dimension has size T.  Seen as a grid of rows of T
 threads, the kernel runs *micro-tiles* of R rows by G consecutive threads (``row0``..``row0+R-1``, columns
-``col0``..``col0+G-1``): the micro-ops are replayed through core's :class:`~tg.uops.KernelBuilder` with
+``col0``..``col0+G-1``): the micro-ops are replayed through core's :class:`~tg.codegen.uops.KernelBuilder` with
 ``gidx0 = (row0 + r)*T + col0 + lane``, so its range-based simplification turns ``gidx0 // T`` into the row and
 ``gidx0 % T`` into ``col0 + lane``.  What the R rows share (a load of the same matrix element for a
 matmul's B, say) is built once; what the G lanes share becomes scalar; the rest is SIMD across lanes.
@@ -34,11 +34,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from tg.dtype import DType, dtypes
-from tg.uops import ALU, KernelBuilder, Ops, PtrDType, UOp
+from tg.codegen.builder import KernelBuilder
+from tg.codegen.uops import ALU, Ops, PtrDType, UOp
+from tg.support.dtype import DType, dtypes
 
+from tg_clang.cfile import dynamic_entry, header, kernel_params, thread_cost
 from tg_clang.cprelude import PRELUDE, storage_type
-from tg_clang.emitter import dynamic_entry, header, kernel_params, thread_cost
 from tg_clang.scalar import ScalarRenderer
 from tg_clang.spmd import LaneRenderer, lane_supported, vector_typedefs
 

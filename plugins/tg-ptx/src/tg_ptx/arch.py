@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from tg.helpers import getenv
+from tg.support.helpers import getenv
 
 DEFAULT_ARCH = "sm_80"
 MIN_SM = 80

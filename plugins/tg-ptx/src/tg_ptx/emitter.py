@@ -12,16 +12,33 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from typing import Any
 
-from tg.backend_types import Capabilities, Emitter
-from tg.dtype import DType, dtypes
-from tg.uops import ALU, Ops, PtrDType, UOp, VecDType
+from tg.backends.contract import Capabilities, Emitter
+from tg.codegen.uops import ALU, Ops, PtrDType, UOp, VecDType
+from tg.support.dtype import DType, dtypes
 
 from tg_ptx import __version__, mathlib
 from tg_ptx.arch import isa_version, target_arch
-from tg_ptx.writer import ADDR, F32, F64, PRED, S32, SHARED_ADDR, U16, Writer, f16_bits, f32_imm, f64_imm, ptx_type
+from tg_ptx.writer import (
+    ADDR,
+    F32,
+    F64,
+    PRED,
+    S32,
+    SHARED_ADDR,
+    U16,
+    Const,
+    Writer,
+    f16_bits,
+    f32_imm,
+    f64_imm,
+    fold_moves,
+    immediate,
+    offset_text,
+    pieces,
+    ptx_type,
+)
 
 CAPABILITIES = Capabilities(
     dtypes=frozenset({"float16", "float32", "float64", "int8", "uint8", "int32", "int64", "bool"}),
@@ -36,16 +53,7 @@ CAPABILITIES = Capabilities(
 )
 
 _SPECIALS = {"gidx": "%ctaid", "lidx": "%tid"}
-_PURE = {Ops.CONST, Ops.SPECIAL, Ops.CAST, Ops.BITCAST, Ops.VECTORIZE, Ops.GEP, Ops.LOAD, Ops.DEFINE_VAR}
 _WRAPPING = {Ops.ADD, Ops.SUB, Ops.MUL, Ops.NEG, Ops.MULACC, Ops.IDIV}
-
-
-@dataclass(frozen=True)
-class Const:
-    """A constant not (yet) in a register: rendered as an immediate where PTX allows one."""
-
-    value: Any
-    dtype: DType
 
 
 Value = str | Const | list[Any]
@@ -74,20 +82,6 @@ def _scalar(dtype: Any) -> DType:
     return base
 
 
-def _live(uops: list[UOp]) -> set[int]:
-    """The micro-ops whose value is needed (side effects and what they read); dead pure ops are skipped."""
-    live: set[int] = set()
-    for u in reversed(uops):
-        if u.op not in _PURE and u.op not in (Ops.DEFINE_GLOBAL, Ops.DEFINE_LOCAL) and not _is_alu(u):
-            live.add(id(u))
-        if id(u) in live:
-            live.update(id(s) for s in u.src)
-    for u in uops:  # buffers are parameters whether read or not
-        if u.op is Ops.DEFINE_GLOBAL:
-            live.add(id(u))
-    return live
-
-
 def _is_alu(u: UOp) -> bool:
     return u.op in ALU
 
@@ -112,10 +106,8 @@ class _Kernel:
         for u in self.uops:  # the block size, even where the thread index itself is unused
             if u.op is Ops.SPECIAL and str(u.arg[0]).startswith("lidx"):
                 self.max_threads = max(self.max_threads, int(u.arg[1]))
-        live = _live(self.uops)
-        for u in self.uops:
-            if id(u) in live:
-                self.emit(u)
+        for u in self.uops:  # core removed dead values already (tg.codegen.rewrites.eliminate_dead)
+            self.emit(u)
         params = ",\n".join(f"\t{p}" for p in self.params)
         head = [
             "//",
@@ -132,7 +124,7 @@ class _Kernel:
             *self.shared,
             "",
         ]
-        return "\n".join([*head, *_fold_moves(self.w.lines), "\tret;", "}", ""])
+        return "\n".join([*head, *fold_moves(self.w.lines), "\tret;", "}", ""])
 
     # -- values ----------------------------------------------------------------------------------------------
 
@@ -140,7 +132,7 @@ class _Kernel:
         """``u`` as an instruction operand: its register, or an immediate for an int/f32/f64 constant."""
         v = self.values[id(u)]
         if isinstance(v, Const):
-            return _immediate(v)
+            return immediate(v)
         assert isinstance(v, str), f"{u} is a vector"
         return v
 
@@ -153,7 +145,7 @@ class _Kernel:
         if isinstance(v, Const):
             pt = ptx_type(v.dtype)
             reg = self.w.reg(pt.reg)
-            self.w.op(f"mov.{pt.bits if pt.arith == 'f16' else pt.arith} {reg}, {_immediate(v)}")
+            self.w.op(f"mov.{pt.bits if pt.arith == 'f16' else pt.arith} {reg}, {immediate(v)}")
             return reg
         assert isinstance(v, str)
         return v
@@ -243,7 +235,7 @@ class _Kernel:
             src = f16_bits(v.value) if isinstance(v, Const) else v
             self.w.op(f"mov.b16 {dst}, {src}")
         else:
-            src = _immediate(v) if isinstance(v, Const) else v
+            src = immediate(v) if isinstance(v, Const) else v
             self.w.op(f"mov.{pt.arith} {dst}, {src}")
 
     # -- definitions and control flow ------------------------------------------------------------------------
@@ -347,11 +339,11 @@ class _Kernel:
                 else:
                     self.move(d, alt, dt)
         space = self.space(u.src[0], store=False)
-        for first, n in _pieces(count, pt.size):
+        for first, n in pieces(count, pt.size):
             regs = dests[first:first + n]
             operand = regs[0] if n == 1 else "{" + ", ".join(regs) + "}"
             vec = "" if n == 1 else f".v{n}"
-            w.op(f"ld.{space}{vec}.{pt.mem} {operand}, [{base}{_offset(offset + first * pt.size)}]", guard=gate)
+            w.op(f"ld.{space}{vec}.{pt.mem} {operand}, [{base}{offset_text(offset + first * pt.size)}]", guard=gate)
         if is_bool:
             preds = []
             for d, alt in zip(dests, alts or [Const(False, dt)] * count):
@@ -379,11 +371,11 @@ class _Kernel:
             else:
                 regs.append(self.in_register(lane))
         space = self.space(buf, store=True)
-        for first, n in _pieces(len(regs), pt.size):
+        for first, n in pieces(len(regs), pt.size):
             part = regs[first:first + n]
             operand = part[0] if n == 1 else "{" + ", ".join(part) + "}"
             vec = "" if n == 1 else f".v{n}"
-            w.op(f"st.{space}{vec}.{pt.mem} [{base}{_offset(offset + first * pt.size)}], {operand}", guard=gate)
+            w.op(f"st.{space}{vec}.{pt.mem} [{base}{offset_text(offset + first * pt.size)}], {operand}", guard=gate)
 
     # -- conversions -----------------------------------------------------------------------------------------
 
@@ -401,12 +393,12 @@ class _Kernel:
                 zero = self.new(src) if src == dtypes.float16 else None
                 if zero is not None:
                     w.op(f"mov.b16 {zero}, 0x0000")
-                w.op(f"setp.neu.{s.arith} {out}, {v}, {zero or _immediate(Const(0.0, src))}")
+                w.op(f"setp.neu.{s.arith} {out}, {v}, {zero or immediate(Const(0.0, src))}")
             else:
                 w.op(f"setp.ne.{s.arith} {out}, {v}, 0")
         elif src == dtypes.bool:
             one, zero = (f16_bits(1.0), f16_bits(0.0)) if dst == dtypes.float16 else (
-                (_immediate(Const(1.0, dst)), _immediate(Const(0.0, dst))) if dst.is_float else ("1", "0"))
+                (immediate(Const(1.0, dst)), immediate(Const(0.0, dst))) if dst.is_float else ("1", "0"))
             kind = "b16" if dst == dtypes.float16 else d.arith
             w.op(f"selp.{kind} {out}, {one}, {zero}, {v}")
         elif src.is_float and dst.is_float:
@@ -601,61 +593,3 @@ class _Kernel:
         w.op(f"setp.eq.{t} {flip}, {y}, {imm(0.0)}")
         w.op(f"selp.{t} {out}, {imm(1.0)}, {out}, {flip}")
         return out
-
-
-def _immediate(v: Const) -> str:
-    dt = v.dtype
-    if dt == dtypes.float32:
-        return f32_imm(v.value)
-    if dt == dtypes.float64:
-        return f64_imm(v.value)
-    if dt == dtypes.float16:
-        return f16_bits(v.value)
-    if dt == dtypes.bool:
-        return "1" if v.value else "0"
-    return str(int(v.value))
-
-
-_DEFINES = re.compile(r"\t([a-z][\w.]*) (%\w+), (.*);$")
-_MOVES = re.compile(r"\tmov\.\w+ (%\w+), (%\w+);$")
-
-
-def _reg_class(reg: str) -> str:
-    return reg.rstrip("0123456789")  # "%fd12" -> "%fd"
-
-
-def _fold_moves(lines: list[str]) -> list[str]:
-    """``op %t, ...; mov %acc, %t;`` -> ``op %acc, ...;`` where %t is used nowhere else (an ASSIGN's value).
-
-    Only between registers of one class: a ``mov`` between classes is a bitcast and stays.
-    """
-    uses: dict[str, int] = {}
-    for line in lines:
-        for reg in re.findall(r"%\w+", line):
-            uses[reg] = uses.get(reg, 0) + 1
-    out: list[str] = []
-    for line in lines:
-        move = _MOVES.match(line)
-        prev = _DEFINES.match(out[-1]) if out and move else None
-        if move and prev and prev.group(2) == move.group(2) and uses.get(move.group(2)) == 2 \
-                and _reg_class(move.group(1)) == _reg_class(move.group(2)):
-            out[-1] = f"\t{prev.group(1)} {move.group(1)}, {prev.group(3)};"
-            continue
-        out.append(line)
-    return out
-
-
-def _offset(offset: int) -> str:
-    return f"+{offset}" if offset else ""
-
-
-def _pieces(count: int, size: int) -> list[tuple[int, int]]:
-    """Split ``count`` lanes of ``size`` bytes into (first lane, lanes) accesses of at most 16 bytes each;
-    only power-of-two counts are vectorized (their start is aligned to the whole vector)."""
-    if count == 1 or count & (count - 1):
-        return [(i, 1) for i in range(count)]
-    per = max(1, min(count, 4, 16 // size))
-    if per == 1:
-        return [(i, 1) for i in range(count)]
-    return [(i, per) for i in range(0, count, per)]
-

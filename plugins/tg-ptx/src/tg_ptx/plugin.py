@@ -6,7 +6,7 @@ driver (the GPU runtime does so on first use).
 
 from __future__ import annotations
 
-from tg.backend_types import Emitter, Runtime
+from tg.backends.contract import Emitter, Runtime
 from tg.hooks import hookimpl
 
 from tg_ptx.emitter import PTXEmitter

@@ -1,6 +1,6 @@
 """NVIDIA's ``ptxas``: finding it, assembling a kernel with it, and disassembling the result.
 
-Every command runs through tg's early-exec helper (:func:`tg.helpers.early_exec`), a small process
+Every command runs through tg's early-exec helper (:func:`tg.support.helpers.early_exec`), a small process
 started before any GPU runtime, so the (possibly CUDA-initialised) main process never forks.
 
 ``TG_PTX_VERIFY=sm_80,sm_90`` makes every runtime of this plugin assemble each kernel with ptxas for
@@ -22,8 +22,8 @@ import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from tg.errors import BackendError
-from tg.helpers import getenv
+from tg.support.errors import BackendError
+from tg.support.helpers import getenv
 
 from tg_ptx.arch import parse_arch
 
@@ -86,8 +86,8 @@ def verify_targets() -> list[str]:
 
 def assemble(source: str, arch: str, name: str = "kernel") -> bytes:
     """Assemble ``source`` with ptxas for ``arch``; the cubin's bytes, or PtxasError with the diagnostics."""
-    from tg.early_exec import EarlyExecError
-    from tg.helpers import early_exec
+    from tg.support.early_exec import EarlyExecError
+    from tg.support.helpers import early_exec
 
     ptxas = find_tool("ptxas")
     if ptxas is None:
@@ -242,7 +242,7 @@ def verify(source: str, name: str) -> None:
 
 def disassemble(source: str, arch: str, name: str = "kernel") -> str | None:
     """SASS for ``source`` on ``arch`` (ptxas, then nvdisasm or cuobjdump), or None without those tools."""
-    from tg.helpers import early_exec
+    from tg.support.helpers import early_exec
 
     tool = find_tool("nvdisasm") or find_tool("cuobjdump")
     if find_tool("ptxas") is None or tool is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tg.errors import BackendError
+from tg.support.errors import BackendError
 
 from tg_ptx import ptxas
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tg.backend_types import Availability, Runtime
+from tg.backends.contract import Availability, Runtime
 
 from tg_ptx import ptxas
 from tg_ptx.arch import MIN_SM, set_detected_arch, target_arch
@@ -54,7 +54,7 @@ def check_available() -> Availability:
     if driver is None:
         return Availability.no("no NVIDIA driver (libcuda.so not found)", DRIVER_REMEDY)
     try:
-        from tg.helpers import enable_early_exec
+        from tg.support.helpers import enable_early_exec
 
         enable_early_exec()  # before cuInit: the helper that runs ptxas must not be forked from a CUDA process
         code = driver.cuInit(0)
@@ -113,7 +113,7 @@ class CudaRuntime(Runtime):
     def _driver(self) -> Any:
         """pycuda.driver with device 0's primary context current (opened on first use)."""
         if self._cuda is None:
-            from tg.helpers import enable_early_exec
+            from tg.support.helpers import enable_early_exec
 
             enable_early_exec()
             cuda = importlib.import_module("pycuda.driver")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from tg.backend_types import Availability, Runtime
+from tg.backends.contract import Availability, Runtime
 
 from tg_ptx import ptxas
 from tg_ptx.emulator import CompiledKernel, GlobalMemory, compile_kernel, run_kernel

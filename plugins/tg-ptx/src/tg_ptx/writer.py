@@ -20,10 +20,12 @@ plus ``.u64`` %rd for global addresses and ``.u32`` %rs for shared-memory addres
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
+from typing import Any
 
-from tg.dtype import DType
+from tg.support.dtype import DType, dtypes
 
 
 @dataclass(frozen=True)
@@ -124,3 +126,69 @@ class Writer:
 
     def declarations(self) -> list[str]:
         return [f"\t.reg {cls.decl} {cls.prefix}<{self.counts[cls]}>;" for cls in REG_CLASSES if self.counts.get(cls)]
+
+
+@dataclass(frozen=True)
+class Const:
+    """A constant not (yet) in a register: rendered as an immediate where PTX allows one."""
+
+    value: Any
+    dtype: DType
+
+
+def immediate(v: Const) -> str:
+    dt = v.dtype
+    if dt == dtypes.float32:
+        return f32_imm(v.value)
+    if dt == dtypes.float64:
+        return f64_imm(v.value)
+    if dt == dtypes.float16:
+        return f16_bits(v.value)
+    if dt == dtypes.bool:
+        return "1" if v.value else "0"
+    return str(int(v.value))
+
+
+_DEFINES = re.compile(r"\t([a-z][\w.]*) (%\w+), (.*);$")
+_MOVES = re.compile(r"\tmov\.\w+ (%\w+), (%\w+);$")
+
+
+def _reg_class(reg: str) -> str:
+    return reg.rstrip("0123456789")  # "%fd12" -> "%fd"
+
+
+def fold_moves(lines: list[str]) -> list[str]:
+    """``op %t, ...; mov %acc, %t;`` -> ``op %acc, ...;`` where %t is used nowhere else (an ASSIGN's value).
+
+    Only between registers of one class: a ``mov`` between classes is a bitcast and stays.
+    """
+    uses: dict[str, int] = {}
+    for line in lines:
+        for reg in re.findall(r"%\w+", line):
+            uses[reg] = uses.get(reg, 0) + 1
+    out: list[str] = []
+    for line in lines:
+        move = _MOVES.match(line)
+        prev = _DEFINES.match(out[-1]) if out and move else None
+        if move and prev and prev.group(2) == move.group(2) and uses.get(move.group(2)) == 2 \
+                and _reg_class(move.group(1)) == _reg_class(move.group(2)):
+            out[-1] = f"\t{prev.group(1)} {move.group(1)}, {prev.group(3)};"
+            continue
+        out.append(line)
+    return out
+
+
+def offset_text(offset: int) -> str:
+    return f"+{offset}" if offset else ""
+
+
+def pieces(count: int, size: int) -> list[tuple[int, int]]:
+    """Split ``count`` lanes of ``size`` bytes into (first lane, lanes) accesses of at most 16 bytes each;
+    only power-of-two counts are vectorized (their start is aligned to the whole vector)."""
+    if count == 1 or count & (count - 1):
+        return [(i, 1) for i in range(count)]
+    per = max(1, min(count, 4, 16 // size))
+    if per == 1:
+        return [(i, 1) for i in range(count)]
+    return [(i, per) for i in range(0, count, per)]
+

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tg.backend_types import Availability, Capabilities, Emitter, KernelCompiled, KernelLaunched, Runtime
+from tg.backends.contract import Availability, Capabilities, Emitter, KernelCompiled, KernelLaunched, Runtime
 from tg.hooks import hookimpl
 
 EVENTS: list[Any] = []

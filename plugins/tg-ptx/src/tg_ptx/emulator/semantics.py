@@ -24,6 +24,7 @@ import numpy as np
 
 from tg_ptx.emulator.context import Context, reader, writer
 from tg_ptx.emulator.errors import EmulatorError
+from tg_ptx.emulator.numerics import bit_type, convert, flush, fma, int_div, int_rem
 from tg_ptx.emulator.parser import Addr, Entry, Instruction, PredPair, Sym, Vec
 from tg_ptx.emulator.ptxtypes import SIGNED, TYPES, UNSIGNED, PType, from_register, ptype
 
@@ -71,42 +72,6 @@ class _Spec:
 # -- floating point helpers ----------------------------------------------------------------------------------
 
 
-def _flush(x: Any) -> Any:
-    """Subnormal float32 values to zero of the same sign (.ftz)."""
-    x = np.asarray(x)
-    if x.dtype != np.float32:
-        return x
-    tiny = np.abs(x) < np.finfo(np.float32).tiny
-    return np.where(tiny & (x != 0), np.copysign(np.float32(0), x), x)
-
-
-def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    c = a * 134217729.0  # 2^27 + 1
-    hi = c - (c - a)
-    return hi, a - hi
-
-
-def fma64(a: Any, b: Any, c: Any) -> Any:
-    """a*b + c in float64 with (nearly always) a single rounding: exact product and sum errors are added back."""
-    a, b, c = (np.asarray(v, dtype=np.float64) for v in (a, b, c))
-    p = a * b
-    ah, al = _split(a)
-    bh, bl = _split(b)
-    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl  # a*b == p + e exactly
-    s = p + c
-    bb = s - p
-    err = (p - (s - bb)) + (c - bb)  # p + c == s + err exactly
-    fused = s + (err + e)
-    return np.where(np.isfinite(fused), fused, p + c)
-
-
-def _fma(a: Any, b: Any, c: Any, t: PType) -> Any:
-    if t.size == 8:
-        return fma64(a, b, c)
-    wide = np.asarray(a, np.float64) * np.asarray(b, np.float64) + np.asarray(c, np.float64)
-    return wide.astype(t.np)
-
-
 def _float_rounding(spec: _Spec, allowed: tuple[str, ...] = ("rn",)) -> None:
     bad = spec.take("rz", "rm", "rp") - set(allowed)
     if bad:
@@ -123,35 +88,12 @@ def _post(spec: _Spec, t: PType) -> Callable[[Any], Any] | None:
 
     def post(x: Any) -> Any:
         if ftz:
-            x = _flush(x)
+            x = flush(x)
         if sat:
             x = np.where(np.isnan(x), 0, np.clip(x, 0, 1)).astype(t.np)
         return x
 
     return post
-
-
-# -- integer helpers -----------------------------------------------------------------------------------------
-
-
-def _int_div(a: Any, b: Any, t: PType) -> Any:
-    a, b = np.asarray(a, t.np), np.asarray(b, t.np)
-    zero = b == 0
-    safe = np.where(zero, np.ones_like(b), b)
-    q = a // safe
-    if t.signed:
-        q = q + ((a % safe != 0) & ((a < 0) != (safe < 0))).astype(t.np)
-    return np.where(zero, np.asarray(-1).astype(t.np) if t.signed else np.iinfo(t.np).max, q).astype(t.np)
-
-
-def _int_rem(a: Any, b: Any, t: PType) -> Any:
-    a, b = np.asarray(a, t.np), np.asarray(b, t.np)
-    q = _int_div(a, b, t)
-    return np.where(b == 0, a, a - q * b).astype(t.np)
-
-
-def _bits(t: PType) -> np.dtype[Any]:
-    return UNSIGNED[t.size]
 
 
 # -- builders ------------------------------------------------------------------------------------------------
@@ -188,14 +130,14 @@ def _arith(ins: Instruction, entry: Entry) -> Run:
         post = _post(spec, t)
         table: dict[str, tuple[int, Callable[..., Any]]] = {
             "add": (2, np.add), "sub": (2, np.subtract), "mul": (2, np.multiply),
-            "fma": (3, lambda a, b, d: _fma(a, b, d, t)), "mad": (3, lambda a, b, d: _fma(a, b, d, t)),
+            "fma": (3, lambda a, b, d: fma(a, b, d, t)), "mad": (3, lambda a, b, d: fma(a, b, d, t)),
         }
         n, fn = table[op]
         if t.name == "f32" and "ftz" in ins.mods:  # subnormal inputs count as zero too
             exact = fn
 
             def fn(*args: Any) -> Any:
-                return exact(*(_flush(x) for x in args))
+                return exact(*(flush(x) for x in args))
 
         return _elementwise(spec, entry, fn, t, n, post)
     width = spec.take("lo", "hi", "wide")
@@ -242,7 +184,7 @@ def _div_rem(ins: Instruction, entry: Entry) -> Run:
         return _elementwise(spec, entry, lambda a, b: np.asarray(a) / np.asarray(b), t, 2, post)
     if t.is_float:
         raise spec.error("(rem) on floats does not exist")
-    fn = _int_div if ins.opcode == "div" else _int_rem
+    fn = int_div if ins.opcode == "div" else int_rem
     return _elementwise(spec, entry, lambda a, b: fn(a, b, t), t, 2)
 
 
@@ -273,7 +215,7 @@ def _unary(ins: Instruction, entry: Entry) -> Run:
             def fn(x: Any) -> Any:
                 return inner(x).astype(t.np)
 
-        wrapped = (lambda x: fn(_flush(x))) if ftz else fn
+        wrapped = (lambda x: fn(flush(x))) if ftz else fn
         return _elementwise(spec, entry, wrapped, t, 1, post)
     if op == "neg":
         return _elementwise(spec, entry, lambda a: (np.zeros_like(a) - a).astype(t.np), t, 1)
@@ -336,9 +278,9 @@ def _shift(ins: Instruction, entry: Entry) -> Run:
     if ins.opcode == "shl":
         def run(c: Context) -> None:
             amount = np.asarray(b(c)).astype(np.uint64)
-            x = np.asarray(a(c)).view(_bits(t)) if np.ndim(a(c)) else np.asarray(a(c)).astype(t.np).view(_bits(t))
-            shifted = np.where(amount >= bits, 0, x << np.minimum(amount, bits - 1).astype(_bits(t)))
-            out(c, np.asarray(shifted, _bits(t)).view(t.np))
+            x = np.asarray(a(c)).view(bit_type(t)) if np.ndim(a(c)) else np.asarray(a(c)).astype(t.np).view(bit_type(t))
+            shifted = np.where(amount >= bits, 0, x << np.minimum(amount, bits - 1).astype(bit_type(t)))
+            out(c, np.asarray(shifted, bit_type(t)).view(t.np))
         return run
 
     def run_right(c: Context) -> None:
@@ -347,9 +289,9 @@ def _shift(ins: Instruction, entry: Entry) -> Run:
         if t.signed:
             out(c, x >> np.minimum(amount, bits - 1).astype(t.np))
         else:
-            ux = x.view(_bits(t)) if x.ndim else x.astype(_bits(t))
-            out(c, np.asarray(np.where(amount >= bits, 0, ux >> np.minimum(amount, bits - 1).astype(_bits(t))),
-                              _bits(t)).view(t.np))
+            ux = x.view(bit_type(t)) if x.ndim else x.astype(bit_type(t))
+            out(c, np.asarray(np.where(amount >= bits, 0, ux >> np.minimum(amount, bits - 1).astype(bit_type(t))),
+                              bit_type(t)).view(t.np))
     return run_right
 
 
@@ -444,38 +386,6 @@ def _cvta(ins: Instruction, entry: Entry) -> Run:
     spec.done()
     out, src = writer(ops[0], t, entry), reader(ops[1], t, entry)
     return lambda c: out(c, src(c))
-
-
-def convert(x: Any, src: PType, dst: PType, irnd: str, sat: bool, ftz: bool) -> Any:
-    """``cvt``: convert ``x`` of type ``src`` to ``dst``; ``irnd`` is rni/rzi/rmi/rpi or ''."""
-    x = np.asarray(x, src.np)
-    if ftz and src.name == "f32":
-        x = _flush(x)
-    if src.is_float and dst.is_float:
-        if irnd:
-            x = {"rni": np.rint, "rzi": np.trunc, "rmi": np.floor, "rpi": np.ceil}[irnd](x)
-        out = x.astype(dst.np)
-        if sat:
-            out = np.where(np.isnan(out), 0, np.clip(out, 0, 1)).astype(dst.np)
-        return _flush(out) if ftz and dst.name == "f32" else out
-    if src.is_float:  # to an integer: round as asked, saturate, NaN -> 0
-        wide = np.asarray(x, np.float64)
-        r = {"rni": np.rint, "rzi": np.trunc, "rmi": np.floor, "rpi": np.ceil}[irnd or "rzi"](wide)
-        info = np.iinfo(dst.np if dst.kind != "b" else UNSIGNED[dst.size])
-        nan = np.isnan(r)
-        clipped = np.clip(np.where(nan, 0, r), float(info.min), float(info.max))
-        result = np.where(clipped >= 2.0**63, np.uint64(0), clipped).astype(dst.np) if dst.size == 8 else \
-            clipped.astype(dst.np)
-        if dst.size == 8:  # float64 cannot hold the int64/uint64 maximum: saturate by hand
-            result = np.where(r >= float(info.max), np.asarray(info.max).astype(dst.np), result)
-        return result
-    if dst.is_float:
-        return x.astype(dst.np)
-    if sat:
-        info = np.iinfo(dst.np if dst.kind != "b" else UNSIGNED[dst.size])
-        return np.clip(x.astype(np.float64) if x.dtype == np.uint64 or dst.size == 8 else x.astype(np.int64),
-                       info.min, info.max).astype(dst.np)
-    return x.astype(dst.np)  # integer to integer: wraps (keeps the low bits) or extends by the source's sign
 
 
 def _cvt(ins: Instruction, entry: Entry) -> Run:

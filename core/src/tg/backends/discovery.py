@@ -1,0 +1,258 @@
+"""Finds backend plugins in package metadata, loads one only when needed, and reports broken ones.
+
+Discovery reads the ``tg.backends`` and ``tg.hookspec`` entry point groups and imports nothing.  A
+plugin's module is imported when its backend is asked for (or when automatic selection probes it);
+whatever goes wrong then (an import error, an unknown hook, a hook that raises, a name another plugin
+already took) is reported as a :class:`~tg.support.errors.PluginWarning` naming the plugin, its distribution
+and the cause, and the plugin is skipped.  ``TG_STRICT_PLUGINS=1`` raises :class:`~tg.support.errors.PluginError`
+instead.  ``TG_PLUGINS`` restricts which plugins may load.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import traceback
+import warnings
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import importlib_metadata
+import pluggy
+
+from tg import hooks
+from tg.backends.contract import Availability, Emitter, Runtime
+from tg.support.errors import PluginError, PluginWarning
+from tg.support.helpers import getenv
+from tg.support.version import __version__
+
+ENTRY_GROUP = "tg.backends"
+HOOKSPEC_GROUP = "tg.hookspec"
+
+#: Backends that ship inside tg-core: registered through the same plugin manager as third parties.
+BUILTIN_PLUGINS: dict[str, str] = {"numpy": "tg.backends.numpy_backend"}
+
+#: How to get the project's own plugins, for messages about a backend that is not installed.
+INSTALL_HINTS = {
+    "clang": "pip install ./plugins/tg-clang (and apt-get install clang)",
+    "ptx": "pip install ./plugins/tg-ptx",
+    "rdna": "pip install ./plugins/tg-rdna",
+}
+
+
+@dataclass
+class PluginInfo:
+    """One plugin as discovered: where it comes from and what became of it."""
+
+    name: str
+    module: str
+    distribution: str
+    version: str
+    hookspec_version: int | None
+    builtin: bool = False
+    state: str = "not loaded"  # "not loaded", "loaded", "failed", "disabled"
+    problem: str = ""
+    remedy: str = ""
+
+    def describe(self) -> str:
+        return f"plugin '{self.name}' (distribution {self.distribution} {self.version})"
+
+
+class PluginRegistry:
+    """All discovered plugins, and the emitters and runtimes of those loaded so far.
+
+    Build one with :func:`registry`; a new instance re-reads the environment and the metadata.
+    """
+
+    def __init__(self) -> None:
+        self.strict = getenv("TG_STRICT_PLUGINS", False)
+        allowed = os.environ.get("TG_PLUGINS")  # set but empty means "built-ins only", so not getenv
+        self.allowed = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
+        self.manager = pluggy.PluginManager(hooks.PROJECT)
+        self.manager.add_hookspecs(hooks)
+        self.plugins: dict[str, PluginInfo] = {}
+        self.shadowed: list[PluginInfo] = []  # entries whose backend name another entry holds
+        self.emitters: dict[str, Emitter] = {}
+        self.provider: dict[int, str] = {}  # id(emitter or runtime) -> name of the plugin that gave it
+        self.runtimes: dict[tuple[str, str], Runtime] = {}
+        self._availability: dict[tuple[str, str], Availability] = {}
+        self._discover()
+
+    # -- discovery (metadata only) -------------------------------------------------------------------
+
+    def _discover(self) -> None:
+        for name, module in BUILTIN_PLUGINS.items():
+            self.plugins[name] = PluginInfo(name, module, "tg-core", __version__, hooks.HOOKSPEC_VERSION,
+                                            builtin=True)
+        declared = {(_dist_name(ep), ep.name): hooks.declared_version(ep.value)
+                    for ep in importlib_metadata.entry_points(group=HOOKSPEC_GROUP)}
+        entries = sorted(importlib_metadata.entry_points(group=ENTRY_GROUP), key=lambda ep: (_dist_name(ep), ep.name))
+        infos = [PluginInfo(ep.name, ep.value, _dist_name(ep), ep.dist.version if ep.dist else "?",
+                            declared.get((_dist_name(ep), ep.name))) for ep in entries]
+        allowed = [i for i in infos if self.allowed is None or {i.name, i.distribution} & self.allowed]
+        for info in allowed:
+            first = self.plugins.get(info.name)
+            if first is not None:
+                self.shadowed.append(info)
+                self._fail(info, f"duplicates the backend name '{info.name}' already provided by "
+                                 f"{first.distribution} {first.version}",
+                           None, f"uninstall one of them (pip uninstall {info.distribution})")
+                continue
+            self.plugins[info.name] = info
+            if info.hookspec_version is None:
+                self._fail(info, "declares no hook-spec version", None,
+                           f'add [project.entry-points."{HOOKSPEC_GROUP}"] {info.name} = '
+                           f'"tg.hooks:v{hooks.HOOKSPEC_VERSION}" to its pyproject.toml')
+            elif info.hookspec_version != hooks.HOOKSPEC_VERSION:
+                self._fail(info, f"implements hook-spec v{info.hookspec_version} but this tg-core "
+                                 f"{__version__} implements hook-spec v{hooks.HOOKSPEC_VERSION}",
+                           None, _version_remedy(info))
+        for info in infos:
+            if info not in allowed:
+                info.state, info.problem = "disabled", "not listed in TG_PLUGINS"
+                info.remedy = f"add {info.name} to TG_PLUGINS or unset TG_PLUGINS"
+                if info.name in self.plugins:
+                    self.shadowed.append(info)
+                else:
+                    self.plugins[info.name] = info
+
+    # -- loading (imports the plugin's module) -------------------------------------------------------
+
+    def load(self, name: str) -> bool:
+        """Import and register plugin ``name`` if not done yet; True when it is loaded and usable."""
+        info = self.plugins[name]
+        if info.state != "not loaded":
+            return info.state == "loaded"
+        try:
+            module = importlib.import_module(info.module)
+        except Exception as exc:  # any failure inside a plugin's import is the plugin's problem
+            self._fail(info, f"failed to import {info.module}: {_cause(exc)}", exc,
+                       f"reinstall or fix {info.distribution}, or exclude it with TG_PLUGINS")
+            return False
+        return self.register(info, module)
+
+    def load_all(self) -> None:
+        for name in list(self.plugins):
+            self.load(name)
+
+    def register(self, info: PluginInfo, module: ModuleType | object) -> bool:
+        """Register an imported plugin object with the plugin manager and collect what it provides."""
+        try:
+            self.manager.register(module, name=info.name)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            self._fail(info, f"has an invalid hook implementation: {exc}", exc,
+                       "match the hook signatures in tg.hooks")
+            return False
+        unknown = [c.name for c in self.manager.get_hookcallers(module) or [] if not c.has_spec()]
+        if unknown:
+            self.manager.unregister(module)
+            hints = [_did_you_mean(n) for n in unknown]
+            self._fail(info, "implements unknown hook(s) " + ", ".join(f"'{n}'{h}" for n, h in zip(unknown, hints)),
+                       None, "implement only hooks declared in tg.hooks: " + ", ".join(hooks.HOOK_NAMES))
+            return False
+        cause: Exception | None = None
+        try:
+            emitters = self._call_own(module, "tg_emitters")
+            runtimes = self._call_own(module, "tg_runtimes")
+            problem = self._check_provided(emitters, runtimes)
+        except Exception as exc:
+            problem, cause = f"raised in a registration hook: {_cause(exc)}", exc
+        if problem:
+            self.manager.unregister(module)
+            self._fail(info, problem, cause, f"fix {info.distribution} or exclude it with TG_PLUGINS")
+            return False
+        for e in emitters:
+            self.emitters[e.target] = e
+            self.provider[id(e)] = info.name
+        for r in runtimes:
+            self.runtimes[(r.language, r.name)] = r
+            self.provider[id(r)] = info.name
+        info.state = "loaded"
+        return True
+
+    def _call_own(self, module: object, hook: str) -> list[Any]:
+        others = [p for p in self.manager.get_plugins() if p is not module]
+        results = self.manager.subset_hook_caller(hook, remove_plugins=others)()
+        return [item for result in results if result for item in result]
+
+    def _check_provided(self, emitters: list[Any], runtimes: list[Any]) -> str:
+        for e in emitters:
+            if not isinstance(e, Emitter):
+                return f"tg_emitters returned {e!r}, which is not a tg.backends.contract.Emitter"
+            if e.target in self.emitters:
+                return f"provides emitter '{e.target}', which another plugin already provides"
+        for r in runtimes:
+            if not isinstance(r, Runtime):
+                return f"tg_runtimes returned {r!r}, which is not a tg.backends.contract.Runtime"
+            if (r.language, r.name) in self.runtimes:
+                return f"provides runtime '{r.name}' for {r.language}, which another plugin already provides"
+        return ""
+
+    def available(self, runtime: Runtime) -> Availability:
+        """``runtime.available()``, asked once per registry; a probe that raises means unavailable."""
+        key = (runtime.language, runtime.name)
+        if key not in self._availability:
+            try:
+                result = runtime.available()
+                if not isinstance(result, Availability):
+                    result = Availability.no(f"available() returned {result!r} instead of an Availability",
+                                             "report this to the plugin's authors")
+            except Exception as exc:
+                result = Availability.no(f"its available() raised {_cause(exc)}", "report this to the plugin's authors")
+            self._availability[key] = result
+        return self._availability[key]
+
+    # -- reporting -------------------------------------------------------------------------------------
+
+    def _fail(self, info: PluginInfo, problem: str, cause: BaseException | None, remedy: str) -> None:
+        info.state, info.problem, info.remedy = "failed", problem, remedy
+        message = f"tg: {info.describe()} {problem}. Fix: {remedy}."
+        if self.strict:
+            raise PluginError(message) from cause
+        warnings.warn(message + " It was skipped (TG_STRICT_PLUGINS=1 makes this an error).",
+                      PluginWarning, stacklevel=4)
+
+
+def _dist_name(ep: importlib_metadata.EntryPoint) -> str:
+    return ep.dist.metadata["Name"] if ep.dist is not None else "?"
+
+
+def _cause(exc: BaseException) -> str:
+    """``Type: message`` plus the innermost frame, so a warning points at the plugin's line."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _did_you_mean(name: str) -> str:
+    close = difflib.get_close_matches(name, hooks.HOOK_NAMES, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _version_remedy(info: PluginInfo) -> str:
+    mine = hooks.HOOKSPEC_VERSION
+    theirs = info.hookspec_version or 0
+    if theirs > mine:
+        return (f"upgrade tg-core to a release that implements hook-spec v{theirs} (pip install -U tg-core), "
+                f"or pin {info.distribution} to a release built for hook-spec v{mine}")
+    return (f"upgrade {info.distribution} to a release built for hook-spec v{mine} "
+            f"(pip install -U {info.distribution}), or pin tg-core to a release that implements v{theirs}")
+
+
+_registry: PluginRegistry | None = None
+
+
+def registry() -> PluginRegistry:
+    """The process-wide registry, discovered on first use (never at ``import tg``)."""
+    global _registry
+    if _registry is None:
+        _registry = PluginRegistry()
+    return _registry
+
+
+def reset_registry() -> None:
+    """Forget all discovery, so the next :func:`registry` re-reads the environment (for tests)."""
+    global _registry
+    _registry = None

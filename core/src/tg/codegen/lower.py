@@ -1,0 +1,354 @@
+"""Lowering: a scheduled kernel's expression tree becomes a micro-op list for one backend.
+
+The kernel's shape is simplified first (adjacent dimensions that every buffer walks contiguously are
+merged), then each output element gets one thread: ``gidx0`` (times the work-group size plus ``lidx0``
+when the backend runs work groups) is unravelled into per-dimension indices, reductions loop over
+their axes in each thread, and every load and store goes through its view's index and validity
+expressions.  The capability-driven rewrites of :mod:`tg.codegen.rewrites` then fit the list to the backend.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+from tg.codegen.builder import KernelBuilder
+from tg.codegen.capabilities import Capabilities
+from tg.codegen.indexing import view_index
+from tg.codegen.uops import Ops, UOp, VecDType
+from tg.graph.shapetracker import Shape, ShapeTracker
+from tg.schedule.scheduler import Kernel, KNode
+from tg.support.dtype import DType, dtypes
+
+
+@dataclass
+class LoweredKernel:
+    name: str
+    uops: list[UOp]
+    global_size: tuple[int, ...]
+    local_size: tuple[int, ...]
+    bytes_moved: int
+
+
+def _all_trackers(node: KNode, out: list[ShapeTracker]) -> list[ShapeTracker]:
+    if node.op in ("LOAD", "CONST"):
+        out.append(node.arg[1])
+    for s in node.src:
+        _all_trackers(s, out)
+    return out
+
+
+def merge_dims(shape: Shape, reduce_axes: set[int], trackers: list[ShapeTracker]) -> list[tuple[int, ...]]:
+    """Groups of adjacent axes that every tracker walks as one (same kind: all reduced or none)."""
+    groups: list[list[int]] = [[0]] if shape else []
+    for i in range(1, len(shape)):
+        prev = groups[-1][-1]
+        ok = (prev in reduce_axes) == (i in reduce_axes)
+        for st in trackers:
+            v = st.views[-1]
+            if not ok:
+                break
+            if v.strides[prev] != v.strides[i] * shape[i]:
+                ok = False
+            elif v.mask is not None and (v.mask[prev] != (0, shape[prev]) or v.mask[i] != (0, shape[i])):
+                ok = False
+        if ok:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return [tuple(g) for g in groups]
+
+
+def _reshape_node(node: KNode, shape: Shape, memo: dict[int, KNode]) -> KNode:
+    if id(node) in memo:
+        return memo[id(node)]
+    if node.op in ("LOAD", "CONST"):
+        out = KNode(node.op, node.dtype, (), (node.arg[0], node.arg[1].reshape(shape)))
+    else:
+        out = KNode(node.op, node.dtype, tuple(_reshape_node(s, shape, memo) for s in node.src), node.arg)
+    memo[id(node)] = out
+    return out
+
+
+def lower(kernel: Kernel, caps: Capabilities) -> LoweredKernel:
+    return _Lowering(kernel, caps).run()
+
+
+class _Lowering:
+    """One kernel's lowering; the strategy depends on the kernel and the backend's capabilities:
+
+    - elementwise: one thread per output element, or per ``vector_width`` elements of the innermost
+      dimension when the backend has vectors (vector loads/stores where the data is contiguous and
+      aligned, one scalar op per lane in between);
+    - reduction: one thread per output, looping over the reduced axes; or, when the backend has work
+      groups and local memory and the outputs are few, one work group per output whose lanes each
+      reduce a strided share, store it to local memory, meet at a barrier, and lane 0 finishes.
+    """
+
+    def __init__(self, kernel: Kernel, caps: Capabilities):
+        self.kernel, self.caps = kernel, caps
+        ast = kernel.ast
+        self.reduce_op = ast.arg[0] if ast.op == "REDUCE" else None
+        body = ast.src[0] if ast.op == "REDUCE" else ast
+        full_shape = _node_shape(body, kernel.output.shape)
+        reduce_axes = set(ast.arg[1]) if ast.op == "REDUCE" else set()
+        out_st = ShapeTracker.contiguous(kernel.output.shape).expand(full_shape)
+        groups = merge_dims(full_shape, reduce_axes, [*_all_trackers(body, []), out_st])
+        self.shape = tuple(math.prod(full_shape[i] for i in g) for g in groups)
+        self.reduce_dims = [j for j, g in enumerate(groups) if g[0] in reduce_axes]
+        if self.shape != full_shape:
+            body = _reshape_node(body, self.shape, {})
+            out_st = out_st.reshape(self.shape)
+        self.body, self.out_st = body, out_st
+        self.global_dims = [j for j in range(len(self.shape)) if j not in self.reduce_dims]
+        self.b = KernelBuilder()
+        self.memo: dict[tuple[int, tuple[int, ...]], UOp] = {}
+        self.vectors: dict[tuple[int, tuple[int, ...]], UOp] = {}
+
+    # -- strategy choice ----------------------------------------------------------------------------------
+
+    def _group_size(self, n_threads: int) -> int:
+        return max(1, min(self.caps.group_size, n_threads))
+
+    def _upcast_plan(self) -> list[tuple[int, int]]:
+        """(dim, amount) pairs: each thread computes ``amount`` neighbours along ``dim`` (all combinations).
+
+        Elementwise kernels take ``vector_width`` lanes of the innermost dim.  Reductions, when the backend
+        allows ``upcast`` outputs per thread, take a register tile: vector-width lanes of the innermost
+        output dim, then the rest of the budget from the next output dim out, so loads are shared across
+        the tile (a matmul thread reuses each A value for a row of B values).
+        """
+        w, budget = self.caps.vector_width, self.caps.upcast
+        dims = [j for j in self.global_dims if self.shape[j] > 1]
+        if not dims:
+            return []
+        if self.reduce_op is None:
+            return [(dims[-1], w)] if w > 1 and self.shape[dims[-1]] % w == 0 else []
+        plan: list[tuple[int, int]] = []
+        for j in reversed(dims):
+            amount = next((a for a in (8, 4, 2) if a <= budget and self.shape[j] % a == 0), 1)
+            if j == dims[-1] and w > 1 and self.shape[j] % w == 0 and w <= budget:
+                amount = w  # the innermost output dim becomes vector lanes
+            if amount > 1:
+                plan.append((j, amount))
+                budget //= amount
+            if budget < 2 or len(plan) == 2:
+                break
+        return plan[::-1]
+
+    def _grouped_reduce_lanes(self, n_outputs: int) -> int:
+        lanes = self.caps.group_size
+        size = math.prod(self.shape[j] for j in self.reduce_dims)
+        fits = self.caps.local_memory >= lanes * self.kernel.output.dtype.itemsize
+        if self.reduce_op is None or lanes <= 1 or not fits or n_outputs > 1024 or size < 2 * lanes:
+            return 1
+        return lanes
+
+    def run(self) -> LoweredKernel:
+        b = self.b
+        out_dtype = self.kernel.output.dtype
+        self.out_buf = b.define_global(0, out_dtype, True)
+        self.in_bufs = [b.define_global(i + 1, inp.dtype, False) for i, inp in enumerate(self.kernel.inputs)]
+        n_outputs = math.prod(self.shape[j] for j in self.global_dims)
+        lanes = self._grouped_reduce_lanes(n_outputs)
+        if lanes > 1:
+            global_size, local_size = self._grouped_reduce(n_outputs, lanes)
+        else:
+            global_size, local_size = self._per_thread(n_outputs)
+        moved = out_dtype.itemsize * math.prod(self.kernel.output.shape) + sum(
+            inp.dtype.itemsize * math.prod(inp.shape) for inp in self.kernel.inputs)
+        return LoweredKernel(self.kernel.name, b.uops, global_size, local_size, moved)
+
+    # -- thread indexing --------------------------------------------------------------------------------------
+
+    def _unravel(self, gid: UOp, sizes: list[int]) -> list[UOp]:
+        b, out, i32 = self.b, [], dtypes.int32
+        for pos, size in enumerate(sizes):
+            inner = math.prod(sizes[pos + 1:])
+            d = b.alu(Ops.IDIV, gid, b.const(inner, i32))
+            out.append(b.alu(Ops.MOD, d, b.const(size, i32)) if pos else d)
+        return out
+
+    def _threads(self, n_threads: int) -> tuple[UOp, UOp, int]:
+        """The global thread id, the gate that masks threads past the end, and the group size."""
+        b, i32 = self.b, dtypes.int32
+        group = self._group_size(n_threads)
+        if group > 1:
+            n_groups = -(-n_threads // group)
+            gid = b.alu(Ops.ADD, b.alu(Ops.MUL, b.special("gidx0", n_groups), b.const(group, i32)),
+                        b.special("lidx0", group))
+            return gid, b.alu(Ops.CMPLT, gid, b.const(n_threads, i32)), group
+        return b.special("gidx0", n_threads), b.const(True, dtypes.bool), 1
+
+    # -- strategies --------------------------------------------------------------------------------------------
+
+    def _per_thread(self, n_outputs: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        b, i32 = self.b, dtypes.int32
+        plan = self._upcast_plan()
+        amounts = dict(plan)
+        sizes = [self.shape[j] // amounts.get(j, 1) for j in self.global_dims]
+        n_threads = math.prod(sizes)
+        gid, gate, group = self._threads(n_threads)
+        self.gate = gate
+        base: list[UOp] = [b.const(0, i32)] * len(self.shape)
+        for j, idx in zip(self.global_dims, self._unravel(gid, sizes)):
+            base[j] = b.alu(Ops.MUL, idx, b.const(amounts[j], i32)) if j in amounts else idx
+        # the innermost planned dim becomes vector lanes when it is exactly the backend's vector width
+        vec = len(plan) - 1 if plan and plan[-1][1] == self.caps.vector_width > 1 else None
+        self.vec_dim = plan[-1][0] if vec is not None else -1
+        lanes = list(itertools.product(*[range(a) for _, a in plan]))
+        lane_idxs = []
+        for lane in lanes:
+            idxs = list(base)
+            for (j, _), off in zip(plan, lane):
+                idxs[j] = b.alu(Ops.ADD, base[j], b.const(off, i32))
+            lane_idxs.append(idxs)
+        if self.reduce_op is not None:
+            dtype = self.kernel.output.dtype
+            accs = [b.define_acc(reduce_identity(self.reduce_op, dtype), dtype) for _ in lanes]
+            ranges = [b.range(0, self.shape[j]) for j in self.reduce_dims]
+            for idxs in lane_idxs:
+                for j, r in zip(self.reduce_dims, ranges):
+                    idxs[j] = r
+            values = [self._render(self.body, idxs, lane, vec) for idxs, lane in zip(lane_idxs, lanes)]
+            for acc, value in zip(accs, values):
+                b.assign(acc, b.alu(self.reduce_op, acc, value))
+            for r in reversed(ranges):
+                b.end_range(r)
+            results = accs
+            for idxs in lane_idxs:
+                for j in self.reduce_dims:
+                    idxs[j] = b.const(0, i32)
+        else:
+            results = [self._render(self.body, idxs, lane, vec) for idxs, lane in zip(lane_idxs, lanes)]
+        self._store_lanes(results, lane_idxs, lanes, vec)
+        return (-(-n_threads // group),), (group,)
+
+    def _store_lanes(self, results: list[UOp], lane_idxs: list[list[UOp]], lanes: list[tuple[int, ...]],
+                     vec: int | None) -> None:
+        b, gate = self.b, self.gate
+        gate_or_none = None if _true(gate) else gate
+        dtype = self.kernel.output.dtype
+        if vec is None or not _vectorizable(self.out_st, self.vec_dim, self.caps.vector_width):
+            for value, idxs in zip(results, lane_idxs):
+                index, _ = view_index(b, self.out_st, idxs)
+                b.store(self.out_buf, index, value, gate_or_none)
+            return
+        width = self.caps.vector_width
+        for start in range(0, len(lanes), width):  # lanes along the vector dim are consecutive
+            group = results[start:start + width]
+            index, _ = view_index(b, self.out_st, lane_idxs[start])
+            b.store(self.out_buf, index, b._add(Ops.VECTORIZE, VecDType(dtype, width), tuple(group)), gate_or_none)
+
+    def _grouped_reduce(self, n_outputs: int, lanes: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        b, i32 = self.b, dtypes.int32
+        assert self.reduce_op is not None
+        dtype = self.kernel.output.dtype
+        identity = reduce_identity(self.reduce_op, dtype)
+        output = b.special("gidx0", n_outputs)
+        lane = b.special("lidx0", lanes)
+        self.gate = b.const(True, dtypes.bool)
+        idxs: list[UOp] = [b.const(0, i32)] * len(self.shape)
+        for j, idx in zip(self.global_dims, self._unravel(output, [self.shape[j] for j in self.global_dims])):
+            idxs[j] = idx
+        size = math.prod(self.shape[j] for j in self.reduce_dims)
+        acc = b.define_acc(identity, dtype)
+        step = b.range(0, -(-size // lanes))
+        r = b.alu(Ops.ADD, b.alu(Ops.MUL, step, b.const(lanes, i32)), lane)
+        in_range = b.alu(Ops.CMPLT, r, b.const(size, i32))
+        for j, idx in zip(self.reduce_dims, self._unravel(r, [self.shape[j] for j in self.reduce_dims])):
+            idxs[j] = idx
+        self.gate = in_range
+        value = b.alu(Ops.WHERE, in_range, self._render(self.body, idxs), b.const(identity, dtype))
+        b.assign(acc, b.alu(self.reduce_op, acc, value))
+        b.end_range(step)
+        partials = b.define_local("partials", dtype, lanes)
+        b.store(partials, lane, acc)
+        b.barrier()
+        total = b.define_acc(identity, dtype)
+        k = b.range(0, lanes)
+        b.assign(total, b.alu(self.reduce_op, total, b.load(partials, k, dtype)))
+        b.end_range(k)
+        for j in self.reduce_dims:
+            idxs[j] = b.const(0, i32)
+        index, _ = view_index(b, self.out_st, idxs)
+        b.store(self.out_buf, index, total, b.alu(Ops.CMPEQ, lane, b.const(0, i32)))
+        return (n_outputs,), (lanes,)
+
+    # -- expressions -----------------------------------------------------------------------------------------
+
+    def _render(self, node: KNode, idxs: list[UOp], lane: tuple[int, ...] = (), vec: int | None = None) -> UOp:
+        key = (id(node), lane)
+        if key in self.memo:
+            return self.memo[key]
+        b = self.b
+        if node.op == "LOAD":
+            out = self._load(node, idxs, lane, vec)
+        elif node.op == "CONST":
+            value, st = node.arg
+            out = b.const(value, node.dtype)
+            if st.has_mask:
+                _, valid = view_index(b, st, idxs)
+                out = b.alu(Ops.WHERE, valid, out, b.const(0, node.dtype))
+        elif node.op == "ALU":
+            out = b.alu(node.arg, *[self._render(s, idxs, lane, vec) for s in node.src], dtype=node.dtype)
+        elif node.op == "CAST":
+            src = self._render(node.src[0], idxs, lane, vec)
+            out = b.bitcast(src, node.dtype) if node.arg else b.cast(src, node.dtype)
+        else:
+            raise AssertionError(node.op)
+        self.memo[key] = out
+        return out
+
+    def _load(self, node: KNode, idxs: list[UOp], lane: tuple[int, ...], vec: int | None) -> UOp:
+        b = self.b
+        slot, st = node.arg
+        buf = self.in_bufs[slot - 1]
+        alt = b.const(0, node.dtype)
+        width = self.caps.vector_width
+        if vec is not None and _vectorizable(st, self.vec_dim, width):
+            row = (id(node), lane[:vec] + lane[vec + 1:])
+            if row not in self.vectors:  # the row's lane 0 comes first: its index is the vector's start
+                index, valid = view_index(b, st, idxs)
+                gate = b.alu(Ops.AND, valid, self.gate)
+                vec_alt = b._add(Ops.VECTORIZE, VecDType(node.dtype, width), (alt,) * width)
+                self.vectors[row] = b.load(buf, index, VecDType(node.dtype, width), None if _true(gate) else gate,
+                                           vec_alt)
+            return b._add(Ops.GEP, node.dtype, (self.vectors[row],), lane[vec])
+        index, valid = view_index(b, st, idxs)
+        gate = b.alu(Ops.AND, valid, self.gate)
+        return b.load(buf, index, node.dtype, None if _true(gate) else gate, alt)
+
+
+def _vectorizable(st: ShapeTracker, dim: int, width: int) -> bool:
+    """A load can read ``width`` lanes at once: one view, unit stride and no mask on ``dim``, aligned start."""
+    if len(st.views) != 1:
+        return False
+    v = st.views[0]
+    if v.strides[dim] != 1 or (v.mask is not None and v.mask[dim] != (0, v.shape[dim])):
+        return False
+    return v.offset % width == 0 and all(s % width == 0 for i, s in enumerate(v.strides) if i != dim)
+
+
+def _true(u: UOp) -> bool:
+    return u.op is Ops.CONST and u.arg is True
+
+
+def _node_shape(node: KNode, default: Shape) -> Shape:
+    if node.op in ("LOAD", "CONST"):
+        return node.arg[1].shape
+    for s in node.src:
+        return _node_shape(s, default)
+    return default
+
+
+def reduce_identity(op: Ops, dtype: DType) -> float | int | bool:
+    if op is Ops.ADD:
+        return False if dtype == dtypes.bool else 0
+    if dtype.is_float:
+        return -math.inf
+    if dtype == dtypes.bool:
+        return False
+    info = (1 << (8 * dtype.itemsize - 1)) if dtype.kind == "i" else 0
+    return -info

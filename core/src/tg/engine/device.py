@@ -1,0 +1,178 @@
+"""Device buffers and compiled kernels on a backend: allocation, copies, compile cache, launch.
+
+This is the only module that talks to a :class:`~tg.backends.contract.Runtime`.  A :class:`Buffer` frees its
+device memory when nothing refers to it any more.  Compiled programs are cached per backend by source
+text; observers registered through the hook spec hear of every compile and launch.
+"""
+
+from __future__ import annotations
+
+import atexit
+import time
+import warnings
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tg.backends.contract import Backend, Capabilities, KernelCompiled, KernelLaunched
+from tg.backends.discovery import PluginRegistry, registry
+from tg.backends.selection import parse_backend_list, resolve, select
+from tg.support.dtype import DType
+from tg.support.errors import BackendError
+from tg.support.helpers import debug_level, getenv
+
+_live_buffers: weakref.WeakSet[Buffer] = weakref.WeakSet()
+
+
+class Buffer:
+    """``size`` elements of ``dtype`` in a backend's memory."""
+
+    def __init__(self, backend: Backend, size: int, dtype: DType):
+        self.backend, self.size, self.dtype = backend, size, dtype
+        self.nbytes = size * dtype.itemsize
+        self.handle = backend.runtime.alloc(max(self.nbytes, 8))  # a 0-size buffer still views as its dtype
+        _live_buffers.add(self)
+
+    def __del__(self) -> None:
+        handle = getattr(self, "handle", None)
+        if handle is not None:
+            try:
+                self.backend.runtime.free(handle)
+            except Exception:  # noqa: S110 - interpreter shutdown may have torn the runtime down
+                pass
+
+    def copyin(self, array: np.ndarray) -> Buffer:
+        data = np.ascontiguousarray(array, dtype=self.dtype.np).reshape(-1)
+        assert data.size == self.size, f"copyin of {data.size} elements into a buffer of {self.size}"
+        if self.nbytes:
+            self.backend.runtime.copyin(self.handle, _bytes_of(data))
+        return self
+
+    def numpy(self) -> np.ndarray:
+        out = np.empty(self.size, dtype=self.dtype.np)
+        if self.nbytes:
+            self.backend.runtime.copyout(_bytes_of(out), self.handle)
+        return out
+
+    def __repr__(self) -> str:
+        return f"<Buffer {self.backend.name} {self.size} x {self.dtype.name}>"
+
+
+def _bytes_of(array: np.ndarray) -> memoryview:
+    return memoryview(array.data).cast("B")
+
+
+def live_buffer_count() -> int:
+    """How many device buffers exist right now (for leak tests)."""
+    return len(_live_buffers)
+
+
+@dataclass
+class Program:
+    """A compiled kernel: the runtime's program object plus what a launch needs to know."""
+
+    name: str
+    source: str
+    program: Any
+    global_size: tuple[int, ...]
+    local_size: tuple[int, ...]
+    shape: tuple[int, ...] = ()
+    bytes_moved: int = 0
+
+
+class DeviceState:
+    """Per-backend compile cache and statistics."""
+
+    def __init__(self, backend: Backend, reg: PluginRegistry):
+        self.backend, self.registry = backend, reg
+        self.programs: dict[str, Any] = {}  # source text -> compiled program
+        self.kernels: dict[tuple[object, ...], Program] = {}  # kernel structure -> ready program
+        self.kernel_count = 0
+        self.kernel_seconds = 0.0
+        passes = reg.manager.hook.tg_lowering_passes(target=backend.emitter.target,
+                                                     capabilities=backend.emitter.capabilities)
+        self.plugin_passes = [p for result in passes if result for p in result]
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.backend.emitter.capabilities
+
+    def compile(self, name: str, source: str) -> Any:
+        cached = source in self.programs
+        start = time.perf_counter()
+        if not cached:
+            self.programs[source] = self.backend.runtime.compile(source, name)
+        elapsed = time.perf_counter() - start
+        _notify(self.registry, "tg_kernel_compiled",
+                KernelCompiled(self.backend.name, name, source, elapsed, cached))
+        return self.programs[source]
+
+    def launch(self, prog: Program, buffers: list[Buffer]) -> None:
+        bytes_moved = prog.bytes_moved
+        start = time.perf_counter()
+        measured = self.backend.runtime.launch(prog.program, [b.handle for b in buffers], prog.global_size,
+                                               prog.local_size, {})
+        seconds = measured if measured is not None else time.perf_counter() - start
+        self.kernel_count += 1
+        self.kernel_seconds += seconds
+        if debug_level() >= 2:
+            print(f"*** {self.backend.name:<10} {self.kernel_count:4d} {prog.name:<32} shape {str(prog.shape):<16} "
+                  f"global {prog.global_size} local {prog.local_size}  {seconds * 1e6:9.1f} us  "
+                  f"{bytes_moved / 1e6:8.3f} MB  {bytes_moved / max(seconds, 1e-9) / 1e9:7.2f} GB/s")
+        _notify(self.registry, "tg_kernel_launched",
+                KernelLaunched(self.backend.name, prog.name, prog.global_size, prog.local_size, measured, bytes_moved))
+
+
+def _notify(reg: PluginRegistry, hook: str, event: Any) -> None:
+    try:
+        getattr(reg.manager.hook, hook)(event=event)
+    except Exception as exc:  # an observer must never break a computation
+        warnings.warn(f"tg: an observer of {hook} raised {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=3)
+
+
+_states: dict[str, DeviceState] = {}
+_default: str | None = None
+
+
+def device_state(name: str | None = None) -> DeviceState:
+    """The state of backend ``name`` (default: TG_BACKEND's choice), resolving it on first use."""
+    name = canonical_name(name)
+    if name not in _states:
+        reg = registry()
+        target, runtime = parse_backend_list(name)[0]
+        if not _states:
+            atexit.register(_print_totals)
+        _states[name] = DeviceState(resolve(target, runtime, reg), reg)
+    return _states[name]
+
+
+def _print_totals() -> None:
+    """TG_DEBUG>=1: how many kernels ran, and for how long, on each backend."""
+    if debug_level() >= 1:
+        for name, state in _states.items():
+            print(f"tg: {name}: {state.kernel_count} kernels, {state.kernel_seconds * 1e3:.2f} ms")
+
+
+def canonical_name(name: str | None) -> str:
+    """The backend name a ``device=`` argument means: None is the default backend."""
+    global _default
+    if name is None:
+        if _default is None:
+            _default = select(getenv("TG_BACKEND", "")).name
+        return _default
+    if not isinstance(name, str) or "," in name:
+        raise BackendError(f"device must be one backend name such as 'numpy' or 'ptx:emu', not {name!r}")
+    items = parse_backend_list(name)
+    if len(items) != 1:
+        raise BackendError(f"device must be one backend name such as 'numpy' or 'ptx:emu', not {name!r}")
+    target, runtime = items[0]
+    return target if runtime is None or runtime == target else f"{target}:{runtime}"
+
+
+def reset_devices() -> None:
+    """Forget the chosen default and every backend's state (for tests that change TG_BACKEND)."""
+    global _default
+    _default = None
+    _states.clear()

@@ -1,0 +1,120 @@
+"""Reductions of a Tensor: sum, max, min, mean, var, std, logsumexp, softmax, argmax and friends."""
+
+# mypy: disable-error-code="misc"
+# (mixin methods annotate self as Tensor, their only subclass; mypy wants a supertype there)
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tg.frontend import function as F
+from tg.frontend.shapes import normalize_axis
+from tg.support.dtype import DType, dtypes
+
+if TYPE_CHECKING:
+    from tg.frontend.tensor import Tensor
+
+
+
+class ReductionMixin:
+    """Tensor's reductions (mixed into :class:`~tg.frontend.tensor.Tensor`)."""
+
+    __slots__ = ()
+
+    def _axes(self: Tensor, axis: int | Sequence[int] | None, op: str) -> tuple[int, ...]:
+        if axis is None:
+            return tuple(range(self.ndim))
+        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+        return tuple(sorted({normalize_axis(a, self.ndim, op) for a in axes}))
+
+    def _reduce(self: Tensor, fn: type[F.Function], axis: Any, keepdim: bool, op: str) -> Tensor:
+        axes = self._axes(axis, op)
+        out = fn.apply(self, axes=axes)
+        if keepdim:
+            return out
+        return out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
+
+    def sum(self: Tensor, axis: Any = None, keepdim: bool = False, dtype: DType | str | None = None) -> Tensor:
+        x = self
+        if dtype is not None:
+            x = x.cast(dtype)
+        elif x.dtype == dtypes.bool or (x.dtype.is_int and x.dtype.itemsize < 4):
+            x = x.cast(dtypes.int32)
+        if x.dtype == dtypes.float16:  # accumulate in float32, like every serious framework
+            return x.float()._reduce(F.Sum, axis, keepdim, "sum").half()
+        if any(self.shape[a] == 0 for a in self._axes(axis, "sum")):
+            shape = tuple(1 if i in self._axes(axis, "sum") else s for i, s in enumerate(self.shape))
+            out = type(self).zeros(*shape, dtype=x.dtype, device=x.device)
+            return out if keepdim else out.reshape(tuple(s for i, s in enumerate(self.shape)
+                                                          if i not in self._axes(axis, "sum")))
+        return x._reduce(F.Sum, axis, keepdim, "sum")
+
+    def max(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
+        for a in self._axes(axis, "max"):
+            if self.shape[a] == 0:
+                raise ValueError(f"max of an empty axis {a} (shape {self.shape}) has no identity")
+        return self._reduce(F.Max, axis, keepdim, "max")
+
+    def min(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
+        if self.dtype.is_float:
+            return -((-self).max(axis, keepdim))
+        return ~((~self).max(axis, keepdim))  # ~ reverses the order of ints and bools, without overflow
+
+    def mean(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
+        x = self._float()
+        count = math.prod(self.shape[a] for a in self._axes(axis, "mean"))
+        return x.sum(axis, keepdim) * (1 / count if count else math.nan)
+
+    def var(self: Tensor, axis: Any = None, keepdim: bool = False, correction: int = 1) -> Tensor:
+        x = self._float()
+        count = math.prod(self.shape[a] for a in self._axes(axis, "var"))
+        centered = x - x.mean(axis, keepdim=True)
+        return (centered * centered).sum(axis, keepdim) / max(count - correction, 0)
+
+    def std(self: Tensor, axis: Any = None, keepdim: bool = False, correction: int = 1) -> Tensor:
+        return self.var(axis, keepdim, correction).sqrt()
+
+    def logsumexp(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
+        m = self._float().max(axis, keepdim=True)
+        safe_m = m.where_finite()
+        out = (self - safe_m).exp().sum(axis, keepdim=True).log() + safe_m
+        return out if keepdim else out.reshape(tuple(s for i, s in enumerate(self.shape)
+                                                     if i not in self._axes(axis, "logsumexp")))
+
+    def where_finite(self: Tensor) -> Tensor:
+        """Replace +-inf (and nan) with 0: keeps max-subtraction tricks from producing nan."""
+        return ((self - self) == 0).where(self, 0.0)
+
+    def softmax(self: Tensor, axis: int = -1) -> Tensor:
+        x = self._float()
+        e = (x - x.max(axis, keepdim=True)).exp()
+        return e / e.sum(axis, keepdim=True)
+
+    def log_softmax(self: Tensor, axis: int = -1) -> Tensor:
+        x = self._float()
+        m = x - x.max(axis, keepdim=True)
+        return m - m.exp().sum(axis, keepdim=True).log()
+
+    def argmax(self: Tensor, axis: int | None = None, keepdim: bool = False) -> Tensor:
+        if axis is None:
+            return self.flatten().argmax(0)
+        ax = normalize_axis(axis, self.ndim, "argmax")
+        n = self.shape[ax]
+        is_max = self == self.max(ax, keepdim=True)
+        shape = [1] * self.ndim
+        shape[ax] = n
+        countdown = type(self).arange(n, 0, -1, device=self.device).reshape(tuple(shape))
+        first = (is_max.cast(dtypes.int32) * countdown).max(ax, keepdim=keepdim)
+        return (n - first).cast(dtypes.int32)
+
+    def argmin(self: Tensor, axis: int | None = None, keepdim: bool = False) -> Tensor:
+        return (-self if self.dtype.is_float else ~self).argmax(axis, keepdim)
+
+    def any(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
+        return self.bool().max(axis, keepdim)
+
+    def all(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
+        return self.bool().logical_not().any(axis, keepdim).logical_not()

@@ -1,0 +1,593 @@
+"""Tensor: the user-facing array with autograd, built lazily on the primitives of :mod:`tg.frontend.function`.
+
+Nothing computes until ``realize()``, ``numpy()``, ``tolist()`` or ``item()``.  Names follow PyTorch so
+programs and tests can rely on them.  Dtype promotion is documented in :mod:`tg.support.dtype`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar, TypeAlias
+
+import numpy as np
+
+from tg.engine.device import canonical_name
+from tg.engine.realize import check_value_read, realize
+from tg.frontend import function as F
+from tg.frontend.host_data import shape_arg, to_numpy
+from tg.frontend.movement import MovementMixin
+from tg.frontend.nn_ops import NNMixin
+from tg.frontend.reductions import ReductionMixin
+from tg.frontend.shapes import broadcast_shape
+from tg.graph.lazy import LazyBuffer
+from tg.support.dtype import DType, dtypes, promote, scalar_dtype
+
+Scalar = int | float | bool
+# The class's own int()/float()/bool() methods shadow the builtins inside its body: annotate with these.
+Int: TypeAlias = int
+Float: TypeAlias = float
+Bool: TypeAlias = bool
+
+
+class Tensor(MovementMixin, ReductionMixin, NNMixin):
+    """An n-dimensional array on a backend, with gradients."""
+
+    __slots__ = ("_ctx", "grad", "lazydata", "requires_grad")
+    training: ClassVar[bool] = False
+    no_grad: ClassVar[bool] = False
+    _rng: ClassVar[np.random.Generator] = np.random.default_rng()
+    #: While tg.jit traces a function: id -> (tensor, value before its first assign in the call).
+    _assign_log: ClassVar[dict[Int, tuple[Tensor, LazyBuffer]] | None] = None
+
+    def __init__(self, data: Any, dtype: DType | str | None = None, device: str | None = None,
+                 requires_grad: Bool | None = None):
+        self._ctx: F.Function | None = None
+        self.grad: Tensor | None = None
+        self.requires_grad = requires_grad
+        dt = dtypes.from_any(dtype) if dtype is not None else None
+        if isinstance(data, LazyBuffer):
+            if dt is not None and dt != data.dtype:
+                raise TypeError("cannot change the dtype of a LazyBuffer in the constructor; use .cast")
+            self.lazydata = data if device is None else data.copy_to(canonical_name(device))
+            return
+        dev = canonical_name(device)
+        if isinstance(data, Tensor):
+            data = data.numpy()
+        if isinstance(data, (bool, int, float)) and not isinstance(data, np.generic):
+            dt = dt or (dtypes.bool if isinstance(data, bool) else
+                        dtypes.default_int if isinstance(data, int) else dtypes.default_float)
+            self.lazydata = LazyBuffer.const(data, dt, dev)
+            return
+        array = to_numpy(data, dt)
+        self.lazydata = LazyBuffer.from_numpy(array, dev)
+
+    # -- properties ---------------------------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[Int, ...]:
+        return self.lazydata.shape
+
+    @property
+    def dtype(self) -> DType:
+        return self.lazydata.dtype
+
+    @property
+    def device(self) -> str:
+        return self.lazydata.device
+
+    @property
+    def ndim(self) -> Int:
+        return len(self.shape)
+
+    def numel(self) -> Int:
+        return math.prod(self.shape)
+
+    def __len__(self) -> Int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"<Tensor {self.shape} {self.dtype.name} on {self.device}{' grad' if self.requires_grad else ''}>"
+
+    def __hash__(self) -> Int:
+        return id(self)
+
+    def __bool__(self) -> Bool:
+        if self.numel() != 1:
+            raise ValueError(f"the truth value of a tensor with {self.numel()} elements is ambiguous; "
+                             "use .any() or .all()")
+        return bool(self.item())
+
+    # -- realizing -------------------------------------------------------------------------------------------
+
+    def realize(self) -> Tensor:
+        realize([self.lazydata])
+        return self
+
+    def numpy(self) -> np.ndarray:
+        check_value_read()
+        lb = self.lazydata
+        if lb.is_view and not (lb.st.is_contiguous and math.prod(lb.base.shape) == lb.st.size()):
+            lb = lb.contiguous()
+        realize([lb])
+        return lb.base.realized.numpy().reshape(self.shape).copy()
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def item(self) -> Scalar:
+        if self.numel() != 1:
+            raise ValueError(f"item() needs a tensor with one element, this one has shape {self.shape}")
+        value: Scalar = self.numpy().reshape(-1)[0].item()
+        return value
+
+    def detach(self) -> Tensor:
+        return Tensor(self.lazydata, requires_grad=False)
+
+    def to(self, device: str) -> Tensor:
+        name = canonical_name(device)
+        if name == self.device:
+            return self
+        out = Tensor(self.lazydata.copy_to(name), requires_grad=False)
+        return out
+
+    def contiguous(self) -> Tensor:
+        return F.Contiguous.apply(self)
+
+    def assign(self, other: Tensor | Any) -> Tensor:
+        """Replace this tensor's value (same shape and dtype) in place, keeping the Python object."""
+        other = other if isinstance(other, Tensor) else Tensor(other, dtype=self.dtype, device=self.device)
+        if other.shape != self.shape:
+            raise ValueError(f"assign: shape {other.shape} does not match {self.shape}")
+        if Tensor._assign_log is not None:
+            Tensor._assign_log.setdefault(id(self), (self, self.lazydata))
+        self.lazydata = other.cast(self.dtype).lazydata
+        return self
+
+    # -- creation --------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def full(shape: Any, fill_value: Scalar, dtype: DType | str | None = None, device: str | None = None,
+             requires_grad: Bool | None = None) -> Tensor:
+        shape = shape_arg(shape if isinstance(shape, tuple) else (shape,))
+        dt = dtypes.from_any(dtype) if dtype is not None else (
+            dtypes.bool if isinstance(fill_value, bool) else
+            dtypes.default_int if isinstance(fill_value, int) else dtypes.default_float)
+        return Tensor(LazyBuffer.const(fill_value, dt, canonical_name(device), shape), requires_grad=requires_grad)
+
+    @staticmethod
+    def zeros(*shape: Any, dtype: DType | str | None = None, device: str | None = None,
+              requires_grad: Bool | None = None) -> Tensor:
+        return Tensor.full(shape_arg(shape), 0.0, dtype, device, requires_grad)
+
+    @staticmethod
+    def ones(*shape: Any, dtype: DType | str | None = None, device: str | None = None,
+             requires_grad: Bool | None = None) -> Tensor:
+        return Tensor.full(shape_arg(shape), 1.0, dtype, device, requires_grad)
+
+    @staticmethod
+    def empty(*shape: Any, dtype: DType | str | None = None, device: str | None = None) -> Tensor:
+        dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_float
+        return Tensor(LazyBuffer.empty(shape_arg(shape), dt, canonical_name(device)))
+
+    @staticmethod
+    def zeros_like(t: Tensor, **kwargs: Any) -> Tensor:
+        return Tensor.full(t.shape, 0, kwargs.pop("dtype", t.dtype), kwargs.pop("device", t.device), **kwargs)
+
+    @staticmethod
+    def ones_like(t: Tensor, **kwargs: Any) -> Tensor:
+        return Tensor.full(t.shape, 1, kwargs.pop("dtype", t.dtype), kwargs.pop("device", t.device), **kwargs)
+
+    @staticmethod
+    def arange(start: Scalar, stop: Scalar | None = None, step: Scalar = 1, dtype: DType | str | None = None,
+               device: str | None = None) -> Tensor:
+        if stop is None:
+            start, stop = 0, start
+        if step == 0:
+            raise ValueError("arange: step must not be 0")
+        dt = dtypes.from_any(dtype) if dtype is not None else (
+            dtypes.default_int if all(isinstance(x, int) for x in (start, stop, step)) else dtypes.default_float)
+        return Tensor(np.arange(start, stop, step).astype(dt.np), device=device)
+
+    @staticmethod
+    def eye(n: Int, m: Int | None = None, dtype: DType | str | None = None, device: str | None = None) -> Tensor:
+        dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_float
+        return Tensor(np.eye(n, m if m is not None else n, dtype=dt.np), device=device)
+
+    @staticmethod
+    def manual_seed(seed: Int) -> None:
+        Tensor._rng = np.random.default_rng(seed)
+
+    @staticmethod
+    def rand(*shape: Any, dtype: DType | str | None = None, device: str | None = None,
+             requires_grad: Bool | None = None) -> Tensor:
+        return _random(lambda size: Tensor._rng.random(size), shape, dtype, device, requires_grad)
+
+    @staticmethod
+    def randn(*shape: Any, dtype: DType | str | None = None, device: str | None = None,
+              requires_grad: Bool | None = None) -> Tensor:
+        return _random(lambda size: Tensor._rng.standard_normal(size), shape, dtype, device, requires_grad)
+
+    @staticmethod
+    def uniform(*shape: Any, low: Float = 0.0, high: Float = 1.0, dtype: DType | str | None = None,
+                device: str | None = None, requires_grad: Bool | None = None) -> Tensor:
+        return _random(lambda size: Tensor._rng.uniform(low, high, size), shape, dtype, device, requires_grad)
+
+    @staticmethod
+    def randint(*shape: Any, low: Int = 0, high: Int = 10, device: str | None = None) -> Tensor:
+        return _random(lambda size: Tensor._rng.integers(low, high, size), shape, dtypes.int32, device, None)
+
+    # -- autograd ----------------------------------------------------------------------------------------------
+
+    def _toposort(self) -> list[Tensor]:
+        order: list[Tensor] = []
+        seen: set[Int] = set()
+        stack: list[tuple[Tensor, Bool]] = [(self, False)]
+        while stack:
+            node, done = stack.pop()
+            if done:
+                order.append(node)
+                continue
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            stack.append((node, True))
+            if node._ctx is not None:
+                stack.extend((p, False) for p in node._ctx.parents if id(p) not in seen)
+        return order
+
+    def backward(self, gradient: Tensor | None = None) -> Tensor:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``; ``self`` must be a scalar (or pass ``gradient``)."""
+        if gradient is None:
+            if self.numel() != 1:
+                raise RuntimeError(f"backward() needs a scalar, this tensor has shape {self.shape}: reduce it first "
+                                   "(e.g. loss.sum() or loss.mean()), or pass backward(gradient=...)")
+            gradient = Tensor.ones(self.shape, dtype=self.dtype, device=self.device)
+        elif gradient.shape != self.shape:
+            raise ValueError(f"backward: gradient shape {gradient.shape} does not match {self.shape}")
+        if self._ctx is None and not self.requires_grad:
+            raise RuntimeError("backward(): this tensor does not require grad; create its inputs with "
+                               "requires_grad=True (and not under no_grad())")
+        grads: dict[Int, LazyBuffer] = {id(self): gradient.lazydata}
+        for t in reversed(self._toposort()):
+            g = grads.pop(id(t), None)
+            if g is None:
+                continue
+            if t._ctx is None:
+                if t.requires_grad:
+                    t.grad = Tensor(g) if t.grad is None else Tensor(t.grad.lazydata.alu(_ADD, g))
+                continue
+            out = t._ctx.backward(g)
+            outs = out if isinstance(out, tuple) else (out,)
+            for parent, pg in zip(t._ctx.parents, outs):
+                if pg is None or not parent.requires_grad:
+                    continue
+                assert pg.shape == parent.shape, f"grad shape {pg.shape} != {parent.shape} in {t._ctx}"
+                grads[id(parent)] = pg if id(parent) not in grads else grads[id(parent)].alu(_ADD, pg)
+            t._ctx = None  # free the graph as we go
+        return self
+
+    # -- broadcasting and binary ops ------------------------------------------------------------------------
+
+    def _broadcasted(self, other: Any, reverse: Bool = False, op: str = "broadcast") -> tuple[Tensor, Tensor]:
+        x: Tensor = self
+        if isinstance(other, Tensor):
+            y = other
+            if y.device != x.device:
+                raise ValueError(f"tensors on different backends ({x.device} and {y.device}); move one with .to()")
+            dt = promote(x.dtype, y.dtype)
+        else:
+            dt = scalar_dtype(other, x.dtype)
+            y = Tensor(LazyBuffer.const(other, dt, x.device))
+        x, y = x.cast(dt), y.cast(dt)
+        if reverse:
+            x, y = y, x
+        return _broadcast_pair(x, y, op)
+
+    def add(self, other: Any, reverse: Bool = False) -> Tensor:
+        return F.Add.apply(*self._broadcasted(other, reverse, op="add"))
+
+    def sub(self, other: Any, reverse: Bool = False) -> Tensor:
+        return F.Sub.apply(*self._broadcasted(other, reverse, op="sub"))
+
+    def mul(self, other: Any, reverse: Bool = False) -> Tensor:
+        return F.Mul.apply(*self._broadcasted(other, reverse, op="mul"))
+
+    def div(self, other: Any, reverse: Bool = False) -> Tensor:
+        x, y = self._broadcasted(other, reverse, op="div")
+        if not x.dtype.is_float:
+            x, y = x.float(), y.float()
+        return F.Div.apply(x, y)
+
+    def floordiv(self, other: Any, reverse: Bool = False) -> Tensor:
+        x, y = self._broadcasted(other, reverse, op="floordiv")
+        if x.dtype.is_float:
+            return (x / y).floor()
+        q = F.IntDiv.apply(x, y)  # truncating; fix toward floor like Python's //
+        r = F.Mod.apply(x, y)
+        adjust = (r != 0) & ((r < 0) != (y < 0))
+        return q - adjust.cast(q.dtype)
+
+    def pow(self, other: Any, reverse: Bool = False) -> Tensor:
+        x, y = self._broadcasted(other, reverse, op="pow")
+        if x.dtype.is_float:
+            return F.Pow.apply(x, y)
+        exact = F.Pow.apply(x.float(), y.float())  # integer powers stay integers, like numpy and PyTorch
+        rounded = exact.sign() * (exact.abs() + 0.5).floor()
+        return rounded.cast(x.dtype)
+
+    def maximum(self, other: Any) -> Tensor:
+        return F.Maximum.apply(*self._broadcasted(other, op="maximum"))
+
+    def minimum(self, other: Any) -> Tensor:
+        x, y = self._broadcasted(other, op="minimum")
+        if x.dtype.is_float:
+            return -F.Maximum.apply(-x, -y)
+        return (x < y).where(x, y) if x.dtype != dtypes.bool else x & y
+
+    def where(self, x: Any, y: Any) -> Tensor:
+        """``cond.where(x, y)``: elements of x where self is true, else of y (broadcast together)."""
+        cond = self if self.dtype == dtypes.bool else self != 0
+        xt = x if isinstance(x, Tensor) else None
+        yt = y if isinstance(y, Tensor) else None
+        if xt is None and yt is None:
+            dt = dtypes.default_float if isinstance(x, float) or isinstance(y, float) else dtypes.default_int
+        elif xt is not None and yt is not None:
+            dt = promote(xt.dtype, yt.dtype)
+        else:
+            known = xt if xt is not None else yt
+            assert known is not None
+            other = y if xt is not None else x
+            dt = promote(known.dtype, scalar_dtype(other, known.dtype))
+        xt = (xt if xt is not None else Tensor(LazyBuffer.const(x, dt, cond.device))).cast(dt)
+        yt = (yt if yt is not None else Tensor(LazyBuffer.const(y, dt, cond.device))).cast(dt)
+        shape = broadcast_shape("where", cond.shape, xt.shape, yt.shape)
+        return F.Where.apply(cond._expand_to(shape), xt._expand_to(shape), yt._expand_to(shape))
+
+    def __add__(self, o: Any) -> Tensor:
+        return self.add(o)
+
+    def __radd__(self, o: Any) -> Tensor:
+        return self.add(o, True)
+
+    def __sub__(self, o: Any) -> Tensor:
+        return self.sub(o)
+
+    def __rsub__(self, o: Any) -> Tensor:
+        return self.sub(o, True)
+
+    def __mul__(self, o: Any) -> Tensor:
+        return self.mul(o)
+
+    def __rmul__(self, o: Any) -> Tensor:
+        return self.mul(o, True)
+
+    def __truediv__(self, o: Any) -> Tensor:
+        return self.div(o)
+
+    def __rtruediv__(self, o: Any) -> Tensor:
+        return self.div(o, True)
+
+    def __floordiv__(self, o: Any) -> Tensor:
+        return self.floordiv(o)
+
+    def __rfloordiv__(self, o: Any) -> Tensor:
+        return self.floordiv(o, True)
+
+    def __pow__(self, o: Any) -> Tensor:
+        return self.pow(o)
+
+    def __rpow__(self, o: Any) -> Tensor:
+        return self.pow(o, True)
+
+    def __matmul__(self, o: Tensor) -> Tensor:
+        return self.matmul(o)
+
+    def __rmatmul__(self, o: Tensor) -> Tensor:
+        return Tensor(o).matmul(self) if not isinstance(o, Tensor) else o.matmul(self)
+
+    def __neg__(self) -> Tensor:
+        return self.neg()
+
+    def __lt__(self, o: Any) -> Tensor:
+        return F.Less.apply(*self._broadcasted(o, op="lt"))
+
+    def __gt__(self, o: Any) -> Tensor:
+        return F.Less.apply(*self._broadcasted(o, True, op="gt"))
+
+    def __le__(self, o: Any) -> Tensor:
+        return (self > o).logical_not()
+
+    def __ge__(self, o: Any) -> Tensor:
+        return (self < o).logical_not()
+
+    def __eq__(self, o: Any) -> Tensor:  # type: ignore[override]
+        return F.Equal.apply(*self._broadcasted(o, op="eq"))
+
+    def __ne__(self, o: Any) -> Tensor:  # type: ignore[override]
+        return F.NotEqual.apply(*self._broadcasted(o, op="ne"))
+
+    def _bool_op(self, o: Any, fn: type[F.Function], name: str) -> Tensor:
+        x, y = self._broadcasted(o, op=name)
+        if x.dtype.is_float:
+            raise TypeError(f"{name} needs bool or integer tensors, got {x.dtype.name}")
+        return fn.apply(x, y)
+
+    def __and__(self, o: Any) -> Tensor:
+        return self._bool_op(o, F.And, "&")
+
+    def __or__(self, o: Any) -> Tensor:
+        return self._bool_op(o, F.Or, "|")
+
+    def __xor__(self, o: Any) -> Tensor:
+        return self._bool_op(o, F.Xor, "^")
+
+    def __rand__(self, o: Any) -> Tensor:
+        return self._bool_op(o, F.And, "&")
+
+    def __ror__(self, o: Any) -> Tensor:
+        return self._bool_op(o, F.Or, "|")
+
+    def __invert__(self) -> Tensor:
+        if self.dtype == dtypes.bool:
+            return self.logical_not()
+        if self.dtype.is_int:
+            return self ^ -1
+        raise TypeError(f"~ needs a bool or integer tensor, got {self.dtype.name}")
+
+    def logical_not(self) -> Tensor:
+        return F.NotEqual.apply(*self.cast(dtypes.bool)._broadcasted(True))
+
+    # -- unary math ----------------------------------------------------------------------------------------------
+
+    def _float(self) -> Tensor:
+        return self if self.dtype.is_float else self.float()
+
+    def neg(self) -> Tensor:
+        if self.dtype == dtypes.bool:
+            return self.logical_not()
+        return F.Neg.apply(self)
+
+    def exp(self) -> Tensor:
+        return F.Exp2.apply(self._float() * (1 / math.log(2)))
+
+    def exp2(self) -> Tensor:
+        return F.Exp2.apply(self._float())
+
+    def log(self) -> Tensor:
+        return F.Log2.apply(self._float()) * math.log(2)
+
+    def log2(self) -> Tensor:
+        return F.Log2.apply(self._float())
+
+    def sqrt(self) -> Tensor:
+        return F.Sqrt.apply(self._float())
+
+    def rsqrt(self) -> Tensor:
+        return self.sqrt().reciprocal()
+
+    def reciprocal(self) -> Tensor:
+        return F.Reciprocal.apply(self._float())
+
+    def sin(self) -> Tensor:
+        return F.Sin.apply(self._float())
+
+    def cos(self) -> Tensor:
+        return ((math.pi / 2) - self._float()).sin()
+
+    def tan(self) -> Tensor:
+        return self.sin() / self.cos()
+
+    def relu(self) -> Tensor:
+        return F.Relu.apply(self)
+
+    def sigmoid(self) -> Tensor:
+        return 1 / (1 + (-self._float()).exp())
+
+    def tanh(self) -> Tensor:
+        return 2.0 * (2.0 * self._float()).sigmoid() - 1.0
+
+    def leaky_relu(self, neg_slope: Float = 0.01) -> Tensor:
+        return self.relu() - (-neg_slope * self).relu()
+
+    def gelu(self) -> Tensor:
+        x = self._float()
+        return 0.5 * x * (1 + (math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)).tanh())
+
+    def silu(self) -> Tensor:
+        return self * self.sigmoid()
+
+    def abs(self) -> Tensor:
+        return self.relu() + (-self).relu()
+
+    def sign(self) -> Tensor:
+        return F.Sign.apply(self)
+
+    def square(self) -> Tensor:
+        return self * self
+
+    def clip(self, min_: Scalar | None = None, max_: Scalar | None = None) -> Tensor:
+        out = self
+        if min_ is not None:
+            out = out.maximum(min_)
+        if max_ is not None:
+            out = out.minimum(max_)
+        return out
+
+    clamp = clip
+
+    def trunc(self) -> Tensor:
+        return F.Trunc.apply(self) if self.dtype.is_float else self
+
+    def floor(self) -> Tensor:
+        t = self.trunc()
+        return t - (t > self).cast(self.dtype) if self.dtype.is_float else self
+
+    def ceil(self) -> Tensor:
+        t = self.trunc()
+        return t + (t < self).cast(self.dtype) if self.dtype.is_float else self
+
+    # -- casts ----------------------------------------------------------------------------------------------------
+
+    def cast(self, dtype: DType | str) -> Tensor:
+        dt = dtypes.from_any(dtype)
+        return self if dt == self.dtype else F.Cast.apply(self, dtype=dt)
+
+    def bitcast(self, dtype: DType | str) -> Tensor:
+        dt = dtypes.from_any(dtype)
+        if dt.itemsize != self.dtype.itemsize:
+            raise ValueError(f"bitcast from {self.dtype.name} to {dt.name} needs equal item sizes")
+        return F.Cast.apply(self, dtype=dt, bitcast=True)
+
+    def float(self) -> Tensor:
+        return self.cast(dtypes.float32)
+
+    def half(self) -> Tensor:
+        return self.cast(dtypes.float16)
+
+    def double(self) -> Tensor:
+        return self.cast(dtypes.float64)
+
+    def int(self) -> Tensor:
+        return self.cast(dtypes.int32)
+
+    def long(self) -> Tensor:
+        return self.cast(dtypes.int64)
+
+    def bool(self) -> Tensor:
+        return self.cast(dtypes.bool)
+
+
+_ADD = F.Ops.ADD
+
+
+def _broadcast_pair(x: Tensor, y: Tensor, op: str = "broadcast") -> tuple[Tensor, Tensor]:
+    if x.shape == y.shape:
+        return x, y
+    shape = broadcast_shape(op, x.shape, y.shape)
+    return x._expand_to(shape), y._expand_to(shape)
+
+
+def _random(draw: Any, shape: tuple[Any, ...], dtype: DType | str | None, device: str | None,
+            requires_grad: Bool | None) -> Tensor:
+    """Host random numbers as a tensor; the buffer knows how to draw new ones (a jit replay redraws them)."""
+    size, dt = shape_arg(shape), dtypes.from_any(dtype) if dtype is not None else dtypes.default_float
+
+    def redraw() -> np.ndarray:
+        return np.asarray(draw(size)).astype(dt.np)
+
+    return Tensor(LazyBuffer.from_numpy(redraw(), canonical_name(device), redraw), requires_grad=requires_grad)
+
+
+@contextmanager
+def no_grad() -> Iterator[None]:
+    """Within this block, operations record no autograd graph."""
+    previous = Tensor.no_grad
+    Tensor.no_grad = True
+    try:
+        yield
+    finally:
+        Tensor.no_grad = previous

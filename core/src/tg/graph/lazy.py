@@ -1,0 +1,172 @@
+"""The lazy graph: LazyBuffers record computations; nothing runs until something is realized.
+
+A LazyBuffer is either a *base* (an operation with sources, or a realized device buffer) or a *view* of
+a base: movement ops (reshape, permute, expand, pad, shrink, flip) only make new views, never copies.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tg.graph.shapetracker import Shape, ShapeTracker
+from tg.support.dtype import DType, as_value, dtypes
+from tg.support.ops import Ops
+
+SPLIT_REDUCE_MIN = 4096  # reductions at least this long...
+SPLIT_REDUCE_MAX_OUTPUTS = 256  # ...into at most this many outputs are split in two stages
+
+
+class LazyOp(enum.Enum):
+    FROM_HOST = enum.auto()   # arg: numpy array to copy in
+    EMPTY = enum.auto()       # uninitialized memory
+    CONST = enum.auto()       # arg: Python scalar; shape () then expanded by views
+    ALU = enum.auto()         # arg: uops.Ops
+    CAST = enum.auto()        # arg: bitcast flag
+    REDUCE = enum.auto()      # arg: (Ops.ADD | Ops.MAX, axes)
+    CONTIGUOUS = enum.auto()  # forces a copy into a fresh buffer
+    COPY = enum.auto()        # from another device, through the host
+
+
+class LazyBuffer:
+    #: FROM_HOST only: draws new data of the same kind (set for random numbers, so a jit replay redraws them).
+    redraw: Callable[[], np.ndarray] | None = None
+
+    def __init__(self, device: str, st: ShapeTracker, dtype: DType, op: LazyOp | None = None,
+                 srcs: tuple[LazyBuffer, ...] = (), arg: Any = None, base: LazyBuffer | None = None):
+        self.device, self.st, self.dtype = device, st, dtype
+        self._base = base
+        self.op, self.srcs, self.arg = op, srcs, arg
+        self.realized: Any = None  # a device.Buffer once computed (bases only)
+
+    # -- structure ------------------------------------------------------------------------------------
+
+    @property
+    def base(self) -> LazyBuffer:
+        return self._base if self._base is not None else self
+
+    @property
+    def is_view(self) -> bool:
+        return self._base is not None
+
+    @property
+    def shape(self) -> Shape:
+        return self.st.shape
+
+    def __repr__(self) -> str:
+        what = "realized" if self.base.realized is not None else (self.base.op.name if self.base.op else "?")
+        return f"<LB {self.device} {self.shape} {self.dtype.name} {what}{' view' if self.is_view else ''}>"
+
+    # -- constructors ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def from_numpy(array: np.ndarray, device: str, redraw: Callable[[], np.ndarray] | None = None) -> LazyBuffer:
+        dtype = dtypes.from_any(array.dtype)
+        lb = LazyBuffer(device, ShapeTracker.contiguous(array.shape), dtype, LazyOp.FROM_HOST,
+                        arg=np.ascontiguousarray(array))
+        if redraw is not None:
+            lb.redraw = redraw
+        return lb
+
+    @staticmethod
+    def from_buffer(buffer: Any, device: str, st: ShapeTracker, base_shape: Shape) -> LazyBuffer:
+        """A view ``st`` of a device buffer that already holds data of shape ``base_shape``."""
+        base = LazyBuffer(device, ShapeTracker.contiguous(base_shape), buffer.dtype)
+        base.realized = buffer
+        return base._view(st)
+
+    @staticmethod
+    def const(value: Any, dtype: DType, device: str, shape: Shape = ()) -> LazyBuffer:
+        value = as_value(value, dtype)
+        base = LazyBuffer(device, ShapeTracker.contiguous(()), dtype, LazyOp.CONST, arg=value)
+        return base.reshape((1,) * len(shape)).expand(shape) if shape else base
+
+    @staticmethod
+    def empty(shape: Shape, dtype: DType, device: str) -> LazyBuffer:
+        return LazyBuffer(device, ShapeTracker.contiguous(shape), dtype, LazyOp.EMPTY)
+
+    # -- compute ops (make a new base) ------------------------------------------------------------------
+
+    def alu(self, op: Ops, *others: LazyBuffer, dtype: DType | None = None) -> LazyBuffer:
+        srcs = (self, *others)
+        for s in srcs:
+            assert s.shape == self.shape, f"{op}: {[s.shape for s in srcs]}"
+        out = dtype or (dtypes.bool if op in (Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ) else srcs[-1].dtype)
+        return LazyBuffer(self.device, ShapeTracker.contiguous(self.shape), out, LazyOp.ALU, srcs, op)
+
+    def cast(self, dtype: DType, bitcast: bool = False) -> LazyBuffer:
+        if dtype == self.dtype:
+            return self
+        if self.base.op is LazyOp.CONST and not bitcast and not self.st.has_mask:  # a cast constant is a constant
+            value = self.base.arg
+            if dtype.is_int and isinstance(value, float):
+                value = int(value) if np.isfinite(value) else 0
+            return LazyBuffer.const(value, dtype, self.device, self.shape)
+        return LazyBuffer(self.device, ShapeTracker.contiguous(self.shape), dtype, LazyOp.CAST, (self,), bitcast)
+
+    def reduce(self, op: Ops, axes: tuple[int, ...]) -> LazyBuffer:
+        """Reduce over ``axes`` with ADD or MAX; the result keeps those axes with size 1."""
+        axes = tuple(sorted(a for a in axes if self.shape[a] != 1))
+        if not axes:
+            return self
+        shape = tuple(1 if i in axes else s for i, s in enumerate(self.shape))
+        split = self._split_reduce(op, axes, shape)
+        if split is not None:
+            return split
+        return LazyBuffer(self.device, ShapeTracker.contiguous(shape), self.dtype, LazyOp.REDUCE, (self,), (op, axes))
+
+    def _split_reduce(self, op: Ops, axes: tuple[int, ...], out_shape: Shape) -> LazyBuffer | None:
+        """A long reduction into few outputs runs as two: many partial results, then their reduction.
+
+        Otherwise each output's single thread would walk the whole input alone.
+        """
+        size = math.prod(self.shape[a] for a in axes)
+        if size < SPLIT_REDUCE_MIN or math.prod(out_shape) > SPLIT_REDUCE_MAX_OUTPUTS:
+            return None
+        for parts in (256, 128, 64, 32, 16, 8):
+            for a in axes:  # split one reduced axis into `parts` partial results, each reducing >= 16 values
+                if self.shape[a] % parts == 0 and size // parts >= 16:
+                    split_shape = self.shape[:a] + (parts, self.shape[a] // parts) + self.shape[a + 1:]
+                    inner_axes = tuple(x + (x > a) for x in axes if x != a) + (a + 1,)
+                    partial = self.reshape(split_shape).reduce(op, inner_axes)
+                    return partial.reduce(op, (a,)).reshape(out_shape)
+        return None
+
+    def contiguous(self) -> LazyBuffer:
+        if not self.is_view and self.op is not LazyOp.CONST:
+            return self
+        return LazyBuffer(self.device, ShapeTracker.contiguous(self.shape), self.dtype, LazyOp.CONTIGUOUS, (self,))
+
+    def copy_to(self, device: str) -> LazyBuffer:
+        if device == self.device:
+            return self
+        return LazyBuffer(device, ShapeTracker.contiguous(self.shape), self.dtype, LazyOp.COPY, (self,))
+
+    # -- movement ops (make a view) ---------------------------------------------------------------------
+
+    def _view(self, st: ShapeTracker) -> LazyBuffer:
+        if st == self.st:
+            return self
+        return LazyBuffer(self.device, st, self.dtype, base=self.base)
+
+    def reshape(self, shape: Shape) -> LazyBuffer:
+        return self._view(self.st.reshape(tuple(shape)))
+
+    def permute(self, order: tuple[int, ...]) -> LazyBuffer:
+        return self._view(self.st.permute(tuple(order)))
+
+    def expand(self, shape: Shape) -> LazyBuffer:
+        return self._view(self.st.expand(tuple(shape)))
+
+    def pad(self, arg: tuple[tuple[int, int], ...]) -> LazyBuffer:
+        return self._view(self.st.pad(tuple(arg)))
+
+    def shrink(self, arg: tuple[tuple[int, int], ...]) -> LazyBuffer:
+        return self._view(self.st.shrink(tuple(arg)))
+
+    def flip(self, axes: tuple[int, ...]) -> LazyBuffer:
+        return self._view(self.st.flip(tuple(axes)))
