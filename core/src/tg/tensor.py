@@ -17,7 +17,7 @@ from tg import function as F
 from tg.device import canonical_name
 from tg.dtype import DType, dtypes, promote, scalar_dtype
 from tg.lazy import LazyBuffer
-from tg.realize import check_value_read, realize
+from tg.realize import current_recorder, realize
 
 Scalar = int | float | bool
 # The class's own int()/float()/bool() methods shadow the builtins inside its body: annotate with these.
@@ -43,8 +43,6 @@ class Tensor:
     training: ClassVar[bool] = False
     no_grad: ClassVar[bool] = False
     _rng: ClassVar[np.random.Generator] = np.random.default_rng()
-    #: While tg.jit traces a function: id -> (tensor, value before its first assign in the call).
-    _assign_log: ClassVar[dict[Int, tuple[Tensor, LazyBuffer]] | None] = None
 
     def __init__(self, data: Any, dtype: DType | str | None = None, device: str | None = None,
                  requires_grad: Bool | None = None):
@@ -113,7 +111,9 @@ class Tensor:
         return self
 
     def numpy(self) -> np.ndarray:
-        check_value_read()
+        recorder = current_recorder()
+        if recorder is not None:
+            recorder.check_value_read()
         lb = self.lazydata
         if lb.is_view and not (lb.st.is_contiguous and math.prod(lb.base.shape) == lb.st.size()):
             lb = lb.contiguous()
@@ -147,8 +147,9 @@ class Tensor:
         other = other if isinstance(other, Tensor) else Tensor(other, dtype=self.dtype, device=self.device)
         if other.shape != self.shape:
             raise ValueError(f"assign: shape {other.shape} does not match {self.shape}")
-        if Tensor._assign_log is not None:
-            Tensor._assign_log.setdefault(id(self), (self, self.lazydata))
+        recorder = current_recorder()
+        if recorder is not None:  # tg.jit is tracing: this tensor is state
+            recorder.note_assign(self, self.lazydata)
         self.lazydata = other.cast(self.dtype).lazydata
         return self
 
