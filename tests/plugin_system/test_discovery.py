@@ -444,7 +444,9 @@ def test_known_backends_are_the_runnable_names(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(UnknownBackendError) as info, warnings.catch_warnings():
         warnings.simplefilter("ignore", PluginWarning)
         resolve("nope", None, reg)
-    assert _known(str(info.value)) == ["numpy", "testgood", "testgood:offline"]
+    known = _known(str(info.value))  # other installed plugins (tg-ptx, tg-clang) may add theirs
+    assert {"numpy", "testgood", "testgood:offline"} <= set(known)
+    assert not {"dupe", "testbroken", "testbadversion", "testunknownhook"} & set(known)
 
 
 def test_backends_check_after_a_refusal_names_the_holder() -> None:
