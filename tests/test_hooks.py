@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from typing import Any
 
 import pytest
@@ -128,9 +129,48 @@ def test_wrong_return_types_are_refused(reg: PluginRegistry) -> None:
 
 
 def test_a_taken_target_is_refused(reg: PluginRegistry) -> None:
-    assert reg.register(info("first"), TinyPlugin([TinyEmitter()], []))
-    with pytest.warns(PluginWarning, match="emitter 'tiny', which another plugin already provides"):
+    assert reg.register(info("first"), TinyPlugin([TinyEmitter()], [TinyRuntime()]))
+    with pytest.warns(PluginWarning, match=r"plugin 'second' \(distribution tg-second 1\.0\) provides emitter 'tiny', "
+                                           r"which tg-first 1\.0 \(plugin 'first'\) already provides"):
         assert not reg.register(info("second"), TinyPlugin([TinyEmitter()], []))
+    with pytest.warns(PluginWarning, match=r"runtime 'tiny' for tiny, which tg-first 1\.0 \(plugin 'first'\)"):
+        assert not reg.register(info("third"), TinyPlugin([TinyEmitter("third")], [TinyRuntime("alt"), TinyRuntime()]))
+    assert "third" not in reg.emitters and ("tiny", "alt") not in reg.runtimes
+    assert reg.register(info("fourth"), TinyPlugin([TinyEmitter("third")], [TinyRuntime("alt")]))
+
+
+def test_one_module_under_two_plugin_names_is_refused_and_the_first_kept(reg: PluginRegistry) -> None:
+    plugin = TinyPlugin([TinyEmitter()], [])
+    assert reg.register(info("first"), plugin)
+    with pytest.warns(PluginWarning, match="plugin 'again' .* uses module again_module, which plugin 'first' already"):
+        assert not reg.register(info("again"), plugin)
+    assert reg.manager.get_plugin("first") is plugin and reg.provider[id(reg.emitters["tiny"])] == "first"
+
+
+def _discovered(reg: PluginRegistry, monkeypatch: pytest.MonkeyPatch, name: str, plugin: object) -> None:
+    """Make ``plugin`` look discovered (from distribution tg-NAME) and importable as NAME_module."""
+    monkeypatch.setitem(sys.modules, f"{name}_module", plugin)
+    reg.plugins[name] = info(name)
+
+
+def test_a_target_named_after_another_plugin_goes_to_that_plugin(reg: PluginRegistry,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    _discovered(reg, monkeypatch, "owner", TinyPlugin([TinyEmitter("owner")], [TinyRuntime("owner")]))
+    _discovered(reg, monkeypatch, "squatter", TinyPlugin([TinyEmitter("owner")], []))
+    with pytest.warns(PluginWarning, match=r"'squatter' .* emitter 'owner', which tg-owner 1\.0 \(plugin 'owner'\)"):
+        assert not reg.load("squatter")  # asked for first, yet the owner is loaded first and keeps its name
+    assert reg.plugins["owner"].state == "loaded" and reg.provider[id(reg.emitters["owner"])] == "owner"
+
+
+def test_plugins_taking_each_others_names_load_without_recursing(reg: PluginRegistry,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    _discovered(reg, monkeypatch, "left", TinyPlugin([TinyEmitter("left"), TinyEmitter("right")], []))
+    _discovered(reg, monkeypatch, "right", TinyPlugin([TinyEmitter("right"), TinyEmitter("left")], []))
+    with pytest.warns(PluginWarning) as record:
+        reg.load("left")
+    assert [str(w.message).count("already provides") for w in record] == [1]  # one refusal, said once
+    assert sorted(i.state for n, i in reg.plugins.items() if n in ("left", "right")) == ["failed", "loaded"]
+    assert len({reg.provider[id(reg.emitters[target])] for target in ("left", "right")}) == 1  # one holds both
 
 
 def test_a_hook_that_raises_is_reported_with_its_cause(reg: PluginRegistry, monkeypatch: pytest.MonkeyPatch) -> None:

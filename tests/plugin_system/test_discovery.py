@@ -3,7 +3,8 @@
 The distributions live in tests/plugins/ (nox's ``plugins`` session installs them):
 tg-test-good (backend ``testgood``), tg-test-broken (raises on import), tg-test-badversion (declares
 hook-spec v999), tg-test-good-duplicate (takes the name ``testgood`` again), tg-test-unknownhook
-(implements a misspelt hook).
+(implements a misspelt hook), tg-test-taken (plugin ``dupe``: an emitter for the target ``numpy``, which
+tg-core's built-in backend provides, and a runtime of its own language ``dupe-c``).
 """
 
 from __future__ import annotations
@@ -12,15 +13,20 @@ import json
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import importlib_metadata
 import pytest
-from tg.backends.discovery import PluginRegistry
+from tg.backends.contract import Availability, Emitter, Runtime
+from tg.backends.discovery import PluginInfo, PluginRegistry
+from tg.backends.numpy_backend import NumpyEmitter
 from tg.backends.selection import candidates, parse_backend_list, resolve, select
+from tg.hooks import hookimpl
 from tg.support.errors import BackendError, BackendWarning, PluginError, PluginWarning, UnknownBackendError
 
 TEST_DISTRIBUTIONS = ["tg-test-good", "tg-test-broken", "tg-test-badversion", "tg-test-good-duplicate",
-                      "tg-test-unknownhook"]
+                      "tg-test-unknownhook", "tg-test-taken"]
 
 
 def _installed(name: str) -> bool:
@@ -268,3 +274,191 @@ def test_broken_plugins_never_break_import_or_other_backends() -> None:
     result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "testgood"
+
+
+# -- a refused plugin leaves the registry as it was ------------------------------------------------------
+
+TAKEN = r"plugin 'dupe' \(distribution tg-test-taken 0\.1\.0\) provides emitter 'numpy', which tg-core 0\.1\.0 " \
+        r"\(plugin 'numpy'\) already provides"
+
+
+def snapshot(reg: PluginRegistry) -> dict[str, object]:
+    """Everything a registration may change: emitters, runtimes, the provider map and the plugin manager."""
+    return {"emitters": dict(reg.emitters), "runtimes": dict(reg.runtimes), "provider": dict(reg.provider),
+            "plugins": reg.manager.list_name_plugin(),
+            "hooks": {name: [(impl.plugin_name, impl.function) for impl in caller.get_hookimpls()]
+                      for name, caller in vars(reg.manager.hook).items()}}
+
+
+class FakeEmitter(Emitter):
+    target, language = "fake", "fake-text"
+
+    def render(self, name: str, uops: object) -> str:
+        return name
+
+
+class FakeRuntime(Runtime):
+    def __init__(self, language: str, name: Any):
+        self.language, self.name = language, name
+
+    def available(self) -> Availability:
+        return Availability.yes()
+
+    def compile(self, source: str, name: str) -> object:
+        return source
+
+    def launch(self, program: object, buffers: list[object], global_size: tuple[int, ...],
+               local_size: tuple[int, ...], values: dict[str, int]) -> float | None:
+        return None
+
+    def alloc(self, nbytes: int) -> object:
+        return bytearray(nbytes)
+
+    def copyin(self, buffer: object, host: memoryview) -> None:
+        pass
+
+    def copyout(self, host: memoryview, buffer: object) -> None:
+        pass
+
+
+def fake_plugin(**hook_functions: Callable[..., object]) -> tuple[PluginInfo, object]:
+    """A plugin module holding the given hook implementations, and its PluginInfo (never in the registry)."""
+    import types
+
+    module = types.ModuleType("tg_test_fake_plugin")
+    for name, function in hook_functions.items():
+        setattr(module, name, hookimpl(function))
+    return PluginInfo("fake", module.__name__, "tg-test-fake", "0.0.1", 1), module
+
+
+def _emits_a_new_emitter() -> list[Emitter]:
+    return [FakeEmitter()]
+
+
+def _raises() -> list[Runtime]:
+    raise RuntimeError("tg_runtimes fails on purpose")
+
+
+def _takes_offline() -> list[Runtime]:
+    return [FakeRuntime("fake-text", "fake"), FakeRuntime("testgood-text", "offline")]
+
+
+def _bad_passes(target: str, capabilities: object, extra: object) -> None:
+    return None
+
+
+# each: how to attempt the refused load, and what the refusal must say
+REFUSALS = {
+    "taken emitter target": (lambda reg: reg.load("dupe"), TAKEN),
+    "taken runtime": (lambda reg: reg.register(*fake_plugin(tg_emitters=_emits_a_new_emitter,
+                                                              tg_runtimes=_takes_offline)),
+                      r"provides runtime 'offline' for testgood-text, which tg-test-good 0\.1\.0 "
+                      r"\(plugin 'testgood'\) already provides"),
+    "bad return value": (lambda reg: reg.register(*fake_plugin(tg_emitters=_emits_a_new_emitter,
+                                                                 tg_runtimes=lambda: [object()])),
+                         "tg_runtimes returned <object object .*>, which is not a tg.backends.contract.Runtime"),
+    "runtime without a name": (lambda reg: reg.register(*fake_plugin(tg_runtimes=lambda: [FakeRuntime("x", None)])),
+                               "whose name and language are not both strings"),
+    "emitter twice": (lambda reg: reg.register(*fake_plugin(tg_emitters=lambda: [FakeEmitter(), FakeEmitter()])),
+                      "provides emitter 'fake' more than once"),
+    "hook that raises": (lambda reg: reg.register(*fake_plugin(tg_emitters=_emits_a_new_emitter,
+                                                                 tg_runtimes=_raises)),
+                         "raised in a registration hook: RuntimeError: tg_runtimes fails on purpose"),
+    "invalid hook signature": (lambda reg: reg.register(*fake_plugin(tg_emitters=_emits_a_new_emitter,
+                                                                       tg_lowering_passes=_bad_passes)),
+                               "has an invalid hook implementation"),
+    "unknown hook": (lambda reg: reg.load("testunknownhook"), r"unknown hook\(s\) 'tg_emiters'"),
+    "bad version": (lambda reg: reg.load("testbadversion"), None),  # refused at discovery: nothing more to say
+    "failed import": (lambda reg: reg.load("testbroken"), "ZeroDivisionError"),
+}
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["warn", "strict"])
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_a_refused_plugin_leaves_the_registry_as_it_was(monkeypatch: pytest.MonkeyPatch, case: str,
+                                                         strict: bool) -> None:
+    reg = make_registry(monkeypatch)
+    assert reg.load("numpy") and reg.load("testgood")
+    numpy_emitter, before = reg.emitters["numpy"], snapshot(reg)
+    attempt, message = REFUSALS[case]
+    reg.strict = strict
+    if message is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert attempt(reg) is False
+    elif strict:
+        with pytest.raises(PluginError, match=message):
+            attempt(reg)
+    else:
+        with pytest.warns(PluginWarning, match=message):
+            assert attempt(reg) is False
+    assert snapshot(reg) == before
+    assert select("numpy", reg).emitter is numpy_emitter
+
+
+def test_a_taken_target_goes_to_its_owner_whichever_loads_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = make_registry(monkeypatch, TG_PLUGINS="dupe")
+    with pytest.warns(PluginWarning, match=TAKEN):
+        assert reg.load("dupe") is False  # loads numpy, the owner of the name, first
+    assert reg.plugins["numpy"].state == "loaded" and reg.plugins["dupe"].state == "failed"
+    assert isinstance(reg.emitters["numpy"], NumpyEmitter)
+    assert set(reg.runtimes) == {("numpy-python", "numpy")}
+    assert set(reg.provider.values()) == {"numpy"}
+    assert [name for name, _ in reg.manager.list_name_plugin()] == ["numpy"]
+
+
+def test_backend_list_skips_a_refused_plugin_and_selects_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = make_registry(monkeypatch, TG_PLUGINS="dupe")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BackendWarning)  # dupe is refused, not unknown: no typo warning
+        warnings.simplefilter("ignore", PluginWarning)
+        backend = select("dupe,numpy", reg)
+    assert backend.name == "numpy" and isinstance(backend.emitter, NumpyEmitter)
+    with pytest.raises(BackendError, match=TAKEN), warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)
+        select("dupe", reg)
+
+
+def test_tensors_run_on_numpy_when_the_first_backend_is_refused() -> None:
+    code = ("import warnings; warnings.simplefilter('ignore')\nimport tg\nt = tg.Tensor([1.0, 2.0]) + 1\n"
+            "print(t.device, t.numpy().tolist())")
+    result = run_python(code, TG_BACKEND="dupe,numpy")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["numpy", "[2.0,", "3.0]"]
+
+
+def _known(message: str) -> list[str]:
+    return message.split("Known backends: ", 1)[1].split(". Fix:", 1)[0].split(", ")
+
+
+def test_known_backends_omit_refused_failed_and_excluded_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = make_registry(monkeypatch, TG_PLUGINS="dupe,testbroken")
+    with pytest.raises(UnknownBackendError) as info, warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)
+        resolve("nope", None, reg)
+    assert _known(str(info.value)) == ["numpy"]
+
+
+def test_known_backends_are_the_runnable_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = make_registry(monkeypatch)
+    with pytest.raises(UnknownBackendError) as info, warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)
+        resolve("nope", None, reg)
+    known = _known(str(info.value))  # other installed plugins (tg-ptx, tg-clang) may add theirs
+    assert {"numpy", "testgood", "testgood:offline"} <= set(known)
+    assert not {"dupe", "testbroken", "testbadversion", "testunknownhook"} & set(known)
+
+
+def test_backends_check_after_a_refusal_names_the_holder() -> None:
+    result = run_cli("backends", "--check", "--json", TG_PLUGINS="dupe")
+    assert result.returncode == 0, result.stderr
+    all_rows = json.loads(result.stdout)["backends"]
+    assert all(r["available"] is False and "TG_PLUGINS" in r["problem"] for r in all_rows if r["state"] == "disabled")
+    rows = [r for r in all_rows if r["state"] != "disabled"]
+    assert [(r["backend"], r["distribution"], r["available"]) for r in rows] == [
+        ("numpy", "tg-core", True), ("dupe", "tg-test-taken", False)]
+    assert rows[1]["state"] == "failed"
+    assert "provides emitter 'numpy', which tg-core 0.1.0 (plugin 'numpy') already provides" in rows[1]["problem"]
+    table = run_cli("backends", "--check", TG_PLUGINS="dupe").stdout.splitlines()
+    assert next(ln for ln in table if ln.startswith("numpy ")).split()[:5] == ["numpy", "tg-core", "0.1.0", "v1", "yes"]
+    assert "which tg-core 0.1.0 (plugin 'numpy') already provides" in next(ln for ln in table if ln.startswith("dupe "))

@@ -78,6 +78,7 @@ class PluginRegistry:
         self.provider: dict[int, str] = {}  # id(emitter or runtime) -> name of the plugin that gave it
         self.runtimes: dict[tuple[str, str], Runtime] = {}
         self._availability: dict[tuple[str, str], Availability] = {}
+        self._loading: set[str] = set()  # plugins whose load is under way (guards owners loading each other)
         self._discover()
 
     # -- discovery (metadata only) -------------------------------------------------------------------
@@ -123,45 +124,53 @@ class PluginRegistry:
     def load(self, name: str) -> bool:
         """Import and register plugin ``name`` if not done yet; True when it is loaded and usable."""
         info = self.plugins[name]
-        if info.state != "not loaded":
+        if info.state != "not loaded" or name in self._loading:
             return info.state == "loaded"
+        self._loading.add(name)
         try:
-            module = importlib.import_module(info.module)
-        except Exception as exc:  # any failure inside a plugin's import is the plugin's problem
-            self._fail(info, f"failed to import {info.module}: {_cause(exc)}", exc,
-                       f"reinstall or fix {info.distribution}, or exclude it with TG_PLUGINS")
-            return False
-        return self.register(info, module)
+            try:
+                module = importlib.import_module(info.module)
+            except Exception as exc:  # any failure inside a plugin's import is the plugin's problem
+                self._fail(info, f"failed to import {info.module}: {_cause(exc)}", exc,
+                           f"reinstall or fix {info.distribution}, or exclude it with TG_PLUGINS")
+                return False
+            return self.register(info, module)
+        finally:
+            self._loading.discard(name)
 
     def load_all(self) -> None:
         for name in list(self.plugins):
             self.load(name)
 
     def register(self, info: PluginInfo, module: ModuleType | object) -> bool:
-        """Register an imported plugin object with the plugin manager and collect what it provides."""
+        """Register an imported plugin object with the plugin manager and collect what it provides.
+
+        All or nothing: a refused plugin leaves the plugin manager, :attr:`emitters`, :attr:`runtimes` and
+        :attr:`provider` exactly as they were.  A name the plugin provides (emitter target or runtime name)
+        that is another discovered plugin's name belongs to that plugin, which is loaded first: the name goes
+        to its owner whichever of the two is asked for first.
+        """
+        hooks_before = set(vars(self.manager.hook))
         try:
             self.manager.register(module, name=info.name)
-        except (pluggy.PluginValidationError, ValueError) as exc:
-            self._fail(info, f"has an invalid hook implementation: {exc}", exc,
-                       "match the hook signatures in tg.hooks")
+        except pluggy.PluginValidationError as exc:
+            self._forget(info, module, hooks_before)
+            self._fail(info, f"has an invalid hook implementation: {exc}", exc, "match the hook signatures in tg.hooks")
             return False
-        unknown = [c.name for c in self.manager.get_hookcallers(module) or [] if not c.has_spec()]
-        if unknown:
-            self.manager.unregister(module)
-            hints = [_did_you_mean(n) for n in unknown]
-            self._fail(info, "implements unknown hook(s) " + ", ".join(f"'{n}'{h}" for n, h in zip(unknown, hints)),
-                       None, "implement only hooks declared in tg.hooks: " + ", ".join(hooks.HOOK_NAMES))
+        except ValueError as exc:  # pluggy changed nothing: the name or the module object is registered already
+            holder = self.manager.get_name(module)
+            problem = (f"uses module {info.module}, which plugin '{holder}' already registered" if holder else
+                       f"could not be registered: the name '{info.name}' is registered already")
+            self._fail(info, problem, exc, f"give each entry point of {info.distribution} its own module and name")
             return False
-        cause: Exception | None = None
         try:
-            emitters = self._call_own(module, "tg_emitters")
-            runtimes = self._call_own(module, "tg_runtimes")
-            problem = self._check_provided(emitters, runtimes)
-        except Exception as exc:
-            problem, cause = f"raised in a registration hook: {_cause(exc)}", exc
+            emitters, runtimes, problem, cause, remedy = self._provided(info, module)
+        except BaseException:  # an owner refused under TG_STRICT_PLUGINS=1, or an interrupt: leave no trace
+            self._forget(info, module, hooks_before)
+            raise
         if problem:
-            self.manager.unregister(module)
-            self._fail(info, problem, cause, f"fix {info.distribution} or exclude it with TG_PLUGINS")
+            self._forget(info, module, hooks_before)
+            self._fail(info, problem, cause, remedy)
             return False
         for e in emitters:
             self.emitters[e.target] = e
@@ -169,26 +178,83 @@ class PluginRegistry:
         for r in runtimes:
             self.runtimes[(r.language, r.name)] = r
             self.provider[id(r)] = info.name
+        self.plugins.setdefault(info.name, info)  # registered directly (not discovered): its holder can be named
         info.state = "loaded"
         return True
+
+    def _provided(self, info: PluginInfo,
+                  module: object) -> tuple[list[Any], list[Any], str, BaseException | None, str]:
+        """What a just-registered plugin provides, and why it must be refused ("" when it may stay)."""
+        unknown = [c.name for c in self.manager.get_hookcallers(module) or [] if not c.has_spec()]
+        if unknown:
+            hints = [_did_you_mean(n) for n in unknown]
+            return ([], [], "implements unknown hook(s) " + ", ".join(f"'{n}'{h}" for n, h in zip(unknown, hints)),
+                    None, "implement only hooks declared in tg.hooks: " + ", ".join(hooks.HOOK_NAMES))
+        remedy = f"fix {info.distribution} or exclude it with TG_PLUGINS"
+        try:
+            emitters = self._call_own(module, "tg_emitters")
+            runtimes = self._call_own(module, "tg_runtimes")
+            problem = self._check_types(emitters, runtimes)
+        except Exception as exc:
+            return [], [], f"raised in a registration hook: {_cause(exc)}", exc, remedy
+        if problem:
+            return [], [], problem, None, remedy
+        for owner in sorted({e.target for e in emitters} | {r.name for r in runtimes}):
+            if owner != info.name and owner in self.plugins:
+                self.load(owner)  # may warn about the owner; the name is then free
+        return emitters, runtimes, self._check_provided(emitters, runtimes), None, remedy
+
+    def _forget(self, info: PluginInfo, module: object, hooks_before: set[str]) -> None:
+        """Undo a registration with the plugin manager, including hook callers it created for unknown hooks."""
+        if self.manager.get_name(module) == info.name:
+            self.manager.unregister(module)
+        for name in set(vars(self.manager.hook)) - hooks_before:
+            caller = getattr(self.manager.hook, name)
+            if not caller.has_spec() and not caller.get_hookimpls():
+                delattr(self.manager.hook, name)
 
     def _call_own(self, module: object, hook: str) -> list[Any]:
         others = [p for p in self.manager.get_plugins() if p is not module]
         results = self.manager.subset_hook_caller(hook, remove_plugins=others)()
         return [item for result in results if result for item in result]
 
-    def _check_provided(self, emitters: list[Any], runtimes: list[Any]) -> str:
+    def _check_provided(self, emitters: list[Emitter], runtimes: list[Runtime]) -> str:
+        """Why these names cannot be registered (taken by a loaded plugin, or provided twice), or ""."""
+        targets = [e.target for e in emitters]
+        pairs = [(r.language, r.name) for r in runtimes]
+        for target in targets:
+            if target in self.emitters:
+                return f"provides emitter '{target}', which {self._holder(self.emitters[target])} already provides"
+            if targets.count(target) > 1:
+                return f"provides emitter '{target}' more than once"
+        for language, name in pairs:
+            if (language, name) in self.runtimes:
+                return (f"provides runtime '{name}' for {language}, which "
+                        f"{self._holder(self.runtimes[(language, name)])} already provides")
+            if pairs.count((language, name)) > 1:
+                return f"provides runtime '{name}' for {language} more than once"
+        return ""
+
+    @staticmethod
+    def _check_types(emitters: list[Any], runtimes: list[Any]) -> str:
+        """Why what the registration hooks returned is not emitters and runtimes, or ""."""
         for e in emitters:
             if not isinstance(e, Emitter):
                 return f"tg_emitters returned {e!r}, which is not a tg.backends.contract.Emitter"
-            if e.target in self.emitters:
-                return f"provides emitter '{e.target}', which another plugin already provides"
+            if not (isinstance(getattr(e, "target", None), str) and isinstance(getattr(e, "language", None), str)):
+                return f"tg_emitters returned {e!r}, whose target and language are not both strings"
         for r in runtimes:
             if not isinstance(r, Runtime):
                 return f"tg_runtimes returned {r!r}, which is not a tg.backends.contract.Runtime"
-            if (r.language, r.name) in self.runtimes:
-                return f"provides runtime '{r.name}' for {r.language}, which another plugin already provides"
+            if not (isinstance(getattr(r, "name", None), str) and isinstance(getattr(r, "language", None), str)):
+                return f"tg_runtimes returned {r!r}, whose name and language are not both strings"
         return ""
+
+    def _holder(self, provided: Emitter | Runtime) -> str:
+        """``tg-core 0.1.0 (plugin 'numpy')``: who provides a registered emitter or runtime."""
+        name = self.provider[id(provided)]
+        info = self.plugins.get(name)
+        return f"{info.distribution} {info.version} (plugin '{name}')" if info else f"plugin '{name}'"
 
     def available(self, runtime: Runtime) -> Availability:
         """``runtime.available()``, asked once per registry; a probe that raises means unavailable."""

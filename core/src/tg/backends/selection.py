@@ -31,8 +31,12 @@ def parse_backend_list(text: str) -> list[tuple[str, str | None]]:
 
 
 def known_names(reg: PluginRegistry) -> list[str]:
-    """Every backend name this process can see: discovered plugins, plus loaded emitter:runtime pairs."""
-    names = {name for name, info in reg.plugins.items() if info.state != "failed"}
+    """Every backend name this process could use: loaded emitter:runtime pairs, plus plugins not loaded yet.
+
+    A plugin that failed, or that TG_PLUGINS excludes, provides no backend, so its name is not listed;
+    a loaded plugin's name is listed only if it is the name of one of its backends.
+    """
+    names = {name for name, info in reg.plugins.items() if info.state == "not loaded"}
     for target, emitter in reg.emitters.items():
         for (language, rt_name) in reg.runtimes:
             if language == emitter.language:

@@ -1,14 +1,17 @@
 """Runs a schedule: copies data in, lowers, emits, compiles (cached) and launches each kernel.
 
-While :func:`recording` is active every copy and launch is also written down, with the buffers it used, so
-:mod:`tg.frontend.jit` (``tg.jit``) can replay them later without scheduling again.
+While :func:`recording` is active (:func:`current_recorder` returns its :class:`Recorder`) every copy and
+launch is also written down, with the buffers it used, so :mod:`tg.frontend.jit` (``tg.jit``) can replay them later
+without scheduling again.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -45,38 +48,60 @@ class RecordedCopy:
 
 
 RecordedItem = RecordedKernel | RecordedCopy
-_recording: list[RecordedItem] | None = None
-_reads_refused_by: str | None = None  # the traced function a replay would repeat without its value reads
+
+
+class Recorder:
+    """Everything tg.jit keeps while it traces one call: what ran, what was assigned, whether reads are refused.
+
+    ``items`` are the copies and launches in order; ``assigned`` maps ``id(tensor)`` to the tensor and the
+    value it had before its first ``assign`` in the call (realize.py cannot name Tensor, hence ``Any``);
+    ``refuse_reads_for`` is the name of the traced function when the trace is made for a replay, which would
+    not read a tensor's value again.
+    """
+
+    def __init__(self, refuse_reads_for: str | None = None):
+        self.refuse_reads_for = refuse_reads_for
+        self.items: list[RecordedItem] = []
+        self.assigned: dict[int, tuple[Any, LazyBuffer]] = {}
+
+    def note_assign(self, tensor: Any, before: LazyBuffer) -> None:
+        """``tensor`` is being assigned to: remember the value it had before the first assign of the call."""
+        self.assigned.setdefault(id(tensor), (tensor, before))
+
+    def check_value_read(self) -> None:
+        """Called before a tensor's value is read on the host: refused while a replayable call is traced."""
+        if self.refuse_reads_for is not None:
+            raise JitError(f"jit: {self.refuse_reads_for} reads a tensor's value (numpy, item, tolist or bool) "
+                           "while being captured; a replay runs only kernels, so it would not read it again. Fix: "
+                           "return the tensor from the function and read it after the call.")
+
+
+# The active recorder is per thread, so a later issue can make tg.jit per-thread; today jit's captures and
+# device state are still shared, so tracing from several threads at once is not supported.
+_active = threading.local()
+
+
+def current_recorder() -> Recorder | None:
+    """The recorder of the call this thread is tracing, or None when it traces nothing."""
+    recorder: Recorder | None = getattr(_active, "recorder", None)
+    return recorder
 
 
 @contextmanager
-def recording(refuse_reads_for: str | None = None) -> Iterator[list[RecordedItem]]:
-    """Write down every copy and launch that runs inside the block, in order.
+def recording(refuse_reads_for: str | None = None) -> Iterator[Recorder]:
+    """Make a :class:`Recorder` this thread's active one for the block: it writes down every copy and launch
+    that runs inside, in order, and every tensor assigned to.
 
     With ``refuse_reads_for`` (a function's name), reading a tensor's value inside the block is an error:
     the recording is being made for a replay, which would not read it again.
     """
-    global _recording, _reads_refused_by
-    if _recording is not None:
+    if current_recorder() is not None:
         raise RuntimeError("tg: a recording is already active")
-    items: list[RecordedItem] = []
-    _recording, _reads_refused_by = items, refuse_reads_for
+    recorder = _active.recorder = Recorder(refuse_reads_for)
     try:
-        yield items
+        yield recorder
     finally:
-        _recording, _reads_refused_by = None, None
-
-
-def is_recording() -> bool:
-    return _recording is not None
-
-
-def check_value_read() -> None:
-    """Called before a tensor's value is read on the host: refused while a replayable call is traced."""
-    if _reads_refused_by is not None:
-        raise JitError(f"jit: {_reads_refused_by} reads a tensor's value (numpy, item, tolist or bool) while "
-                       "being captured; a replay runs only kernels, so it would not read it again. Fix: return "
-                       "the tensor from the function and read it after the call.")
+        _active.recorder = None
 
 
 def realize(outs: list[LazyBuffer]) -> None:
@@ -96,8 +121,9 @@ def run_item(item: ScheduleItem) -> None:
             buf.copyin(source.numpy())
         elif out.arg is not None:
             buf.copyin(out.arg)
-        if _recording is not None:
-            _recording.append(RecordedCopy(buf, source, out.arg if source is None else None, out.redraw))
+        recorder = current_recorder()
+        if recorder is not None:
+            recorder.items.append(RecordedCopy(buf, source, out.arg if source is None else None, out.redraw))
     else:
         buf = run_kernel(item, state, size)
     out.realized = buf
@@ -113,8 +139,9 @@ def run_kernel(kernel: Kernel, state: DeviceState, size: int) -> Buffer:
     buf = Buffer(state.backend, size, kernel.output.dtype)
     buffers = [buf, *[inp.realized for inp in kernel.inputs]]
     state.launch(prog, buffers)
-    if _recording is not None:
-        _recording.append(RecordedKernel(state, prog, tuple(buffers)))
+    recorder = current_recorder()
+    if recorder is not None:
+        recorder.items.append(RecordedKernel(state, prog, tuple(buffers)))
     return buf
 
 

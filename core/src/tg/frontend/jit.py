@@ -36,7 +36,7 @@ import numpy as np
 
 from tg.backends.contract import Backend
 from tg.engine.device import Buffer, DeviceState, Program
-from tg.engine.realize import RecordedItem, RecordedKernel, is_recording, realize, recording
+from tg.engine.realize import RecordedItem, RecordedKernel, current_recorder, realize, recording
 from tg.frontend.tensor import Tensor
 from tg.graph.lazy import LazyBuffer
 from tg.graph.shapetracker import ShapeTracker
@@ -129,7 +129,7 @@ class JitFunction(Generic[P, R]):
         return sum(max(0, v.calls - WARMUP_CALLS - 1) for v in self.variants.values())
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        if is_recording():  # called from a jitted function being traced: part of that one's trace
+        if current_recorder() is not None:  # called from a jitted function being traced: part of its trace
             return self.fn(*args, **kwargs)
         flat, key = _flatten_arguments(self.fn, args, kwargs)
         tensors = [_ready_input(t) for t in flat]
@@ -155,28 +155,15 @@ class JitFunction(Generic[P, R]):
     def _traced_call(self, args: Any, kwargs: Any, capturing: bool
                      ) -> tuple[Any, list[RecordedItem], dict[int, tuple[Tensor, LazyBuffer]]]:
         """Run the function, realize what it returns and assigns, and say what ran and what was assigned."""
-        with recording(self.fn.__qualname__ if capturing else None) as items, _tracking_assigns() as assigned:
+        with recording(self.fn.__qualname__ if capturing else None) as recorder:
             out = self.fn(*args, **kwargs)
-            _realize_results(out, assigned)
-        return out, items, assigned
+            _realize_results(out, recorder.assigned)
+        return out, recorder.items, recorder.assigned
 
 
 def jit(fn: Callable[P, R]) -> JitFunction[P, R]:
     """Decorate a function of tensors so its later calls replay its kernels (see :mod:`tg.frontend.jit`)."""
     return JitFunction(fn)
-
-
-class _tracking_assigns:
-    """Collects, in order, each tensor assigned to inside the block with the value it had before."""
-
-    def __enter__(self) -> dict[int, tuple[Tensor, LazyBuffer]]:
-        self.assigned: dict[int, tuple[Tensor, LazyBuffer]] = {}
-        self.previous = Tensor._assign_log
-        Tensor._assign_log = self.assigned
-        return self.assigned
-
-    def __exit__(self, *exc: object) -> None:
-        Tensor._assign_log = self.previous
 
 
 def _flatten_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]

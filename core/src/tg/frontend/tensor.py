@@ -14,7 +14,7 @@ from typing import Any, ClassVar, TypeAlias
 import numpy as np
 
 from tg.engine.device import canonical_name
-from tg.engine.realize import check_value_read, realize
+from tg.engine.realize import current_recorder, realize
 from tg.frontend import function as F
 from tg.frontend.host_data import shape_arg, to_numpy
 from tg.frontend.movement import MovementMixin
@@ -38,8 +38,6 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin):
     training: ClassVar[bool] = False
     no_grad: ClassVar[bool] = False
     _rng: ClassVar[np.random.Generator] = np.random.default_rng()
-    #: While tg.jit traces a function: id -> (tensor, value before its first assign in the call).
-    _assign_log: ClassVar[dict[Int, tuple[Tensor, LazyBuffer]] | None] = None
 
     def __init__(self, data: Any, dtype: DType | str | None = None, device: str | None = None,
                  requires_grad: Bool | None = None):
@@ -108,7 +106,9 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin):
         return self
 
     def numpy(self) -> np.ndarray:
-        check_value_read()
+        recorder = current_recorder()
+        if recorder is not None:
+            recorder.check_value_read()
         lb = self.lazydata
         if lb.is_view and not (lb.st.is_contiguous and math.prod(lb.base.shape) == lb.st.size()):
             lb = lb.contiguous()
@@ -142,8 +142,9 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin):
         other = other if isinstance(other, Tensor) else Tensor(other, dtype=self.dtype, device=self.device)
         if other.shape != self.shape:
             raise ValueError(f"assign: shape {other.shape} does not match {self.shape}")
-        if Tensor._assign_log is not None:
-            Tensor._assign_log.setdefault(id(self), (self, self.lazydata))
+        recorder = current_recorder()
+        if recorder is not None:  # tg.jit is tracing: this tensor is state
+            recorder.note_assign(self, self.lazydata)
         self.lazydata = other.cast(self.dtype).lazydata
         return self
 

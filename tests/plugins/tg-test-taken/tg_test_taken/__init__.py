@@ -1,0 +1,1 @@
+"""Test plugin package for tg's plugin-discovery tests."""
