@@ -15,14 +15,14 @@ def test_backends_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     monkeypatch.setenv("TG_PLUGINS", "")
     assert main(["backends"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("tg-core 0.1.0, hook-spec v1")
+    assert out.startswith("tg-core 0.1.0, hook-spec v2")
 
 
 def test_backends_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("TG_PLUGINS", "")
     assert main(["backends", "--check", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["tg_core"] == "0.1.0" and data["hookspec"] == 1
+    assert data["tg_core"] == "0.1.0" and data["hookspec"] == 2
     assert isinstance(data["backends"], list)
 
 
@@ -31,7 +31,7 @@ def test_console_script_and_module_agree() -> None:
     via_module = subprocess.run([sys.executable, "-m", "tg", "backends"], capture_output=True, text=True, env=env,
                                 timeout=60)
     assert via_module.returncode == 0, via_module.stderr
-    assert "hook-spec v1" in via_module.stdout
+    assert "hook-spec v2" in via_module.stdout
 
 
 def test_bad_arguments_exit_nonzero(capsys: pytest.CaptureFixture[str]) -> None:

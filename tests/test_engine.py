@@ -224,3 +224,46 @@ def test_a_chain_a_reduction_would_recompute_many_times_is_computed_once() -> No
     assert len(ks) == 2 and ks[0].output.shape == (16, 32)
     np.testing.assert_allclose(grad_w.numpy(), x.numpy().T @ relu_grad.numpy(), rtol=1e-5, atol=1e-5)
     assert len(kernels((realized(8, 8) * 2).sum())) == 1, "no broadcast: the chain still fuses"
+
+
+@pytest.mark.parametrize(("caps", "gone", "present"), [("no_sub", Ops.SUB, Ops.NEG), ("no_cmpeq", Ops.CMPEQ, Ops.XOR),
+                                                      ("no_mod", Ops.MOD, Ops.IDIV)])
+def test_an_optional_op_the_target_does_not_render_is_decomposed(caps: str, gone: Ops, present: Ops,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    a = Tensor(np.arange(24, dtype=np.float32)).realize()
+    mixed = a.reshape(2, 3, 4).permute(2, 0, 1).reshape(4, 6)  # its index needs // and %
+    (kernel,) = kernels(((mixed - a.reshape(4, 6)) == mixed).cast(dtypes.float32))
+    assert gone in _lowered_ops(kernel, "", monkeypatch), "the kernel must hold the op when it is rendered"
+    ops = _lowered_ops(kernel, caps, monkeypatch)
+    assert gone not in ops and present in ops
+
+
+def test_a_pass_that_makes_an_op_the_target_does_not_render_is_refused() -> None:
+    from tg.codegen.capabilities import Capabilities
+    from tg.codegen.rewrites import check_rendered
+    from tg.support.errors import BackendError
+
+    b = KernelBuilder()
+    x = b.const(3, dtypes.int32)
+    uops = [*b.uops, b.alu(Ops.MOD, b.special("gidx0", 4), x)]
+    with pytest.raises(BackendError, match=r"micro-op MOD, which its target does not render"):
+        check_rendered(uops, Capabilities(), "mychip")
+    check_rendered(uops, Capabilities(renders=frozenset({Ops.MOD})), "mychip")
+
+
+def test_capabilities_refuse_a_required_op_as_optional() -> None:
+    from tg.codegen.capabilities import Capabilities
+
+    with pytest.raises(ValueError, match=r"\['ADD'\] are not optional micro-ops"):
+        Capabilities(renders=frozenset({Ops.ADD}))
+
+
+def test_micro_op_kinds_an_emitter_must_render() -> None:
+    """28 kinds every emitter renders; 2 more with vector lanes, 2 with work groups; the rest are optional."""
+    from tg.support.ops import OPTIONAL
+
+    conditional = {Ops.VECTORIZE, Ops.GEP, Ops.DEFINE_LOCAL, Ops.BARRIER}
+    required = set(Ops) - OPTIONAL - conditional
+    assert len(required) == 28 and len(required | conditional) == 32
+    assert OPTIONAL == {Ops.SUB, Ops.CMPEQ, Ops.MOD, Ops.POW, Ops.DIV, Ops.MULACC}
+    assert "DEFINE_VAR" not in Ops.__members__, "core produces no symbolic variables yet"

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pytest
 import tg
 from tg import hooks
 from tg.backends.contract import Availability, Backend, Capabilities, Emitter, Runtime
 from tg.backends.discovery import PluginInfo, PluginRegistry
+from tg.hooks import LoweredKernel, Ops, Program, dtypes
 from tg.support.errors import PluginError, PluginWarning
 
 
@@ -20,8 +23,8 @@ class TinyEmitter(Emitter):
     def __init__(self, target: str = "tiny"):
         self.target = target
 
-    def render(self, name: str, uops: Any) -> str:
-        return name
+    def render(self, kernel: LoweredKernel) -> Program:
+        return Program.of(kernel, kernel.name)
 
 
 class TinyRuntime(Runtime):
@@ -31,11 +34,11 @@ class TinyRuntime(Runtime):
     def __init__(self, name: str = "tiny"):
         self.name = name
 
-    def compile(self, source: str, name: str) -> Any:
-        return source
+    def compile(self, program: Program) -> Any:
+        return program.source
 
-    def launch(self, program: Any, buffers: list[Any], global_size: tuple[int, ...],
-               local_size: tuple[int, ...], values: dict[str, int]) -> float | None:
+    def launch(self, program: Program, binary: Any, buffers: Sequence[Any],
+               values: Mapping[str, int]) -> float | None:
         return None
 
     def alloc(self, nbytes: int) -> Any:
@@ -199,5 +202,48 @@ def test_availability_probe_that_raises_means_unavailable(reg: PluginRegistry) -
 
 def test_capabilities_defaults_are_conservative() -> None:
     caps = Capabilities()
-    assert caps.vector_width == 1 and caps.local_memory == 0 and not caps.no_div
+    assert caps.vector_width == 1 and caps.local_memory == 0 and caps.renders == frozenset({Ops.DIV})
     assert "float32" in caps.dtypes
+
+
+def test_an_emitter_returns_a_program_in_launch_order() -> None:
+    from tg.backends.numpy_backend import NumpyEmitter, NumpyRuntime
+    from tg.codegen.builder import KernelBuilder
+
+    b = KernelBuilder()
+    out = b.define_global(0, dtypes.float32, True)
+    second = b.define_global(2, dtypes.int32, False)
+    first = b.define_global(1, dtypes.float32, False)
+    g = b.special("gidx0", 4)
+    total = b.alu(Ops.ADD, b.load(first, g, dtypes.float32), b.cast(b.load(second, g, dtypes.int32), dtypes.float32))
+    b.store(out, g, total)
+    program = NumpyEmitter(Capabilities()).render(LoweredKernel("add", b.uops, (4,), (1,)))
+    assert isinstance(program, Program) and program.name == "add" and program.global_size == (4,)
+    assert [(p.index, p.name, p.dtype.name, p.writable) for p in program.buffers] == [
+        (0, "data0", "float32", True), (1, "data1", "float32", False), (2, "data2", "int32", False)]
+    runtime = NumpyRuntime()
+    handles = [runtime.alloc(16) for _ in range(3)]
+    runtime.copyin(handles[1], memoryview(np.arange(4, dtype=np.float32).tobytes()))
+    runtime.copyin(handles[2], memoryview(np.full(4, 10, np.int32).tobytes()))
+    assert runtime.launch(program, runtime.compile(program), handles, {}) is None
+    result = np.empty(4, np.float32)
+    runtime.copyout(memoryview(result).cast("B"), handles[0])
+    np.testing.assert_array_equal(result, [10, 11, 12, 13])
+
+
+def test_an_emitter_that_returns_text_is_a_clear_error() -> None:
+    from tg.backends.numpy_backend import NumpyRuntime
+    from tg.engine.device import DeviceState
+    from tg.engine.realize import build_program
+    from tg.schedule.scheduler import create_schedule
+
+    class TextEmitter(TinyEmitter):
+        language = NumpyRuntime.language
+
+        def render(self, kernel: LoweredKernel) -> Any:
+            return "def k(bufs): pass"
+
+    state = DeviceState(Backend(TextEmitter("text"), NumpyRuntime()), PluginRegistry())
+    (kernel,) = [i for i in create_schedule([(tg.Tensor([1.0, 2.0]) * 2).lazydata]) if hasattr(i, "ast")]
+    with pytest.raises(tg.BackendError, match=r"returned str from render\(\), not a tg.hooks.Program"):
+        build_program(kernel, state)

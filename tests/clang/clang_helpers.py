@@ -4,29 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 from tg.codegen.builder import KernelBuilder
+from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.uops import Ops
 from tg.support.dtype import dtypes
 
 
-def fill_kernel(value: float, n: int = 64, name: str = "fill") -> str:
-    """C source of a kernel writing ``value + i`` to element i of a float32 buffer of ``n``."""
+def fill_kernel(value: float, n: int = 64, name: str = "fill") -> Program:
+    """The program of a kernel writing ``value + i`` to element i of a float32 buffer of ``n``."""
     from tg_clang.emitter import ClangEmitter
 
     b = KernelBuilder()
     out = b.define_global(0, dtypes.float32, True)
     gid = b.special("gidx0", n)
     b.store(out, gid, b.alu(Ops.ADD, b.cast(gid, dtypes.float32), b.const(value, dtypes.float32)))
-    return ClangEmitter().render(name, b.uops)
+    return ClangEmitter().render(LoweredKernel(name, b.uops, (n,), (1,)))
 
 
-def run_fill(runtime: object, source: str, n: int = 64) -> np.ndarray:
-    """Compile and run a :func:`fill_kernel` source on ``runtime`` (a ClangRuntime); its output."""
+def run_fill(runtime: object, program: Program, n: int = 64) -> np.ndarray:
+    """Compile and run a :func:`fill_kernel` program on ``runtime`` (a ClangRuntime); its output."""
     from tg_clang.runtime import ClangRuntime
 
     assert isinstance(runtime, ClangRuntime)
-    program = runtime.compile(source, "fill")
+    binary = runtime.compile(program)
     buf = runtime.alloc(4 * n)
-    runtime.launch(program, [buf], (n,), (1,), {})
+    runtime.launch(program, binary, [buf], {})
     out = np.empty(n, np.float32)
     runtime.copyout(out.data.cast("B"), buf)
     return out

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from clang_helpers import fill_kernel, run_fill
+from tg.codegen.program import Program
 from tg_clang.compiler import CompilerNotFoundError
 from tg_clang.compiler import cache_dir as default_cache_dir
 from tg_clang.runtime import ClangRuntime
@@ -24,7 +25,7 @@ def test_missing_compiler_is_named_with_its_package(monkeypatch: pytest.MonkeyPa
     assert not availability
     assert "/nonexistent/cc" in availability.reason and "apt-get install clang" in availability.remedy
     with pytest.raises(CompilerNotFoundError, match=r"/nonexistent/cc.*apt-get install clang"):
-        runtime.compile(fill_kernel(1.0), "fill")
+        runtime.compile(fill_kernel(1.0))
 
 
 def test_selecting_clang_without_a_compiler_fails_loudly(tmp_path: Path) -> None:
@@ -49,7 +50,7 @@ def test_second_load_is_a_fast_cache_hit(cache_dir: Path) -> None:
     assert len(list(cache_dir.glob("*.so"))) == 1
     second = ClangRuntime()  # a new runtime has no in-memory programs: it must come from the disk
     start = time.perf_counter()
-    program = second.compile(source, "fill")
+    program = second.compile(source)
     load_seconds = time.perf_counter() - start
     assert program.cached and second.cache.hits == 1 and second.cache.misses == 0
     assert load_seconds < 0.05, f"cached load took {load_seconds * 1e3:.1f} ms (compile {compile_seconds:.2f} s)"
@@ -109,7 +110,7 @@ def test_concurrent_compiles_of_one_kernel_from_two_processes(cache_dir: Path) -
 def test_compile_errors_carry_the_diagnostics(cache_dir: Path) -> None:
     from tg_clang.compiler import CompileError
 
-    bad = "/* tg-clang kernel=bad units=1 cost=1 vars= strategy=scalar */\nvoid bad(int32_t start) { oops; }\n"
+    bad = Program("bad", "void bad(int32_t start) { oops; }\n", (), (1,), (1,))
     with pytest.raises(CompileError, match="oops"):
-        ClangRuntime().compile(bad, "bad")
+        ClangRuntime().compile(bad)
     assert not list(cache_dir.glob("*.so"))

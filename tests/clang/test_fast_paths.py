@@ -41,7 +41,7 @@ def fresh_devices() -> Iterator[None]:
 def _programs() -> dict[str, object]:
     from tg.engine.device import device_state
 
-    return {p.name: (s, p) for s, p in device_state("clang").programs.items()}  # type: ignore[attr-defined]
+    return {p.name: (key[1], p) for key, p in device_state("clang").binaries.items()}
 
 
 GRAPHS = [

@@ -209,7 +209,7 @@ def test_thread_pool_uses_every_thread_and_reports_errors() -> None:
 def _strategies() -> set[str]:
     from tg.engine.device import device_state
 
-    return {p.strategy for p in device_state("clang").programs.values()}
+    return {p.strategy for p in device_state("clang").binaries.values()}
 
 
 def test_both_tile_orientations_run() -> None:

@@ -9,6 +9,7 @@ import sys
 from importlib.metadata import distribution
 
 import tg
+from tg.hooks import Ops
 
 
 def test_entry_points_declare_the_backend_and_the_hookspec() -> None:
@@ -16,7 +17,7 @@ def test_entry_points_declare_the_backend_and_the_hookspec() -> None:
     backends = {ep.name: ep.value for ep in eps if ep.group == "tg.backends"}
     specs = {ep.name: ep.value for ep in eps if ep.group == "tg.hookspec"}
     assert backends == {"clang": "tg_clang.plugin"}
-    assert specs == {"clang": "tg.hooks:v1"}
+    assert specs == {"clang": "tg.hooks:v2"}
     assert distribution("tg-clang").version == "0.1.0"
 
 
@@ -46,4 +47,4 @@ def test_clang_is_chosen_by_default_over_numpy() -> None:
 def test_capabilities() -> None:
     caps = tg.backend_capabilities("clang")
     assert set(caps.dtypes) == {"bool", "uint8", "int8", "int32", "int64", "float16", "float32", "float64"}
-    assert caps.has_mulacc and caps.group_size == 1 and caps.vector_width == 1
+    assert Ops.MULACC in caps.renders and caps.group_size == 1 and caps.vector_width == 1

@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import importlib_metadata
@@ -22,7 +22,7 @@ from tg.backends.contract import Availability, Emitter, Runtime
 from tg.backends.discovery import PluginInfo, PluginRegistry
 from tg.backends.numpy_backend import NumpyEmitter
 from tg.backends.selection import candidates, parse_backend_list, resolve, select
-from tg.hooks import hookimpl
+from tg.hooks import LoweredKernel, Program, hookimpl
 from tg.support.errors import BackendError, BackendWarning, PluginError, PluginWarning, UnknownBackendError
 
 TEST_DISTRIBUTIONS = ["tg-test-good", "tg-test-broken", "tg-test-badversion", "tg-test-good-duplicate",
@@ -88,7 +88,7 @@ def test_backends_table_lists_every_plugin_with_metadata() -> None:
     for name in ("testgood", "testbroken", "testbadversion", "testunknownhook"):
         assert name in out
     assert "tg-test-good " in out and "tg-test-good-duplicate" in out
-    assert "v999" in out and "hook-spec v1" in out
+    assert "v999" in out and "hook-spec v2" in out
 
 
 def test_backends_json_reports_problems_found_in_metadata() -> None:
@@ -97,9 +97,9 @@ def test_backends_json_reports_problems_found_in_metadata() -> None:
     rows = json.loads(result.stdout)["backends"]
     by_dist = {r["distribution"]: r for r in rows}
     assert by_dist["tg-test-good"] | {"state": "not loaded"} == by_dist["tg-test-good"]
-    assert by_dist["tg-test-good"]["hookspec"] == 1
+    assert by_dist["tg-test-good"]["hookspec"] == 2
     bad = by_dist["tg-test-badversion"]
-    assert bad["hookspec"] == 999 and "v999" in bad["problem"] and "v1" in bad["problem"]
+    assert bad["hookspec"] == 999 and "v999" in bad["problem"] and "v2" in bad["problem"]
     assert "pip install" in bad["remedy"]
     dup = by_dist["tg-test-good-duplicate"]
     assert "duplicates the backend name 'testgood'" in dup["problem"] and "tg-test-good" in dup["problem"]
@@ -142,7 +142,8 @@ def test_select_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     reg = make_registry(monkeypatch)
     backend = select("testgood", reg)
     assert backend.name == "testgood"
-    assert backend.emitter.render("k", [1]) == "kernel k: [1]"
+    program = backend.emitter.render(LoweredKernel("k", [], (1,), (1,)))
+    assert program.source == "kernel k: []" and program.name == "k" and program.global_size == (1,)
     assert reg.plugins["testgood"].state == "loaded"
     assert reg.plugins["testbroken"].state == "not loaded", "selecting by name must not load other plugins"
 
@@ -216,7 +217,7 @@ def test_strict_mode_raises_with_the_cause_chained(monkeypatch: pytest.MonkeyPat
 def test_strict_mode_refuses_a_wrong_hookspec_version_at_discovery(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TG_STRICT_PLUGINS", "1")
     monkeypatch.setenv("TG_PLUGINS", "testbadversion")
-    with pytest.raises(PluginError, match=r"hook-spec v999 .* hook-spec v1"):
+    with pytest.raises(PluginError, match=r"hook-spec v999 .* hook-spec v2"):
         PluginRegistry()
 
 
@@ -293,8 +294,8 @@ def snapshot(reg: PluginRegistry) -> dict[str, object]:
 class FakeEmitter(Emitter):
     target, language = "fake", "fake-text"
 
-    def render(self, name: str, uops: object) -> str:
-        return name
+    def render(self, kernel: LoweredKernel) -> Program:
+        return Program.of(kernel, kernel.name)
 
 
 class FakeRuntime(Runtime):
@@ -304,11 +305,11 @@ class FakeRuntime(Runtime):
     def available(self) -> Availability:
         return Availability.yes()
 
-    def compile(self, source: str, name: str) -> object:
-        return source
+    def compile(self, program: Program) -> object:
+        return program.source
 
-    def launch(self, program: object, buffers: list[object], global_size: tuple[int, ...],
-               local_size: tuple[int, ...], values: dict[str, int]) -> float | None:
+    def launch(self, program: Program, binary: object, buffers: Sequence[object],
+               values: Mapping[str, int]) -> float | None:
         return None
 
     def alloc(self, nbytes: int) -> object:
@@ -460,5 +461,20 @@ def test_backends_check_after_a_refusal_names_the_holder() -> None:
     assert rows[1]["state"] == "failed"
     assert "provides emitter 'numpy', which tg-core 0.1.0 (plugin 'numpy') already provides" in rows[1]["problem"]
     table = run_cli("backends", "--check", TG_PLUGINS="dupe").stdout.splitlines()
-    assert next(ln for ln in table if ln.startswith("numpy ")).split()[:5] == ["numpy", "tg-core", "0.1.0", "v1", "yes"]
+    assert next(ln for ln in table if ln.startswith("numpy ")).split()[:5] == ["numpy", "tg-core", "0.1.0", "v2", "yes"]
     assert "which tg-core 0.1.0 (plugin 'numpy') already provides" in next(ln for ln in table if ln.startswith("dupe "))
+
+
+def test_a_plugin_built_for_hook_spec_v1_is_refused_with_both_versions_and_the_fix(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """tg-test-oldversion declares ``tg.hooks:v1`` (renderers returned text then): refused, never imported."""
+    monkeypatch.delenv("TG_PLUGINS", raising=False)
+    with pytest.warns(PluginWarning) as caught:
+        reg = PluginRegistry()
+    info = reg.plugins["testoldversion"]
+    assert info.state == "failed" and "hook-spec v1 but this tg-core" in info.problem and "v2" in info.problem
+    assert "upgrade tg-test-oldversion to a release built for hook-spec v2" in info.remedy
+    assert any("testoldversion" in str(w.message) for w in caught)
+    assert "tg_test_oldversion.plugin" not in sys.modules
+    with pytest.raises(BackendError, match="hook-spec v1"):
+        resolve("testoldversion", None, reg)

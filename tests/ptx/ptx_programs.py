@@ -1,20 +1,26 @@
 """Micro-op programs for tg-ptx's tests: every micro-op kind, in every dtype it applies to, with inputs.
 
 Each :class:`Program` is a kernel built directly with :class:`tg.codegen.uops.KernelBuilder` plus the buffers it
-runs on.  :func:`run_numpy` runs it on core's numpy backend (the semantic reference), :func:`run_emu`
-renders it to PTX and runs the text on tg-ptx's emulator.
+runs on.  It goes through the hook spec's API like core's kernels do: :meth:`Program.lowered` is the
+:class:`~tg.codegen.program.LoweredKernel`, an emitter renders that into a :class:`~tg.codegen.program.Program`
+(the source, its entry's name, buffers and launch), and a runtime compiles and launches that.
+:func:`run_numpy` runs it on core's numpy backend (the semantic reference), :func:`run_emu` renders it to PTX
+and runs the text on tg-ptx's emulator.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from tg.backends.contract import Capabilities
 from tg.backends.numpy_backend import NumpyEmitter, NumpyRuntime
 from tg.codegen.builder import KernelBuilder
+from tg.codegen.program import LoweredKernel
+from tg.codegen.program import Program as Rendered
 from tg.codegen.uops import Ops, UOp, VecDType
 from tg.support.dtype import DType, dtypes
 from tg_ptx.emitter import PTXEmitter
@@ -31,29 +37,42 @@ class Program:
     global_size: tuple[int, ...]
     local_size: tuple[int, ...] = (1,)
     rtol: float = 0.0
-    values: dict[str, int] = field(default_factory=dict)
+
+    def lowered(self) -> LoweredKernel:
+        """The kernel as core would hand it to an emitter."""
+        return LoweredKernel(self.name, self.uops, self.global_size, self.local_size)
+
+    def rendered(self) -> Rendered:
+        """What the PTX emitter makes of it: the PTX text with its entry's name, buffers and launch."""
+        return PTXEmitter().render(self.lowered())
 
     def ptx(self) -> str:
-        return PTXEmitter().render(self.name, self.uops)
+        return self.rendered().source
 
 
 def run_numpy(p: Program) -> np.ndarray:
-    source = NumpyEmitter(Capabilities()).render(p.name, p.uops)
+    program = NumpyEmitter(Capabilities()).render(p.lowered())
     runtime = NumpyRuntime()
     handles = [b.copy().view(np.uint8).reshape(-1) for b in p.buffers]
-    runtime.launch(runtime.compile(source, p.name), handles, p.global_size, p.local_size, p.values)
+    runtime.launch(program, runtime.compile(program), handles, {})
     return handles[0].view(p.buffers[0].dtype)
 
 
-def run_emu(p: Program, source: str | None = None) -> np.ndarray:
+def run_emu(p: Program, source: str | None = None, values: dict[str, int] | None = None,
+            **changes: Any) -> np.ndarray:
+    """Run ``p`` on the emulator: its PTX, or ``source`` (hand-modified PTX) with the Program's other fields
+    (``changes`` replaces more of them, e.g. ``variables``); ``values`` are the variables' values."""
     runtime = EmulatorRuntime()
     handles = []
     for b in p.buffers:
         h = runtime.alloc(b.nbytes)
         runtime.copyin(h, np.ascontiguousarray(b).view(np.uint8).reshape(-1).data)
         handles.append(h)
-    program = runtime.compile(source if source is not None else p.ptx(), p.name)
-    runtime.launch(program, handles, p.global_size, p.local_size, p.values)
+    program = p.rendered()
+    if source is not None:
+        changes["source"] = source
+    program = replace(program, **changes)
+    runtime.launch(program, runtime.compile(program), handles, values or {})
     out = np.empty_like(p.buffers[0])
     runtime.copyout(out.view(np.uint8).reshape(-1).data, handles[0])
     return out
@@ -378,11 +397,10 @@ def all_programs() -> list[Program]:
             *local_programs()]
 
 
-def var_program() -> Program:
-    """A kernel with an integer parameter (DEFINE_VAR): out[g] = a[g] * n (the numpy backend has none)."""
+def scale_program() -> Program:
+    """A small two-buffer kernel: out[g] = a[g] * 5 (int32), the output then one input."""
     b = KernelBuilder()
     o, a = b.define_global(0, dtypes.int32, True), b.define_global(1, dtypes.int32, False)
-    n = b._add(Ops.DEFINE_VAR, dtypes.int32, (), "n", pure=False)
     g = b.special("gidx0", 8)
-    b.store(o, g, b.alu(Ops.MUL, b.load(a, g, dtypes.int32), n))
-    return Program("scale_by_n", b.uops, [np.zeros(8, np.int32), np.arange(8, dtype=np.int32)], (8,), values={"n": 5})
+    b.store(o, g, b.alu(Ops.MUL, b.load(a, g, dtypes.int32), b.const(5, dtypes.int32)))
+    return Program("scale_by_5", b.uops, [np.zeros(8, np.int32), np.arange(8, dtype=np.int32)], (8,))

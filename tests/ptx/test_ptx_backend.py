@@ -235,12 +235,12 @@ def test_availability_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
 
 class _FakeFunction:
     def __init__(self, driver: Any, source: str, name: str):
-        self.driver, self.kernel = driver, compile_kernel(source, name)
+        self.driver, self.name, self.kernel = driver, name, compile_kernel(source, name)
 
     def __call__(self, *args: Any, grid: tuple[int, ...], block: tuple[int, ...]) -> None:
         assert len(grid) == 3 and len(block) == 3
         values = [a.address if hasattr(a, "address") else a.item() for a in args]
-        self.driver.launches.append((grid, block))
+        self.driver.launches.append((self.name, values, grid, block))
         run_kernel(self.kernel, self.driver.memory, grid[0], block[0], values)
 
 
@@ -304,19 +304,23 @@ def test_the_gpu_runtime_loads_launches_and_times(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("TG_PTX_ARCH", raising=False)
     runtime = runtime_cuda.CudaRuntime()
     try:
-        program = P.var_program()
+        program = P.scale_program()
         handles = []
         for b in program.buffers:
             h = runtime.alloc(b.nbytes)
             runtime.copyin(h, b.view(np.uint8).data)
             handles.append(h)
-        assert P.PTXEmitter().render("x", program.uops).count(".target sm_86") == 1  # the device's target
-        compiled = runtime.compile(program.ptx(), program.name)
-        assert compiled.params == [("u64", "data0"), ("u64", "data1"), ("s32", "n")]
-        seconds = runtime.launch(compiled, handles, (8,), (1,), {"n": 5})
+        rendered = program.rendered()  # rendered once the device is open: for its target
+        assert rendered.source.count(".target sm_86") == 1  # the device's target
+        compiled = runtime.compile(rendered)
+        assert driver.modules == [rendered.source] and compiled.function.name == rendered.name == "scale_by_5"
+        seconds = runtime.launch(rendered, compiled, handles, {})
         runtime.synchronize()
         assert seconds == pytest.approx(0.25e-3)
-        assert driver.launches == [((8, 1, 1), (1, 1, 1))]
+        # the two device pointers, in the Program's buffer order; the grid and block from the Program
+        assert [b.name for b in rendered.buffers] == ["data0", "data1"]
+        assert driver.launches == [("scale_by_5", [handles[0].address, handles[1].address], (8, 1, 1), (1, 1, 1))]
+        assert handles[0].address != handles[1].address
         out = np.zeros(8, np.int32)
         runtime.copyout(out.view(np.uint8).data, handles[0])
         np.testing.assert_array_equal(out, np.arange(8) * 5)

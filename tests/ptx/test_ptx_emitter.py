@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,11 +23,13 @@ def ptx(name: str) -> str:
 
 
 def test_every_micro_op_kind_is_rendered() -> None:
-    programs = [*PROGRAMS.values(), P.var_program()]
+    programs = [*PROGRAMS.values(), P.scale_program()]
     covered = {u.op for p in programs for u in p.uops}
     assert covered == set(Ops), f"no program renders {sorted(o.name for o in set(Ops) - covered)}"
     for p in programs:
-        assert p.ptx().count(".entry") == 1
+        rendered = p.rendered()
+        assert rendered.source.count(".entry") == 1 and f".entry {rendered.name}(\n" in rendered.source
+        assert rendered.buffers == p.lowered().buffers and rendered.global_size == p.global_size
 
 
 def test_one_entry_named_after_the_kernel_with_typed_registers() -> None:
@@ -103,13 +106,16 @@ def test_capabilities() -> None:
     caps = CAPABILITIES
     assert caps.dtypes == {"float16", "float32", "float64", "int8", "uint8", "int32", "int64", "bool"}
     assert (caps.group_size, caps.local_memory, caps.vector_width) == (128, 48 * 1024, 4)
-    assert caps.has_mulacc and not caps.has_pow and not caps.no_div and not caps.sin_is_sin2pi
+    assert Ops.MULACC in caps.renders and Ops.POW not in caps.renders and Ops.DIV in caps.renders
+    assert not caps.sin_is_sin2pi
     assert PTXEmitter.target == "ptx" and PTXEmitter.language == "ptx"
 
 
 def test_kernel_names_are_ptx_identifiers() -> None:
     assert kernel_name("r_add_3_4") == "r_add_3_4"
     assert kernel_name("3d-conv") == "k_3d_conv"
+    rendered = replace(PROGRAMS["add_int32"], name="3d-conv").rendered()
+    assert rendered.name == "k_3d_conv" and ".visible .entry k_3d_conv(" in rendered.source  # what runtimes look up
 
 
 @pytest.mark.parametrize(("arch", "version"), [("sm_80", "7.0"), ("sm_86", "7.1"), ("sm_89", "7.8"),

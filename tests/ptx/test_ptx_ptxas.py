@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ HAVE_PTXAS = ptxas.find_tool("ptxas") is not None
 needs_ptxas = pytest.mark.skipif(not HAVE_PTXAS, reason=f"ptxas (NVIDIA's PTX assembler) was not found: {ptxas.REMEDY}")
 
 BROKEN = P.all_programs()[0].ptx().replace("add.rn.f16", "addd.rn.f16", 1)
+assert "addd.rn.f16" in BROKEN
 
 
 @pytest.fixture
@@ -29,7 +31,7 @@ def verifier(monkeypatch: pytest.MonkeyPatch) -> ptxas.Verifier:
 @needs_ptxas
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_ptxas_accepts_every_program(monkeypatch: pytest.MonkeyPatch, arch: str) -> None:
-    programs = [*P.all_programs(), P.var_program()]
+    programs = [*P.all_programs(), P.scale_program()]
     monkeypatch.setenv("TG_PTX_VERIFY", arch)
     monkeypatch.setenv("TG_PTX_VERIFY_BATCH", str(len(programs) + 1))
     v = ptxas.Verifier()
@@ -79,8 +81,10 @@ def test_the_emulator_runtime_verifies_before_it_runs(monkeypatch: pytest.Monkey
 
     monkeypatch.setenv("TG_PTX_VERIFY", "sm_90")
     monkeypatch.delenv("TG_PTX_VERIFY_BATCH", raising=False)
-    with pytest.raises(ptxas.PtxasError, match="sm_90"):
-        EmulatorRuntime().compile(BROKEN, "add_float16")
+    program = replace(P.all_programs()[0].rendered(), source=BROKEN)
+    assert program.name == "add_float16"
+    with pytest.raises(ptxas.PtxasError, match="-arch=sm_90 rejected kernel add_float16"):
+        EmulatorRuntime().compile(program)
 
 
 def test_verification_is_off_without_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,7 +117,8 @@ def test_tg_debug_5_disassembles_through_ptxas_and_nvdisasm(monkeypatch: pytest.
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     program = P.all_programs()[1]
     runtime = EmulatorRuntime()
-    text = runtime.disassemble(runtime.compile(program.ptx(), program.name))
+    rendered = program.rendered()
+    text = runtime.disassemble(rendered, runtime.compile(rendered))
     assert text is not None and text.startswith(f"SASS of {program.name}.cubin:") and "(-c)" in text
 
 

@@ -7,6 +7,8 @@ accurate, not approximations), integers and bools exactly.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -31,7 +33,22 @@ def test_emulated_ptx_matches_the_numpy_backend(program: P.Program) -> None:
         np.testing.assert_array_equal(got, want, err_msg=program.ptx())
 
 
-def test_integer_parameters_reach_the_kernel() -> None:
-    program = P.var_program()
-    assert ".param .s32 n" in program.ptx()
+def test_the_buffers_are_the_entrys_parameters_in_launch_order() -> None:
+    program = P.scale_program()
+    rendered = program.rendered()
+    assert rendered.name == "scale_by_5" and rendered.variables == ()
+    assert (rendered.global_size, rendered.local_size) == ((8,), (1,))
+    assert [(b.index, b.name, b.writable) for b in rendered.buffers] == [(0, "data0", True), (1, "data1", False)]
+    assert re.findall(r"\.param \.(\w+) (\w+)", rendered.source) == [("u64", "data0"), ("u64", "data1")]
     np.testing.assert_array_equal(P.run_emu(program), np.arange(8) * 5)
+
+
+def test_integer_parameters_reach_the_kernel() -> None:
+    """The runtime passes the Program's variables after its buffers (core produces none yet: hand-made PTX)."""
+    program = P.scale_program()
+    source = program.ptx()
+    assert "mul.lo.s32 %r2, %r1, 5;" in source and "\t.param .u64 data1\n)" in source
+    source = source.replace("\t.param .u64 data1\n)", "\t.param .u64 data1,\n\t.param .s32 n\n)")
+    source = source.replace("mul.lo.s32 %r2, %r1, 5;", "ld.param.s32 %r2, [n];\n\tmul.lo.s32 %r2, %r1, %r2;")
+    got = P.run_emu(program, source, values={"n": 7}, variables=("n",))
+    np.testing.assert_array_equal(got, np.arange(8) * 7)

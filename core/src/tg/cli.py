@@ -1,9 +1,11 @@
-"""The ``tg`` command line: ``tg backends`` lists the backends this machine has and whether they run."""
+"""The ``tg`` command line: ``tg backends`` lists the backends this machine has and whether they run; ``tg env``
+lists the environment variables of core and of every installed plugin."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from typing import Any
@@ -73,6 +75,30 @@ def cmd_backends(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_env(args: argparse.Namespace) -> int:
+    """Every environment variable: core's, then each installed plugin's (which loads the plugins)."""
+    from tg.support.helpers import ENVIRONMENT  # noqa: PLC0415 - only this command needs the table
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # `tg backends --check` is the place for plugin problems
+        reg = PluginRegistry()
+        reg.load_all()
+    groups = {"tg-core": dict(ENVIRONMENT)}
+    for info in reg.plugins.values():
+        if info.environment:
+            groups.setdefault(info.distribution, {}).update(info.environment)
+    if args.json:
+        print(json.dumps(groups, indent=2))
+        return 0
+    for owner, variables in groups.items():
+        print(f"{owner}:")
+        width = max(len(name) for name in variables)
+        for name, text in variables.items():
+            current = os.environ.get(name)
+            print(f"  {name.ljust(width)}  {text}" + (f"  [set: {current!r}]" if current is not None else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tg", description="tg: a small deep-learning framework.")
     parser.add_argument("--version", action="version", version=f"tg-core {__version__}")
@@ -84,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="load each plugin and say whether its backends can run here, and why not")
     backends.add_argument("--json", action="store_true", help="print JSON instead of a table")
     backends.set_defaults(func=cmd_backends)
+    env = sub.add_parser("env", help="list the environment variables of tg and its plugins",
+                         description="List every TG_ environment variable core and the installed plugins read, "
+                                     "with what it does and its value here when set.")
+    env.add_argument("--json", action="store_true", help="print JSON instead of a list")
+    env.set_defaults(func=cmd_env)
     return parser
 
 

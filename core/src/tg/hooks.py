@@ -1,24 +1,44 @@
-"""The hook specification: everything a backend plugin implements, and when core calls it.
+"""The hook specification, version 2: everything a backend plugin implements, what core hands it, what it must
+hand back, and what every micro-op computes.  A plugin author reads this module top to bottom, imports
+everything from it, and proves the result with the conformance kit.
 
-Writing a backend
------------------
+1. Packaging
+------------
 A backend is a distribution (say ``tg-mychip``) whose ``pyproject.toml`` declares two entry points::
 
     [project.entry-points."tg.backends"]
     mychip = "tg_mychip.plugin"          # the module that holds the hook implementations
 
     [project.entry-points."tg.hookspec"]
-    mychip = "tg.hooks:v1"               # the version of this spec the plugin implements
+    mychip = "tg.hooks:v2"               # the version of this spec the plugin implements
 
-The entry's name (``mychip``) is the plugin's name, and by convention the target of its emitter.
-Both entries are read from metadata alone: ``import tg`` and ``tg backends`` never import a plugin.
-The module is imported only when its backend is selected (``TG_BACKEND=mychip``, ``device="mychip"``)
-or probed by automatic selection, so it must import nothing heavy at module level.
+The entry's name (``mychip``) is the plugin's name, and by convention the target of its emitter.  Both
+entries are read from metadata alone: ``import tg`` and ``tg backends`` never import a plugin.  The module is
+imported only when its backend is selected (``TG_BACKEND=mychip``, ``device="mychip"``) or probed by
+automatic selection, so it must import nothing heavy at module level.  A plugin that declares another
+version of this spec is refused with a message naming both versions and the pin that fixes it; one that
+fails to import, implements an unknown hook, or takes a name another distribution holds is skipped with a
+warning naming it (``TG_STRICT_PLUGINS=1`` makes that an error) and leaves the registry as it was.
 
-In that module, decorate plain functions with :data:`hookimpl`; their names must be hooks declared
-below (an unknown name is refused, naming the plugin) and their parameters a subset of the spec's::
+2. Hooks
+--------
+Decorate plain functions of the plugin module with :data:`hookimpl`; their names must be hooks below and
+their parameters a subset of the spec's.  Like pytest's, the hooks come in groups:
 
-    from tg.hooks import hookimpl
+- provide (called once, right after the plugin is loaded): :func:`tg_emitters`, :func:`tg_runtimes`,
+  :func:`tg_environment`;
+- rewrite (called when a backend of a target is first used): :func:`tg_lowering_passes`;
+- observe (called after each event; the return value is ignored, an observer must not raise):
+  :func:`tg_kernel_compiled`, :func:`tg_kernel_launched`.
+
+A minimal plugin::
+
+    from tg.hooks import Emitter, LoweredKernel, Program, hookimpl
+
+    class MyChipEmitter(Emitter):
+        target, language = "mychip", "mychip-asm"
+        def render(self, kernel: LoweredKernel) -> Program:
+            return Program.of(kernel, my_assembler_text(kernel.uops))
 
     @hookimpl
     def tg_emitters():
@@ -28,12 +48,90 @@ below (an unknown name is refused, naming the plugin) and their parameters a sub
     def tg_runtimes():
         return [MyChipRuntime()]
 
-Then prove it with the conformance kit: ``TG_BACKEND=mychip pytest --pyargs tg.testing``.
+Then prove it: ``TG_BACKEND=mychip pytest --pyargs tg.testing``.
 
-Versions
---------
-:data:`HOOKSPEC_VERSION` changes whenever a hook below changes incompatibly.  A plugin that declares
-another version is refused with a message naming both versions and the pin that fixes it.
+3. A kernel's life, and what core guarantees the emitter
+---------------------------------------------------------
+Core schedules the tensor graph into kernels, lowers each to a :class:`LoweredKernel` (a micro-op list plus
+the launch core planned), fits it to the target's :class:`Capabilities` (decomposes every optional micro-op the
+target does not declare in ``renders``, divides sine arguments by 2*pi for ``sin_is_sin2pi``, fuses
+``MULACC`` where declared, refuses dtypes not in ``dtypes``), runs the plugins' :func:`tg_lowering_passes`,
+removes dead values, and calls ``Emitter.render(kernel)``.  Core then guarantees:
+
+- the list is in program order, SSA: every operand comes earlier in the list; values are identified by
+  object; a value defined inside a ``RANGE`` is used only before its ``ENDRANGE``;
+- every micro-op is one the target renders: the required ones (below) and the optional ones it declared;
+  ``VECTORIZE``/``GEP`` only when ``vector_width > 1``, ``DEFINE_LOCAL``/``BARRIER`` only when ``group_size > 1``
+  and ``local_memory > 0``;
+- indices are int32 expressions already simplified (constant folding, identities, range-based rules for
+  ``//``, ``%`` and ``<``), and an index is within its buffer wherever its gate is true;
+- ``BARRIER`` appears only at the top level of the kernel (never inside a ``RANGE`` or under a gate), after the
+  stores to local memory that the loads following it read; every thread of a group reaches it;
+- vector loads and stores (a ``LOAD`` whose dtype is a :class:`VecDType`, a ``STORE`` of a ``VECTORIZE``) cover
+  ``count`` consecutive elements of any dtype the target declares, start at a multiple of ``count``, and are
+  gated as a whole;
+- no dead values remain (:func:`tg.codegen.rewrites.eliminate_dead` already ran).
+
+4. The Program record, the launch and the buffers
+-------------------------------------------------
+``render`` returns a :class:`Program`: the entry's ``name``, the ``source`` text, the ``buffers`` (one
+:class:`KernelParam` per ``DEFINE_GLOBAL``, in launch order: index 0 is the output, then the inputs), the
+launch dims ``global_size`` (work groups) and ``local_size`` (threads per group), ``variables`` (names of
+integer parameters after the buffers; core produces none yet) and ``attributes`` (anything else the emitter
+tells its runtime).  ``Program.of(kernel, source)`` keeps core's launch; an emitter that splits the work its own
+way (tg-clang's work units) says so with ``Program.launched_as``.  A runtime never parses the source to learn
+how to launch.
+
+A :class:`Runtime` then follows this ABI:
+
+- ``compile(program)`` returns the runtime's binary; core calls it once per distinct (name, source) in a
+  process and keeps the binary.  A runtime that caches binaries on disk keeps them private to the user and
+  checks them before loading;
+- ``alloc(nbytes)`` returns a handle to at least ``nbytes`` (>= 8) bytes aligned for any dtype;
+  ``free(handle)`` releases it (core calls it when the last tensor using it goes away);
+- ``copyin(handle, host)`` copies ``host`` into the start of the buffer, ``copyout(host, handle)`` fills
+  ``host`` from it; ``host`` is a C-contiguous ``memoryview`` of format ``"B"`` no longer than the buffer;
+  element bytes are little-endian in the dtype's layout (bool: one byte, 0 or 1; float16: IEEE binary16);
+- ``launch(program, binary, buffers, values)`` runs ``global_size`` groups of ``local_size`` threads; ``buffers``
+  are ``alloc`` handles, one per ``program.buffers`` in that order, ``values`` maps each of
+  ``program.variables`` to an int.  Buffers never alias within a launch.  The launch dims in the Program win
+  over the ``SPECIAL`` sizes, which describe core's plan.  It returns the kernel's time in seconds when
+  measured (else None);
+- ``available()`` is cheap and never raises: an :class:`Availability` with the reason and the remedy.
+
+5. Micro-ops
+------------
+Required (every emitter renders them): ``DEFINE_GLOBAL`` ``SPECIAL`` ``CONST`` ``RANGE`` ``ENDRANGE``
+``DEFINE_ACC`` ``ASSIGN`` ``LOAD`` ``STORE`` / ``NEG`` ``EXP2`` ``LOG2`` ``SIN`` ``SQRT`` ``RECIP`` ``TRUNC`` /
+``ADD`` ``MUL`` ``IDIV`` ``MAX`` ``CMPLT`` ``CMPNE`` ``AND`` ``OR`` ``XOR`` / ``WHERE`` / ``CAST`` ``BITCAST``:
+28 kinds; ``VECTORIZE`` ``GEP`` with vector lanes, ``DEFINE_LOCAL`` ``BARRIER`` with work groups.  Optional
+(declared in ``Capabilities.renders``, else core decomposes them): ``SUB`` ``CMPEQ`` ``MOD`` ``POW`` ``DIV``,
+and ``MULACC`` (fused only where declared).  Operands, args and results are listed in :mod:`tg.codegen.uops`.
+
+Semantics every backend computes identically (the numpy backend is the reference; the conformance kit's
+``test_semantics`` checks each line on every backend):
+
+- ``IDIV`` truncates toward zero and ``MOD`` takes the dividend's sign (C's ``/`` and ``%``); ``x // 0`` and
+  ``x % 0`` are 0; ``INT_MIN // -1`` wraps to ``INT_MIN`` and ``INT_MIN % -1`` is 0; integer ``ADD``/``MUL``/
+  ``NEG`` wrap (two's complement) at the dtype's width;
+- float ops are IEEE-754 with round-to-nearest-even and denormals kept (no flush to zero); ``DIV``, ``SQRT`` and
+  ``RECIP`` are correctly rounded; ``EXP2``, ``LOG2`` and ``SIN`` are accurate over the whole range (a few ulp,
+  inf, nan, denormal results); ``SIN`` takes radians unless the target declared ``sin_is_sin2pi``;
+- ``MAX`` with a NaN operand (either one) gives NaN; ``MAX(-0.0, 0.0)`` may give either zero;
+- comparisons give bool and follow IEEE for NaN (``CMPNE`` true, ``CMPLT``/``CMPEQ`` false);
+- on bools, ``ADD``/``MAX``/``OR`` are or, ``MUL``/``AND`` are and, ``XOR``/``CMPNE``/``SUB`` are xor, ``NEG`` is
+  the identity, ``CMPLT(a, b)`` is ``!a & b``;
+- ``CAST`` float -> int truncates toward zero, saturating out of range (NaN gives 0); int -> narrower int keeps
+  the low bits; anything -> bool is ``!= 0`` (NaN is true); bool -> number is 0 or 1; float -> float16 rounds
+  to nearest even and overflows to inf; ``BITCAST`` reinterprets the bits of a value of the same size;
+- ``CONST`` args are Python values already exact in the dtype: floats may be NaN, +-inf or -0.0 (keep the
+  sign); float16 constants are already rounded to float16; ints are within the dtype's range;
+- ``WHERE(c, a, b)`` picks per thread; ``MULACC(a, b, c)`` is ``a*b+c`` rounded once (fused);
+- a gated ``LOAD`` whose gate is false yields its ``alt`` operand and touches no memory; a gated ``STORE`` whose
+  gate is false does nothing;
+- ``SPECIAL gidx<d>`` is the work-group index and ``lidx<d>`` the thread within the group in dimension d;
+  ``DEFINE_ACC`` is a per-thread register that ``ASSIGN`` overwrites; ``RANGE(start, end)`` loops with a step
+  of 1 (the bounds are int32 values, usually constants).
 """
 
 from __future__ import annotations
@@ -43,85 +141,130 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from tg.backends.contract import Availability, Backend, Capabilities, Emitter, KernelCompiled, KernelLaunched, Runtime
+from tg.support.ops import OPTIONAL, Ops
+
 if TYPE_CHECKING:
-    from tg.backends.contract import Capabilities, Emitter, KernelCompiled, KernelLaunched, Runtime
+    from tg.codegen.builder import KernelBuilder
+    from tg.codegen.program import KernelParam, LoweredKernel, Program, buffer_params
+    from tg.codegen.rewrites import eliminate_dead, replay
+    from tg.codegen.uops import PtrDType, UOp, VecDType, format_uops
+    from tg.support.dtype import DType, dtypes
+
+# Names this module hands plugin authors, imported on first use: ``import tg`` (which imports this module for
+# ``hookimpl``) must stay cheap, and these pull in numpy.
+_LAZY = {"KernelBuilder": "tg.codegen.builder", "KernelParam": "tg.codegen.program",
+         "LoweredKernel": "tg.codegen.program", "Program": "tg.codegen.program", "buffer_params": "tg.codegen.program",
+         "eliminate_dead": "tg.codegen.rewrites", "replay": "tg.codegen.rewrites", "PtrDType": "tg.codegen.uops",
+         "UOp": "tg.codegen.uops", "VecDType": "tg.codegen.uops", "format_uops": "tg.codegen.uops",
+         "DType": "tg.support.dtype", "dtypes": "tg.support.dtype"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tg.hooks' has no attribute {name!r}")
+
 
 #: The pluggy project name: hook implementations are marked for ``tg``.
 PROJECT = "tg"
 
 #: The version of this specification.  A plugin declares the one it implements as ``tg.hooks:v<N>``.
-HOOKSPEC_VERSION = 1
-v1 = 1  # what the declaration ``tg.hooks:v1`` names; removed when the spec moves on
+HOOKSPEC_VERSION = 2
+v2 = 2  # what the declaration ``tg.hooks:v2`` names
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-#: A lowering pass: takes a kernel's micro-op list and returns a rewritten one (or the same list).
-LoweringPass = Callable[[Any], Any]
+#: A lowering pass: takes a kernel's micro-op list and returns a rewritten one (or the same list).  Build the
+#: new list with :func:`replay` and a rule, or with :class:`KernelBuilder`, so values stay simplified.
+LoweringPass = Callable[[list["UOp"]], list["UOp"]]
+
+
+# -- provide ------------------------------------------------------------------------------------------------
 
 
 @hookspec
 def tg_emitters() -> list[Emitter]:
-    """Return the emitters this plugin provides.
+    """Return the emitters this plugin provides (``[]`` if it only adds runtimes).
 
-    Called once, right after the plugin is loaded.  Each :class:`~tg.backends.contract.Emitter` renders
-    micro-ops to source text for one ``target`` and declares that target's ``capabilities``; core's
-    lowering fits the micro-ops to those capabilities before calling ``render``.  A target name that
-    another plugin already provides is refused.  Return ``[]`` if the plugin only adds runtimes.
+    Called once, right after the plugin is loaded.  Each :class:`Emitter` renders lowered kernels for one
+    ``target`` and declares that target's ``capabilities``.  A target that another distribution's plugin
+    provides is refused, naming it.
     """
     raise NotImplementedError  # pragma: no cover - documentation only
 
 
 @hookspec
 def tg_runtimes() -> list[Runtime]:
-    """Return the runtimes this plugin provides.
+    """Return the runtimes this plugin provides (``[]`` if it only adds emitters or passes).
 
-    Called once, right after the plugin is loaded.  Each :class:`~tg.backends.contract.Runtime` runs the
-    text of every emitter of its ``language`` (which may come from another plugin) and is addressed as
-    ``target:name``, e.g. ``ptx:emu``.  A ``(language, name)`` pair that is already taken is refused.
-    ``available()`` must be cheap and must not raise: core calls it to choose a backend, and
-    ``tg backends --check`` prints its reason and remedy.  Return ``[]`` if the plugin only adds
-    emitters or passes.
+    Called once, right after the plugin is loaded.  Each :class:`Runtime` runs the programs of every emitter of
+    its ``language`` (which may come from another plugin) and is addressed as ``target:name``, e.g.
+    ``ptx:emu``.  A ``(language, name)`` pair that is taken is refused, naming the plugin that holds it.
     """
     raise NotImplementedError  # pragma: no cover - documentation only
+
+
+@hookspec
+def tg_environment() -> dict[str, str]:
+    """Return the environment variables this plugin reads: name -> what it does (``TG_<PLUGIN>_...``).
+
+    Called once, right after the plugin is loaded; ``tg env`` lists them beside core's, so a user finds every
+    knob in one place.
+    """
+    raise NotImplementedError  # pragma: no cover - documentation only
+
+
+# -- rewrite ------------------------------------------------------------------------------------------------
 
 
 @hookspec
 def tg_lowering_passes(target: str, capabilities: Capabilities) -> list[LoweringPass] | None:
     """Return extra rewrites to apply to every kernel lowered for ``target``, or None.
 
-    Called each time a backend for ``target`` is first used, in every loaded plugin, so a plugin may
-    add passes to another plugin's target.  The passes run in the order returned, after core's own
-    capability-driven rewrites and before the emitter renders.
+    Called each time a backend for ``target`` is first used, in every loaded plugin, so a plugin may add
+    passes to another plugin's target.  The passes run in the order returned, after core's capability-driven
+    rewrites and before the emitter renders; what they produce must still be micro-ops the target renders.
     """
     raise NotImplementedError  # pragma: no cover - documentation only
 
 
+# -- observe ------------------------------------------------------------------------------------------------
+
+
 @hookspec
 def tg_kernel_compiled(event: KernelCompiled) -> None:
-    """Observe a kernel that was compiled (or loaded from the cache); for profilers and loggers.
+    """Observe a kernel that was compiled (``event.cached``: this process compiled it before).
 
-    Called in every loaded plugin after each compile.  The return value is ignored; an observer must
-    not raise.
-    """
+    Called in every loaded plugin after each compile."""
 
 
 @hookspec
 def tg_kernel_launched(event: KernelLaunched) -> None:
-    """Observe a kernel that ran, with its launch size, time (when measured) and bytes moved.
+    """Observe a kernel that ran, with its Program, time (when the runtime measured it) and bytes moved.
 
-    Called in every loaded plugin after each launch.  The return value is ignored; an observer must
-    not raise.
-    """
+    Called in every loaded plugin after each launch."""
 
 
 #: The hooks a plugin may implement, for validation and error messages.
-HOOK_NAMES = ("tg_emitters", "tg_runtimes", "tg_lowering_passes", "tg_kernel_compiled", "tg_kernel_launched")
+HOOK_NAMES = ("tg_emitters", "tg_runtimes", "tg_environment", "tg_lowering_passes", "tg_kernel_compiled",
+              "tg_kernel_launched")
 
 
 def declared_version(reference: str) -> int | None:
-    """Parse a ``tg.hookspec`` entry point value (``tg.hooks:v1``) into its version, or None."""
+    """Parse a ``tg.hookspec`` entry point value (``tg.hooks:v2``) into its version, or None."""
     module, _, attr = reference.partition(":")
     if module.strip() != __name__ or not attr.strip().startswith("v") or not attr.strip()[1:].isdigit():
         return None
     return int(attr.strip()[1:])
+
+
+__all__ = ["HOOKSPEC_VERSION", "HOOK_NAMES", "OPTIONAL", "PROJECT", "Availability", "Backend", "Capabilities",
+           "DType", "Emitter", "KernelBuilder", "KernelCompiled", "KernelLaunched", "KernelParam", "LoweredKernel",
+           "LoweringPass", "Ops", "Program", "PtrDType", "Runtime", "UOp", "VecDType", "buffer_params",
+           "declared_version", "dtypes", "eliminate_dead", "format_uops", "hookimpl", "hookspec", "replay"]

@@ -8,10 +8,14 @@ A backend is an :class:`Emitter` (renders micro-ops to source text for one *targ
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tg.codegen.capabilities import Capabilities
+
+if TYPE_CHECKING:  # annotations only: importing the contract stays cheap (no numpy)
+    from tg.codegen.program import LoweredKernel, Program
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class Availability:
 
 
 class Emitter(abc.ABC):
-    """Renders a lowered kernel (a list of micro-ops) to source text for one target."""
+    """Renders lowered kernels (micro-op lists) to source text for one target."""
 
     #: The target's name, e.g. ``"clang"`` or ``"ptx"``; it is the first part of a backend name.
     target: str
@@ -49,8 +53,13 @@ class Emitter(abc.ABC):
     capabilities: Capabilities = Capabilities()
 
     @abc.abstractmethod
-    def render(self, name: str, uops: Any) -> str:
-        """Return the source text of the kernel called ``name``, built from ``uops``."""
+    def render(self, kernel: LoweredKernel) -> Program:
+        """Render ``kernel`` (already fitted to :attr:`capabilities`) as a :class:`Program`.
+
+        ``Program.of(kernel, source)`` keeps core's launch and buffer order; an emitter that decomposes the work
+        its own way says so with :meth:`Program.launched_as`, and passes its runtime anything else in
+        ``attributes``.
+        """
 
 
 class Runtime(abc.ABC):
@@ -73,27 +82,29 @@ class Runtime(abc.ABC):
         return Availability.yes()
 
     @abc.abstractmethod
-    def compile(self, source: str, name: str) -> Any:
-        """Turn source text into the runtime's program object (a binary, a callable...)."""
+    def compile(self, program: Program) -> Any:
+        """Turn ``program`` into the runtime's binary (machine code, a loaded module, a callable...)."""
 
     @abc.abstractmethod
-    def launch(self, program: Any, buffers: list[Any], global_size: tuple[int, ...],
-               local_size: tuple[int, ...], values: dict[str, int]) -> float | None:
-        """Run ``program`` over ``buffers``; return its time in seconds when measured, else None."""
+    def launch(self, program: Program, binary: Any, buffers: Sequence[Any], values: Mapping[str, int]) -> float | None:
+        """Run ``binary`` (from :meth:`compile` of ``program``) over ``program.global_size`` groups of
+        ``program.local_size`` threads; ``buffers`` are handles from :meth:`alloc`, one per ``program.buffers``
+        in that order, ``values`` the value of each of ``program.variables``.  Return the kernel's time in
+        seconds when the runtime measured it, else None (core then times the call)."""
 
     @abc.abstractmethod
     def alloc(self, nbytes: int) -> Any:
-        """Allocate ``nbytes`` of device memory and return the runtime's handle for it."""
+        """Allocate ``nbytes`` (at least 8) of device memory, aligned for any dtype; return its handle."""
 
     @abc.abstractmethod
     def copyin(self, buffer: Any, host: memoryview) -> None:
-        """Copy host bytes into a device buffer."""
+        """Copy ``host`` (a C-contiguous byte view, format ``"B"``, at most the buffer's size) into ``buffer``."""
 
     @abc.abstractmethod
     def copyout(self, host: memoryview, buffer: Any) -> None:
-        """Copy a device buffer's bytes into host memory."""
+        """Fill ``host`` (a writable C-contiguous byte view, format ``"B"``) from the start of ``buffer``."""
 
-    def disassemble(self, program: Any) -> str | None:
+    def disassemble(self, program: Program, binary: Any) -> str | None:
         """The machine code of a compiled program as text (for TG_DEBUG=5), or None if there is no tool."""
         return None
 
@@ -122,22 +133,35 @@ class Backend:
 
 @dataclass(frozen=True)
 class KernelCompiled:
-    """Sent to observers after a kernel is compiled (or loaded from the cache)."""
+    """Sent to observers after a kernel is compiled (``cached``: it was compiled before in this process)."""
 
     backend: str
-    name: str
-    source: str
+    program: Program
     seconds: float
     cached: bool
+
+    @property
+    def name(self) -> str:
+        return self.program.name
 
 
 @dataclass(frozen=True)
 class KernelLaunched:
-    """Sent to observers after a kernel ran."""
+    """Sent to observers after a kernel ran: ``seconds`` as the runtime measured it (None: it did not)."""
 
     backend: str
-    name: str
-    global_size: tuple[int, ...]
-    local_size: tuple[int, ...]
+    program: Program
     seconds: float | None
     bytes_moved: int
+
+    @property
+    def name(self) -> str:
+        return self.program.name
+
+    @property
+    def global_size(self) -> tuple[int, ...]:
+        return self.program.global_size
+
+    @property
+    def local_size(self) -> tuple[int, ...]:
+        return self.program.local_size

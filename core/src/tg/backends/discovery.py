@@ -15,7 +15,7 @@ import importlib
 import os
 import traceback
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -55,6 +55,7 @@ class PluginInfo:
     state: str = "not loaded"  # "not loaded", "loaded", "failed", "disabled"
     problem: str = ""
     remedy: str = ""
+    environment: dict[str, str] = field(default_factory=dict)  # what tg_environment declared, once loaded
 
     def describe(self) -> str:
         return f"plugin '{self.name}' (distribution {self.distribution} {self.version})"
@@ -184,7 +185,8 @@ class PluginRegistry:
 
     def _provided(self, info: PluginInfo,
                   module: object) -> tuple[list[Any], list[Any], str, BaseException | None, str]:
-        """What a just-registered plugin provides, and why it must be refused ("" when it may stay)."""
+        """What a just-registered plugin provides, and why it must be refused ("" when it may stay); its
+        environment variables go to ``info.environment``."""
         unknown = [c.name for c in self.manager.get_hookcallers(module) or [] if not c.has_spec()]
         if unknown:
             hints = [_did_you_mean(n) for n in unknown]
@@ -195,10 +197,12 @@ class PluginRegistry:
             emitters = self._call_own(module, "tg_emitters")
             runtimes = self._call_own(module, "tg_runtimes")
             problem = self._check_types(emitters, runtimes)
+            environment = self._environment_of(module)
         except Exception as exc:
             return [], [], f"raised in a registration hook: {_cause(exc)}", exc, remedy
-        if problem:
-            return [], [], problem, None, remedy
+        if problem or isinstance(environment, str):
+            return [], [], problem or str(environment), None, remedy
+        info.environment = environment
         for owner in sorted({e.target for e in emitters} | {r.name for r in runtimes}):
             if owner != info.name and owner in self.plugins:
                 self.load(owner)  # may warn about the owner; the name is then free
@@ -212,6 +216,17 @@ class PluginRegistry:
             caller = getattr(self.manager.hook, name)
             if not caller.has_spec() and not caller.get_hookimpls():
                 delattr(self.manager.hook, name)
+
+    def _environment_of(self, module: object) -> dict[str, str] | str:
+        """The variables ``tg_environment`` declares (name -> description), or why they are not valid."""
+        others = [p for p in self.manager.get_plugins() if p is not module]
+        env: dict[str, str] = {}
+        for result in self.manager.subset_hook_caller("tg_environment", remove_plugins=others)():
+            if not isinstance(result, dict) or not all(isinstance(k, str) and k.startswith("TG_") and
+                                                       isinstance(v, str) for k, v in result.items()):
+                return f"tg_environment returned {result!r}, not a dict of TG_ variable names to descriptions"
+            env.update(result)
+        return env
 
     def _call_own(self, module: object, hook: str) -> list[Any]:
         others = [p for p in self.manager.get_plugins() if p is not module]

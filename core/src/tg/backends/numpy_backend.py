@@ -7,21 +7,24 @@ run in lockstep, so a barrier holds by construction.  It never looks at the tens
 prove the micro-op IR, and to be the backend that always works.
 
 ``TG_NUMPY_CAPS`` switches lowering capabilities on so the conformance kit can prove each rewrite, e.g.
-``TG_NUMPY_CAPS=no_div,sin_is_sin2pi,no_pow,mulacc,group_size=8,vector_width=4,upcast=16,no_float64``.
+``TG_NUMPY_CAPS=no_div,sin_is_sin2pi,no_pow,no_mod,no_sub,no_cmpeq,mulacc,group_size=8,vector_width=4,upcast=16,no_float64``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from tg.backends.contract import Availability, Capabilities, Emitter, Runtime
+from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.uops import Ops, PtrDType, UOp, VecDType
 from tg.hooks import hookimpl
 from tg.support.dtype import DType
 from tg.support.helpers import getenv
+from tg.support.ops import OPTIONAL
 
 LANGUAGE = "numpy-python"
 
@@ -51,7 +54,11 @@ class NumpyEmitter(Emitter):
     def __init__(self, capabilities: Capabilities):
         self.capabilities = capabilities
 
-    def render(self, name: str, uops: list[UOp]) -> str:
+    def render(self, kernel: LoweredKernel) -> Program:
+        return Program.of(kernel, self.source(kernel.name, kernel.uops))
+
+    def source(self, name: str, uops: list[UOp]) -> str:
+        """The Python function ``name(bufs)`` that runs ``uops`` for every thread at once."""
         names: dict[int, str] = {}
         specials = {u.arg[0]: u.arg[1] for u in uops if u.op is Ops.SPECIAL}
         n_lanes = specials.get("lidx0", 1)
@@ -204,15 +211,15 @@ class NumpyRuntime(Runtime):
     def available(self) -> Availability:
         return Availability.yes()
 
-    def compile(self, source: str, name: str) -> Any:
+    def compile(self, program: Program) -> Any:
         namespace = dict(_PRELUDE)
-        exec(compile(source, f"<tg kernel {name}>", "exec"), namespace)  # noqa: S102 - our own generated code
-        return namespace[name]
+        code = compile(program.source, f"<tg kernel {program.name}>", "exec")
+        exec(code, namespace)  # noqa: S102 - our own generated code
+        return namespace[program.name]
 
-    def launch(self, program: Any, buffers: list[Any], global_size: tuple[int, ...], local_size: tuple[int, ...],
-               values: dict[str, int]) -> float | None:
+    def launch(self, program: Program, binary: Any, buffers: Sequence[Any], values: Mapping[str, int]) -> float | None:
         with np.errstate(all="ignore"):  # the device semantics (wrap-around, inf, nan) are intended
-            program(buffers)
+            binary(buffers)
         return None
 
     def alloc(self, nbytes: int) -> Any:
@@ -226,32 +233,32 @@ class NumpyRuntime(Runtime):
 
 
 def capabilities_from_env() -> Capabilities:
-    """The numpy backend's capabilities, with the lowerings named in TG_NUMPY_CAPS switched on."""
-    flags: dict[str, Any] = {"no_div": False, "sin_is_sin2pi": False, "has_pow": True, "has_mulacc": False,
-                             "vector_width": 1, "group_size": 1, "upcast": 1}
+    """The numpy backend's capabilities, with the lowerings named in TG_NUMPY_CAPS switched on.
+
+    It renders every optional micro-op but MULACC; ``no_<op>`` (``no_div``, ``no_pow``, ``no_mod``, ``no_sub``,
+    ``no_cmpeq``) makes core decompose that op instead, and ``mulacc`` asks for fused multiply-adds.
+    """
+    flags: dict[str, Any] = {"sin_is_sin2pi": False, "vector_width": 1, "group_size": 1, "upcast": 1}
+    renders = set(OPTIONAL - {Ops.MULACC})
     all_dtypes = {"bool", "uint8", "int8", "int32", "int64", "float16", "float32", "float64"}
     for item in getenv("TG_NUMPY_CAPS", "").split(","):
         key, _, value = item.strip().partition("=")
         if not key:
             continue
-        if key in ("no_div", "sin_is_sin2pi"):
+        if key == "sin_is_sin2pi":
             flags[key] = True
-        elif key == "no_pow":
-            flags["has_pow"] = False
+        elif key.startswith("no_") and key[3:].upper() in Ops.__members__ and Ops[key[3:].upper()] in renders:
+            renders.discard(Ops[key[3:].upper()])
         elif key == "mulacc":
-            flags["has_mulacc"] = True
-        elif key == "group_size" and value.isdigit():
-            flags["group_size"] = int(value)
-        elif key == "upcast" and value.isdigit():
-            flags["upcast"] = int(value)
-        elif key == "vector_width" and value.isdigit():
-            flags["vector_width"] = int(value)
+            renders.add(Ops.MULACC)
+        elif key in ("group_size", "upcast", "vector_width") and value.isdigit():
+            flags[key] = int(value)
         elif key.startswith("no_") and key[3:] in all_dtypes - {"bool", "int32"}:
             all_dtypes.discard(key[3:])
         else:
-            raise ValueError(f"TG_NUMPY_CAPS: unknown capability {item!r}; known: no_div, sin_is_sin2pi, no_pow, "
-                             "mulacc, group_size=N, vector_width=N, upcast=N, no_<dtype>")
-    return Capabilities(dtypes=frozenset(all_dtypes), local_memory=1 << 16, **flags)
+            raise ValueError(f"TG_NUMPY_CAPS: unknown capability {item!r}; known: sin_is_sin2pi, mulacc, no_div, "
+                             "no_pow, no_mod, no_sub, no_cmpeq, group_size=N, vector_width=N, upcast=N, no_<dtype>")
+    return Capabilities(dtypes=frozenset(all_dtypes), renders=frozenset(renders), local_memory=1 << 16, **flags)
 
 
 @hookimpl

@@ -83,10 +83,6 @@ class KernelBuilder:
         return self._add(Ops.DEFINE_GLOBAL, PtrDType(dtype), (), (index, name or f"data{index}", writable),
                          pure=False)
 
-    def define_var(self, name: str, dtype: DType = dtypes.int32) -> UOp:
-        """An integer kernel parameter called ``name``."""
-        return self._add(Ops.DEFINE_VAR, dtype, (), name, pure=False)
-
     def define_local(self, name: str, dtype: DType, size: int) -> UOp:
         return self._add(Ops.DEFINE_LOCAL, PtrDType(dtype, local=True), (), (name, size), pure=False)
 

@@ -5,31 +5,47 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tg.support.ops import OPTIONAL, Ops
+
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What an emitter's target can do; core's lowering rewrites micro-ops to fit these.
+    """What an emitter's target can do; core's lowering and rewrites fit micro-ops to these.
 
-    ``dtypes`` names the dtypes the target computes in (e.g. ``{"float32", "int32", "bool"}``);
-    ``no_div`` asks for division as reciprocal-then-multiply; ``sin_is_sin2pi`` means the hardware
-    sine computes sin(2*pi*x); ``vector_width`` is the widest float vector type (1 = none);
-    ``local_memory`` is the bytes of shared/local memory per work group (0 = none);
-    ``upcast`` is how many outputs of a reduction one thread may compute (a register tile: loads are
-    shared across it; 1 = one output per thread);
-    ``group_size`` is how many threads the lowering puts in a work group (1: no work groups, every
-    thread is ``gidx0``; above 1, ``gidx0`` is the group and ``lidx0`` the thread within it);
-    ``has_pow`` is False when pow must be lowered through exp2/log2; ``has_mulacc`` asks for ``a*b+c``
-    as one MULACC micro-op.
-    ``extra`` carries target-specific settings that only the plugin's own passes read.
+    - ``dtypes``: the dtypes the target computes in (e.g. ``{"float32", "int32", "bool"}``); a kernel using
+      another is refused with an error naming the dtype;
+    - ``renders``: the optional micro-ops the target renders itself (see :data:`tg.support.ops.OPTIONAL`).
+      Core decomposes every optional op a target does not declare: ``SUB`` into ``ADD``/``NEG``, ``CMPEQ`` into
+      ``CMPNE``/``XOR``, ``MOD`` into ``IDIV``/``MUL``/``SUB``, ``POW`` through ``EXP2``/``LOG2`` with C's
+      rules for signs and zero, and float ``DIV`` into ``RECIP`` then ``MUL`` (faster, not exact: declare
+      ``DIV`` for IEEE division).  ``MULACC`` goes the other way: declared, core fuses ``a*b+c`` into one;
+    - ``sin_is_sin2pi``: the hardware sine computes sin(2*pi*x) (core divides by 2*pi first);
+    - ``vector_width``: the widest vector of lanes loads and stores may use (1: none; then the emitter never
+      sees ``VECTORIZE`` or ``GEP``);
+    - ``local_memory``: bytes of memory shared by a work group (0: none; then no ``DEFINE_LOCAL``/``BARRIER``);
+    - ``group_size``: threads the lowering puts in a work group (1: no work groups, every thread is
+      ``gidx0``; above 1, ``gidx0`` is the group and ``lidx0`` the thread within it);
+    - ``upcast``: how many outputs of a reduction one thread may compute (a register tile whose loads are
+      shared; 1: one output per thread);
+    - ``extra``: target-specific settings only the plugin's own passes read.
     """
 
     dtypes: frozenset[str] = frozenset({"float32", "int32", "bool"})
-    no_div: bool = False
+    renders: frozenset[Ops] = frozenset({Ops.DIV})
     sin_is_sin2pi: bool = False
     vector_width: int = 1
     local_memory: int = 0
     group_size: int = 1
     upcast: int = 1
-    has_pow: bool = True
-    has_mulacc: bool = False
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.renders) - OPTIONAL
+        if unknown:
+            raise ValueError(f"Capabilities.renders: {sorted(o.name for o in unknown)} are not optional micro-ops "
+                             f"(every emitter renders them); the optional ones are "
+                             f"{', '.join(sorted(o.name for o in OPTIONAL))}")
+
+    def rendered(self, op: Ops) -> bool:
+        """Whether an emitter of this target ever receives micro-op ``op``."""
+        return op not in OPTIONAL or op in self.renders

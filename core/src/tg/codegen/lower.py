@@ -11,24 +11,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
 
 from tg.codegen.builder import KernelBuilder
 from tg.codegen.capabilities import Capabilities
 from tg.codegen.indexing import view_index
+from tg.codegen.program import LoweredKernel
 from tg.codegen.uops import Ops, UOp, VecDType
 from tg.graph.shapetracker import Shape, ShapeTracker
 from tg.schedule.scheduler import Kernel, KNode
 from tg.support.dtype import DType, dtypes
-
-
-@dataclass
-class LoweredKernel:
-    name: str
-    uops: list[UOp]
-    global_size: tuple[int, ...]
-    local_size: tuple[int, ...]
-    bytes_moved: int
 
 
 def _all_trackers(node: KNode, out: list[ShapeTracker]) -> list[ShapeTracker]:

@@ -1,10 +1,13 @@
-"""Capability-driven rewrites: fit a micro-op list to what a backend declares it can do.
+"""Capability-driven rewrites: fit a micro-op list to what a target declares it renders.
 
-Each rewrite replays the list through a fresh builder, replacing the ops the target lacks:
-``no_div`` (float division as reciprocal then multiply), ``sin_is_sin2pi`` (the hardware sine takes
-turns, not radians), ``has_pow=False`` (pow through exp2/log2, with the sign and zero rules of C's
-pow), ``has_mulacc`` (``a*b+c`` as one MULACC).  :func:`check_dtypes` refuses a kernel that uses a
-dtype the backend does not declare.
+Each rewrite replays the list through a fresh builder (:func:`replay`, the public rewrite API: a rule gets
+the builder, the old op and its new operands, and returns a replacement or None), replacing what the target
+lacks: every optional micro-op it does not declare in ``Capabilities.renders`` is decomposed into required
+ones (``POW`` through exp2/log2 with the sign and zero rules of C's pow, ``MOD``, float ``DIV`` as reciprocal
+then multiply, ``CMPEQ``, ``SUB``), ``sin_is_sin2pi`` divides sine arguments by 2*pi, and a declared
+``MULACC`` fuses ``a*b+c``.  :func:`eliminate_dead` then drops what nothing uses: the one dead-code pass,
+which plugins' passes may call too.  :func:`check_dtypes` refuses a kernel that uses a dtype the target does not
+declare, and :func:`check_rendered` one that still holds a micro-op the target does not render.
 """
 
 from __future__ import annotations
@@ -76,6 +79,32 @@ def _pow_exp2_log2(b: KernelBuilder, u: UOp, src: tuple[UOp, ...]) -> UOp | None
     return b.alu(Ops.WHERE, b.alu(Ops.CMPEQ, y, zero), one, result)  # pow(x, 0) == 1, even for 0 and nan
 
 
+def _sub(b: KernelBuilder, u: UOp, src: tuple[UOp, ...]) -> UOp | None:
+    if u.op is not Ops.SUB or not isinstance(u.dtype, DType):
+        return None
+    if u.dtype == dtypes.bool:  # bool arithmetic is mod 2
+        return b.alu(Ops.XOR, src[0], src[1])
+    return b.alu(Ops.ADD, src[0], b.alu(Ops.NEG, src[1]))
+
+
+def _cmpeq(b: KernelBuilder, u: UOp, src: tuple[UOp, ...]) -> UOp | None:
+    if u.op is not Ops.CMPEQ:
+        return None
+    return b.alu(Ops.XOR, b.alu(Ops.CMPNE, src[0], src[1]), b.const(True, dtypes.bool))
+
+
+def _mod(b: KernelBuilder, u: UOp, src: tuple[UOp, ...]) -> UOp | None:
+    """``a % b`` as ``a - (a // b) * b`` (the dividend's sign, like C), and 0 where ``b`` is 0."""
+    if u.op is not Ops.MOD or not isinstance(u.dtype, DType) or not u.dtype.is_int:
+        return None
+    a, d = src
+    rest = b.alu(Ops.SUB, a, b.alu(Ops.MUL, b.alu(Ops.IDIV, a, d), d))
+    if d.is_const and d.arg != 0:
+        return rest
+    zero = b.const(0, u.dtype)
+    return b.alu(Ops.WHERE, b.alu(Ops.CMPNE, d, zero), rest, zero)
+
+
 def _mulacc(b: KernelBuilder, u: UOp, src: tuple[UOp, ...]) -> UOp | None:
     if u.op is Ops.ADD and isinstance(u.dtype, DType) and u.dtype.is_float:
         for prod_, other in ((src[0], src[1]), (src[1], src[0])):
@@ -97,16 +126,32 @@ def eliminate_dead(uops: list[UOp]) -> list[UOp]:
     return keep[::-1]
 
 
+#: Decompositions of the optional micro-ops, in the order they run (a later one may take apart what an earlier
+#: one produced: MOD makes SUB, POW makes CMPEQ).
+DECOMPOSITIONS: list[tuple[Ops, Rule]] = [(Ops.POW, _pow_exp2_log2), (Ops.MOD, _mod), (Ops.DIV, _no_div),
+                                          (Ops.CMPEQ, _cmpeq), (Ops.SUB, _sub)]
+
+
 def apply_capabilities(uops: list[UOp], caps: Capabilities) -> list[UOp]:
-    if not caps.has_pow:
-        uops = replay(uops, _pow_exp2_log2)
-    if caps.no_div:
-        uops = replay(uops, _no_div)
+    """``uops`` fitted to ``caps``: optional ops decomposed or fused, sines in turns, dead values dropped."""
+    for op, rule in DECOMPOSITIONS:
+        if not caps.rendered(op) and any(u.op is op for u in uops):
+            uops = replay(uops, rule)
     if caps.sin_is_sin2pi:
         uops = replay(uops, _sin_2pi)
-    if caps.has_mulacc:
+    if caps.rendered(Ops.MULACC):
         uops = replay(uops, _mulacc)
     return eliminate_dead(uops)
+
+
+def check_rendered(uops: list[UOp], caps: Capabilities, backend: str) -> None:
+    """Refuse a kernel that holds a micro-op the target does not render (a plugin pass may have made one)."""
+    for u in uops:
+        if not caps.rendered(u.op):
+            raise BackendError(f"backend '{backend}': a lowering pass produced micro-op {u.op.name}, which its target "
+                               f"does not render (Capabilities.renders: "
+                               f"{', '.join(sorted(o.name for o in caps.renders)) or 'none'}); fix the pass, or "
+                               f"declare {u.op.name} in the emitter's capabilities")
 
 
 def check_dtypes(uops: list[UOp], caps: Capabilities, backend: str) -> None:

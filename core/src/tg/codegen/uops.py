@@ -7,7 +7,6 @@ a result ``dtype`` (None for ops without a value), its operands ``src`` (earlier
 ========================  ========================================================================
 ``DEFINE_GLOBAL``         a kernel parameter: pointer to a buffer. arg = (index, name, writable)
 ``DEFINE_LOCAL``          a work-group local array. arg = (name, element count)
-``DEFINE_VAR``            an integer kernel parameter. arg = name
 ``SPECIAL``               a thread index. arg = (name, size): ``gidx0`` group id, ``lidx0`` lane id
 ``CONST``                 a constant. arg = the value
 ``RANGE`` / ``ENDRANGE``  a loop ``for i in range(src[0], src[1])`` and its end (src = (RANGE,))

@@ -19,6 +19,7 @@ import numpy as np
 from tg.backends.contract import Backend, Capabilities, KernelCompiled, KernelLaunched
 from tg.backends.discovery import PluginRegistry, registry
 from tg.backends.selection import parse_backend_list, resolve, select
+from tg.codegen.program import Program
 from tg.support.dtype import DType
 from tg.support.errors import BackendError
 from tg.support.helpers import debug_level, getenv
@@ -69,17 +70,18 @@ def live_buffer_count() -> int:
     return len(_live_buffers)
 
 
-@dataclass
-class Program:
-    """A compiled kernel: the runtime's program object plus what a launch needs to know."""
+@dataclass(frozen=True)
+class ReadyKernel:
+    """A kernel ready to launch: the emitter's program, the runtime's binary of it, and figures for TG_DEBUG."""
 
-    name: str
-    source: str
-    program: Any
-    global_size: tuple[int, ...]
-    local_size: tuple[int, ...]
+    program: Program
+    binary: Any
     shape: tuple[int, ...] = ()
     bytes_moved: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.program.name
 
 
 class DeviceState:
@@ -87,8 +89,8 @@ class DeviceState:
 
     def __init__(self, backend: Backend, reg: PluginRegistry):
         self.backend, self.registry = backend, reg
-        self.programs: dict[str, Any] = {}  # source text -> compiled program
-        self.kernels: dict[tuple[object, ...], Program] = {}  # kernel structure -> ready program
+        self.binaries: dict[tuple[str, str], Any] = {}  # (entry name, source text) -> the runtime's binary
+        self.kernels: dict[tuple[object, ...], ReadyKernel] = {}  # kernel structure -> ready kernel
         self.kernel_count = 0
         self.kernel_seconds = 0.0
         passes = reg.manager.hook.tg_lowering_passes(target=backend.emitter.target,
@@ -99,30 +101,31 @@ class DeviceState:
     def capabilities(self) -> Capabilities:
         return self.backend.emitter.capabilities
 
-    def compile(self, name: str, source: str) -> Any:
-        cached = source in self.programs
+    def compile(self, program: Program) -> Any:
+        """The runtime's binary of ``program`` (compiled once per process for each source text)."""
+        key = (program.name, program.source)
+        cached = key in self.binaries
         start = time.perf_counter()
         if not cached:
-            self.programs[source] = self.backend.runtime.compile(source, name)
+            self.binaries[key] = self.backend.runtime.compile(program)
         elapsed = time.perf_counter() - start
-        _notify(self.registry, "tg_kernel_compiled",
-                KernelCompiled(self.backend.name, name, source, elapsed, cached))
-        return self.programs[source]
+        _notify(self.registry, "tg_kernel_compiled", KernelCompiled(self.backend.name, program, elapsed, cached))
+        return self.binaries[key]
 
-    def launch(self, prog: Program, buffers: list[Buffer]) -> None:
-        bytes_moved = prog.bytes_moved
+    def launch(self, kernel: ReadyKernel, buffers: list[Buffer]) -> None:
+        """Run ``kernel`` over ``buffers`` (the output first, then the inputs: the program's buffer order)."""
+        prog, bytes_moved = kernel.program, kernel.bytes_moved
         start = time.perf_counter()
-        measured = self.backend.runtime.launch(prog.program, [b.handle for b in buffers], prog.global_size,
-                                               prog.local_size, {})
+        measured = self.backend.runtime.launch(prog, kernel.binary, [b.handle for b in buffers], {})
         seconds = measured if measured is not None else time.perf_counter() - start
         self.kernel_count += 1
         self.kernel_seconds += seconds
         if debug_level() >= 2:
-            print(f"*** {self.backend.name:<10} {self.kernel_count:4d} {prog.name:<32} shape {str(prog.shape):<16} "
+            print(f"*** {self.backend.name:<10} {self.kernel_count:4d} {prog.name:<32} shape {str(kernel.shape):<16} "
                   f"global {prog.global_size} local {prog.local_size}  {seconds * 1e6:9.1f} us  "
                   f"{bytes_moved / 1e6:8.3f} MB  {bytes_moved / max(seconds, 1e-9) / 1e9:7.2f} GB/s")
         _notify(self.registry, "tg_kernel_launched",
-                KernelLaunched(self.backend.name, prog.name, prog.global_size, prog.local_size, measured, bytes_moved))
+                KernelLaunched(self.backend.name, prog, measured, bytes_moved))
 
 
 def _notify(reg: PluginRegistry, hook: str, event: Any) -> None:

@@ -10,27 +10,28 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from tg.codegen.lower import lower
-from tg.codegen.rewrites import apply_capabilities, check_dtypes
+from tg.codegen.program import Program
+from tg.codegen.rewrites import apply_capabilities, check_dtypes, check_rendered
 from tg.codegen.uops import format_uops
-from tg.engine.device import Buffer, DeviceState, Program, device_state
+from tg.engine.device import Buffer, DeviceState, ReadyKernel, device_state
 from tg.graph.lazy import LazyBuffer
 from tg.schedule.scheduler import HostCopy, Kernel, KNode, ScheduleItem, create_schedule
-from tg.support.errors import JitError
+from tg.support.errors import BackendError, JitError
 from tg.support.helpers import debug_level
 
 
 @dataclass(frozen=True)
 class RecordedKernel:
-    """A launch: ``program`` ran on ``state``'s backend with ``buffers`` (the output first)."""
+    """A launch: ``kernel`` ran on ``state``'s backend with ``buffers`` (the output first)."""
 
     state: DeviceState
-    program: Program
+    kernel: ReadyKernel
     buffers: tuple[Buffer, ...]
 
 
@@ -145,22 +146,27 @@ def run_kernel(kernel: Kernel, state: DeviceState, size: int) -> Buffer:
     return buf
 
 
-def build_program(kernel: Kernel, state: DeviceState) -> Program:
+def build_program(kernel: Kernel, state: DeviceState) -> ReadyKernel:
+    """Lower ``kernel`` for ``state``'s backend, fit it to the target, render it and compile it."""
     lowered = lower(kernel, state.capabilities)
     uops = apply_capabilities(lowered.uops, state.capabilities)
     for plugin_pass in state.plugin_passes:
         uops = plugin_pass(uops)
     check_dtypes(uops, state.capabilities, state.backend.name)
+    check_rendered(uops, state.capabilities, state.backend.name)
     if debug_level() >= 6:
         print(format_uops(uops))
-    source = state.backend.emitter.render(lowered.name, uops)
+    program = state.backend.emitter.render(replace(lowered, uops=uops))
+    if not isinstance(program, Program):
+        raise BackendError(f"the emitter of backend '{state.backend.name}' returned {type(program).__name__} "
+                           "from render(), not a tg.hooks.Program (hook spec v2); fix the plugin")
     if debug_level() >= 4:
-        print(source)
-    program = state.compile(lowered.name, source)
+        print(program.source)
+    binary = state.compile(program)
     if debug_level() >= 5:
-        print(state.backend.runtime.disassemble(program) or f"({state.backend.name} has no disassembler here)")
-    return Program(lowered.name, source, program, lowered.global_size, lowered.local_size, kernel.output.shape,
-                   lowered.bytes_moved)
+        print(state.backend.runtime.disassemble(program, binary) or
+              f"({state.backend.name} has no disassembler here)")
+    return ReadyKernel(program, binary, kernel.output.shape, lowered.bytes_moved)
 
 
 def kernel_key(kernel: Kernel) -> tuple[object, ...]:

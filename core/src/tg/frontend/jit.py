@@ -35,7 +35,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 import numpy as np
 
 from tg.backends.contract import Backend
-from tg.engine.device import Buffer, DeviceState, Program
+from tg.engine.device import Buffer, DeviceState, ReadyKernel
 from tg.engine.realize import RecordedItem, RecordedKernel, current_recorder, realize, recording
 from tg.frontend.tensor import Tensor
 from tg.graph.lazy import LazyBuffer
@@ -54,7 +54,7 @@ _INPUT, _STATE, _FIXED, _FRESH = "input", "state", "fixed", "fresh"
 @dataclass
 class _Launch:
     state: DeviceState
-    program: Program
+    kernel: ReadyKernel
     slots: tuple[int, ...]  # output first
 
 
@@ -238,7 +238,7 @@ def _signature(items: list[RecordedItem]) -> list[Any]:
     """What two calls must share to be replayable: the programs launched and the host data copied."""
     def of(item: RecordedItem) -> Any:
         if isinstance(item, RecordedKernel):
-            return item.program.name, item.program.source
+            return item.kernel.program.name, item.kernel.program.source
         if item.data is None or item.redraw is not None:
             return "copy", item.output.size
         return hashlib.blake2b(np.ascontiguousarray(item.data).view(np.uint8).tobytes(), digest_size=16).digest()
@@ -276,7 +276,7 @@ def _build_plan(items: list[RecordedItem], inputs: list[Tensor], assigned: dict[
         if isinstance(item, RecordedKernel):
             reads = [slot(b, id(b) in made) for b in item.buffers[1:]]
             made.add(id(item.buffers[0]))
-            steps.append(_Launch(item.state, item.program, (slot(item.buffers[0], True), *reads)))
+            steps.append(_Launch(item.state, item.kernel, (slot(item.buffers[0], True), *reads)))
         else:
             source = slot(item.source, id(item.source) in made) if item.source is not None else None
             made.add(id(item.output))
@@ -343,7 +343,7 @@ def _replay(plan: _Plan, inputs: list[Tensor]) -> Any:
             out = step.slots[0]
             if kinds[out] == _FRESH:
                 table[out] = Buffer(*specs[out])
-            step.state.launch(step.program, [table[s] for s in step.slots])  # type: ignore[misc]
+            step.state.launch(step.kernel, [table[s] for s in step.slots])  # type: ignore[misc]
         else:
             target = table[step.slot]
             if kinds[step.slot] == _FRESH:

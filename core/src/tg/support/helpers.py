@@ -1,6 +1,6 @@
 """Small helpers used everywhere: typed environment variables, debug levels, timing, process helpers.
 
-Every environment variable tg reads is prefixed ``TG_`` and listed in :data:`ENVIRONMENT`.
+Every environment variable core reads is prefixed ``TG_`` and listed in :data:`ENVIRONMENT`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 __all__ = ["ENVIRONMENT", "EarlyExec", "Timing", "cross_process", "debug_level", "early_exec",
            "enable_early_exec", "getenv"]
 
-#: Every environment variable tg reads, with what it does (the README's table is made from this).
+#: Every environment variable core reads, with what it does (the README's table is made from this).  Plugins
+#: declare their own through the tg_environment hook; ``tg env`` lists both.
 ENVIRONMENT: dict[str, str] = {
     "TG_BACKEND": "Ordered backend preference, `name[:runtime][,name...]`; the first available wins. "
                   "Unset: the fastest available by priority, numpy last.",
@@ -27,23 +28,11 @@ ENVIRONMENT: dict[str, str] = {
                   "empty: built-ins only. Unset: all installed plugins.",
     "TG_STRICT_PLUGINS": "1: a plugin that fails to load is an error instead of a warning.",
     "TG_DEBUG": "1: kernel count and time; 2: each kernel; 4: its source; 5: its disassembly; 6: its micro-ops.",
-    "TG_NUMPY_CAPS": "Lowering capabilities the numpy backend pretends to need, to prove each rewrite: "
-                     "no_div, sin_is_sin2pi, no_pow, mulacc, group_size=N, vector_width=N, upcast=N, no_<dtype>.",
-    "TG_CC": "tg-clang: the C compiler (default clang); it must accept clang's vector extensions.",
-    "TG_CACHE_DIR": "Where compiled kernels are cached (default $XDG_CACHE_HOME/tg, else ~/.cache/tg).",
-    "TG_CLANG_THREADS": "tg-clang: threads per launch (default: every core).",
-    "TG_CLANG_NATIVE_POOL": "tg-clang: 0 splits launches with Python threads instead of its native pthread pool.",
-    "TG_CLANG_SPIN_US": "tg-clang: microseconds an idle pool thread spins (yielding) before it sleeps (default 1000).",
-    "TG_CLANG_SPMD": "tg-clang: 0 renders every kernel one thread at a time (no SIMD across threads).",
-    "TG_CLANG_LANES": "tg-clang: threads run together in SIMD lanes (default 16).",
-    "TG_CLANG_ROWS": "tg-clang: rows of a register tile (default 6).",
-    "TG_CLANG_VECTOR_WIDTH": "tg-clang: declare this vector width to core (default 1), to exercise its vector lanes.",
-    "TG_CLANG_GROUP_SIZE": "tg-clang: declare this work-group size to core (default 1), to exercise work groups.",
-    "TG_PTX_ARCH": "tg-ptx: the PTX target, sm_80 or newer (sets .target and .version). Unset: the GPU's, else sm_80.",
-    "TG_PTX_VERIFY": "tg-ptx: comma list of targets (e.g. sm_80,sm_90); every kernel is also assembled by ptxas "
-                     "for each, and a rejection fails with ptxas's message and the PTX around it.",
-    "TG_PTX_VERIFY_BATCH": "tg-ptx: with TG_PTX_VERIFY, assemble N kernels per ptxas run in the background "
-                           "(default 1: each kernel as it compiles).",
+    "TG_NUMPY_CAPS": "Lowering capabilities the numpy backend pretends to need, to prove each rewrite: no_div, "
+                     "no_pow, no_mod, no_sub, no_cmpeq (core decomposes the op), sin_is_sin2pi, mulacc, group_size=N, "
+                     "vector_width=N, upcast=N, no_<dtype>.",
+    "TG_CACHE_DIR": "Where plugins cache compiled kernels (default $XDG_CACHE_HOME/tg, else ~/.cache/tg), "
+                    "each under a folder of its own.",
 }
 
 T = TypeVar("T", int, float, str, bool)

@@ -11,7 +11,6 @@ import enum
 class Ops(enum.Enum):
     DEFINE_GLOBAL = enum.auto()
     DEFINE_LOCAL = enum.auto()
-    DEFINE_VAR = enum.auto()
     SPECIAL = enum.auto()
     CONST = enum.auto()
     RANGE = enum.auto()
@@ -61,3 +60,7 @@ TERNARY = {Ops.WHERE, Ops.MULACC}
 ALU = UNARY | BINARY | TERNARY
 COMPARISONS = {Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ}
 COMMUTATIVE = {Ops.ADD, Ops.MUL, Ops.MAX, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.XOR}
+
+#: Micro-ops an emitter renders only if its target declares them (``Capabilities.renders``); core decomposes
+#: the others into required ones, or (MULACC) produces them only when declared.
+OPTIONAL = frozenset({Ops.SUB, Ops.CMPEQ, Ops.MOD, Ops.POW, Ops.DIV, Ops.MULACC})

@@ -3,24 +3,30 @@ and the entries that split a launch across threads."""
 
 from __future__ import annotations
 
-from tg.codegen.uops import Ops, PtrDType, UOp
+from dataclasses import dataclass
+
+from tg.codegen.program import buffer_params
+from tg.codegen.uops import Ops, UOp
 
 from tg_clang.cprelude import storage_type
 
 
-def kernel_params(uops: list[UOp]) -> tuple[list[str], list[str]]:
-    """(C parameter declarations, names of integer variables) in the order a launch passes them."""
-    params: list[tuple[int, str]] = []
-    variables: list[str] = []
-    for u in uops:
-        if u.op is Ops.DEFINE_GLOBAL:
-            assert isinstance(u.dtype, PtrDType)
-            index, name, writable = u.arg
-            const = "" if writable else "const "
-            params.append((index, f"{const}{storage_type(u.dtype.base)} *restrict {name}"))
-        elif u.op is Ops.DEFINE_VAR and u.arg not in variables:
-            variables.append(u.arg)
-    return [p for _, p in sorted(params)] + [f"int32_t {v}" for v in variables], variables
+@dataclass(frozen=True)
+class CKernel:
+    """A rendered C kernel file: its text, its work units, the estimated operations of one unit, and how the
+    units were made (``scalar``, ``tiled6x16``...); the emitter hands these to the runtime in the Program."""
+
+    source: str
+    units: int
+    cost: int
+    strategy: str
+
+
+def kernel_params(uops: list[UOp]) -> list[str]:
+    """The C parameter declarations, in the order a launch passes the buffers (core's buffer order)."""
+    params = [(p.index, f"{'' if p.writable else 'const '}{storage_type(p.dtype)} *restrict {p.name}")
+              for p in buffer_params(uops)]
+    return [p for _, p in params]
 
 
 def launch_shape(uops: list[UOp]) -> tuple[int, int]:
@@ -38,13 +44,14 @@ def thread_cost(uops: list[UOp]) -> int:
             trips.append(trips[-1] * max(1, hi - lo))
         elif u.op is Ops.ENDRANGE:
             trips.pop()
-        elif u.op not in (Ops.CONST, Ops.DEFINE_GLOBAL, Ops.DEFINE_VAR, Ops.SPECIAL, Ops.DEFINE_LOCAL):
+        elif u.op not in (Ops.CONST, Ops.DEFINE_GLOBAL, Ops.SPECIAL, Ops.DEFINE_LOCAL):
             cost += trips[-1] * (8 if u.op in (Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.POW) else 1)
     return max(cost, 1)
 
 
-def header(name: str, units: int, cost: int, variables: list[str], strategy: str) -> str:
-    return f"/* tg-clang kernel={name} units={units} cost={cost} vars={','.join(variables)} strategy={strategy} */"
+def header(name: str, units: int, cost: int, strategy: str) -> str:
+    """The file's first line, for a reader (TG_DEBUG=4): the runtime learns these from the Program."""
+    return f"/* tg-clang kernel={name} units={units} cost={cost} vars= strategy={strategy} */"
 
 
 def dynamic_entry(name: str, params: list[str]) -> str:

@@ -1,18 +1,15 @@
 """The ``clang`` emitter: turns a lowered kernel's micro-ops into one C file with one exported function.
 
-The function's signature is ``void NAME(bufs..., vars..., int32_t start, int32_t end)``: it runs the kernel's
-*work units* ``[start, end)`` of the ``units`` that its first line declares, so a runtime may split a launch
-across cores by giving each core a share of the units.  ``NAME_dyn(bufs..., vars..., int32_t *next, int32_t
-end, int32_t chunk)`` does the same with dynamic shares: each caller claims ``chunk`` units at a time from the
-shared counter ``*next`` until it reaches ``end``.  ``NAME_par(bufs..., vars..., run, end, chunk, threads)``
+The function's signature is ``void NAME(bufs..., int32_t start, int32_t end)``: it runs the kernel's *work
+units* ``[start, end)`` of the ``units`` that the Program's ``global_size`` gives, so a runtime may split a launch
+across cores by giving each core a share of the units.  ``NAME_dyn(bufs..., int32_t *next, int32_t end,
+int32_t chunk)`` does the same with dynamic shares: each caller claims ``chunk`` units at a time from the
+shared counter ``*next`` until it reaches ``end``.  ``NAME_par(bufs..., run, end, chunk, threads)``
 hands the launch to the native thread pool's ``run`` function (:mod:`tg_clang.pool`), which calls the kernel on
-its threads through ``NAME_args``, a version that takes its buffers and variables as one array.  A unit is a
-thread (``gidx0``), a work group, or a tile of threads, as the emitter chose; the first line is a C comment a
-runtime parses::
-
-    /* tg-clang kernel=NAME units=4096 cost=1024 vars= */
-
-``cost`` estimates the operations one unit runs, so the runtime keeps small launches on one core.  The body
+its threads through ``NAME_args``, a version that takes its buffers as one array.  A unit is a
+thread (``gidx0``), a work group, or a tile of threads, as the emitter chose.  The Program's attribute ``cost``
+estimates the operations one unit runs, so the runtime keeps small launches on one core (the file's first line
+repeats units, cost and strategy for a reader).  The body
 comes from the lane renderer (:mod:`tg_clang.spmd`: SIMD across threads or across a reduction) where
 :mod:`tg_clang.tiling` finds a tiling, else from the scalar renderer (:mod:`tg_clang.scalar`).
 """
@@ -22,13 +19,16 @@ from __future__ import annotations
 import os
 
 from tg.backends.contract import Capabilities, Emitter
-from tg.codegen.uops import UOp
+from tg.codegen.program import LoweredKernel, Program
+from tg.codegen.uops import Ops, UOp
 
-from tg_clang.cfile import dynamic_entry, header, kernel_params, launch_shape, thread_cost
+from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params, launch_shape, thread_cost
 from tg_clang.cprelude import PRELUDE
 from tg_clang.scalar import ScalarRenderer
 
 ALL_DTYPES = frozenset({"bool", "uint8", "int8", "int32", "int64", "float16", "float32", "float64"})
+#: C has every optional micro-op; fused multiply-adds keep a*b+c in one rounding.
+RENDERS = frozenset({Ops.SUB, Ops.CMPEQ, Ops.MOD, Ops.POW, Ops.DIV, Ops.MULACC})
 
 
 def _env_int(key: str, default: int) -> int:
@@ -50,17 +50,18 @@ def clang_capabilities() -> Capabilities:
     """
     group = _env_int("TG_CLANG_GROUP_SIZE", 1)
     return Capabilities(dtypes=ALL_DTYPES, vector_width=_env_int("TG_CLANG_VECTOR_WIDTH", 1), group_size=group,
-                        local_memory=(1 << 16) if group > 1 else 0, has_mulacc=True,
+                        local_memory=(1 << 16) if group > 1 else 0, renders=RENDERS,
                         extra={"lanes": _env_int("TG_CLANG_LANES", 16), "rows": _env_int("TG_CLANG_ROWS", 6)})
 
 
-def render_scalar(name: str, uops: list[UOp]) -> str:
+def render_scalar(name: str, uops: list[UOp]) -> CKernel:
     """The kernel as one C function whose work units are work groups (threads when there are none)."""
     groups, group_size = launch_shape(uops)
-    params, variables = kernel_params(uops)
+    params = kernel_params(uops)
     renderer = ScalarRenderer(uops, {"gidx0": "gidx0", "lidx0": "lidx0"}, group_size)
     decls, phases = renderer.render()
-    lines = [header(name, groups, thread_cost(uops) * group_size, variables, "scalar"), PRELUDE,
+    cost = thread_cost(uops) * group_size
+    lines = [header(name, groups, cost, "scalar"), PRELUDE,
              *sorted(renderer.typedefs),
              f"void {name}({', '.join([*params, 'int32_t start', 'int32_t end'])}) {{",
              "  for (int32_t gidx0 = start; gidx0 < end; gidx0++) {"]
@@ -73,7 +74,7 @@ def render_scalar(name: str, uops: list[UOp]) -> str:
         else:
             lines += ["  " + line for line in phase]
     lines += ["  }", "}", dynamic_entry(name, params), ""]
-    return "\n".join(lines)
+    return CKernel("\n".join(lines), groups, cost, "scalar")
 
 
 class ClangEmitter(Emitter):
@@ -85,13 +86,16 @@ class ClangEmitter(Emitter):
     def __init__(self, capabilities: Capabilities | None = None):
         self.capabilities = capabilities or clang_capabilities()
 
-    def render(self, name: str, uops: list[UOp]) -> str:
+    def render(self, kernel: LoweredKernel) -> Program:
+        """The kernel's C file; its launch is ``units`` work units (``global_size``), each ``cost`` operations."""
         from tg_clang.tiling import render_tiled
 
+        name, uops = kernel.name, kernel.uops
+        rendered = None
         if os.environ.get("TG_CLANG_SPMD", "1") != "0":
             extra = self.capabilities.extra
-            source = render_tiled(name, uops, int(extra.get("lanes", 16)), int(extra.get("rows", 6)))
-            if source is not None:
-                return source
-        return render_scalar(name, uops)
-
+            rendered = render_tiled(name, uops, int(extra.get("lanes", 16)), int(extra.get("rows", 6)))
+        if rendered is None:
+            rendered = render_scalar(name, uops)
+        program = Program.of(kernel, rendered.source, cost=rendered.cost, strategy=rendered.strategy)
+        return program.launched_as((rendered.units,), (1,))

@@ -17,19 +17,20 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import os
-import re
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from tg.backends.contract import Availability, Runtime
+from tg.codegen.program import Program
 
 from tg_clang.compiler import DEBIAN_PACKAGE, KernelCache, compiler_name, find_compiler
 from tg_clang.pool import native_pool
 
-_HEADER = re.compile(r"/\* tg-clang kernel=(\S+) units=(\d+) cost=(\d+) vars=(\S*) strategy=(\S+) \*/")
 #: Estimated operations below which a launch stays on the calling thread: a launch that small takes ~10 us or
 #: less, and waking a sleeping worker costs ~20 us (a spinning one a few).
 SPLIT_THRESHOLD = 1 << 19
@@ -54,7 +55,7 @@ class HostBuffer:
 
 @dataclass
 class ClangProgram:
-    """A loaded kernel: the C function, its work units and cost (from the header), integer variables.
+    """A loaded kernel: the C function, its work units and cost (from the Program), integer variables.
 
     ``function`` and ``parallel`` (the ``_par`` entry) are called without ctypes argument types: buffers are passed
     as their ``c_void_p`` and integers go as C ``int``, the fastest way ctypes has to make a call."""
@@ -177,46 +178,43 @@ class ClangRuntime(Runtime):
                                    f"apt-get install {DEBIAN_PACKAGE} (or set TG_CC to a C compiler)")
         return Availability.yes()
 
-    def compile(self, source: str, name: str) -> ClangProgram:
-        match = _HEADER.search(source, 0, 400)
-        if match is None:
-            raise ValueError(f"kernel {name}: the source lacks the tg-clang header line")
-        symbol, units, cost, variables, strategy = match.groups()
-        library, cached = self.cache.load(source, symbol)
-        n_vars = len(variables.split(",")) if variables else 0
-        n_bufs = _count_buffers(source, symbol)
+    def compile(self, program: Program) -> ClangProgram:
+        symbol = program.name
+        library, cached = self.cache.load(program.source, symbol)
+        n_bufs, variables = len(program.buffers), program.variables
         function, dynamic = getattr(library, symbol), getattr(library, symbol + "_dyn")
         parallel = getattr(library, symbol + "_par", None)  # absent from kernels written before the native pool
         function.restype = dynamic.restype = None
         if parallel is not None:
             parallel.restype = None
-        dynamic.argtypes = [ctypes.c_void_p] * n_bufs + [ctypes.c_int32] * n_vars + [ctypes.c_void_p,
-                                                                                      ctypes.c_int32, ctypes.c_int32]
-        return ClangProgram(symbol, function, dynamic, int(units), int(cost),
-                            tuple(v for v in variables.split(",") if v), strategy, library, cached, parallel)
+        dynamic.argtypes = [ctypes.c_void_p] * n_bufs + [ctypes.c_int32] * len(variables) + [
+            ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32]
+        units = math.prod(program.global_size)
+        return ClangProgram(symbol, function, dynamic, units, int(program.attributes.get("cost", 1)),
+                            tuple(variables), str(program.attributes.get("strategy", "")), library, cached, parallel)
 
-    def launch(self, program: Any, buffers: list[Any], global_size: tuple[int, ...], local_size: tuple[int, ...],
-               values: dict[str, int]) -> float | None:
-        assert isinstance(program, ClangProgram)
-        units = program.units
-        if program.work < SPLIT_THRESHOLD or units < 2:
-            if program.variables:
-                program.function(*[b.arg for b in buffers], *[values[v] for v in program.variables], 0, units)
+    def launch(self, program: Program, binary: Any, buffers: Sequence[Any], values: Mapping[str, int]) -> float | None:
+        kernel = binary
+        assert isinstance(kernel, ClangProgram)
+        units = kernel.units
+        if kernel.work < SPLIT_THRESHOLD or units < 2:
+            if kernel.variables:
+                kernel.function(*[b.arg for b in buffers], *[values[v] for v in kernel.variables], 0, units)
             else:
-                program.function(*[b.arg for b in buffers], 0, units)
+                kernel.function(*[b.arg for b in buffers], 0, units)
             return None
-        args = [*(b.arg for b in buffers), *(values[v] for v in program.variables)]
+        args = [*(b.arg for b in buffers), *(values[v] for v in kernel.variables)]
         threads = min(thread_count(), units)
         if threads < 2:
-            program.function(*args, 0, units)
+            kernel.function(*args, 0, units)
             return None
         chunk = max(1, units // (threads * CHUNKS_PER_THREAD))
         native = native_pool()
-        if native is not None and program.parallel is not None:
-            program.parallel(*args, native.run_address, units, chunk, threads)
+        if native is not None and kernel.parallel is not None:
+            kernel.parallel(*args, native.run_address, units, chunk, threads)
             return None
         counter = ctypes.c_int32(0)
-        pool().run(program.dynamic, (*args, ctypes.addressof(counter), units, chunk), threads)
+        pool().run(kernel.dynamic, (*args, ctypes.addressof(counter), units, chunk), threads)
         return None
 
     def alloc(self, nbytes: int) -> HostBuffer:
@@ -230,9 +228,3 @@ class ClangRuntime(Runtime):
 
     def copyout(self, host: memoryview, buffer: Any) -> None:
         np.frombuffer(host, dtype=np.uint8)[:] = buffer.array[: host.nbytes]
-
-
-def _count_buffers(source: str, symbol: str) -> int:
-    start = source.index(f"void {symbol}(")
-    signature = source[start:source.index(")", start)]
-    return signature.count("*restrict")

@@ -128,8 +128,6 @@ class ScalarRenderer:
         dt = u.dtype
         if op is Ops.DEFINE_GLOBAL:
             self.names[id(u)] = u.arg[1]
-        elif op is Ops.DEFINE_VAR:
-            self.names[id(u)] = u.arg
         elif op is Ops.DEFINE_LOCAL:
             assert isinstance(dt, PtrDType)
             self.names[id(u)] = u.arg[0]
@@ -228,7 +226,7 @@ def _crossing_values(uops: list[UOp]) -> set[int]:
     """Values defined in one barrier phase and used in a later one (constants and buffers excluded)."""
     phase: dict[int, int] = {}
     current, crossing = 0, set()
-    fixed = (Ops.CONST, Ops.DEFINE_GLOBAL, Ops.DEFINE_LOCAL, Ops.DEFINE_VAR, Ops.SPECIAL)
+    fixed = (Ops.CONST, Ops.DEFINE_GLOBAL, Ops.DEFINE_LOCAL, Ops.SPECIAL)
     for u in uops:
         if u.op is Ops.BARRIER:
             current += 1

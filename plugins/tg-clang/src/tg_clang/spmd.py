@@ -187,8 +187,6 @@ class LaneRenderer:
         s = [self.names.get(id(x), "") for x in u.src]
         if op is Ops.DEFINE_GLOBAL:
             self.names[id(u)] = u.arg[1]
-        elif op is Ops.DEFINE_VAR:
-            self.names[id(u)] = u.arg
         elif op is Ops.SPECIAL:
             self.names[id(u)] = self.specials[u.arg[0]]
         elif op is Ops.CONST:

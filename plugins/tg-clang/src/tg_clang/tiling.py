@@ -38,7 +38,7 @@ from tg.codegen.builder import KernelBuilder
 from tg.codegen.uops import ALU, Ops, PtrDType, UOp
 from tg.support.dtype import DType, dtypes
 
-from tg_clang.cfile import dynamic_entry, header, kernel_params, thread_cost
+from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params, thread_cost
 from tg_clang.cprelude import PRELUDE, storage_type
 from tg_clang.scalar import ScalarRenderer
 from tg_clang.spmd import LaneRenderer, lane_supported, vector_typedefs
@@ -212,8 +212,6 @@ class TileBuilder:
                 shared[id(u)] = new = b.define_global(u.arg[0], u.dtype.base, u.arg[2])
                 if not u.arg[2]:
                     self.readonly.add(id(new))
-            elif u.op is Ops.DEFINE_VAR:
-                shared[id(u)] = b.define_var(u.arg, u.dtype)
             elif u.op is Ops.CONST:
                 assert isinstance(u.dtype, DType)
                 shared[id(u)] = b.const(u.arg, u.dtype)
@@ -356,7 +354,7 @@ _PACKABLE = {Ops.CONST, Ops.SPECIAL, Ops.RANGE, Ops.CAST, Ops.BITCAST, Ops.LOAD,
 
 def prune(uops: list[UOp]) -> list[UOp]:
     """``uops`` without the values nothing uses (what packing left behind)."""
-    effects = {Ops.STORE, Ops.ASSIGN, Ops.RANGE, Ops.ENDRANGE, Ops.DEFINE_GLOBAL, Ops.DEFINE_VAR, Ops.SPECIAL,
+    effects = {Ops.STORE, Ops.ASSIGN, Ops.RANGE, Ops.ENDRANGE, Ops.DEFINE_GLOBAL, Ops.SPECIAL,
                Ops.DEFINE_ACC, Ops.BARRIER}
     live: set[int] = set()
     for u in reversed(uops):
@@ -413,7 +411,7 @@ def tile_cost(renderer: LaneRenderer, uops: list[UOp], outputs: int) -> float:
             trips.append(trips[-1] * max(1, u.src[1].arg - u.src[0].arg))
         elif u.op is Ops.ENDRANGE:
             trips.pop()
-        elif u.op in (Ops.CONST, Ops.SPECIAL, Ops.DEFINE_GLOBAL, Ops.DEFINE_VAR, Ops.DEFINE_ACC):
+        elif u.op in (Ops.CONST, Ops.SPECIAL, Ops.DEFINE_GLOBAL, Ops.DEFINE_ACC):
             continue
         elif id(u) not in renderer.varying:
             # uniform int32 sums and products are indices: the compiler strength-reduces them out of the loops
@@ -447,7 +445,7 @@ def _streaming(uops: list[UOp]) -> bool:
 def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int) -> tuple[list[str], list[Pack], float, bool]:
     """The C functions of a tiling's micro-tiles (and packs), their estimated cost per output, and whether the
     tiles do anything lane by lane."""
-    params, _ = kernel_params(uops)
+    params = kernel_params(uops)
     sig = ", ".join(params)
     # packing pays when a column gang's panel is read by several micro-tiles
     wide = TileBuilder(t, t.rows, find_packs=(t.block_cols if t.transposed else t.block_rows) >= 2 * t.rows)
@@ -515,7 +513,7 @@ def _gang_loops(name: str, args: str, pk_args: str, packs: list[Pack], t: Tiling
     return out
 
 
-def render_tiled(name: str, uops: list[UOp], lanes: int, rows: int) -> str | None:
+def render_tiled(name: str, uops: list[UOp], lanes: int, rows: int) -> CKernel | None:
     """The whole C file of a tiled kernel, or None when no tiling applies."""
     t = choose_tiling(uops, lanes, rows)
     while t is None and lanes >= 2 * MIN_LANES and _threads(uops) < lanes:  # fewer threads than a gang: narrower
@@ -542,11 +540,12 @@ def render_tiled(name: str, uops: list[UOp], lanes: int, rows: int) -> str | Non
         if other_cost < 0.85 * cost:
             t, functions, packs, gang = other, other_functions, other_packs, lanes
     lanes = gang
-    params, variables = kernel_params(uops)
+    params = kernel_params(uops)
     args = ", ".join([p.rsplit(" ", 1)[1] for p in params])
     sig = ", ".join(params)
     strategy = f"tiled{'T' if t.transposed else ''}{t.rows}x{lanes}"
-    out = [header(name, t.units, t.block_rows * t.block_cols * thread_cost(uops), variables, strategy),
+    cost = t.block_rows * t.block_cols * thread_cost(uops)
+    out = [header(name, t.units, cost, strategy),
            PRELUDE, *vector_typedefs(lanes), *functions]
     row_tail = t.full_rows < t.n_rows
     col_tail = t.full_cols < t.row_len
@@ -579,4 +578,4 @@ def render_tiled(name: str, uops: list[UOp], lanes: int, rows: int) -> str | Non
         out += ["#if defined(__x86_64__) || defined(__i386__)",
                 "    __builtin_ia32_sfence();  /* order the non-temporal stores before anyone reads them */", "#endif"]
     out += ["  }", "}", dynamic_entry(name, params), ""]
-    return "\n".join(out)
+    return CKernel("\n".join(out), t.units, cost, strategy)

@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from tg.backends.contract import Capabilities, Emitter
+from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.uops import ALU, Ops, PtrDType, UOp, VecDType
 from tg.support.dtype import DType, dtypes
 
@@ -42,14 +43,13 @@ from tg_ptx.writer import (
 
 CAPABILITIES = Capabilities(
     dtypes=frozenset({"float16", "float32", "float64", "int8", "uint8", "int32", "int64", "bool"}),
-    no_div=False,  # div.rn is IEEE division
     sin_is_sin2pi=False,  # sin is range-reduced in software (mathlib)
     vector_width=4,  # ld/st .v4
     local_memory=48 * 1024,  # static .shared per block
     group_size=128,  # threads per block: gidx0 = %ctaid.x, lidx0 = %tid.x
     upcast=16,  # a reduction thread computes a 4x4 register tile (matmul: float4 loads of B, 4 rows of A)
-    has_pow=False,  # pow is lowered through exp2/log2 by the core
-    has_mulacc=True,  # fma.rn
+    # div.rn is IEEE division, fma.rn fuses a*b+c; pow is lowered through exp2/log2 by core
+    renders=frozenset({Ops.SUB, Ops.CMPEQ, Ops.MOD, Ops.DIV, Ops.MULACC}),
 )
 
 _SPECIALS = {"gidx": "%ctaid", "lidx": "%tid"}
@@ -66,8 +66,9 @@ class PTXEmitter(Emitter):
     language = "ptx"
     capabilities = CAPABILITIES
 
-    def render(self, name: str, uops: list[UOp]) -> str:
-        return _Kernel(kernel_name(name), uops, target_arch()).render()
+    def render(self, kernel: LoweredKernel) -> Program:
+        name = kernel_name(kernel.name)
+        return Program.of(kernel, _Kernel(name, kernel.uops, target_arch()).render(), name=name)
 
 
 def kernel_name(name: str) -> str:
@@ -173,12 +174,6 @@ class _Kernel:
             self.values[id(u)] = reg
             if not writable:
                 self.readonly.add(id(u))
-        elif op is Ops.DEFINE_VAR:
-            reg = w.reg(S32)
-            name = kernel_name(str(u.arg))
-            self.params.append(f".param .s32 {name}")
-            w.op(f"ld.param.s32 {reg}, [{name}]")
-            self.values[id(u)] = reg
         elif op is Ops.DEFINE_LOCAL:
             self.define_local(u)
         elif op is Ops.SPECIAL:
@@ -277,7 +272,7 @@ class _Kernel:
         start, end = self.operand(u.src[0]), self.operand(u.src[1])
         top, exit_ = w.new_label("loop"), w.new_label("end")
         # every thread of a warp loops the same number of times when the bounds are kernel-wide values
-        uniform = all(s.op in (Ops.CONST, Ops.DEFINE_VAR) for s in u.src[:2])
+        uniform = all(s.op is Ops.CONST for s in u.src[:2])
         bra = "bra.uni" if uniform else "bra"
         w.op(f"mov.u32 {counter}, {start}")
         static = u.src[0].op is Ops.CONST and u.src[1].op is Ops.CONST and u.src[0].arg < u.src[1].arg

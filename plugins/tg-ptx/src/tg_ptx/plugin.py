@@ -22,3 +22,18 @@ def tg_emitters() -> list[Emitter]:
 @hookimpl
 def tg_runtimes() -> list[Runtime]:
     return [CudaRuntime(), EmulatorRuntime()]
+
+
+#: The environment variables this plugin reads (``tg env`` lists them).
+ENVIRONMENT: dict[str, str] = {
+    "TG_PTX_ARCH": "The PTX target, sm_80 or newer (sets .target and .version). Unset: the GPU's, else sm_80.",
+    "TG_PTX_VERIFY": "Comma list of targets (e.g. sm_80,sm_90): every kernel is also assembled by ptxas for each, and "
+                     "a rejection fails with ptxas's message and the PTX around it.",
+    "TG_PTX_VERIFY_BATCH": "With TG_PTX_VERIFY, assemble N kernels per ptxas run in the background (default 1: each "
+                           "kernel as it compiles).",
+}
+
+
+@hookimpl
+def tg_environment() -> dict[str, str]:
+    return dict(ENVIRONMENT)

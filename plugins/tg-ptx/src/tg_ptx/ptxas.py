@@ -66,12 +66,6 @@ def find_tool(tool: str) -> str | None:
     return None
 
 
-def entry_name(source: str) -> str | None:
-    """The name of the first ``.entry`` in a PTX module."""
-    m = re.search(r"\.entry\s+([A-Za-z_$][\w$]*)", source)
-    return m.group(1) if m else None
-
-
 def verify_targets() -> list[str]:
     """The targets named by TG_PTX_VERIFY (empty when unset)."""
     raw = getenv("TG_PTX_VERIFY", "")

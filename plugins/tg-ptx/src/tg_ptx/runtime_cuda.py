@@ -15,12 +15,13 @@ import atexit
 import ctypes
 import ctypes.util
 import importlib.util
-import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from tg.backends.contract import Availability, Runtime
+from tg.codegen.program import Program
 
 from tg_ptx import ptxas
 from tg_ptx.arch import MIN_SM, set_detected_arch, target_arch
@@ -92,10 +93,6 @@ class CudaProgram:
     source: str
     module: Any
     function: Any
-    params: list[tuple[str, str]]  # (type, name) of each .param, in order
-
-
-_PARAM = re.compile(r"\.param\s+\.(\w+)\s+([A-Za-z_$%][\w$]*)")
 
 
 class CudaRuntime(Runtime):
@@ -136,35 +133,23 @@ class CudaRuntime(Runtime):
                 pass
             self._context = None
 
-    def compile(self, source: str, name: str) -> CudaProgram:
+    def compile(self, program: Program) -> CudaProgram:
         cuda = self._driver()
-        entry = re.search(r"\.entry\s+([A-Za-z_$][\w$]*)", source)
-        if entry is None:
-            raise ValueError(f"kernel {name}: the PTX has no .entry")
-        ptxas.verify(source, entry.group(1))
-        module = cuda.module_from_buffer(source.encode())
-        header = source[entry.end(): source.index(")", entry.end())]
-        params = [(m.group(1), m.group(2)) for m in _PARAM.finditer(header)]
-        return CudaProgram(entry.group(1), source, module, module.get_function(entry.group(1)), params)
+        ptxas.verify(program.source, program.name)
+        module = cuda.module_from_buffer(program.source.encode())
+        return CudaProgram(program.name, program.source, module, module.get_function(program.name))
 
-    def disassemble(self, program: Any) -> str | None:
+    def disassemble(self, program: Program, binary: Any) -> str | None:
         """SASS for the open GPU's target (TG_DEBUG=5), when ptxas and nvdisasm or cuobjdump are installed."""
-        prog: CudaProgram = program
-        return ptxas.disassemble(prog.source, target_arch(), prog.name)
+        return ptxas.disassemble(program.source, target_arch(), program.name)
 
-    def launch(self, program: Any, buffers: list[Any], global_size: tuple[int, ...], local_size: tuple[int, ...],
-               values: dict[str, int]) -> float | None:
+    def launch(self, program: Program, binary: Any, buffers: Sequence[Any], values: Mapping[str, int]) -> float | None:
+        """Buffers (device pointers) then the variables' values as int32, in the Program's parameter order."""
         cuda = self._driver()
-        prog: CudaProgram = program
-        queue = list(buffers)
-        args: list[Any] = []
-        for ptype, pname in prog.params:
-            if ptype == "u64" and queue:
-                args.append(queue.pop(0))
-            else:
-                args.append(np.dtype({"s32": np.int32, "u32": np.uint32, "s64": np.int64}[ptype]).type(values[pname]))
-        grid = (*global_size, 1, 1)[:3]
-        block = (*local_size, 1, 1)[:3]
+        prog: CudaProgram = binary
+        args: list[Any] = [*buffers, *(np.int32(values[v]) for v in program.variables)]
+        grid = (*program.global_size, 1, 1)[:3]
+        block = (*program.local_size, 1, 1)[:3]
         start, end = cuda.Event(), cuda.Event()
         start.record()
         prog.function(*args, grid=tuple(int(g) for g in grid), block=tuple(int(b) for b in block))

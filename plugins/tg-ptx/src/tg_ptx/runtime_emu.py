@@ -7,10 +7,13 @@ shows the SASS ptxas makes of it (when NVIDIA's nvdisasm or cuobjdump is install
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from tg.backends.contract import Availability, Runtime
+from tg.codegen.program import Program
 
 from tg_ptx import ptxas
 from tg_ptx.emulator import CompiledKernel, GlobalMemory, compile_kernel, run_kernel
@@ -28,29 +31,21 @@ class EmulatorRuntime(Runtime):
     def available(self) -> Availability:
         return Availability.yes()
 
-    def compile(self, source: str, name: str) -> CompiledKernel:
-        ptxas.verify(source, ptxas.entry_name(source) or name)  # first: ptxas's verdict on a bad kernel matters most
-        return compile_kernel(source)
+    def compile(self, program: Program) -> CompiledKernel:
+        ptxas.verify(program.source, program.name)  # first: ptxas's verdict on a bad kernel matters most
+        return compile_kernel(program.source)
 
-    def disassemble(self, program: Any) -> str | None:
+    def disassemble(self, program: Program, binary: Any) -> str | None:
         """SASS for the target the kernel was written for (TG_DEBUG=5), when ptxas and nvdisasm are installed."""
-        kernel: CompiledKernel = program
+        kernel: CompiledKernel = binary
         return ptxas.disassemble(kernel.source, kernel.target, kernel.name)
 
-    def launch(self, program: Any, buffers: list[Any], global_size: tuple[int, ...], local_size: tuple[int, ...],
-               values: dict[str, int]) -> float | None:
-        kernel: CompiledKernel = program
-        args: list[Any] = []
-        queue = list(buffers)
-        for p in kernel.entry.params:
-            if p.type in ("u64", "b64", "s64") and queue:
-                args.append(queue.pop(0).address)
-            elif p.name in values:
-                args.append(values[p.name])
-            else:
-                raise ValueError(f"kernel {kernel.name}: no value for parameter {p.name}")
-        grid = int(np.prod(global_size)) if global_size else 1
-        block = int(np.prod(local_size)) if local_size else 1
+    def launch(self, program: Program, binary: Any, buffers: Sequence[Any], values: Mapping[str, int]) -> float | None:
+        """The buffers' addresses, then the variables' values, as the entry's parameters (the Program's order)."""
+        kernel: CompiledKernel = binary
+        args: list[Any] = [b.address for b in buffers] + [values[v] for v in program.variables]
+        grid = math.prod(program.global_size)
+        block = math.prod(program.local_size)
         run_kernel(kernel, self.memory, grid, block, args)
         return None
 

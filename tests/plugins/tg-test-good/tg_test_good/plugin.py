@@ -5,10 +5,11 @@ Its runtimes have negative priorities so automatic selection never picks them ov
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tg.backends.contract import Availability, Capabilities, Emitter, KernelCompiled, KernelLaunched, Runtime
-from tg.hooks import hookimpl
+from tg.hooks import LoweredKernel, Program, hookimpl
 
 EVENTS: list[Any] = []
 
@@ -18,8 +19,8 @@ class GoodEmitter(Emitter):
     language = "testgood-text"
     capabilities = Capabilities(dtypes=frozenset({"float32"}))
 
-    def render(self, name: str, uops: Any) -> str:
-        return f"kernel {name}: {uops!r}"
+    def render(self, kernel: LoweredKernel) -> Program:
+        return Program.of(kernel, f"kernel {kernel.name}: {kernel.uops!r}")
 
 
 class GoodRuntime(Runtime):
@@ -31,11 +32,11 @@ class GoodRuntime(Runtime):
     def available(self) -> Availability:
         return self.status
 
-    def compile(self, source: str, name: str) -> Any:
-        return source
+    def compile(self, program: Program) -> Any:
+        return program.source
 
-    def launch(self, program: Any, buffers: list[Any], global_size: tuple[int, ...],
-               local_size: tuple[int, ...], values: dict[str, int]) -> float | None:
+    def launch(self, program: Program, binary: Any, buffers: Sequence[Any],
+               values: Mapping[str, int]) -> float | None:
         return None
 
     def alloc(self, nbytes: int) -> Any:

@@ -6,10 +6,11 @@ may reach the registry, and the built-in numpy backend must keep working.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tg.backends.contract import Availability, Capabilities, Emitter, Runtime
-from tg.hooks import hookimpl
+from tg.hooks import LoweredKernel, Program, hookimpl
 
 
 class TakenEmitter(Emitter):
@@ -17,8 +18,8 @@ class TakenEmitter(Emitter):
     language = "dupe-c"
     capabilities = Capabilities(dtypes=frozenset({"float32"}))
 
-    def render(self, name: str, uops: Any) -> str:
-        return f"/* {name} */"
+    def render(self, kernel: LoweredKernel) -> Program:
+        return Program.of(kernel, f"/* {kernel.name} */")
 
 
 class DupeRuntime(Runtime):
@@ -29,11 +30,11 @@ class DupeRuntime(Runtime):
     def available(self) -> Availability:
         return Availability.yes()
 
-    def compile(self, source: str, name: str) -> Any:
-        return source
+    def compile(self, program: Program) -> Any:
+        return program.source
 
-    def launch(self, program: Any, buffers: list[Any], global_size: tuple[int, ...],
-               local_size: tuple[int, ...], values: dict[str, int]) -> float | None:
+    def launch(self, program: Program, binary: Any, buffers: Sequence[Any],
+               values: Mapping[str, int]) -> float | None:
         return None
 
     def alloc(self, nbytes: int) -> Any:

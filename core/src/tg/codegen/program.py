@@ -1,0 +1,104 @@
+"""What an emitter receives and what it returns: a lowered kernel in, a :class:`Program` out.
+
+A :class:`LoweredKernel` is core's micro-op list for one kernel with the launch core planned for it.  A
+:class:`Program` is everything a runtime needs to compile and launch that kernel — the source text, the entry's
+name, its buffer parameters in launch order with their dtypes, the launch dims, the symbolic variables, and any
+attributes the emitter wants its own runtime to have — so that no runtime ever parses source text to learn
+how to launch it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from tg.codegen.uops import Ops, PtrDType, UOp
+from tg.support.dtype import DType
+
+
+@dataclass(frozen=True)
+class KernelParam:
+    """One buffer parameter of a kernel.
+
+    ``index`` is its place in a launch's buffer list (0 is the output, then the inputs in order), ``name`` its
+    name in the source (the ``DEFINE_GLOBAL``'s), ``dtype`` its element type, ``writable`` whether the kernel
+    stores into it (only the output today).
+    """
+
+    index: int
+    name: str
+    dtype: DType
+    writable: bool
+
+
+@dataclass(frozen=True)
+class LoweredKernel:
+    """One kernel as core lowered it: ``uops`` (see :mod:`tg.codegen.uops`) and the launch core planned.
+
+    ``global_size`` counts work groups and ``local_size`` threads per group, per launch dimension (the
+    ``SPECIAL`` micro-ops ``gidx<d>``/``lidx<d>`` index them).  ``bytes_moved`` is what the kernel reads and
+    writes at least, for bandwidth figures.
+    """
+
+    name: str
+    uops: list[UOp]
+    global_size: tuple[int, ...]
+    local_size: tuple[int, ...]
+    bytes_moved: int = 0
+
+    @property
+    def buffers(self) -> tuple[KernelParam, ...]:
+        """The kernel's buffer parameters in launch order."""
+        return buffer_params(self.uops)
+
+
+def buffer_params(uops: list[UOp]) -> tuple[KernelParam, ...]:
+    """The ``DEFINE_GLOBAL`` micro-ops of ``uops`` as parameters, in launch order (by index)."""
+    params = {}
+    for u in uops:
+        if u.op is Ops.DEFINE_GLOBAL:
+            assert isinstance(u.dtype, PtrDType)
+            index, name, writable = u.arg
+            params[index] = KernelParam(index, name, u.dtype.base, writable)
+    return tuple(params[i] for i in sorted(params))
+
+
+@dataclass(frozen=True)
+class Program:
+    """A kernel an emitter rendered: what its runtime compiles and launches.
+
+    - ``name``: the entry point's name in ``source`` (the symbol a runtime looks up);
+    - ``source``: the text (C, PTX, assembly...), in the emitter's ``language``;
+    - ``buffers``: the buffer parameters in launch order — a launch passes exactly these buffers, in this order;
+    - ``variables``: names of integer parameters that follow the buffers (symbolic dimensions); a launch gives
+      their values by name.  Core produces none yet;
+    - ``global_size`` / ``local_size``: the launch dims: how many work groups, and threads per group, per
+      dimension (an emitter may choose its own decomposition, e.g. tg-clang's work units);
+    - ``attributes``: whatever else the emitter tells its runtime (a cost estimate, a strategy...).  Core
+      never reads it.
+    """
+
+    name: str
+    source: str
+    buffers: tuple[KernelParam, ...]
+    global_size: tuple[int, ...]
+    local_size: tuple[int, ...]
+    variables: tuple[str, ...] = ()
+    attributes: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @classmethod
+    def of(cls, kernel: LoweredKernel, source: str, name: str | None = None, **attributes: Any) -> Program:
+        """The program rendering ``kernel`` as ``source`` with core's launch (the usual case)."""
+        return cls(name or kernel.name, source, kernel.buffers, kernel.global_size, kernel.local_size,
+                   attributes=attributes)
+
+    def launched_as(self, global_size: tuple[int, ...], local_size: tuple[int, ...] = (1,)) -> Program:
+        """This program with other launch dims (an emitter that decomposes the work its own way)."""
+        return replace(self, global_size=global_size, local_size=local_size)
+
+    @property
+    def threads(self) -> int:
+        """Threads a launch runs: the product of global and local dims."""
+        return math.prod(self.global_size) * math.prod(self.local_size)
