@@ -91,6 +91,15 @@ def as_value(value: Any, dtype: DType) -> bool | int | float:
     return float(value)
 
 
+def exact_key(value: Any) -> Any:
+    """A hashable key for a constant (or a tuple holding some) that tells -0.0 from 0.0 and NaN from NaN."""
+    if isinstance(value, float):
+        return ("float", value.hex())
+    if isinstance(value, tuple):
+        return tuple(exact_key(v) for v in value)
+    return value
+
+
 def promote(a: DType, b: DType) -> DType:
     """The dtype of a binary op between tensors of dtypes ``a`` and ``b``."""
     if a == b:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tg.device import Buffer, DeviceState, Program, device_state
+from tg.dtype import exact_key
 from tg.errors import JitError
 from tg.helpers import debug_level
 from tg.lazy import LazyBuffer
@@ -139,7 +140,7 @@ def build_program(kernel: Kernel, state: DeviceState) -> Program:
 def kernel_key(kernel: Kernel) -> tuple[object, ...]:
     """Everything that decides a kernel's code: its expression tree, views, dtypes and output shape."""
     def node_key(n: KNode) -> tuple[object, ...]:
-        return (n.op, n.dtype.name, n.arg, tuple(node_key(s) for s in n.src))
+        return (n.op, n.dtype.name, exact_key(n.arg), tuple(node_key(s) for s in n.src))  # -0.0 is not 0.0
 
     return (node_key(kernel.ast), kernel.output.shape, kernel.output.dtype.name,
             tuple(inp.dtype.name for inp in kernel.inputs))

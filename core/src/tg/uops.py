@@ -43,7 +43,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from tg.dtype import DType, as_value, dtypes
+from tg.dtype import DType, as_value, dtypes, exact_key
 
 
 class Ops(enum.Enum):
@@ -211,7 +211,7 @@ class KernelBuilder:
 
     def _add(self, op: Ops, dtype: AnyDType | None, src: tuple[UOp, ...] = (), arg: Any = None,
              pure: bool = True) -> UOp:
-        key = (op, dtype, tuple(id(s) for s in src), arg)
+        key = (op, dtype, tuple(id(s) for s in src), exact_key(arg))  # -0.0 is not 0.0
         if pure and key in self._cache:
             return self._cache[key]
         vmin, vmax = (-math.inf, math.inf)
