@@ -21,9 +21,11 @@ ALU ops                   NEG EXP2 LOG2 SIN SQRT RECIP TRUNC / ADD SUB MUL DIV I
 ``VECTORIZE`` / ``GEP``   build a vector of ``dtype.count`` lanes / take lane ``arg``
 ========================  ========================================================================
 
-Semantics an emitter must keep (the numpy backend is the reference): ``IDIV`` truncates toward zero
-and ``MOD`` takes the dividend's sign (C's ``/`` and ``%``); comparisons give bool; ``CAST`` from float
-to int truncates, to bool means ``!= 0``; ``SIN`` takes radians unless the backend declared
+Semantics an emitter must keep (the numpy backend is the reference; the edge cases are tabled in
+:mod:`tg.testing.test_semantics`): ``IDIV`` truncates toward zero and ``MOD`` takes the dividend's sign
+(C's ``/`` and ``%``), both give 0 for a zero divisor and ``MIN / -1`` wraps; comparisons give bool (IEEE
+with NaN); ``MAX`` with a NaN operand is NaN; ``CAST`` from float to int truncates, saturates to the int's
+range and maps NaN to 0, to bool means ``!= 0``; ``SIN`` takes radians unless the backend declared
 ``sin_is_sin2pi`` (then the lowering already divided by 2*pi); ``EXP2``/``LOG2`` must be accurate over
 the whole range (inf, nan, denormals); ``WHERE(c, a, b)``; ``MULACC(a, b, c) = a*b + c``; a gated
 ``LOAD`` whose gate is false yields ``alt`` and must not touch memory; ``STORE`` with a false gate does
