@@ -108,30 +108,47 @@ Required (every emitter renders them): ``DEFINE_GLOBAL`` ``SPECIAL`` ``CONST`` `
 (declared in ``Capabilities.renders``, else core decomposes them): ``SUB`` ``CMPEQ`` ``MOD`` ``POW`` ``DIV``,
 and ``MULACC`` (fused only where declared).  Operands, args and results are listed in :mod:`tg.codegen.uops`.
 
-Semantics every backend computes identically (the numpy backend is the reference; the conformance kit's
-``test_semantics`` checks each line on every backend):
+Semantics every backend computes identically (the numpy backend is the reference, constant folding in
+:func:`tg.codegen.builder.fold` agrees, and the conformance kit's ``test_semantics`` checks each line on every
+backend, with values from memory and as constants, in sizes that take vector and scalar paths).  Beyond the
+table: integer ``ADD``/``MUL``/``NEG`` wrap (two's complement) at the dtype's width; float ops are IEEE-754,
+round to nearest even, denormals kept (no flush to zero); ``DIV``, ``SQRT`` and ``RECIP`` are correctly rounded;
+``EXP2``, ``LOG2`` and ``SIN`` are accurate to a few ulp over the whole range; ``SIN`` takes radians unless the
+target declared ``sin_is_sin2pi``; ``MULACC(a, b, c)`` is ``a*b+c`` rounded once; ``BITCAST`` reinterprets the
+bits of a value of the same size; a gated ``LOAD`` whose gate is false yields its ``alt`` operand and touches
+no memory, a gated ``STORE`` whose gate is false does nothing; ``SPECIAL gidx<d>`` is the work-group index and
+``lidx<d>`` the thread within the group in dimension d; ``DEFINE_ACC`` is a per-thread register that
+``ASSIGN`` overwrites; ``RANGE(start, end)`` loops with a step of 1.
 
-- ``IDIV`` truncates toward zero and ``MOD`` takes the dividend's sign (C's ``/`` and ``%``); ``x // 0`` and
-  ``x % 0`` are 0; ``INT_MIN // -1`` wraps to ``INT_MIN`` and ``INT_MIN % -1`` is 0; integer ``ADD``/``MUL``/
-  ``NEG`` wrap (two's complement) at the dtype's width;
-- float ops are IEEE-754 with round-to-nearest-even and denormals kept (no flush to zero); ``DIV``, ``SQRT`` and
-  ``RECIP`` are correctly rounded; ``EXP2``, ``LOG2`` and ``SIN`` are accurate over the whole range (a few ulp,
-  inf, nan, denormal results); ``SIN`` takes radians unless the target declared ``sin_is_sin2pi``;
-- ``MAX`` with a NaN operand (either one) gives NaN; ``MAX(-0.0, 0.0)`` may give either zero;
-- comparisons give bool and follow IEEE for NaN (``CMPNE`` true, ``CMPLT``/``CMPEQ`` false);
-- on bools, ``ADD``/``MAX``/``OR`` are or, ``MUL``/``AND`` are and, ``XOR``/``CMPNE``/``SUB`` are xor, ``NEG`` is
-  the identity, ``CMPLT(a, b)`` is ``!a & b``;
-- ``CAST`` float -> int truncates toward zero, saturating out of range (NaN gives 0); int -> narrower int keeps
-  the low bits; anything -> bool is ``!= 0`` (NaN is true); bool -> number is 0 or 1; float -> float16 rounds
-  to nearest even and overflows to inf; ``BITCAST`` reinterprets the bits of a value of the same size;
-- ``CONST`` args are Python values already exact in the dtype: floats may be NaN, +-inf or -0.0 (keep the
-  sign); float16 constants are already rounded to float16; ints are within the dtype's range;
-- ``WHERE(c, a, b)`` picks per thread; ``MULACC(a, b, c)`` is ``a*b+c`` rounded once (fused);
-- a gated ``LOAD`` whose gate is false yields its ``alt`` operand and touches no memory; a gated ``STORE`` whose
-  gate is false does nothing;
-- ``SPECIAL gidx<d>`` is the work-group index and ``lidx<d>`` the thread within the group in dimension d;
-  ``DEFINE_ACC`` is a per-thread register that ``ASSIGN`` overwrites; ``RANGE(start, end)`` loops with a step
-  of 1 (the bounds are int32 values, usually constants).
+==================================  ==============================================================================
+case                                result
+==================================  ==============================================================================
+``IDIV``/``MOD`` by 0 (integers)    0 and 0, so Tensor ``x // 0 == 0`` (numpy's answer; nothing traps)
+``IDIV``/``MOD`` of MIN by -1       MIN (wraps) and 0, so ``INT_MIN // -1 == INT_MIN``
+``IDIV``/``MOD`` otherwise          truncate toward zero / sign of the dividend (C); Tensor ``//`` floors (Python)
+``MAX`` float with a NaN operand    NaN, either position (``numpy.maximum``): ``maximum``, ``.max()``, ``relu``,
+                                    ``clip``, ``.min()`` propagate NaN.  ``MAX(+0.0, -0.0)`` may be either zero
+``CAST`` float -> any int           truncate toward zero; out of the destination's range (+-inf included)
+                                    saturate to its min/max, also for int8/uint8; NaN -> 0 (PTX ``cvt.rzi``)
+``CAST`` float -> bool              ``x != 0``: NaN -> True, -0.0 -> False
+``CAST`` int -> narrower int        keeps the low bits (two's complement wrap); bool -> 0/1
+``CAST`` -> float16                 rounded once to nearest even (float64 is not rounded through float32);
+                                    beyond 65504 (from 65520 on) -> +-inf; tiny -> subnormal or a signed zero;
+                                    the same for int32/int64 sources (70000 -> inf)
+bool ``ADD``/``MUL``/``MAX``        OR / AND / OR; ``.max()`` of bools is ``any``; bool ``NEG`` is NOT
+                                    (Tensor ``-b`` is ``logical_not``); ``CMPLT`` is ``~a & b``
+``CMPLT``/``CMPEQ``/``CMPNE``, NaN  IEEE: ``<``, ``>`` and ``==`` False, ``!=`` True
+``WHERE(c, a, b)``                  picks bits unchanged (NaN, -0.0, inf); Tensor ``where`` on a float
+                                    condition tests ``c != 0``, so a NaN condition picks ``a``
+``SQRT``/``LOG2``                   of x < 0 (and -inf): NaN; ``sqrt(-0.0) = -0.0``, ``log2(+-0.0) = -inf``,
+                                    ``sqrt(inf) = log2(inf) = inf``, NaN stays NaN
+``EXP2``                            overflow -> +inf, ``exp2(-inf) = +0.0``; results below the smallest normal
+                                    are subnormals (no flush to zero) until they round to +0.0
+``CONST``                           exact: NaN stays NaN, +-inf, -0.0 keeps its sign; a float16/float32
+                                    constant is rounded to its dtype once (float16 65519 -> 65504, 65520 -> inf,
+                                    2**-24 kept); int constants are exact at the int32/int64 extremes and wrap
+                                    into the dtype (uint8: -1 -> 255, 256 -> 0, 300 -> 44; int8: 200 -> -56)
+==================================  ==============================================================================
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from tg.backends.contract import Availability, Capabilities, Emitter, Runtime
 from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.uops import Ops, PtrDType, UOp, VecDType
 from tg.hooks import hookimpl
-from tg.support.dtype import DType
+from tg.support.dtype import DType, dtypes
 from tg.support.helpers import getenv
 from tg.support.ops import OPTIONAL
 
@@ -108,6 +108,8 @@ class NumpyEmitter(Emitter):
                 line = "pass  # barrier: every lane runs in lockstep"
             elif u.op is Ops.SIN and self.capabilities.sin_is_sin2pi:  # play hardware whose sine takes turns
                 line = f"{v} = np.sin({s[0]} * {_const(2 * math.pi, u.dtype)})"  # type: ignore[arg-type]
+            elif u.op is Ops.NEG and u.dtype == dtypes.bool:  # bool NEG is NOT, like Tensor.neg on bools
+                line = f"{v} = np.logical_not({s[0]})"
             elif u.op in _UNARY:
                 line = f"{v} = {_UNARY[u.op].format(s[0])}"
             elif u.op in _BINARY:
@@ -156,9 +158,18 @@ def _idiv(a: Any, b: Any) -> Any:
 
 
 def _cast(x: Any, dtype: Any) -> Any:
+    """CAST: to bool is ``!= 0``; float to int truncates, saturates to the int's range and maps NaN to 0
+    (numpy's own astype gives x86's INT_MIN there and wraps 8-bit results)."""
+    x = np.asarray(x)
     if dtype is np.bool_:
-        return np.asarray(x) != 0
-    return np.asarray(x).astype(dtype)
+        return x != 0
+    if x.dtype.kind != "f" or np.dtype(dtype).kind not in "iu":
+        return x.astype(dtype)
+    info = np.iinfo(dtype)
+    w = np.trunc(x.astype(np.float64))
+    limit = 2.0 ** (info.bits - (info.min < 0))  # the first value above the int's range, exact as a float
+    inside = np.where((w >= limit) | (w <= info.min) | np.isnan(w), 0, w).astype(dtype)
+    return np.where(w >= limit, info.max, np.where(w <= info.min, info.min, inside)).astype(dtype)
 
 
 def _gated_load(buf: np.ndarray, idx: Any, gate: Any, alt: Any) -> Any:

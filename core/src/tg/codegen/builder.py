@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from tg.codegen.uops import ALU, COMMUTATIVE, COMPARISONS, AnyDType, Ops, PtrDType, UOp, base_dtype
-from tg.support.dtype import DType, as_value, dtypes
+from tg.support.dtype import DType, as_value, dtypes, exact_key
 
 
 def _int_bounds(op: Ops, src: tuple[UOp, ...], arg: Any) -> tuple[float, float]:
@@ -63,7 +63,7 @@ class KernelBuilder:
 
     def _add(self, op: Ops, dtype: AnyDType | None, src: tuple[UOp, ...] = (), arg: Any = None,
              pure: bool = True) -> UOp:
-        key = (op, dtype, tuple(id(s) for s in src), arg)
+        key = (op, dtype, tuple(id(s) for s in src), exact_key(arg))  # -0.0 is not 0.0
         if pure and key in self._cache:
             return self._cache[key]
         vmin, vmax = (-math.inf, math.inf)
@@ -137,9 +137,8 @@ class KernelBuilder:
     def cast(self, x: UOp, dtype: DType) -> UOp:
         if x.dtype == dtype:
             return x
-        if x.is_const:
-            return self.const(x.arg, dtype) if not (dtype.is_int and isinstance(x.arg, float)) else \
-                self.const(math.trunc(x.arg) if math.isfinite(x.arg) else 0, dtype)
+        if x.is_const:  # as_value converts like the device: float -> int truncates, saturates, NaN -> 0
+            return self.const(x.arg, dtype)
         return self._add(Ops.CAST, dtype, (x,))
 
     def bitcast(self, x: UOp, dtype: DType) -> UOp:
@@ -277,14 +276,14 @@ def _coefficient(u: UOp) -> int:
 
 
 def fold(op: Ops, args: list[Any], dtype: DType) -> Any:
-    """Evaluate an ALU op on Python constants with C semantics (truncating division); None if unsure."""
+    """Evaluate an ALU op on Python constants as the device does (see :mod:`tg.testing.test_semantics`):
+    C's truncating division, ``x / 0 == x % 0 == 0``, wrap-around; bool NEG is NOT.  None if unsure."""
     a = args[0]
     if dtype.is_int or dtype == dtypes.bool or op in COMPARISONS:
         table: dict[Ops, Any] = {
-            Ops.NEG: lambda: -a, Ops.ADD: lambda: a + args[1], Ops.SUB: lambda: a - args[1],
-            Ops.MUL: lambda: a * args[1], Ops.MAX: lambda: max(a, args[1]),
-            Ops.IDIV: lambda: int(a / args[1]) if args[1] != 0 else None,
-            Ops.MOD: lambda: int(math.fmod(a, args[1])) if args[1] != 0 else None,
+            Ops.NEG: lambda: -a if dtype != dtypes.bool else not a, Ops.ADD: lambda: a + args[1],
+            Ops.SUB: lambda: a - args[1], Ops.MUL: lambda: a * args[1], Ops.MAX: lambda: max(a, args[1]),
+            Ops.IDIV: lambda: _idiv(int(a), int(args[1])), Ops.MOD: lambda: _mod(int(a), int(args[1])),
             Ops.CMPLT: lambda: a < args[1], Ops.CMPNE: lambda: a != args[1], Ops.CMPEQ: lambda: a == args[1],
             Ops.AND: lambda: a & args[1], Ops.OR: lambda: a | args[1], Ops.XOR: lambda: a ^ args[1],
             Ops.WHERE: lambda: args[1] if a else args[2], Ops.MULACC: lambda: a * args[1] + args[2],
@@ -294,5 +293,18 @@ def fold(op: Ops, args: list[Any], dtype: DType) -> Any:
         value = table[op]()
         if value is None or op in COMPARISONS or dtype == dtypes.bool:
             return value
-        return as_value(value, dtype)  # wraps like the hardware
+        return as_value(value, dtype)  # wraps like the hardware (MIN / -1 == MIN)
     return None  # floats are left to the device, whose rounding the oracle checks
+
+
+def _idiv(a: int, b: int) -> int:
+    """C's integer division (toward zero), exact for every int64, with ``a / 0 == 0``."""
+    if b == 0:
+        return 0
+    q = abs(a) // abs(b)
+    return q if (a < 0) == (b < 0) else -q
+
+
+def _mod(a: int, b: int) -> int:
+    """C's remainder (the dividend's sign), with ``a % 0 == 0``."""
+    return a - b * _idiv(a, b) if b != 0 else 0

@@ -20,16 +20,7 @@ ALU ops                   NEG EXP2 LOG2 SIN SQRT RECIP TRUNC / ADD SUB MUL DIV I
 ``VECTORIZE`` / ``GEP``   build a vector of ``dtype.count`` lanes / take lane ``arg``
 ========================  ========================================================================
 
-Semantics an emitter must keep (the numpy backend is the reference): ``IDIV`` truncates toward zero
-and ``MOD`` takes the dividend's sign (C's ``/`` and ``%``); comparisons give bool; ``CAST`` from float
-to int truncates, to bool means ``!= 0``; ``SIN`` takes radians unless the backend declared
-``sin_is_sin2pi`` (then the lowering already divided by 2*pi); ``EXP2``/``LOG2`` must be accurate over
-the whole range (inf, nan, denormals); ``WHERE(c, a, b)``; ``MULACC(a, b, c) = a*b + c``; a gated
-``LOAD`` whose gate is false yields ``alt`` and must not touch memory; ``STORE`` with a false gate does
-nothing.  ``SPECIAL gidx0`` is the work-group index (or the thread index when there are no groups)
-and ``lidx0`` the thread within the group; a launch runs ``global_size[0]`` groups of
-``local_size[0]`` threads.  ``DEFINE_ACC`` is a per-thread register that ``ASSIGN`` overwrites; a
-value defined inside a ``RANGE`` is only used inside it.
+What each micro-op computes, edge cases included, is section 5 of :mod:`tg.hooks` (the hook spec).
 
 Indices are int32 expressions, simplified as they are built (constant folding, identities, and
 range-based rules for ``//``, ``%`` and ``<``), so emitters receive clean address arithmetic.

@@ -22,6 +22,7 @@ from tg.codegen.uops import format_uops
 from tg.engine.device import Buffer, DeviceState, ReadyKernel, device_state
 from tg.graph.lazy import LazyBuffer
 from tg.schedule.scheduler import HostCopy, Kernel, KNode, ScheduleItem, create_schedule
+from tg.support.dtype import exact_key
 from tg.support.errors import BackendError, JitError
 from tg.support.helpers import debug_level
 
@@ -172,7 +173,7 @@ def build_program(kernel: Kernel, state: DeviceState) -> ReadyKernel:
 def kernel_key(kernel: Kernel) -> tuple[object, ...]:
     """Everything that decides a kernel's code: its expression tree, views, dtypes and output shape."""
     def node_key(n: KNode) -> tuple[object, ...]:
-        return (n.op, n.dtype.name, n.arg, tuple(node_key(s) for s in n.src))
+        return (n.op, n.dtype.name, exact_key(n.arg), tuple(node_key(s) for s in n.src))  # -0.0 is not 0.0
 
     return (node_key(kernel.ast), kernel.output.shape, kernel.output.dtype.name,
             tuple(inp.dtype.name for inp in kernel.inputs))

@@ -400,10 +400,16 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin):
         return F.Less.apply(*self._broadcasted(o, True, op="gt"))
 
     def __le__(self, o: Any) -> Tensor:
-        return (self > o).logical_not()
+        x, y = self._broadcasted(o, op="le")
+        if x.dtype.is_float:  # not (x > y) would be True for NaN
+            return F.Less.apply(x, y) | F.Equal.apply(x, y)
+        return F.Less.apply(y, x).logical_not()
 
     def __ge__(self, o: Any) -> Tensor:
-        return (self < o).logical_not()
+        x, y = self._broadcasted(o, op="ge")
+        if x.dtype.is_float:
+            return F.Less.apply(y, x) | F.Equal.apply(x, y)
+        return F.Less.apply(x, y).logical_not()
 
     def __eq__(self, o: Any) -> Tensor:  # type: ignore[override]
         return F.Equal.apply(*self._broadcasted(o, op="eq"))

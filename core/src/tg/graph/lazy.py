@@ -102,10 +102,7 @@ class LazyBuffer:
         if dtype == self.dtype:
             return self
         if self.base.op is LazyOp.CONST and not bitcast and not self.st.has_mask:  # a cast constant is a constant
-            value = self.base.arg
-            if dtype.is_int and isinstance(value, float):
-                value = int(value) if np.isfinite(value) else 0
-            return LazyBuffer.const(value, dtype, self.device, self.shape)
+            return LazyBuffer.const(self.base.arg, dtype, self.device, self.shape)  # as_value converts like CAST
         return LazyBuffer(self.device, ShapeTracker.contiguous(self.shape), dtype, LazyOp.CAST, (self,), bitcast)
 
     def reduce(self, op: Ops, axes: tuple[int, ...]) -> LazyBuffer:

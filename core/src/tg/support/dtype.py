@@ -9,6 +9,7 @@ integer or bool tensor gives float32 (the default float).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,14 +82,32 @@ BY_NAME = {d.name: d for d in ALL}
 
 
 def as_value(value: Any, dtype: DType) -> bool | int | float:
-    """``value`` as a Python scalar of ``dtype``: integers wrap around like the hardware's."""
+    """``value`` as a Python scalar of ``dtype``, exactly as the device holds it: integers wrap around like the
+    hardware's, floats are rounded to the dtype once (float16 65520 -> inf), and a float given for an integer
+    dtype converts like a cast does (truncated toward zero, saturated to the dtype's range, NaN -> 0)."""
     if dtype == dtypes.bool:
         return bool(value)
     if dtype.is_int:
         bits = dtype.itemsize * 8
+        if isinstance(value, (float, np.floating)):
+            lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if dtype.kind == "i" else (0, (1 << bits) - 1)
+            x = float(value)
+            return 0 if math.isnan(x) else hi if x >= hi else lo if x <= lo else math.trunc(x)
         wrapped = int(value) & ((1 << bits) - 1)
         return wrapped - (1 << bits) if dtype.kind == "i" and wrapped >= 1 << (bits - 1) else wrapped
-    return float(value)
+    if dtype.itemsize == 8:
+        return float(value)
+    with np.errstate(over="ignore"):
+        return float(np.asarray(value, dtype.np))
+
+
+def exact_key(value: Any) -> Any:
+    """A hashable key for a constant (or a tuple holding some) that tells -0.0 from 0.0 and NaN from NaN."""
+    if isinstance(value, float):
+        return ("float", value.hex())
+    if isinstance(value, tuple):
+        return tuple(exact_key(v) for v in value)
+    return value
 
 
 def promote(a: DType, b: DType) -> DType:

@@ -26,7 +26,9 @@ Conventions the kit relies on (documented here so a backend author knows what is
 - Promotion is "category, then size": bool < integer < float; within a category the larger size wins.
   The kit only checks pairs where that rule is unambiguous.
 - ``a // b`` on integers is floor division, like Python, numpy and PyTorch (``-7 // 2 == -4``).
-- Casting a float to an integer truncates toward zero (``-2.7 -> -2``), like C and PyTorch.
+- Casting a float to an integer truncates toward zero (``-2.7 -> -2``), like C and PyTorch; out of the
+  integer's range it saturates and NaN gives 0.  The other edge cases (``x // 0``, NaN in ``maximum``,
+  bool arithmetic, exact constants...) are tabled in :mod:`tg.testing.test_semantics`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The C vocabulary shared by the renderers: type names, exact literals, and the helper functions every kernel
-file starts with (float16 conversion, C-safe integer division, numpy's maximum, vector helpers).
+file starts with (float16 conversion, saturating float -> int, C-safe integer division, numpy's maximum, vector
+helpers).
 
 float16 is stored as ``uint16_t`` and computed in ``float``: every float16 result is rounded back to half
 precision (``tg_rh``), which gives the same bits as numpy's per-op float16 rounding for + - * / sqrt (float
@@ -63,6 +64,12 @@ def literal(value: object, dtype: DType) -> str:
         return f"(-0.0{suffix})"
     text = f.hex()
     return f"({text}{suffix})" if f < 0 else f"{text}{suffix}"
+
+
+#: For float -> int casts done in double: (lowest value, highest double that converts in range, 2**bits or
+#: 2**(bits-1): the first value beyond the range).  Only int64's maximum is not a double.
+INT_RANGE = {"int8": ("-0x1p7", "0x1.fcp6", "0x1p7"), "uint8": ("0.0", "0x1.fep7", "0x1p8"),
+             "int32": ("-0x1p31", "0x1.fffffffcp30", "0x1p31"), "int64": ("-0x1p63", "0x1.fffffffffffffp62", "0x1p63")}
 
 
 def half_bits(value: float) -> int:
@@ -129,6 +136,15 @@ TG_INLINE float tg_rh(float f) { return tg_h2f(tg_f2h(f)); }
 /* numpy's maximum: the first operand when equal, nan when either is nan */
 TG_INLINE float tg_maxf(float a, float b) { return (a >= b || a != a) ? a : b; }
 TG_INLINE double tg_maxd(double a, double b) { return (a >= b || a != a) ? a : b; }
+
+/* float -> int as the IR's CAST: truncate toward zero, saturate to the type's range, NaN -> 0 (C leaves the
+   out-of-range conversion undefined, x86 gives INT_MIN); the argument is a double, exact for every float */
+#define TG_F2I(T, LO, HI, LIMIT) \
+  TG_INLINE T tg_f2i_##T(double x) { return x != x ? (T)0 : x >= LIMIT ? (T)HI : x <= LO ? (T)LO : (T)x; }
+TG_F2I(int8_t, -0x1p7, INT8_MAX, 0x1p7)
+TG_F2I(uint8_t, 0.0, UINT8_MAX, 0x1p8)
+TG_F2I(int32_t, -0x1p31, INT32_MAX, 0x1p31)
+TG_F2I(int64_t, -0x1p63, INT64_MAX, 0x1p63)
 
 /* integer division and remainder that truncate like C, but never trap: x/0 == 0, MIN/-1 wraps */
 #define TG_DIVMOD(T, U) \

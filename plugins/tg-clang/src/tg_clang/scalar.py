@@ -61,13 +61,14 @@ def scalar_alu(op: Ops, dtype: DType, srcs: list[str], src_dtypes: list[DType]) 
 
 
 def scalar_cast(x: str, src: DType, dst: DType) -> str:
-    """C conversion with the IR's meaning: float to int truncates, anything to bool is ``!= 0``."""
+    """C conversion with the IR's meaning: float to int truncates and saturates (NaN -> 0), anything to bool is
+    ``!= 0``."""
     if dst.name == "bool":
         return f"({x} != 0)"
     if dst.name == "float16":
         return f"tg_h2f(tg_d2h({x}))" if src.name == "float64" else f"tg_rh((float){x})"
-    if src.is_float and dst.is_int and dst.itemsize < 4:
-        return f"(({value_type(dst)})(int32_t){x})"  # through int32 like the hardware conversion numpy uses
+    if src.is_float and dst.is_int:
+        return f"tg_f2i_{value_type(dst)}({x})"
     return f"(({value_type(dst)}){x})"
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from tg.codegen.uops import Ops, PtrDType, UOp
 from tg.support.dtype import DType, dtypes
 
-from tg_clang.cprelude import LANE_TYPE, MATH_SUFFIX, literal, value_type
+from tg_clang.cprelude import INT_RANGE, LANE_TYPE, MATH_SUFFIX, literal, value_type
 from tg_clang.scalar import scalar_alu, scalar_cast
 
 _INFIX = {Ops.ADD: "+", Ops.SUB: "-", Ops.MUL: "*", Ops.DIV: "/", Ops.AND: "&", Ops.OR: "|", Ops.XOR: "^"}
@@ -354,10 +354,26 @@ class LaneRenderer:
             self._define_vec(u, a if src.name == "bool" else self._to_mask(f"({a} != 0)", src))
         elif src.name == "bool":
             self._define_vec(u, f"__builtin_convertvector(-{a}, {vtype(dt)})")
-        elif src.is_float and dt.is_int and dt.itemsize < 4:
-            self._define_vec(u, f"__builtin_convertvector(__builtin_convertvector({a}, tg_int32_t_v), {vtype(dt)})")
+        elif src.is_float and dt.is_int:
+            self._define_vec(u, self._float_to_int(a, src, dt))
         else:
             self._define_vec(u, f"__builtin_convertvector({a}, {vtype(dt)})")
+
+    def _float_to_int(self, a: str, src: DType, dt: DType) -> str:
+        """Float lanes to int lanes like ``tg_f2i``: NaN -> 0, then clamped in double to the int's range (so the
+        conversion is defined), and int64's maximum, which no double holds, selected where x >= 2**63."""
+        lo, top, limit = INT_RANGE[dt.name]
+        w = self._new("w")
+        wide = a if src.name == "float64" else f"__builtin_convertvector({a}, tg_double_v)"
+        self._emit(f"tg_double_v {w} = {wide};")
+        big = ""
+        if dt.name == "int64":
+            big = self._new("big")
+            self._emit(f"tg_int64_t_v {big} = {w} >= {limit};")
+        self._emit(f"{w} = ({w} != {w}) ? (tg_double_v)0.0 : {w}; {w} = ({w} < {lo}) ? (tg_double_v){lo} : {w}; "
+                   f"{w} = ({w} > {top}) ? (tg_double_v){top} : {w};")
+        out = f"__builtin_convertvector({w}, {vtype(dt)})"
+        return f"({big} ? (tg_int64_t_v)INT64_MAX : {out})" if big else out
 
     # -- memory ---------------------------------------------------------------------------------------------------
 

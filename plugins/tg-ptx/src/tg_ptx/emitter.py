@@ -399,13 +399,8 @@ class _Kernel:
         elif src.is_float and dst.is_float:
             rounding = ".rn" if dst.itemsize < src.itemsize else ""
             w.op(f"cvt{rounding}.{d.arith}.{s.arith} {out}, {v}")
-        elif src.is_float:  # to an integer: truncate toward zero; 8-bit results wrap like C's conversions
-            if dst.itemsize == 1:
-                wide = w.reg(S32)
-                w.op(f"cvt.rzi.s32.{s.arith} {wide}, {v}")
-                w.op(f"cvt.{d.arith}.{d.mem} {out}, {wide}")
-            else:
-                w.op(f"cvt.rzi.{d.arith}.{s.arith} {out}, {v}")
+        elif src.is_float:  # to an integer: truncate toward zero, saturate to the type's range, NaN -> 0
+            w.op(f"cvt.rzi.{d.mem}.{s.arith} {out}, {v}")
         elif dst.is_float:
             w.op(f"cvt.rn.{d.arith}.{s.arith} {out}, {v}")
         elif dst.itemsize == 1:  # integer narrowing to 8 bits: keep the low byte, extended by its sign or not
@@ -485,8 +480,8 @@ class _Kernel:
         elif op is Ops.CMPLT:  # a < b for bools: !a and b
             w.op(f"not.pred {out}, {a}")
             w.op(f"and.pred {out}, {out}, {b}")
-        elif op is Ops.NEG:
-            w.op(f"mov.pred {out}, {a}")
+        elif op is Ops.NEG:  # bool NEG is NOT (as Tensor.neg on bools)
+            w.op(f"not.pred {out}, {a}")
         else:
             self.fail(u, "no such operation on bool")
         return out
@@ -496,13 +491,18 @@ class _Kernel:
         pt = ptx_type(dt)
         t = pt.arith
         srcs = [self.operand(s) for s in u.src] if len(u.src) > 1 else [self.register(u.src[0])]
-        out = w.reg(pt.reg)
-        simple = {Ops.ADD: f"add.{t}", Ops.SUB: f"sub.{t}", Ops.MUL: f"mul.lo.{t}", Ops.IDIV: f"div.{t}",
-                  Ops.MOD: f"rem.{t}", Ops.MAX: f"max.{t}", Ops.AND: f"and.{pt.bits}", Ops.OR: f"or.{pt.bits}",
-                  Ops.XOR: f"xor.{pt.bits}", Ops.MULACC: f"mad.lo.{t}", Ops.NEG: f"neg.s{t[1:]}"}
-        if op not in simple:
+        simple = {Ops.ADD: f"add.{t}", Ops.SUB: f"sub.{t}", Ops.MUL: f"mul.lo.{t}", Ops.MAX: f"max.{t}",
+                  Ops.AND: f"and.{pt.bits}", Ops.OR: f"or.{pt.bits}", Ops.XOR: f"xor.{pt.bits}",
+                  Ops.MULACC: f"mad.lo.{t}", Ops.NEG: f"neg.s{t[1:]}"}
+        if op in (Ops.IDIV, Ops.MOD):  # x / 0 == x % 0 == 0, MIN / -1 == MIN
+            divisor = self.values[id(u.src[1])]
+            known = int(divisor.value) if isinstance(divisor, Const) else None
+            out = mathlib.int_divmod(w, pt, op is Ops.IDIV, srcs[0], srcs[1], known)
+        elif op in simple:
+            out = w.reg(pt.reg)
+            w.op(f"{simple[op]} {out}, {', '.join(srcs)}")
+        else:
             self.fail(u, "no such operation on integers")
-        w.op(f"{simple[op]} {out}, {', '.join(srcs)}")
         if pt.size == 1 and op in _WRAPPING:  # 8-bit results live in 16-bit registers: wrap them
             w.op(f"cvt.{t}.{pt.mem} {out}, {out}")
         return out

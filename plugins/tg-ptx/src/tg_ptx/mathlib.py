@@ -14,6 +14,10 @@ its float32 ones are approximations with a limited range).
   three parts (Cody-Waite; exact reduction for |x| up to about 1e6, still within 1e-9 far beyond), then
   the Taylor polynomial of sin or cos of r (|r| <= pi/4, to degree 17/18) chosen and signed by k mod 4.
 
+- integer division and remainder (:func:`int_divmod`) never depend on what ``div``/``rem`` leave unspecified:
+  ``x / 0 == x % 0 == 0`` and ``MIN / -1 == MIN`` (``MIN % -1 == 0``), selected after the instruction unless the
+  divisor is a constant for which the instruction alone is exact.
+
 The constants are computed here from their definitions with 60-digit decimal arithmetic.
 """
 
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from fractions import Fraction
 
-from tg_ptx.writer import F32, F64, PRED, S32, S64, Writer, f32_imm, f64_imm
+from tg_ptx.writer import F32, F64, PRED, S32, S64, PtxType, Writer, f32_imm, f64_imm
 
 _PI_DIGITS = "3.14159265358979323846264338327950288419716939937510582097494459230781640628620899863"
 
@@ -214,4 +218,33 @@ def sin_f32(w: Writer, x: str) -> str:
     result = sin_f64(w, wide)
     out = w.reg(F32)
     w.op(f"cvt.rn.f32.f64 {out}, {result}")
+    return out
+
+
+def int_divmod(w: Writer, pt: PtxType, idiv: bool, a: str, b: str, known: int | None) -> str:
+    """``a / b`` (truncating) or ``a % b`` of integer type ``pt``; ``known`` is the divisor when it is a constant.
+
+    A divisor of 0 gives 0; for 32/64-bit signed types a divisor of -1 gives -a (MIN wraps to MIN) and remainder 0
+    (8-bit values live in 16-bit registers, where MIN / -1 does not overflow; the caller wraps the result).
+    """
+    t, out = pt.arith, w.reg(pt.reg)
+    name = f"{'div' if idiv else 'rem'}.{t}"
+    wide_signed = t in ("s32", "s64")
+    if known is not None and known != 0 and not (known == -1 and wide_signed):
+        w.op(f"{name} {out}, {a}, {b}")
+    elif known == 0 or known == -1 and not idiv:
+        w.op(f"mov.{pt.bits} {out}, 0")
+    elif known == -1:
+        w.op(f"neg.{t} {out}, {a}")
+    else:
+        w.op(f"{name} {out}, {a}, {b}")
+        if wide_signed:
+            minus_one, negated = w.reg(PRED), w.reg(pt.reg) if idiv else "0"
+            w.op(f"setp.eq.{t} {minus_one}, {b}, -1")
+            if idiv:
+                w.op(f"neg.{t} {negated}, {a}")
+            w.op(f"selp.{t} {out}, {negated}, {out}, {minus_one}")
+        zero = w.reg(PRED)
+        w.op(f"setp.eq.{t} {zero}, {b}, 0")
+        w.op(f"selp.{t} {out}, 0, {out}, {zero}")
     return out
