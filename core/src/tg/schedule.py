@@ -7,6 +7,12 @@ own buffer first (padding must read 0, not ``op(0)``), and so is one that a redu
 many times over (a broadcast chain of several ops, e.g. a ReLU gradient feeding a weight-gradient
 matmul): computing it once is cheaper than recomputing it for every output.
 
+A kernel fuses at most ``MAX_FUSED_OPS`` ALU and CAST ops.  Its expression is built from the output down,
+sources depth first and left to right; once it holds that many ops, every further elementwise source is
+computed into a buffer of its own (by a kernel capped the same way) and loaded.  A chain of N elementwise
+ops thus runs as ceil(N / MAX_FUSED_OPS) kernels, the one nearest the output full: no kernel's code grows
+with the graph, and a repeating chain gives kernels of one structure, compiled once.
+
 The graph is walked with explicit stacks, never one recursive call per node, so graphs of any depth schedule.
 """
 
@@ -81,14 +87,17 @@ ScheduleItem = Kernel | HostCopy
 #: RECOMPUTE_MIN_FACTOR times per element has the chain computed into a buffer first.
 RECOMPUTE_MIN_OPS = 3
 RECOMPUTE_MIN_FACTOR = 8
+#: A kernel inlines at most this many ALU and CAST ops; past them, each further source gets its own buffer.
+MAX_FUSED_OPS = 256
 
 
 @dataclass(eq=False)
 class _Fusing:
-    """A kernel whose expression tree is being built, with its memo of nodes by (base, view)."""
+    """A kernel whose expression tree is being built: its memo of nodes by (base, view) and its op count."""
 
     kernel: Kernel
     memo: dict[tuple[int, ShapeTracker], KNode] = field(default_factory=dict)
+    ops: int = 0
 
 
 # The scheduler's tasks, on one explicit stack (graphs can be 100,000 ops deep, deeper than Python recursion):
@@ -175,6 +184,8 @@ class Scheduler:
                 fusing.memo[key] = node
             nodes.append(node)
             return
+        if b.op in (LazyOp.ALU, LazyOp.CAST):
+            fusing.ops += 1
         tasks.append((_NODE, fusing, b, key))
         tasks.extend((_VALUE, fusing, s.base, s.st + st, reducing) for s in reversed(b.srcs))
 
@@ -200,6 +211,8 @@ class Scheduler:
         if inline and reducing and b.op is not LazyOp.CONST:
             factor = math.prod(st.shape) // max(1, math.prod(b.shape))
             inline = factor < RECOMPUTE_MIN_FACTOR or self._cost(b) < RECOMPUTE_MIN_OPS
+        if inline and b.op is not LazyOp.CONST and fusing.ops >= MAX_FUSED_OPS:
+            inline = False
         if inline:
             self._compute(fusing, b, st, reducing, key, tasks, nodes)
         else:
