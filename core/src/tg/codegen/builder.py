@@ -261,9 +261,15 @@ class KernelBuilder:
 
 
 def _sum_terms(u: UOp) -> list[UOp]:
-    if u.op is Ops.ADD:
-        return _sum_terms(u.src[0]) + _sum_terms(u.src[1])
-    return [u]
+    """The terms of a tree of ADDs, left to right."""
+    terms, stack = [], [u]
+    while stack:
+        x = stack.pop()
+        if x.op is Ops.ADD:
+            stack += (x.src[1], x.src[0])
+        else:
+            terms.append(x)
+    return terms
 
 
 def _coefficient(u: UOp) -> int:

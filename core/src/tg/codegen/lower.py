@@ -23,10 +23,17 @@ from tg.support.dtype import DType, dtypes
 
 
 def _all_trackers(node: KNode, out: list[ShapeTracker]) -> list[ShapeTracker]:
-    if node.op in ("LOAD", "CONST"):
-        out.append(node.arg[1])
-    for s in node.src:
-        _all_trackers(s, out)
+    """The views of every load and constant under ``node`` (a shared subtree's once), appended to ``out``."""
+    seen: set[int] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if n.op in ("LOAD", "CONST"):
+            out.append(n.arg[1])
+        stack.extend(reversed(n.src))
     return out
 
 
@@ -52,14 +59,21 @@ def merge_dims(shape: Shape, reduce_axes: set[int], trackers: list[ShapeTracker]
 
 
 def _reshape_node(node: KNode, shape: Shape, memo: dict[int, KNode]) -> KNode:
-    if id(node) in memo:
-        return memo[id(node)]
-    if node.op in ("LOAD", "CONST"):
-        out = KNode(node.op, node.dtype, (), (node.arg[0], node.arg[1].reshape(shape)))
-    else:
-        out = KNode(node.op, node.dtype, tuple(_reshape_node(s, shape, memo) for s in node.src), node.arg)
-    memo[id(node)] = out
-    return out
+    """``node``'s tree with every view reshaped to ``shape`` (sources before the nodes that use them)."""
+    stack = [node]
+    while stack:
+        n = stack[-1]
+        if id(n) in memo:
+            stack.pop()
+        elif n.op in ("LOAD", "CONST"):
+            memo[id(n)] = KNode(n.op, n.dtype, (), (n.arg[0], n.arg[1].reshape(shape)))
+            stack.pop()
+        elif any(id(s) not in memo for s in n.src):
+            stack.extend(s for s in n.src if id(s) not in memo)
+        else:
+            memo[id(n)] = KNode(n.op, n.dtype, tuple(memo[id(s)] for s in n.src), n.arg)
+            stack.pop()
+    return memo[id(node)]
 
 
 def lower(kernel: Kernel, caps: Capabilities) -> LoweredKernel:
@@ -270,27 +284,35 @@ class _Lowering:
     # -- expressions -----------------------------------------------------------------------------------------
 
     def _render(self, node: KNode, idxs: list[UOp], lane: tuple[int, ...] = (), vec: int | None = None) -> UOp:
-        key = (id(node), lane)
-        if key in self.memo:
-            return self.memo[key]
-        b = self.b
-        if node.op == "LOAD":
-            out = self._load(node, idxs, lane, vec)
-        elif node.op == "CONST":
-            value, st = node.arg
-            out = b.const(value, node.dtype)
-            if st.has_mask:
-                _, valid = view_index(b, st, idxs)
-                out = b.alu(Ops.WHERE, valid, out, b.const(0, node.dtype))
-        elif node.op == "ALU":
-            out = b.alu(node.arg, *[self._render(s, idxs, lane, vec) for s in node.src], dtype=node.dtype)
-        elif node.op == "CAST":
-            src = self._render(node.src[0], idxs, lane, vec)
-            out = b.bitcast(src, node.dtype) if node.arg else b.cast(src, node.dtype)
-        else:
-            raise AssertionError(node.op)
-        self.memo[key] = out
-        return out
+        """The micro-op of ``node``'s value; operands are built first, left to right, each node once per lane."""
+        b, memo = self.b, self.memo
+        stack: list[tuple[KNode, bool]] = [(node, False)]
+        while stack:
+            n, operands_done = stack.pop()
+            key = (id(n), lane)
+            if key in memo:
+                continue
+            if n.op in ("ALU", "CAST") and not operands_done:
+                stack.append((n, True))
+                stack.extend((s, False) for s in reversed(n.src))
+                continue
+            if n.op == "LOAD":
+                out = self._load(n, idxs, lane, vec)
+            elif n.op == "CONST":
+                value, st = n.arg
+                out = b.const(value, n.dtype)
+                if st.has_mask:
+                    _, valid = view_index(b, st, idxs)
+                    out = b.alu(Ops.WHERE, valid, out, b.const(0, n.dtype))
+            elif n.op == "ALU":
+                out = b.alu(n.arg, *[memo[(id(s), lane)] for s in n.src], dtype=n.dtype)
+            elif n.op == "CAST":
+                src = memo[(id(n.src[0]), lane)]
+                out = b.bitcast(src, n.dtype) if n.arg else b.cast(src, n.dtype)
+            else:
+                raise AssertionError(n.op)
+            memo[key] = out
+        return memo[(id(node), lane)]
 
     def _load(self, node: KNode, idxs: list[UOp], lane: tuple[int, ...], vec: int | None) -> UOp:
         b = self.b
@@ -327,11 +349,12 @@ def _true(u: UOp) -> bool:
 
 
 def _node_shape(node: KNode, default: Shape) -> Shape:
-    if node.op in ("LOAD", "CONST"):
-        return node.arg[1].shape
-    for s in node.src:
-        return _node_shape(s, default)
-    return default
+    """The shape of the first load or constant down the first sources (``default`` when there is none)."""
+    while node.op not in ("LOAD", "CONST"):
+        if not node.src:
+            return default
+        node = node.src[0]
+    return node.arg[1].shape
 
 
 def reduce_identity(op: Ops, dtype: DType) -> float | int | bool:

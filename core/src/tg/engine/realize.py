@@ -171,9 +171,24 @@ def build_program(kernel: Kernel, state: DeviceState) -> ReadyKernel:
 
 
 def kernel_key(kernel: Kernel) -> tuple[object, ...]:
-    """Everything that decides a kernel's code: its expression tree, views, dtypes and output shape."""
-    def node_key(n: KNode) -> tuple[object, ...]:
-        return (n.op, n.dtype.name, exact_key(n.arg), tuple(node_key(s) for s in n.src))  # -0.0 is not 0.0
+    """Everything that decides a kernel's code: its expression tree, views, dtypes and output shape.
 
-    return (node_key(kernel.ast), kernel.output.shape, kernel.output.dtype.name,
+    The tree is written as its distinct subtrees in post-order, each ``(op, dtype, arg, source numbers)``
+    numbered by first appearance: equal trees, shared subtrees or not, give equal keys, in time linear in
+    the number of nodes and without recursion.  Constants are keyed exactly (-0.0 is not 0.0).
+    """
+    numbers: dict[tuple[object, ...], int] = {}  # a subtree's entry -> its number
+    number_of: dict[int, int] = {}  # id(node) -> the number of its subtree
+    stack: list[tuple[KNode, bool]] = [(kernel.ast, False)]
+    while stack:
+        n, sources_done = stack.pop()
+        if id(n) in number_of:
+            continue
+        if not sources_done:
+            stack.append((n, True))
+            stack.extend((s, False) for s in reversed(n.src))
+            continue
+        entry = (n.op, n.dtype.name, exact_key(n.arg), tuple(number_of[id(s)] for s in n.src))
+        number_of[id(n)] = numbers.setdefault(entry, len(numbers))
+    return (tuple(numbers), kernel.output.shape, kernel.output.dtype.name,
             tuple(inp.dtype.name for inp in kernel.inputs))

@@ -6,6 +6,14 @@ kernel boundaries.  An unrealized elementwise result seen through a padded view 
 own buffer first (padding must read 0, not ``op(0)``), and so is one that a reduction would recompute
 many times over (a broadcast chain of several ops, e.g. a ReLU gradient feeding a weight-gradient
 matmul): computing it once is cheaper than recomputing it for every output.
+
+A kernel fuses at most ``MAX_FUSED_OPS`` ALU and CAST ops.  Its expression is built from the output down,
+sources depth first and left to right; once it holds that many ops, every further elementwise source is
+computed into a buffer of its own (by a kernel capped the same way) and loaded.  A chain of N elementwise
+ops thus runs as ceil(N / MAX_FUSED_OPS) kernels, the one nearest the output full: no kernel's code grows
+with the graph, and a repeating chain gives kernels of one structure, compiled once.
+
+The graph is walked with explicit stacks, never one recursive call per node, so graphs of any depth schedule.
 """
 
 from __future__ import annotations
@@ -43,17 +51,23 @@ class Kernel:
 
     @property
     def name(self) -> str:
-        ops: list[str] = []
-
-        def walk(n: KNode) -> None:
-            if n.op in ("ALU", "REDUCE"):
-                name = (n.arg if n.op == "ALU" else n.arg[0]).name.lower()
-                ops.append(("r_" if n.op == "REDUCE" else "") + name)
-            for s in n.src:
-                walk(s)
-
-        walk(self.ast)
-        label = "_".join(dict.fromkeys(reversed(ops))) or "copy"
+        # The op names in the order of their last appearance in a pre-order walk of the tree, reversed: that is the
+        # order of first appearance in a post-order walk that visits sources right to left, which may skip a shared
+        # subtree it has already walked (the subtree's names have appeared) and needs no recursion.
+        ops: dict[str, None] = {}
+        done: set[int] = set()
+        stack: list[tuple[KNode, bool]] = [(self.ast, False)]
+        while stack:
+            n, expanded = stack.pop()
+            if expanded:
+                if n.op in ("ALU", "REDUCE"):
+                    name = (n.arg if n.op == "ALU" else n.arg[0]).name.lower()
+                    ops.setdefault(("r_" if n.op == "REDUCE" else "") + name)
+            elif id(n) not in done:
+                done.add(id(n))
+                stack.append((n, True))
+                stack.extend((s, False) for s in n.src)
+        label = "_".join(ops) or "copy"
         shape = "_".join(str(s) for s in self.output.shape) or "1"
         return f"{label[:40]}_{shape}"
 
@@ -73,6 +87,26 @@ ScheduleItem = Kernel | HostCopy
 #: RECOMPUTE_MIN_FACTOR times per element has the chain computed into a buffer first.
 RECOMPUTE_MIN_OPS = 3
 RECOMPUTE_MIN_FACTOR = 8
+#: A kernel inlines at most this many ALU and CAST ops; past them, each further source gets its own buffer.
+MAX_FUSED_OPS = 256
+
+
+@dataclass(eq=False)
+class _Fusing:
+    """A kernel whose expression tree is being built: its memo of nodes by (base, view) and its op count."""
+
+    kernel: Kernel
+    memo: dict[tuple[int, ShapeTracker], KNode] = field(default_factory=dict)
+    ops: int = 0
+
+
+# The scheduler's tasks, on one explicit stack (graphs can be 100,000 ops deep, deeper than Python recursion):
+_REALIZE = "realize"  # (_REALIZE, lb): schedule lb's base
+_VALUE = "value"      # (_VALUE, fusing, base, view, reducing): push base's node seen through view
+_NODE = "node"        # (_NODE, fusing, base, memo key): make base's node from its sources' nodes
+_LOAD = "load"        # (_LOAD, fusing, base, view, memo key): push a load of base, now scheduled
+_KERNEL = "kernel"    # (_KERNEL, fusing): the expression is built; the kernel is scheduled
+_COPY = "copy"        # (_COPY, base): its source is scheduled; so is the copy
 
 
 class Scheduler:
@@ -82,8 +116,47 @@ class Scheduler:
         self._costs: dict[int, int] = {}
 
     def realize(self, lb: LazyBuffer) -> None:
-        """Schedule everything needed to compute ``lb``'s base into a buffer."""
-        b = lb.base
+        """Schedule everything needed to compute ``lb``'s base into a buffer.
+
+        Sources are visited depth first, left to right, and a source that needs a buffer of its own is
+        scheduled before the kernel that loads it: the order a recursive walk would give, kept on a stack.
+        """
+        tasks: list[tuple[Any, ...]] = [(_REALIZE, lb)]
+        nodes: list[KNode] = []  # finished nodes, taken by the task that waits for them
+        while tasks:
+            task = tasks.pop()
+            kind = task[0]
+            if kind == _VALUE:
+                self._value(task[1], task[2], task[3], task[4], tasks, nodes)
+            elif kind == _NODE:
+                fusing, b, key = task[1], task[2], task[3]
+                srcs = tuple(nodes[len(nodes) - len(b.srcs):])
+                del nodes[len(nodes) - len(b.srcs):]
+                node = self._node(b, srcs)
+                if key is not None:
+                    fusing.memo[key] = node
+                nodes.append(node)
+            elif kind == _LOAD:
+                fusing, b, st, key = task[1], task[2], task[3], task[4]
+                kernel = fusing.kernel
+                if b not in kernel.inputs:
+                    kernel.inputs.append(b)
+                node = KNode("LOAD", b.dtype, (), (kernel.inputs.index(b) + 1, st))
+                fusing.memo[key] = node
+                nodes.append(node)
+            elif kind == _REALIZE:
+                self._start(task[1].base, tasks, nodes)
+            elif kind == _KERNEL:
+                kernel = task[1].kernel
+                b, body = kernel.output, nodes.pop()
+                kernel.ast = KNode("REDUCE", b.dtype, (body,), b.arg) if b.op is LazyOp.REDUCE else body
+                self.items.append(kernel)
+            else:
+                assert kind == _COPY, kind
+                self.items.append(HostCopy(task[1], task[1].srcs[0]))
+        assert not nodes
+
+    def _start(self, b: LazyBuffer, tasks: list[tuple[Any, ...]], nodes: list[KNode]) -> None:
         if b.realized is not None or id(b) in self._scheduled:
             return
         self._scheduled.add(id(b))
@@ -91,25 +164,33 @@ class Scheduler:
             self.items.append(HostCopy(b, None))
             return
         if b.op is LazyOp.COPY:
-            self.realize(b.srcs[0])
-            self.items.append(HostCopy(b, b.srcs[0]))
+            tasks.append((_COPY, b))
+            tasks.append((_REALIZE, b.srcs[0]))
             return
-        kernel = Kernel(KNode("CONST", b.dtype), b)  # placeholder ast until the sources are built
-        memo: dict[tuple[int, ShapeTracker], KNode] = {}
+        fusing = _Fusing(Kernel(KNode("CONST", b.dtype), b))  # placeholder ast until the sources are built
+        tasks.append((_KERNEL, fusing))
         if b.op is LazyOp.REDUCE:
             src = b.srcs[0]
-            op, axes = b.arg
-            kernel.ast = KNode("REDUCE", b.dtype, (self._value(src.base, src.st, kernel, memo, True),), (op, axes))
+            tasks.append((_VALUE, fusing, src.base, src.st, True))
         else:
-            kernel.ast = self._compute(b, ShapeTracker.contiguous(b.shape), kernel, memo)
-        self.items.append(kernel)
+            self._compute(fusing, b, ShapeTracker.contiguous(b.shape), False, None, tasks, nodes)
 
-    def _compute(self, b: LazyBuffer, st: ShapeTracker, kernel: Kernel, memo: dict[Any, KNode],
-                 reducing: bool = False) -> KNode:
-        """The value of unrealized base ``b`` (ALU, CAST, CONTIGUOUS, CONST) inlined at ``st``."""
+    def _compute(self, fusing: _Fusing, b: LazyBuffer, st: ShapeTracker, reducing: bool,
+                 key: tuple[int, ShapeTracker] | None, tasks: list[tuple[Any, ...]], nodes: list[KNode]) -> None:
+        """Push the value of unrealized base ``b`` (ALU, CAST, CONTIGUOUS, CONST) inlined at ``st``."""
         if b.op is LazyOp.CONST:
-            return KNode("CONST", b.dtype, (), (b.arg, st))
-        srcs = tuple(self._value(s.base, s.st + st, kernel, memo, reducing) for s in b.srcs)
+            node = KNode("CONST", b.dtype, (), (b.arg, st))
+            if key is not None:
+                fusing.memo[key] = node
+            nodes.append(node)
+            return
+        if b.op in (LazyOp.ALU, LazyOp.CAST):
+            fusing.ops += 1
+        tasks.append((_NODE, fusing, b, key))
+        tasks.extend((_VALUE, fusing, s.base, s.st + st, reducing) for s in reversed(b.srcs))
+
+    @staticmethod
+    def _node(b: LazyBuffer, srcs: tuple[KNode, ...]) -> KNode:
         if b.op is LazyOp.ALU:
             return KNode("ALU", b.dtype, srcs, b.arg)
         if b.op is LazyOp.CAST:
@@ -118,33 +199,46 @@ class Scheduler:
             return srcs[0]
         raise AssertionError(f"cannot inline {b.op}")
 
-    def _value(self, b: LazyBuffer, st: ShapeTracker, kernel: Kernel, memo: dict[Any, KNode],
-               reducing: bool = False) -> KNode:
+    def _value(self, fusing: _Fusing, b: LazyBuffer, st: ShapeTracker, reducing: bool, tasks: list[tuple[Any, ...]],
+               nodes: list[KNode]) -> None:
+        """Push ``b`` seen through ``st``: inlined, or loaded from its own buffer (scheduled first)."""
         key = (id(b), st)
-        if key in memo:
-            return memo[key]
+        if key in fusing.memo:
+            nodes.append(fusing.memo[key])
+            return
         inline = b.realized is None and (b.op is LazyOp.CONST or (b.op in (LazyOp.ALU, LazyOp.CAST)
                                                                    and not st.has_mask))
         if inline and reducing and b.op is not LazyOp.CONST:
             factor = math.prod(st.shape) // max(1, math.prod(b.shape))
             inline = factor < RECOMPUTE_MIN_FACTOR or self._cost(b) < RECOMPUTE_MIN_OPS
+        if inline and b.op is not LazyOp.CONST and fusing.ops >= MAX_FUSED_OPS:
+            inline = False
         if inline:
-            node = self._compute(b, st, kernel, memo, reducing)
+            self._compute(fusing, b, st, reducing, key, tasks, nodes)
         else:
-            self.realize(b)
-            if b not in kernel.inputs:
-                kernel.inputs.append(b)
-            node = KNode("LOAD", b.dtype, (), (kernel.inputs.index(b) + 1, st))
-        memo[key] = node
-        return node
-
+            tasks.append((_LOAD, fusing, b, st, key))
+            tasks.append((_REALIZE, b))
 
     def _cost(self, b: LazyBuffer) -> int:
         """How many ops computing unrealized ``b`` inline takes (up to realized buffers and constants)."""
-        if id(b) not in self._costs:
-            inlined = b.realized is None and b.op in (LazyOp.ALU, LazyOp.CAST)
-            self._costs[id(b)] = 1 + sum(self._cost(s.base) for s in b.srcs) if inlined else 0
-        return self._costs[id(b)]
+        costs = self._costs
+        stack = [b]
+        while stack:
+            x = stack[-1]
+            if id(x) in costs:
+                stack.pop()
+                continue
+            if not (x.realized is None and x.op in (LazyOp.ALU, LazyOp.CAST)):
+                costs[id(x)] = 0
+                stack.pop()
+                continue
+            missing = [s.base for s in x.srcs if id(s.base) not in costs]
+            if missing:
+                stack.extend(missing)
+                continue
+            costs[id(x)] = 1 + sum(costs[id(s.base)] for s in x.srcs)
+            stack.pop()
+        return costs[id(b)]
 
 
 def create_schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:

@@ -35,6 +35,7 @@ import math
 from dataclasses import dataclass
 
 from tg.codegen.builder import KernelBuilder
+from tg.codegen.rewrites import eliminate_dead
 from tg.codegen.uops import ALU, Ops, PtrDType, UOp
 from tg.support.dtype import DType, dtypes
 
@@ -228,7 +229,7 @@ class TileBuilder:
                 for r in range(self.rows):
                     src = tuple(per_row[r][id(x)] if id(x) in per_row[r] else shared[id(x)] for x in u.src)
                     per_row[r][id(u)] = self._replay(u, src, *self.coords[r])
-        return prune(b.uops)
+        return eliminate_dead(b.uops)  # drop what packing left behind
 
     def _replay(self, u: UOp, src: tuple[UOp, ...], row: UOp, col: UOp) -> UOp:
         b, t, i32 = self.b, self.t, dtypes.int32
@@ -352,18 +353,6 @@ def _div_mod_sum(a: UOp, b: UOp) -> UOp | None:
 _PACKABLE = {Ops.CONST, Ops.SPECIAL, Ops.RANGE, Ops.CAST, Ops.BITCAST, Ops.LOAD, Ops.DEFINE_GLOBAL, *ALU}
 
 
-def prune(uops: list[UOp]) -> list[UOp]:
-    """``uops`` without the values nothing uses (what packing left behind)."""
-    effects = {Ops.STORE, Ops.ASSIGN, Ops.RANGE, Ops.ENDRANGE, Ops.DEFINE_GLOBAL, Ops.SPECIAL,
-               Ops.DEFINE_ACC, Ops.BARRIER}
-    live: set[int] = set()
-    for u in reversed(uops):
-        if u.op in effects or id(u) in live:
-            live.add(id(u))
-            live.update(id(x) for x in u.src)
-    return [u for u in uops if id(u) in live]
-
-
 def _dependencies(u: UOp) -> dict[int, UOp]:
     seen: dict[int, UOp] = {}
     stack = [u]
@@ -376,29 +365,38 @@ def _dependencies(u: UOp) -> dict[int, UOp]:
 
 
 def _copy_expr(b: KernelBuilder, u: UOp, mapping: dict[int, UOp]) -> UOp:
-    """Rebuild the side-effect free expression ``u`` in builder ``b`` (leaves through ``mapping``)."""
-    if id(u) in mapping:
-        return mapping[id(u)]
-    src = [_copy_expr(b, s, mapping) for s in u.src]
-    if u.op is Ops.DEFINE_GLOBAL:
-        assert isinstance(u.dtype, PtrDType)
-        new = b.define_global(u.arg[0], u.dtype.base, False)
-    elif u.op is Ops.CONST:
-        assert isinstance(u.dtype, DType)
-        new = b.const(u.arg, u.dtype)
-    elif u.op is Ops.LOAD:
-        new = b.load(src[0], src[1], u.dtype, *src[2:])  # type: ignore[arg-type]
-    elif u.op is Ops.CAST:
-        assert isinstance(u.dtype, DType)
-        new = b.cast(src[0], u.dtype)
-    elif u.op is Ops.BITCAST:
-        assert isinstance(u.dtype, DType)
-        new = b.bitcast(src[0], u.dtype)
-    else:
-        assert isinstance(u.dtype, DType) and u.op in ALU, u
-        new = b.alu(u.op, *src, dtype=u.dtype)
-    mapping[id(u)] = new
-    return new
+    """Rebuild the side-effect free expression ``u`` in builder ``b`` (leaves through ``mapping``).
+
+    Operands are rebuilt before the ops that use them, left to right, from an explicit stack."""
+    stack: list[tuple[UOp, bool]] = [(u, False)]
+    while stack:
+        x, operands_done = stack.pop()
+        if id(x) in mapping:
+            continue
+        if x.src and not operands_done:
+            stack.append((x, True))
+            stack.extend((s, False) for s in reversed(x.src))
+            continue
+        src = [mapping[id(s)] for s in x.src]
+        if x.op is Ops.DEFINE_GLOBAL:
+            assert isinstance(x.dtype, PtrDType)
+            new = b.define_global(x.arg[0], x.dtype.base, False)
+        elif x.op is Ops.CONST:
+            assert isinstance(x.dtype, DType)
+            new = b.const(x.arg, x.dtype)
+        elif x.op is Ops.LOAD:
+            new = b.load(src[0], src[1], x.dtype, *src[2:])  # type: ignore[arg-type]
+        elif x.op is Ops.CAST:
+            assert isinstance(x.dtype, DType)
+            new = b.cast(src[0], x.dtype)
+        elif x.op is Ops.BITCAST:
+            assert isinstance(x.dtype, DType)
+            new = b.bitcast(src[0], x.dtype)
+        else:
+            assert isinstance(x.dtype, DType) and x.op in ALU, x
+            new = b.alu(x.op, *src, dtype=x.dtype)
+        mapping[id(x)] = new
+    return mapping[id(u)]
 
 
 def tile_cost(renderer: LaneRenderer, uops: list[UOp], outputs: int) -> float:

@@ -10,7 +10,6 @@ not ask for; MULACC is ``fma.rn``.  exp2, log2 and sin come from :mod:`tg_ptx.ma
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
@@ -32,8 +31,6 @@ from tg_ptx.writer import (
     Const,
     Writer,
     f16_bits,
-    f32_imm,
-    f64_imm,
     fold_moves,
     immediate,
     offset_text,
@@ -547,8 +544,6 @@ class _Kernel:
             return mathlib.log2_f32(w, regs[0]) if t == "f32" else mathlib.log2_f64(w, regs[0])
         if op is Ops.SIN:
             return mathlib.sin_f32(w, regs[0]) if t == "f32" else mathlib.sin_f64(w, regs[0])
-        if op is Ops.POW:
-            return self._pow(regs[0], regs[1], t)
         return self.fail(u, "no such operation on floats")
 
     def _reg_of(self, operand: str, cls: Any, t: str) -> str:
@@ -557,34 +552,3 @@ class _Kernel:
         reg = self.w.reg(cls)
         self.w.op(f"mov.{t} {reg}, {operand}")
         return reg
-
-    def _pow(self, x: str, y: str, t: str) -> str:
-        """x**y like C's pow: 2^(y log2|x|), negative for x < 0 and odd integer y, NaN for x < 0 and other y."""
-        w = self.w
-        cls = F32 if t == "f32" else F64
-        imm = f32_imm if t == "f32" else f64_imm
-        w.comment(f"pow.{t}: exp2(y * log2(|x|)) with C's rules for the sign")
-        ax, prod = w.reg(cls), w.reg(cls)
-        w.op(f"abs.{t} {ax}, {x}")
-        lg = mathlib.log2_f32(w, ax) if t == "f32" else mathlib.log2_f64(w, ax)
-        w.op(f"mul.rn.{t} {prod}, {y}, {lg}")
-        mag = mathlib.exp2_f32(w, prod) if t == "f32" else mathlib.exp2_f64(w, prod)
-        ty, half, th = w.reg(cls), w.reg(cls), w.reg(cls)
-        is_int, is_odd, neg, flip, out, negated = (w.reg(PRED), w.reg(PRED), w.reg(PRED), w.reg(PRED), w.reg(cls),
-                                                   w.reg(cls))
-        w.op(f"cvt.rzi.{t}.{t} {ty}, {y}")
-        w.op(f"setp.eq.{t} {is_int}, {ty}, {y}")
-        w.op(f"mul.rn.{t} {half}, {y}, {imm(0.5)}")
-        w.op(f"cvt.rzi.{t}.{t} {th}, {half}")
-        w.op(f"setp.neu.{t} {is_odd}, {th}, {half}")
-        w.op(f"and.pred {is_odd}, {is_odd}, {is_int}")
-        w.op(f"setp.lt.{t} {neg}, {x}, {imm(0.0)}")
-        w.op(f"and.pred {flip}, {neg}, {is_odd}")
-        w.op(f"neg.{t} {negated}, {mag}")
-        w.op(f"selp.{t} {out}, {negated}, {mag}, {flip}")
-        w.op(f"not.pred {is_int}, {is_int}")
-        w.op(f"and.pred {flip}, {neg}, {is_int}")
-        w.op(f"selp.{t} {out}, {imm(math.nan)}, {out}, {flip}")
-        w.op(f"setp.eq.{t} {flip}, {y}, {imm(0.0)}")
-        w.op(f"selp.{t} {out}, {imm(1.0)}, {out}, {flip}")
-        return out
