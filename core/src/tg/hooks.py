@@ -48,7 +48,9 @@ A minimal plugin::
     def tg_runtimes():
         return [MyChipRuntime()]
 
-Then prove it: ``TG_BACKEND=mychip pytest --pyargs tg.testing``.
+A text emitter need not write its own walk: :class:`TextRenderer` walks the micro-ops once and dispatches each to a
+table of op -> text or to a ``render_<op>`` method (tg's numpy, clang and PTX emitters are built on it).  Then
+prove it: ``TG_BACKEND=mychip pytest --pyargs tg.testing``.
 
 3. A kernel's life, and what core guarantees the emitter
 ---------------------------------------------------------
@@ -164,6 +166,7 @@ from tg.support.ops import OPTIONAL, Ops
 if TYPE_CHECKING:
     from tg.codegen.builder import KernelBuilder
     from tg.codegen.program import KernelParam, LoweredKernel, Program, buffer_params
+    from tg.codegen.render import TextRenderer
     from tg.codegen.rewrites import eliminate_dead, replay
     from tg.codegen.uops import PtrDType, UOp, VecDType, format_uops
     from tg.support.dtype import DType, dtypes
@@ -174,7 +177,7 @@ _LAZY = {"KernelBuilder": "tg.codegen.builder", "KernelParam": "tg.codegen.progr
          "LoweredKernel": "tg.codegen.program", "Program": "tg.codegen.program", "buffer_params": "tg.codegen.program",
          "eliminate_dead": "tg.codegen.rewrites", "replay": "tg.codegen.rewrites", "PtrDType": "tg.codegen.uops",
          "UOp": "tg.codegen.uops", "VecDType": "tg.codegen.uops", "format_uops": "tg.codegen.uops",
-         "DType": "tg.support.dtype", "dtypes": "tg.support.dtype"}
+         "DType": "tg.support.dtype", "dtypes": "tg.support.dtype", "TextRenderer": "tg.codegen.render"}
 
 
 def __getattr__(name: str) -> Any:
@@ -283,5 +286,5 @@ def declared_version(reference: str) -> int | None:
 
 __all__ = ["HOOKSPEC_VERSION", "HOOK_NAMES", "OPTIONAL", "PROJECT", "Availability", "Backend", "Capabilities",
            "DType", "Emitter", "KernelBuilder", "KernelCompiled", "KernelLaunched", "KernelParam", "LoweredKernel",
-           "LoweringPass", "Ops", "Program", "PtrDType", "Runtime", "UOp", "VecDType", "buffer_params",
+           "LoweringPass", "Ops", "Program", "PtrDType", "Runtime", "TextRenderer", "UOp", "VecDType", "buffer_params",
            "declared_version", "dtypes", "eliminate_dead", "format_uops", "hookimpl", "hookspec", "replay"]

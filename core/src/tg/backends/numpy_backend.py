@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from tg.backends.contract import Availability, Capabilities, Emitter, Runtime
 from tg.codegen.program import LoweredKernel, Program
+from tg.codegen.render import TextRenderer
 from tg.codegen.uops import Ops, PtrDType, UOp, VecDType
 from tg.hooks import hookimpl
 from tg.support.dtype import DType, dtypes
@@ -27,14 +28,6 @@ from tg.support.helpers import getenv
 from tg.support.ops import OPTIONAL
 
 LANGUAGE = "numpy-python"
-
-_BINARY = {Ops.ADD: "({} + {})", Ops.SUB: "({} - {})", Ops.MUL: "({} * {})", Ops.DIV: "({} / {})",
-           Ops.IDIV: "_idiv({}, {})", Ops.MOD: "np.fmod({}, {})", Ops.MAX: "np.maximum({}, {})",
-           Ops.POW: "np.power({}, {})", Ops.CMPLT: "({} < {})", Ops.CMPNE: "({} != {})", Ops.CMPEQ: "({} == {})",
-           Ops.AND: "({} & {})", Ops.OR: "({} | {})", Ops.XOR: "({} ^ {})"}
-_UNARY = {Ops.NEG: "(-{})", Ops.EXP2: "np.exp2({})", Ops.LOG2: "np.log2({})", Ops.SIN: "np.sin({})",
-          Ops.SQRT: "np.sqrt({})", Ops.RECIP: "np.reciprocal({})", Ops.TRUNC: "np.trunc({})"}
-
 
 def _np_type(dtype: DType) -> str:
     return "np.bool_" if dtype.name == "bool" else f"np.{dtype.name}"
@@ -59,96 +52,132 @@ class NumpyEmitter(Emitter):
 
     def source(self, name: str, uops: list[UOp]) -> str:
         """The Python function ``name(bufs)`` that runs ``uops`` for every thread at once."""
-        names: dict[int, str] = {}
-        specials = {u.arg[0]: u.arg[1] for u in uops if u.op is Ops.SPECIAL}
-        n_lanes = specials.get("lidx0", 1)
-        n_threads = specials.get("gidx0", 1) * n_lanes
-        lines = [f"def {name}(bufs):", f"  _t = np.arange({n_threads}, dtype=np.int32)"]
-        indent = "  "
-        for i, u in enumerate(uops):
-            v = f"v{i}"
-            names[id(u)] = v
-            s = [names[id(x)] for x in u.src]
-            line: str | None = None
-            if u.op is Ops.DEFINE_GLOBAL:
-                assert isinstance(u.dtype, PtrDType)
-                line = f"{v} = bufs[{u.arg[0]}].view({_np_type(u.dtype.base)})"
-            elif u.op is Ops.DEFINE_LOCAL:
-                assert isinstance(u.dtype, PtrDType)
-                groups = n_threads // n_lanes
-                line = f"{v} = np.zeros(({groups}, {u.arg[1]}), dtype={_np_type(u.dtype.base)})"
-            elif u.op is Ops.SPECIAL:
-                line = f"{v} = _t // {n_lanes}" if u.arg[0] == "gidx0" else f"{v} = _t % {n_lanes}"
-            elif u.op is Ops.CONST:
-                assert isinstance(u.dtype, DType)
-                line = f"{v} = {_const(u.arg, u.dtype)}"
-            elif u.op is Ops.RANGE:
-                lines.append(f"{indent}for {v} in range(int({s[0]}), int({s[1]})):")
-                indent += "  "
-                lines.append(f"{indent}{v} = np.int32({v})")
-                continue
-            elif u.op is Ops.ENDRANGE:
-                indent = indent[:-2]
-                continue
-            elif u.op is Ops.DEFINE_ACC:
-                assert isinstance(u.dtype, DType)
-                line = f"{v} = np.full({n_threads}, {_const(u.arg, u.dtype)})"
-            elif u.op is Ops.ASSIGN:
-                names[id(u)] = s[0]
-                line = f"{s[0]} = ({s[1]}).astype({s[0]}.dtype)"
-            elif u.op is Ops.LOAD:
-                line = self._load(v, s, u)
-            elif u.op is Ops.STORE:
-                line = self._store(s, u)
-            elif u.op is Ops.VECTORIZE:
-                line = f"{v} = np.stack(np.broadcast_arrays({', '.join(s)}), axis=-1)"
-            elif u.op is Ops.GEP:
-                line = f"{v} = {s[0]}[..., {u.arg}]"
-            elif u.op is Ops.BARRIER:
-                line = "pass  # barrier: every lane runs in lockstep"
-            elif u.op is Ops.SIN and self.capabilities.sin_is_sin2pi:  # play hardware whose sine takes turns
-                line = f"{v} = np.sin({s[0]} * {_const(2 * math.pi, u.dtype)})"  # type: ignore[arg-type]
-            elif u.op is Ops.NEG and u.dtype == dtypes.bool:  # bool NEG is NOT, like Tensor.neg on bools
-                line = f"{v} = np.logical_not({s[0]})"
-            elif u.op in _UNARY:
-                line = f"{v} = {_UNARY[u.op].format(s[0])}"
-            elif u.op in _BINARY:
-                line = f"{v} = {_BINARY[u.op].format(s[0], s[1])}"
-            elif u.op is Ops.WHERE:
-                line = f"{v} = np.where({s[0]}, {s[1]}, {s[2]})"
-            elif u.op is Ops.MULACC:
-                line = f"{v} = {s[0]} * {s[1]} + {s[2]}"
-            elif u.op is Ops.CAST:
-                assert isinstance(u.dtype, DType)
-                line = f"{v} = _cast({s[0]}, {_np_type(u.dtype)})"
-            elif u.op is Ops.BITCAST:
-                assert isinstance(u.dtype, DType)
-                line = f"{v} = np.asarray({s[0]}).view({_np_type(u.dtype)})"
-            else:
-                raise NotImplementedError(f"the numpy backend cannot run micro-op {u.op.name}")
-            lines.append(indent + line)
+        renderer = NumpyRenderer(uops, self.capabilities.sin_is_sin2pi)
+        lines = [f"def {name}(bufs):", f"  _t = np.arange({renderer.n_threads}, dtype=np.int32)",
+                 *renderer.render_uops()]
         return "\n".join(lines) + "\n"
 
-    @staticmethod
-    def _load(v: str, s: list[str], u: UOp) -> str:
+
+class NumpyRenderer(TextRenderer):
+    """The body of a kernel's Python function: value ``i`` of the micro-op list is the variable ``v<i>``, an array
+    holding it for every thread (``_t`` numbers the threads)."""
+
+    ops: ClassVar[dict[Ops, str]] = {
+        Ops.NEG: "(-{0})", Ops.EXP2: "np.exp2({0})", Ops.LOG2: "np.log2({0})", Ops.SIN: "np.sin({0})",
+        Ops.SQRT: "np.sqrt({0})", Ops.RECIP: "np.reciprocal({0})", Ops.TRUNC: "np.trunc({0})",
+        Ops.ADD: "({0} + {1})", Ops.SUB: "({0} - {1})", Ops.MUL: "({0} * {1})", Ops.DIV: "({0} / {1})",
+        Ops.IDIV: "_idiv({0}, {1})", Ops.MOD: "np.fmod({0}, {1})", Ops.MAX: "np.maximum({0}, {1})",
+        Ops.POW: "np.power({0}, {1})", Ops.CMPLT: "({0} < {1})", Ops.CMPNE: "({0} != {1})",
+        Ops.CMPEQ: "({0} == {1})", Ops.AND: "({0} & {1})", Ops.OR: "({0} | {1})", Ops.XOR: "({0} ^ {1})",
+        Ops.WHERE: "np.where({0}, {1}, {2})", Ops.MULACC: "{0} * {1} + {2}",
+        Ops.VECTORIZE: "np.stack(np.broadcast_arrays({all}), axis=-1)",
+    }
+
+    def __init__(self, uops: list[UOp], sin_is_sin2pi: bool = False):
+        super().__init__(uops, margin=1)
+        self.sin_is_sin2pi = sin_is_sin2pi
+        specials = {u.arg[0]: u.arg[1] for u in uops if u.op is Ops.SPECIAL}
+        self.n_lanes = specials.get("lidx0", 1)
+        self.n_threads = specials.get("gidx0", 1) * self.n_lanes
+
+    def define(self, u: UOp, expr: str) -> None:
+        v = self.names[id(u)] = f"v{self.position}"
+        self.emit(f"{v} = {expr}")
+
+    def operands(self, u: UOp) -> list[str]:
+        return [self.names[id(s)] for s in u.src]
+
+    def from_table(self, u: UOp) -> None:
+        if u.op is Ops.VECTORIZE:
+            self.define(u, self.ops[u.op].format(all=", ".join(self.operands(u))))
+        else:
+            super().from_table(u)
+
+    def render_define_global(self, u: UOp) -> None:
+        assert isinstance(u.dtype, PtrDType)
+        self.define(u, f"bufs[{u.arg[0]}].view({_np_type(u.dtype.base)})")
+
+    def render_define_local(self, u: UOp) -> None:
+        assert isinstance(u.dtype, PtrDType)
+        groups = self.n_threads // self.n_lanes
+        self.define(u, f"np.zeros(({groups}, {u.arg[1]}), dtype={_np_type(u.dtype.base)})")
+
+    def render_special(self, u: UOp) -> None:
+        self.define(u, f"_t // {self.n_lanes}" if u.arg[0] == "gidx0" else f"_t % {self.n_lanes}")
+
+    def render_const(self, u: UOp) -> None:
+        assert isinstance(u.dtype, DType)
+        self.define(u, _const(u.arg, u.dtype))
+
+    def render_range(self, u: UOp) -> None:
+        v = self.names[id(u)] = f"v{self.position}"
+        s = self.operands(u)
+        self.emit(f"for {v} in range(int({s[0]}), int({s[1]})):")
+        self.depth += 1
+        self.emit(f"{v} = np.int32({v})")
+
+    def render_endrange(self, u: UOp) -> None:
+        self.depth -= 1
+
+    def render_define_acc(self, u: UOp) -> None:
+        assert isinstance(u.dtype, DType)
+        self.define(u, f"np.full({self.n_threads}, {_const(u.arg, u.dtype)})")
+
+    def render_assign(self, u: UOp) -> None:
+        acc, value = self.operands(u)
+        self.names[id(u)] = acc
+        self.emit(f"{acc} = ({value}).astype({acc}.dtype)")
+
+    def render_load(self, u: UOp) -> None:
+        s = self.operands(u)
         if isinstance(u.dtype, VecDType):
             gate = f", {s[2]}, {s[3]}" if len(s) > 2 else ""
-            return f"{v} = _vload({s[0]}, {s[1]}, {u.dtype.count}{gate})"
+            self.define(u, f"_vload({s[0]}, {s[1]}, {u.dtype.count}{gate})")
+            return
         local = isinstance(u.src[0].dtype, PtrDType) and u.src[0].dtype.local
         if len(s) == 2:
-            return f"{v} = _load_local({s[0]}, _t, {s[1]})" if local else f"{v} = {s[0]}[{s[1]}]"
+            self.define(u, f"_load_local({s[0]}, _t, {s[1]})" if local else f"{s[0]}[{s[1]}]")
+            return
         loader = "_load_local" if local else "_gated_load"
-        return f"{v} = {loader}({s[0]}, {'_t, ' if local else ''}{s[1]}, {s[2]}, {s[3]})"
+        self.define(u, f"{loader}({s[0]}, {'_t, ' if local else ''}{s[1]}, {s[2]}, {s[3]})")
 
-    @staticmethod
-    def _store(s: list[str], u: UOp) -> str:
+    def render_store(self, u: UOp) -> None:
+        s = self.operands(u)
         gate = s[3] if len(s) > 3 else "True"
         buf, value = u.src[0], u.src[2]
         if isinstance(value.dtype, VecDType):
-            return f"_vstore({s[0]}, _t, {s[1]}, {s[2]}, {gate}, {value.dtype.count})"
-        if isinstance(buf.dtype, PtrDType) and buf.dtype.local:
-            return f"_store_local({s[0]}, _t, {s[1]}, {s[2]}, {gate})"
-        return f"_store({s[0]}, _t, {s[1]}, {s[2]}, {gate})"
+            self.emit(f"_vstore({s[0]}, _t, {s[1]}, {s[2]}, {gate}, {value.dtype.count})")
+        elif isinstance(buf.dtype, PtrDType) and buf.dtype.local:
+            self.emit(f"_store_local({s[0]}, _t, {s[1]}, {s[2]}, {gate})")
+        else:
+            self.emit(f"_store({s[0]}, _t, {s[1]}, {s[2]}, {gate})")
+
+    def render_gep(self, u: UOp) -> None:
+        self.define(u, f"{self.names[id(u.src[0])]}[..., {u.arg}]")
+
+    def render_barrier(self, u: UOp) -> None:
+        self.emit("pass  # barrier: every lane runs in lockstep")
+
+    def render_sin(self, u: UOp) -> None:
+        if self.sin_is_sin2pi:  # play hardware whose sine takes turns
+            assert isinstance(u.dtype, DType)
+            self.define(u, f"np.sin({self.names[id(u.src[0])]} * {_const(2 * math.pi, u.dtype)})")
+        else:
+            self.from_table(u)
+
+    def render_neg(self, u: UOp) -> None:
+        if u.dtype == dtypes.bool:  # bool NEG is NOT, like Tensor.neg on bools
+            self.define(u, f"np.logical_not({self.names[id(u.src[0])]})")
+        else:
+            self.from_table(u)
+
+    def render_cast(self, u: UOp) -> None:
+        assert isinstance(u.dtype, DType)
+        self.define(u, f"_cast({self.names[id(u.src[0])]}, {_np_type(u.dtype)})")
+
+    def render_bitcast(self, u: UOp) -> None:
+        assert isinstance(u.dtype, DType)
+        self.define(u, f"np.asarray({self.names[id(u.src[0])]}).view({_np_type(u.dtype)})")
 
 
 def _idiv(a: Any, b: Any) -> Any:

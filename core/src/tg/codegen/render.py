@@ -41,7 +41,8 @@ class TextRenderer:
 
     def render_uops(self) -> list[str]:
         """Walk the micro-ops in order, rendering each; return the lines."""
-        for self.position, u in enumerate(self.uops):
+        for position, u in enumerate(self.uops):
+            self.position = position
             method = self._methods.get(u.op, ...)
             if method is ...:
                 method = self._methods[u.op] = getattr(self, f"render_{u.op.name.lower()}", None)

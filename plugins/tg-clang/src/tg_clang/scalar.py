@@ -8,6 +8,7 @@ in a per-lane array.  Core's vector lanes (VECTORIZE/GEP, vector loads and store
 
 from __future__ import annotations
 
+from tg.codegen.render import TextRenderer
 from tg.codegen.uops import Ops, PtrDType, UOp, VecDType
 from tg.support.dtype import DType, dtypes
 
@@ -76,16 +77,14 @@ def is_half(dtype: object) -> bool:
     return isinstance(dtype, DType) and dtype.name == "float16"
 
 
-class ScalarRenderer:
-    """Renders the body of one thread.  ``names`` maps the threads' SPECIALs (and anything else fixed from
-    outside) to C expressions; every other value gets a C variable."""
+class ScalarRenderer(TextRenderer):
+    """Renders the body of one thread.  ``specials`` maps the threads' SPECIALs (and anything else fixed from
+    outside) to C expressions; every other value gets a C variable.  ALU ops go through :func:`scalar_alu`."""
 
     def __init__(self, uops: list[UOp], specials: dict[str, str], group_size: int = 1):
-        self.uops, self.specials, self.group_size = uops, specials, group_size
-        self.names: dict[int, str] = {}
-        self.lines: list[str] = []
+        super().__init__(uops, margin=1)
+        self.specials, self.group_size = specials, group_size
         self.typedefs: set[str] = set()
-        self.depth = 0
         self.crossing: set[int] = set()  # values that live across a barrier: per-lane arrays
 
     # -- names -------------------------------------------------------------------------------------------
@@ -93,91 +92,107 @@ class ScalarRenderer:
     def name(self, u: UOp) -> str:
         return self.names[id(u)]
 
-    def _emit(self, line: str) -> None:
-        self.lines.append("  " * (self.depth + 1) + line)
-
     def _define(self, u: UOp, ctype: str, expr: str, prefix: str = "v") -> None:
         var = f"{prefix}{len(self.names)}"
         if id(u) in self.crossing:
             self.names[id(u)] = f"{var}_l[lidx0]"
             self.group_decls.append(f"{ctype} {var}_l[{self.group_size}];")
-            self._emit(f"{var}_l[lidx0] = {expr};")
+            self.emit(f"{var}_l[lidx0] = {expr};")
         else:
             self.names[id(u)] = var
-            self._emit(f"{ctype} {var} = {expr};")
+            self.emit(f"{ctype} {var} = {expr};")
+
+    def operands(self, u: UOp) -> list[str]:
+        return [self.names.get(id(x), "") for x in u.src]
 
     # -- the whole body -----------------------------------------------------------------------------------
 
     def render(self) -> tuple[list[str], list[list[str]]]:
         """(declarations at group scope, statements of each phase); phases are split at barriers."""
         self.group_decls: list[str] = []
+        self.phases: list[list[str]] = []
         self.crossing = _crossing_values(self.uops)
-        phases: list[list[str]] = []
-        for u in self.uops:
-            if u.op is Ops.BARRIER:
-                if self.depth:
-                    raise NotImplementedError("tg-clang: a barrier inside a loop is not supported")
-                phases.append(self.lines)
-                self.lines = []
-                continue
-            self._render(u)
-        phases.append(self.lines)
-        return self.group_decls, phases
+        self.render_uops()
+        self.phases.append(self.lines)
+        return self.group_decls, self.phases
 
-    def _render(self, u: UOp) -> None:
-        op, s = u.op, [self.names.get(id(x), "") for x in u.src]
+    def render_barrier(self, u: UOp) -> None:
+        if self.depth:
+            raise NotImplementedError("tg-clang: a barrier inside a loop is not supported")
+        self.phases.append(self.lines)
+        self.lines = []
+
+    def render_define_global(self, u: UOp) -> None:
+        self.names[id(u)] = u.arg[1]
+
+    def render_define_local(self, u: UOp) -> None:
+        assert isinstance(u.dtype, PtrDType)
+        self.names[id(u)] = u.arg[0]
+        self.group_decls.append(f"{storage_type(u.dtype.base)} {u.arg[0]}[{u.arg[1]}];")
+
+    def render_special(self, u: UOp) -> None:
+        self.names[id(u)] = self.specials[u.arg[0]]
+
+    def render_const(self, u: UOp) -> None:
+        assert isinstance(u.dtype, DType)
+        self.names[id(u)] = literal(u.arg, u.dtype)
+
+    def render_range(self, u: UOp) -> None:
+        s = self.operands(u)
+        var = f"r{len(self.names)}"
+        self.names[id(u)] = var
+        self.emit(f"for (int32_t {var} = {s[0]}; {var} < {s[1]}; {var}++) {{")
+        self.depth += 1
+
+    def render_endrange(self, u: UOp) -> None:
+        self.depth -= 1
+        self.emit("}")
+
+    def render_define_acc(self, u: UOp) -> None:
+        assert isinstance(u.dtype, DType)
+        self._define(u, value_type(u.dtype), literal(u.arg, u.dtype), "acc")
+
+    def render_assign(self, u: UOp) -> None:
+        s = self.operands(u)
+        self.names[id(u)] = s[0]
+        self.emit(f"{s[0]} = {s[1]};")
+
+    def render_load(self, u: UOp) -> None:
+        self._load(u, self.operands(u))
+
+    def render_store(self, u: UOp) -> None:
+        self._store(u, self.operands(u))
+
+    def render_vectorize(self, u: UOp) -> None:
         dt = u.dtype
-        if op is Ops.DEFINE_GLOBAL:
-            self.names[id(u)] = u.arg[1]
-        elif op is Ops.DEFINE_LOCAL:
-            assert isinstance(dt, PtrDType)
-            self.names[id(u)] = u.arg[0]
-            self.group_decls.append(f"{storage_type(dt.base)} {u.arg[0]}[{u.arg[1]}];")
-        elif op is Ops.SPECIAL:
-            self.names[id(u)] = self.specials[u.arg[0]]
-        elif op is Ops.CONST:
-            assert isinstance(dt, DType)
-            self.names[id(u)] = literal(u.arg, dt)
-        elif op is Ops.RANGE:
-            var = f"r{len(self.names)}"
-            self.names[id(u)] = var
-            self._emit(f"for (int32_t {var} = {s[0]}; {var} < {s[1]}; {var}++) {{")
-            self.depth += 1
-        elif op is Ops.ENDRANGE:
-            self.depth -= 1
-            self._emit("}")
-        elif op is Ops.DEFINE_ACC:
-            assert isinstance(dt, DType)
-            self._define(u, value_type(dt), literal(u.arg, dt), "acc")
-        elif op is Ops.ASSIGN:
-            self.names[id(u)] = s[0]
-            self._emit(f"{s[0]} = {s[1]};")
-        elif op is Ops.LOAD:
-            self._load(u, s)
-        elif op is Ops.STORE:
-            self._store(u, s)
-        elif op is Ops.VECTORIZE:
-            assert isinstance(dt, VecDType)
-            self.typedefs.add(vec_typedef(dt.base, dt.count))
-            self._define(u, vec_type(dt.base, dt.count), f"({vec_type(dt.base, dt.count)}){{{', '.join(s)}}}")
-        elif op is Ops.GEP:
-            assert isinstance(dt, DType)
-            self._define(u, value_type(dt), f"({value_type(dt)}){s[0]}[{u.arg}]")
-        elif op is Ops.CAST:
-            src = u.src[0].dtype
-            assert isinstance(dt, DType) and isinstance(src, DType)
-            self._define(u, value_type(dt), scalar_cast(s[0], src, dt))
-        elif op is Ops.BITCAST:
-            assert isinstance(dt, DType)
-            var = f"v{len(self.names)}"
-            self._emit(f"{value_type(dt)} {var}; memcpy(&{var}, &{s[0]}, sizeof({var}));")
-            self.names[id(u)] = var
-        else:
-            assert isinstance(dt, DType)
-            expr = scalar_alu(op, dt, s, [x.dtype for x in u.src])  # type: ignore[misc]
-            if is_half(dt):
-                expr = f"tg_rh({expr})"
-            self._define(u, value_type(dt), expr)
+        assert isinstance(dt, VecDType)
+        self.typedefs.add(vec_typedef(dt.base, dt.count))
+        lanes = ", ".join(self.operands(u))
+        self._define(u, vec_type(dt.base, dt.count), f"({vec_type(dt.base, dt.count)}){{{lanes}}}")
+
+    def render_gep(self, u: UOp) -> None:
+        assert isinstance(u.dtype, DType)
+        self._define(u, value_type(u.dtype), f"({value_type(u.dtype)}){self.operands(u)[0]}[{u.arg}]")
+
+    def render_cast(self, u: UOp) -> None:
+        src = u.src[0].dtype
+        assert isinstance(u.dtype, DType) and isinstance(src, DType)
+        self._define(u, value_type(u.dtype), scalar_cast(self.operands(u)[0], src, u.dtype))
+
+    def render_bitcast(self, u: UOp) -> None:
+        assert isinstance(u.dtype, DType)
+        var = f"v{len(self.names)}"
+        self.emit(f"{value_type(u.dtype)} {var}; memcpy(&{var}, &{self.operands(u)[0]}, sizeof({var}));")
+        self.names[id(u)] = var
+
+    def from_table(self, u: UOp) -> None:
+        """ALU ops: C expressions from :func:`scalar_alu`, float16 results rounded back to half."""
+        dt = u.dtype
+        assert isinstance(dt, DType), u
+        expr = scalar_alu(u.op, dt, self.operands(u), [x.dtype for x in u.src])  # type: ignore[misc]
+        if is_half(dt):
+            expr = f"tg_rh({expr})"
+        self._define(u, value_type(dt), expr)
 
     def _load(self, u: UOp, s: list[str]) -> None:
         buf, dt = u.src[0].dtype, u.dtype
@@ -189,10 +204,10 @@ class ScalarRenderer:
             self.names[id(u)] = var
             lanes = _vector_lanes(buf.base, f"{s[0]}", s[1], dt.count)
             if len(s) > 2:
-                self._emit(f"{vt} {var} = {s[3]};")
-                self._emit(f"if ({s[2]}) {var} = {lanes};")
+                self.emit(f"{vt} {var} = {s[3]};")
+                self.emit(f"if ({s[2]}) {var} = {lanes};")
             else:
-                self._emit(f"{vt} {var} = {lanes};")
+                self.emit(f"{vt} {var} = {lanes};")
             return
         assert isinstance(dt, DType)
         read = f"{s[0]}[{s[1]}]"
@@ -207,9 +222,9 @@ class ScalarRenderer:
         if isinstance(value, VecDType):
             writes = " ".join(_store_value(buf.base, f"{s[0]}[{s[1]} + {i}]", f"{s[2]}[{i}]")
                               for i in range(value.count))
-            self._emit(f"{guard}{{ {writes} }}")
+            self.emit(f"{guard}{{ {writes} }}")
             return
-        self._emit(guard + _store_value(buf.base, f"{s[0]}[{s[1]}]", s[2]))
+        self.emit(guard + _store_value(buf.base, f"{s[0]}[{s[1]}]", s[2]))
 
 
 def _store_value(base: DType, place: str, value: str) -> str:

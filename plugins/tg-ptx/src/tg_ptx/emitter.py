@@ -15,6 +15,7 @@ from typing import Any
 
 from tg.backends.contract import Capabilities, Emitter
 from tg.codegen.program import LoweredKernel, Program
+from tg.codegen.render import TextRenderer
 from tg.codegen.uops import ALU, Ops, PtrDType, UOp, VecDType
 from tg.support.dtype import DType, dtypes
 
@@ -84,11 +85,13 @@ def _is_alu(u: UOp) -> bool:
     return u.op in ALU
 
 
-class _Kernel:
-    """One kernel being rendered."""
+class _Kernel(TextRenderer):
+    """One kernel being rendered: core's walk dispatches each micro-op to a ``render_<op>`` method (ALU ops to
+    :meth:`from_table`, which picks the instructions by dtype); the lines go to a :class:`Writer`."""
 
     def __init__(self, name: str, uops: list[UOp], arch: str):
-        self.name, self.uops, self.arch = name, uops, arch
+        super().__init__(uops)
+        self.name, self.arch = name, arch
         self.w = Writer()
         self.values: dict[int, Value] = {}
         self.params: list[str] = []
@@ -104,8 +107,7 @@ class _Kernel:
         for u in self.uops:  # the block size, even where the thread index itself is unused
             if u.op is Ops.SPECIAL and str(u.arg[0]).startswith("lidx"):
                 self.max_threads = max(self.max_threads, int(u.arg[1]))
-        for u in self.uops:  # core removed dead values already (tg.codegen.rewrites.eliminate_dead)
-            self.emit(u)
+        self.render_uops()  # core removed dead values already (tg.codegen.rewrites.eliminate_dead)
         params = ",\n".join(f"\t{p}" for p in self.params)
         head = [
             "//",
@@ -160,64 +162,57 @@ class _Kernel:
 
     # -- dispatch --------------------------------------------------------------------------------------------
 
-    def emit(self, u: UOp) -> None:
-        w, op = self.w, u.op
-        if op is Ops.DEFINE_GLOBAL:
-            index, _, writable = u.arg
-            reg = w.reg(ADDR)
-            self.params.append(f".param .u64 data{index}")
-            w.op(f"ld.param.u64 {reg}, [data{index}]")
-            w.op(f"cvta.to.global.u64 {reg}, {reg}")
-            self.values[id(u)] = reg
-            if not writable:
-                self.readonly.add(id(u))
-        elif op is Ops.DEFINE_LOCAL:
-            self.define_local(u)
-        elif op is Ops.SPECIAL:
-            self.special(u)
-        elif op is Ops.CONST:
-            self.const(u)
-        elif op is Ops.RANGE:
-            self.range(u)
-        elif op is Ops.ENDRANGE:
-            self.end_range(u)
-        elif op is Ops.DEFINE_ACC:
-            dt = _scalar(u.dtype)
-            reg = self.new(dt)
-            self.move(reg, Const(u.arg, dt), dt)
-            self.values[id(u)] = reg
-        elif op is Ops.ASSIGN:
-            acc = self.values[id(u.src[0])]
-            assert isinstance(acc, str)
-            if self.values[id(u.src[1])] != acc:
-                self.move(acc, self.values[id(u.src[1])], _scalar(u.dtype))
-            self.values[id(u)] = acc
-        elif op is Ops.LOAD:
-            self.load(u)
-        elif op is Ops.STORE:
-            self.store(u)
-        elif op is Ops.BARRIER:
-            w.op("bar.sync 0")
-        elif op is Ops.VECTORIZE:
-            lanes: list[Value] = []
-            for s in u.src:
-                v = self.values[id(s)]
-                if s.op in (Ops.DEFINE_ACC, Ops.ASSIGN):  # an accumulator changes later: copy its value now
-                    copy = self.new(_scalar(s.dtype))
-                    self.move(copy, v, _scalar(s.dtype))
-                    v = copy
-                lanes.append(v)
-            self.values[id(u)] = lanes
-        elif op is Ops.GEP:
-            self.values[id(u)] = self.lanes(u.src[0])[u.arg]
-        elif op is Ops.CAST:
-            self.values[id(u)] = self.cast(self.values[id(u.src[0])], _scalar(u.src[0].dtype), _scalar(u.dtype))
-        elif op is Ops.BITCAST:
-            self.values[id(u)] = self.bitcast(u)
-        elif _is_alu(u):
-            self.values[id(u)] = self.alu(u)
-        else:
+    def render_define_global(self, u: UOp) -> None:
+        index, _, writable = u.arg
+        reg = self.w.reg(ADDR)
+        self.params.append(f".param .u64 data{index}")
+        self.w.op(f"ld.param.u64 {reg}, [data{index}]")
+        self.w.op(f"cvta.to.global.u64 {reg}, {reg}")
+        self.values[id(u)] = reg
+        if not writable:
+            self.readonly.add(id(u))
+
+    def render_define_acc(self, u: UOp) -> None:
+        dt = _scalar(u.dtype)
+        reg = self.new(dt)
+        self.move(reg, Const(u.arg, dt), dt)
+        self.values[id(u)] = reg
+
+    def render_assign(self, u: UOp) -> None:
+        acc = self.values[id(u.src[0])]
+        assert isinstance(acc, str)
+        if self.values[id(u.src[1])] != acc:
+            self.move(acc, self.values[id(u.src[1])], _scalar(u.dtype))
+        self.values[id(u)] = acc
+
+    def render_barrier(self, u: UOp) -> None:
+        self.w.op("bar.sync 0")
+
+    def render_vectorize(self, u: UOp) -> None:
+        lanes: list[Value] = []
+        for s in u.src:
+            v = self.values[id(s)]
+            if s.op in (Ops.DEFINE_ACC, Ops.ASSIGN):  # an accumulator changes later: copy its value now
+                copy = self.new(_scalar(s.dtype))
+                self.move(copy, v, _scalar(s.dtype))
+                v = copy
+            lanes.append(v)
+        self.values[id(u)] = lanes
+
+    def render_gep(self, u: UOp) -> None:
+        self.values[id(u)] = self.lanes(u.src[0])[u.arg]
+
+    def render_cast(self, u: UOp) -> None:
+        self.values[id(u)] = self.cast(self.values[id(u.src[0])], _scalar(u.src[0].dtype), _scalar(u.dtype))
+
+    def render_bitcast(self, u: UOp) -> None:
+        self.values[id(u)] = self.bitcast(u)
+
+    def from_table(self, u: UOp) -> None:
+        """ALU ops: instructions chosen by the operands' dtype."""
+        if not _is_alu(u):
             self.fail(u, "unknown micro-op")
+        self.values[id(u)] = self.alu(u)
 
     def move(self, dst: str, v: Value, dt: DType) -> None:
         pt = ptx_type(dt)
@@ -232,7 +227,7 @@ class _Kernel:
 
     # -- definitions and control flow ------------------------------------------------------------------------
 
-    def define_local(self, u: UOp) -> None:
+    def render_define_local(self, u: UOp) -> None:
         name, size = u.arg
         dt = _scalar(u.dtype)
         ident = kernel_name(str(name))
@@ -245,7 +240,7 @@ class _Kernel:
         self.w.op(f"mov.u32 {reg}, {ident}")
         self.values[id(u)] = reg
 
-    def special(self, u: UOp) -> None:
+    def render_special(self, u: UOp) -> None:
         name, size = u.arg
         kind, axis = name[:-1], int(name[-1])
         if kind not in _SPECIALS or axis > 2:
@@ -254,7 +249,7 @@ class _Kernel:
         self.w.op(f"mov.u32 {reg}, {_SPECIALS[kind]}.{'xyz'[axis]}")
         self.values[id(u)] = reg
 
-    def const(self, u: UOp) -> None:
+    def render_const(self, u: UOp) -> None:
         dt = _scalar(u.dtype)
         if dt in (dtypes.float16, dtypes.bool):  # no immediates of these types: a register, set here
             reg = self.new(dt)
@@ -263,7 +258,7 @@ class _Kernel:
         else:
             self.values[id(u)] = Const(u.arg, dt)
 
-    def range(self, u: UOp) -> None:
+    def render_range(self, u: UOp) -> None:
         w = self.w
         counter = w.reg(S32)
         start, end = self.operand(u.src[0]), self.operand(u.src[1])
@@ -281,7 +276,7 @@ class _Kernel:
         self.loops[id(u)] = (counter, end, top, exit_, bra)
         self.values[id(u)] = counter
 
-    def end_range(self, u: UOp) -> None:
+    def render_endrange(self, u: UOp) -> None:
         counter, end, top, exit_, bra = self.loops[id(u.src[0])]
         again = self.w.reg(PRED)
         self.w.op(f"add.s32 {counter}, {counter}, 1")
@@ -314,7 +309,7 @@ class _Kernel:
             return "shared"
         return "global.nc" if not store and id(buf) in self.readonly else "global"
 
-    def load(self, u: UOp) -> None:
+    def render_load(self, u: UOp) -> None:
         w = self.w
         dt = _scalar(u.dtype)
         pt = ptx_type(dt)
@@ -347,7 +342,7 @@ class _Kernel:
             dests = preds
         self.values[id(u)] = dests if isinstance(u.dtype, VecDType) else dests[0]
 
-    def store(self, u: UOp) -> None:
+    def render_store(self, u: UOp) -> None:
         w = self.w
         buf, idx, value = u.src[0], u.src[1], u.src[2]
         dt = _scalar(value.dtype)
