@@ -6,11 +6,12 @@ metadata and imported only when their backend is selected.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any  # noqa: E402
+from typing import TYPE_CHECKING
 
-from tg.hooks import HOOKSPEC_VERSION, hookimpl, hookspec  # noqa: E402
-from tg.support.errors import BackendError, JitError, PluginError, PluginWarning, TgError  # noqa: E402
-from tg.support.version import __version__  # noqa: E402
+from tg.hooks import HOOKSPEC_VERSION, hookimpl, hookspec
+from tg.support.errors import BackendError, JitError, PluginError, PluginWarning, TgError
+from tg.support.lazy import lazy_attributes
+from tg.support.version import __version__
 
 if TYPE_CHECKING:
     from tg.backends.contract import Capabilities
@@ -23,14 +24,7 @@ _LAZY = {"Tensor": "tg.frontend.tensor", "no_grad": "tg.frontend.tensor", "dtype
          "Capabilities": "tg.codegen.capabilities", "jit": "tg.frontend.jit", "JitFunction": "tg.frontend.jit"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tg' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def default_backend_name() -> str:

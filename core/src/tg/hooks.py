@@ -156,11 +156,12 @@ bool ``ADD``/``MUL``/``MAX``        OR / AND / OR; ``.max()`` of bools is ``any`
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from tg.backends.contract import Availability, Backend, Capabilities, Emitter, KernelCompiled, KernelLaunched, Runtime
+from tg.support.lazy import lazy_attributes
 from tg.support.ops import OPTIONAL, Ops
 
 if TYPE_CHECKING:
@@ -180,14 +181,7 @@ _LAZY = {"KernelBuilder": "tg.codegen.builder", "KernelParam": "tg.codegen.progr
          "DType": "tg.support.dtype", "dtypes": "tg.support.dtype", "TextRenderer": "tg.codegen.render"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tg.hooks' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 #: The pluggy project name: hook implementations are marked for ``tg``.

@@ -10,7 +10,9 @@ import sys
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+from tg.support.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from tg.support.cross_process import cross_process
@@ -96,10 +98,4 @@ _PROCESS_HELPERS = {"cross_process": "tg.support.cross_process", "EarlyExec": "t
                     "early_exec": "tg.support.early_exec", "enable_early_exec": "tg.support.early_exec"}
 
 
-def __getattr__(name: str) -> Any:
-    """Import the process helpers on first use: most programs never start a child process."""
-    if name in _PROCESS_HELPERS:
-        import importlib
-
-        return getattr(importlib.import_module(_PROCESS_HELPERS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _PROCESS_HELPERS)
