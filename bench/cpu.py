@@ -348,7 +348,7 @@ def bench_compile(rows: list[Row], device: str, repeat: int) -> None:
     from tg_clang.compiler import KernelCache
 
     runtime = device_state(device).backend.runtime
-    sources = {p.name: s for s, p in device_state(device).programs.items() if hasattr(p, "strategy")}
+    sources = {b.name: key[1] for key, b in device_state(device).binaries.items() if hasattr(b, "strategy")}
     # one kernel of each kind a program is made of: the fused elementwise chain and a tiled matmul
     picks = [next((k, s) for k, s in sources.items() if k.startswith(prefix))
              for prefix in ("mul_add_max", "mul_r_add") if any(k.startswith(prefix) for k in sources)]
