@@ -202,7 +202,8 @@ def test_availability_probe_that_raises_means_unavailable(reg: PluginRegistry) -
 
 def test_capabilities_defaults_are_conservative() -> None:
     caps = Capabilities()
-    assert caps.vector_width == 1 and caps.local_memory == 0 and caps.renders == frozenset({Ops.DIV})
+    assert caps.vector_width == 1 and caps.local_memory == 0
+    assert caps.renders == frozenset({Ops.DIV, Ops.RECIP, Ops.NEG})
     assert "float32" in caps.dtypes
 
 

@@ -104,11 +104,13 @@ A :class:`Runtime` then follows this ABI:
 5. Micro-ops
 ------------
 Required (every emitter renders them): ``DEFINE_GLOBAL`` ``SPECIAL`` ``CONST`` ``RANGE`` ``ENDRANGE``
-``DEFINE_ACC`` ``ASSIGN`` ``LOAD`` ``STORE`` / ``NEG`` ``EXP2`` ``LOG2`` ``SIN`` ``SQRT`` ``RECIP`` ``TRUNC`` /
-``ADD`` ``MUL`` ``IDIV`` ``MAX`` ``CMPLT`` ``CMPNE`` ``AND`` ``OR`` ``XOR`` / ``WHERE`` / ``CAST`` ``BITCAST``:
-28 kinds; ``VECTORIZE`` ``GEP`` with vector lanes, ``DEFINE_LOCAL`` ``BARRIER`` with work groups.  Optional
-(declared in ``Capabilities.renders``, else core decomposes them): ``SUB`` ``CMPEQ`` ``MOD`` ``POW`` ``DIV``,
-and ``MULACC`` (fused only where declared).  Operands, args and results are listed in :mod:`tg.codegen.uops`.
+``DEFINE_ACC`` ``ASSIGN`` ``LOAD`` ``STORE`` / ``EXP2`` ``LOG2`` ``SIN`` ``SQRT`` ``TRUNC`` / ``ADD`` ``MUL`` ``IDIV``
+``MAX`` ``CMPLT`` ``CMPNE`` ``AND`` ``OR`` ``XOR`` / ``WHERE`` / ``CAST`` ``BITCAST``: 26 kinds; ``VECTORIZE`` ``GEP``
+only with vector lanes, ``DEFINE_LOCAL`` ``BARRIER`` only with work groups, so an emitter sees at most 30.
+Optional (declared in ``Capabilities.renders``, else core decomposes them): ``NEG`` ``RECIP`` ``SUB``
+``CMPEQ`` ``MOD`` ``POW`` ``DIV`` (``DIV`` or ``RECIP`` must be declared; the default declares ``DIV``, ``RECIP``
+and ``NEG``), and ``MULACC`` (fused only where declared).  Operands, args and results are listed in
+:mod:`tg.codegen.uops`.
 
 Semantics every backend computes identically (the numpy backend is the reference, constant folding in
 :func:`tg.codegen.builder.fold` agrees, and the conformance kit's ``test_semantics`` checks each line on every

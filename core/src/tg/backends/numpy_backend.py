@@ -276,7 +276,8 @@ def capabilities_from_env() -> Capabilities:
     """The numpy backend's capabilities, with the lowerings named in TG_NUMPY_CAPS switched on.
 
     It renders every optional micro-op but MULACC; ``no_<op>`` (``no_div``, ``no_pow``, ``no_mod``, ``no_sub``,
-    ``no_cmpeq``) makes core decompose that op instead, and ``mulacc`` asks for fused multiply-adds.
+    ``no_cmpeq``, ``no_neg``, ``no_recip``) makes core decompose that op instead, and ``mulacc`` asks for fused
+    multiply-adds.
     """
     flags: dict[str, Any] = {"sin_is_sin2pi": False, "vector_width": 1, "group_size": 1, "upcast": 1}
     renders = set(OPTIONAL - {Ops.MULACC})
@@ -297,7 +298,8 @@ def capabilities_from_env() -> Capabilities:
             all_dtypes.discard(key[3:])
         else:
             raise ValueError(f"TG_NUMPY_CAPS: unknown capability {item!r}; known: sin_is_sin2pi, mulacc, no_div, "
-                             "no_pow, no_mod, no_sub, no_cmpeq, group_size=N, vector_width=N, upcast=N, no_<dtype>")
+                             "no_pow, no_mod, no_sub, no_cmpeq, no_neg, no_recip, group_size=N, vector_width=N, "
+                             "upcast=N, no_<dtype>")
     return Capabilities(dtypes=frozenset(all_dtypes), renders=frozenset(renders), local_memory=1 << 16, **flags)
 
 

@@ -17,8 +17,10 @@ class Capabilities:
     - ``renders``: the optional micro-ops the target renders itself (see :data:`tg.support.ops.OPTIONAL`).
       Core decomposes every optional op a target does not declare: ``SUB`` into ``ADD``/``NEG``, ``CMPEQ`` into
       ``CMPNE``/``XOR``, ``MOD`` into ``IDIV``/``MUL``/``SUB``, ``POW`` through ``EXP2``/``LOG2`` with C's
-      rules for signs and zero, and float ``DIV`` into ``RECIP`` then ``MUL`` (faster, not exact: declare
-      ``DIV`` for IEEE division).  ``MULACC`` goes the other way: declared, core fuses ``a*b+c`` into one;
+      rules for signs and zero, float ``DIV`` into ``RECIP`` then ``MUL`` (faster, not exact: declare ``DIV`` for
+      IEEE division), ``RECIP`` into ``DIV(1, x)`` (a target renders at least one of the two) and ``NEG`` into a
+      ``MUL`` by -1 (``XOR`` with true on bools).  ``MULACC`` goes the other way: declared, core fuses
+      ``a*b+c`` into one;
     - ``sin_is_sin2pi``: the hardware sine computes sin(2*pi*x) (core divides by 2*pi first);
     - ``vector_width``: the widest vector of lanes loads and stores may use (1: none; then the emitter never
       sees ``VECTORIZE`` or ``GEP``);
@@ -31,7 +33,7 @@ class Capabilities:
     """
 
     dtypes: frozenset[str] = frozenset({"float32", "int32", "bool"})
-    renders: frozenset[Ops] = frozenset({Ops.DIV})
+    renders: frozenset[Ops] = frozenset({Ops.DIV, Ops.RECIP, Ops.NEG})
     sin_is_sin2pi: bool = False
     vector_width: int = 1
     local_memory: int = 0
@@ -45,6 +47,8 @@ class Capabilities:
             raise ValueError(f"Capabilities.renders: {sorted(o.name for o in unknown)} are not optional micro-ops "
                              f"(every emitter renders them); the optional ones are "
                              f"{', '.join(sorted(o.name for o in OPTIONAL))}")
+        if Ops.DIV not in self.renders and Ops.RECIP not in self.renders:
+            raise ValueError("Capabilities.renders: declare DIV or RECIP (or both): core makes each from the other")
 
     def rendered(self, op: Ops) -> bool:
         """Whether an emitter of this target ever receives micro-op ``op``."""

@@ -87,6 +87,21 @@ def _sub(b: KernelBuilder, u: UOp, src: tuple[UOp, ...]) -> UOp | None:
     return b.alu(Ops.ADD, src[0], b.alu(Ops.NEG, src[1]))
 
 
+def _neg(b: KernelBuilder, u: UOp, src: tuple[UOp, ...]) -> UOp | None:
+    """``-x`` as ``x * -1`` (exact for every float, wraps like NEG for ints), NOT for bools."""
+    if u.op is not Ops.NEG or not isinstance(u.dtype, DType):
+        return None
+    if u.dtype == dtypes.bool:
+        return b.alu(Ops.XOR, src[0], b.const(True, dtypes.bool))
+    return b.alu(Ops.MUL, src[0], b.const(-1, u.dtype))
+
+
+def _recip(b: KernelBuilder, u: UOp, src: tuple[UOp, ...]) -> UOp | None:
+    if u.op is not Ops.RECIP or not isinstance(u.dtype, DType):
+        return None
+    return b.alu(Ops.DIV, b.const(1.0, u.dtype), src[0])
+
+
 def _cmpeq(b: KernelBuilder, u: UOp, src: tuple[UOp, ...]) -> UOp | None:
     if u.op is not Ops.CMPEQ:
         return None
@@ -127,9 +142,9 @@ def eliminate_dead(uops: list[UOp]) -> list[UOp]:
 
 
 #: Decompositions of the optional micro-ops, in the order they run (a later one may take apart what an earlier
-#: one produced: MOD makes SUB, POW makes CMPEQ).
+#: one produced: MOD makes SUB, POW makes CMPEQ, SUB and POW make NEG; DIV and RECIP are never both missing).
 DECOMPOSITIONS: list[tuple[Ops, Rule]] = [(Ops.POW, _pow_exp2_log2), (Ops.MOD, _mod), (Ops.DIV, _no_div),
-                                          (Ops.CMPEQ, _cmpeq), (Ops.SUB, _sub)]
+                                          (Ops.RECIP, _recip), (Ops.CMPEQ, _cmpeq), (Ops.SUB, _sub), (Ops.NEG, _neg)]
 
 
 def apply_capabilities(uops: list[UOp], caps: Capabilities) -> list[UOp]:

@@ -63,4 +63,4 @@ COMMUTATIVE = {Ops.ADD, Ops.MUL, Ops.MAX, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR,
 
 #: Micro-ops an emitter renders only if its target declares them (``Capabilities.renders``); core decomposes
 #: the others into required ones, or (MULACC) produces them only when declared.
-OPTIONAL = frozenset({Ops.SUB, Ops.CMPEQ, Ops.MOD, Ops.POW, Ops.DIV, Ops.MULACC})
+OPTIONAL = frozenset({Ops.NEG, Ops.RECIP, Ops.SUB, Ops.CMPEQ, Ops.MOD, Ops.POW, Ops.DIV, Ops.MULACC})

@@ -56,13 +56,13 @@ def test_a_launch_reads_and_writes_the_buffers_in_program_order(backend: Backend
     c = np.arange(n, dtype=np.int32) - 7
     handles = [runtime.alloc(4 * n) for _ in range(3)]
     try:
-        runtime.copyin(handles[1], memoryview(a).cast("B"))
-        runtime.copyin(handles[2], memoryview(c).cast("B"))
+        runtime.copyin(handles[1], a.data.cast("B"))
+        runtime.copyin(handles[2], c.data.cast("B"))
         seconds = runtime.launch(program, binary, handles, {})
         assert seconds is None or seconds >= 0
         runtime.synchronize()
         out = np.empty(n, np.float32)
-        runtime.copyout(memoryview(out).cast("B"), handles[0])
+        runtime.copyout(out.data.cast("B"), handles[0])
         np.testing.assert_allclose(out, a * 2 + c, rtol=1e-6)
     finally:
         for h in handles:
@@ -76,9 +76,9 @@ def test_buffers_round_trip_bytes_of_any_length(backend: Backend, nbytes: int) -
     data = (np.arange(nbytes) * 37 % 251).astype(np.uint8)
     handle = runtime.alloc(max(nbytes, 8))
     try:
-        runtime.copyin(handle, memoryview(data))
+        runtime.copyin(handle, data.data.cast("B"))
         back = np.zeros(nbytes, np.uint8)
-        runtime.copyout(memoryview(back), handle)
+        runtime.copyout(back.data.cast("B"), handle)
         np.testing.assert_array_equal(back, data)
     finally:
         runtime.free(handle)

@@ -28,7 +28,7 @@ from tg_clang.scalar import ScalarRenderer
 
 ALL_DTYPES = frozenset({"bool", "uint8", "int8", "int32", "int64", "float16", "float32", "float64"})
 #: C has every optional micro-op; fused multiply-adds keep a*b+c in one rounding.
-RENDERS = frozenset({Ops.SUB, Ops.CMPEQ, Ops.MOD, Ops.POW, Ops.DIV, Ops.MULACC})
+RENDERS = frozenset({Ops.NEG, Ops.RECIP, Ops.SUB, Ops.CMPEQ, Ops.MOD, Ops.POW, Ops.DIV, Ops.MULACC})
 
 
 def _env_int(key: str, default: int) -> int:

@@ -47,7 +47,7 @@ CAPABILITIES = Capabilities(
     group_size=128,  # threads per block: gidx0 = %ctaid.x, lidx0 = %tid.x
     upcast=16,  # a reduction thread computes a 4x4 register tile (matmul: float4 loads of B, 4 rows of A)
     # div.rn is IEEE division, fma.rn fuses a*b+c; pow is lowered through exp2/log2 by core
-    renders=frozenset({Ops.SUB, Ops.CMPEQ, Ops.MOD, Ops.DIV, Ops.MULACC}),
+    renders=frozenset({Ops.NEG, Ops.RECIP, Ops.SUB, Ops.CMPEQ, Ops.MOD, Ops.DIV, Ops.MULACC}),
 )
 
 _SPECIALS = {"gidx": "%ctaid", "lidx": "%tid"}
