@@ -9,7 +9,6 @@ how to launch it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -97,8 +96,3 @@ class Program:
     def launched_as(self, global_size: tuple[int, ...], local_size: tuple[int, ...] = (1,)) -> Program:
         """This program with other launch dims (an emitter that decomposes the work its own way)."""
         return replace(self, global_size=global_size, local_size=local_size)
-
-    @property
-    def threads(self) -> int:
-        """Threads a launch runs: the product of global and local dims."""
-        return math.prod(self.global_size) * math.prod(self.local_size)

@@ -29,12 +29,6 @@ def kernel_params(uops: list[UOp]) -> list[str]:
     return [p for _, p in params]
 
 
-def launch_shape(uops: list[UOp]) -> tuple[int, int]:
-    """(number of work groups, threads per group) that the micro-ops' SPECIALs declare."""
-    sizes = {u.arg[0]: u.arg[1] for u in uops if u.op is Ops.SPECIAL}
-    return sizes.get("gidx0", 1), sizes.get("lidx0", 1)
-
-
 def thread_cost(uops: list[UOp]) -> int:
     """Rough operation count of one thread: ops weighted by the trip counts of their loops."""
     cost, trips = 0, [1]

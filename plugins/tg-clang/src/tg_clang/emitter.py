@@ -16,13 +16,14 @@ comes from the lane renderer (:mod:`tg_clang.spmd`: SIMD across threads or acros
 
 from __future__ import annotations
 
+import math
 import os
 
 from tg.backends.contract import Capabilities, Emitter
 from tg.codegen.program import LoweredKernel, Program
-from tg.codegen.uops import Ops, UOp
+from tg.codegen.uops import Ops
 
-from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params, launch_shape, thread_cost
+from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params, thread_cost
 from tg_clang.cprelude import PRELUDE
 from tg_clang.scalar import ScalarRenderer
 
@@ -54,9 +55,10 @@ def clang_capabilities() -> Capabilities:
                         extra={"lanes": _env_int("TG_CLANG_LANES", 16), "rows": _env_int("TG_CLANG_ROWS", 6)})
 
 
-def render_scalar(name: str, uops: list[UOp]) -> CKernel:
-    """The kernel as one C function whose work units are work groups (threads when there are none)."""
-    groups, group_size = launch_shape(uops)
+def render_scalar(kernel: LoweredKernel) -> CKernel:
+    """The kernel as one C function whose work units are core's work groups (threads when there are none)."""
+    name, uops = kernel.name, kernel.uops
+    groups, group_size = math.prod(kernel.global_size), math.prod(kernel.local_size)
     params = kernel_params(uops)
     renderer = ScalarRenderer(uops, {"gidx0": "gidx0", "lidx0": "lidx0"}, group_size)
     decls, phases = renderer.render()
@@ -96,6 +98,6 @@ class ClangEmitter(Emitter):
             extra = self.capabilities.extra
             rendered = render_tiled(name, uops, int(extra.get("lanes", 16)), int(extra.get("rows", 6)))
         if rendered is None:
-            rendered = render_scalar(name, uops)
+            rendered = render_scalar(kernel)
         program = Program.of(kernel, rendered.source, cost=rendered.cost, strategy=rendered.strategy)
         return program.launched_as((rendered.units,), (1,))
