@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -291,3 +292,38 @@ def test_a_target_without_div_and_recip_is_refused() -> None:
 
     with pytest.raises(ValueError, match="declare DIV or RECIP"):
         Capabilities(renders=frozenset({Ops.NEG}))
+
+
+def _lowered(kernel: Kernel, caps_text: str, monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], Any]:
+    from tg.backends.numpy_backend import capabilities_from_env
+
+    monkeypatch.setenv("TG_NUMPY_CAPS", caps_text)
+    lowered = lower(kernel, capabilities_from_env())
+    return lowered.uops, lowered
+
+
+def test_shaped_launch_gives_one_index_per_output_dimension(monkeypatch: pytest.MonkeyPatch) -> None:
+    a = realized(4, 6, 8)
+    (kernel,) = kernels(a.permute(2, 1, 0).contiguous())  # no two output dims merge: the view is transposed
+    uops, lowered = _lowered(kernel, "launch_dims=3", monkeypatch)
+    specials = {u.arg for u in uops if u.op is Ops.SPECIAL}
+    assert specials == {("gidx0", 4), ("gidx1", 6), ("gidx2", 8)} and lowered.global_size == (4, 6, 8)
+    assert not any(u.op in (Ops.IDIV, Ops.MOD) for u in uops), "no index is unravelled"
+    uops, lowered = _lowered(kernel, "launch_dims=2", monkeypatch)
+    assert {u.arg for u in uops if u.op is Ops.SPECIAL} == {("gidx0", 4), ("gidx1", 48)}
+    assert lowered.global_size == (4, 48), "the outer dimensions fold into the last launch dimension"
+    flat_uops, flat = _lowered(kernel, "", monkeypatch)
+    assert flat.global_size == (192,) and any(u.op is Ops.IDIV for u in flat_uops)
+
+
+def test_shaped_launch_groups_the_innermost_dimension(monkeypatch: pytest.MonkeyPatch) -> None:
+    (kernel,) = kernels(realized(3, 10).T + 1)  # 10 rows of 3: one group of 3 threads per row
+    uops, lowered = _lowered(kernel, "launch_dims=2,group_size=4", monkeypatch)
+    assert lowered.global_size == (1, 10) and lowered.local_size == (3, 1)
+    assert ("lidx0", 3) in {u.arg for u in uops if u.op is Ops.SPECIAL}
+    (kernel,) = kernels(realized(10, 3).T + 1)
+    uops, lowered = _lowered(kernel, "launch_dims=2,group_size=4", monkeypatch)
+    assert lowered.global_size == (3, 3) and lowered.local_size == (4, 1)  # 10 = 3 groups of 4, the last gated
+    assert any(u.op is Ops.CMPLT for u in uops)
+    result = (Tensor(np.arange(30, dtype=np.float32).reshape(10, 3), device="numpy").T + 1).numpy()
+    np.testing.assert_array_equal(result, np.arange(30, dtype=np.float32).reshape(10, 3).T + 1)

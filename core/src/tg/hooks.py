@@ -65,6 +65,10 @@ removes dead values, and calls ``Emitter.render(kernel)``.  Core then guarantees
 - every micro-op is one the target renders: the required ones (below) and the optional ones it declared;
   ``VECTORIZE``/``GEP`` only when ``vector_width > 1``, ``DEFINE_LOCAL``/``BARRIER`` only when ``group_size > 1``
   and ``local_memory > 0``;
+- the launch keeps the output's shape where the target declares ``launch_dims`` > 1: one ``SPECIAL`` per launch
+  dimension (``gidx0`` the innermost output dimension, in work groups with ``lidx0``), so an emitter never has
+  to recover rows and columns from ``//`` and ``%``; with ``launch_dims`` 1 the outputs are flattened into
+  ``gidx0``;
 - indices are int32 expressions already simplified (constant folding, identities, range-based rules for
   ``//``, ``%`` and ``<``), and an index is within its buffer wherever its gate is true;
 - ``BARRIER`` appears only at the top level of the kernel (never inside a ``RANGE`` or under a gate), after the

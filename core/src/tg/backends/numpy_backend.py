@@ -48,11 +48,12 @@ class NumpyEmitter(Emitter):
         self.capabilities = capabilities
 
     def render(self, kernel: LoweredKernel) -> Program:
-        return Program.of(kernel, self.source(kernel.name, kernel.uops))
+        return Program.of(kernel, self.source(kernel))
 
-    def source(self, name: str, uops: list[UOp]) -> str:
-        """The Python function ``name(bufs)`` that runs ``uops`` for every thread at once."""
-        renderer = NumpyRenderer(uops, self.capabilities.sin_is_sin2pi)
+    def source(self, kernel: LoweredKernel) -> str:
+        """The Python function ``name(bufs)`` that runs the kernel's micro-ops for every thread at once."""
+        name = kernel.name
+        renderer = NumpyRenderer(kernel.uops, kernel.global_size, kernel.local_size, self.capabilities.sin_is_sin2pi)
         lines = [f"def {name}(bufs):", f"  _t = np.arange({renderer.n_threads}, dtype=np.int32)",
                  *renderer.render_uops()]
         return "\n".join(lines) + "\n"
@@ -73,12 +74,12 @@ class NumpyRenderer(TextRenderer):
         Ops.VECTORIZE: "np.stack(np.broadcast_arrays({all}), axis=-1)",
     }
 
-    def __init__(self, uops: list[UOp], sin_is_sin2pi: bool = False):
+    def __init__(self, uops: list[UOp], global_size: tuple[int, ...], local_size: tuple[int, ...],
+                 sin_is_sin2pi: bool = False):
         super().__init__(uops, margin=1)
         self.sin_is_sin2pi = sin_is_sin2pi
-        specials = {u.arg[0]: u.arg[1] for u in uops if u.op is Ops.SPECIAL}
-        self.n_lanes = specials.get("lidx0", 1)
-        self.n_threads = specials.get("gidx0", 1) * self.n_lanes
+        self.groups, self.n_lanes = list(global_size), math.prod(local_size)  # the launch, not the SPECIALs:
+        self.n_threads = math.prod(self.groups) * self.n_lanes  # an unused thread index is gone from the list
 
     def define(self, u: UOp, expr: str) -> None:
         v = self.names[id(u)] = f"v{self.position}"
@@ -103,7 +104,14 @@ class NumpyRenderer(TextRenderer):
         self.define(u, f"np.zeros(({groups}, {u.arg[1]}), dtype={_np_type(u.dtype.base)})")
 
     def render_special(self, u: UOp) -> None:
-        self.define(u, f"_t // {self.n_lanes}" if u.arg[0] == "gidx0" else f"_t % {self.n_lanes}")
+        """Thread ``_t`` is group-major: ``lidx0`` varies fastest, then ``gidx0``, ``gidx1``..."""
+        if u.arg[0] == "lidx0":
+            self.define(u, f"_t % {self.n_lanes}")
+            return
+        k = int(u.arg[0][4:])
+        stride = self.n_lanes * math.prod(self.groups[:k])
+        outermost = k == len(self.groups) - 1
+        self.define(u, f"_t // {stride}" if outermost else f"(_t // {stride}) % {self.groups[k]}")
 
     def render_const(self, u: UOp) -> None:
         assert isinstance(u.dtype, DType)
@@ -292,14 +300,14 @@ def capabilities_from_env() -> Capabilities:
             renders.discard(Ops[key[3:].upper()])
         elif key == "mulacc":
             renders.add(Ops.MULACC)
-        elif key in ("group_size", "upcast", "vector_width") and value.isdigit():
+        elif key in ("group_size", "upcast", "vector_width", "launch_dims") and value.isdigit():
             flags[key] = int(value)
         elif key.startswith("no_") and key[3:] in all_dtypes - {"bool", "int32"}:
             all_dtypes.discard(key[3:])
         else:
             raise ValueError(f"TG_NUMPY_CAPS: unknown capability {item!r}; known: sin_is_sin2pi, mulacc, no_div, "
                              "no_pow, no_mod, no_sub, no_cmpeq, no_neg, no_recip, group_size=N, vector_width=N, "
-                             "upcast=N, no_<dtype>")
+                             "upcast=N, launch_dims=N, no_<dtype>")
     return Capabilities(dtypes=frozenset(all_dtypes), renders=frozenset(renders), local_memory=1 << 16, **flags)
 
 

@@ -27,6 +27,9 @@ class Capabilities:
     - ``local_memory``: bytes of memory shared by a work group (0: none; then no ``DEFINE_LOCAL``/``BARRIER``);
     - ``group_size``: threads the lowering puts in a work group (1: no work groups, every thread is
       ``gidx0``; above 1, ``gidx0`` is the group and ``lidx0`` the thread within it);
+    - ``launch_dims``: how many launch dimensions the target takes (1 to 3).  With 1, core flattens the outputs
+      into ``gidx0``; above 1 it keeps the output's shape: ``gidx0`` walks the innermost output dimension (in
+      work groups, with ``lidx0``), ``gidx1`` the next, and the outer ones fold into the last;
     - ``upcast``: how many outputs of a reduction one thread may compute (a register tile whose loads are
       shared; 1: one output per thread);
     - ``extra``: target-specific settings only the plugin's own passes read.
@@ -38,6 +41,7 @@ class Capabilities:
     vector_width: int = 1
     local_memory: int = 0
     group_size: int = 1
+    launch_dims: int = 1
     upcast: int = 1
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
@@ -47,6 +51,8 @@ class Capabilities:
             raise ValueError(f"Capabilities.renders: {sorted(o.name for o in unknown)} are not optional micro-ops "
                              f"(every emitter renders them); the optional ones are "
                              f"{', '.join(sorted(o.name for o in OPTIONAL))}")
+        if not 1 <= self.launch_dims <= 3:
+            raise ValueError(f"Capabilities.launch_dims must be 1, 2 or 3, not {self.launch_dims}")
         if Ops.DIV not in self.renders and Ops.RECIP not in self.renders:
             raise ValueError("Capabilities.renders: declare DIV or RECIP (or both): core makes each from the other")
 

@@ -186,6 +186,31 @@ class _Lowering:
             return gid, b.alu(Ops.CMPLT, gid, b.const(n_threads, i32)), group
         return b.special("gidx0", n_threads), b.const(True, dtypes.bool), 1
 
+    def _shaped_launch(self, sizes: list[int], group: int) -> tuple[list[UOp], UOp, tuple[int, ...], tuple[int, ...]]:
+        """One launch index per output dimension (``Capabilities.launch_dims`` > 1): ``gidx0`` walks the innermost
+        size (in groups of ``group`` threads ``lidx0`` when above 1), ``gidx1`` the next...; the sizes beyond the
+        last launch dimension fold into it.  The indices of ``sizes`` (outermost first), the gate of threads past
+        the end, and the launch's global and local dims (innermost first)."""
+        b, i32 = self.b, dtypes.int32
+        inner_first = sizes[::-1]
+        heads, tail = inner_first[:self.caps.launch_dims - 1], inner_first[self.caps.launch_dims - 1:]
+        gate, launch, indices = b.const(True, dtypes.bool), [], []
+        for k, size in enumerate(heads):
+            if k == 0 and group > 1:
+                groups = -(-size // group)
+                idx = b.alu(Ops.ADD, b.alu(Ops.MUL, b.special("gidx0", groups), b.const(group, i32)),
+                            b.special("lidx0", group))
+                gate, launch = b.alu(Ops.CMPLT, idx, b.const(size, i32)), [groups]
+            else:
+                idx = b.special(f"gidx{k}", size)
+                launch.append(size)
+            indices.append(idx)
+        if tail:
+            folded = math.prod(tail)
+            indices += self._unravel(b.special(f"gidx{len(heads)}", folded), tail[::-1])[::-1]
+            launch.append(folded)
+        return indices[::-1], gate, tuple(launch), (group,) + (1,) * (len(launch) - 1)
+
     # -- strategies --------------------------------------------------------------------------------------------
 
     def _per_thread(self, n_outputs: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -194,10 +219,17 @@ class _Lowering:
         amounts = dict(plan)
         sizes = [self.shape[j] // amounts.get(j, 1) for j in self.global_dims]
         n_threads = math.prod(sizes)
-        gid, gate, group = self._threads(n_threads)
+        shaped = self.caps.launch_dims > 1 and len(sizes) > 1
+        if shaped:
+            indices, gate, global_size, local_size = self._shaped_launch(sizes, self._group_size(sizes[-1]))
+        else:
+            gid, gate, group = self._threads(n_threads)
+            global_size, local_size = (-(-n_threads // group),), (group,)
         self.gate = gate
         base: list[UOp] = [b.const(0, i32)] * len(self.shape)
-        for j, idx in zip(self.global_dims, self._unravel(gid, sizes)):
+        if not shaped:  # unravelled after the constant above: the flat kernels' micro-ops keep their order
+            indices = self._unravel(gid, sizes)
+        for j, idx in zip(self.global_dims, indices):
             base[j] = b.alu(Ops.MUL, idx, b.const(amounts[j], i32)) if j in amounts else idx
         # the innermost planned dim becomes vector lanes when it is exactly the backend's vector width
         vec = len(plan) - 1 if plan and plan[-1][1] == self.caps.vector_width > 1 else None
@@ -228,7 +260,7 @@ class _Lowering:
         else:
             results = [self._render(self.body, idxs, lane, vec) for idxs, lane in zip(lane_idxs, lanes)]
         self._store_lanes(results, lane_idxs, lanes, vec)
-        return (-(-n_threads // group),), (group,)
+        return global_size, local_size
 
     def _store_lanes(self, results: list[UOp], lane_idxs: list[list[UOp]], lanes: list[tuple[int, ...]],
                      vec: int | None) -> None:
@@ -251,11 +283,20 @@ class _Lowering:
         assert self.reduce_op is not None
         dtype = self.kernel.output.dtype
         identity = reduce_identity(self.reduce_op, dtype)
-        output = b.special("gidx0", n_outputs)
-        lane = b.special("lidx0", lanes)
+        out_sizes = [self.shape[j] for j in self.global_dims]
+        shaped = self.caps.launch_dims > 1 and len(out_sizes) > 1
+        if shaped:
+            outputs, _, global_size, _ = self._shaped_launch(out_sizes, 1)
+            lane = b.special("lidx0", lanes)
+        else:
+            output = b.special("gidx0", n_outputs)
+            lane = b.special("lidx0", lanes)
+            global_size = (n_outputs,)
         self.gate = b.const(True, dtypes.bool)
         idxs: list[UOp] = [b.const(0, i32)] * len(self.shape)
-        for j, idx in zip(self.global_dims, self._unravel(output, [self.shape[j] for j in self.global_dims])):
+        if not shaped:
+            outputs = self._unravel(output, out_sizes)
+        for j, idx in zip(self.global_dims, outputs):
             idxs[j] = idx
         size = math.prod(self.shape[j] for j in self.reduce_dims)
         acc = b.define_acc(identity, dtype)
@@ -279,7 +320,7 @@ class _Lowering:
             idxs[j] = b.const(0, i32)
         index, _ = view_index(b, self.out_st, idxs)
         b.store(self.out_buf, index, total, b.alu(Ops.CMPEQ, lane, b.const(0, i32)))
-        return (n_outputs,), (lanes,)
+        return global_size, (lanes,) + (1,) * (len(global_size) - 1)
 
     # -- expressions -----------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ not ask for; MULACC is ``fma.rn``.  exp2, log2 and sin come from :mod:`tg_ptx.ma
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -66,7 +67,8 @@ class PTXEmitter(Emitter):
 
     def render(self, kernel: LoweredKernel) -> Program:
         name = kernel_name(kernel.name)
-        return Program.of(kernel, _Kernel(name, kernel.uops, target_arch()).render(), name=name)
+        block = math.prod(kernel.local_size)
+        return Program.of(kernel, _Kernel(name, kernel.uops, target_arch(), block).render(), name=name)
 
 
 def kernel_name(name: str) -> str:
@@ -89,7 +91,7 @@ class _Kernel(TextRenderer):
     """One kernel being rendered: core's walk dispatches each micro-op to a ``render_<op>`` method (ALU ops to
     :meth:`from_table`, which picks the instructions by dtype); the lines go to a :class:`Writer`."""
 
-    def __init__(self, name: str, uops: list[UOp], arch: str):
+    def __init__(self, name: str, uops: list[UOp], arch: str, block: int = 1):
         super().__init__(uops)
         self.name, self.arch = name, arch
         self.w = Writer()
@@ -99,14 +101,11 @@ class _Kernel(TextRenderer):
         self.shared_names: set[str] = set()
         self.readonly: set[int] = set()
         self.loops: dict[int, tuple[str, str, str, str, str]] = {}  # RANGE -> counter, end, labels, branch
-        self.max_threads = 1
+        self.max_threads = block  # the launch's threads per block (.maxntid), even where lidx0 is unused
 
     # -- whole kernel ----------------------------------------------------------------------------------------
 
     def render(self) -> str:
-        for u in self.uops:  # the block size, even where the thread index itself is unused
-            if u.op is Ops.SPECIAL and str(u.arg[0]).startswith("lidx"):
-                self.max_threads = max(self.max_threads, int(u.arg[1]))
         self.render_uops()  # core removed dead values already (tg.codegen.rewrites.eliminate_dead)
         params = ",\n".join(f"\t{self.params[i]}" for i in sorted(self.params))
         head = [
