@@ -63,7 +63,7 @@ class KernelBuilder:
 
     def _add(self, op: Ops, dtype: AnyDType | None, src: tuple[UOp, ...] = (), arg: Any = None,
              pure: bool = True) -> UOp:
-        key = (op, dtype, tuple(id(s) for s in src), exact_key(arg))  # -0.0 is not 0.0
+        key = (op, dtype, tuple(id(s) for s in src), exact_key(arg) if op is Ops.CONST else arg)  # -0.0 is not 0.0
         if pure and key in self._cache:
             return self._cache[key]
         vmin, vmax = (-math.inf, math.inf)

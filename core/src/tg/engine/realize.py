@@ -173,22 +173,26 @@ def build_program(kernel: Kernel, state: DeviceState) -> ReadyKernel:
 def kernel_key(kernel: Kernel) -> tuple[object, ...]:
     """Everything that decides a kernel's code: its expression tree, views, dtypes and output shape.
 
-    The tree is written as its distinct subtrees in post-order, each ``(op, dtype, arg, source numbers)``
-    numbered by first appearance: equal trees, shared subtrees or not, give equal keys, in time linear in
-    the number of nodes and without recursion.  Constants are keyed exactly (-0.0 is not 0.0).
+    The tree is written flat, in post-order: one ``(op, dtype, arg, source positions)`` entry per node (a shared
+    subtree once), so equal trees give equal keys and hashing the key never recurses per node; constants are
+    keyed exactly (-0.0 is not 0.0).  This runs for every launch, so the loop is kept tight.
     """
-    numbers: dict[tuple[object, ...], int] = {}  # a subtree's entry -> its number
-    number_of: dict[int, int] = {}  # id(node) -> the number of its subtree
-    stack: list[tuple[KNode, bool]] = [(kernel.ast, False)]
+    position: dict[int, int] = {}  # id(node) -> where its entry is
+    entries: list[tuple[object, ...]] = []
+    stack: list[KNode | None] = [kernel.ast]  # None: the node below it has its sources done
     while stack:
-        n, sources_done = stack.pop()
-        if id(n) in number_of:
+        n = stack.pop()
+        if n is None:
+            n = stack.pop()
+            assert n is not None
+        elif n.src:
+            if id(n) not in position:
+                stack += (n, None, *n.src[::-1])
             continue
-        if not sources_done:
-            stack.append((n, True))
-            stack.extend((s, False) for s in reversed(n.src))
+        if id(n) in position:
             continue
-        entry = (n.op, n.dtype.name, exact_key(n.arg), tuple(number_of[id(s)] for s in n.src))
-        number_of[id(n)] = numbers.setdefault(entry, len(numbers))
-    return (tuple(numbers), kernel.output.shape, kernel.output.dtype.name,
+        arg = (exact_key(n.arg[0]), n.arg[1]) if n.op == "CONST" else n.arg  # only a constant's value is a float
+        position[id(n)] = len(entries)
+        entries.append((n.op, n.dtype.name, arg, tuple([position[id(s)] for s in n.src])))
+    return (tuple(entries), kernel.output.shape, kernel.output.dtype.name,
             tuple(inp.dtype.name for inp in kernel.inputs))
