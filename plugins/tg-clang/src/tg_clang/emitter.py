@@ -51,6 +51,7 @@ def clang_capabilities() -> Capabilities:
     """
     group = _env_int("TG_CLANG_GROUP_SIZE", 1)
     return Capabilities(dtypes=ALL_DTYPES, vector_width=_env_int("TG_CLANG_VECTOR_WIDTH", 1), group_size=group,
+                        launch_dims=2,
                         local_memory=(1 << 16) if group > 1 else 0, renders=RENDERS,
                         extra={"lanes": _env_int("TG_CLANG_LANES", 16), "rows": _env_int("TG_CLANG_ROWS", 6)})
 
@@ -60,13 +61,17 @@ def render_scalar(kernel: LoweredKernel) -> CKernel:
     name, uops = kernel.name, kernel.uops
     groups, group_size = math.prod(kernel.global_size), math.prod(kernel.local_size)
     params = kernel_params(uops)
-    renderer = ScalarRenderer(uops, {"gidx0": "gidx0", "lidx0": "lidx0"}, group_size)
+    renderer = ScalarRenderer(uops, {"gidx0": "gidx0", "gidx1": "gidx1", "lidx0": "lidx0"}, group_size)
     decls, phases = renderer.render()
     cost = thread_cost(uops) * group_size
     lines = [header(name, groups, cost, "scalar"), PRELUDE,
              *sorted(renderer.typedefs),
-             f"void {name}({', '.join([*params, 'int32_t start', 'int32_t end'])}) {{",
-             "  for (int32_t gidx0 = start; gidx0 < end; gidx0++) {"]
+             f"void {name}({', '.join([*params, 'int32_t start', 'int32_t end'])}) {{"]
+    if len(kernel.global_size) == 1:
+        lines.append("  for (int32_t gidx0 = start; gidx0 < end; gidx0++) {")
+    else:  # work unit u is group u % G0 of row u / G0 of the launch
+        g0 = kernel.global_size[0]
+        lines += ["  for (int32_t u = start; u < end; u++) {", f"    int32_t gidx0 = u % {g0}, gidx1 = u / {g0};"]
     lines += ["    " + d for d in decls]
     for phase in phases:
         if group_size > 1:
@@ -92,11 +97,10 @@ class ClangEmitter(Emitter):
         """The kernel's C file; its launch is ``units`` work units (``global_size``), each ``cost`` operations."""
         from tg_clang.tiling import render_tiled
 
-        name, uops = kernel.name, kernel.uops
         rendered = None
         if os.environ.get("TG_CLANG_SPMD", "1") != "0":
             extra = self.capabilities.extra
-            rendered = render_tiled(name, uops, int(extra.get("lanes", 16)), int(extra.get("rows", 6)))
+            rendered = render_tiled(kernel, int(extra.get("lanes", 16)), int(extra.get("rows", 6)))
         if rendered is None:
             rendered = render_scalar(kernel)
         program = Program.of(kernel, rendered.source, cost=rendered.cost, strategy=rendered.strategy)

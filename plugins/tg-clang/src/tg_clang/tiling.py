@@ -1,11 +1,12 @@
 """Tiles a kernel's threads for the lane renderer and writes the tiled C kernel.
 
-Core gives every output element a thread ``gidx0`` and unravels it into coordinates with ``//`` and ``%`` by
-the output's dimension sizes; the innermost global dimension has size T.  Seen as a grid of rows of T
-threads, the kernel runs *micro-tiles* of R rows by G consecutive threads (``row0``..``row0+R-1``, columns
-``col0``..``col0+G-1``): the micro-ops are replayed through core's :class:`~tg.codegen.uops.KernelBuilder` with
-``gidx0 = (row0 + r)*T + col0 + lane``, so its range-based simplification turns ``gidx0 // T`` into the row and
-``gidx0 % T`` into ``col0 + lane``.  What the R rows share (a load of the same matrix element for a
+tg-clang declares two launch dimensions, so core keeps the output's shape: ``gidx0`` is the column within a row
+of T threads (the innermost output dimension) and ``gidx1`` the row (the outer dimensions folded together).
+Seen as that grid, the kernel runs *micro-tiles* of R rows by G consecutive threads (``row0``..``row0+R-1``,
+columns ``col0``..``col0+G-1``): the micro-ops are replayed through core's
+:class:`~tg.codegen.builder.KernelBuilder` with ``gidx0 = col0 + lane`` and ``gidx1 = row0 + r`` (through
+``f % T`` and ``f // T`` of the tiling's thread ``f``, which the builder's range-based simplification reduces to
+exactly those).  What the R rows share (a load of the same matrix element for a
 matmul's B, say) is built once; what the G lanes share becomes scalar; the rest is SIMD across lanes.
 The columns past the last full gang, and kernels the lane renderer cannot take, run the scalar rendering.
 
@@ -35,6 +36,7 @@ import math
 from dataclasses import dataclass
 
 from tg.codegen.builder import KernelBuilder
+from tg.codegen.program import LoweredKernel
 from tg.codegen.rewrites import eliminate_dead
 from tg.codegen.uops import ALU, Ops, PtrDType, UOp
 from tg.support.dtype import DType, dtypes
@@ -58,6 +60,7 @@ class Tiling:
     block_rows: int  # rows per work unit
     block_cols: int  # columns per work unit (a multiple of G)
     transposed: bool = False  # lanes run down the rows (G rows by R columns per micro-tile)
+    grid_cols: int = 0  # the launch's innermost size (gidx0); the rest of the launch is gidx1
 
     @property
     def full_rows(self) -> int:
@@ -74,22 +77,13 @@ class Tiling:
         return math.ceil(self.full_rows / self.block_rows) * math.ceil(self.full_cols / self.block_cols)
 
 
-def _row_length(uops: list[UOp], gid: UOp, n: int) -> int:
-    """T: the smallest divisor core unravels ``gidx0`` by (the innermost output dimension), else n."""
-    divisors = [u.src[1].arg for u in uops if u.op in (Ops.IDIV, Ops.MOD) and u.src[0] is gid
-                and u.src[1].op is Ops.CONST and isinstance(u.src[1].arg, int) and u.src[1].arg > 1]
-    return min(divisors, default=n)
-
-
-def choose_tiling(uops: list[UOp], lanes: int, rows: int) -> Tiling | None:
-    """A tiling of the kernel's threads, or None when the lane renderer should not take it."""
-    if not lane_supported(uops):
+def choose_tiling(uops: list[UOp], grid: tuple[int, ...], lanes: int, rows: int) -> Tiling | None:
+    """A tiling of the kernel's threads (launched as ``grid``: ``gidx0`` the columns, ``gidx1`` the rows), or None
+    when the lane renderer should not take it."""
+    n = math.prod(grid)
+    if not lane_supported(uops) or n < lanes:
         return None
-    gids = [u for u in uops if u.op is Ops.SPECIAL and u.arg[0] == "gidx0"]
-    if len(gids) != 1 or gids[0].arg[1] < lanes:
-        return None
-    gid, n = gids[0], gids[0].arg[1]
-    row_len = _row_length(uops, gid, n)
+    row_len = grid[0]
     if row_len < lanes:  # rows shorter than a gang: one long row, the unravelling stays per lane
         row_len = n
     n_rows = n // row_len
@@ -104,15 +98,13 @@ def choose_tiling(uops: list[UOp], lanes: int, rows: int) -> Tiling | None:
         block_rows = max(1, min(n_rows, UNIT_OPS // max(1, full_cols * cost)))
     gang_ops = block_rows * lanes * cost
     block_cols = lanes * max(1, min(full_cols // lanes, math.ceil(UNIT_OPS / gang_ops)))
-    return Tiling(lanes, r, row_len, n_rows, full_cols, block_rows, block_cols)
+    return Tiling(lanes, r, row_len, n_rows, full_cols, block_rows, block_cols, grid_cols=grid[0])
 
 
-def transposed_tiling(uops: list[UOp], lanes: int, rows: int) -> Tiling | None:
+def transposed_tiling(uops: list[UOp], grid: tuple[int, ...], lanes: int, rows: int) -> Tiling | None:
     """The other orientation for a kernel with loops: G rows (lanes) by R columns per micro-tile, for kernels
     whose loop body depends more on the row than on the column (a matmul whose output is transposed)."""
-    gid = next(u for u in uops if u.op is Ops.SPECIAL and u.arg[0] == "gidx0")
-    n = gid.arg[1]
-    row_len = _row_length(uops, gid, n)
+    n, row_len = math.prod(grid), grid[0]
     n_rows = n // row_len
     if n_rows < lanes or row_len < 2:
         return None
@@ -120,13 +112,14 @@ def transposed_tiling(uops: list[UOp], lanes: int, rows: int) -> Tiling | None:
         if row_len >= lanes:
             return None
         gangs_per_unit = max(1, min(n_rows // lanes, UNIT_OPS // (lanes * row_len * thread_cost(uops))))
-        return Tiling(lanes, 1, row_len, n_rows, row_len, lanes * gangs_per_unit, row_len, transposed=True)
+        return Tiling(lanes, 1, row_len, n_rows, row_len, lanes * gangs_per_unit, row_len, transposed=True,
+                      grid_cols=row_len)
     r = _even_split(row_len, rows)
     gangs = n_rows // lanes
     block_cols = _block(row_len, r, gangs)
     want_blocks = math.ceil(UNITS_TARGET / math.ceil(row_len / block_cols))
     block_rows = lanes * max(1, min(4, math.ceil(gangs / want_blocks)))
-    return Tiling(lanes, r, row_len, n_rows, row_len, block_rows, block_cols, transposed=True)
+    return Tiling(lanes, r, row_len, n_rows, row_len, block_rows, block_cols, transposed=True, grid_cols=row_len)
 
 
 #: Rows (columns, transposed) of micro-tiles that a work unit of a kernel with loops aims at: the packed panel is
@@ -206,7 +199,6 @@ class TileBuilder:
         b = self.b
         shared: dict[int, UOp] = {}
         per_row: list[dict[int, UOp]] = [{} for _ in range(self.rows)]
-        self.gid = next(u for u in uops if u.op is Ops.SPECIAL and u.arg[0] == "gidx0")
         for u in uops:
             if u.op is Ops.DEFINE_GLOBAL:
                 assert isinstance(u.dtype, PtrDType)
@@ -233,16 +225,13 @@ class TileBuilder:
 
     def _replay(self, u: UOp, src: tuple[UOp, ...], row: UOp, col: UOp) -> UOp:
         b, t, i32 = self.b, self.t, dtypes.int32
-        if u.op is Ops.SPECIAL:
-            if t.n_rows == 1:
-                return col
-            return b.alu(Ops.ADD, b.alu(Ops.MUL, row, b.const(t.row_len, i32)), col)
-        if u.op in (Ops.IDIV, Ops.MOD) and u.src[0] is self.gid and t.n_rows > 1 and u.src[1].op is Ops.CONST \
-                and u.src[1].arg % t.row_len == 0:
-            k = b.const(u.src[1].arg // t.row_len, i32)
-            if u.op is Ops.IDIV:
-                return b.alu(Ops.IDIV, row, k)
-            return b.alu(Ops.ADD, b.alu(Ops.MUL, b.alu(Ops.MOD, row, k), b.const(t.row_len, i32)), col)
+        if u.op is Ops.SPECIAL:  # thread f = row * row_len + col of the tiling; the launch is gidx0 by gidx1
+            flat = col if t.n_rows == 1 else b.alu(Ops.ADD, b.alu(Ops.MUL, row, b.const(t.row_len, i32)), col)
+            if t.grid_cols == t.row_len * t.n_rows:  # a one-dimensional launch
+                return flat
+            if u.arg[0] == "gidx0":  # (simplified to col when rows are the launch's rows)
+                return b.alu(Ops.MOD, flat, b.const(t.grid_cols, i32))
+            return b.alu(Ops.IDIV, flat, b.const(t.grid_cols, i32))
         if u.op is Ops.DEFINE_ACC:
             assert isinstance(u.dtype, DType)
             return b.define_acc(u.arg, u.dtype)
@@ -429,15 +418,14 @@ def tile_cost(renderer: LaneRenderer, uops: list[UOp], outputs: int) -> float:
 STREAM_BYTES = 8 << 20
 
 
-def _streaming(uops: list[UOp]) -> bool:
+def _streaming(uops: list[UOp], threads: int) -> bool:
     """Whether an elementwise kernel writes so much that its stores should bypass the caches."""
     if any(u.op is Ops.RANGE for u in uops):
         return False
     out = next((u for u in uops if u.op is Ops.DEFINE_GLOBAL and u.arg[0] == 0), None)
-    gid = next((u for u in uops if u.op is Ops.SPECIAL and u.arg[0] == "gidx0"), None)
-    if out is None or gid is None or not isinstance(out.dtype, PtrDType):
+    if out is None or not isinstance(out.dtype, PtrDType):
         return False
-    return bool(gid.arg[1] * out.dtype.base.itemsize >= STREAM_BYTES)
+    return bool(threads * out.dtype.base.itemsize >= STREAM_BYTES)
 
 
 def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int) -> tuple[list[str], list[Pack], float, bool]:
@@ -462,7 +450,8 @@ def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int) -> tuple[li
                 f"pk{p.index}) {{", *body, "}"]
     cost, lane_by_lane = 0.0, False
     for rows_here, tile_uops in tiles:
-        renderer = LaneRenderer(tile_uops, lanes, {"row0": "row0", "col0": "col0"}, _streaming(uops))
+        streaming = _streaming(uops, t.n_rows * t.row_len)
+        renderer = LaneRenderer(tile_uops, lanes, {"row0": "row0", "col0": "col0"}, streaming)
         body = renderer.render()
         lane_by_lane = lane_by_lane or renderer.lane_by_lane
         if rows_here == t.rows:
@@ -489,10 +478,6 @@ def _widest_item(uops: list[UOp]) -> int:
     return max(sizes, default=4)
 
 
-def _threads(uops: list[UOp]) -> int:
-    return next((u.arg[1] for u in uops if u.op is Ops.SPECIAL and u.arg[0] == "gidx0"), 0)
-
-
 def _gang_loops(name: str, args: str, pk_args: str, packs: list[Pack], t: Tiling, lanes: int,
                 gangs: tuple[str, str, str], tiles: tuple[str, str, str]) -> list[str]:
     """The loops of a work unit: gangs of lanes along ``gangs`` (variable, low, high), each packing its panels,
@@ -511,12 +496,16 @@ def _gang_loops(name: str, args: str, pk_args: str, packs: list[Pack], t: Tiling
     return out
 
 
-def render_tiled(name: str, uops: list[UOp], lanes: int, rows: int) -> CKernel | None:
-    """The whole C file of a tiled kernel, or None when no tiling applies."""
-    t = choose_tiling(uops, lanes, rows)
-    while t is None and lanes >= 2 * MIN_LANES and _threads(uops) < lanes:  # fewer threads than a gang: narrower
+def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None:
+    """The whole C file of a tiled kernel, or None when no tiling applies (work groups, or a launch of more
+    than the two dimensions tg-clang declares)."""
+    name, uops, grid = kernel.name, kernel.uops, kernel.global_size
+    if math.prod(kernel.local_size) > 1 or len(grid) > 2:
+        return None
+    t = choose_tiling(uops, grid, lanes, rows)
+    while t is None and lanes >= 2 * MIN_LANES and math.prod(grid) < lanes:  # fewer threads than a gang: narrower
         lanes //= 2
-        t = choose_tiling(uops, lanes, rows)
+        t = choose_tiling(uops, grid, lanes, rows)
     if t is None:
         return None
     gang = lanes
@@ -526,13 +515,13 @@ def render_tiled(name: str, uops: list[UOp], lanes: int, rows: int) -> CKernel |
         widest = max(1, WIDE_GANG_BYTES // (lanes * _widest_item(uops)))
         factor = 1 << min(MAX_WIDEN, widest, rows // t.rows).bit_length() - 1
         while factor > 1:  # the widest gang that leaves no more columns to the scalar tail
-            wide = choose_tiling(uops, lanes * factor, rows)
+            wide = choose_tiling(uops, grid, lanes * factor, rows)
             if wide is not None and wide.full_cols == t.full_cols and not wide.transposed:
                 t, gang = wide, lanes * factor
                 functions, packs, cost, _ = _render_tiles(name, uops, t, gang)
                 break
             factor //= 2
-    other = transposed_tiling(uops, lanes, rows)
+    other = transposed_tiling(uops, grid, lanes, rows)
     if other is not None:
         other_functions, other_packs, other_cost, _ = _render_tiles(name, uops, other, lanes)
         if other_cost < 0.85 * cost:
@@ -548,9 +537,15 @@ def render_tiled(name: str, uops: list[UOp], lanes: int, rows: int) -> CKernel |
     row_tail = t.full_rows < t.n_rows
     col_tail = t.full_cols < t.row_len
     if row_tail or col_tail:
-        decls, phases = ScalarRenderer(uops, {"gidx0": "gidx0"}).render()
+        if len(grid) == 1:
+            decls, phases = ScalarRenderer(uops, {"gidx0": "gidx0"}).render()
+            head = [f"static void {name}_thread({sig}, int32_t gidx0) {{"]
+        else:  # thread f of the tiling is column f % T of row f / T of the launch
+            decls, phases = ScalarRenderer(uops, {"gidx0": "gidx0", "gidx1": "gidx1"}).render()
+            head = [f"static void {name}_thread({sig}, int32_t f) {{",
+                    f"  int32_t gidx0 = f % {grid[0]}, gidx1 = f / {grid[0]};"]
         assert not decls and len(phases) == 1
-        out += [f"static void {name}_thread({sig}, int32_t gidx0) {{", *phases[0], "}"]
+        out += [*head, *phases[0], "}"]
     pk_args = "".join(f", pk{p.index}" for p in packs)
     n_col_blocks = math.ceil(t.full_cols / t.block_cols)
     out += [f"void {name}({sig}, int32_t start, int32_t end) {{"]
@@ -572,7 +567,7 @@ def render_tiled(name: str, uops: list[UOp], lanes: int, rows: int) -> CKernel |
         out += [f"    if (cb == {n_col_blocks - 1}) for (int32_t row = r_lo; row < r_hi; row++)",
                 f"      for (int32_t c = {t.full_cols}; c < {t.row_len}; c++) {name}_thread({args}, row * "
                 f"{t.row_len} + c);"]
-    if _streaming(uops):
+    if _streaming(uops, math.prod(grid)):
         out += ["#if defined(__x86_64__) || defined(__i386__)",
                 "    __builtin_ia32_sfence();  /* order the non-temporal stores before anyone reads them */", "#endif"]
     out += ["  }", "}", dynamic_entry(name, params), ""]
