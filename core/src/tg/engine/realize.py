@@ -21,8 +21,7 @@ from tg.codegen.rewrites import apply_capabilities, check_dtypes, check_rendered
 from tg.codegen.uops import format_uops
 from tg.engine.device import Buffer, DeviceState, ReadyKernel, device_state
 from tg.graph.lazy import LazyBuffer
-from tg.schedule.scheduler import HostCopy, Kernel, KNode, ScheduleItem, create_schedule
-from tg.support.dtype import exact_key
+from tg.schedule.scheduler import HostCopy, Kernel, ScheduleItem, create_schedule
 from tg.support.errors import BackendError, JitError
 from tg.support.helpers import debug_level
 
@@ -171,28 +170,7 @@ def build_program(kernel: Kernel, state: DeviceState) -> ReadyKernel:
 
 
 def kernel_key(kernel: Kernel) -> tuple[object, ...]:
-    """Everything that decides a kernel's code: its expression tree, views, dtypes and output shape.
-
-    The tree is written flat, in post-order: one ``(op, dtype, arg, source positions)`` entry per node (a shared
-    subtree once), so equal trees give equal keys and hashing the key never recurses per node; constants are
-    keyed exactly (-0.0 is not 0.0).  This runs for every launch, so the loop is kept tight.
-    """
-    position: dict[int, int] = {}  # id(node) -> where its entry is
-    entries: list[tuple[object, ...]] = []
-    stack: list[KNode | None] = [kernel.ast]  # None: the node below it has its sources done
-    while stack:
-        n = stack.pop()
-        if n is None:
-            n = stack.pop()
-            assert n is not None
-        elif n.src:
-            if id(n) not in position:
-                stack += (n, None, *n.src[::-1])
-            continue
-        if id(n) in position:
-            continue
-        arg = (exact_key(n.arg[0]), n.arg[1]) if n.op == "CONST" else n.arg  # only a constant's value is a float
-        position[id(n)] = len(entries)
-        entries.append((n.op, n.dtype.name, arg, tuple([position[id(s)] for s in n.src])))
-    return (tuple(entries), kernel.output.shape, kernel.output.dtype.name,
+    """Everything that decides a kernel's code: its expression tree (the structure the scheduler recorded: views,
+    dtypes, exact constants), its output's shape and dtype, and its inputs' dtypes."""
+    return (kernel.structure, kernel.output.shape, kernel.output.dtype.name,
             tuple(inp.dtype.name for inp in kernel.inputs))

@@ -24,7 +24,7 @@ from typing import Any
 
 from tg.graph.lazy import LazyBuffer, LazyOp
 from tg.graph.shapetracker import ShapeTracker
-from tg.support.dtype import DType
+from tg.support.dtype import DType, exact_key
 
 
 @dataclass(eq=False)
@@ -39,15 +39,22 @@ class KNode:
     dtype: DType
     src: tuple[KNode, ...] = ()
     arg: Any = None
+    position: int = -1  # where the node's entry is in its kernel's structure
 
 
 @dataclass(eq=False)
 class Kernel:
-    """One kernel: ``ast`` computes the value stored into ``output`` (a base LazyBuffer)."""
+    """One kernel: ``ast`` computes the value stored into ``output`` (a base LazyBuffer).
+
+    ``structure`` is the tree written flat as the scheduler built it, sources first: one ``(op, dtype, arg,
+    source positions)`` entry per node (a shared node once, constants keyed exactly so -0.0 is not 0.0).  Equal
+    trees give equal structures, so it keys compiled kernels without another walk of the tree.
+    """
 
     ast: KNode
     output: LazyBuffer
     inputs: list[LazyBuffer] = field(default_factory=list)
+    structure: tuple[tuple[Any, ...], ...] = ()
 
     @property
     def name(self) -> str:
@@ -98,6 +105,14 @@ class _Fusing:
     kernel: Kernel
     memo: dict[tuple[int, ShapeTracker], KNode] = field(default_factory=dict)
     ops: int = 0
+    entries: list[tuple[Any, ...]] = field(default_factory=list)  # the kernel's structure so far
+
+    def made(self, node: KNode) -> KNode:
+        """Record a new node's entry in the kernel's structure (its sources are recorded already)."""
+        node.position = len(self.entries)
+        arg = (exact_key(node.arg[0]), node.arg[1]) if node.op == "CONST" else node.arg  # a constant's value
+        self.entries.append((node.op, node.dtype.name, arg, tuple([s.position for s in node.src])))
+        return node
 
 
 # The scheduler's tasks, on one explicit stack (graphs can be 100,000 ops deep, deeper than Python recursion):
@@ -133,6 +148,8 @@ class Scheduler:
                 srcs = tuple(nodes[len(nodes) - len(b.srcs):])
                 del nodes[len(nodes) - len(b.srcs):]
                 node = self._node(b, srcs)
+                if node.position < 0:  # (CONTIGUOUS passes its source's node through)
+                    fusing.made(node)
                 if key is not None:
                     fusing.memo[key] = node
                 nodes.append(node)
@@ -141,15 +158,17 @@ class Scheduler:
                 kernel = fusing.kernel
                 if b not in kernel.inputs:
                     kernel.inputs.append(b)
-                node = KNode("LOAD", b.dtype, (), (kernel.inputs.index(b) + 1, st))
+                node = fusing.made(KNode("LOAD", b.dtype, (), (kernel.inputs.index(b) + 1, st)))
                 fusing.memo[key] = node
                 nodes.append(node)
             elif kind == _REALIZE:
                 self._start(task[1].base, tasks, nodes)
             elif kind == _KERNEL:
-                kernel = task[1].kernel
+                fusing = task[1]
+                kernel = fusing.kernel
                 b, body = kernel.output, nodes.pop()
-                kernel.ast = KNode("REDUCE", b.dtype, (body,), b.arg) if b.op is LazyOp.REDUCE else body
+                kernel.ast = fusing.made(KNode("REDUCE", b.dtype, (body,), b.arg)) if b.op is LazyOp.REDUCE else body
+                kernel.structure = tuple(fusing.entries)
                 self.items.append(kernel)
             else:
                 assert kind == _COPY, kind
@@ -179,7 +198,7 @@ class Scheduler:
                  key: tuple[int, ShapeTracker] | None, tasks: list[tuple[Any, ...]], nodes: list[KNode]) -> None:
         """Push the value of unrealized base ``b`` (ALU, CAST, CONTIGUOUS, CONST) inlined at ``st``."""
         if b.op is LazyOp.CONST:
-            node = KNode("CONST", b.dtype, (), (b.arg, st))
+            node = fusing.made(KNode("CONST", b.dtype, (), (b.arg, st)))
             if key is not None:
                 fusing.memo[key] = node
             nodes.append(node)
