@@ -219,19 +219,21 @@ class PluginRegistry:
 
     def _environment_of(self, module: object) -> dict[str, str] | str:
         """The variables ``tg_environment`` declares (name -> description), or why they are not valid."""
-        others = [p for p in self.manager.get_plugins() if p is not module]
         env: dict[str, str] = {}
-        for result in self.manager.subset_hook_caller("tg_environment", remove_plugins=others)():
+        for result in self._own_results(module, "tg_environment"):
             if not isinstance(result, dict) or not all(isinstance(k, str) and k.startswith("TG_") and
                                                        isinstance(v, str) for k, v in result.items()):
                 return f"tg_environment returned {result!r}, not a dict of TG_ variable names to descriptions"
             env.update(result)
         return env
 
-    def _call_own(self, module: object, hook: str) -> list[Any]:
+    def _own_results(self, module: object, hook: str) -> list[Any]:
+        """What ``module``'s own implementation of ``hook`` returns (no other plugin is called)."""
         others = [p for p in self.manager.get_plugins() if p is not module]
-        results = self.manager.subset_hook_caller(hook, remove_plugins=others)()
-        return [item for result in results if result for item in result]
+        return list(self.manager.subset_hook_caller(hook, remove_plugins=others)())
+
+    def _call_own(self, module: object, hook: str) -> list[Any]:
+        return [item for result in self._own_results(module, hook) if result for item in result]
 
     def _check_provided(self, emitters: list[Emitter], runtimes: list[Runtime]) -> str:
         """Why these names cannot be registered (taken by a loaded plugin, or provided twice), or ""."""

@@ -85,9 +85,6 @@ class NumpyRenderer(TextRenderer):
         v = self.names[id(u)] = f"v{self.position}"
         self.emit(f"{v} = {expr}")
 
-    def operands(self, u: UOp) -> list[str]:
-        return [self.names[id(s)] for s in u.src]
-
     def from_table(self, u: UOp) -> None:
         if u.op is Ops.VECTORIZE:
             self.define(u, self.ops[u.op].format(all=", ".join(self.operands(u))))

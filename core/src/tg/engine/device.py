@@ -79,10 +79,6 @@ class ReadyKernel:
     shape: tuple[int, ...] = ()
     bytes_moved: int = 0
 
-    @property
-    def name(self) -> str:
-        return self.program.name
-
 
 class DeviceState:
     """Per-backend compile cache and statistics."""

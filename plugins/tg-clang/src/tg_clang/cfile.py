@@ -43,6 +43,11 @@ def thread_cost(uops: list[UOp]) -> int:
     return max(cost, 1)
 
 
+def launch_indices(flat: str, cols: int) -> str:
+    """The C declaring a 2-D launch's ``gidx0`` (the column) and ``gidx1`` (the row) from the flat index ``flat``."""
+    return f"int32_t gidx0 = {flat} % {cols}, gidx1 = {flat} / {cols};"
+
+
 def header(name: str, units: int, cost: int, strategy: str) -> str:
     """The file's first line, for a reader (TG_DEBUG=4): the runtime learns these from the Program."""
     return f"/* tg-clang kernel={name} units={units} cost={cost} vars= strategy={strategy} */"

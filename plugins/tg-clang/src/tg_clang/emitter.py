@@ -23,7 +23,7 @@ from tg.backends.contract import Capabilities, Emitter
 from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.uops import Ops
 
-from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params, thread_cost
+from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params, launch_indices, thread_cost
 from tg_clang.cprelude import PRELUDE
 from tg_clang.scalar import ScalarRenderer
 
@@ -71,7 +71,7 @@ def render_scalar(kernel: LoweredKernel) -> CKernel:
         lines.append("  for (int32_t gidx0 = start; gidx0 < end; gidx0++) {")
     else:  # work unit u is group u % G0 of row u / G0 of the launch
         g0 = kernel.global_size[0]
-        lines += ["  for (int32_t u = start; u < end; u++) {", f"    int32_t gidx0 = u % {g0}, gidx1 = u / {g0};"]
+        lines += ["  for (int32_t u = start; u < end; u++) {", "    " + launch_indices("u", g0)]
     lines += ["    " + d for d in decls]
     for phase in phases:
         if group_size > 1:

@@ -89,9 +89,6 @@ class ScalarRenderer(TextRenderer):
 
     # -- names -------------------------------------------------------------------------------------------
 
-    def name(self, u: UOp) -> str:
-        return self.names[id(u)]
-
     def _define(self, u: UOp, ctype: str, expr: str, prefix: str = "v") -> None:
         var = f"{prefix}{len(self.names)}"
         if id(u) in self.crossing:

@@ -41,7 +41,7 @@ from tg.codegen.rewrites import eliminate_dead
 from tg.codegen.uops import ALU, Ops, PtrDType, UOp
 from tg.support.dtype import DType, dtypes
 
-from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params, thread_cost
+from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params, launch_indices, thread_cost
 from tg_clang.cprelude import PRELUDE, storage_type
 from tg_clang.scalar import ScalarRenderer
 from tg_clang.spmd import LaneRenderer, lane_supported, vector_typedefs
@@ -543,7 +543,7 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
         else:  # thread f of the tiling is column f % T of row f / T of the launch
             decls, phases = ScalarRenderer(uops, {"gidx0": "gidx0", "gidx1": "gidx1"}).render()
             head = [f"static void {name}_thread({sig}, int32_t f) {{",
-                    f"  int32_t gidx0 = f % {grid[0]}, gidx1 = f / {grid[0]};"]
+                    "  " + launch_indices("f", grid[0])]
         assert not decls and len(phases) == 1
         out += [*head, *phases[0], "}"]
     pk_args = "".join(f", pk{p.index}" for p in packs)
