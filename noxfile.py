@@ -69,7 +69,8 @@ def plugins(session: nox.Session) -> None:
 
 @nox.session
 def ptx(session: nox.Session) -> None:
-    """tg-ptx: its tests, then the conformance kit on ptx:emu with every kernel assembled by ptxas (sm_80, sm_90).
+    """tg-ptx: its tests, the conformance kit on ptx:emu with every kernel assembled by ptxas (sm_80, sm_90), and
+    the GPU check script's dry run (``python -m tg_ptx.check --dry-run``).
 
     The kit runs on the PTX emulator; every kernel it emits is also assembled by NVIDIA's ptxas for sm_80 and
     sm_90 (in batches).  Without a CUDA toolkit, ptxas comes from NVIDIA's wheel (the ``tg-ptx[ptxas]``
@@ -97,6 +98,9 @@ def ptx(session: nox.Session) -> None:
         session.error(message) if os.environ.get("CI") else session.warn(message)
     session.run("pytest", "--pyargs", "tg.testing", "-p", "tg_ptx.pytest_plugin", *session.posargs,
                 env={**env, "TG_BACKEND": "ptx:emu", **verify})
+    # the one-command GPU check, at small sizes on the emulator, so that it never rots
+    session.run("python", "-m", "tg_ptx.check", "--dry-run", "--out", f"{session.create_tmp()}/tg-ptx-check.md",
+                env=env)
 
 
 @nox.session

@@ -36,7 +36,8 @@ def _checked_rows(reg: PluginRegistry) -> list[dict[str, Any]]:
         info = reg.plugins[reg.provider[id(backend.runtime)]]
         status = reg.available(backend.runtime)
         row = _plugin_row(info) | {"backend": backend.name, "priority": backend.runtime.priority,
-                                   "available": status.ok, "problem": status.reason, "remedy": status.remedy}
+                                   "available": status.ok, "problem": status.reason, "remedy": status.remedy,
+                                   "detail": status.detail}
         rows.append(row)
     shown = {reg.provider[id(b.runtime)] for b in pairs} | {reg.provider[id(b.emitter)] for b in pairs}
     for info in [*reg.plugins.values(), *reg.shadowed]:
@@ -50,7 +51,7 @@ def _table(rows: list[dict[str, Any]], check: bool) -> str:
     head = ["BACKEND", "DISTRIBUTION", "VERSION", "HOOKSPEC"] + (["AVAILABLE"] if check else ["STATE"]) + ["NOTE"]
     body = []
     for r in rows:
-        note = r["problem"] + (f" (fix: {r['remedy']})" if r["problem"] and r["remedy"] else "")
+        note = r["problem"] + (f" (fix: {r['remedy']})" if r["problem"] and r["remedy"] else "") or r.get("detail", "")
         flag = ("yes" if r["available"] else "no") if check else r["state"]
         body.append([r["backend"], r["distribution"], r["version"], f"v{r['hookspec']}" if r["hookspec"] else "?",
                      flag, note])

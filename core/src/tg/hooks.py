@@ -101,9 +101,10 @@ A :class:`Runtime` then follows this ABI:
 - ``launch(program, binary, buffers, values)`` runs ``global_size`` groups of ``local_size`` threads; ``buffers``
   are ``alloc`` handles, one per ``program.buffers`` in that order, ``values`` maps each of
   ``program.variables`` to an int.  Buffers never alias within a launch.  The launch dims in the Program win
-  over the ``SPECIAL`` sizes, which describe core's plan.  It returns the kernel's time in seconds when
-  measured (else None);
-- ``available()`` is cheap and never raises: an :class:`Availability` with the reason and the remedy.
+  over the ``SPECIAL`` sizes, which describe core's plan; core never launches one with a 0 in either (an empty
+  tensor's kernel does no work).  It returns the kernel's time in seconds when measured (else None);
+- ``available()`` is cheap and never raises: an :class:`Availability` with the reason and the remedy (and,
+  when it can run, an optional ``detail`` such as the device and library it will use).
 
 5. Micro-ops
 ------------

@@ -20,15 +20,19 @@ if TYPE_CHECKING:  # annotations only: importing the contract stays cheap (no nu
 
 @dataclass(frozen=True)
 class Availability:
-    """Whether a runtime can run on this machine; when not, ``reason`` says why and ``remedy`` the fix."""
+    """Whether a runtime can run on this machine; when not, ``reason`` says why and ``remedy`` the fix.
+
+    When it can, ``detail`` may say what it will run on (``tg backends --check`` shows it).
+    """
 
     ok: bool
     reason: str = ""
     remedy: str = ""
+    detail: str = ""
 
     @classmethod
-    def yes(cls) -> Availability:
-        return cls(True)
+    def yes(cls, detail: str = "") -> Availability:
+        return cls(True, detail=detail)
 
     @classmethod
     def no(cls, reason: str, remedy: str = "") -> Availability:
@@ -39,7 +43,7 @@ class Availability:
 
     def explain(self) -> str:
         if self.ok:
-            return "available"
+            return f"available ({self.detail})" if self.detail else "available"
         return self.reason + (f" (fix: {self.remedy})" if self.remedy else "")
 
 
@@ -89,7 +93,8 @@ class Runtime(abc.ABC):
     def launch(self, program: Program, binary: Any, buffers: Sequence[Any], values: Mapping[str, int]) -> float | None:
         """Run ``binary`` (from :meth:`compile` of ``program``) over ``program.global_size`` groups of
         ``program.local_size`` threads; ``buffers`` are handles from :meth:`alloc`, one per ``program.buffers``
-        in that order, ``values`` the value of each of ``program.variables``.  Return the kernel's time in
+        in that order, ``values`` the value of each of ``program.variables``.  Core never launches a program whose
+        global or local size has a 0 (an empty tensor's kernel does no work).  Return the kernel's time in
         seconds when the runtime measured it, else None (core then times the call)."""
 
     @abc.abstractmethod

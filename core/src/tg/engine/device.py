@@ -111,6 +111,8 @@ class DeviceState:
     def launch(self, kernel: ReadyKernel, buffers: list[Buffer]) -> None:
         """Run ``kernel`` over ``buffers`` (the output first, then the inputs: the program's buffer order)."""
         prog, bytes_moved = kernel.program, kernel.bytes_moved
+        if 0 in prog.global_size or 0 in prog.local_size:  # an empty tensor: no work (and CUDA refuses the launch)
+            return
         start = time.perf_counter()
         measured = self.backend.runtime.launch(prog, kernel.binary, [b.handle for b in buffers], {})
         seconds = measured if measured is not None else time.perf_counter() - start

@@ -392,6 +392,10 @@ class _Kernel(TextRenderer):
             w.op(f"cvt{rounding}.{d.arith}.{s.arith} {out}, {v}")
         elif src.is_float:  # to an integer: truncate toward zero, saturate to the type's range, NaN -> 0
             w.op(f"cvt.rzi.{d.mem}.{s.arith} {out}, {v}")
+            if src.itemsize == 8 or dst.itemsize == 8:  # there the GPU gives NaN the top bit alone, not 0
+                nan = self.new(dtypes.bool)
+                w.op(f"setp.nan.{s.arith} {nan}, {v}, {v}")
+                w.op(f"selp.{d.arith} {out}, 0, {out}, {nan}")
         elif dst.is_float:
             w.op(f"cvt.rn.{d.arith}.{s.arith} {out}, {v}")
         elif dst.itemsize == 1:  # integer narrowing to 8 bits: keep the low byte, extended by its sign or not

@@ -98,6 +98,17 @@ def assemble(source: str, arch: str, name: str = "kernel") -> bytes:
         return cubin.read_bytes()
 
 
+def diagnose(source: str, arch: str, name: str) -> str:
+    """Why the driver may have refused ``source``: ptxas's message for ``arch`` when ptxas is installed."""
+    if find_tool("ptxas") is None:
+        return f"(ptxas is not installed, so there is no detail; fix: {REMEDY})"
+    try:
+        assemble(source, arch, name)
+    except PtxasError as exc:
+        return str(exc)
+    return f"(ptxas accepts the kernel for {arch}: the driver's refusal is not a PTX error)"
+
+
 def excerpt(source: str, diagnostics: str, context: int = 3) -> str:
     """The PTX lines around each line number ptxas names in ``diagnostics`` (marked with ``>``)."""
     lines = source.split("\n")

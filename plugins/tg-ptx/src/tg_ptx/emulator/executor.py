@@ -93,6 +93,9 @@ def run_kernel(kernel: CompiledKernel, memory: GlobalMemory, grid: int, block: i
     entry = kernel.entry
     if len(args) != len(entry.params):
         raise EmulatorError(f"{entry.name} takes {len(entry.params)} parameters, the launch gave {len(args)}")
+    if grid < 1 or block < 1:
+        raise EmulatorError(f"{entry.name} launched on {grid} blocks of {block} threads: a GPU refuses an empty launch "
+                            "(CUDA_ERROR_INVALID_VALUE)")
     if entry.max_threads is not None and block > entry.max_threads:
         raise EmulatorError(f"{entry.name} is declared for at most {entry.max_threads} threads per block "
                             f"(.maxntid), the launch has {block}")

@@ -68,6 +68,11 @@ def bit_type(t: PType) -> np.dtype[Any]:
     return UNSIGNED[t.size]
 
 
+def _top_bit(t: PType) -> Any:
+    """The value of type ``t`` with only its top bit set (the minimum of a signed type)."""
+    return np.asarray(1 << (8 * t.size - 1), np.uint64).astype(UNSIGNED[t.size]).view(t.np)
+
+
 def convert(x: Any, src: PType, dst: PType, irnd: str, sat: bool, ftz: bool) -> Any:
     """``cvt``: convert ``x`` of type ``src`` to ``dst``; ``irnd`` is rni/rzi/rmi/rpi or ''."""
     x = np.asarray(x, src.np)
@@ -80,7 +85,7 @@ def convert(x: Any, src: PType, dst: PType, irnd: str, sat: bool, ftz: bool) -> 
         if sat:
             out = np.where(np.isnan(out), 0, np.clip(out, 0, 1)).astype(dst.np)
         return flush(out) if ftz and dst.name == "f32" else out
-    if src.is_float:  # to an integer: round as asked, saturate, NaN -> 0
+    if src.is_float:  # to an integer: round as asked, saturate; NaN as the hardware does it (see below)
         wide = np.asarray(x, np.float64)
         r = {"rni": np.rint, "rzi": np.trunc, "rmi": np.floor, "rpi": np.ceil}[irnd or "rzi"](wide)
         info = np.iinfo(dst.np if dst.kind != "b" else UNSIGNED[dst.size])
@@ -90,6 +95,8 @@ def convert(x: Any, src: PType, dst: PType, irnd: str, sat: bool, ftz: bool) -> 
             clipped.astype(dst.np)
         if dst.size == 8:  # float64 cannot hold the int64/uint64 maximum: saturate by hand
             result = np.where(r >= float(info.max), np.asarray(info.max).astype(dst.np), result)
+        if src.size == 8 or dst.size == 8:
+            result = np.where(nan, _top_bit(dst), result)
         return result
     if dst.is_float:
         return x.astype(dst.np)

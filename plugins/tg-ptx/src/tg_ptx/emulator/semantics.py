@@ -12,7 +12,9 @@ Notes on semantics chosen where the ISA leaves freedom or numpy lacks an operati
 - the ``.approx`` instructions (``ex2``, ``lg2``, ``sin``, ``cos``, ``rcp``, ``sqrt``, ``div``) return
   the correctly rounded value, which lies within every error bound the ISA gives;
 - integer ``div``/``rem`` by zero (unspecified in the ISA) give all ones and the dividend;
-- float-to-integer ``cvt`` saturates and maps NaN to 0, as the ISA specifies.
+- float-to-integer ``cvt`` saturates; NaN gives 0 from ``.f16``/``.f32`` to an integer of 32 bits or
+  fewer, but the value with only the top bit set (the signed minimum; 128 for ``.u8``) from ``.f64`` or
+  to a 64-bit integer.  That is what an H200 (sm_90) did, where the ISA text says NaN gives 0.
 """
 
 from __future__ import annotations
