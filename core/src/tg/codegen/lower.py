@@ -143,12 +143,15 @@ class _Lowering:
         return plan[::-1]
 
     def _grouped_reduce_lanes(self, n_outputs: int) -> int:
+        """A work group per output (its lanes share the reduction) for few outputs, or for long reductions of
+        up to 2^22 threads in all: one thread walking a long row alone is slow (on a GPU its neighbours read
+        other rows, so no load is coalesced).  1: a thread per output (or per register tile)."""
         lanes = self.caps.group_size
         size = math.prod(self.shape[j] for j in self.reduce_dims)
         fits = self.caps.local_memory >= lanes * self.kernel.output.dtype.itemsize
-        if self.reduce_op is None or lanes <= 1 or not fits or n_outputs > 1024 or size < 2 * lanes:
+        if self.reduce_op is None or lanes <= 1 or not fits or size < 2 * lanes:
             return 1
-        return lanes
+        return lanes if n_outputs <= 1024 or (size >= 4 * lanes and n_outputs * lanes <= 1 << 22) else 1
 
     def run(self) -> LoweredKernel:
         b = self.b
