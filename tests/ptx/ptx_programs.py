@@ -21,6 +21,7 @@ from tg.backends.numpy_backend import NumpyEmitter, NumpyRuntime
 from tg.codegen.builder import KernelBuilder
 from tg.codegen.program import LoweredKernel
 from tg.codegen.program import Program as Rendered
+from tg.codegen.tensor_cores import MMA_16x8x16_F16_F32
 from tg.codegen.uops import Ops, UOp, VecDType
 from tg.support.dtype import DType, dtypes
 from tg_ptx.emitter import PTXEmitter
@@ -385,9 +386,55 @@ def local_programs() -> list[Program]:
     return out
 
 
+def wmma_programs() -> list[Program]:
+    """Two warps, each multiplying its own 16x16 A by a 16x8 B on the tensor core, twice (K = 32 in two steps),
+    with each lane loading its fragment elements as core's layout table says."""
+    tc = MMA_16x8x16_F16_F32
+    f16, f32, i32 = dtypes.float16, dtypes.float32, dtypes.int32
+    b = KernelBuilder()
+    o, a, w = b.define_global(0, f32, True), b.define_global(1, f16, False), b.define_global(2, f16, False)
+    warp, lane = b.special("gidx0", 2), b.special("lidx0", 32)
+
+    def coord(terms: tuple[tuple[int, int, int], ...], offset: int) -> UOp:
+        out = b.const(offset, i32)
+        for d, m, scale in terms:
+            part = b.alu(Ops.MOD, b.alu(Ops.IDIV, lane, b.const(d, i32)), b.const(m, i32))
+            out = b.alu(Ops.ADD, out, b.alu(Ops.MUL, part, b.const(scale, i32)))
+        return out
+
+    accs = [b.define_acc(0.0, f32) for _ in range(4)]
+    step = b.range(0, 2)
+    k0 = b.alu(Ops.MUL, step, b.const(16, i32))
+    a_vals, b_vals = [], []
+    for e in range(8):  # A is (2 warps, 16, 32) row-major
+        row, col = coord(tc.a.rows, tc.a.row_offsets[e]), b.alu(Ops.ADD, k0, coord(tc.a.cols, tc.a.col_offsets[e]))
+        idx = b.alu(Ops.ADD, b.alu(Ops.MUL, warp, b.const(512, i32)), b.alu(Ops.ADD, b.alu(Ops.MUL, row, b.const(
+            32, i32)), col))
+        a_vals.append(b.load(a, idx, f16))
+    for e in range(4):  # B is (32, 8) row-major, shared by both warps
+        row = b.alu(Ops.ADD, k0, coord(tc.b.rows, tc.b.row_offsets[e]))
+        col = coord(tc.b.cols, tc.b.col_offsets[e])
+        b_vals.append(b.load(w, b.alu(Ops.ADD, b.alu(Ops.MUL, row, b.const(8, i32)), col), f16))
+    frag_a = b._add(Ops.VECTORIZE, VecDType(f16, 8), tuple(a_vals))
+    frag_b = b._add(Ops.VECTORIZE, VecDType(f16, 4), tuple(b_vals))
+    d = b._add(Ops.WMMA, VecDType(f32, 4), (frag_a, frag_b, b._add(Ops.VECTORIZE, VecDType(f32, 4), tuple(accs))),
+               tc)
+    for e, acc in enumerate(accs):
+        b.assign(acc, b._add(Ops.GEP, f32, (d,), e))
+    b.end_range(step)
+    for e, acc in enumerate(accs):  # out is (2 warps, 16, 8)
+        row, col = coord(tc.c.rows, tc.c.row_offsets[e]), coord(tc.c.cols, tc.c.col_offsets[e])
+        idx = b.alu(Ops.ADD, b.alu(Ops.MUL, warp, b.const(128, i32)), b.alu(Ops.ADD, b.alu(Ops.MUL, row, b.const(
+            8, i32)), col))
+        b.store(o, idx, acc)
+    rng = np.random.default_rng(70)
+    inputs = [rng.uniform(-2, 2, 1024).astype(np.float16), rng.uniform(-2, 2, 256).astype(np.float16)]
+    return [Program("wmma_two_warps", b.uops, [np.zeros(256, np.float32), *inputs], (2,), (32,), rtol=1e-5)]
+
+
 def all_programs() -> list[Program]:
     return [*alu_programs(), *cast_programs(), *const_programs(), *memory_programs(), *loop_programs(),
-            *local_programs()]
+            *local_programs(), *wmma_programs()]
 
 
 def scale_program() -> Program:

@@ -111,11 +111,15 @@ A :class:`Runtime` then follows this ABI:
 Required (every emitter renders them): ``DEFINE_GLOBAL`` ``SPECIAL`` ``CONST`` ``RANGE`` ``ENDRANGE``
 ``DEFINE_ACC`` ``ASSIGN`` ``LOAD`` ``STORE`` / ``EXP2`` ``LOG2`` ``SIN`` ``SQRT`` ``TRUNC`` / ``ADD`` ``MUL`` ``IDIV``
 ``MAX`` ``CMPLT`` ``CMPNE`` ``AND`` ``OR`` ``XOR`` / ``WHERE`` / ``CAST`` ``BITCAST``: 26 kinds; ``VECTORIZE`` ``GEP``
-only with vector lanes, ``DEFINE_LOCAL`` ``BARRIER`` only with work groups, so an emitter sees at most 30.
+only with vector lanes, ``DEFINE_LOCAL`` ``BARRIER`` only with work groups, ``WMMA`` only with tensor cores, so an
+emitter sees at most 31.
 Optional (declared in ``Capabilities.renders``, else core decomposes them): ``NEG`` ``RECIP`` ``SUB``
 ``CMPEQ`` ``MOD`` ``POW`` ``DIV`` (``DIV`` or ``RECIP`` must be declared; the default declares ``DIV``, ``RECIP``
-and ``NEG``), and ``MULACC`` (fused only where declared).  Operands, args and results are listed in
-:mod:`tg.codegen.uops`.
+and ``NEG``), and ``MULACC`` (fused only where declared).  ``WMMA`` only where the target declares
+``Capabilities.tensor_cores``: every lane of the work group runs it together, each passing its fragments of
+``A``, ``B`` and ``C`` (vectors laid out as the :class:`TensorCore`'s :class:`Fragment` says) and receiving its
+fragment of ``D = A @ B + C``, computed in the core's accumulator dtype (products exact, sums rounded in any
+order).  Operands, args and results are listed in :mod:`tg.codegen.uops`.
 
 Semantics every backend computes identically (the numpy backend is the reference, constant folding in
 :func:`tg.codegen.builder.fold` agrees, and the conformance kit's ``test_semantics`` checks each line on every
@@ -176,6 +180,7 @@ if TYPE_CHECKING:
     from tg.codegen.program import KernelParam, LoweredKernel, Program, buffer_params
     from tg.codegen.render import TextRenderer
     from tg.codegen.rewrites import eliminate_dead, replay
+    from tg.codegen.tensor_cores import Fragment, TensorCore
     from tg.codegen.uops import PtrDType, UOp, VecDType, format_uops
     from tg.support.dtype import DType, dtypes
 
@@ -185,7 +190,8 @@ _LAZY = {"KernelBuilder": "tg.codegen.builder", "KernelParam": "tg.codegen.progr
          "LoweredKernel": "tg.codegen.program", "Program": "tg.codegen.program", "buffer_params": "tg.codegen.program",
          "eliminate_dead": "tg.codegen.rewrites", "replay": "tg.codegen.rewrites", "PtrDType": "tg.codegen.uops",
          "UOp": "tg.codegen.uops", "VecDType": "tg.codegen.uops", "format_uops": "tg.codegen.uops",
-         "DType": "tg.support.dtype", "dtypes": "tg.support.dtype", "TextRenderer": "tg.codegen.render"}
+         "DType": "tg.support.dtype", "dtypes": "tg.support.dtype", "TextRenderer": "tg.codegen.render",
+         "TensorCore": "tg.codegen.tensor_cores", "Fragment": "tg.codegen.tensor_cores"}
 
 
 __getattr__ = lazy_attributes(__name__, _LAZY)
@@ -285,7 +291,8 @@ def declared_version(reference: str) -> int | None:
     return int(attr.strip()[1:])
 
 
-__all__ = ["HOOKSPEC_VERSION", "HOOK_NAMES", "OPTIONAL", "PROJECT", "Availability", "Backend", "Capabilities",
-           "DType", "Emitter", "KernelBuilder", "KernelCompiled", "KernelLaunched", "KernelParam", "LoweredKernel",
-           "LoweringPass", "Ops", "Program", "PtrDType", "Runtime", "TextRenderer", "UOp", "VecDType", "buffer_params",
-           "declared_version", "dtypes", "eliminate_dead", "format_uops", "hookimpl", "hookspec", "replay"]
+__all__ = ["HOOKSPEC_VERSION", "HOOK_NAMES", "OPTIONAL", "PROJECT", "Availability", "Backend", "Capabilities", "DType",
+           "Emitter", "Fragment", "KernelBuilder", "KernelCompiled", "KernelLaunched", "KernelParam", "LoweredKernel",
+           "LoweringPass", "Ops", "Program", "PtrDType", "Runtime", "TensorCore", "TextRenderer", "UOp", "VecDType",
+           "buffer_params", "declared_version", "dtypes", "eliminate_dead", "format_uops", "hookimpl", "hookspec",
+           "replay"]

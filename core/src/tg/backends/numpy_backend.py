@@ -21,6 +21,7 @@ import numpy as np
 from tg.backends.contract import Availability, Capabilities, Emitter, Runtime
 from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.render import TextRenderer
+from tg.codegen.tensor_cores import MMA_16x8x16_F16_F32
 from tg.codegen.uops import Ops, PtrDType, UOp, VecDType
 from tg.hooks import hookimpl
 from tg.support.dtype import DType, dtypes
@@ -160,6 +161,11 @@ class NumpyRenderer(TextRenderer):
     def render_gep(self, u: UOp) -> None:
         self.define(u, f"{self.names[id(u.src[0])]}[..., {u.arg}]")
 
+    def render_wmma(self, u: UOp) -> None:
+        tc = u.arg
+        tables = ", ".join(repr(f.table(tc.threads)) for f in (tc.a, tc.b, tc.c))
+        self.define(u, f"_wmma(_t, {', '.join(self.operands(u))}, {tables}, {tc.dims!r})")
+
     def render_barrier(self, u: UOp) -> None:
         self.emit("pass  # barrier: every lane runs in lockstep")
 
@@ -244,8 +250,29 @@ def _store_local(local: np.ndarray, t: np.ndarray, idx: Any, value: Any, gate: A
     local[_group_of(local, t)[gate], idx[gate]] = value[gate]
 
 
+def _wmma(t: np.ndarray, a: Any, b: Any, c: Any, at: Any, bt: Any, ct: Any,
+          dims: tuple[int, int, int]) -> Any:
+    """WMMA for every work group at once (a group's lanes are consecutive threads): each lane's fragments are
+    scattered into the group's matrices as the tables say, D = A @ B + C, and each lane gathers its part
+    of D."""
+    m, n, k = dims
+    lanes = len(at)
+
+    def matrix(frag: Any, table: Any, rows: int, cols: int) -> np.ndarray:
+        table = np.asarray(table)
+        frag = np.broadcast_to(frag, (t.size, table.shape[1])).reshape(-1, lanes, table.shape[1])
+        out = np.zeros((frag.shape[0], rows, cols), np.float64)
+        out[:, table[..., 0], table[..., 1]] = frag
+        return out
+
+    d = matrix(a, at, m, k) @ matrix(b, bt, k, n) + matrix(c, ct, m, n)
+    cells = np.asarray(ct)
+    return d[:, cells[..., 0], cells[..., 1]].reshape(t.size, cells.shape[1]).astype(np.asarray(c).dtype)
+
+
 _PRELUDE = {"np": np, "_idiv": _idiv, "_cast": _cast, "_gated_load": _gated_load, "_store": _store,
-            "_load_local": _load_local, "_store_local": _store_local, "_vload": _vload, "_vstore": _vstore}
+            "_load_local": _load_local, "_store_local": _store_local, "_vload": _vload, "_vstore": _vstore,
+            "_wmma": _wmma}
 
 
 class NumpyRuntime(Runtime):
@@ -282,7 +309,7 @@ def capabilities_from_env() -> Capabilities:
 
     It renders every optional micro-op but MULACC; ``no_<op>`` (``no_div``, ``no_pow``, ``no_mod``, ``no_sub``,
     ``no_cmpeq``, ``no_neg``, ``no_recip``) makes core decompose that op instead, and ``mulacc`` asks for fused
-    multiply-adds.
+    multiply-adds, ``tensor_cores`` contractions on the 16x8x16 float16 core NVIDIA's ``mma`` has.
     """
     flags: dict[str, Any] = {"sin_is_sin2pi": False, "vector_width": 1, "group_size": 1, "upcast": 1}
     renders = set(OPTIONAL - {Ops.MULACC})
@@ -297,14 +324,16 @@ def capabilities_from_env() -> Capabilities:
             renders.discard(Ops[key[3:].upper()])
         elif key == "mulacc":
             renders.add(Ops.MULACC)
+        elif key == "tensor_cores":
+            flags["tensor_cores"] = (MMA_16x8x16_F16_F32,)
         elif key in ("group_size", "upcast", "vector_width", "launch_dims") and value.isdigit():
             flags[key] = int(value)
         elif key.startswith("no_") and key[3:] in all_dtypes - {"bool", "int32"}:
             all_dtypes.discard(key[3:])
         else:
             raise ValueError(f"TG_NUMPY_CAPS: unknown capability {item!r}; known: sin_is_sin2pi, mulacc, no_div, "
-                             "no_pow, no_mod, no_sub, no_cmpeq, no_neg, no_recip, group_size=N, vector_width=N, "
-                             "upcast=N, launch_dims=N, no_<dtype>")
+                             "no_pow, no_mod, no_sub, no_cmpeq, no_neg, no_recip, tensor_cores, group_size=N, "
+                             "vector_width=N, upcast=N, launch_dims=N, no_<dtype>")
     return Capabilities(dtypes=frozenset(all_dtypes), renders=frozenset(renders), local_memory=1 << 16, **flags)
 
 

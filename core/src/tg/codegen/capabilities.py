@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tg.codegen.tensor_cores import TensorCore
 from tg.support.ops import OPTIONAL, Ops
 
 
@@ -32,6 +33,9 @@ class Capabilities:
       work groups, with ``lidx0``), ``gidx1`` the next, and the outer ones fold into the last;
     - ``upcast``: how many outputs of a reduction one thread may compute (a register tile whose loads are
       shared; 1: one output per thread);
+    - ``tensor_cores``: the matrix multiply-accumulate units of a work group (:class:`TensorCore`); core lowers a
+      contraction of their input dtype onto the first that fits it, with the micro-op ``WMMA`` (never sent to
+      a target that declares none);
     - ``extra``: target-specific settings only the plugin's own passes read.
     """
 
@@ -43,6 +47,7 @@ class Capabilities:
     group_size: int = 1
     launch_dims: int = 1
     upcast: int = 1
+    tensor_cores: tuple[TensorCore, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -58,4 +63,6 @@ class Capabilities:
 
     def rendered(self, op: Ops) -> bool:
         """Whether an emitter of this target ever receives micro-op ``op``."""
+        if op is Ops.WMMA:
+            return bool(self.tensor_cores)
         return op not in OPTIONAL or op in self.renders

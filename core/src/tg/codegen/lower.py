@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 
+from tg.codegen import contraction
 from tg.codegen.builder import KernelBuilder
 from tg.codegen.capabilities import Capabilities
 from tg.codegen.indexing import view_index
@@ -88,7 +89,8 @@ class _Lowering:
       aligned, one scalar op per lane in between);
     - reduction: one thread per output, looping over the reduced axes; or, when the backend has work
       groups and local memory and the outputs are few, one work group per output whose lanes each
-      reduce a strided share, store it to local memory, meet at a barrier, and lane 0 finishes.
+      reduce a strided share, store it to local memory, meet at a barrier, and lane 0 finishes;
+    - a contraction the target's tensor cores fit: :mod:`tg.codegen.contraction`.
     """
 
     def __init__(self, kernel: Kernel, caps: Capabilities):
@@ -160,7 +162,10 @@ class _Lowering:
         self.in_bufs = [b.define_global(i + 1, inp.dtype, False) for i, inp in enumerate(self.kernel.inputs)]
         n_outputs = math.prod(self.shape[j] for j in self.global_dims)
         lanes = self._grouped_reduce_lanes(n_outputs)
-        if lanes > 1:
+        on_cores = contraction.plan(self) if self.caps.tensor_cores else None
+        if on_cores is not None:
+            global_size, local_size = contraction.lower_contraction(self, on_cores)
+        elif lanes > 1:
             global_size, local_size = self._grouped_reduce(n_outputs, lanes)
         else:
             global_size, local_size = self._per_thread(n_outputs)

@@ -18,6 +18,8 @@ ALU ops                   NEG EXP2 LOG2 SIN SQRT RECIP TRUNC / ADD SUB MUL DIV I
                           CMPLT CMPNE CMPEQ AND OR XOR / WHERE MULACC
 ``CAST`` / ``BITCAST``    convert / reinterpret to ``dtype``
 ``VECTORIZE`` / ``GEP``   build a vector of ``dtype.count`` lanes / take lane ``arg``
+``WMMA``                  src = (a, b, c) fragments (vectors): the work group's ``D = A @ B + C`` on a tensor
+                          core; arg = the :class:`~tg.codegen.tensor_cores.TensorCore`; result: this lane's D
 ========================  ========================================================================
 
 What each micro-op computes, edge cases included, is section 5 of :mod:`tg.hooks` (the hook spec).

@@ -32,7 +32,7 @@ ENVIRONMENT: dict[str, str] = {
     "TG_DEBUG": "1: kernel count and time; 2: each kernel; 4: its source; 5: its disassembly; 6: its micro-ops.",
     "TG_NUMPY_CAPS": "Lowering capabilities the numpy backend pretends to need, to prove each rewrite: no_div, "
                      "no_pow, no_mod, no_sub, no_cmpeq, no_neg, no_recip (core decomposes the op), sin_is_sin2pi, "
-                     "mulacc, group_size=N, vector_width=N, upcast=N, launch_dims=N, no_<dtype>.",
+                     "mulacc, tensor_cores, group_size=N, vector_width=N, upcast=N, launch_dims=N, no_<dtype>.",
     "TG_CACHE_DIR": "Where plugins cache compiled kernels (default $XDG_CACHE_HOME/tg, else ~/.cache/tg), "
                     "each under a folder of its own.",
 }

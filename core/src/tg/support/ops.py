@@ -51,6 +51,8 @@ class Ops(enum.Enum):
     BITCAST = enum.auto()
     VECTORIZE = enum.auto()
     GEP = enum.auto()
+    # a work group's matrix multiply-accumulate (only for targets that declare tensor cores)
+    WMMA = enum.auto()
 
 
 UNARY = {Ops.NEG, Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.SQRT, Ops.RECIP, Ops.TRUNC}

@@ -58,6 +58,34 @@ def test_matmul_dtypes(dtype: str, m: int, k: int, n: int, rng: np.random.Genera
     assert_close(out, a.astype(np.float64) @ b.astype(np.float64), dtype, scale=np.sqrt(k))
 
 
+# float16 contractions in the sizes a tensor core's tiles divide (16x8x16 and multiples), and beside them
+@pytest.mark.parametrize(("sa", "sb"), [
+    ((16, 16), (16, 8)), ((32, 48), (48, 16)), ((64, 32), (32, 40)), ((48, 64), (64, 24)), ((2, 32, 16), (2, 16, 24)),
+    ((3, 16, 32), (32, 8)), ((16, 16), (16, 12)), ((24, 16), (16, 8)), ((16, 20), (20, 8)),
+], ids=case_id)
+def test_matmul_float16_tiles(sa: tuple[int, ...], sb: tuple[int, ...], rng: np.random.Generator) -> None:
+    require("float16")
+    a, b = random_array(sa, "float16", rng), random_array(sb, "float16", rng)
+    want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    assert_close(tensor(a, "float16") @ tensor(b, "float16"), want, "float16", scale=np.sqrt(sa[-1]))
+    # the same product through views: a transposed operand, and K padded with zeros
+    at = tensor(np.ascontiguousarray(np.swapaxes(a, -1, -2)), "float16").transpose(-1, -2)
+    assert_close(at @ tensor(b, "float16"), want, "float16", scale=np.sqrt(sa[-1]))
+    short = a[..., : sa[-1] - 4]
+    padded = tensor(short, "float16").pad(((0, 0),) * (len(sa) - 1) + ((0, 4),))
+    want = np.matmul(np.pad(short, ((0, 0),) * (len(sa) - 1) + ((0, 4),)).astype(np.float64), b.astype(np.float64))
+    assert_close(padded @ tensor(b, "float16"), want, "float16", scale=np.sqrt(sa[-1]))
+
+
+def test_conv2d_float16_tiles(rng: np.random.Generator) -> None:
+    """A convolution whose batch*height*width, output channels and channels*kernel a 16x8x16 tile divides."""
+    require("float16")
+    x, w = random_array((2, 16, 6, 6), "float16", rng), random_array((8, 16, 3, 3), "float16", rng)
+    want = reference.conv2d(x.astype(np.float64), w.astype(np.float64), None)
+    got = tensor(x, "float16").conv2d(tensor(w, "float16"))
+    assert_close(got, want, "float16", scale=12)
+
+
 def test_dot(rng: np.random.Generator) -> None:
     a, b = random_array((17,), "float32", rng), random_array((17,), "float32", rng)
     out = tensor(a, "float32").dot(tensor(b, "float32"))

@@ -17,6 +17,7 @@ from typing import Any
 from tg.backends.contract import Capabilities, Emitter
 from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.render import TextRenderer
+from tg.codegen.tensor_cores import MMA_16x8x16_F16_F32
 from tg.codegen.uops import ALU, Ops, PtrDType, UOp, VecDType
 from tg.support.dtype import DType, dtypes
 
@@ -24,6 +25,7 @@ from tg_ptx import __version__, mathlib
 from tg_ptx.arch import isa_version, target_arch
 from tg_ptx.writer import (
     ADDR,
+    B32,
     F32,
     F64,
     PRED,
@@ -49,6 +51,8 @@ CAPABILITIES = Capabilities(
     upcast=16,  # a reduction thread computes a 4x4 register tile (matmul: float4 loads of B, 4 rows of A)
     # div.rn is IEEE division, fma.rn fuses a*b+c; pow is lowered through exp2/log2 by core
     renders=frozenset({Ops.NEG, Ops.RECIP, Ops.SUB, Ops.CMPEQ, Ops.MOD, Ops.DIV, Ops.MULACC}),
+    # float16 contractions on the tensor cores: mma.sync.aligned.m16n8k16 (sm_80 and newer), float32 accumulators
+    tensor_cores=(MMA_16x8x16_F16_F32,),
 )
 
 _SPECIALS = {"gidx": "%ctaid", "lidx": "%tid"}
@@ -197,6 +201,27 @@ class _Kernel(TextRenderer):
                 v = copy
             lanes.append(v)
         self.values[id(u)] = lanes
+
+    def render_wmma(self, u: UOp) -> None:
+        """A warp's ``mma.sync`` on the tensor cores: float16 fragments packed in pairs, float32 accumulators."""
+        if u.arg != MMA_16x8x16_F16_F32:
+            self.fail(u, f"no tensor core {u.arg.name} on this target")
+        a, b, c = (self.lanes(s) for s in u.src)
+
+        def packed(halves: list[Value]) -> list[str]:
+            regs = []
+            for low, high in zip(halves[0::2], halves[1::2]):
+                reg = self.w.reg(B32)
+                self.w.op(f"mov.b32 {reg}, {{{self.in_register(low)}, {self.in_register(high)}}}")
+                regs.append(reg)
+            return regs
+
+        frag_a, frag_b = packed(a), packed(b)
+        frag_c = [self.in_register(v) for v in c]
+        d = [self.new(dtypes.float32) for _ in c]
+        self.w.op(f"mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {{{', '.join(d)}}}, {{{', '.join(frag_a)}}}, "
+                  f"{{{', '.join(frag_b)}}}, {{{', '.join(frag_c)}}}")
+        self.values[id(u)] = d
 
     def render_gep(self, u: UOp) -> None:
         self.values[id(u)] = self.lanes(u.src[0])[u.arg]

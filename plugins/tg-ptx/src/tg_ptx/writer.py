@@ -15,7 +15,8 @@ float32   ``.f32``        %f
 float64   ``.f64``        %fd
 ========  ==============  =====  ===============================================================
 
-plus ``.u64`` %rd for global addresses and ``.u32`` %rs for shared-memory addresses.
+plus ``.u64`` %rd for global addresses, ``.u32`` %rs for shared-memory addresses and ``.b32`` %rb for pairs
+of float16 packed into one register (the fragments ``mma`` takes).
 """
 
 from __future__ import annotations
@@ -55,9 +56,10 @@ S64 = RegClass(".s64", "%rl")
 B16 = RegClass(".b16", "%h")
 F32 = RegClass(".f32", "%f")
 F64 = RegClass(".f64", "%fd")
+B32 = RegClass(".b32", "%rb")  # two float16 packed together (tensor-core fragments)
 ADDR = RegClass(".u64", "%rd")
 SHARED_ADDR = RegClass(".u32", "%rs")
-REG_CLASSES = (PRED, S16, U16, S32, S64, B16, F32, F64, ADDR, SHARED_ADDR)
+REG_CLASSES = (PRED, S16, U16, S32, S64, B16, F32, F64, B32, ADDR, SHARED_ADDR)
 
 PTX_TYPES: dict[str, PtxType] = {
     "bool": PtxType(PRED, "pred", "u8", 1, "pred"),

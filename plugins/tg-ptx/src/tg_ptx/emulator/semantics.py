@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from tg_ptx.emulator import matrix
 from tg_ptx.emulator.context import Context, reader, writer
 from tg_ptx.emulator.errors import EmulatorError
 from tg_ptx.emulator.numerics import bit_type, convert, flush, fma, int_div, int_rem
@@ -368,8 +369,10 @@ def _mov(ins: Instruction, entry: Entry) -> Run:
     t = spec.type
     ops = spec.operands(2)
     spec.done()
+    if isinstance(ops[1], Vec) and not isinstance(ops[0], Vec):
+        return matrix.mov_pack(ins, entry)
     if isinstance(ops[0], Vec) or isinstance(ops[1], Vec):
-        raise spec.error("(vector pack/unpack) is not supported")
+        raise spec.error("(vector unpack) is not supported")
     if isinstance(ops[1], Sym) and ops[1].name not in entry.shared:
         raise spec.error(f"reads symbol {ops[1].name}, which is not a .shared variable of this entry")
     out = writer(ops[0], t, entry)
@@ -556,7 +559,7 @@ _BUILDERS: dict[str, Callable[[Instruction, Entry], Run]] = {
     "and": _logic, "or": _logic, "xor": _logic,
     "shl": _shift, "shr": _shift,
     "setp": _setp, "selp": _selp, "mov": _mov, "cvt": _cvt, "cvta": _cvta, "testp": _testp,
-    "ld": _ld, "st": _st,
+    "ld": _ld, "st": _st, "mma": matrix.mma,
 }
 
 
