@@ -111,8 +111,8 @@ A :class:`Runtime` then follows this ABI:
 Required (every emitter renders them): ``DEFINE_GLOBAL`` ``SPECIAL`` ``CONST`` ``RANGE`` ``ENDRANGE``
 ``DEFINE_ACC`` ``ASSIGN`` ``LOAD`` ``STORE`` / ``EXP2`` ``LOG2`` ``SIN`` ``SQRT`` ``TRUNC`` / ``ADD`` ``MUL`` ``IDIV``
 ``MAX`` ``CMPLT`` ``CMPNE`` ``AND`` ``OR`` ``XOR`` / ``WHERE`` / ``CAST`` ``BITCAST``: 26 kinds; ``VECTORIZE`` ``GEP``
-only with vector lanes, ``DEFINE_LOCAL`` ``BARRIER`` only with work groups, ``WMMA`` only with tensor cores, so an
-emitter sees at most 31.
+only with vector lanes, ``DEFINE_LOCAL`` ``BARRIER`` only with work groups, so an emitter sees at most 30 beside
+the ones it declares below.
 Optional (declared in ``Capabilities.renders``, else core decomposes them): ``NEG`` ``RECIP`` ``SUB``
 ``CMPEQ`` ``MOD`` ``POW`` ``DIV`` (``DIV`` or ``RECIP`` must be declared; the default declares ``DIV``, ``RECIP``
 and ``NEG``), and ``MULACC`` (fused only where declared).  ``WMMA`` only where the target declares
