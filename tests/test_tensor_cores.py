@@ -72,13 +72,32 @@ def test_elementwise_products_summed_are_not_contractions() -> None:
     assert wmma_count((x * x).sum(axis=1, keepdim=True).cast("float16")) == 0
 
 
-def test_the_reference_wmma_matches_numpy() -> None:
-    a, b = rand(2, 32, 48), rand(2, 48, 24)
+STAGED = dataclasses.replace(CAPS, group_size=128, local_memory=1 << 14)
+
+
+@pytest.mark.parametrize(("sa", "sb", "threads"), [
+    ((64, 64), (64, 64), 128),  # 2x2 warps, each 2x4 tiles: A and B go through local memory
+    ((64, 32), (32, 40), 64),  # 2x1 warps
+    ((48, 64), (64, 24), 32),  # no block of several warps divides the sizes: fragments straight from memory
+])
+def test_blocks_of_several_warps_stage_their_tiles_in_local_memory(sa: tuple[int, ...], sb: tuple[int, ...],
+                                                                    threads: int) -> None:
+    (kernel,) = [k for k in kernels(Tensor(rand(*sa)) @ Tensor(rand(*sb))) if k.ast.op == "REDUCE"]
+    lowered = lower(kernel, STAGED)
+    ops = [u.op for u in lowered.uops]
+    assert lowered.local_size == (threads,)
+    assert (ops.count(Ops.DEFINE_LOCAL), ops.count(Ops.BARRIER)) == ((2, 2) if threads > 32 else (0, 0))
+    assert lower(kernel, dataclasses.replace(STAGED, local_memory=1024)).local_size == (32,)  # tiles do not fit
+
+
+@pytest.mark.parametrize("caps", [CAPS, STAGED], ids=["one warp", "staged"])
+def test_the_reference_wmma_matches_numpy(caps: Capabilities) -> None:
+    a, b = rand(2, 64, 48), rand(2, 48, 64)
     (kernel,) = [k for k in kernels(Tensor(a) @ Tensor(b)) if k.ast.op == "REDUCE"]
-    lowered = lower(kernel, CAPS)
-    program = NumpyEmitter(CAPS).render(lowered)
+    lowered = lower(kernel, caps)
+    program = NumpyEmitter(caps).render(lowered)
     runtime = NumpyRuntime()
-    out = np.zeros(2 * 32 * 24, np.float32)
+    out = np.zeros(2 * 64 * 64, np.float32)
     runtime.launch(program, runtime.compile(program),
                    [out.view(np.uint8), a.view(np.uint8).reshape(-1), b.view(np.uint8).reshape(-1)], {})
     want = np.matmul(a.astype(np.float64), b.astype(np.float64)).reshape(-1)

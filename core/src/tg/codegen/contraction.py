@@ -9,6 +9,7 @@ stores the accumulators.  Output dimensions both operands vary along are batch d
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from tg.codegen.uops import Ops, UOp, VecDType
 from tg.support.dtype import dtypes
 
 if TYPE_CHECKING:
+    from tg.codegen.builder import KernelBuilder
     from tg.codegen.lower import _Lowering
     from tg.schedule.scheduler import KNode
 
@@ -33,8 +35,15 @@ class Plan:
     m_dims: tuple[int, ...]
     n_dims: tuple[int, ...]
     batch_dims: tuple[int, ...]
-    tm: int  # tensor-core tiles per work group along M, and along N
+    tm: int  # tensor-core tiles per warp along M, and along N
     tn: int
+    wm: int = 1  # warps per work group along M, and along N; above one warp, A and B are staged in local memory
+    wn: int = 1
+    ks: int = 1  # steps of the core's K per stage
+
+    @property
+    def staged(self) -> bool:
+        return self.wm * self.wn > 1
 
 
 def _depends(node: KNode, dim: int) -> bool:
@@ -74,8 +83,22 @@ def plan(low: _Lowering) -> Plan | None:
             if size_m % m == 0 and size_n % n == 0:
                 tm = next(t for t in (2, 1) if size_m % (m * t) == 0)
                 tn = next(t for t in (4, 2, 1) if size_n % (n * t) == 0)
-                return Plan(tc, a, b, m_dims, n_dims, batch, tm, tn)
+                return _staging(low, Plan(tc, a, b, m_dims, n_dims, batch, tm, tn), size_m, size_n)
     return None
+
+
+def _staging(low: _Lowering, p: Plan, size_m: int, size_n: int) -> Plan:
+    """The plan with the most warps per work group (up to 2x2) whose A and B tiles fit local memory, or as is."""
+    m, n, k = p.tc.dims
+    size_k = math.prod(low.shape[j] for j in low.reduce_dims)
+    ks = 2 if size_k % (2 * k) == 0 else 1
+    for wm, wn in ((2, 2), (2, 1), (1, 2)):
+        bm, bn, bk = m * p.tm * wm, n * p.tn * wn, k * ks
+        threads = p.tc.threads * wm * wn
+        fits = (bm + bn) * bk * 2 <= low.caps.local_memory and threads <= low.caps.group_size
+        if fits and size_m % bm == 0 and size_n % bn == 0 and (bm * bk) % threads == 0 and (bn * bk) % threads == 0:
+            return dataclasses.replace(p, wm=wm, wn=wn, ks=ks)
+    return p
 
 
 def _lane_coord(low: _Lowering, lane: UOp, terms: LaneTerms) -> UOp:
@@ -88,65 +111,105 @@ def _lane_coord(low: _Lowering, lane: UOp, terms: LaneTerms) -> UOp:
 
 
 def lower_contraction(low: _Lowering, p: Plan) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Emit the kernel of plan ``p`` into ``low``'s builder; the launch's global and local dims."""
+    """Emit the kernel of plan ``p`` into ``low``'s builder; the launch's global and local dims.
+
+    Each work group computes a block of ``wm x wn`` warps, each warp ``tm x tn`` tiles of the core.  With one
+    warp the lanes load their fragments from memory; with several, each stage of ``ks`` core steps first copies
+    the block's A and B tiles to local memory (every thread a share, consecutive threads on consecutive
+    elements), meets at a barrier, and the warps load their fragments from there.
+    """
     b, i32, tc = low.b, dtypes.int32, p.tc
     m, n, k = tc.dims
-    size = {name: math.prod(low.shape[j] for j in dims) for name, dims in (("m", p.m_dims), ("n", p.n_dims))}
-    tiles = [low.shape[j] for j in p.batch_dims] + [size["m"] // (m * p.tm), size["n"] // (n * p.tn)]
-    gid, lane = b.special("gidx0", math.prod(tiles)), b.special("lidx0", tc.threads)
+    bm, bn, bk = m * p.tm * p.wm, n * p.tn * p.wn, k * p.ks
+    threads = tc.threads * p.wm * p.wn
+    size_m, size_n = (math.prod(low.shape[j] for j in dims) for dims in (p.m_dims, p.n_dims))
+    tiles = [low.shape[j] for j in p.batch_dims] + [size_m // bm, size_n // bn]
+    gid, tid = b.special("gidx0", math.prod(tiles)), b.special("lidx0", threads)
     low.gate = b.const(True, dtypes.bool)
     where = low._unravel(gid, tiles)
     base: list[UOp] = [b.const(0, i32)] * len(low.shape)
     for j, idx in zip(p.batch_dims, where):
         base[j] = idx
-    m0 = b.alu(Ops.MUL, where[-2], b.const(m * p.tm, i32))
-    n0 = b.alu(Ops.MUL, where[-1], b.const(n * p.tn, i32))
-    coords = {"a": (_lane_coord(low, lane, tc.a.rows), _lane_coord(low, lane, tc.a.cols)),
-              "b": (_lane_coord(low, lane, tc.b.rows), _lane_coord(low, lane, tc.b.cols)),
-              "c": (_lane_coord(low, lane, tc.c.rows), _lane_coord(low, lane, tc.c.cols))}
+    lane = b.alu(Ops.MOD, tid, b.const(tc.threads, i32)) if p.staged else tid
+    warp = b.alu(Ops.IDIV, tid, b.const(tc.threads, i32))
+    warp_m, warp_n = b.alu(Ops.IDIV, warp, b.const(p.wn, i32)), b.alu(Ops.MOD, warp, b.const(p.wn, i32))
+    m_block, n_block = b.alu(Ops.MUL, where[-2], b.const(bm, i32)), b.alu(Ops.MUL, where[-1], b.const(bn, i32))
+    warp_rows = b.alu(Ops.MUL, warp_m, b.const(m * p.tm, i32))  # this warp's first row and column in the block
+    warp_cols = b.alu(Ops.MUL, warp_n, b.const(n * p.tn, i32))
+    lanes = {name: (_lane_coord(low, lane, f.rows), _lane_coord(low, lane, f.cols))
+             for name, f in (("a", tc.a), ("b", tc.b), ("c", tc.c))}
+    reduce_dims = tuple(low.reduce_dims)
 
     def place(idxs: list[UOp], dims: tuple[int, ...], at: UOp) -> None:
         for j, idx in zip(dims, low._unravel(at, [low.shape[j] for j in dims])):
             idxs[j] = idx
 
-    def plus(u: UOp, *offsets: UOp | int) -> UOp:
-        for o in offsets:
-            u = b.alu(Ops.ADD, u, o if isinstance(o, UOp) else b.const(o, i32))
-        return u
+    def operand(node: KNode, key: tuple[int, ...], row_dims: tuple[int, ...], row: UOp,
+                col_dims: tuple[int, ...], col: UOp) -> UOp:
+        idxs = list(base)
+        place(idxs, row_dims, row)
+        place(idxs, col_dims, col)
+        return low._render(node, idxs, key)
 
     acc_dtype, in_dtype = dtypes.from_any(tc.dtype_acc), dtypes.from_any(tc.dtype_in)
     accs = {(i, j): [b.define_acc(0, acc_dtype) for _ in range(tc.c.elements)] for i in range(p.tm)
             for j in range(p.tn)}
-    step = b.range(0, math.prod(low.shape[j] for j in low.reduce_dims) // k)
-    k0 = b.alu(Ops.MUL, step, b.const(k, i32))
-    frag_a, frag_b = [], []
-    for i in range(p.tm):
-        values = []
-        for e in range(tc.a.elements):
-            idxs = list(base)
-            place(idxs, p.m_dims, plus(m0, i * m + tc.a.row_offsets[e], coords["a"][0]))
-            place(idxs, tuple(low.reduce_dims), plus(k0, tc.a.col_offsets[e], coords["a"][1]))
-            values.append(low._render(p.a, idxs, (0, i, e)))
-        frag_a.append(b._add(Ops.VECTORIZE, VecDType(in_dtype, tc.a.elements), tuple(values)))
-    for j in range(p.tn):
-        values = []
-        for e in range(tc.b.elements):
-            idxs = list(base)
-            place(idxs, tuple(low.reduce_dims), plus(k0, tc.b.row_offsets[e], coords["b"][0]))
-            place(idxs, p.n_dims, plus(n0, j * n + tc.b.col_offsets[e], coords["b"][1]))
-            values.append(low._render(p.b, idxs, (1, j, e)))
-        frag_b.append(b._add(Ops.VECTORIZE, VecDType(in_dtype, tc.b.elements), tuple(values)))
+    if p.staged:
+        tile_a, tile_b = b.define_local("tile_a", in_dtype, bm * bk), b.define_local("tile_b", in_dtype, bk * bn)
+    stage = b.range(0, math.prod(low.shape[j] for j in reduce_dims) // bk)
+    current = {key: list(cell) for key, cell in accs.items()}
+    k_stage = b.alu(Ops.MUL, stage, b.const(bk, i32))
+    if p.staged:  # copy this stage's A (bm x bk) and B (bk x bn) tiles to local memory
+        for r in range(bm * bk // threads):
+            q = _plus(b, tid, threads * r)
+            row, col = b.alu(Ops.IDIV, q, b.const(bk, i32)), b.alu(Ops.MOD, q, b.const(bk, i32))
+            b.store(tile_a, q, operand(p.a, (2, r), p.m_dims, _plus(b, m_block, row), reduce_dims,
+                                       _plus(b, k_stage, col)))
+        for r in range(bk * bn // threads):
+            q = _plus(b, tid, threads * r)
+            row, col = b.alu(Ops.IDIV, q, b.const(bn, i32)), b.alu(Ops.MOD, q, b.const(bn, i32))
+            b.store(tile_b, q, operand(p.b, (3, r), reduce_dims, _plus(b, k_stage, row), p.n_dims,
+                                       _plus(b, n_block, col)))
+        b.barrier()
     acc_vec = VecDType(acc_dtype, tc.c.elements)
-    for (i, j), cell in accs.items():
-        d = b._add(Ops.WMMA, acc_vec, (frag_a[i], frag_b[j], b._add(Ops.VECTORIZE, acc_vec, tuple(cell))), tc)
-        for e, acc in enumerate(cell):
-            b.assign(acc, b._add(Ops.GEP, acc_dtype, (d,), e))
-    b.end_range(step)
+    for s in range(p.ks):
+        frag_a, frag_b = [], []
+        for i in range(p.tm):
+            values = []
+            for e in range(tc.a.elements):  # (row, col) within the block's tile of this stage
+                row = _plus(b, warp_rows, i * m + tc.a.row_offsets[e], lanes["a"][0])
+                col = _plus(b, lanes["a"][1], s * k + tc.a.col_offsets[e])
+                values.append(b.load(tile_a, _plus(b, b.alu(Ops.MUL, row, b.const(bk, i32)), col), in_dtype)
+                              if p.staged else operand(p.a, (0, s, i, e), p.m_dims, _plus(b, m_block, row),
+                                                       reduce_dims, _plus(b, k_stage, col)))
+            frag_a.append(b._add(Ops.VECTORIZE, VecDType(in_dtype, tc.a.elements), tuple(values)))
+        for j in range(p.tn):
+            values = []
+            for e in range(tc.b.elements):
+                row = _plus(b, lanes["b"][0], s * k + tc.b.row_offsets[e])
+                col = _plus(b, warp_cols, j * n + tc.b.col_offsets[e], lanes["b"][1])
+                values.append(b.load(tile_b, _plus(b, b.alu(Ops.MUL, row, b.const(bn, i32)), col), in_dtype)
+                              if p.staged else operand(p.b, (1, s, j, e), reduce_dims, _plus(b, k_stage, row),
+                                                       p.n_dims, _plus(b, n_block, col)))
+            frag_b.append(b._add(Ops.VECTORIZE, VecDType(in_dtype, tc.b.elements), tuple(values)))
+        for key, cell in accs.items():  # C is the accumulators' latest values (their ASSIGNs after step 0)
+            c = b._add(Ops.VECTORIZE, acc_vec, tuple(current[key]))
+            d = b._add(Ops.WMMA, acc_vec, (frag_a[key[0]], frag_b[key[1]], c), tc)
+            current[key] = [b.assign(acc, b._add(Ops.GEP, acc_dtype, (d,), e)) for e, acc in enumerate(cell)]
+    if p.staged:
+        b.barrier()  # every warp is done with this stage's tiles before the next stage overwrites them
+    b.end_range(stage)
     for (i, j), cell in accs.items():
         for e, acc in enumerate(cell):
             idxs = list(base)
-            place(idxs, p.m_dims, plus(m0, i * m + tc.c.row_offsets[e], coords["c"][0]))
-            place(idxs, p.n_dims, plus(n0, j * n + tc.c.col_offsets[e], coords["c"][1]))
+            place(idxs, p.m_dims, _plus(b, m_block, warp_rows, i * m + tc.c.row_offsets[e], lanes["c"][0]))
+            place(idxs, p.n_dims, _plus(b, n_block, warp_cols, j * n + tc.c.col_offsets[e], lanes["c"][1]))
             index, _ = view_index(b, low.out_st, idxs)
             b.store(low.out_buf, index, acc)
-    return (math.prod(tiles),), (tc.threads,)
+    return (math.prod(tiles),), (threads,)
+
+
+def _plus(b: KernelBuilder, u: UOp, *offsets: UOp | int) -> UOp:
+    for o in offsets:
+        u = b.alu(Ops.ADD, u, o if isinstance(o, UOp) else b.const(o, dtypes.int32))
+    return u

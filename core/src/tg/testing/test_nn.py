@@ -60,8 +60,9 @@ def test_matmul_dtypes(dtype: str, m: int, k: int, n: int, rng: np.random.Genera
 
 # float16 contractions in the sizes a tensor core's tiles divide (16x8x16 and multiples), and beside them
 @pytest.mark.parametrize(("sa", "sb"), [
-    ((16, 16), (16, 8)), ((32, 48), (48, 16)), ((64, 32), (32, 40)), ((48, 64), (64, 24)), ((2, 32, 16), (2, 16, 24)),
-    ((3, 16, 32), (32, 8)), ((16, 16), (16, 12)), ((24, 16), (16, 8)), ((16, 20), (20, 8)),
+    ((16, 16), (16, 8)), ((32, 48), (48, 16)), ((64, 32), (32, 40)), ((48, 64), (64, 24)),
+    ((2, 32, 16), (2, 16, 24)), ((3, 16, 32), (32, 8)), ((64, 64), (64, 64)), ((2, 128, 32), (32, 64)),
+    ((16, 16), (16, 12)), ((24, 16), (16, 8)), ((16, 20), (20, 8)),
 ], ids=case_id)
 def test_matmul_float16_tiles(sa: tuple[int, ...], sb: tuple[int, ...], rng: np.random.Generator) -> None:
     require("float16")
