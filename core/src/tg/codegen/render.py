@@ -8,7 +8,7 @@ cases.  A method may hand the ordinary case back to the table with :meth:`~TextR
 method and no table line covers is refused with the op's name, so a new micro-op never renders silently wrong.
 The dead values are gone before a renderer sees the list (:func:`tg.codegen.rewrites.eliminate_dead`).
 
-tg's numpy, clang and PTX emitters are built on it; so can a third party's.
+tg's numpy, clang (its scalar and its SIMD lane renderer) and PTX emitters are built on it; so can a third party's.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ Varying bools are int32 masks (-1 true, 0 false), converted to the element width
 
 from __future__ import annotations
 
+from tg.codegen.render import TextRenderer
 from tg.codegen.uops import Ops, PtrDType, UOp
 from tg.support.dtype import DType, dtypes
 
@@ -110,24 +111,20 @@ def _mask_type(width: int) -> str:
     return f"tg_{_MASK_INT[width]}_v"
 
 
-class LaneRenderer:
+class LaneRenderer(TextRenderer):
     """Renders a tile's micro-ops (see the module docstring) as C statements; ``specials`` names the
-    tile's uniform coordinates (``row0``, ``col0``)."""
+    tile's uniform coordinates (``row0``, ``col0``).  Each ``render_<op>`` method (ALU ops: :meth:`from_table`)
+    renders a uniform value as the scalar renderer would and a varying one as a vector."""
 
     def __init__(self, uops: list[UOp], lanes: int, specials: dict[str, str], streaming: bool = False):
-        self.uops, self.lanes, self.specials, self.streaming = uops, lanes, specials, streaming
-        self.names: dict[int, str] = {}
+        super().__init__(uops, margin=1)
+        self.lanes, self.specials, self.streaming = lanes, specials, streaming
         self.bases: dict[int, str] = {}  # varying affine int32: the C scalar of lane 0's value
         self.strides: dict[int, int] = {}
-        self.lines: list[str] = []
-        self.depth = 0
         self.varying = _varying(uops)
         self.levels = _loop_levels(uops)
 
     # -- helpers -------------------------------------------------------------------------------------------
-
-    def _emit(self, line: str) -> None:
-        self.lines.append("  " * (self.depth + 1) + line)
 
     def _new(self, prefix: str = "v") -> str:
         return f"{prefix}{len(self.lines)}_{len(self.names)}"
@@ -157,7 +154,7 @@ class LaneRenderer:
         assert isinstance(u.dtype, DType)
         var = self._new(prefix)
         self.names[id(u)] = var
-        self._emit(f"{vtype(u.dtype)} {var} = {expr};")
+        self.emit(f"{vtype(u.dtype)} {var} = {expr};")
 
     def _per_lane(self, u: UOp, lane_expr: str) -> None:
         """A varying value computed lane by lane (``lane_expr`` uses ``l``)."""
@@ -165,100 +162,107 @@ class LaneRenderer:
         var = self._new()
         self.names[id(u)] = var
         value = f"-(int32_t)({lane_expr})" if u.dtype.name == "bool" else lane_expr
-        self._emit(f"{vtype(u.dtype)} {var}; for (int l = 0; l < {self.lanes}; l++) {var}[l] = {value};")
+        self.emit(f"{vtype(u.dtype)} {var}; for (int l = 0; l < {self.lanes}; l++) {var}[l] = {value};")
 
     @property
     def lane_by_lane(self) -> bool:
         """Whether some value, load or store went lane by lane (a gather, a scatter, a function without SIMD)."""
         return any("for (int l = 0;" in line for line in self.lines)
 
-    # -- rendering ----------------------------------------------------------------------------------------------
+    # -- rendering: one method per kind of micro-op ---------------------------------------------------------------
 
     def render(self) -> list[str]:
-        for u in self.uops:
-            if self._is_var(u):
-                self._varying_op(u)
-            else:
-                self._uniform_op(u)
-        return self.lines
+        return self.render_uops()
 
-    def _uniform_op(self, u: UOp) -> None:
-        op, dt = u.op, u.dtype
-        s = [self.names.get(id(x), "") for x in u.src]
-        if op is Ops.DEFINE_GLOBAL:
-            self.names[id(u)] = u.arg[1]
-        elif op is Ops.SPECIAL:
-            self.names[id(u)] = self.specials[u.arg[0]]
-        elif op is Ops.CONST:
-            assert isinstance(dt, DType)
-            self.names[id(u)] = literal(u.arg, dt)
-        elif op is Ops.RANGE:
-            var = self._new("r")
-            self.names[id(u)] = var
-            self._emit(f"for (int32_t {var} = {s[0]}; {var} < {s[1]}; {var}++) {{")
-            self.depth += 1
-        elif op is Ops.ENDRANGE:
-            self.depth -= 1
-            self._emit("}")
-        elif op is Ops.DEFINE_ACC:
-            assert isinstance(dt, DType)
-            var = self._new("acc")
-            self.names[id(u)] = var
-            self._emit(f"{value_type(dt)} {var} = {literal(u.arg, dt)};")
-        elif op is Ops.ASSIGN:
-            self.names[id(u)] = s[0]
-            self._emit(f"{s[0]} = {s[1]};")
-        elif op is Ops.LOAD:
-            assert isinstance(dt, DType)
-            read = f"{s[0]}[{self._offset(u.src[1])}]"
-            var = self._new()
-            self.names[id(u)] = var
-            self._emit(f"{value_type(dt)} {var} = {f'({s[2]} ? {read} : {s[3]})' if len(s) > 2 else read};")
-        elif op is Ops.STORE:
-            self._store(u)
-        elif op is Ops.CAST:
-            assert isinstance(dt, DType) and isinstance(u.src[0].dtype, DType)
-            self._define_scalar(u, scalar_cast(s[0], u.src[0].dtype, dt))
-        elif op is Ops.BITCAST:
-            assert isinstance(dt, DType)
-            var = self._new()
-            self._emit(f"{value_type(dt)} {var}; memcpy(&{var}, &{s[0]}, sizeof({var}));")
-            self.names[id(u)] = var
+    def render_define_global(self, u: UOp) -> None:
+        self.names[id(u)] = u.arg[1]
+
+    def render_special(self, u: UOp) -> None:
+        if self._is_var(u):  # the lane itself
+            self.strides[id(u)], self.bases[id(u)] = 1, "0"
+            self._define_vec(u, "tg_iota")
         else:
-            assert isinstance(dt, DType)
-            self._define_scalar(u, scalar_alu(op, dt, s, [x.dtype for x in u.src]))  # type: ignore[misc]
+            self.names[id(u)] = self.specials[u.arg[0]]
+
+    def render_const(self, u: UOp) -> None:
+        assert isinstance(u.dtype, DType)
+        self.names[id(u)] = literal(u.arg, u.dtype)
+
+    def render_range(self, u: UOp) -> None:
+        s = self.operands(u)
+        var = self._new("r")
+        self.names[id(u)] = var
+        self.emit(f"for (int32_t {var} = {s[0]}; {var} < {s[1]}; {var}++) {{")
+        self.depth += 1
+
+    def render_endrange(self, u: UOp) -> None:
+        self.depth -= 1
+        self.emit("}")
+
+    def render_define_acc(self, u: UOp) -> None:
+        dt = u.dtype
+        assert isinstance(dt, DType)
+        var = self._new("acc")
+        self.names[id(u)] = var
+        if self._is_var(u):
+            splat = f"-(int32_t){literal(u.arg, dt)}" if dt.name == "bool" else literal(u.arg, dt)
+            self.emit(f"{vtype(dt)} {var} = ({vtype(dt)})({splat});")
+        else:
+            self.emit(f"{value_type(dt)} {var} = {literal(u.arg, dt)};")
+
+    def render_assign(self, u: UOp) -> None:
+        acc = self.names[id(u.src[0])]
+        self.names[id(u)] = acc
+        value = self.vec(u.src[1], u.dtype) if self._is_var(u) else self.names[id(u.src[1])]  # type: ignore[arg-type]
+        self.emit(f"{acc} = {value};")
+
+    def render_load(self, u: UOp) -> None:
+        if self._is_var(u):
+            self._load(u)
+            return
+        dt = u.dtype
+        assert isinstance(dt, DType)
+        s = self.operands(u)
+        read = f"{s[0]}[{self._offset(u.src[1])}]"
+        var = self._new()
+        self.names[id(u)] = var
+        self.emit(f"{value_type(dt)} {var} = {f'({s[2]} ? {read} : {s[3]})' if len(s) > 2 else read};")
+
+    def render_store(self, u: UOp) -> None:
+        self._store(u)
+
+    def render_cast(self, u: UOp) -> None:
+        dt, src = u.dtype, u.src[0].dtype
+        assert isinstance(dt, DType) and isinstance(src, DType)
+        if self._is_var(u):
+            self._cast(u, dt)
+        else:
+            self._define_scalar(u, scalar_cast(self.names[id(u.src[0])], src, dt))
+
+    def render_bitcast(self, u: UOp) -> None:
+        dt = u.dtype
+        assert isinstance(dt, DType)
+        if self._is_var(u):
+            self._cast(u, dt)
+            return
+        var = self._new()
+        self.emit(f"{value_type(dt)} {var}; memcpy(&{var}, &{self.names[id(u.src[0])]}, sizeof({var}));")
+        self.names[id(u)] = var
+
+    def from_table(self, u: UOp) -> None:
+        """ALU ops: a vector expression for a varying value, the scalar renderer's for a uniform one."""
+        dt = u.dtype
+        assert isinstance(dt, DType)
+        if self._is_var(u):
+            self._alu(u, dt)
+        else:
+            self._define_scalar(u, scalar_alu(u.op, dt, self.operands(u), [x.dtype for x in u.src]))  # type: ignore[misc]
 
     def _define_scalar(self, u: UOp, expr: str) -> None:
         assert isinstance(u.dtype, DType)
         var = self._new()
         self.names[id(u)] = var
-        self._emit(f"{value_type(u.dtype)} {var} = {expr};")
-
-    def _varying_op(self, u: UOp) -> None:
-        op, dt = u.op, u.dtype
-        assert isinstance(dt, DType) or op is Ops.STORE, u
-        if op is Ops.SPECIAL:  # the lane itself
-            self.strides[id(u)], self.bases[id(u)] = 1, "0"
-            self._define_vec(u, "tg_iota")
-        elif op is Ops.DEFINE_ACC:
-            assert isinstance(dt, DType)
-            var = self._new("acc")
-            self.names[id(u)] = var
-            splat = f"-(int32_t){literal(u.arg, dt)}" if dt.name == "bool" else literal(u.arg, dt)
-            self._emit(f"{vtype(dt)} {var} = ({vtype(dt)})({splat});")
-        elif op is Ops.ASSIGN:
-            self.names[id(u)] = self.names[id(u.src[0])]
-            self._emit(f"{self.names[id(u)]} = {self.vec(u.src[1], dt)};")  # type: ignore[arg-type]
-        elif op is Ops.LOAD:
-            self._load(u)
-        elif op is Ops.STORE:
-            self._store(u)
-        elif op in (Ops.CAST, Ops.BITCAST):
-            assert isinstance(dt, DType)
-            self._cast(u, dt)
-        else:
-            assert isinstance(dt, DType)
-            self._alu(u, dt)
+        self.emit(f"{value_type(u.dtype)} {var} = {expr};")
 
     def _affine(self, u: UOp) -> None:
         """Record ``u`` (an int32 ADD/SUB/MUL/NEG of affine values) as base + stride*lane when it is one."""
@@ -286,7 +290,7 @@ class LaneRenderer:
                 return
             stride, base = (sa or sb) * int(factor.arg), f"({ba} * {bb})"
         var = self._new("b")
-        self._emit(f"int32_t {var} = {base};")
+        self.emit(f"int32_t {var} = {base};")
         self.strides[id(u)], self.bases[id(u)] = stride, var
 
     def _alu(self, u: UOp, dt: DType) -> None:
@@ -365,12 +369,12 @@ class LaneRenderer:
         lo, top, limit = INT_RANGE[dt.name]
         w = self._new("w")
         wide = a if src.name == "float64" else f"__builtin_convertvector({a}, tg_double_v)"
-        self._emit(f"tg_double_v {w} = {wide};")
+        self.emit(f"tg_double_v {w} = {wide};")
         big = ""
         if dt.name == "int64":
             big = self._new("big")
-            self._emit(f"tg_int64_t_v {big} = {w} >= {limit};")
-        self._emit(f"{w} = ({w} != {w}) ? (tg_double_v)0.0 : {w}; {w} = ({w} < {lo}) ? (tg_double_v){lo} : {w}; "
+            self.emit(f"tg_int64_t_v {big} = {w} >= {limit};")
+        self.emit(f"{w} = ({w} != {w}) ? (tg_double_v)0.0 : {w}; {w} = ({w} < {lo}) ? (tg_double_v){lo} : {w}; "
                    f"{w} = ({w} > {top}) ? (tg_double_v){top} : {w};")
         out = f"__builtin_convertvector({w}, {vtype(dt)})"
         return f"({big} ? (tg_int64_t_v)INT64_MAX : {out})" if big else out
@@ -435,11 +439,11 @@ class LaneRenderer:
                 fast = f"memcpy(&{var}, {bname} + {base}, sizeof({var}));"
         else:
             fast = f"for (int l = 0; l < {self.lanes}; l++) {var}[l] = {per_lane};"
-        self._emit(f"{vt} {var};")
+        self.emit(f"{vt} {var};")
         if gate is None:
-            self._emit(fast)
+            self.emit(fast)
         elif not self._is_var(gate):
-            self._emit(f"if ({self.names[id(gate)]}) {{ {fast} }} else {var} = {alt};")
+            self.emit(f"if ({self.names[id(gate)]}) {{ {fast} }} else {var} = {alt};")
         else:
             g = self.names[id(gate)]
             slow = (f"{{ {vt} a_ = {alt}; for (int l = 0; l < {self.lanes}; l++) "
@@ -448,10 +452,10 @@ class LaneRenderer:
                 width = dt.itemsize
                 masked = (f"{var} = ({vt})tg_mload{width}({bname} + {base}, {g}); "
                           f"{var} = {self._mask_as(g, dt)} ? {var} : {alt};")
-                self._emit(f"if (tg_all({g})) {{ {fast} }} else {{")
-                self._emit(f"#if defined(TG_MASKLOAD)\n{masked}\n#else\n{slow}\n#endif\n}}")
+                self.emit(f"if (tg_all({g})) {{ {fast} }} else {{")
+                self.emit(f"#if defined(TG_MASKLOAD)\n{masked}\n#else\n{slow}\n#endif\n}}")
             else:
-                self._emit(f"if (tg_all({g})) {{ {fast} }} else {slow}")
+                self.emit(f"if (tg_all({g})) {{ {fast} }} else {slow}")
 
     def _store(self, u: UOp) -> None:
         buf, idx, val = u.src[0], u.src[1], u.src[2]
@@ -462,7 +466,7 @@ class LaneRenderer:
         if not self._is_var(idx) and not self._is_var(val):  # every lane writes the same value to one place
             cond = "" if gate is None else (f"if (tg_any({self.names[id(gate)]})) " if self._is_var(gate)
                                             else f"if ({self.names[id(gate)]}) ")
-            self._emit(f"{cond}{bname}[{self._offset(idx)}] = {self.names[id(val)]};")
+            self.emit(f"{cond}{bname}[{self._offset(idx)}] = {self.names[id(val)]};")
             return
         base = self._contiguous(idx)
         lane_write = f"{bname}[{self._lane_index(idx)}] = {self.lane(val)};"
@@ -480,12 +484,12 @@ class LaneRenderer:
         else:
             fast = f"for (int l = 0; l < {self.lanes}; l++) {lane_write}"
         if gate is None:
-            self._emit(fast)
+            self.emit(fast)
         elif not self._is_var(gate):
-            self._emit(f"if ({self.names[id(gate)]}) {fast}")
+            self.emit(f"if ({self.names[id(gate)]}) {fast}")
         else:
             g = self.names[id(gate)]
-            self._emit(f"if (tg_all({g})) {fast} else for (int l = 0; l < {self.lanes}; l++) "
+            self.emit(f"if (tg_all({g})) {fast} else for (int l = 0; l < {self.lanes}; l++) "
                        f"if ({g}[l]) {lane_write}")
 
 
