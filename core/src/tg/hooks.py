@@ -160,7 +160,9 @@ bool ``ADD``/``MUL``/``MAX``        OR / AND / OR; ``.max()`` of bools is ``any`
 ``CONST``                           exact: NaN stays NaN, +-inf, -0.0 keeps its sign; a float16/float32
                                     constant is rounded to its dtype once (float16 65519 -> 65504, 65520 -> inf,
                                     2**-24 kept); int constants are exact at the int32/int64 extremes and wrap
-                                    into the dtype (uint8: -1 -> 255, 256 -> 0, 300 -> 44; int8: 200 -> -56)
+                                    into the dtype (uint8: -1 -> 255, 256 -> 0, 300 -> 44; int8: 200 -> -56).
+                                    (The front end never makes such a constant from a Python int: arithmetic
+                                    with an int the tensor's dtype cannot hold raises OverflowError)
 ==================================  ==============================================================================
 """
 

@@ -77,8 +77,25 @@ def _reshape_node(node: KNode, shape: Shape, memo: dict[int, KNode]) -> KNode:
     return memo[id(node)]
 
 
+#: Indices are int32: no buffer, and no kernel's iteration space, may reach 2**31 elements.
+INDEX_LIMIT = (1 << 31) - 1
+
+
 def lower(kernel: Kernel, caps: Capabilities) -> LoweredKernel:
+    _check_index_range(kernel)
     return _Lowering(kernel, caps).run()
+
+
+def _check_index_range(kernel: Kernel) -> None:
+    """Refuse, before anything runs, a kernel whose int32 indices would wrap (a silent wrong answer otherwise)."""
+    ast = kernel.ast
+    body = ast.src[0] if ast.op == "REDUCE" else ast
+    sizes = {"output": math.prod(kernel.output.shape), "iteration space": math.prod(_node_shape(body, ()))}
+    sizes.update({f"input {i + 1}": math.prod(inp.shape) for i, inp in enumerate(kernel.inputs)})
+    for what, size in sizes.items():
+        if size > INDEX_LIMIT:
+            raise ValueError(f"kernel {kernel.name}: its {what} has {size:,} elements, and tg indexes with 32-bit "
+                             f"integers (at most {INDEX_LIMIT:,}): split the tensor into smaller pieces")
 
 
 class _Lowering:

@@ -37,10 +37,27 @@ class Function:
     @classmethod
     def apply(cls, *tensors: Tensor, **kwargs: Any) -> Tensor:
         ctx = cls(*tensors)
-        out = type(tensors[0])(ctx.forward(*[t.lazydata for t in tensors], **kwargs), requires_grad=ctx.requires_grad)
-        if ctx.requires_grad:
+        data = ctx.forward(*[t.lazydata for t in tensors], **kwargs)
+        grad = ctx.requires_grad and data.dtype.is_float  # no gradient flows through integers or bools (PyTorch's rule)
+        out = type(tensors[0])(data, requires_grad=grad)
+        if grad:
             out._ctx = ctx
         return out
+
+
+class _Freed(Function):
+    """Stands where a graph node was, once a backward() without ``retain_graph`` has freed it."""
+
+    def __init__(self) -> None:
+        self.parents = ()
+
+    def backward(self, grad: LazyBuffer) -> Any:
+        raise RuntimeError("backward() through a graph that an earlier backward() already freed (the same loss twice, "
+                           "or two losses that share part of their graph): call backward(retain_graph=True) the first "
+                           "time, or add the losses and call backward() once")
+
+
+FREED = _Freed()
 
 
 def _const_like(x: LazyBuffer, value: Any) -> LazyBuffer:

@@ -104,6 +104,8 @@ class ReductionMixin:
         ax = normalize_axis(axis, self.ndim, "argmax")
         n = self.shape[ax]
         is_max = self == self.max(ax, keepdim=True)
+        if self.dtype.is_float:  # a NaN is the maximum (max propagates it) and its first position wins, as in numpy
+            is_max = is_max | (self != self)  # noqa: PLR0124 - x != x is the NaN test
         shape = [1] * self.ndim
         shape[ax] = n
         countdown = type(self).arange(n, 0, -1, device=self.device).reshape(tuple(shape))

@@ -16,13 +16,15 @@ import numpy as np
 from tg.engine.device import canonical_name
 from tg.engine.realize import current_recorder, realize
 from tg.frontend import function as F
+from tg.frontend.autograd import accumulate_grads
 from tg.frontend.host_data import shape_arg, to_numpy
 from tg.frontend.movement import MovementMixin
 from tg.frontend.nn_ops import NNMixin
+from tg.frontend.powers import integer_pow
 from tg.frontend.reductions import ReductionMixin
 from tg.frontend.shapes import broadcast_shape
 from tg.graph.lazy import LazyBuffer
-from tg.support.dtype import DType, dtypes, promote, scalar_dtype
+from tg.support.dtype import DType, check_scalar_fits, dtypes, promote, scalar_dtype
 
 Scalar = int | float | bool
 # The class's own int()/float()/bool() methods shadow the builtins inside its body: annotate with these.
@@ -157,6 +159,7 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin):
         dt = dtypes.from_any(dtype) if dtype is not None else (
             dtypes.bool if isinstance(fill_value, bool) else
             dtypes.default_int if isinstance(fill_value, int) else dtypes.default_float)
+        check_scalar_fits(fill_value, dt)
         return Tensor(LazyBuffer.const(fill_value, dt, canonical_name(device), shape), requires_grad=requires_grad)
 
     @staticmethod
@@ -223,25 +226,11 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin):
 
     # -- autograd ----------------------------------------------------------------------------------------------
 
-    def _toposort(self) -> list[Tensor]:
-        order: list[Tensor] = []
-        seen: set[Int] = set()
-        stack: list[tuple[Tensor, Bool]] = [(self, False)]
-        while stack:
-            node, done = stack.pop()
-            if done:
-                order.append(node)
-                continue
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            stack.append((node, True))
-            if node._ctx is not None:
-                stack.extend((p, False) for p in node._ctx.parents if id(p) not in seen)
-        return order
+    def backward(self, gradient: Tensor | None = None, retain_graph: Bool = False) -> Tensor:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``; ``self`` must be a scalar (or pass ``gradient``).
 
-    def backward(self, gradient: Tensor | None = None) -> Tensor:
-        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``; ``self`` must be a scalar (or pass ``gradient``)."""
+        The graph is freed as it is walked, unless ``retain_graph``: a second backward through a freed part (the
+        same loss twice, or two losses sharing a subgraph) raises, as in PyTorch."""
         if gradient is None:
             if self.numel() != 1:
                 raise RuntimeError(f"backward() needs a scalar, this tensor has shape {self.shape}: reduce it first "
@@ -252,23 +241,7 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin):
         if self._ctx is None and not self.requires_grad:
             raise RuntimeError("backward(): this tensor does not require grad; create its inputs with "
                                "requires_grad=True (and not under no_grad())")
-        grads: dict[Int, LazyBuffer] = {id(self): gradient.lazydata}
-        for t in reversed(self._toposort()):
-            g = grads.pop(id(t), None)
-            if g is None:
-                continue
-            if t._ctx is None:
-                if t.requires_grad:
-                    t.grad = Tensor(g) if t.grad is None else Tensor(t.grad.lazydata.alu(_ADD, g))
-                continue
-            out = t._ctx.backward(g)
-            outs = out if isinstance(out, tuple) else (out,)
-            for parent, pg in zip(t._ctx.parents, outs):
-                if pg is None or not parent.requires_grad:
-                    continue
-                assert pg.shape == parent.shape, f"grad shape {pg.shape} != {parent.shape} in {t._ctx}"
-                grads[id(parent)] = pg if id(parent) not in grads else grads[id(parent)].alu(_ADD, pg)
-            t._ctx = None  # free the graph as we go
+        accumulate_grads(self, gradient, retain_graph)
         return self
 
     # -- broadcasting and binary ops ------------------------------------------------------------------------
@@ -282,6 +255,7 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin):
             dt = promote(x.dtype, y.dtype)
         else:
             dt = scalar_dtype(other, x.dtype)
+            check_scalar_fits(other, dt)
             y = Tensor(LazyBuffer.const(other, dt, x.device))
         x, y = x.cast(dt), y.cast(dt)
         if reverse:
@@ -316,9 +290,13 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin):
         x, y = self._broadcasted(other, reverse, op="pow")
         if x.dtype.is_float:
             return F.Pow.apply(x, y)
-        exact = F.Pow.apply(x.float(), y.float())  # integer powers stay integers, like numpy and PyTorch
-        rounded = exact.sign() * (exact.abs() + 0.5).floor()
-        return rounded.cast(x.dtype)
+        if x.dtype == dtypes.bool:
+            return x | ~y  # True ** anything and anything ** False are True
+        if not reverse and isinstance(other, int) and other < 0:
+            raise ValueError(f"integers to negative integer powers are not allowed (x ** {other} on {x.dtype.name}): "
+                             "use a float tensor, e.g. x.float() ** n")
+        known = other if not reverse and isinstance(other, int) and not isinstance(other, bool) else None
+        return integer_pow(x, y, known)
 
     def maximum(self, other: Any) -> Tensor:
         return F.Maximum.apply(*self._broadcasted(other, op="maximum"))
@@ -343,6 +321,8 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin):
             assert known is not None
             other = y if xt is not None else x
             dt = promote(known.dtype, scalar_dtype(other, known.dtype))
+        for scalar in (v for v, t in ((x, xt), (y, yt)) if t is None):
+            check_scalar_fits(scalar, dt)
         xt = (xt if xt is not None else Tensor(LazyBuffer.const(x, dt, cond.device))).cast(dt)
         yt = (yt if yt is not None else Tensor(LazyBuffer.const(y, dt, cond.device))).cast(dt)
         shape = broadcast_shape("where", cond.shape, xt.shape, yt.shape)
@@ -441,8 +421,8 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin):
     def __invert__(self) -> Tensor:
         if self.dtype == dtypes.bool:
             return self.logical_not()
-        if self.dtype.is_int:
-            return self ^ -1
+        if self.dtype.is_int:  # flip every bit: xor with all ones (-1, or the unsigned maximum)
+            return self ^ (-1 if self.dtype.kind == "i" else (1 << (8 * self.dtype.itemsize)) - 1)
         raise TypeError(f"~ needs a bool or integer tensor, got {self.dtype.name}")
 
     def logical_not(self) -> Tensor:
@@ -568,7 +548,6 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin):
         return self.cast(dtypes.bool)
 
 
-_ADD = F.Ops.ADD
 
 
 def _broadcast_pair(x: Tensor, y: Tensor, op: str = "broadcast") -> tuple[Tensor, Tensor]:

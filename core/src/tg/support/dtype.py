@@ -125,6 +125,17 @@ def promote(a: DType, b: DType) -> DType:
     return a if a.itemsize >= b.itemsize else b
 
 
+def check_scalar_fits(value: Any, dtype: DType) -> None:
+    """Refuse a Python int that an integer dtype cannot hold (numpy's and PyTorch's rule), instead of wrapping it."""
+    if isinstance(value, int) and not isinstance(value, bool) and dtype.is_int:
+        bits = dtype.itemsize * 8
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if dtype.kind == "i" else (0, (1 << bits) - 1)
+        if not lo <= value <= hi:
+            wider = "int64" if dtype.itemsize < 8 and -(1 << 63) <= value < (1 << 63) else "float64"
+            raise OverflowError(f"Python integer {value} is out of range for a tensor of {dtype.name} ({lo} to {hi}): "
+                                f"cast the tensor first, e.g. x.cast('{wider}')")
+
+
 def scalar_dtype(x: Any, other: DType) -> DType:
     """The dtype a Python scalar takes when combined with a tensor of dtype ``other``."""
     if isinstance(x, bool):

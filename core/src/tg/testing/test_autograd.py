@@ -331,3 +331,38 @@ def test_small_training_loop(rng: np.random.Generator) -> None:
             w = Tensor((w - 0.5 * w.grad).numpy(), requires_grad=True)
     assert losses[-1] < 0.2 * losses[0], f"loss went {losses[0]:.4f} -> {losses[-1]:.4f}"
     assert all(b <= a + 1e-6 for a, b in zip(losses, losses[1:])), losses
+
+
+def test_a_second_backward_through_a_freed_graph_raises() -> None:
+    """The same loss twice, or two losses sharing part of a graph, used to give wrong gradients silently."""
+    w = Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+    loss = (w * w).sum()
+    loss.backward()
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        loss.backward()
+    w.grad = None
+    h = w * 3
+    first, second = h.sum(), (h * h).sum()
+    first.backward()
+    with pytest.raises(RuntimeError, match="already freed"):
+        second.backward()
+
+
+def test_retain_graph_keeps_it_for_a_second_loss() -> None:
+    w = Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+    h = w * 3
+    h.sum().backward(retain_graph=True)
+    (h * h).sum().backward()
+    assert w.grad is not None
+    np.testing.assert_allclose(w.grad.numpy(), 3 + 18 * np.array([1.0, 2.0]), rtol=1e-6)
+
+
+def test_no_gradient_flows_through_an_integer_cast() -> None:
+    """PyTorch's rule: integer and bool results do not require grad (the cast's gradient used to flow on)."""
+    x = Tensor(np.array([1.5, 2.5], np.float32), requires_grad=True)
+    as_int = x.cast("int32")
+    assert not as_int.requires_grad
+    ((x * 2).sum() + as_int.float().sum()).backward()
+    assert x.grad is not None
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 2.0])
+

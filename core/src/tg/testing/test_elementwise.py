@@ -393,3 +393,30 @@ def test_float16_overflow() -> None:
     t = tensor(np.array([12.0, 1.0, 300.0], np.float16), "float16")
     assert_close(t.exp(), np.array([np.inf, np.e, np.inf]), "float16")
     assert_close(t * t, np.array([144.0, 1.0, np.inf]), "float16")
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "int8", "uint8"])
+def test_integer_pow_is_exact(dtype: str) -> None:
+    """Integer powers stay integers and are exact (wrapping like the dtype's multiplication, as numpy's do); they
+    used to go through float32 (3 ** 19 was wrong)."""
+    require(dtype)
+    base = np.array([3, -2, 0, 1, -1, 5, 7] if np.iinfo(dtype).min < 0 else [3, 2, 0, 1, 255, 5, 7], dtype)
+    t = tensor(base, dtype)
+    with np.errstate(over="ignore"):
+        for n in (0, 1, 2, 7, 19, 39):
+            np.testing.assert_array_equal((t ** n).numpy(), base ** np.array(n, dtype), err_msg=f"x ** {n}")
+        exponents = np.array([19, 3, 0, 2, 31, 6, 1], dtype)
+        np.testing.assert_array_equal((t ** tensor(exponents, dtype)).numpy(), base ** exponents, err_msg="x ** y")
+        small = np.array([0, 1, 2, 5], dtype)
+        np.testing.assert_array_equal((3 ** tensor(small, dtype)).numpy(), np.array(3, dtype) ** small)
+
+
+def test_integer_pow_with_negative_exponents() -> None:
+    """A Python int exponent below zero is refused (numpy and PyTorch); a tensor of exponents gives what integer
+    division of 1 by x ** -y would: 1 for 1, +-1 for -1, 0 for everything else (2 ** -1 used to give 1)."""
+    t = tensor(np.array([2, 1, -1, -1, 0, 5], np.int32), "int32")
+    with pytest.raises(ValueError, match="negative integer powers"):
+        t ** -1
+    y = tensor(np.array([-1, -5, -3, -2, -1, -2], np.int32), "int32")
+    np.testing.assert_array_equal((t ** y).numpy(), [0, 1, -1, 1, 0, 0])
+

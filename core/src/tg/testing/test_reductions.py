@@ -255,3 +255,24 @@ def test_reductions_of_elementwise(rng: np.random.Generator) -> None:
     assert_close((ta - ta.max(axis=0, keepdim=True)).exp().sum(axis=0), np.exp(a64 - a64.max(axis=0)).sum(axis=0))
     assert_close(ta.sum(axis=0).max(), a64.sum(axis=0).max())
     assert_close((ta.sum(axis=1, keepdim=True) * tb).mean(axis=0), (a64.sum(axis=1, keepdims=True) * b).mean(axis=0))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
+def test_argmax_argmin_with_nan_give_the_first_nan(dtype: str) -> None:
+    """numpy's answer: a NaN is both the maximum and the minimum, and its first position is returned (it used to
+    be the axis length: an index out of range)."""
+    require(dtype)
+    x = np.array([[1.0, np.nan, 3.0, np.nan], [4.0, 2.0, 0.0, 1.0], [np.nan, 5.0, -1.0, 7.0]], dtype)
+    t = tensor(x, dtype)
+    for op in ("argmax", "argmin"):
+        np.testing.assert_array_equal(getattr(t, op)(1).numpy(), getattr(np, op)(x, 1), err_msg=op)
+        np.testing.assert_array_equal(getattr(t, op)(0).numpy(), getattr(np, op)(x, 0), err_msg=op)
+        assert int(getattr(t, op)().numpy()) == int(getattr(np, op)(x)) == 1
+
+
+def test_a_kernel_past_32_bit_indices_is_refused_before_it_runs() -> None:
+    """Indices are int32: 2**31 + 10 ones summed used to give 0.0 (and a big buffer's last element crashed)."""
+    with pytest.raises(ValueError, match=r"2,147,483,658 elements, and tg indexes with 32-bit integers"):
+        Tensor.ones(2**31 + 10).sum().numpy()
+    assert float(Tensor.ones(2**20).sum().numpy()) == 2**20
+

@@ -1,0 +1,55 @@
+"""Autograd's backward walk: the graph of Functions behind a tensor, in reverse order, gradients accumulated."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tg.frontend import function as F
+from tg.support.ops import Ops
+
+if TYPE_CHECKING:
+    from tg.frontend.tensor import Tensor
+    from tg.graph.lazy import LazyBuffer
+
+
+def toposort(root: Tensor) -> list[Tensor]:
+    """The tensors ``root`` was computed from, each after its parents (iterative: no recursion per node)."""
+    order: list[Tensor] = []
+    seen: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        if node._ctx is not None:
+            stack.extend((p, False) for p in node._ctx.parents if id(p) not in seen)
+    return order
+
+
+def accumulate_grads(root: Tensor, gradient: Tensor, retain_graph: bool) -> None:
+    """Add d(root)/d(leaf) (``gradient`` being d(loss)/d(root)) into every leaf's ``.grad``; free the graph as it
+    goes unless ``retain_graph`` (a freed node raises if a later backward reaches it: see ``function.FREED``)."""
+    tensor = type(root)
+    grads: dict[int, LazyBuffer] = {id(root): gradient.lazydata}
+    for t in reversed(toposort(root)):
+        g = grads.pop(id(t), None)
+        if g is None:
+            continue
+        if t._ctx is None:
+            if t.requires_grad:
+                t.grad = tensor(g) if t.grad is None else tensor(t.grad.lazydata.alu(Ops.ADD, g))
+            continue
+        out = t._ctx.backward(g)
+        outs = out if isinstance(out, tuple) else (out,)
+        for parent, pg in zip(t._ctx.parents, outs):
+            if pg is None or not parent.requires_grad:
+                continue
+            assert pg.shape == parent.shape, f"grad shape {pg.shape} != {parent.shape} in {t._ctx}"
+            grads[id(parent)] = pg if id(parent) not in grads else grads[id(parent)].alu(Ops.ADD, pg)
+        if not retain_graph:
+            t._ctx = F.FREED
