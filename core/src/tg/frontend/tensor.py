@@ -18,6 +18,7 @@ from tg.engine.realize import current_recorder, realize
 from tg.frontend import function as F
 from tg.frontend.autograd import accumulate_grads
 from tg.frontend.host_data import shape_arg, to_numpy
+from tg.frontend.inplace import InPlaceMixin
 from tg.frontend.movement import MovementMixin
 from tg.frontend.nn_ops import NNMixin
 from tg.frontend.powers import integer_pow
@@ -33,7 +34,7 @@ Float: TypeAlias = float
 Bool: TypeAlias = bool
 
 
-class Tensor(MovementMixin, ReductionMixin, NNMixin):
+class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin):
     """An n-dimensional array on a backend, with gradients."""
 
     __slots__ = ("_ctx", "grad", "lazydata", "requires_grad")
@@ -266,7 +267,11 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin):
         return F.Add.apply(*self._broadcasted(other, reverse, op="add"))
 
     def sub(self, other: Any, reverse: Bool = False) -> Tensor:
-        return F.Sub.apply(*self._broadcasted(other, reverse, op="sub"))
+        x, y = self._broadcasted(other, reverse, op="sub")
+        if x.dtype == dtypes.bool:
+            raise TypeError("subtracting bool tensors is not defined (numpy and PyTorch refuse it too): for a mask "
+                            "difference use a ^ b or a & ~b, or cast to an integer dtype first")
+        return F.Sub.apply(x, y)
 
     def mul(self, other: Any, reverse: Bool = False) -> Tensor:
         return F.Mul.apply(*self._broadcasted(other, reverse, op="mul"))
@@ -279,6 +284,8 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin):
 
     def floordiv(self, other: Any, reverse: Bool = False) -> Tensor:
         x, y = self._broadcasted(other, reverse, op="floordiv")
+        if x.dtype == dtypes.bool:
+            raise TypeError("// of bool tensors is not defined: cast to an integer dtype first, e.g. a.int() // b")
         if x.dtype.is_float:
             return (x / y).floor()
         q = F.IntDiv.apply(x, y)  # truncating; fix toward floor like Python's //
@@ -488,10 +495,12 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin):
         return self * self.sigmoid()
 
     def abs(self) -> Tensor:
+        if self.dtype == dtypes.bool:  # a bool is its own absolute value and sign (numpy, PyTorch)
+            return self
         return self.relu() + (-self).relu()
 
     def sign(self) -> Tensor:
-        return F.Sign.apply(self)
+        return self if self.dtype == dtypes.bool else F.Sign.apply(self)
 
     def square(self) -> Tensor:
         return self * self

@@ -19,10 +19,21 @@ class Module:
     """A layer or a model: holds tensors (found automatically) and computes ``forward``.
 
     Subclasses assign tensors, modules, and lists/dicts of them as attributes; ``parameters()`` and
-    ``state_dict()`` find them.  Attributes whose name starts with ``_`` are private and not walked.
+    ``state_dict()`` find them.  Attributes whose name starts with ``_`` are private and not walked, except a
+    module (PyTorch registers ``self._block = Linear(...)`` too: its parameters must train).  A parameter (a
+    tensor that requires grad) is replaced only by another one: assigning a plain tensor over ``lin.weight``
+    raises instead of silently taking the weight out of training.
     """
 
     training: bool = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        old = self.__dict__.get(name)
+        if isinstance(old, Tensor) and old.requires_grad and isinstance(value, Tensor) and not value.requires_grad:
+            raise TypeError(f"cannot assign a tensor that does not require grad over parameter {name!r} of "
+                            f"{type(self).__name__} (it would silently stop training): create it with "
+                            f"requires_grad=True, or change the values in place with .{name}.assign(...)")
+        object.__setattr__(self, name, value)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
@@ -34,7 +45,8 @@ class Module:
 
     def named_state_children(self) -> Iterator[tuple[str, Any]]:
         """The named attributes the state walk descends into (override to rename, as Sequential does)."""
-        return ((k, v) for k, v in vars(self).items() if not k.startswith("_") and k != "training")
+        return ((k, v) for k, v in vars(self).items()
+                if (not k.startswith("_") or isinstance(v, Module)) and k != "training")
 
     def modules(self) -> Iterator[Module]:
         """This module and every module inside it (each once), depth first."""

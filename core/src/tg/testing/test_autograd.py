@@ -366,3 +366,27 @@ def test_no_gradient_flows_through_an_integer_cast() -> None:
     assert x.grad is not None
     np.testing.assert_allclose(x.grad.numpy(), [2.0, 2.0])
 
+
+def test_in_place_operators_update_the_tensor_itself() -> None:
+    """``with no_grad(): p -= lr * p.grad`` steps the parameter (it used to rebind the name, so the model held by
+    the optimizer never changed); while gradients are recorded it raises instead."""
+    p = Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+    held = [p]
+    (p * p).sum().backward()
+    with no_grad():
+        assert p.grad is not None
+        p -= 0.25 * p.grad
+    assert held[0] is p and p.requires_grad
+    np.testing.assert_allclose(held[0].numpy(), [0.5, 1.0])
+    with pytest.raises(RuntimeError, match=r"x \+= y on a tensor that requires grad"):
+        p += 1
+    x = Tensor(np.array([1, 2], np.int32))
+    x *= 3
+    x += 1
+    np.testing.assert_array_equal(x.numpy(), [4, 7])
+    with pytest.raises(TypeError, match="would make x \\(int32\\) float32"):
+        x /= 2
+    with pytest.raises(ValueError, match="cannot change x's shape"):
+        y = Tensor(np.array([1.0], np.float32))
+        y += Tensor(np.array([1.0, 2.0], np.float32))
+

@@ -356,3 +356,18 @@ def test_int_constants(dtype: str) -> None:
             Tensor.full((2,), v, dtype=dtype)
         with pytest.raises(OverflowError, match="out of range"):
             (t > 0).where(t, v)
+
+
+def test_bool_tensor_arithmetic_is_one_thing_on_every_backend() -> None:
+    """``-b`` is logical_not (the hook spec's NEG), abs and sign of a bool are the bool itself; ``a - b`` and
+    ``a // b`` of bools are refused with the fix (numpy and PyTorch refuse them; backends used to disagree)."""
+    a, b = Tensor([True, False, True, False]), Tensor([True, True, False, False])
+    assert_exact(-a, np.array([False, True, False, True]))
+    assert_exact(a.abs(), np.array([True, False, True, False]))
+    assert_exact(a.sign(), np.array([True, False, True, False]))
+    with pytest.raises(TypeError, match="subtracting bool tensors"):
+        a - b
+    with pytest.raises(TypeError, match="cast to an integer dtype first"):
+        a // b
+    assert_exact(a ^ b, np.array([False, True, True, False]))
+
