@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tg.frontend import deferred_checks
+
 if TYPE_CHECKING:
     from tg.frontend.tensor import Tensor
 
@@ -44,6 +46,9 @@ def _gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
         raise TypeError(f"tensors used as indices must be integers, got {index.dtype.name} (boolean masks give "
                         "data-dependent shapes, which tg does not support; use Tensor.where)")
     n = x.shape[dim]
+    deferred_checks.defer((index < -n) | (index >= n),
+                          f"an index tensor holds a value out of range for dimension {dim} of size {n} (valid: {-n} "
+                          f"to {n - 1})")
     idx = (index < 0).where(index + n, index)
     before, after = x.shape[:dim], x.shape[dim + 1:]
     moved = x.permute([i for i in range(x.ndim) if i != dim] + [dim])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from tg.frontend import deferred_checks
 from tg.frontend.shapes import broadcast_shape
 from tg.support.dtype import dtypes
 
@@ -165,6 +166,9 @@ class NNMixin:
     def one_hot(self: Tensor, num_classes: int) -> Tensor:
         if self.dtype.is_float:
             raise TypeError(f"one_hot needs integer class indices, got {self.dtype.name}")
+        deferred_checks.defer((self < 0) | (self >= num_classes),
+                              f"a class index is out of range for {num_classes} classes "
+                              f"(valid: 0 to {num_classes - 1})")
         classes = type(self).arange(num_classes, device=self.device)
         return (self.unsqueeze(-1) == classes).cast(dtypes.int32)
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from tg.engine.device import canonical_name
 from tg.engine.realize import current_recorder, realize
+from tg.frontend import deferred_checks
 from tg.frontend import function as F
 from tg.frontend.autograd import accumulate_grads
 from tg.frontend.host_data import shape_arg, to_numpy
@@ -115,7 +116,7 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin):
         lb = self.lazydata
         if lb.is_view and not (lb.st.is_contiguous and math.prod(lb.base.shape) == lb.st.size()):
             lb = lb.contiguous()
-        realize([lb])
+        deferred_checks.check([lb])  # realizes lb with the device-side checks waiting (bad indices raise here)
         return lb.base.realized.numpy().reshape(self.shape).copy()
 
     def tolist(self) -> Any:

@@ -112,3 +112,26 @@ def test_unsupported_dtype_names_dtype_and_backend(name: str) -> None:
     msg = str(info.value)
     assert name in msg, f"message does not name the dtype {name}: {msg!r}"
     assert backend_name() in msg, f"message does not name the backend {backend_name()!r}: {msg!r}"
+
+
+def test_out_of_range_index_tensors_raise_at_the_next_read() -> None:
+    """An index past the end used to read zeros silently (PyTorch raises): tg checks on the device and raises
+    IndexError at the next read of any tensor."""
+    from tg import nn
+
+    x = Tensor.arange(5)
+    np.testing.assert_array_equal(x[Tensor([1, -1, -5, 4])].numpy(), [1, 4, 0, 4])
+    for bad in ([1, 9], [-6, 0]):
+        with pytest.raises(IndexError, match=r"out of range for dimension 0 of size 5 \(valid: -5 to 4\)"):
+            x[Tensor(bad)].numpy()
+    table = nn.Embedding(4, 2)
+    with pytest.raises(IndexError, match="size 4"):
+        table(Tensor([0, 4])).numpy()
+    logits = Tensor(np.zeros((3, 5), np.float32))
+    loss = logits.cross_entropy(Tensor([0, 5, 1]))
+    with pytest.raises(IndexError, match=r"class index is out of range for 5 classes"):
+        Tensor([1.0]).numpy()  # any read raises it, once
+    assert abs(loss.item() - np.log(5) * 2 / 3) < 1e-5  # the bad target contributed nothing, as one_hot makes it
+    with pytest.raises(IndexError, match="out of range for 3 classes"):
+        Tensor([0, 3, -1]).one_hot(3).numpy()
+
