@@ -77,3 +77,30 @@ def test_every_variable_a_plugin_reads_is_its_own_and_documented(plugin: str) ->
     assert not declared & set(ENVIRONMENT), "a plugin's variable is in core's table"
     readme = (folder / "README.md").read_text()
     assert all(f"`{name}`" in readme for name in declared), [n for n in declared if f"`{n}`" not in readme]
+
+
+def test_settings_that_were_accepted_silently_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TG_DEBUG=-5, TG_BACKEND=' , ,' and TG_PLUGINS=bogus used to do nothing, without a word."""
+    import warnings
+
+    from tg.backends.discovery import PluginRegistry
+    from tg.backends.selection import select
+    from tg.support.errors import BackendError, PluginError, PluginWarning
+    from tg.support.helpers import debug_level
+
+    monkeypatch.setenv("TG_DEBUG", "-5")
+    with pytest.raises(ValueError, match="TG_DEBUG=-5: the debug level is 0 .off. to 6"):
+        debug_level()
+    monkeypatch.delenv("TG_DEBUG")
+    with pytest.raises(BackendError, match="TG_BACKEND=' , ,' names no backend"):
+        select(" , ,")
+    monkeypatch.setenv("TG_PLUGINS", "bogus")
+    with pytest.warns(PluginWarning, match="TG_PLUGINS names 'bogus', which no installed plugin is called"):
+        PluginRegistry()
+    monkeypatch.setenv("TG_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="'bogus'"):
+        PluginRegistry()
+    monkeypatch.setenv("TG_PLUGINS", "")  # built-ins only: nothing named, nothing to warn about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PluginRegistry()

@@ -111,6 +111,16 @@ class PluginRegistry:
                 self._fail(info, f"implements hook-spec v{info.hookspec_version} but this tg-core "
                                  f"{__version__} implements hook-spec v{hooks.HOOKSPEC_VERSION}",
                            None, _version_remedy(info))
+        if self.allowed:
+            known = {*BUILTIN_PLUGINS, *(i.name for i in infos), *(i.distribution for i in infos)}
+            unknown = sorted(self.allowed - known)
+            if unknown:
+                message = (f"tg: TG_PLUGINS names {', '.join(map(repr, unknown))}, which no installed plugin is "
+                           f"called (installed: {', '.join(sorted({*BUILTIN_PLUGINS, *(i.name for i in infos)}))})."
+                           f" Fix: check the spelling, or install the plugin")
+                if self.strict:
+                    raise PluginError(message + ".")
+                warnings.warn(message + " (TG_STRICT_PLUGINS=1 makes this an error).", PluginWarning, stacklevel=3)
         for info in infos:
             if info not in allowed:
                 info.state, info.problem = "disabled", "not listed in TG_PLUGINS"

@@ -93,6 +93,9 @@ def select(preference: str | None = None, reg: PluginRegistry | None = None) -> 
     reg = reg or registry()
     if preference is not None and preference.strip():
         wanted = parse_backend_list(preference)
+        if not wanted:
+            raise BackendError(f"TG_BACKEND={preference!r} names no backend: give one or more names (e.g. "
+                               "TG_BACKEND=clang or TG_BACKEND=ptx,clang), or unset it to choose automatically")
         reasons = []
         for target, runtime in wanted:
             try:

@@ -8,6 +8,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from tg.frontend import function as F
 from tg.frontend.indexing import getitem
 from tg.frontend.shapes import normalize_axis
@@ -26,6 +28,8 @@ class MovementMixin:
 
     def reshape(self: Tensor, *shape: Any) -> Tensor:
         new = list(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else list(shape)
+        if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in new):
+            raise TypeError(f"reshape: sizes must be ints, got {tuple(new)}")
         if new.count(-1) > 1:
             raise ValueError(f"reshape: only one dimension can be -1, got {tuple(new)}")
         if -1 in new:
@@ -90,9 +94,17 @@ class MovementMixin:
         d = normalize_axis(dim, self.ndim + 1, "unsqueeze")
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
-    def pad(self: Tensor, padding: Sequence[tuple[int, int]], value: float = 0.0) -> Tensor:
-        """Pad each dim by (before, after); negative amounts crop. ``padding`` has one pair per dim."""
-        pads = [tuple(p) for p in padding]
+    def pad(self: Tensor, padding: Sequence[tuple[int, int]] | Sequence[int], value: float = 0.0) -> Tensor:
+        """Pad each dim by (before, after); negative amounts crop.  ``padding`` has one pair per dim, or is
+        PyTorch's flat tuple ``(last_before, last_after, second_last_before, ...)`` for the last dims."""
+        if all(isinstance(p, (int, np.integer)) for p in padding):  # PyTorch's F.pad form
+            flat = [int(p) for p in padding]  # type: ignore[arg-type]
+            if len(flat) % 2 or len(flat) // 2 > self.ndim:
+                raise ValueError(f"pad: a flat padding needs an even number of ints, at most 2 per dim (rank "
+                                 f"{self.ndim}), got {tuple(flat)}")
+            pairs = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)][::-1]
+            padding = [(0, 0)] * (self.ndim - len(pairs)) + pairs
+        pads = [tuple(p) for p in padding]  # type: ignore[arg-type]
         if len(pads) != self.ndim:
             raise ValueError(f"pad: {len(pads)} (before, after) pairs for a tensor of rank {self.ndim}")
         crop = tuple((max(0, -b), s - max(0, -a)) for s, (b, a) in zip(self.shape, pads))
@@ -130,6 +142,11 @@ class MovementMixin:
     @staticmethod
     def cat(*tensors: Tensor, dim: int = 0) -> Tensor:
         ts = list(tensors[0]) if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) else list(tensors)
+        if not ts:
+            raise ValueError("cat() needs at least one tensor")
+        if any(t.ndim == 0 for t in ts):
+            raise ValueError("cat: a 0-d tensor cannot be concatenated (it has no dim to join along): reshape it to "
+                             "(1,) first, or use Tensor.stack")
         first = ts[0]
         d = normalize_axis(dim, first.ndim, "cat")
         for t in ts[1:]:
@@ -177,6 +194,8 @@ class MovementMixin:
         return out
 
     def chunk(self: Tensor, chunks: int, dim: int = 0) -> list[Tensor]:
+        if not isinstance(chunks, (int, np.integer)) or isinstance(chunks, bool) or chunks < 1:
+            raise ValueError(f"chunk: the number of chunks must be a positive int, got {chunks!r}")
         n = self.shape[normalize_axis(dim, self.ndim, "chunk")]
         return self.split(max(1, -(-n // chunks)), dim)
 

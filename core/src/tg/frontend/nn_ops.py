@@ -21,11 +21,19 @@ if TYPE_CHECKING:
 
 
 def _pair(v: Any, name: str) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(x, int) for x in v):
-        return (int(v[0]), int(v[1]))
-    raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+    """``v`` (an int or a pair of ints) as a pair; strides, dilations and kernel sizes must be positive, paddings
+    not negative (PyTorch's rules), each refused by name otherwise."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        pair = (v, v)
+    elif isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool)
+                                                              for x in v):
+        pair = (int(v[0]), int(v[1]))
+    else:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+    lowest = 0 if name == "padding" else 1
+    if min(pair) < lowest:
+        raise ValueError(f"{name} must be {'non-negative' if lowest == 0 else 'positive'}, got {v!r}")
+    return pair
 
 
 def pool(x: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]) -> Tensor:

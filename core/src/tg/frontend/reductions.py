@@ -27,8 +27,11 @@ class ReductionMixin:
     def _axes(self: Tensor, axis: int | Sequence[int] | None, op: str) -> tuple[int, ...]:
         if axis is None:
             return tuple(range(self.ndim))
+        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer, tuple, list)):
+            raise TypeError(f"{op}: axis must be an int or a tuple of ints, got {type(axis).__name__} {axis!r}")
         axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-        return tuple(sorted({normalize_axis(a, self.ndim, op) for a in axes}))
+        normalized = {normalize_axis(a, self.ndim, op) for a in axes}
+        return () if self.ndim == 0 else tuple(sorted(normalized))  # a 0-d tensor takes axis 0 or -1: no axis
 
     def _reduce(self: Tensor, fn: type[F.Function], axis: Any, keepdim: bool, op: str) -> Tensor:
         axes = self._axes(axis, op)
@@ -45,12 +48,7 @@ class ReductionMixin:
             x = x.cast(dtypes.int32)
         if x.dtype == dtypes.float16:  # accumulate in float32, like every serious framework
             return x.float()._reduce(F.Sum, axis, keepdim, "sum").half()
-        if any(self.shape[a] == 0 for a in self._axes(axis, "sum")):
-            shape = tuple(1 if i in self._axes(axis, "sum") else s for i, s in enumerate(self.shape))
-            out = type(self).zeros(*shape, dtype=x.dtype, device=x.device)
-            return out if keepdim else out.reshape(tuple(s for i, s in enumerate(self.shape)
-                                                          if i not in self._axes(axis, "sum")))
-        return x._reduce(F.Sum, axis, keepdim, "sum")
+        return x._reduce(F.Sum, axis, keepdim, "sum")  # an empty axis sums to 0, with its (empty) gradient
 
     def max(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
         for a in self._axes(axis, "max"):
@@ -90,11 +88,15 @@ class ReductionMixin:
 
     def softmax(self: Tensor, axis: int = -1) -> Tensor:
         x = self._float()
+        if 0 in x.shape:  # nothing to normalise (PyTorch returns the empty tensor)
+            return x
         e = (x - x.max(axis, keepdim=True)).exp()
         return e / e.sum(axis, keepdim=True)
 
     def log_softmax(self: Tensor, axis: int = -1) -> Tensor:
         x = self._float()
+        if 0 in x.shape:
+            return x
         m = x - x.max(axis, keepdim=True)
         return m - m.exp().sum(axis, keepdim=True).log()
 

@@ -64,7 +64,10 @@ def getenv(key: str, default: T) -> T:
 
 def debug_level() -> int:
     """The TG_DEBUG level (read each call, so tests and notebooks may change it)."""
-    return getenv("TG_DEBUG", 0)
+    level = getenv("TG_DEBUG", 0)
+    if not 0 <= level <= 6:
+        raise ValueError(f"TG_DEBUG={level}: the debug level is 0 (off) to 6 (everything); see `tg env`")
+    return level
 
 
 class Timing:

@@ -135,3 +135,41 @@ def test_out_of_range_index_tensors_raise_at_the_next_read() -> None:
     with pytest.raises(IndexError, match="out of range for 3 classes"):
         Tensor([0, 3, -1]).one_hot(3).numpy()
 
+
+UNCLEAR_BEFORE: dict[str, tuple[Callable[[], Any], type[Exception], str]] = {
+    # name: (what the user did, the error, words of its message) -- each gave a bare ZeroDivisionError,
+    # IndexError or TypeError from inside tg, or was accepted silently
+    "conv2d stride 0": (lambda: Tensor.ones(1, 2, 5, 5).conv2d(Tensor.ones(3, 2, 3, 3), stride=0), ValueError,
+                        "stride must be positive"),
+    "conv2d padding -2": (lambda: Tensor.ones(1, 2, 5, 5).conv2d(Tensor.ones(3, 2, 3, 3), padding=-2), ValueError,
+                          "padding must be non-negative"),
+    "chunk 0": (lambda: Tensor.ones(4).chunk(0), ValueError, "number of chunks must be a positive int"),
+    "cat nothing": (lambda: Tensor.cat(), ValueError, "at least one tensor"),
+    "cat 0-d": (lambda: Tensor.cat(Tensor(1.0), Tensor(2.0)), ValueError, "0-d tensor cannot be concatenated"),
+    "sum float axis": (lambda: Tensor.ones(2, 2).sum(axis=1.0), TypeError, "axis must be an int"),
+    "reshape float": (lambda: Tensor.ones(6).reshape(2.0, 3), TypeError, "sizes must be ints"),
+    "pad odd flat": (lambda: Tensor.ones(2, 2).pad((1, 1, 1)), ValueError, "even number of ints"),
+}
+
+
+@pytest.mark.parametrize("name", UNCLEAR_BEFORE)
+def test_errors_that_used_to_be_unclear(name: str) -> None:
+    action, error, words = UNCLEAR_BEFORE[name]
+    with pytest.raises(error, match=words):
+        action()
+
+
+def test_edge_shapes_that_used_to_fail() -> None:
+    """What PyTorch does with empty and 0-d tensors: softmax of (3, 0) is empty, a 0-d tensor takes axis 0 or -1
+    (softmax, sum, flip), the sum of an empty tensor has an (empty) gradient; PyTorch's flat pad tuple works."""
+    assert Tensor.zeros(3, 0).softmax(-1).shape == (3, 0)
+    assert Tensor.zeros(3, 0).log_softmax(-1).shape == (3, 0)
+    assert float(Tensor(2.0).softmax().numpy()) == 1.0
+    assert float(Tensor(3.0).sum(0).numpy()) == 3.0 and float(Tensor(3.0).flip(0).numpy()) == 3.0
+    x = Tensor.zeros(0, 3, requires_grad=True)
+    x.sum().backward()
+    assert x.grad is not None and x.grad.shape == (0, 3)
+    np.testing.assert_array_equal(Tensor.zeros(0, 3).sum(0).numpy(), [0.0, 0.0, 0.0])
+    padded = Tensor.ones(2, 2).pad((1, 1, 0, 1)).numpy()  # last dim by 1 and 1, the one before by 0 and 1
+    np.testing.assert_array_equal(padded, np.pad(np.ones((2, 2)), ((0, 1), (1, 1))))
+
