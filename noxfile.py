@@ -2,8 +2,9 @@
 
 Sessions: lint (ruff), typecheck (mypy on core), tests (core's suite), conformance (the kit on the numpy
 backend, plain and with each lowering capability), plugins (plugin discovery against the test
-distributions in tests/plugins/), one per backend plugin (ptx, clang), and examples (tg.nn and the digits
-example, which must reach 97%).  `nox -s NAME` runs one; `nox -l` lists them.
+distributions in tests/plugins/), one per backend plugin (ptx, clang; each also runs 1,000 programs of the
+differential fuzzer), and examples (tg.nn and the digits example, which must reach 97%).  `nox -s fuzz`
+(not run by plain `nox`) fuzzes for long.  `nox -s NAME` runs one; `nox -l` lists them.
 """
 
 from __future__ import annotations
@@ -60,6 +61,25 @@ def conformance(session: nox.Session) -> None:
                     env={"TG_BACKEND": "numpy", "TG_NUMPY_CAPS": caps})
 
 
+#: Random programs the differential fuzzer runs per backend in CI (clang and ptx:emu: 2,000 in all).
+FUZZ_CI_EXAMPLES = "1000"
+
+
+@nox.session(default=False)
+def fuzz(session: nox.Session) -> None:
+    """A long differential fuzzing run (not part of `nox`): random programs on clang and ptx:emu against the numpy
+    backend, TG_FUZZ_EXAMPLES each (default 20,000; e.g. `TG_FUZZ_EXAMPLES=100000 nox -s fuzz`)."""
+    import os
+
+    session.install("./core[testing]", "./plugins/tg-clang", "./plugins/tg-ptx")
+    examples = os.environ.get("TG_FUZZ_EXAMPLES", "20000")
+    cache = str(Path(session.create_tmp()) / "tg-cache")
+    for backend, plugin in (("clang", "clang"), ("ptx:emu", "ptx")):
+        session.run("pytest", "--pyargs", "tg.testing.test_fuzz", "-q", "--hypothesis-show-statistics",
+                    *session.posargs, env={"TG_BACKEND": backend, "TG_PLUGINS": plugin, "TG_CACHE_DIR": cache,
+                                           "TG_FUZZ_EXAMPLES": examples})
+
+
 @nox.session
 def plugins(session: nox.Session) -> None:
     """Plugin discovery against real distributions: a good one and broken ones, installed with entry points."""
@@ -98,6 +118,8 @@ def ptx(session: nox.Session) -> None:
         session.error(message) if os.environ.get("CI") else session.warn(message)
     session.run("pytest", "--pyargs", "tg.testing", "-p", "tg_ptx.pytest_plugin", *session.posargs,
                 env={**env, "TG_BACKEND": "ptx:emu", **verify})
+    session.run("pytest", "--pyargs", "tg.testing.test_fuzz", "-q",
+                env={**env, "TG_BACKEND": "ptx:emu", "TG_FUZZ_EXAMPLES": FUZZ_CI_EXAMPLES})
     # the one-command GPU check, at small sizes on the emulator, so that it never rots
     session.run("python", "-m", "tg_ptx.check", "--dry-run", "--out", f"{session.create_tmp()}/tg-ptx-check.md",
                 env=env)
@@ -122,6 +144,8 @@ def clang(session: nox.Session) -> None:
     session.run("pytest", "tests/clang", *session.posargs, env=env)
     # a cold kit run is mostly compiling ~1,700 kernels: one pytest worker per core compiles them in parallel
     session.run("pytest", "--pyargs", "tg.testing", "-q", "-n", "auto", env={**env, "TG_BACKEND": "clang"})
+    session.run("pytest", "--pyargs", "tg.testing.test_fuzz", "-q",
+                env={**env, "TG_BACKEND": "clang", "TG_FUZZ_EXAMPLES": FUZZ_CI_EXAMPLES})
     session.run("python", "bench/cpu.py", "--quick", "--no-peers", env={**env, "TG_BACKEND": "clang"})
 
 
