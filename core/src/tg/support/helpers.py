@@ -34,7 +34,10 @@ ENVIRONMENT: dict[str, str] = {
                      "no_pow, no_mod, no_sub, no_cmpeq, no_neg, no_recip (core decomposes the op), sin_is_sin2pi, "
                      "mulacc, tensor_cores, group_size=N, vector_width=N, upcast=N, launch_dims=N, no_<dtype>.",
     "TG_CACHE_DIR": "Where plugins cache compiled kernels (default $XDG_CACHE_HOME/tg, else ~/.cache/tg), "
-                    "each under a folder of its own.",
+                    "each under a folder of its own. Created 0700; a folder owned by another user or writable by "
+                    "group or others is refused. `tg cache` shows it, `tg cache clear` empties it.",
+    "TG_CACHE_MAX_MB": "Bound on the kernel cache in megabytes (default 512); past it, the kernels used least "
+                       "recently are removed.",
 }
 
 T = TypeVar("T", int, float, str, bool)
