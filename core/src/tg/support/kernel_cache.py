@@ -6,8 +6,9 @@ plugin (``clang/``, ``ptx/``...), each holding one file per kernel, named by the
 - folders tg creates are 0700.  The root and a plugin folder must be owned by the user and not writable by
   group or others (an existing 0755 folder of the user's is accepted: nobody else can write in it); anything
   else is refused with a :class:`KernelCacheError` naming the folder, the problem and the fix.  Each folder is
-  opened once and held by descriptor, and every entry is reached through that descriptor, so renaming a folder
-  above the cache cannot redirect tg to another one;
+  opened, checked and held by descriptor, and every entry is reached through that descriptor (also when
+  loaded: ``/proc/self/fd/N/name``), so folders above the root are not checked: whoever can rename them can
+  at most point tg at another folder, which must pass the same checks;
 - an entry is opened with ``O_NOFOLLOW | O_NONBLOCK`` and used only if it is a regular file of the user's,
   writable by nobody else, ending in the record written when it was built: the sha256 of its content and of
   its key.  A symbolic link, FIFO, folder, foreign or damaged entry, or the file of another key, is removed
