@@ -1,5 +1,6 @@
 """The ``tg`` command line: ``tg backends`` lists the backends this machine has and whether they run; ``tg env``
-lists the environment variables of core and of every installed plugin."""
+lists the environment variables of core and of every installed plugin; ``tg cache`` shows the kernel cache and
+``tg cache clear`` empties it."""
 
 from __future__ import annotations
 
@@ -100,6 +101,38 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(n: int) -> str:
+    return f"{n / 1024:.1f} kB" if n < 1024 * 1024 else f"{n / (1024 * 1024):.1f} MB"
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """Show the kernel cache (location, bound, files and size per plugin), or clear it."""
+    from tg.support import kernel_cache  # noqa: PLC0415 - only this command needs the cache
+
+    if args.action == "clear":
+        files, size = kernel_cache.clear(args.plugin)
+        where = f"{args.plugin}'s folder of " if args.plugin else ""
+        print(f"removed {files} file(s) ({_size(size)}) from {where}{kernel_cache.cache_root()}")
+        return 0
+    found = kernel_cache.usage()
+    if args.json:
+        print(json.dumps({"root": str(found.root), "exists": found.exists, "max_bytes": found.max_bytes,
+                          "plugins": {name: {"files": n, "bytes": size} for name, (n, size) in found.folders.items()}},
+                         indent=2))
+        return 0
+    print(f"kernel cache: {found.root} (bound {_size(found.max_bytes)}, TG_CACHE_MAX_MB)")
+    if not found.exists:
+        print("empty: not created yet")
+        return 0
+    rows = [(name, str(n), _size(size)) for name, (n, size) in found.folders.items()]
+    total = sum(n for n, _ in found.folders.values()), sum(size for _, size in found.folders.values())
+    rows.append(("total", str(total[0]), _size(total[1])))
+    widths = [max(len(r[i]) for r in [("PLUGIN", "FILES", "SIZE"), *rows]) for i in range(3)]
+    for row in [("PLUGIN", "FILES", "SIZE"), *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tg", description="tg: a small deep-learning framework.")
     parser.add_argument("--version", action="version", version=f"tg-core {__version__}")
@@ -116,6 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
                                      "with what it does and its value here when set.")
     env.add_argument("--json", action="store_true", help="print JSON instead of a list")
     env.set_defaults(func=cmd_env)
+    cache = sub.add_parser("cache", help="show or clear the kernel cache",
+                           description="Show where compiled kernels are cached (TG_CACHE_DIR), its bound "
+                                       "(TG_CACHE_MAX_MB) and its files and size per plugin; `tg cache clear` "
+                                       "removes them.")
+    cache.add_argument("action", nargs="?", choices=["show", "clear"], default="show",
+                       help="show (the default) or clear")
+    cache.add_argument("--plugin", metavar="NAME", help="clear only this plugin's folder (e.g. clang)")
+    cache.add_argument("--json", action="store_true", help="show as JSON")
+    cache.set_defaults(func=cmd_cache)
     return parser
 
 

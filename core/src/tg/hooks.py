@@ -92,7 +92,9 @@ A :class:`Runtime` then follows this ABI:
 
 - ``compile(program)`` returns the runtime's binary; core calls it once per distinct (name, source) in a
   process and keeps the binary.  A runtime that caches binaries on disk keeps them private to the user and
-  checks them before loading;
+  checks them before loading: :class:`DiskCache` does both (``DiskCache("mychip").get(key)`` returns a
+  verified :class:`CachedBinary` or None, ``.put(key, data)`` stores one; unsafe folders raise
+  :class:`KernelCacheError`), under ``TG_CACHE_DIR`` and its size bound, shown and cleared by ``tg cache``;
 - ``alloc(nbytes)`` returns a handle to at least ``nbytes`` (>= 8) bytes aligned for any dtype;
   ``free(handle)`` releases it (core calls it when the last tensor using it goes away);
 - ``copyin(handle, host)`` copies ``host`` into the start of the buffer, ``copyout(host, handle)`` fills
@@ -174,6 +176,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 from tg.backends.contract import Availability, Backend, Capabilities, Emitter, KernelCompiled, KernelLaunched, Runtime
+from tg.support.errors import KernelCacheError
 from tg.support.lazy import lazy_attributes
 from tg.support.ops import OPTIONAL, Ops
 
@@ -185,6 +188,7 @@ if TYPE_CHECKING:
     from tg.codegen.tensor_cores import Fragment, TensorCore
     from tg.codegen.uops import PtrDType, UOp, VecDType, format_uops
     from tg.support.dtype import DType, dtypes
+    from tg.support.kernel_cache import CachedBinary, DiskCache
 
 # Names this module hands plugin authors, imported on first use: ``import tg`` (which imports this module for
 # ``hookimpl``) must stay cheap, and these pull in numpy.
@@ -193,7 +197,8 @@ _LAZY = {"KernelBuilder": "tg.codegen.builder", "KernelParam": "tg.codegen.progr
          "eliminate_dead": "tg.codegen.rewrites", "replay": "tg.codegen.rewrites", "PtrDType": "tg.codegen.uops",
          "UOp": "tg.codegen.uops", "VecDType": "tg.codegen.uops", "format_uops": "tg.codegen.uops",
          "DType": "tg.support.dtype", "dtypes": "tg.support.dtype", "TextRenderer": "tg.codegen.render",
-         "TensorCore": "tg.codegen.tensor_cores", "Fragment": "tg.codegen.tensor_cores"}
+         "TensorCore": "tg.codegen.tensor_cores", "Fragment": "tg.codegen.tensor_cores",
+         "DiskCache": "tg.support.kernel_cache", "CachedBinary": "tg.support.kernel_cache"}
 
 
 __getattr__ = lazy_attributes(__name__, _LAZY)
@@ -293,8 +298,8 @@ def declared_version(reference: str) -> int | None:
     return int(attr.strip()[1:])
 
 
-__all__ = ["HOOKSPEC_VERSION", "HOOK_NAMES", "OPTIONAL", "PROJECT", "Availability", "Backend", "Capabilities", "DType",
-           "Emitter", "Fragment", "KernelBuilder", "KernelCompiled", "KernelLaunched", "KernelParam", "LoweredKernel",
-           "LoweringPass", "Ops", "Program", "PtrDType", "Runtime", "TensorCore", "TextRenderer", "UOp", "VecDType",
-           "buffer_params", "declared_version", "dtypes", "eliminate_dead", "format_uops", "hookimpl", "hookspec",
-           "replay"]
+__all__ = ["HOOKSPEC_VERSION", "HOOK_NAMES", "OPTIONAL", "PROJECT", "Availability", "Backend", "CachedBinary",
+           "Capabilities", "DType", "DiskCache", "Emitter", "Fragment", "KernelBuilder", "KernelCacheError",
+           "KernelCompiled", "KernelLaunched", "KernelParam", "LoweredKernel", "LoweringPass", "Ops", "Program",
+           "PtrDType", "Runtime", "TensorCore", "TextRenderer", "UOp", "VecDType", "buffer_params", "declared_version",
+           "dtypes", "eliminate_dead", "format_uops", "hookimpl", "hookspec", "replay"]

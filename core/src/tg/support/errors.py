@@ -29,3 +29,11 @@ class BackendWarning(UserWarning):
 
 class JitError(TgError):
     """A jitted function does something a replay could not reproduce; the message says what and the fix."""
+
+
+class KernelCacheError(BackendError):
+    """The on-disk kernel cache is unsafe or unusable; the message names the folder, the problem and the fix."""
+
+
+class KernelCacheWarning(UserWarning):
+    """A bad kernel cache entry (damaged, foreign, not a regular file) was removed; the kernel is rebuilt."""

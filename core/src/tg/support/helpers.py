@@ -36,7 +36,10 @@ ENVIRONMENT: dict[str, str] = {
     "TG_FUZZ_EXAMPLES": "Random programs the conformance kit's differential fuzzer (tg.testing.test_fuzz) compares "
                         "with the numpy backend (default 40).",
     "TG_CACHE_DIR": "Where plugins cache compiled kernels (default $XDG_CACHE_HOME/tg, else ~/.cache/tg), "
-                    "each under a folder of its own.",
+                    "each under a folder of its own. Created 0700; a folder owned by another user or writable by "
+                    "group or others is refused. `tg cache` shows it, `tg cache clear` empties it.",
+    "TG_CACHE_MAX_MB": "Bound on the kernel cache in megabytes (default 512); past it, the kernels used least "
+                       "recently are removed.",
 }
 
 T = TypeVar("T", int, float, str, bool)

@@ -1,17 +1,17 @@
 """The C compiler and its on-disk cache of kernel binaries.
 
-``clang`` (or ``TG_CC``) compiles each kernel to a shared object through tg's early-exec helper.  Binaries are
-cached in ``TG_CACHE_DIR`` (default ``$XDG_CACHE_HOME/tg``, else ``~/.cache/tg``), under ``clang/``, named by a
-hash of the source, the compiler (resolved path, size and time stamp, so an upgrade misses), the flags and the
-host CPU (``-march=native``).  A binary is written to a temporary file and renamed into place, so processes
-compiling the same kernel at once never see half a file; an entry that does not load (truncated, corrupt) is
-deleted and rebuilt (an incomplete ELF file is caught before ``dlopen``, which would crash on it).  Looking a
-kernel up never starts a process: a cache hit costs a hash, a look at the ELF headers and a ``dlopen``.
+``clang`` (or ``TG_CC``) compiles each kernel to a shared object through tg's early-exec helper, in a private
+temporary folder.  Binaries are kept in core's kernel cache (:class:`tg.hooks.DiskCache`: ``TG_CACHE_DIR``,
+default ``$XDG_CACHE_HOME/tg``, else ``~/.cache/tg``, under ``clang/``; private folders, entries checked
+against the digest recorded when they were built, size-bounded), named by a hash of the source, the compiler
+(resolved path, size and time stamp, so an upgrade misses), the flags and the host CPU (``-march=native``).
+An entry that fails the checks, or does not load (an incomplete ELF file is caught before ``dlopen``, which
+would crash on it), is removed with a warning and rebuilt.  Looking a kernel up never starts a process: a
+cache hit costs reading and hashing the file, a look at its ELF headers and a ``dlopen``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import hashlib
@@ -22,11 +22,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from tg.hooks import DiskCache
 from tg.support.errors import BackendError
 
 #: Bumped whenever the emitted C or the flags change meaning, so stale binaries are never reused.
 CACHE_VERSION = "1"
 DEBIAN_PACKAGE = "clang"
+#: tg-clang's folder in the kernel cache.
+CACHE_PLUGIN = "clang"
 #: IEEE semantics are kept (no -ffast-math): inf, nan, signed zeros and denormals behave as numpy's.
 #: -fwrapv: signed integers wrap like the IR's; -fno-math-errno only lets sqrt be an instruction.
 BASE_FLAGS = ("-std=gnu11", "-O2", "-march=native", "-fPIC", "-shared", "-fwrapv", "-fno-math-errno",
@@ -86,13 +89,8 @@ def require_compiler() -> str:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("TG_CACHE_DIR", "").strip()
-    if root:
-        base = Path(root)
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-        base = (Path(xdg) if xdg else Path.home() / ".cache") / "tg"
-    return base / "clang"
+    """The folder of tg-clang's kernel cache (created on first use)."""
+    return DiskCache(CACHE_PLUGIN).directory
 
 
 @functools.cache
@@ -139,46 +137,43 @@ def compile_to(source: str, output: Path, compiler: str, flags: tuple[str, ...])
 
 
 class KernelCache:
-    """Compiles kernels into the disk cache and loads them; counts hits and misses (for tests and benchmarks)."""
+    """Compiles kernels into the disk cache and loads them; counts hits and misses (for tests and benchmarks).
+
+    ``directory`` is a cache root to use instead of ``TG_CACHE_DIR`` (kernels go to its ``clang/`` folder)."""
 
     def __init__(self, directory: Path | None = None, flags: tuple[str, ...] | None = None):
-        self.directory = directory
+        self.disk = DiskCache(CACHE_PLUGIN, suffix=".so", root=directory)
         self.flags = flags if flags is not None else default_flags()
         self.hits = 0
         self.misses = 0
 
     def path_for(self, source: str) -> Path:
-        compiler = require_compiler()
-        return (self.directory or cache_dir()) / f"{cache_key(source, compiler, self.flags)}.so"
+        return self.disk.directory / self.disk.name(cache_key(source, require_compiler(), self.flags))
 
     def load(self, source: str, symbol: str) -> tuple[ctypes.CDLL, bool]:
         """The loaded library that exports ``symbol``, compiled if needed; and whether it came from the cache."""
         compiler = require_compiler()
-        path = self.path_for(source)
-        if path.exists():
-            lib = _try_load(path, symbol)
+        key = cache_key(source, compiler, self.flags)
+        entry = self.disk.get(key)
+        if entry is not None:
+            lib = _try_load(entry.path, symbol)
             if lib is not None:
                 self.hits += 1
                 return lib, True
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()  # corrupt or truncated: rebuild it
+            self.disk.discard(key, f"does not load or lacks '{symbol}'")
         self.misses += 1
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
-        os.close(fd)
-        try:
-            compile_to(source, Path(tmp), compiler, self.flags)
-            os.replace(tmp, path)  # atomic: a concurrent reader sees the old file, the new one, or none
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        lib = _try_load(path, symbol)
+        with tempfile.TemporaryDirectory(prefix="tg-clang-") as tmp:  # private (0700), the compiler writes here
+            output = Path(tmp) / "kernel.so"
+            compile_to(source, output, compiler, self.flags)
+            entry = self.disk.put(key, output.read_bytes())
+        lib = _try_load(entry.path, symbol)
         if lib is None:
-            raise CompileError(f"tg-clang: the freshly compiled kernel {path} does not load or lacks '{symbol}'")
+            raise CompileError(f"tg-clang: the freshly compiled kernel {entry.location} does not load or lacks "
+                               f"'{symbol}'")
         return lib, False
 
 
-def elf_complete(path: Path) -> bool:
+def elf_complete(path: Path | str) -> bool:
     """Whether ``path`` is a whole 64-bit ELF file: every segment and the section table lie inside it.
 
     Checked before ``dlopen``, because mapping a truncated shared object crashes the process (SIGBUS)
@@ -204,7 +199,7 @@ def elf_complete(path: Path) -> bool:
     return True
 
 
-def _try_load(path: Path, symbol: str) -> ctypes.CDLL | None:
+def _try_load(path: Path | str, symbol: str) -> ctypes.CDLL | None:
     if not elf_complete(path):
         return None
     try:
