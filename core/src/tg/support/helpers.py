@@ -35,6 +35,8 @@ ENVIRONMENT: dict[str, str] = {
                      "mulacc, tensor_cores, group_size=N, vector_width=N, upcast=N, launch_dims=N, no_<dtype>.",
     "TG_CACHE_DIR": "Where plugins cache compiled kernels (default $XDG_CACHE_HOME/tg, else ~/.cache/tg), "
                     "each under a folder of its own.",
+    "TG_EXEC_TIMEOUT": "Seconds an external command (a compiler, an assembler) may run before tg kills it with "
+                       "every process it started and raises an error naming it (default 120; 0: no limit).",
 }
 
 T = TypeVar("T", int, float, str, bool)
