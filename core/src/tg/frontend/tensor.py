@@ -7,8 +7,6 @@ programs and tests can rely on them.  Dtype promotion is documented in :mod:`tg.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
@@ -16,6 +14,7 @@ import numpy as np
 from tg.engine.device import canonical_name
 from tg.engine.realize import current_recorder, realize
 from tg.frontend import function as F
+from tg.frontend.grad_mode import GradModeMeta
 from tg.frontend.host_data import shape_arg, to_numpy
 from tg.frontend.movement import MovementMixin
 from tg.frontend.nn_ops import NNMixin
@@ -31,12 +30,15 @@ Float: TypeAlias = float
 Bool: TypeAlias = bool
 
 
-class Tensor(MovementMixin, ReductionMixin, NNMixin):
-    """An n-dimensional array on a backend, with gradients."""
+class Tensor(MovementMixin, ReductionMixin, NNMixin, metaclass=GradModeMeta):
+    """An n-dimensional array on a backend, with gradients.
+
+    ``Tensor.no_grad`` is the calling thread's grad mode (see :mod:`tg.frontend.grad_mode`); ``Tensor.training``
+    is one flag for the process (modules in :mod:`tg.nn` follow their own ``training`` instead).
+    """
 
     __slots__ = ("_ctx", "grad", "lazydata", "requires_grad")
     training: ClassVar[bool] = False
-    no_grad: ClassVar[bool] = False
     _rng: ClassVar[np.random.Generator] = np.random.default_rng()
 
     def __init__(self, data: Any, dtype: DType | str | None = None, device: str | None = None,
@@ -587,14 +589,3 @@ def _random(draw: Any, shape: tuple[Any, ...], dtype: DType | str | None, device
         return np.asarray(draw(size)).astype(dt.np)
 
     return Tensor(LazyBuffer.from_numpy(redraw(), canonical_name(device), redraw), requires_grad=requires_grad)
-
-
-@contextmanager
-def no_grad() -> Iterator[None]:
-    """Within this block, operations record no autograd graph."""
-    previous = Tensor.no_grad
-    Tensor.no_grad = True
-    try:
-        yield
-    finally:
-        Tensor.no_grad = previous
