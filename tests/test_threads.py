@@ -1,4 +1,5 @@
-"""Threads: grad mode is per thread, and training in several threads at once gives the sequential results."""
+"""Threads: grad mode and jit tracing are per thread, and training in several threads at once gives the sequential
+results."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+import tg
 from tg import Tensor, nn, no_grad
 from tg.engine import device
+from tg.engine.realize import current_recorder
 from tg.optim import SGD
 
 T = TypeVar("T")
@@ -120,3 +123,55 @@ def test_four_threads_train_four_models_like_one_after_another(device_name: str 
     for seed, (alone, together) in enumerate(zip(sequential, concurrent)):
         for a, b in zip(alone, together):
             np.testing.assert_array_equal(b, a, err_msg=f"model {seed} trained differently in a thread on {name}")
+
+
+# -- jit ----------------------------------------------------------------------------------------------------------
+
+
+def test_item_in_one_thread_while_another_traces() -> None:
+    capturing, read = threading.Event(), threading.Event()
+
+    @tg.jit
+    def step(x: Tensor) -> Tensor:
+        recorder = current_recorder()
+        if recorder is not None and recorder.refuse_reads_for:  # the capture: the other thread reads meanwhile
+            capturing.set()
+            assert read.wait(JOIN_S)
+        return x * 2 + 1
+
+    def tracer() -> list[float]:
+        return [step(Tensor(np.full(3, float(k), dtype=np.float32))).tolist() for k in range(5)][-1]
+
+    def reader() -> float:
+        assert capturing.wait(JOIN_S)
+        try:
+            return (Tensor([1.0, 2.0]) * 3).sum().item()  # a read is refused only in the capturing thread
+        finally:
+            read.set()
+
+    traced, value = in_threads(lambda i: tracer() if i == 0 else reader(), n=2)
+    assert value == 9.0
+    assert traced == [9.0, 9.0, 9.0] and step.replays == 2
+
+
+@pytest.mark.parametrize("device_name", ["numpy", None], ids=["numpy", "default"])
+def test_one_jitted_function_called_from_four_threads(device_name: str | None) -> None:
+    name = device.canonical_name(device_name)
+
+    @tg.jit
+    def affine(x: Tensor, w: Tensor) -> Tensor:  # two kernels: the second reads the first's intermediate buffer
+        return (x * w).sum(axis=0).contiguous().exp2() + 1
+
+    w_host = np.linspace(-1, 1, 512, dtype=np.float32)
+    w = Tensor(w_host, device=name).realize()
+
+    def calls(i: int) -> list[bool]:
+        ok = []
+        for k in range(12):
+            x = np.full((64, 512), (i * 12 + k) / 100, dtype=np.float32)
+            want = np.exp2((x * w_host).sum(axis=0)) + 1
+            ok.append(bool(np.allclose(affine(Tensor(x, device=name), w).numpy(), want, rtol=1e-4)))
+        return ok
+
+    assert in_threads(calls) == [[True] * 12] * 4
+    assert affine.replays == 4 * 12 - 3
