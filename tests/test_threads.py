@@ -1,18 +1,25 @@
-"""Threads: grad mode and jit tracing are per thread, and training in several threads at once gives the sequential
-results."""
+"""Threads: grad mode and jit tracing are per thread, training in several threads at once gives the sequential
+results, and plugins load once however many threads ask for them first."""
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Callable
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import pytest
 import tg
 from tg import Tensor, nn, no_grad
+from tg.backends.discovery import PluginInfo, PluginRegistry
+from tg.backends.selection import candidates, resolve
 from tg.engine import device
 from tg.engine.realize import current_recorder
+from tg.hooks import HOOKSPEC_VERSION
 from tg.optim import SGD
 
 T = TypeVar("T")
@@ -175,3 +182,97 @@ def test_one_jitted_function_called_from_four_threads(device_name: str | None) -
 
     assert in_threads(calls) == [[True] * 12] * 4
     assert affine.replays == 4 * 12 - 3
+
+
+# -- plugins ------------------------------------------------------------------------------------------------------
+
+_SLOW_PLUGIN = '''
+"""A plugin whose import takes a while, so that threads asking for it at once overlap."""
+import time
+from tg import hooks
+from tg.backends.contract import Emitter, Runtime
+from tg.hooks import Program
+
+time.sleep(0.5)
+
+
+class SlowEmitter(Emitter):
+    language = target = "{name}"
+
+    def render(self, kernel):
+        return Program.of(kernel, kernel.name)
+
+
+class SlowRuntime(Runtime):
+    language = name = "{name}"
+    priority = -1
+
+    def compile(self, program):
+        return program.source
+
+    def launch(self, program, binary, buffers, values):
+        return None
+
+    def alloc(self, nbytes):
+        return bytearray(nbytes)
+
+    def copyin(self, buffer, host):
+        buffer[:] = host
+
+    def copyout(self, host, buffer):
+        host[:] = buffer
+
+
+@hooks.hookimpl
+def tg_emitters():
+    return [SlowEmitter()]
+
+
+@hooks.hookimpl
+def tg_runtimes():
+    return [SlowRuntime()]
+'''
+
+
+@pytest.fixture
+def strict(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[warnings.WarningMessage]]:
+    """TG_STRICT_PLUGINS=1 and every warning recorded (a spurious one fails the test as surely as an error)."""
+    monkeypatch.setenv("TG_STRICT_PLUGINS", "1")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
+def test_first_use_of_a_slow_plugin_from_four_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      strict: list[warnings.WarningMessage]) -> None:
+    name = f"slow{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"tg_{name}.py").write_text(_SLOW_PLUGIN.replace("{name}", name))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("TG_PLUGINS", "")  # only the built-in numpy plugin, and the one added below
+    reg = PluginRegistry()
+    reg.plugins[name] = PluginInfo(name, f"tg_{name}", f"tg-{name}", "1.0", HOOKSPEC_VERSION)
+    try:
+        backends = in_threads(lambda i: resolve(name, None, reg))
+    finally:
+        sys.modules.pop(f"tg_{name}", None)
+    assert [b.name for b in backends] == [name] * 4
+    assert len({id(b.emitter) for b in backends}) == 1, "the plugin was registered once"
+    assert reg.plugins[name].state == "loaded"
+    assert [str(w.message) for w in strict] == []
+
+
+def test_first_use_of_the_installed_plugins_from_four_threads(monkeypatch: pytest.MonkeyPatch,
+                                                              strict: list[warnings.WarningMessage]) -> None:
+    monkeypatch.delenv("TG_PLUGINS", raising=False)
+    reg = PluginRegistry()
+    found = in_threads(lambda i: [b.name for b in candidates(reg)])
+    assert found[0] and all(names == found[0] for names in found), found
+    assert "numpy" in found[0]
+    assert [str(w.message) for w in strict] == []
+
+
+def test_first_use_of_a_device_from_four_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(device, "_states", {})
+    monkeypatch.setattr(device, "_default", None)
+    states = in_threads(lambda i: device.device_state(None))
+    assert len({id(s) for s in states}) == 1
