@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import importlib
 import os
+import pickle
+import signal
 import subprocess
 import sys
 import time
@@ -55,6 +57,66 @@ def test_unpicklable_exception_becomes_runtime_error_naming_it() -> None:
     with pytest.raises(RuntimeError, match=r"TwoArgError: x-y") as info:
         next(it)
     assert isinstance(info.value.__cause__, RemoteTraceback)
+
+
+def _refuse_to_unpickle(text: str) -> None:
+    raise ValueError(f"refused: {text}")
+
+
+class _UnpicklesNowhere:
+    """Pickles fine in the child; unpickling it (in the parent) raises ValueError."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return _refuse_to_unpickle, ("third item",)
+
+
+def test_an_item_that_fails_to_unpickle_names_its_index_after_the_items_before_it() -> None:
+    def items() -> Iterator[object]:
+        yield 0
+        yield "one"
+        yield _UnpicklesNowhere()
+        yield 3
+        time.sleep(60)
+
+    it = cross_process(items)()
+    time.sleep(1.0)  # all four frames are in the pipe, so one read takes them together
+    assert next(it) == 0
+    assert next(it) == "one"
+    with pytest.raises(pickle.UnpicklingError) as info:
+        next(it)
+    message = str(info.value)
+    assert "item 2 of" in message and "items" in message and "ValueError: refused: third item" in message, message
+    assert "Fix:" in message
+    assert isinstance(info.value.__cause__, ValueError)
+    assert process_gone(it.pid, within=2), "the child was stopped"
+    assert list(it) == []
+
+
+def test_child_of_a_killed_parent_exits_quietly() -> None:
+    parent_code = (
+        "import os, time\n"
+        "from tg.support.cross_process import cross_process\n"
+        "def items():\n"
+        "    for _ in range(400):\n"
+        "        yield os.getpid()\n"
+        "        time.sleep(0.05)\n"
+        "it = cross_process(items)()  # kept: collecting it would stop the child\n"
+        "print(next(it), flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=env)
+    try:
+        assert parent.stdout is not None and parent.stderr is not None
+        child = int(parent.stdout.readline())
+        assert parent.wait(timeout=10) == -signal.SIGKILL
+        assert process_gone(child, within=5), "the child kept running for its parent's 20 s of items"
+        stderr = parent.stderr.read().decode()  # the child shares the pipe: it is closed once the child is gone
+        assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    finally:
+        parent.kill()
+        parent.wait()
 
 
 def test_closure_over_locals() -> None:

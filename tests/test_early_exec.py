@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import math
 import os
 import signal
 import subprocess
@@ -13,7 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tg.support.early_exec import EarlyExec, EarlyExecError, early_exec, enable_early_exec
+from tg.support.early_exec import (
+    DEFAULT_TIMEOUT,
+    EarlyExec,
+    EarlyExecError,
+    EarlyExecTimeout,
+    command_timeout,
+    early_exec,
+    enable_early_exec,
+)
+from tg.support.errors import TgError
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ is no package; import _timeouts in any import mode
 from _timeouts import process_gone, time_limit
@@ -90,6 +101,149 @@ def test_timeout_raises_timeout_expired() -> None:
     with pytest.raises(subprocess.TimeoutExpired):
         early_exec([PY, "-c", "import time; time.sleep(20)"], timeout=0.5)
     assert time.monotonic() - start < 10
+
+
+# A command that starts a grandchild in its own process group, prints both pids, then sleeps.
+_PARENT_OF_SLEEPER = (
+    "import subprocess, sys, time\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+    "print(child.pid, flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def _pids(text: bytes | str | None) -> list[int]:
+    return [int(word) for word in (text.decode() if isinstance(text, bytes) else text or "").split()]
+
+
+def test_timeout_from_the_environment_kills_the_whole_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_EXEC_TIMEOUT", "1")
+    start = time.monotonic()
+    with pytest.raises(EarlyExecTimeout) as info:
+        early_exec([PY, "-c", _PARENT_OF_SLEEPER])
+    assert time.monotonic() - start < 10
+    exc = info.value
+    assert isinstance(exc, subprocess.TimeoutExpired) and isinstance(exc, TgError)
+    message = str(exc)
+    assert PY in message and "time.sleep(60)" in message, "the error names the command"
+    assert "within 1 s" in message and "raise TG_EXEC_TIMEOUT" in message, message
+    (grandchild,) = _pids(exc.output)  # what it printed before the limit comes back too
+    assert process_gone(grandchild), "the command's child was killed with it"
+    assert early_exec(["echo", "next"]) == b"next\n", "the helper serves on"
+
+
+def test_timeout_of_the_caller_is_named_as_such() -> None:
+    with pytest.raises(EarlyExecTimeout, match=r"within 0.5 s.*pass a larger timeout") as info:
+        early_exec([PY, "-c", "import sys, time; sys.stderr.write('stuck'); sys.stderr.flush(); time.sleep(20)"],
+                   timeout=0.5)
+    assert "TG_EXEC_TIMEOUT" not in str(info.value) and "stuck" in str(info.value)
+
+
+def test_command_timeout_reads_tg_exec_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TG_EXEC_TIMEOUT", raising=False)
+    assert command_timeout() == (DEFAULT_TIMEOUT, True)
+    assert command_timeout(3) == (3.0, False)
+    assert command_timeout(0) == (None, False) and command_timeout(math.inf) == (None, False)
+    monkeypatch.setenv("TG_EXEC_TIMEOUT", "0")
+    assert command_timeout() == (None, True)
+    assert early_exec(["echo", "unlimited"]) == b"unlimited\n"
+    for bad in ("-1", "soon"):
+        monkeypatch.setenv("TG_EXEC_TIMEOUT", bad)
+        with pytest.raises(ValueError, match="TG_EXEC_TIMEOUT"):
+            early_exec(["true"])
+
+
+def test_a_child_left_in_the_background_does_not_block() -> None:
+    start = time.monotonic()
+    out = early_exec(["sh", "-c", "sleep 30 & echo $!"])  # the sleep holds the command's stdout and stderr
+    (background,) = _pids(out)
+    try:
+        assert time.monotonic() - start < 10
+        assert not process_gone(background, within=0), "a finished command's background children are its business"
+    finally:
+        os.kill(background, signal.SIGKILL)
+    assert process_gone(background)
+
+
+def test_output_written_before_exit_is_complete_while_a_background_child_holds_the_pipe() -> None:
+    code = ("import subprocess, sys; subprocess.Popen(['sleep', '30']); "
+            "sys.stdout.buffer.write(b'x' * (3 << 20)); sys.stdout.flush(); subprocess.run(['pgrep', '-g', '0'])")
+    out = early_exec([PY, "-c", code])
+    assert out[: 3 << 20] == b"x" * (3 << 20)
+    group = _pids(out[3 << 20 :])
+    for pid in group:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert all(process_gone(pid) for pid in group)
+
+
+def test_helper_started_by_a_thread_that_ended_keeps_serving() -> None:
+    # PR_SET_PDEATHSIG fires when the starting *thread* ends; the helper must tell that from its parent's death.
+    made: list[EarlyExec] = []
+
+    def start() -> None:
+        made.append(EarlyExec())
+        made[0](["true"])  # the helper is serving, so it watches its parent by now
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    starter.join()
+    (helper,) = made
+    try:
+        pid = helper.pid
+        assert pid is not None and not process_gone(pid, within=1.0)
+        assert helper(["echo", "alive"]) == b"alive\n" and helper.pid == pid
+    finally:
+        helper.close()
+
+
+def _writes_pids_then_sleeps(path: Path) -> str:
+    """A command that starts a grandchild, writes its own pid and the grandchild's into path, then sleeps."""
+    return (f"import os, subprocess, sys, time\n"
+            f"child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            f"open({str(path)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+            f"time.sleep(60)\n")
+
+
+def _wait_for_pids(path: Path) -> list[int]:
+    deadline = time.monotonic() + 20
+    while not (path.exists() and len(path.read_text().split()) == 2) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return _pids(path.read_text())
+
+
+def test_helper_killed_mid_command_takes_the_command_with_it(own_helper: EarlyExec, tmp_path: Path) -> None:
+    own_helper(["true"])
+    helper = own_helper.pid
+    assert helper is not None
+    pids = tmp_path / "pids"
+    threading.Thread(target=lambda: (_wait_for_pids(pids), os.kill(helper, signal.SIGKILL))).start()
+    with pytest.raises(ChildProcessError):
+        own_helper([PY, "-c", _writes_pids_then_sleeps(pids)])
+    command, grandchild = _pids(pids.read_text())
+    assert process_gone(command) and process_gone(grandchild), "the command's process group outlived the helper"
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_helper_and_its_command_die_with_the_parent(how: signal.Signals, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    command = _writes_pids_then_sleeps(pids)
+    parent_code = ("import sys; from tg.support.early_exec import early_exec, enable_early_exec\n"
+                   "print(enable_early_exec().pid, flush=True)\n"
+                   f"early_exec([sys.executable, '-c', {command!r}])\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    parent = subprocess.Popen([PY, "-c", parent_code], stdout=subprocess.PIPE, env=env)
+    try:
+        assert parent.stdout is not None
+        helper = int(parent.stdout.readline())
+        command_pid, grandchild = _wait_for_pids(pids)
+        parent.send_signal(how)
+        parent.wait(timeout=10)
+        assert process_gone(helper), "the helper outlived its parent"
+        assert process_gone(command_pid) and process_gone(grandchild), "the command outlived the helper's parent"
+    finally:
+        parent.kill()
+        parent.wait()
 
 
 def test_helper_keeps_serving_after_errors() -> None:

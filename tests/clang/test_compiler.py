@@ -116,3 +116,46 @@ def test_compile_errors_carry_the_diagnostics(cache_dir: Path) -> None:
     with pytest.raises(CompileError, match="oops"):
         ClangRuntime().compile(bad)
     assert not list(cache_dir.glob("*.so"))
+
+
+def _hung_tool(folder: Path, name: str, pids: Path) -> Path:
+    """An executable ``folder/name`` that starts a child, writes both pids into ``pids`` and never finishes."""
+    tool = folder / name
+    tool.write_text(f"#!{sys.executable}\n"
+                    "import os, subprocess, sys, time\n"
+                    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+                    f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+                    "time.sleep(60)\n")
+    tool.chmod(0o755)
+    return tool
+
+
+def _gone(pid: int, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rpartition(")")[2].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_hung_compiler_times_out_with_its_group(cache_dir: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from tg.support.early_exec import EarlyExecTimeout
+
+    pids = tmp_path / "pids"
+    monkeypatch.setenv("TG_CC", str(_hung_tool(tmp_path, "hung-cc", pids)))
+    monkeypatch.setenv("TG_EXEC_TIMEOUT", "1")
+    start = time.monotonic()
+    with pytest.raises(EarlyExecTimeout) as info:
+        ClangRuntime().compile(fill_kernel(3.0))
+    assert time.monotonic() - start < 15
+    message = str(info.value)
+    assert "hung-cc" in message and "within 1 s" in message and "TG_EXEC_TIMEOUT" in message, message
+    compiler, child = (int(p) for p in pids.read_text().split())
+    assert _gone(compiler) and _gone(child), "the compiler or its child outlived the timeout"
+    assert not list(cache_dir.glob("*")), "a timed-out compile left a file in the cache"

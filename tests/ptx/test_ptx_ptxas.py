@@ -144,3 +144,20 @@ def test_excerpt_marks_each_line_ptxas_names() -> None:
     text = ptxas.excerpt(source, "ptxas k.ptx, line 10; error : bad")
     assert ">   10  line10" in text and "    7  line7" in text and "line14" not in text
     assert ptxas.excerpt(source, "no line here") == ""
+
+
+def test_a_hung_ptxas_times_out_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from tg.support.early_exec import EarlyExecTimeout
+
+    fake = tmp_path / "ptxas"
+    fake.write_text("#!/bin/sh\nexec sleep 60\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("TG_EXEC_TIMEOUT", "1")
+    assert ptxas.find_tool("ptxas") == str(fake)
+    start = time.monotonic()
+    with pytest.raises(EarlyExecTimeout, match=r"ptxas -arch=sm_80 .*within 1 s.*TG_EXEC_TIMEOUT"):
+        ptxas.assemble(P.all_programs()[0].ptx(), "sm_80", "stuck")
+    assert time.monotonic() - start < 15

@@ -15,12 +15,13 @@ from tg.support.version import __version__
 
 if TYPE_CHECKING:
     from tg.backends.contract import Capabilities
+    from tg.frontend.grad_mode import no_grad
     from tg.frontend.jit import JitFunction, jit
-    from tg.frontend.tensor import Tensor, no_grad
+    from tg.frontend.tensor import Tensor
     from tg.support.dtype import dtypes
 
 # Imported on first use, so `import tg` stays cheap (the helper processes import it too).
-_LAZY = {"Tensor": "tg.frontend.tensor", "no_grad": "tg.frontend.tensor", "dtypes": "tg.support.dtype",
+_LAZY = {"Tensor": "tg.frontend.tensor", "no_grad": "tg.frontend.grad_mode", "dtypes": "tg.support.dtype",
          "Capabilities": "tg.codegen.capabilities", "jit": "tg.frontend.jit", "JitFunction": "tg.frontend.jit"}
 
 

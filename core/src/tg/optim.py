@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from tg.frontend.tensor import Tensor, no_grad
+from tg.frontend.grad_mode import no_grad
+from tg.frontend.tensor import Tensor
 
 MAX_FUSED = 16  # parameters updated by one kernel at most (each adds a masked load to every element)
 

@@ -5,7 +5,8 @@ plugin's module is imported when its backend is asked for (or when automatic sel
 whatever goes wrong then (an import error, an unknown hook, a hook that raises, a name another plugin
 already took) is reported as a :class:`~tg.support.errors.PluginWarning` naming the plugin, its distribution
 and the cause, and the plugin is skipped.  ``TG_STRICT_PLUGINS=1`` raises :class:`~tg.support.errors.PluginError`
-instead.  ``TG_PLUGINS`` restricts which plugins may load.
+instead.  ``TG_PLUGINS`` restricts which plugins may load.  Loading is thread-safe: threads that ask for a
+plugin at once wait for the one that loads it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import threading
 import traceback
 import warnings
 from dataclasses import dataclass, field
@@ -80,6 +82,9 @@ class PluginRegistry:
         self.runtimes: dict[tuple[str, str], Runtime] = {}
         self._availability: dict[tuple[str, str], Availability] = {}
         self._loading: set[str] = set()  # plugins whose load is under way (guards owners loading each other)
+        # Held while a plugin loads or registers (re-entered when an owner loads first), so another thread never
+        # sees one half loaded; plugins load once per process, so the waiting is rare and short.
+        self._lock = threading.RLock()
         self._discover()
 
     # -- discovery (metadata only) -------------------------------------------------------------------
@@ -135,22 +140,27 @@ class PluginRegistry:
     def load(self, name: str) -> bool:
         """Import and register plugin ``name`` if not done yet; True when it is loaded and usable."""
         info = self.plugins[name]
-        if info.state != "not loaded" or name in self._loading:
+        if info.state != "not loaded":
             return info.state == "loaded"
-        self._loading.add(name)
-        try:
+        with self._lock:
+            if info.state != "not loaded" or name in self._loading:  # another thread loaded it meanwhile
+                return info.state == "loaded"
+            self._loading.add(name)
             try:
-                module = importlib.import_module(info.module)
-            except Exception as exc:  # any failure inside a plugin's import is the plugin's problem
-                self._fail(info, f"failed to import {info.module}: {_cause(exc)}", exc,
-                           f"reinstall or fix {info.distribution}, or exclude it with TG_PLUGINS")
-                return False
-            return self.register(info, module)
-        finally:
-            self._loading.discard(name)
+                try:
+                    module = importlib.import_module(info.module)
+                except Exception as exc:  # any failure inside a plugin's import is the plugin's problem
+                    self._fail(info, f"failed to import {info.module}: {_cause(exc)}", exc,
+                               f"reinstall or fix {info.distribution}, or exclude it with TG_PLUGINS")
+                    return False
+                return self.register(info, module)
+            finally:
+                self._loading.discard(name)
 
     def load_all(self) -> None:
-        for name in list(self.plugins):
+        with self._lock:
+            names = list(self.plugins)
+        for name in names:
             self.load(name)
 
     def register(self, info: PluginInfo, module: ModuleType | object) -> bool:
@@ -161,6 +171,10 @@ class PluginRegistry:
         that is another discovered plugin's name belongs to that plugin, which is loaded first: the name goes
         to its owner whichever of the two is asked for first.
         """
+        with self._lock:
+            return self._register(info, module)
+
+    def _register(self, info: PluginInfo, module: ModuleType | object) -> bool:
         hooks_before = set(vars(self.manager.hook))
         try:
             self.manager.register(module, name=info.name)
@@ -286,7 +300,11 @@ class PluginRegistry:
     def available(self, runtime: Runtime) -> Availability:
         """``runtime.available()``, asked once per registry; a probe that raises means unavailable."""
         key = (runtime.language, runtime.name)
-        if key not in self._availability:
+        if key in self._availability:
+            return self._availability[key]
+        with self._lock:  # a probe may be slow (it may start a driver): one thread runs it, the others wait
+            if key in self._availability:
+                return self._availability[key]
             try:
                 result = runtime.available()
                 if not isinstance(result, Availability):
@@ -335,14 +353,16 @@ def _version_remedy(info: PluginInfo) -> str:
 
 
 _registry: PluginRegistry | None = None
+_registry_lock = threading.Lock()
 
 
 def registry() -> PluginRegistry:
     """The process-wide registry, discovered on first use (never at ``import tg``)."""
     global _registry
-    if _registry is None:
-        _registry = PluginRegistry()
-    return _registry
+    with _registry_lock:
+        if _registry is None:
+            _registry = PluginRegistry()
+        return _registry
 
 
 def reset_registry() -> None:

@@ -8,6 +8,7 @@ text; observers registered through the hook spec hear of every compile and launc
 from __future__ import annotations
 
 import atexit
+import threading
 import time
 import warnings
 import weakref
@@ -135,18 +136,23 @@ def _notify(reg: PluginRegistry, hook: str, event: Any) -> None:
 
 _states: dict[str, DeviceState] = {}
 _default: str | None = None
+_first_use = threading.RLock()  # threads that first use a backend at once get one state (and one choice) for it
 
 
 def device_state(name: str | None = None) -> DeviceState:
     """The state of backend ``name`` (default: TG_BACKEND's choice), resolving it on first use."""
     name = canonical_name(name)
-    if name not in _states:
-        reg = registry()
-        target, runtime = parse_backend_list(name)[0]
-        if not _states:
-            atexit.register(_print_totals)
-        _states[name] = DeviceState(resolve(target, runtime, reg), reg)
-    return _states[name]
+    state = _states.get(name)
+    if state is not None:
+        return state
+    with _first_use:
+        if name not in _states:
+            reg = registry()
+            target, runtime = parse_backend_list(name)[0]
+            if not _states:
+                atexit.register(_print_totals)
+            _states[name] = DeviceState(resolve(target, runtime, reg), reg)
+        return _states[name]
 
 
 def _print_totals() -> None:
@@ -161,7 +167,9 @@ def canonical_name(name: str | None) -> str:
     global _default
     if name is None:
         if _default is None:
-            _default = select(getenv("TG_BACKEND", "")).name
+            with _first_use:
+                if _default is None:
+                    _default = select(getenv("TG_BACKEND", "")).name
         return _default
     if not isinstance(name, str) or "," in name:
         raise BackendError(f"device must be one backend name such as 'numpy' or 'ptx:emu', not {name!r}")
@@ -175,5 +183,6 @@ def canonical_name(name: str | None) -> str:
 def reset_devices() -> None:
     """Forget the chosen default and every backend's state (for tests that change TG_BACKEND)."""
     global _default
-    _default = None
-    _states.clear()
+    with _first_use:
+        _default = None
+        _states.clear()

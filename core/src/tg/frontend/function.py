@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from tg.frontend.grad_mode import grad_enabled
 from tg.graph.lazy import LazyBuffer
 from tg.support.dtype import dtypes
 from tg.support.ops import Ops
@@ -24,8 +25,7 @@ class Function:
 
     def __init__(self, *tensors: Tensor):
         self.needs_input_grad = [bool(t.requires_grad) for t in tensors]
-        grad_mode_off = bool(tensors) and type(tensors[0]).no_grad
-        self.requires_grad = self.differentiable and any(self.needs_input_grad) and not grad_mode_off
+        self.requires_grad = self.differentiable and any(self.needs_input_grad) and grad_enabled()
         self.parents = tensors if self.requires_grad else ()
 
     def forward(self, *args: Any, **kwargs: Any) -> LazyBuffer:

@@ -21,6 +21,9 @@ while capturing, because a replay cannot run that code.  Host data the function 
 the capture, except random numbers (``Tensor.rand`` and friends), which every replay draws anew; host
 data or kernels that differ between the second and third calls are an error, since a replay would
 silently repeat the third.
+
+Tracing is per thread: while one thread traces, others run (and read values) as usual.  Calls of one jitted
+function from several threads take turns, since a replay reuses the capture's intermediate buffers.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar
@@ -117,11 +121,13 @@ class JitFunction(Generic[P, R]):
     def __init__(self, fn: Callable[P, R]):
         self.fn = fn
         self.variants: dict[Any, _Variant] = {}
+        self._turn = threading.RLock()  # one call at a time: a replay writes the capture's intermediate buffers
         functools.update_wrapper(self, fn)
 
     def reset(self) -> None:
         """Forget every capture (the next call runs the function again)."""
-        self.variants.clear()
+        with self._turn:
+            self.variants.clear()
 
     @property
     def replays(self) -> int:
@@ -131,6 +137,10 @@ class JitFunction(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if current_recorder() is not None:  # called from a jitted function being traced: part of its trace
             return self.fn(*args, **kwargs)
+        with self._turn:
+            return self._call(args, kwargs)
+
+    def _call(self, args: Any, kwargs: Any) -> Any:
         flat, key = _flatten_arguments(self.fn, args, kwargs)
         tensors = [_ready_input(t) for t in flat]
         variant = self.variants.setdefault(key, _Variant())

@@ -168,6 +168,10 @@ class NNMixin:
             raise ValueError(f"dropout: p must be in [0, 1), got {p}")
         if not type(self).training or p == 0:
             return self
+        return self._dropout(p)
+
+    def _dropout(self: Tensor, p: float) -> Tensor:
+        """Dropout whatever ``Tensor.training`` says (nn.Dropout decides by its own flag)."""
         keep = type(self).rand(*self.shape, device=self.device) >= p
         return keep.where(self * (1 / (1 - p)), 0.0)
 

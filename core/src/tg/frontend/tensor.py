@@ -7,8 +7,6 @@ programs and tests can rely on them.  Dtype promotion is documented in :mod:`tg.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
@@ -18,6 +16,7 @@ from tg.engine.realize import current_recorder, realize
 from tg.frontend import deferred_checks
 from tg.frontend import function as F
 from tg.frontend.autograd import accumulate_grads
+from tg.frontend.grad_mode import GradModeMeta
 from tg.frontend.host_data import shape_arg, to_numpy
 from tg.frontend.inplace import InPlaceMixin
 from tg.frontend.movement import MovementMixin
@@ -35,12 +34,15 @@ Float: TypeAlias = float
 Bool: TypeAlias = bool
 
 
-class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin):
-    """An n-dimensional array on a backend, with gradients."""
+class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, metaclass=GradModeMeta):
+    """An n-dimensional array on a backend, with gradients.
+
+    ``Tensor.no_grad`` is the calling thread's grad mode (see :mod:`tg.frontend.grad_mode`); ``Tensor.training``
+    is one flag for the process (modules in :mod:`tg.nn` follow their own ``training`` instead).
+    """
 
     __slots__ = ("_ctx", "grad", "lazydata", "requires_grad")
     training: ClassVar[bool] = False
-    no_grad: ClassVar[bool] = False
     _rng: ClassVar[np.random.Generator] = np.random.default_rng()
 
     def __init__(self, data: Any, dtype: DType | str | None = None, device: str | None = None,
@@ -576,14 +578,3 @@ def _random(draw: Any, shape: tuple[Any, ...], dtype: DType | str | None, device
         return np.asarray(draw(size)).astype(dt.np)
 
     return Tensor(LazyBuffer.from_numpy(redraw(), canonical_name(device), redraw), requires_grad=requires_grad)
-
-
-@contextmanager
-def no_grad() -> Iterator[None]:
-    """Within this block, operations record no autograd graph."""
-    previous = Tensor.no_grad
-    Tensor.no_grad = True
-    try:
-        yield
-    finally:
-        Tensor.no_grad = previous

@@ -17,12 +17,7 @@ class Dropout(Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0:
             return x
-        previous = Tensor.training
-        Tensor.training = True  # Tensor.dropout reads the global flag; the module's own flag decided above
-        try:
-            return x.dropout(self.p)
-        finally:
-            Tensor.training = previous
+        return x._dropout(self.p)  # not Tensor.dropout: that reads Tensor.training, which other threads share
 
     def __repr__(self) -> str:
         return f"Dropout(p={self.p})"

@@ -9,6 +9,7 @@ gradient many times (Conv2d) put this barrier on their output, so the chain runs
 from __future__ import annotations
 
 from tg.frontend.function import Function
+from tg.frontend.grad_mode import grad_enabled
 from tg.frontend.tensor import Tensor
 from tg.graph.lazy import LazyBuffer
 
@@ -23,4 +24,4 @@ class _Barrier(Function):
 
 def materialize_grad(x: Tensor) -> Tensor:
     """``x`` unchanged; its gradient is computed once, into a buffer, before layers below use it."""
-    return _Barrier.apply(x) if x.requires_grad and not Tensor.no_grad else x
+    return _Barrier.apply(x) if x.requires_grad and grad_enabled() else x

@@ -62,15 +62,16 @@ def read_frame(inp: IO[bytes] | int) -> Any:
     return pickle.loads(read_payload(inp))
 
 
-def decode_frames(buffer: bytearray) -> list[Any]:
-    """Unpickle the complete frames at the start of buffer, removing them from it (for non-blocking reads)."""
+def split_frames(buffer: bytearray) -> list[bytes]:
+    """The pickled bytes of the complete frames at the start of buffer, removed from it (for non-blocking
+    reads); unpickling is the caller's, one frame at a time, so that a frame that fails spoils no other."""
     frames = []
     while len(buffer) >= _HEADER.size:
         (size,) = _HEADER.unpack_from(buffer)
         end = _HEADER.size + size
         if len(buffer) < end:
             break
-        frames.append(pickle.loads(buffer[_HEADER.size : end]))
+        frames.append(bytes(buffer[_HEADER.size : end]))
         del buffer[:end]
     return frames
 

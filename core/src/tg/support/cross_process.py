@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import functools
 import os
+import pickle
 import select
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 import cloudpickle
 
-from tg.support._frames import RemoteTraceback, decode_frames, helper_env, unpack_exception, write_payload
+from tg.support._frames import RemoteTraceback, helper_env, split_frames, unpack_exception, write_payload
 
 __all__ = ["ChildIterator", "RemoteTraceback", "cross_process"]
 
@@ -33,7 +34,8 @@ class ChildIterator(Generic[T]):
 
     _proc: subprocess.Popen[bytes] | None = None
 
-    def __init__(self, fn_blob: bytes, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def __init__(self, fn_blob: bytes, args: tuple[Any, ...], kwargs: dict[str, Any], name: str = "generator") -> None:
+        self.name = name
         request = cloudpickle.dumps((sys.path, fn_blob, cloudpickle.dumps((args, kwargs))))
         self._fd, write_fd = os.pipe()
         try:
@@ -49,7 +51,8 @@ class ChildIterator(Generic[T]):
         self._poller = select.poll()
         self._poller.register(self._fd, select.POLLIN)
         self._buffer = bytearray()
-        self._frames: collections.deque[Any] = collections.deque()
+        self._frames: collections.deque[bytes] = collections.deque()  # pickled, unpickled one at a time
+        self._items = 0  # items returned so far
         assert self._proc.stdin is not None
         try:
             write_payload(self._proc.stdin, request)
@@ -65,8 +68,18 @@ class ChildIterator(Generic[T]):
             if self._proc is None:
                 raise StopIteration
             self._fill()
-        kind, *rest = self._frames.popleft()
+        payload = self._frames.popleft()
+        try:
+            kind, *rest = pickle.loads(payload)
+        except Exception as exc:
+            self.close()  # like an exception in the child, this ends the iteration
+            raise pickle.UnpicklingError(
+                f"cross_process: item {self._items} of {self.name} (child pid {self.pid}) could not be unpickled "
+                f"in this process: {type(exc).__name__}: {exc}. The {self._items} item(s) before it were "
+                "returned; the child was stopped. Fix: yield objects this process can rebuild (classes "
+                "importable here, working __reduce__/__setstate__), or plain data") from exc
         if kind == "item":
+            self._items += 1
             item: T = rest[0]
             return item
         self._finish(_EXIT_GRACE_S)
@@ -87,7 +100,7 @@ class ChildIterator(Generic[T]):
             chunk = os.read(self._fd, 1 << 20)
             if chunk:
                 self._buffer += chunk
-                self._frames.extend(decode_frames(self._buffer))
+                self._frames.extend(split_frames(self._buffer))
                 return
         code = self._finish(1.0)
         raise ChildProcessError(f"cross_process child (pid {self.pid}) died early, with exit code {code}")
@@ -130,12 +143,15 @@ def cross_process(fn: Callable[P, Iterable[T]]) -> Callable[P, ChildIterator[T]]
 
     fn is cloudpickled once, here (closures work); each call's arguments are pickled per call. An exception in
     the child reaches the parent, after the items before it, as the same type and message, with the child's
-    traceback as __cause__; a child that dies raises ChildProcessError.
+    traceback as __cause__; a child that dies raises ChildProcessError; an item that cannot be unpickled here
+    raises pickle.UnpicklingError naming its index, after the items before it.  A child whose parent is gone
+    stops quietly at its next item.
     """
     fn_blob = cloudpickle.dumps(fn)
+    name = getattr(fn, "__qualname__", type(fn).__qualname__)
 
     @functools.wraps(fn)
     def gen(*args: P.args, **kwargs: P.kwargs) -> ChildIterator[T]:
-        return ChildIterator(fn_blob, args, kwargs)
+        return ChildIterator(fn_blob, args, kwargs, name)
 
     return gen

@@ -40,6 +40,8 @@ ENVIRONMENT: dict[str, str] = {
                     "group or others is refused. `tg cache` shows it, `tg cache clear` empties it.",
     "TG_CACHE_MAX_MB": "Bound on the kernel cache in megabytes (default 512); past it, the kernels used least "
                        "recently are removed.",
+    "TG_EXEC_TIMEOUT": "Seconds an external command (a compiler, an assembler) may run before tg kills it with "
+                       "every process it started and raises an error naming it (default 120; 0: no limit).",
 }
 
 T = TypeVar("T", int, float, str, bool)

@@ -246,8 +246,10 @@ class DiskCache:
             self._held = None
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):
+        try:  # at interpreter exit module globals may be gone already: the descriptors close with the process
             self.close()
+        except Exception:  # noqa: S110
+            pass
 
     def name(self, key: str) -> str:
         if not key or "/" in key or key.startswith(".") or "\0" in key:
