@@ -51,7 +51,7 @@ GRAPHS = [
     (lambda t: t[0].sum(0) * 2.0, [floats(300, 10)]),
     # rows of ten with a transposed operand: lanes down the rows, gathers at a stride of ten
     (lambda t: t[0] - t[1].T * 0.01, [floats(256, 10), floats(10, 256)]),
-    (lambda t: t[0].max(1) + (t[0] * 3.0).sum(1), [floats(200, 10)]),
+    (lambda t: t[0].amax(1) + (t[0] * 3.0).sum(1), [floats(200, 10)]),
     # a gradient-shaped matmul (reduction over the batch) and a matmul with a short output row
     (lambda t: t[0].T @ t[1], [floats(64, 90), floats(64, 40)]),
     (lambda t: t[0] @ t[1] + 1.0, [floats(70, 40), floats(40, 10)]),

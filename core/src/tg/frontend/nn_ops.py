@@ -91,7 +91,7 @@ def _pool2d_windows(x: Tensor, kernel_size: Any, stride: Any, padding: Any, fill
 
 
 def max_pool2d(x: Tensor, kernel_size: Any, stride: Any, padding: Any) -> Tensor:
-    return _pool2d_windows(x, kernel_size, stride, padding, float("-inf")).max((-2, -1))
+    return _pool2d_windows(x, kernel_size, stride, padding, float("-inf")).amax((-2, -1))
 
 
 def avg_pool2d(x: Tensor, kernel_size: Any, stride: Any, padding: Any) -> Tensor:

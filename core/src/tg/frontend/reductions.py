@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -17,6 +17,26 @@ from tg.support.dtype import DType, dtypes
 if TYPE_CHECKING:
     from tg.frontend.tensor import Tensor
 
+
+
+class MinMax(NamedTuple):
+    """What ``t.max(dim)`` and ``t.min(dim)`` return, as in PyTorch: ``values, indices = t.max(1)``."""
+
+    values: Tensor
+    indices: Tensor
+
+
+def _extreme(t: Tensor, op: str, dim: Any, keepdim: bool, axis: Any) -> Any:
+    if dim is not None and axis is not None:
+        raise TypeError(f"{op}() got both dim and axis: give one")
+    if axis is not None or dim is None:
+        return getattr(t, f"a{op}")(axis, keepdim)
+    if isinstance(dim, type(t)):
+        return t.maximum(dim) if op == "max" else t.minimum(dim)
+    if isinstance(dim, (tuple, list)):
+        raise TypeError(f"{op}(dim) takes one dim and returns (values, indices); for the values over several dims "
+                        f"use a{op}({tuple(dim)}) or {op}(axis={tuple(dim)})")
+    return MinMax(getattr(t, f"a{op}")(dim, keepdim), getattr(t, f"arg{op}")(dim, keepdim))
 
 
 class ReductionMixin:
@@ -50,16 +70,26 @@ class ReductionMixin:
             return x.float()._reduce(F.Sum, axis, keepdim, "sum").half()
         return x._reduce(F.Sum, axis, keepdim, "sum")  # an empty axis sums to 0, with its (empty) gradient
 
-    def max(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
+    def amax(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
+        """The largest values over ``axis`` (an int, a tuple, or None for all); NaN wins, as in numpy."""
         for a in self._axes(axis, "max"):
             if self.shape[a] == 0:
                 raise ValueError(f"max of an empty axis {a} (shape {self.shape}) has no identity")
         return self._reduce(F.Max, axis, keepdim, "max")
 
-    def min(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
+    def amin(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
         if self.dtype.is_float:
-            return -((-self).max(axis, keepdim))
-        return ~((~self).max(axis, keepdim))  # ~ reverses the order of ints and bools, without overflow
+            return -((-self).amax(axis, keepdim))
+        return ~((~self).amax(axis, keepdim))  # ~ reverses the order of ints and bools, without overflow
+
+    def max(self: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> Any:
+        """PyTorch's forms: ``t.max()`` the largest value; ``t.max(dim)`` a ``(values, indices)`` named tuple;
+        ``t.max(other)`` the elementwise maximum.  ``axis=`` (numpy's form) gives the values alone, like amax."""
+        return _extreme(self, "max", dim, keepdim, axis)
+
+    def min(self: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> Any:
+        """Like :meth:`max`, for the smallest values (indices from argmin)."""
+        return _extreme(self, "min", dim, keepdim, axis)
 
     def mean(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
         x = self._float()
@@ -76,7 +106,7 @@ class ReductionMixin:
         return self.var(axis, keepdim, correction).sqrt()
 
     def logsumexp(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
-        m = self._float().max(axis, keepdim=True)
+        m = self._float().amax(axis, keepdim=True)
         safe_m = m.where_finite()
         out = (self - safe_m).exp().sum(axis, keepdim=True).log() + safe_m
         return out if keepdim else out.reshape(tuple(s for i, s in enumerate(self.shape)
@@ -90,14 +120,14 @@ class ReductionMixin:
         x = self._float()
         if 0 in x.shape:  # nothing to normalise (PyTorch returns the empty tensor)
             return x
-        e = (x - x.max(axis, keepdim=True)).exp()
+        e = (x - x.amax(axis, keepdim=True)).exp()
         return e / e.sum(axis, keepdim=True)
 
     def log_softmax(self: Tensor, axis: int = -1) -> Tensor:
         x = self._float()
         if 0 in x.shape:
             return x
-        m = x - x.max(axis, keepdim=True)
+        m = x - x.amax(axis, keepdim=True)
         return m - m.exp().sum(axis, keepdim=True).log()
 
     def argmax(self: Tensor, axis: int | None = None, keepdim: bool = False) -> Tensor:
@@ -105,20 +135,20 @@ class ReductionMixin:
             return self.flatten().argmax(0)
         ax = normalize_axis(axis, self.ndim, "argmax")
         n = self.shape[ax]
-        is_max = self == self.max(ax, keepdim=True)
+        is_max = self == self.amax(ax, keepdim=True)
         if self.dtype.is_float:  # a NaN is the maximum (max propagates it) and its first position wins, as in numpy
             is_max = is_max | (self != self)  # noqa: PLR0124 - x != x is the NaN test
         shape = [1] * self.ndim
         shape[ax] = n
         countdown = type(self).arange(n, 0, -1, device=self.device).reshape(tuple(shape))
-        first = (is_max.cast(dtypes.int32) * countdown).max(ax, keepdim=keepdim)
+        first = (is_max.cast(dtypes.int32) * countdown).amax(ax, keepdim=keepdim)
         return (n - first).cast(dtypes.int32)
 
     def argmin(self: Tensor, axis: int | None = None, keepdim: bool = False) -> Tensor:
         return (-self if self.dtype.is_float else ~self).argmax(axis, keepdim)
 
     def any(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
-        return self.bool().max(axis, keepdim)
+        return self.bool().amax(axis, keepdim)
 
     def all(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
         return self.bool().logical_not().any(axis, keepdim).logical_not()

@@ -28,7 +28,7 @@ class MaxPool2d(Module):
         oh, ow = h // kh, w // kw
         if (oh * kh, ow * kw) != (h, w):
             x = x[..., :oh * kh, :ow * kw]
-        return x.reshape(x.shape[:-2] + (oh, kh, ow, kw)).max((-3, -1))
+        return x.reshape(x.shape[:-2] + (oh, kh, ow, kw)).amax((-3, -1))
 
     def __repr__(self) -> str:
         return f"MaxPool2d(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding})"

@@ -276,3 +276,23 @@ def test_a_kernel_past_32_bit_indices_is_refused_before_it_runs() -> None:
         Tensor.ones(2**31 + 10).sum().numpy()
     assert float(Tensor.ones(2**20).sum().numpy()) == 2**20
 
+
+def test_max_and_min_over_a_dim_give_values_and_indices() -> None:
+    """PyTorch's ``values, indices = t.max(1)`` (it used to unpack the rows of the values silently);
+    ``axis=`` and ``amax`` give the values alone, ``t.max(other)`` the elementwise maximum."""
+    x = np.array([[1.0, 5.0, 3.0], [7.0, -2.0, 7.0]], np.float32)
+    t = tensor(x, "float32")
+    values, indices = t.max(1)
+    np.testing.assert_array_equal(values.numpy(), [5.0, 7.0])
+    np.testing.assert_array_equal(indices.numpy(), [1, 0])
+    low = t.min(dim=0, keepdim=True)
+    np.testing.assert_array_equal(low.values.numpy(), [[1.0, -2.0, 3.0]])
+    np.testing.assert_array_equal(low.indices.numpy(), [[0, 1, 0]])
+    np.testing.assert_array_equal(t.max(axis=1).numpy(), [5.0, 7.0])
+    np.testing.assert_array_equal(t.amin(0).numpy(), [1.0, -2.0, 3.0])
+    assert float(t.max().numpy()) == 7.0
+    np.testing.assert_array_equal(t.max(tensor(np.full((2, 3), 4.0, np.float32), "float32")).numpy(),
+                                  np.maximum(x, 4.0))
+    with pytest.raises(TypeError, match="takes one dim"):
+        t.max((0, 1))
+
