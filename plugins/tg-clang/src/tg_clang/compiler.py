@@ -26,7 +26,7 @@ from tg.hooks import DiskCache
 from tg.support.errors import BackendError
 
 #: Bumped whenever the emitted C or the flags change meaning, so stale binaries are never reused.
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: entries end in core's build record (tg.hooks.DiskCache)
 DEBIAN_PACKAGE = "clang"
 #: tg-clang's folder in the kernel cache.
 CACHE_PLUGIN = "clang"
