@@ -234,6 +234,11 @@ class ShapeTracker:
 
     def __add__(self, other: ShapeTracker) -> ShapeTracker:
         """``self`` then ``other``: other's first view indexes the contiguous result of ``self``."""
+        if len(other.views) == 1 and len(self.views) == 1 and self.views[0].contiguous:
+            return other  # what _compose gives in that case (an equal tracker), without making it again
+        return self._compose(other)
+
+    def _compose(self, other: ShapeTracker) -> ShapeTracker:
         result = self
         for v in other.views:
             if v.contiguous and v.shape == result.shape:

@@ -29,7 +29,7 @@ from tg.graph.shapetracker import ShapeTracker
 from tg.support.dtype import DType, exact_key
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class KNode:
     """A node of a kernel's expression tree, evaluated at every index of the kernel's shape.
 
@@ -123,8 +123,9 @@ class _Fusing:
 # is a tuple whose first item is its kind:
 _NODE = 0    # (_NODE, fusing, base, view, reducing, memo key, nodes, out): inline ALU/CAST/CONTIGUOUS base seen
 #              through view; nodes collects its sources' nodes left to right, then its node is appended to out
-_ROOT = 1    # (_ROOT, fusing, base, view, False, None, nodes, None): the same for a kernel's output; then the kernel
+_ROOT = 1    # (_ROOT, fusing, base, None, False, None, nodes, None): the same for a kernel's output; then the kernel
 _REDUCE = 2  # (_REDUCE, fusing, base, None, True, None, nodes, None): a reduction's source, then the kernel
+#              (view None: the sources' own views)
 _LOAD = 3    # (_LOAD, fusing, base, view, memo key, out): base is scheduled now; a load of it is appended to out
 _COPY = 4    # (_COPY, base): base's source is scheduled now; so is the copy
 
@@ -159,8 +160,7 @@ class Scheduler:
             _, fusing, b, st, reducing, _, nodes, out = frame
             srcs = b.srcs
             memo = fusing.memo
-            descended = False
-            for i in range(len(nodes), len(srcs)):
+            for i in range(len(nodes), len(srcs)):  # from the first source without a node
                 s = srcs[i]
                 sb = s.base
                 sst = s.st if st is None else s.st + st
@@ -175,17 +175,15 @@ class Scheduler:
                     elif self._inline(fusing, sb, sst, reducing):
                         fusing.ops += 1
                         stack.append((_NODE, fusing, sb, sst, reducing, key, [], nodes))
-                        descended = True
                         break
                     elif id(sb) in scheduled:
                         node = self._load(fusing, sb, sst, key)
                     else:
                         stack.append((_LOAD, fusing, sb, sst, key, nodes))
                         self._start(sb, stack)
-                        descended = True
                         break
                 nodes.append(node)
-            if not descended:
+            else:  # every source has its node
                 stack.pop()
                 self._finish(frame)
 
@@ -236,7 +234,9 @@ class Scheduler:
         else:
             if b.op in (LazyOp.ALU, LazyOp.CAST):
                 fusing.ops += 1
-            stack.append((_ROOT, fusing, b, ShapeTracker.contiguous(b.shape), False, None, [], None))
+            # view None: the sources are seen as they are (an elementwise op's sources have its shape, so seen
+            # through its contiguous view they would be unchanged)
+            stack.append((_ROOT, fusing, b, None, False, None, [], None))
 
     @staticmethod
     def _load(fusing: _Fusing, b: LazyBuffer, st: ShapeTracker, key: tuple[int, Any]) -> KNode:
