@@ -121,7 +121,7 @@ class _Fusing:
 
 # The scheduler keeps its own stack of frames (graphs can be 100,000 ops deep, deeper than Python recursion).  A frame
 # is a tuple whose first item is its kind:
-_NODE = 0    # (_NODE, fusing, base, view, reducing, memo key, nodes, out): inline ALU/CAST/CONTIGUOUS base seen
+_NODE = 0    # (_NODE, fusing, base, view, reducing, memo key, nodes, out): an inlined ALU or CAST base seen
 #              through view; nodes collects its sources' nodes left to right, then its node is appended to out
 _ROOT = 1    # (_ROOT, fusing, base, None, False, None, nodes, None): the same for a kernel's output; then the kernel
 _REDUCE = 2  # (_REDUCE, fusing, base, None, True, None, nodes, None): a reduction's source, then the kernel
@@ -141,7 +141,8 @@ class Scheduler:
 
         Sources are visited depth first, left to right, and a source that needs a buffer of its own is
         scheduled before the kernel that loads it: the order a recursive walk would give, kept on a stack.
-        A source that is already a node (memo), a constant or a load of a scheduled buffer takes no frame.
+        A source that is already a node (memo), a constant or a load of a realized or scheduled buffer takes no
+        frame.
         """
         stack: list[tuple[Any, ...]] = []
         self._start(lb.base, stack)
