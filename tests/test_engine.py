@@ -122,6 +122,20 @@ def test_view_reshape_matches_numpy(shape: tuple[int, ...], strides: tuple[int, 
     np.testing.assert_array_equal(got, want)
 
 
+def test_composing_onto_a_contiguous_view_gives_the_other_view() -> None:
+    """``a + b`` with ``a`` one contiguous view and ``b`` one view is ``b`` (the scheduler's common case takes that
+    shortcut); the general composition must agree on every kind of view."""
+    base = ShapeTracker.contiguous((4, 6))
+    others = [base, base.reshape((24,)), base.reshape((2, 12)), base.permute((1, 0)), base.shrink(((1, 3), (0, 6))),
+              base.pad(((1, 0), (0, 2))), base.flip((0,)), base.reshape((4, 1, 6)).expand((4, 5, 6)),
+              ShapeTracker.contiguous((4, 6)).pad(((0, 0), (3, 3))).shrink(((0, 4), (2, 10)))]
+    for other in others:
+        assert len(other.views) == 1
+        assert base + other == base._compose(other) == other
+    two_views = base.permute((1, 0)).reshape((24,))
+    assert len(two_views.views) == 2 and base + two_views == base._compose(two_views)
+
+
 def test_training_like_loop_does_not_leak_buffers() -> None:
     rng = np.random.default_rng(0)
     w = Tensor(rng.standard_normal((8, 4)).astype(np.float32), requires_grad=True)

@@ -248,3 +248,47 @@ def test_an_emitter_that_returns_text_is_a_clear_error() -> None:
     (kernel,) = [i for i in create_schedule([(tg.Tensor([1.0, 2.0]) * 2).lazydata]) if hasattr(i, "ast")]
     with pytest.raises(tg.BackendError, match=r"returned str from render\(\), not a tg.hooks.Program"):
         build_program(kernel, state)
+
+
+def test_observers_hear_compiles_and_launches_and_cannot_break_them() -> None:
+    from tg.backends.numpy_backend import NumpyEmitter, NumpyRuntime
+    from tg.engine.device import Buffer, DeviceState
+    from tg.engine.realize import build_program
+    from tg.schedule.scheduler import create_schedule
+
+    events: list[Any] = []
+
+    class Observer:
+        def __init__(self, fail: bool = False):
+            self.fail = fail
+
+        @hooks.hookimpl
+        def tg_kernel_compiled(self, event: hooks.KernelCompiled) -> None:
+            events.append(event)
+
+        @hooks.hookimpl
+        def tg_kernel_launched(self, event: hooks.KernelLaunched) -> None:
+            if self.fail:
+                raise RuntimeError("observer bug")
+            events.append(event)
+
+    reg = PluginRegistry()
+    state = DeviceState(Backend(NumpyEmitter(Capabilities()), NumpyRuntime()), reg)
+    x = np.array([1.0, 2.0], np.float32)
+    (kernel,) = [i for i in create_schedule([(tg.Tensor(x) * 2).lazydata]) if hasattr(i, "ast")]
+    source = Buffer(state.backend, 2, dtypes.float32).copyin(x)
+
+    def run() -> np.ndarray:
+        out = Buffer(state.backend, 2, dtypes.float32)
+        state.launch(build_program(kernel, state), [out, source])
+        return out.numpy()
+
+    np.testing.assert_array_equal(run(), x * 2)
+    assert events == []  # nobody listens: nothing is sent
+    reg.manager.register(Observer(), "observer")
+    np.testing.assert_array_equal(run(), x * 2)
+    assert [type(e).__name__ for e in events] == ["KernelCompiled", "KernelLaunched"]
+    assert events[0].backend == events[1].backend == state.backend.name and events[1].program.name
+    reg.manager.register(Observer(fail=True), "failing")
+    with pytest.warns(RuntimeWarning, match="observer of tg_kernel_launched raised RuntimeError: observer bug"):
+        np.testing.assert_array_equal(run(), x * 2)

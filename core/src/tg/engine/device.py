@@ -106,7 +106,9 @@ class DeviceState:
         if not cached:
             self.binaries[key] = self.backend.runtime.compile(program)
         elapsed = time.perf_counter() - start
-        _notify(self.registry, "tg_kernel_compiled", KernelCompiled(self.backend.name, program, elapsed, cached))
+        observers = _observers(self.registry, "tg_kernel_compiled")
+        if observers is not None:
+            _notify(observers, "tg_kernel_compiled", KernelCompiled(self.backend.name, program, elapsed, cached))
         return self.binaries[key]
 
     def launch(self, kernel: ReadyKernel, buffers: list[Buffer]) -> None:
@@ -123,13 +125,20 @@ class DeviceState:
             print(f"*** {self.backend.name:<10} {self.kernel_count:4d} {prog.name:<32} shape {str(kernel.shape):<16} "
                   f"global {prog.global_size} local {prog.local_size}  {seconds * 1e6:9.1f} us  "
                   f"{bytes_moved / 1e6:8.3f} MB  {bytes_moved / max(seconds, 1e-9) / 1e9:7.2f} GB/s")
-        _notify(self.registry, "tg_kernel_launched",
-                KernelLaunched(self.backend.name, prog, measured, bytes_moved))
+        observers = _observers(self.registry, "tg_kernel_launched")
+        if observers is not None:  # no event is made when nobody listens (most launches of a training step)
+            _notify(observers, "tg_kernel_launched", KernelLaunched(self.backend.name, prog, measured, bytes_moved))
 
 
-def _notify(reg: PluginRegistry, hook: str, event: Any) -> None:
+def _observers(reg: PluginRegistry, hook: str) -> Any:
+    """The caller of observer hook ``hook``, or None when no plugin implements it."""
+    caller = getattr(reg.manager.hook, hook)
+    return caller if caller.get_hookimpls() else None
+
+
+def _notify(caller: Any, hook: str, event: Any) -> None:
     try:
-        getattr(reg.manager.hook, hook)(event=event)
+        caller(event=event)
     except Exception as exc:  # an observer must never break a computation
         warnings.warn(f"tg: an observer of {hook} raised {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=3)
 
@@ -141,6 +150,9 @@ _first_use = threading.RLock()  # threads that first use a backend at once get o
 
 def device_state(name: str | None = None) -> DeviceState:
     """The state of backend ``name`` (default: TG_BACKEND's choice), resolving it on first use."""
+    state = _states.get(name) if name is not None else None  # a key of _states is a canonical name already
+    if state is not None:
+        return state
     name = canonical_name(name)
     state = _states.get(name)
     if state is not None:

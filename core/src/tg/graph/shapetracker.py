@@ -12,11 +12,32 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from typing import Any, Generic, TypeVar, overload
 
 Shape = tuple[int, ...]
 Mask = tuple[tuple[int, int], ...]
+T = TypeVar("T")
+
+
+class cached_property(Generic[T]):  # noqa: N801 - used like functools.cached_property
+    """``functools.cached_property`` without its lock: before Python 3.12 it takes one on every first read, which
+    costs more than computing a view's properties, and the scheduler reads them on every view it makes."""
+
+    def __init__(self, fn: Callable[[Any], T]):
+        self.fn, self.name = fn, fn.__name__
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> cached_property[T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type) -> T: ...
+
+    def __get__(self, obj: object, owner: type) -> T | cached_property[T]:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.fn(obj)  # frozen dataclasses too: the instance dict is written
+        return value
 
 
 @functools.lru_cache(maxsize=4096)
@@ -174,9 +195,15 @@ class ShapeTracker:
     def is_contiguous(self) -> bool:
         return len(self.views) == 1 and self.views[0].contiguous
 
-    @property
+    @cached_property
     def has_mask(self) -> bool:
         return any(v.mask is not None for v in self.views)
+
+    @cached_property
+    def key(self) -> tuple[tuple[Any, ...], ...]:
+        """The views as plain tuples: equal exactly when the trackers are equal, and hashed and compared without
+        a Python call per view (kernel keys and the scheduler's memo hold it)."""
+        return tuple((v.shape, v.strides, v.offset, v.mask) for v in self.views)
 
     def size(self) -> int:
         return prod(self.shape)
@@ -207,6 +234,11 @@ class ShapeTracker:
 
     def __add__(self, other: ShapeTracker) -> ShapeTracker:
         """``self`` then ``other``: other's first view indexes the contiguous result of ``self``."""
+        if len(other.views) == 1 and len(self.views) == 1 and self.views[0].contiguous:
+            return other  # what _compose gives in that case (an equal tracker), without making it again
+        return self._compose(other)
+
+    def _compose(self, other: ShapeTracker) -> ShapeTracker:
         result = self
         for v in other.views:
             if v.contiguous and v.shape == result.shape:

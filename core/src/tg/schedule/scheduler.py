@@ -13,7 +13,9 @@ computed into a buffer of its own (by a kernel capped the same way) and loaded. 
 ops thus runs as ceil(N / MAX_FUSED_OPS) kernels, the one nearest the output full: no kernel's code grows
 with the graph, and a repeating chain gives kernels of one structure, compiled once.
 
-The graph is walked with explicit stacks, never one recursive call per node, so graphs of any depth schedule.
+The graph is walked with explicit stacks, never one recursive call per node, so graphs of any depth schedule.  A
+frame on the stack stands for a node being built; a source that needs no walk of its own (a node made already, a
+constant, a load of a buffer realized or scheduled) is handled where it is met, without a frame.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from tg.graph.shapetracker import ShapeTracker
 from tg.support.dtype import DType, exact_key
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class KNode:
     """A node of a kernel's expression tree, evaluated at every index of the kernel's shape.
 
@@ -46,9 +48,10 @@ class KNode:
 class Kernel:
     """One kernel: ``ast`` computes the value stored into ``output`` (a base LazyBuffer).
 
-    ``structure`` is the tree written flat as the scheduler built it, sources first: one ``(op, dtype, arg,
-    source positions)`` entry per node (a shared node once, constants keyed exactly so -0.0 is not 0.0).  Equal
-    trees give equal structures, so it keys compiled kernels without another walk of the tree.
+    ``structure`` is the tree written flat as the scheduler built it, sources first: one ``(op, dtype name, arg key,
+    source positions)`` entry per node (a shared node once; an op by name, a view as ``ShapeTracker.key``, a constant
+    by its exact key so -0.0 is not 0.0).  Equal trees give equal structures, so it keys compiled kernels without
+    another walk of the tree, hashed and compared without a Python call per entry.
     """
 
     ast: KNode
@@ -103,25 +106,28 @@ class _Fusing:
     """A kernel whose expression tree is being built: its memo of nodes by (base, view) and its op count."""
 
     kernel: Kernel
-    memo: dict[tuple[int, ShapeTracker], KNode] = field(default_factory=dict)
+    memo: dict[tuple[int, Any], KNode] = field(default_factory=dict)  # (id(base), view's key) -> node
     ops: int = 0
     entries: list[tuple[Any, ...]] = field(default_factory=list)  # the kernel's structure so far
 
-    def made(self, node: KNode) -> KNode:
-        """Record a new node's entry in the kernel's structure (its sources are recorded already)."""
+    def made(self, node: KNode, arg: Any) -> KNode:
+        """Record a new node's entry in the kernel's structure, with ``arg`` the key of its arg (its sources are
+        recorded already).  Views enter as their plain-tuple key and ops by name, so a kernel key is hashed and
+        compared in C; a constant's value enters as its exact key, so -0.0 is not 0.0."""
         node.position = len(self.entries)
-        arg = (exact_key(node.arg[0]), node.arg[1]) if node.op == "CONST" else node.arg  # a constant's value
         self.entries.append((node.op, node.dtype.name, arg, tuple([s.position for s in node.src])))
         return node
 
 
-# The scheduler's tasks, on one explicit stack (graphs can be 100,000 ops deep, deeper than Python recursion):
-_REALIZE = "realize"  # (_REALIZE, lb): schedule lb's base
-_VALUE = "value"      # (_VALUE, fusing, base, view, reducing): push base's node seen through view
-_NODE = "node"        # (_NODE, fusing, base, memo key): make base's node from its sources' nodes
-_LOAD = "load"        # (_LOAD, fusing, base, view, memo key): push a load of base, now scheduled
-_KERNEL = "kernel"    # (_KERNEL, fusing): the expression is built; the kernel is scheduled
-_COPY = "copy"        # (_COPY, base): its source is scheduled; so is the copy
+# The scheduler keeps its own stack of frames (graphs can be 100,000 ops deep, deeper than Python recursion).  A frame
+# is a tuple whose first item is its kind:
+_NODE = 0    # (_NODE, fusing, base, view, reducing, memo key, nodes, out): an inlined ALU or CAST base seen
+#              through view; nodes collects its sources' nodes left to right, then its node is appended to out
+_ROOT = 1    # (_ROOT, fusing, base, None, False, None, nodes, None): the same for a kernel's output; then the kernel
+_REDUCE = 2  # (_REDUCE, fusing, base, None, True, None, nodes, None): a reduction's source, then the kernel
+#              (view None: the sources' own views)
+_LOAD = 3    # (_LOAD, fusing, base, view, memo key, out): base is scheduled now; a load of it is appended to out
+_COPY = 4    # (_COPY, base): base's source is scheduled now; so is the copy
 
 
 class Scheduler:
@@ -135,108 +141,123 @@ class Scheduler:
 
         Sources are visited depth first, left to right, and a source that needs a buffer of its own is
         scheduled before the kernel that loads it: the order a recursive walk would give, kept on a stack.
+        A source that is already a node (memo), a constant or a load of a realized or scheduled buffer takes no
+        frame.
         """
-        tasks: list[tuple[Any, ...]] = [(_REALIZE, lb)]
-        nodes: list[KNode] = []  # finished nodes, taken by the task that waits for them
-        while tasks:
-            task = tasks.pop()
-            kind = task[0]
-            if kind == _VALUE:
-                self._value(task[1], task[2], task[3], task[4], tasks, nodes)
-            elif kind == _NODE:
-                fusing, b, key = task[1], task[2], task[3]
-                srcs = tuple(nodes[len(nodes) - len(b.srcs):])
-                del nodes[len(nodes) - len(b.srcs):]
-                node = self._node(b, srcs)
-                if node.position < 0:  # (CONTIGUOUS passes its source's node through)
-                    fusing.made(node)
-                if key is not None:
-                    fusing.memo[key] = node
+        stack: list[tuple[Any, ...]] = []
+        self._start(lb.base, stack)
+        scheduled, items = self._scheduled, self.items
+        while stack:
+            frame = stack[-1]
+            kind = frame[0]
+            if kind > _REDUCE:
+                stack.pop()
+                if kind == _LOAD:
+                    _, fusing, b, st, key, out = frame
+                    out.append(self._load(fusing, b, st, key))
+                else:
+                    items.append(HostCopy(frame[1], frame[1].srcs[0]))
+                continue
+            _, fusing, b, st, reducing, _, nodes, out = frame
+            srcs = b.srcs
+            memo = fusing.memo
+            for i in range(len(nodes), len(srcs)):  # from the first source without a node
+                s = srcs[i]
+                sb = s.base
+                sst = s.st if st is None else s.st + st
+                key = (id(sb), sst.key)
+                node = memo.get(key)
+                if node is None:
+                    if sb.realized is not None:
+                        node = self._load(fusing, sb, sst, key)
+                    elif sb.op is LazyOp.CONST:
+                        node = memo[key] = fusing.made(KNode("CONST", sb.dtype, (), (sb.arg, sst)),
+                                                       (exact_key(sb.arg), sst.key))
+                    elif self._inline(fusing, sb, sst, reducing):
+                        fusing.ops += 1
+                        stack.append((_NODE, fusing, sb, sst, reducing, key, [], nodes))
+                        break
+                    elif id(sb) in scheduled:
+                        node = self._load(fusing, sb, sst, key)
+                    else:
+                        stack.append((_LOAD, fusing, sb, sst, key, nodes))
+                        self._start(sb, stack)
+                        break
                 nodes.append(node)
-            elif kind == _LOAD:
-                fusing, b, st, key = task[1], task[2], task[3], task[4]
-                kernel = fusing.kernel
-                if b not in kernel.inputs:
-                    kernel.inputs.append(b)
-                node = fusing.made(KNode("LOAD", b.dtype, (), (kernel.inputs.index(b) + 1, st)))
-                fusing.memo[key] = node
-                nodes.append(node)
-            elif kind == _REALIZE:
-                self._start(task[1].base, tasks, nodes)
-            elif kind == _KERNEL:
-                fusing = task[1]
-                kernel = fusing.kernel
-                b, body = kernel.output, nodes.pop()
-                kernel.ast = fusing.made(KNode("REDUCE", b.dtype, (body,), b.arg)) if b.op is LazyOp.REDUCE else body
-                kernel.structure = tuple(fusing.entries)
-                self.items.append(kernel)
-            else:
-                assert kind == _COPY, kind
-                self.items.append(HostCopy(task[1], task[1].srcs[0]))
-        assert not nodes
+            else:  # every source has its node
+                stack.pop()
+                self._finish(frame)
 
-    def _start(self, b: LazyBuffer, tasks: list[tuple[Any, ...]], nodes: list[KNode]) -> None:
+    def _finish(self, frame: tuple[Any, ...]) -> None:
+        """All sources of ``frame``'s base have nodes: make its node, and finish its kernel if it is the output."""
+        kind, fusing, b, _, _, key, nodes, out = frame
+        op = b.op
+        if kind == _REDUCE:
+            node = fusing.made(KNode("REDUCE", b.dtype, (nodes[0],), b.arg), (b.arg[0]._name_, b.arg[1]))
+        elif op is LazyOp.ALU:
+            node = fusing.made(KNode("ALU", b.dtype, tuple(nodes), b.arg), b.arg._name_)
+        elif op is LazyOp.CAST:
+            node = fusing.made(KNode("CAST", b.dtype, tuple(nodes), b.arg), b.arg)
+        else:
+            assert op is LazyOp.CONTIGUOUS, f"cannot inline {op}"
+            node = nodes[0]  # passes its source's node through
+        if kind == _NODE:
+            fusing.memo[key] = node
+            out.append(node)
+        else:
+            self._scheduled_kernel(fusing, node)
+
+    def _scheduled_kernel(self, fusing: _Fusing, ast: KNode) -> None:
+        kernel = fusing.kernel
+        kernel.ast = ast
+        kernel.structure = tuple(fusing.entries)
+        self.items.append(kernel)
+
+    def _start(self, b: LazyBuffer, stack: list[tuple[Any, ...]]) -> None:
+        """Schedule base ``b`` (nothing if it is realized or scheduled): at once, or with frames for its sources."""
+        while b.op is LazyOp.COPY and b.realized is None and id(b) not in self._scheduled:
+            self._scheduled.add(id(b))
+            stack.append((_COPY, b))  # runs once the source, scheduled next, is
+            b = b.srcs[0].base
         if b.realized is not None or id(b) in self._scheduled:
             return
         self._scheduled.add(id(b))
         if b.op in (LazyOp.FROM_HOST, LazyOp.EMPTY):
             self.items.append(HostCopy(b, None))
             return
-        if b.op is LazyOp.COPY:
-            tasks.append((_COPY, b))
-            tasks.append((_REALIZE, b.srcs[0]))
-            return
         fusing = _Fusing(Kernel(KNode("CONST", b.dtype), b))  # placeholder ast until the sources are built
-        tasks.append((_KERNEL, fusing))
         if b.op is LazyOp.REDUCE:
-            src = b.srcs[0]
-            tasks.append((_VALUE, fusing, src.base, src.st, True))
+            stack.append((_REDUCE, fusing, b, None, True, None, [], None))
+        elif b.op is LazyOp.CONST:
+            st = ShapeTracker.contiguous(b.shape)
+            node = fusing.made(KNode("CONST", b.dtype, (), (b.arg, st)), (exact_key(b.arg), st.key))
+            self._scheduled_kernel(fusing, node)
         else:
-            self._compute(fusing, b, ShapeTracker.contiguous(b.shape), False, None, tasks, nodes)
-
-    def _compute(self, fusing: _Fusing, b: LazyBuffer, st: ShapeTracker, reducing: bool,
-                 key: tuple[int, ShapeTracker] | None, tasks: list[tuple[Any, ...]], nodes: list[KNode]) -> None:
-        """Push the value of unrealized base ``b`` (ALU, CAST, CONTIGUOUS, CONST) inlined at ``st``."""
-        if b.op is LazyOp.CONST:
-            node = fusing.made(KNode("CONST", b.dtype, (), (b.arg, st)))
-            if key is not None:
-                fusing.memo[key] = node
-            nodes.append(node)
-            return
-        if b.op in (LazyOp.ALU, LazyOp.CAST):
-            fusing.ops += 1
-        tasks.append((_NODE, fusing, b, key))
-        tasks.extend((_VALUE, fusing, s.base, s.st + st, reducing) for s in reversed(b.srcs))
+            if b.op in (LazyOp.ALU, LazyOp.CAST):
+                fusing.ops += 1
+            # view None: the sources are seen as they are (an elementwise op's sources have its shape, so seen
+            # through its contiguous view they would be unchanged)
+            stack.append((_ROOT, fusing, b, None, False, None, [], None))
 
     @staticmethod
-    def _node(b: LazyBuffer, srcs: tuple[KNode, ...]) -> KNode:
-        if b.op is LazyOp.ALU:
-            return KNode("ALU", b.dtype, srcs, b.arg)
-        if b.op is LazyOp.CAST:
-            return KNode("CAST", b.dtype, srcs, b.arg)
-        if b.op is LazyOp.CONTIGUOUS:
-            return srcs[0]
-        raise AssertionError(f"cannot inline {b.op}")
+    def _load(fusing: _Fusing, b: LazyBuffer, st: ShapeTracker, key: tuple[int, Any]) -> KNode:
+        inputs = fusing.kernel.inputs
+        if b not in inputs:
+            inputs.append(b)
+        slot = inputs.index(b) + 1
+        node = fusing.memo[key] = fusing.made(KNode("LOAD", b.dtype, (), (slot, st)), (slot, st.key))
+        return node
 
-    def _value(self, fusing: _Fusing, b: LazyBuffer, st: ShapeTracker, reducing: bool, tasks: list[tuple[Any, ...]],
-               nodes: list[KNode]) -> None:
-        """Push ``b`` seen through ``st``: inlined, or loaded from its own buffer (scheduled first)."""
-        key = (id(b), st)
-        if key in fusing.memo:
-            nodes.append(fusing.memo[key])
-            return
-        inline = b.realized is None and (b.op is LazyOp.CONST or (b.op in (LazyOp.ALU, LazyOp.CAST)
-                                                                   and not st.has_mask))
-        if inline and reducing and b.op is not LazyOp.CONST:
+    def _inline(self, fusing: _Fusing, b: LazyBuffer, st: ShapeTracker, reducing: bool) -> bool:
+        """Whether unrealized ``b`` (not a constant) seen through ``st`` is computed inside this kernel rather
+        than loaded from a buffer of its own."""
+        if b.op not in (LazyOp.ALU, LazyOp.CAST) or st.has_mask:
+            return False
+        if reducing:
             factor = math.prod(st.shape) // max(1, math.prod(b.shape))
-            inline = factor < RECOMPUTE_MIN_FACTOR or self._cost(b) < RECOMPUTE_MIN_OPS
-        if inline and b.op is not LazyOp.CONST and fusing.ops >= MAX_FUSED_OPS:
-            inline = False
-        if inline:
-            self._compute(fusing, b, st, reducing, key, tasks, nodes)
-        else:
-            tasks.append((_LOAD, fusing, b, st, key))
-            tasks.append((_REALIZE, b))
+            if factor >= RECOMPUTE_MIN_FACTOR and self._cost(b) >= RECOMPUTE_MIN_OPS:
+                return False
+        return fusing.ops < MAX_FUSED_OPS
 
     def _cost(self, b: LazyBuffer) -> int:
         """How many ops computing unrealized ``b`` inline takes (up to realized buffers and constants)."""

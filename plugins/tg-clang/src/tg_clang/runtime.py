@@ -1,12 +1,12 @@
 """The ``clang`` runtime: host memory buffers, compiled kernels called through ctypes, and a thread pool.
 
 A buffer is a 64-byte aligned numpy array (the kernel reads and writes it in place; copies to and from the
-host are one ``memcpy``).  A launch of an estimated ``SPLIT_THRESHOLD`` operations or more hands the kernel's
-work units to every core: one ctypes call (which releases the GIL) to the kernel's ``_par`` entry gives them to
-the native thread pool (:mod:`tg_clang.pool`), whose threads and the caller claim chunks of units from a shared
-counter until none is left, so a core slowed by another process leaves its share to the others.  Where the
-native pool cannot be built, Python threads call the kernel's ``_dyn`` entry instead (they block on a lock when
-idle).  Smaller launches stay on the calling thread.
+host are one ``memcpy``); freed ones are kept for reuse (:mod:`tg_clang.memory`).  A launch of an estimated
+``SPLIT_THRESHOLD`` operations or more hands the kernel's work units to every core: one ctypes call (which
+releases the GIL) to the kernel's ``_par`` entry gives them to the native thread pool (:mod:`tg_clang.pool`),
+whose threads and the caller claim chunks of units from a shared counter until none is left, so a core slowed by
+another process leaves its share to the others.  Where the native pool cannot be built, Python threads call the
+kernel's ``_dyn`` entry instead (they block on a lock when idle).  Smaller launches stay on the calling thread.
 
 A launch is mostly ctypes' own cost for the small kernels of a training step, so the call path is kept short:
 kernels are called without ctypes argument types, with each buffer's address made into a ``c_void_p`` once
@@ -29,6 +29,7 @@ from tg.backends.contract import Availability, Runtime
 from tg.codegen.program import Program
 
 from tg_clang.compiler import DEBIAN_PACKAGE, KernelCache, compiler_name, find_compiler
+from tg_clang.memory import BufferCache, HostBuffer, new_buffer
 from tg_clang.pool import native_pool
 
 #: Estimated operations below which a launch stays on the calling thread: a launch that small takes ~10 us or
@@ -37,20 +38,6 @@ SPLIT_THRESHOLD = 1 << 19
 #: Shares per thread in a split launch: threads claim them as they go, so a core slowed by another process
 #: leaves its share to the others.
 CHUNKS_PER_THREAD = 8
-
-
-@dataclass
-class HostBuffer:
-    """A buffer in host memory: the numpy array the kernel works on, its address, and the address as the ctypes
-    object a launch passes (made once: converting an int on every call costs more than the call)."""
-
-    array: np.ndarray
-    ptr: int
-    arg: ctypes.c_void_p | None = None
-
-    def __post_init__(self) -> None:
-        if self.arg is None:
-            self.arg = ctypes.c_void_p(self.ptr)
 
 
 @dataclass
@@ -171,6 +158,7 @@ class ClangRuntime(Runtime):
 
     def __init__(self) -> None:
         self.cache = KernelCache()
+        self.freed = BufferCache()
 
     def available(self) -> Availability:
         if find_compiler() is None:
@@ -218,10 +206,11 @@ class ClangRuntime(Runtime):
         return None
 
     def alloc(self, nbytes: int) -> HostBuffer:
-        raw = np.empty(nbytes + 64, dtype=np.uint8)
-        offset = (-raw.ctypes.data) % 64
-        array = raw[offset:offset + nbytes]
-        return HostBuffer(array, array.ctypes.data)
+        return self.freed.take(nbytes) or new_buffer(nbytes)
+
+    def free(self, buffer: Any) -> None:
+        assert isinstance(buffer, HostBuffer)
+        self.freed.give(buffer)
 
     def copyin(self, buffer: Any, host: memoryview) -> None:
         buffer.array[: host.nbytes] = np.frombuffer(host, dtype=np.uint8)
