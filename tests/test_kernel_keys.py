@@ -43,7 +43,7 @@ PAIRS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]] 
     "view: flip": (lambda a: a + 1, lambda a: a.flip(0) + 1),
     "view: permute": (lambda a: a.reshape(4, 4) + 1, lambda a: a.reshape(4, 4).permute(1, 0) + 1),
     "view: pad mask": (lambda a: a.pad(((1, 0),))[:16] + 1, lambda a: a.pad(((0, 1),))[:16] + 1),
-    "reduce op": (lambda a: a.reshape(4, 4).sum(1), lambda a: a.reshape(4, 4).max(1)),
+    "reduce op": (lambda a: a.reshape(4, 4).sum(1), lambda a: a.reshape(4, 4).amax(1)),
     "reduce axis": (lambda a: a.reshape(4, 4).sum(0), lambda a: a.reshape(4, 4).sum(1)),
     "cast vs bitcast": (lambda a: a.cast("int32"), lambda a: a.bitcast("int32")),
     "source order": (lambda a: a - (a + 1), lambda a: (a + 1) - a),
