@@ -23,8 +23,9 @@ def test_import_tg_loads_neither_tensors_nor_submodules() -> None:
 
 
 def test_submodules_are_reachable_after_a_bare_import_tg() -> None:
-    code = "import tg; print(tg.nn.Linear.__name__, tg.optim.SGD.__name__, tg.checkpoint.__name__)"
-    assert _run(code) == "Linear SGD tg.checkpoint"
+    code = ("import tg; print(tg.nn.Linear.__name__, tg.optim.SGD.__name__, tg.checkpoint.__name__, "
+            "tg.nn.functional.__name__)")
+    assert _run(code) == "Linear SGD tg.checkpoint tg.nn.functional"
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:
