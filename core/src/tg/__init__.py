@@ -14,7 +14,27 @@ from tg.support.lazy import lazy_attributes
 from tg.support.version import __version__
 
 if TYPE_CHECKING:
+    from tg import checkpoint, nn, optim
     from tg.backends.contract import Capabilities
+    from tg.frontend.api import (
+        arange,
+        cat,
+        empty,
+        from_numpy,
+        full,
+        full_like,
+        manual_seed,
+        ones,
+        ones_like,
+        rand,
+        randint,
+        randn,
+        stack,
+        tensor,
+        where,
+        zeros,
+        zeros_like,
+    )
     from tg.frontend.grad_mode import no_grad
     from tg.frontend.jit import JitFunction, jit
     from tg.frontend.tensor import Tensor
@@ -22,7 +42,12 @@ if TYPE_CHECKING:
 
 # Imported on first use, so `import tg` stays cheap (the helper processes import it too).
 _LAZY = {"Tensor": "tg.frontend.tensor", "no_grad": "tg.frontend.grad_mode", "dtypes": "tg.support.dtype",
-         "Capabilities": "tg.codegen.capabilities", "jit": "tg.frontend.jit", "JitFunction": "tg.frontend.jit"}
+         "Capabilities": "tg.codegen.capabilities", "jit": "tg.frontend.jit", "JitFunction": "tg.frontend.jit",
+         "nn": "tg.nn", "optim": "tg.optim", "checkpoint": "tg.checkpoint"}
+# PyTorch's module-level functions (tg.zeros, tg.cat, ...): thin wrappers in tg.frontend.api
+_TORCH_STYLE = ("arange", "cat", "empty", "from_numpy", "full", "full_like", "manual_seed", "ones", "ones_like", "rand",
+                "randint", "randn", "stack", "tensor", "where", "zeros", "zeros_like")
+_LAZY.update(dict.fromkeys(_TORCH_STYLE, "tg.frontend.api"))
 
 
 __getattr__ = lazy_attributes(__name__, _LAZY)
@@ -43,5 +68,7 @@ def backend_capabilities(device: str | None = None) -> Capabilities:
 
 
 __all__ = ["HOOKSPEC_VERSION", "BackendError", "Capabilities", "JitError", "JitFunction", "PluginError",
-           "PluginWarning", "Tensor", "TgError", "__version__", "backend_capabilities", "default_backend_name",
-           "dtypes", "hookimpl", "hookspec", "jit", "no_grad"]
+           "PluginWarning", "Tensor", "TgError", "__version__", "arange", "backend_capabilities", "cat", "checkpoint",
+           "default_backend_name", "dtypes", "empty", "from_numpy", "full", "full_like", "hookimpl", "hookspec", "jit",
+           "manual_seed", "nn", "no_grad", "ones", "ones_like", "optim", "rand", "randint", "randn", "stack", "tensor",
+           "where", "zeros", "zeros_like"]

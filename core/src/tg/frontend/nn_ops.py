@@ -80,18 +80,18 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: Any, padding:
     return out + bias.reshape(1, -1, 1, 1) if bias is not None else out
 
 
-def _pool2d_windows(x: Tensor, kernel_size: Any, stride: Any, padding: Any, fill: float) -> Tensor:
+def _pool2d_windows(x: Tensor, kernel_size: Any, stride: Any, padding: Any, fill: float, dilation: Any = 1) -> Tensor:
     if x.ndim < 2:
         raise ValueError(f"2-D pooling needs at least 2 dimensions, got {x.shape}")
     k = _pair(kernel_size, "kernel_size")
     s = _pair(stride if stride is not None else kernel_size, "stride")
     p = _pair(padding, "padding")
     pads = [(0, 0)] * (x.ndim - 2) + [(p[0], p[0]), (p[1], p[1])]
-    return x.pad(pads, value=fill)._pool(k, s, (1, 1))
+    return x.pad(pads, value=fill)._pool(k, s, _pair(dilation, "dilation"))
 
 
-def max_pool2d(x: Tensor, kernel_size: Any, stride: Any, padding: Any) -> Tensor:
-    return _pool2d_windows(x, kernel_size, stride, padding, float("-inf")).amax((-2, -1))
+def max_pool2d(x: Tensor, kernel_size: Any, stride: Any, padding: Any, dilation: Any = 1) -> Tensor:
+    return _pool2d_windows(x, kernel_size, stride, padding, float("-inf"), dilation).amax((-2, -1))
 
 
 def avg_pool2d(x: Tensor, kernel_size: Any, stride: Any, padding: Any) -> Tensor:
@@ -144,8 +144,9 @@ class NNMixin:
                dilation: Any = 1, groups: int = 1) -> Tensor:
         return conv2d(self, weight, bias, stride, padding, dilation, groups)
 
-    def max_pool2d(self: Tensor, kernel_size: Any = 2, stride: Any = None, padding: Any = 0) -> Tensor:
-        return max_pool2d(self, kernel_size, stride, padding)
+    def max_pool2d(self: Tensor, kernel_size: Any = 2, stride: Any = None, padding: Any = 0,
+                   dilation: Any = 1) -> Tensor:
+        return max_pool2d(self, kernel_size, stride, padding, dilation)
 
     def avg_pool2d(self: Tensor, kernel_size: Any = 2, stride: Any = None, padding: Any = 0) -> Tensor:
         return avg_pool2d(self, kernel_size, stride, padding)

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
 
 
 
+def _correction(correction: int | None, unbiased: bool | None) -> int:
+    if correction is not None and unbiased is not None:
+        raise TypeError("var()/std() got both correction and unbiased: give one (unbiased=False is correction=0)")
+    return correction if correction is not None else 0 if unbiased is False else 1
+
+
 class MinMax(NamedTuple):
     """What ``t.max(dim)`` and ``t.min(dim)`` return, as in PyTorch: ``values, indices = t.max(1)``."""
 
@@ -37,6 +43,14 @@ def _extreme(t: Tensor, op: str, dim: Any, keepdim: bool, axis: Any) -> Any:
         raise TypeError(f"{op}(dim) takes one dim and returns (values, indices); for the values over several dims "
                         f"use a{op}({tuple(dim)}) or {op}(axis={tuple(dim)})")
     return MinMax(getattr(t, f"a{op}")(dim, keepdim), getattr(t, f"arg{op}")(dim, keepdim))
+
+
+def pick_dim(dim: Any, axis: Any, op: str, default: Any = None) -> Any:
+    """``dim`` (PyTorch's name) or ``axis`` (numpy's), whichever was given; both is a TypeError."""
+    if dim is not None and axis is not None:
+        raise TypeError(f"{op}() got both dim={dim!r} and axis={axis!r}: they are the same argument "
+                        "(PyTorch's and numpy's names), give one")
+    return dim if dim is not None else axis if axis is not None else default
 
 
 class ReductionMixin:
@@ -60,7 +74,9 @@ class ReductionMixin:
             return out
         return out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
 
-    def sum(self: Tensor, axis: Any = None, keepdim: bool = False, dtype: DType | str | None = None) -> Tensor:
+    def sum(self: Tensor, dim: Any = None, keepdim: bool = False, dtype: DType | str | None = None, *,
+            axis: Any = None) -> Tensor:
+        axis = pick_dim(dim, axis, "sum")
         x = self
         if dtype is not None:
             x = x.cast(dtype)
@@ -70,14 +86,16 @@ class ReductionMixin:
             return x.float()._reduce(F.Sum, axis, keepdim, "sum").half()
         return x._reduce(F.Sum, axis, keepdim, "sum")  # an empty axis sums to 0, with its (empty) gradient
 
-    def amax(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
-        """The largest values over ``axis`` (an int, a tuple, or None for all); NaN wins, as in numpy."""
+    def amax(self: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> Tensor:
+        """The largest values over ``dim`` (an int, a tuple, or None for all); NaN wins, as in numpy."""
+        axis = pick_dim(dim, axis, "amax")
         for a in self._axes(axis, "max"):
             if self.shape[a] == 0:
                 raise ValueError(f"max of an empty axis {a} (shape {self.shape}) has no identity")
         return self._reduce(F.Max, axis, keepdim, "max")
 
-    def amin(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
+    def amin(self: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> Tensor:
+        axis = pick_dim(dim, axis, "amin")
         if self.dtype.is_float:
             return -((-self).amax(axis, keepdim))
         return ~((~self).amax(axis, keepdim))  # ~ reverses the order of ints and bools, without overflow
@@ -91,21 +109,30 @@ class ReductionMixin:
         """Like :meth:`max`, for the smallest values (indices from argmin)."""
         return _extreme(self, "min", dim, keepdim, axis)
 
-    def mean(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
-        x = self._float()
+    def mean(self: Tensor, dim: Any = None, keepdim: bool = False, dtype: DType | str | None = None, *,
+             axis: Any = None) -> Tensor:
+        axis = pick_dim(dim, axis, "mean")
+        x = self.cast(dtype) if dtype is not None else self._float()
         count = math.prod(self.shape[a] for a in self._axes(axis, "mean"))
         return x.sum(axis, keepdim) * (1 / count if count else math.nan)
 
-    def var(self: Tensor, axis: Any = None, keepdim: bool = False, correction: int = 1) -> Tensor:
+    def var(self: Tensor, dim: Any = None, keepdim: bool = False, correction: int | None = None, *, axis: Any = None,
+            unbiased: bool | None = None) -> Tensor:
+        """Variance over ``dim``, divided by ``count - correction`` (default 1, Bessel's); PyTorch's older
+        ``unbiased=False`` means ``correction=0``."""
+        axis = pick_dim(dim, axis, "var")
+        correction = _correction(correction, unbiased)
         x = self._float()
         count = math.prod(self.shape[a] for a in self._axes(axis, "var"))
         centered = x - x.mean(axis, keepdim=True)
         return (centered * centered).sum(axis, keepdim) / max(count - correction, 0)
 
-    def std(self: Tensor, axis: Any = None, keepdim: bool = False, correction: int = 1) -> Tensor:
-        return self.var(axis, keepdim, correction).sqrt()
+    def std(self: Tensor, dim: Any = None, keepdim: bool = False, correction: int | None = None, *,
+            axis: Any = None, unbiased: bool | None = None) -> Tensor:
+        return self.var(pick_dim(dim, axis, "std"), keepdim, _correction(correction, unbiased)).sqrt()
 
-    def logsumexp(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
+    def logsumexp(self: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> Tensor:
+        axis = pick_dim(dim, axis, "logsumexp")
         m = self._float().amax(axis, keepdim=True)
         safe_m = m.where_finite()
         out = (self - safe_m).exp().sum(axis, keepdim=True).log() + safe_m
@@ -116,21 +143,27 @@ class ReductionMixin:
         """Replace +-inf (and nan) with 0: keeps max-subtraction tricks from producing nan."""
         return ((self - self) == 0).where(self, 0.0)
 
-    def softmax(self: Tensor, axis: int = -1) -> Tensor:
-        x = self._float()
+    def softmax(self: Tensor, dim: int | None = None, dtype: DType | str | None = None, *,
+                axis: int | None = None) -> Tensor:
+        """exp(x) / sum(exp(x)) over ``dim`` (default: the last); ``dtype`` casts the input first, as in PyTorch."""
+        axis = pick_dim(dim, axis, "softmax", -1)
+        x = self.cast(dtype) if dtype is not None else self._float()
         if 0 in x.shape:  # nothing to normalise (PyTorch returns the empty tensor)
             return x
         e = (x - x.amax(axis, keepdim=True)).exp()
         return e / e.sum(axis, keepdim=True)
 
-    def log_softmax(self: Tensor, axis: int = -1) -> Tensor:
-        x = self._float()
+    def log_softmax(self: Tensor, dim: int | None = None, dtype: DType | str | None = None, *,
+                    axis: int | None = None) -> Tensor:
+        axis = pick_dim(dim, axis, "log_softmax", -1)
+        x = self.cast(dtype) if dtype is not None else self._float()
         if 0 in x.shape:
             return x
         m = x - x.amax(axis, keepdim=True)
         return m - m.exp().sum(axis, keepdim=True).log()
 
-    def argmax(self: Tensor, axis: int | None = None, keepdim: bool = False) -> Tensor:
+    def argmax(self: Tensor, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None) -> Tensor:
+        axis = pick_dim(dim, axis, "argmax")
         if axis is None:
             return self.flatten().argmax(0)
         ax = normalize_axis(axis, self.ndim, "argmax")
@@ -144,11 +177,11 @@ class ReductionMixin:
         first = (is_max.cast(dtypes.int32) * countdown).amax(ax, keepdim=keepdim)
         return (n - first).cast(dtypes.int32)
 
-    def argmin(self: Tensor, axis: int | None = None, keepdim: bool = False) -> Tensor:
-        return (-self if self.dtype.is_float else ~self).argmax(axis, keepdim)
+    def argmin(self: Tensor, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None) -> Tensor:
+        return (-self if self.dtype.is_float else ~self).argmax(pick_dim(dim, axis, "argmin"), keepdim)
 
-    def any(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
-        return self.bool().amax(axis, keepdim)
+    def any(self: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> Tensor:
+        return self.bool().amax(pick_dim(dim, axis, "any"), keepdim)
 
-    def all(self: Tensor, axis: Any = None, keepdim: bool = False) -> Tensor:
-        return self.bool().logical_not().any(axis, keepdim).logical_not()
+    def all(self: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> Tensor:
+        return self.bool().logical_not().any(pick_dim(dim, axis, "all"), keepdim).logical_not()

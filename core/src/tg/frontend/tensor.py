@@ -22,8 +22,9 @@ from tg.frontend.inplace import InPlaceMixin
 from tg.frontend.movement import MovementMixin
 from tg.frontend.nn_ops import NNMixin
 from tg.frontend.powers import integer_pow
+from tg.frontend.random import RandomMixin
 from tg.frontend.reductions import ReductionMixin
-from tg.frontend.shapes import broadcast_shape
+from tg.frontend.shapes import broadcast_shape, normalize_axis
 from tg.graph.lazy import LazyBuffer
 from tg.support.dtype import DType, check_scalar_fits, dtypes, promote, scalar_dtype
 
@@ -34,7 +35,7 @@ Float: TypeAlias = float
 Bool: TypeAlias = bool
 
 
-class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, metaclass=GradModeMeta):
+class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, metaclass=GradModeMeta):
     """An n-dimensional array on a backend, with gradients.
 
     ``Tensor.no_grad`` is the calling thread's grad mode (see :mod:`tg.frontend.grad_mode`); ``Tensor.training``
@@ -43,7 +44,6 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, metaclass=Gra
 
     __slots__ = ("_ctx", "grad", "lazydata", "requires_grad")
     training: ClassVar[bool] = False
-    _rng: ClassVar[np.random.Generator] = np.random.default_rng()
 
     def __init__(self, data: Any, dtype: DType | str | None = None, device: str | None = None,
                  requires_grad: Bool | None = None):
@@ -88,6 +88,19 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, metaclass=Gra
     def numel(self) -> Int:
         return math.prod(self.shape)
 
+    def size(self, dim: Int | None = None) -> Any:
+        """PyTorch's ``x.size()`` (the shape, a tuple) and ``x.size(i)`` (the length of dim ``i``, negative counts
+        from the end)."""
+        if dim is None:
+            return self.shape
+        if self.ndim == 0:
+            raise IndexError(f"size({dim}): a 0-d tensor has no dimensions")
+        return self.shape[normalize_axis(dim, self.ndim, "size")]
+
+    def dim(self) -> Int:
+        """The number of dimensions (PyTorch's name for ``ndim``)."""
+        return self.ndim
+
     def __len__(self) -> Int:
         if not self.shape:
             raise TypeError("len() of a 0-d tensor")
@@ -104,6 +117,18 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, metaclass=Gra
             raise ValueError(f"the truth value of a tensor with {self.numel()} elements is ambiguous; "
                              "use .any() or .all()")
         return bool(self.item())
+
+    def __float__(self) -> Float:
+        return float(self._one_value("float"))
+
+    def __int__(self) -> Int:
+        return int(self._one_value("int"))
+
+    def _one_value(self, what: str) -> Scalar:
+        if self.numel() != 1:
+            raise ValueError(f"{what}() of a tensor needs exactly one element, this one has shape {self.shape} "
+                             f"({self.numel()} elements): reduce it (e.g. .sum()) or index one element first")
+        return self.item()
 
     # -- realizing -------------------------------------------------------------------------------------------
 
@@ -204,29 +229,6 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, metaclass=Gra
     def eye(n: Int, m: Int | None = None, dtype: DType | str | None = None, device: str | None = None) -> Tensor:
         dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_float
         return Tensor(np.eye(n, m if m is not None else n, dtype=dt.np), device=device)
-
-    @staticmethod
-    def manual_seed(seed: Int) -> None:
-        Tensor._rng = np.random.default_rng(seed)
-
-    @staticmethod
-    def rand(*shape: Any, dtype: DType | str | None = None, device: str | None = None,
-             requires_grad: Bool | None = None) -> Tensor:
-        return _random(lambda size: Tensor._rng.random(size), shape, dtype, device, requires_grad)
-
-    @staticmethod
-    def randn(*shape: Any, dtype: DType | str | None = None, device: str | None = None,
-              requires_grad: Bool | None = None) -> Tensor:
-        return _random(lambda size: Tensor._rng.standard_normal(size), shape, dtype, device, requires_grad)
-
-    @staticmethod
-    def uniform(*shape: Any, low: Float = 0.0, high: Float = 1.0, dtype: DType | str | None = None,
-                device: str | None = None, requires_grad: Bool | None = None) -> Tensor:
-        return _random(lambda size: Tensor._rng.uniform(low, high, size), shape, dtype, device, requires_grad)
-
-    @staticmethod
-    def randint(*shape: Any, low: Int = 0, high: Int = 10, device: str | None = None) -> Tensor:
-        return _random(lambda size: Tensor._rng.integers(low, high, size), shape, dtypes.int32, device, None)
 
     # -- autograd ----------------------------------------------------------------------------------------------
 
@@ -508,15 +510,19 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, metaclass=Gra
     def square(self) -> Tensor:
         return self * self
 
-    def clip(self, min_: Scalar | None = None, max_: Scalar | None = None) -> Tensor:
+    def clamp(self, min: Scalar | Tensor | None = None, max: Scalar | Tensor | None = None) -> Tensor:
+        """Limit every value to ``[min, max]`` (either bound may be None, or a tensor that broadcasts), as in
+        PyTorch; where min > max the result is max.  ``clip`` is the same (numpy's name)."""
+        if min is None and max is None:
+            raise TypeError("clamp() needs at least one of min and max")
         out = self
-        if min_ is not None:
-            out = out.maximum(min_)
-        if max_ is not None:
-            out = out.minimum(max_)
+        if min is not None:
+            out = out.maximum(min)
+        if max is not None:
+            out = out.minimum(max)
         return out
 
-    clamp = clip
+    clip = clamp
 
     def trunc(self) -> Tensor:
         return F.Trunc.apply(self) if self.dtype.is_float else self
@@ -567,14 +573,3 @@ def _broadcast_pair(x: Tensor, y: Tensor, op: str = "broadcast") -> tuple[Tensor
         return x, y
     shape = broadcast_shape(op, x.shape, y.shape)
     return x._expand_to(shape), y._expand_to(shape)
-
-
-def _random(draw: Any, shape: tuple[Any, ...], dtype: DType | str | None, device: str | None,
-            requires_grad: Bool | None) -> Tensor:
-    """Host random numbers as a tensor; the buffer knows how to draw new ones (a jit replay redraws them)."""
-    size, dt = shape_arg(shape), dtypes.from_any(dtype) if dtype is not None else dtypes.default_float
-
-    def redraw() -> np.ndarray:
-        return np.asarray(draw(size)).astype(dt.np)
-
-    return Tensor(LazyBuffer.from_numpy(redraw(), canonical_name(device), redraw), requires_grad=requires_grad)

@@ -9,11 +9,12 @@ Modes are per module: ``model.train()`` / ``model.eval()`` set the ``training`` 
 every module inside it; Dropout and BatchNorm2d read their own flag (``Tensor.training`` is untouched).
 Parameters are the tensors with ``requires_grad=True`` that a module holds in its attributes, lists,
 dicts and Sequentials (:func:`tg.nn.state.get_parameters` does the same for any object).
+:mod:`tg.nn.functional` is PyTorch's functional API (``import tg.nn.functional as F``).
 """
 
 from __future__ import annotations
 
-from tg.nn import state
+from tg.nn import functional, state
 from tg.nn.basic import Flatten, ReLU
 from tg.nn.conv import Conv2d
 from tg.nn.dropout import Dropout
@@ -25,4 +26,4 @@ from tg.nn.pooling import MaxPool2d
 from tg.nn.state import StateDictError
 
 __all__ = ["BatchNorm2d", "Conv2d", "Dropout", "Embedding", "Flatten", "LayerNorm", "Linear", "MaxPool2d", "Module",
-           "ReLU", "Sequential", "StateDictError", "state"]
+           "ReLU", "Sequential", "StateDictError", "functional", "state"]

@@ -1,0 +1,114 @@
+"""The functions ``tg`` offers at module level, as PyTorch does (``tg.zeros``, ``tg.cat``, ``tg.manual_seed``...).
+
+Each is a thin wrapper over the Tensor method or constructor of the same name, with PyTorch's signature, so
+``torch.x(...)`` ports as ``tg.x(...)``.  ``import tg`` stays cheap: :mod:`tg` imports this module on first use.
+(There is no ``tg.einsum``: tg has no einsum yet.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from tg.frontend.grad_mode import no_grad
+from tg.frontend.random import manual_seed
+from tg.frontend.tensor import Tensor
+from tg.support.dtype import DType, dtypes
+
+__all__ = ["arange", "cat", "empty", "from_numpy", "full", "full_like", "manual_seed", "no_grad", "ones", "ones_like",
+           "rand", "randint", "randn", "stack", "tensor", "where", "zeros", "zeros_like"]
+
+Dtype = DType | str | None
+
+
+def tensor(data: Any, dtype: Dtype = None, device: str | None = None, requires_grad: bool = False) -> Tensor:
+    """A new tensor holding a copy of ``data`` (nested lists, numbers, a numpy array or a Tensor)."""
+    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad or None)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A tensor with ``array``'s values, shape and dtype.  Unlike PyTorch it does not share memory with the array:
+    tensors live on a backend, so later changes to the array are not seen."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy() expects a numpy.ndarray, got {type(array).__name__}: use tg.tensor(data)")
+    return Tensor(array)
+
+
+def zeros(*size: Any, dtype: Dtype = None, device: str | None = None, requires_grad: bool = False) -> Tensor:
+    return Tensor.zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad or None)
+
+
+def ones(*size: Any, dtype: Dtype = None, device: str | None = None, requires_grad: bool = False) -> Tensor:
+    return Tensor.ones(*size, dtype=dtype, device=device, requires_grad=requires_grad or None)
+
+
+def full(size: Any, fill_value: int | float | bool, dtype: Dtype = None, device: str | None = None,
+         requires_grad: bool = False) -> Tensor:
+    return Tensor.full(tuple(size) if isinstance(size, list) else size, fill_value, dtype, device,
+                       requires_grad or None)
+
+
+def empty(*size: Any, dtype: Dtype = None, device: str | None = None) -> Tensor:
+    return Tensor.empty(*size, dtype=dtype, device=device)
+
+
+def _like(t: Tensor, fill_value: int | float | bool, dtype: Dtype, device: str | None, requires_grad: bool) -> Tensor:
+    dt = dtypes.from_any(dtype) if dtype is not None else t.dtype
+    return Tensor.full(t.shape, fill_value, dt, device if device is not None else t.device, requires_grad or None)
+
+
+def zeros_like(input: Tensor, dtype: Dtype = None, device: str | None = None, requires_grad: bool = False) -> Tensor:
+    return _like(input, 0, dtype, device, requires_grad)
+
+
+def ones_like(input: Tensor, dtype: Dtype = None, device: str | None = None, requires_grad: bool = False) -> Tensor:
+    return _like(input, 1, dtype, device, requires_grad)
+
+
+def full_like(input: Tensor, fill_value: int | float | bool, dtype: Dtype = None, device: str | None = None,
+              requires_grad: bool = False) -> Tensor:
+    return _like(input, fill_value, dtype, device, requires_grad)
+
+
+def arange(start: int | float, end: int | float | None = None, step: int | float = 1, dtype: Dtype = None,
+           device: str | None = None) -> Tensor:
+    return Tensor.arange(start, end, step, dtype=dtype, device=device)
+
+
+def rand(*size: Any, dtype: Dtype = None, device: str | None = None, requires_grad: bool = False) -> Tensor:
+    return Tensor.rand(*size, dtype=dtype, device=device, requires_grad=requires_grad or None)
+
+
+def randn(*size: Any, dtype: Dtype = None, device: str | None = None, requires_grad: bool = False) -> Tensor:
+    return Tensor.randn(*size, dtype=dtype, device=device, requires_grad=requires_grad or None)
+
+
+def randint(low: int, high: Any = None, size: Any = None, *, dtype: Dtype = None, device: str | None = None,
+            requires_grad: bool = False) -> Tensor:
+    """``randint(low, high, size)`` or ``randint(high, size)``: integers uniform in ``[low, high)``."""
+    return Tensor.randint(low, high, size, dtype=dtype, device=device, requires_grad=requires_grad or None)
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join ``tensors`` along ``dim`` (the other dims must match)."""
+    if isinstance(tensors, Tensor):
+        raise TypeError("cat() takes a sequence of tensors: tg.cat([a, b], dim=0)")
+    return Tensor.cat(*tensors, dim=dim)
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join same-shaped ``tensors`` along a new dim ``dim``."""
+    if isinstance(tensors, Tensor):
+        raise TypeError("stack() takes a sequence of tensors: tg.stack([a, b], dim=0)")
+    return Tensor.stack(*tensors, dim=dim)
+
+
+def where(condition: Tensor, input: Any = None, other: Any = None) -> Tensor:
+    """Elements of ``input`` where ``condition`` is true, else of ``other`` (tensors or scalars, broadcast)."""
+    if input is None or other is None:
+        raise TypeError("where(condition) alone (the indices of the true elements) is not supported: give "
+                        "where(condition, input, other)")
+    cond = condition if isinstance(condition, Tensor) else Tensor(condition)
+    return cond.where(input, other)
