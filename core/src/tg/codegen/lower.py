@@ -20,7 +20,7 @@ from tg.codegen.program import LoweredKernel
 from tg.codegen.uops import Ops, UOp, VecDType
 from tg.graph.shapetracker import Shape, ShapeTracker
 from tg.schedule.scheduler import Kernel, KNode
-from tg.support.dtype import DType, dtypes
+from tg.support.dtype import INDEX_LIMIT, DType, dtypes
 
 
 def _all_trackers(node: KNode, out: list[ShapeTracker]) -> list[ShapeTracker]:
@@ -77,20 +77,19 @@ def _reshape_node(node: KNode, shape: Shape, memo: dict[int, KNode]) -> KNode:
     return memo[id(node)]
 
 
-#: Indices are int32: no buffer, and no kernel's iteration space, may reach 2**31 elements.
-INDEX_LIMIT = (1 << 31) - 1
-
-
 def lower(kernel: Kernel, caps: Capabilities) -> LoweredKernel:
     _check_index_range(kernel)
     return _Lowering(kernel, caps).run()
 
 
 def _check_index_range(kernel: Kernel) -> None:
-    """Refuse, before anything runs, a kernel whose int32 indices would wrap (a silent wrong answer otherwise)."""
+    """Refuse, before anything runs, a kernel whose int32 indices would wrap (a silent wrong answer otherwise): the
+    output's and every input buffer's element count, and the length of the reduction, must fit."""
     ast = kernel.ast
     body = ast.src[0] if ast.op == "REDUCE" else ast
-    sizes = {"output": math.prod(kernel.output.shape), "iteration space": math.prod(_node_shape(body, ()))}
+    full = _node_shape(body, kernel.output.shape)
+    reduced = math.prod(full[a] for a in ast.arg[1]) if ast.op == "REDUCE" else 1
+    sizes = {"output": math.prod(kernel.output.shape), "reduction": reduced}
     sizes.update({f"input {i + 1}": math.prod(inp.shape) for i, inp in enumerate(kernel.inputs)})
     for what, size in sizes.items():
         if size > INDEX_LIMIT:

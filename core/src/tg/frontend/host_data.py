@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from tg.support.dtype import DType, dtypes
+from tg.support.dtype import DType, check_numel, dtypes
 
 
 def shape_arg(shape: tuple[Any, ...]) -> tuple[int, ...]:
@@ -48,6 +48,7 @@ def to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
                                                                          (array > np.iinfo(dtype.np).max)))]
         raise OverflowError(f"Python integer {bad} is out of range for {dtype.name}: choose a wider dtype (int64) "
                             "or a float one")
+    check_numel(array.size, "a tensor from host data")
     return array.astype(dtype.np)
 
 

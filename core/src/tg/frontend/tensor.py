@@ -26,7 +26,7 @@ from tg.frontend.random import RandomMixin
 from tg.frontend.reductions import ReductionMixin
 from tg.frontend.shapes import broadcast_shape, normalize_axis
 from tg.graph.lazy import LazyBuffer
-from tg.support.dtype import DType, check_scalar_fits, dtypes, promote, scalar_dtype
+from tg.support.dtype import DType, check_numel, check_scalar_fits, dtypes, promote, scalar_dtype
 
 Scalar = int | float | bool
 # The class's own int()/float()/bool() methods shadow the builtins inside its body: annotate with these.
@@ -223,6 +223,7 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, 
             raise ValueError("arange: step must not be 0")
         dt = dtypes.from_any(dtype) if dtype is not None else (
             dtypes.default_int if all(isinstance(x, int) for x in (start, stop, step)) else dtypes.default_float)
+        check_numel(max(0, math.ceil((stop - start) / step)), "arange")
         return Tensor(np.arange(start, stop, step).astype(dt.np), device=device)
 
     @staticmethod

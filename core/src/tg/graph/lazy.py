@@ -111,10 +111,22 @@ class LazyBuffer:
         if not axes:
             return self
         shape = tuple(1 if i in axes else s for i, s in enumerate(self.shape))
+        if self.base.op is LazyOp.CONST and self.base.arg is not None and not self.st.has_mask:  # constant in, out
+            return LazyBuffer.const(self._reduced_const(op, math.prod(self.shape[a] for a in axes)), self.dtype,
+                                    self.device, shape)
         split = self._split_reduce(op, axes, shape)
         if split is not None:
             return split
         return LazyBuffer(self.device, ShapeTracker.contiguous(shape), self.dtype, LazyOp.REDUCE, (self,), (op, axes))
+
+    def _reduced_const(self, op: Ops, count: int) -> Any:
+        """MAX of ``count`` copies of the constant is itself; ADD is ``count`` times it, rounded once to the dtype
+        (integers wrap as repeated addition would; bools OR), starting from +0 like the device's sum."""
+        value = self.base.arg
+        if op is Ops.MAX or self.dtype == dtypes.bool:
+            return value if count else (False if self.dtype == dtypes.bool else value)
+        total = value * count if count else 0
+        return as_value(total, self.dtype) if total != 0 or math.isnan(total) else 0
 
     def _split_reduce(self, op: Ops, axes: tuple[int, ...], out_shape: Shape) -> LazyBuffer | None:
         """A long reduction into few outputs runs as two: many partial results, then their reduction.

@@ -81,6 +81,17 @@ ALL: tuple[DType, ...] = (dtypes.bool, dtypes.uint8, dtypes.int8, dtypes.int32, 
 BY_NAME = {d.name: d for d in ALL}
 
 
+#: Indices are int32: no buffer, and no reduction, may reach 2**31 elements.
+INDEX_LIMIT = (1 << 31) - 1
+
+
+def check_numel(count: int, what: str) -> None:
+    """Refuse a tensor of more elements than 32-bit indices reach, before anything is allocated."""
+    if count > INDEX_LIMIT:
+        raise ValueError(f"{what}: {count:,} elements, and tg indexes with 32-bit integers (at most "
+                         f"{INDEX_LIMIT:,}): split the data into smaller tensors")
+
+
 def as_value(value: Any, dtype: DType) -> bool | int | float:
     """``value`` as a Python scalar of ``dtype``, exactly as the device holds it: integers wrap around like the
     hardware's, floats are rounded to the dtype once (float16 65520 -> inf), and a float given for an integer

@@ -270,11 +270,18 @@ def test_argmax_argmin_with_nan_give_the_first_nan(dtype: str) -> None:
         assert int(getattr(t, op)().numpy()) == int(getattr(np, op)(x)) == 1
 
 
-def test_a_kernel_past_32_bit_indices_is_refused_before_it_runs() -> None:
-    """Indices are int32: 2**31 + 10 ones summed used to give 0.0 (and a big buffer's last element crashed)."""
+def test_sizes_past_32_bit_indices_are_right_or_refused_before_anything_runs() -> None:
+    """Indices are int32: 2**31 + 10 ones summed used to give 0.0.  A reduction of a constant is folded (the
+    right answer, no kernel); a real reduction that long, or a buffer that large, is refused before it runs."""
+    assert float(Tensor.ones(2**31 + 10).sum().numpy()) == float(np.float32(2**31 + 10))
+    assert float(Tensor.zeros(10**12).sum().numpy()) == 0.0  # used to run for minutes on numpy
+    np.testing.assert_array_equal(Tensor.full((3, 5), 7, dtype="int32").sum(1).numpy(), [35, 35, 35])
     with pytest.raises(ValueError, match=r"2,147,483,658 elements, and tg indexes with 32-bit integers"):
-        Tensor.ones(2**31 + 10).sum().numpy()
+        (Tensor.ones(2**31 + 10) * Tensor([2.0])).sum().numpy()  # not a constant: a kernel would run
+    with pytest.raises(ValueError, match="arange: 2,147,483,658 elements"):
+        Tensor.arange(2**31 + 10)  # refused before numpy allocates it
     assert float(Tensor.ones(2**20).sum().numpy()) == 2**20
+
 
 
 def test_max_and_min_over_a_dim_give_values_and_indices() -> None:
