@@ -79,7 +79,7 @@ def test_nll_loss(rng: np.random.Generator) -> None:
     got = F.nll_loss(tensor(logp.astype(np.float32)), Tensor(target.astype(np.int32)))
     assert_close(got, _np_nll(logp, target))
     weight = np.array([0.5, 1.0, 2.0])
-    got = F.nll_loss(tensor(logp.astype(np.float32)), Tensor(target.astype(np.int32)), weight=tensor(weight),
+    got = F.nll_loss(tensor(logp.astype(np.float32)), Tensor(target.astype(np.int32)), weight=tensor(weight, "float32"),
                      reduction="none")
     assert_close(got, _np_nll(logp, target, weight, reduction="none"))
     assert float(F.nll_loss(Tensor([[-1.0, -2.0]]), Tensor([1]), reduce=False)[0]) == 2.0  # PyTorch's old flag
