@@ -346,3 +346,12 @@ def test_shaped_launch_groups_the_innermost_dimension(monkeypatch: pytest.Monkey
     assert any(u.op is Ops.CMPLT for u in uops)
     result = (Tensor(np.arange(30, dtype=np.float32).reshape(10, 3), device="numpy").T + 1).numpy()
     np.testing.assert_array_equal(result, np.arange(30, dtype=np.float32).reshape(10, 3).T + 1)
+
+
+def test_a_realized_constant_still_casts_and_folds() -> None:
+    """A constant tensor that was realized keeps its value for the graph: casting it crashed (its value was
+    dropped with the graph), and a reduction of it folds to a constant."""
+    x = Tensor.full((3, 4), 2.0)
+    x.realize()
+    np.testing.assert_array_equal(x.cast("int32").numpy(), np.full((3, 4), 2, np.int32))
+    np.testing.assert_array_equal(x.sum(1).numpy(), [8.0, 8.0, 8.0])

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clang_helpers import fill_kernel, run_fill
-from tg.codegen.program import Program
-from tg.support.errors import KernelCacheWarning
-from tg_clang.compiler import CompilerNotFoundError
-from tg_clang.compiler import cache_dir as default_cache_dir
-from tg_clang.runtime import ClangRuntime
+
+sys.path.insert(0, str(Path(__file__).parent.parent))  # tests/ is no package; import _timeouts in any import mode
+from _timeouts import process_gone  # noqa: E402
+from clang_helpers import fill_kernel, run_fill  # noqa: E402
+from tg.codegen.program import Program  # noqa: E402
+from tg.support.errors import KernelCacheWarning  # noqa: E402
+from tg_clang.compiler import CompilerNotFoundError  # noqa: E402
+from tg_clang.compiler import cache_dir as default_cache_dir  # noqa: E402
+from tg_clang.runtime import ClangRuntime  # noqa: E402
 
 
 def test_missing_compiler_is_named_with_its_package(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
@@ -130,19 +133,6 @@ def _hung_tool(folder: Path, name: str, pids: Path) -> Path:
     return tool
 
 
-def _gone(pid: int, within: float = 5.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().rpartition(")")[2].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_a_hung_compiler_times_out_with_its_group(cache_dir: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from tg.support.early_exec import EarlyExecTimeout
@@ -157,5 +147,5 @@ def test_a_hung_compiler_times_out_with_its_group(cache_dir: Path, tmp_path: Pat
     message = str(info.value)
     assert "hung-cc" in message and "within 1 s" in message and "TG_EXEC_TIMEOUT" in message, message
     compiler, child = (int(p) for p in pids.read_text().split())
-    assert _gone(compiler) and _gone(child), "the compiler or its child outlived the timeout"
+    assert process_gone(compiler) and process_gone(child), "the compiler or its child outlived the timeout"
     assert not list(cache_dir.glob("*")), "a timed-out compile left a file in the cache"

@@ -92,10 +92,11 @@ def _staging(low: _Lowering, p: Plan, size_m: int, size_n: int) -> Plan:
     m, n, k = p.tc.dims
     size_k = math.prod(low.shape[j] for j in low.reduce_dims)
     ks = 2 if size_k % (2 * k) == 0 else 1
+    itemsize = dtypes.from_any(p.tc.dtype_in).itemsize
     for wm, wn in ((2, 2), (2, 1), (1, 2)):
         bm, bn, bk = m * p.tm * wm, n * p.tn * wn, k * ks
         threads = p.tc.threads * wm * wn
-        fits = (bm + bn) * bk * 2 <= low.caps.local_memory and threads <= low.caps.group_size
+        fits = (bm + bn) * bk * itemsize <= low.caps.local_memory and threads <= low.caps.group_size
         if fits and size_m % bm == 0 and size_n % bn == 0 and (bm * bk) % threads == 0 and (bn * bk) % threads == 0:
             return dataclasses.replace(p, wm=wm, wn=wn, ks=ks)
     return p
@@ -123,10 +124,10 @@ def lower_contraction(low: _Lowering, p: Plan) -> tuple[tuple[int, ...], tuple[i
     bm, bn, bk = m * p.tm * p.wm, n * p.tn * p.wn, k * p.ks
     threads = tc.threads * p.wm * p.wn
     size_m, size_n = (math.prod(low.shape[j] for j in dims) for dims in (p.m_dims, p.n_dims))
-    tiles = [low.shape[j] for j in p.batch_dims] + [size_m // bm, size_n // bn]
-    gid, tid = b.special("gidx0", math.prod(tiles)), b.special("lidx0", threads)
+    grid = [low.shape[j] for j in p.batch_dims] + [size_m // bm, size_n // bn]
+    gid, tid = b.special("gidx0", math.prod(grid)), b.special("lidx0", threads)
     low.gate = b.const(True, dtypes.bool)
-    where = low._unravel(gid, tiles)
+    where = low._unravel(gid, grid)
     base: list[UOp] = [b.const(0, i32)] * len(low.shape)
     for j, idx in zip(p.batch_dims, where):
         base[j] = idx
@@ -138,60 +139,59 @@ def lower_contraction(low: _Lowering, p: Plan) -> tuple[tuple[int, ...], tuple[i
     warp_cols = b.alu(Ops.MUL, warp_n, b.const(n * p.tn, i32))
     lanes = {name: (_lane_coord(low, lane, f.rows), _lane_coord(low, lane, f.cols))
              for name, f in (("a", tc.a), ("b", tc.b), ("c", tc.c))}
-    reduce_dims = tuple(low.reduce_dims)
 
     def place(idxs: list[UOp], dims: tuple[int, ...], at: UOp) -> None:
         for j, idx in zip(dims, low._unravel(at, [low.shape[j] for j in dims])):
             idxs[j] = idx
 
-    def operand(node: KNode, key: tuple[int, ...], row_dims: tuple[int, ...], row: UOp,
-                col_dims: tuple[int, ...], col: UOp) -> UOp:
+    def operand(node: KNode, key: tuple[int, ...], dims: tuple[tuple[int, ...], tuple[int, ...]], row: UOp,
+                col: UOp) -> UOp:
+        """``node`` (an operand) at global ``(row, col)``: ``dims`` are the kernel dims the two unravel into."""
         idxs = list(base)
-        place(idxs, row_dims, row)
-        place(idxs, col_dims, col)
+        place(idxs, dims[0], row)
+        place(idxs, dims[1], col)
         return low._render(node, idxs, key)
 
     acc_dtype, in_dtype = dtypes.from_any(tc.dtype_acc), dtypes.from_any(tc.dtype_in)
     accs = {(i, j): [b.define_acc(0, acc_dtype) for _ in range(tc.c.elements)] for i in range(p.tm)
             for j in range(p.tn)}
-    if p.staged:
-        tile_a, tile_b = b.define_local("tile_a", in_dtype, bm * bk), b.define_local("tile_b", in_dtype, bk * bn)
+    reduce_dims = tuple(low.reduce_dims)
+    shapes = {"a": (bm, bk), "b": (bk, bn)}  # this stage's tile of each operand
+    tiles = {name: b.define_local(f"tile_{name}", in_dtype, rows * cols) for name, (rows, cols) in shapes.items()
+             } if p.staged else {}
     stage = b.range(0, math.prod(low.shape[j] for j in reduce_dims) // bk)
-    current = {key: list(cell) for key, cell in accs.items()}
     k_stage = b.alu(Ops.MUL, stage, b.const(bk, i32))
-    if p.staged:  # copy this stage's A (bm x bk) and B (bk x bn) tiles to local memory
-        for r in range(bm * bk // threads):
-            q = _plus(b, tid, threads * r)
-            row, col = b.alu(Ops.IDIV, q, b.const(bk, i32)), b.alu(Ops.MOD, q, b.const(bk, i32))
-            b.store(tile_a, q, operand(p.a, (2, r), p.m_dims, _plus(b, m_block, row), reduce_dims,
-                                       _plus(b, k_stage, col)))
-        for r in range(bk * bn // threads):
-            q = _plus(b, tid, threads * r)
-            row, col = b.alu(Ops.IDIV, q, b.const(bn, i32)), b.alu(Ops.MOD, q, b.const(bn, i32))
-            b.store(tile_b, q, operand(p.b, (3, r), reduce_dims, _plus(b, k_stage, row), p.n_dims,
-                                       _plus(b, n_block, col)))
+    # per operand: its node, the kernel dims its rows and columns unravel into, its tile's first global row and col
+    sides = {"a": (p.a, (p.m_dims, reduce_dims), (m_block, k_stage)),
+             "b": (p.b, (reduce_dims, p.n_dims), (k_stage, n_block))}
+    if p.staged:  # copy this stage's A and B tiles to local memory, consecutive threads on consecutive elements
+        for which, (name, (node, dims, (row0, col0))) in enumerate(sides.items()):
+            rows, cols = shapes[name]
+            for r in range(rows * cols // threads):
+                q = _plus(b, tid, threads * r)
+                row, col = b.alu(Ops.IDIV, q, b.const(cols, i32)), b.alu(Ops.MOD, q, b.const(cols, i32))
+                b.store(tiles[name], q, operand(node, (2 + which, r), dims, _plus(b, row0, row), _plus(b, col0, col)))
         b.barrier()
+
+    def fragment(name: str, key: tuple[int, ...], row: UOp, col: UOp) -> UOp:
+        """Operand ``name`` at ``(row, col)`` within this stage's tile: from local memory, or from the operand."""
+        node, dims, (row0, col0) = sides[name]
+        cols = shapes[name][1]
+        if p.staged:
+            return b.load(tiles[name], _plus(b, b.alu(Ops.MUL, row, b.const(cols, i32)), col), in_dtype)
+        return operand(node, key, dims, _plus(b, row0, row), _plus(b, col0, col))
+
+    current = {key: list(cell) for key, cell in accs.items()}
     acc_vec = VecDType(acc_dtype, tc.c.elements)
     for s in range(p.ks):
-        frag_a, frag_b = [], []
-        for i in range(p.tm):
-            values = []
-            for e in range(tc.a.elements):  # (row, col) within the block's tile of this stage
-                row = _plus(b, warp_rows, i * m + tc.a.row_offsets[e], lanes["a"][0])
-                col = _plus(b, lanes["a"][1], s * k + tc.a.col_offsets[e])
-                values.append(b.load(tile_a, _plus(b, b.alu(Ops.MUL, row, b.const(bk, i32)), col), in_dtype)
-                              if p.staged else operand(p.a, (0, s, i, e), p.m_dims, _plus(b, m_block, row),
-                                                       reduce_dims, _plus(b, k_stage, col)))
-            frag_a.append(b._add(Ops.VECTORIZE, VecDType(in_dtype, tc.a.elements), tuple(values)))
-        for j in range(p.tn):
-            values = []
-            for e in range(tc.b.elements):
-                row = _plus(b, lanes["b"][0], s * k + tc.b.row_offsets[e])
-                col = _plus(b, warp_cols, j * n + tc.b.col_offsets[e], lanes["b"][1])
-                values.append(b.load(tile_b, _plus(b, b.alu(Ops.MUL, row, b.const(bn, i32)), col), in_dtype)
-                              if p.staged else operand(p.b, (1, s, j, e), reduce_dims, _plus(b, k_stage, row),
-                                                       p.n_dims, _plus(b, n_block, col)))
-            frag_b.append(b._add(Ops.VECTORIZE, VecDType(in_dtype, tc.b.elements), tuple(values)))
+        frag_a = [b._add(Ops.VECTORIZE, VecDType(in_dtype, tc.a.elements), tuple(
+            fragment("a", (0, s, i, e), _plus(b, warp_rows, i * m + tc.a.row_offsets[e], lanes["a"][0]),
+                     _plus(b, lanes["a"][1], s * k + tc.a.col_offsets[e])) for e in range(tc.a.elements)))
+            for i in range(p.tm)]
+        frag_b = [b._add(Ops.VECTORIZE, VecDType(in_dtype, tc.b.elements), tuple(
+            fragment("b", (1, s, j, e), _plus(b, lanes["b"][0], s * k + tc.b.row_offsets[e]),
+                     _plus(b, warp_cols, j * n + tc.b.col_offsets[e], lanes["b"][1])) for e in range(tc.b.elements)))
+            for j in range(p.tn)]
         for key, cell in accs.items():  # C is the accumulators' latest values (their ASSIGNs after step 0)
             c = b._add(Ops.VECTORIZE, acc_vec, tuple(current[key]))
             d = b._add(Ops.WMMA, acc_vec, (frag_a[key[0]], frag_b[key[1]], c), tc)
@@ -206,7 +206,7 @@ def lower_contraction(low: _Lowering, p: Plan) -> tuple[tuple[int, ...], tuple[i
             place(idxs, p.n_dims, _plus(b, n_block, warp_cols, j * n + tc.c.col_offsets[e], lanes["c"][1]))
             index, _ = view_index(b, low.out_st, idxs)
             b.store(low.out_buf, index, acc)
-    return (math.prod(tiles),), (threads,)
+    return (math.prod(grid),), (threads,)
 
 
 def _plus(b: KernelBuilder, u: UOp, *offsets: UOp | int) -> UOp:

@@ -21,7 +21,7 @@ from tg.codegen.program import Program
 from tg.codegen.rewrites import apply_capabilities, check_dtypes, check_rendered
 from tg.codegen.uops import format_uops
 from tg.engine.device import Buffer, DeviceState, ReadyKernel, device_state
-from tg.graph.lazy import LazyBuffer
+from tg.graph.lazy import LazyBuffer, LazyOp
 from tg.schedule.scheduler import HostCopy, Kernel, ScheduleItem, create_schedule
 from tg.support.errors import BackendError, JitError
 from tg.support.helpers import debug_level
@@ -129,7 +129,9 @@ def run_item(item: ScheduleItem) -> None:
     else:
         buf = run_kernel(item, state, size)
     out.realized = buf
-    out.srcs, out.arg = (), None  # the graph under a realized buffer can be freed
+    out.srcs = ()  # the graph under a realized buffer can be freed; a constant keeps its value (cast, reduce fold it)
+    if out.op is not LazyOp.CONST:
+        out.arg = None
 
 
 def run_kernel(kernel: Kernel, state: DeviceState, size: int) -> Buffer:

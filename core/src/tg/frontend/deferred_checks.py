@@ -13,6 +13,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from tg.engine.realize import realize
+
 if TYPE_CHECKING:
     from tg.frontend.tensor import Tensor
     from tg.graph.lazy import LazyBuffer
@@ -38,8 +40,6 @@ def defer(bad: Tensor, message: str) -> None:
 
 def check(reading: list[LazyBuffer]) -> None:
     """Realize ``reading`` together with every pending check (one schedule), then raise the first failed one."""
-    from tg.engine.realize import realize  # noqa: PLC0415 - the engine stays out of this module's import
-
     pending, _local.pending = _pending(), []
     realize([*reading, *(flag for flag, _ in pending)])
     for flag, message in pending:

@@ -33,8 +33,7 @@ class MinMax(NamedTuple):
 
 
 def _extreme(t: Tensor, op: str, dim: Any, keepdim: bool, axis: Any) -> Any:
-    if dim is not None and axis is not None:
-        raise TypeError(f"{op}() got both dim and axis: give one")
+    pick_dim(dim, axis, op)  # refuses both at once
     if axis is not None or dim is None:
         return getattr(t, f"a{op}")(axis, keepdim)
     if isinstance(dim, type(t)):

@@ -111,7 +111,7 @@ class LazyBuffer:
         if not axes:
             return self
         shape = tuple(1 if i in axes else s for i, s in enumerate(self.shape))
-        if self.base.op is LazyOp.CONST and self.base.arg is not None and not self.st.has_mask:  # constant in, out
+        if self.base.op is LazyOp.CONST and not self.st.has_mask:  # a reduction of a constant is a constant
             return LazyBuffer.const(self._reduced_const(op, math.prod(self.shape[a] for a in axes)), self.dtype,
                                     self.device, shape)
         split = self._split_reduce(op, axes, shape)
@@ -123,9 +123,11 @@ class LazyBuffer:
         """MAX of ``count`` copies of the constant is itself; ADD is ``count`` times it, rounded once to the dtype
         (integers wrap as repeated addition would; bools OR), starting from +0 like the device's sum."""
         value = self.base.arg
-        if op is Ops.MAX or self.dtype == dtypes.bool:
-            return value if count else (False if self.dtype == dtypes.bool else value)
-        total = value * count if count else 0
+        if self.dtype == dtypes.bool:
+            return bool(value) and count > 0
+        if op is Ops.MAX:  # never over an empty axis (the front end refuses that)
+            return value
+        total = value * count if count else 0  # an empty sum is 0, even of NaN or inf
         return as_value(total, self.dtype) if total != 0 or math.isnan(total) else 0
 
     def _split_reduce(self, op: Ops, axes: tuple[int, ...], out_shape: Shape) -> LazyBuffer | None:

@@ -8,11 +8,11 @@ in a per-lane array.  Core's vector lanes (VECTORIZE/GEP, vector loads and store
 
 from __future__ import annotations
 
-from tg.codegen.render import TextRenderer
 from tg.codegen.uops import Ops, PtrDType, UOp, VecDType
 from tg.support.dtype import DType, dtypes
 
 from tg_clang.cprelude import LANE_TYPE, MATH_SUFFIX, literal, storage_type, value_type
+from tg_clang.crender import CRenderer
 
 _INFIX = {Ops.ADD: "+", Ops.SUB: "-", Ops.MUL: "*", Ops.DIV: "/", Ops.CMPLT: "<", Ops.CMPNE: "!=",
           Ops.CMPEQ: "==", Ops.AND: "&", Ops.OR: "|", Ops.XOR: "^"}
@@ -77,7 +77,7 @@ def is_half(dtype: object) -> bool:
     return isinstance(dtype, DType) and dtype.name == "float16"
 
 
-class ScalarRenderer(TextRenderer):
+class ScalarRenderer(CRenderer):
     """Renders the body of one thread.  ``specials`` maps the threads' SPECIALs (and anything else fixed from
     outside) to C expressions; every other value gets a C variable.  ALU ops go through :func:`scalar_alu`."""
 
@@ -89,8 +89,11 @@ class ScalarRenderer(TextRenderer):
 
     # -- names -------------------------------------------------------------------------------------------
 
+    def fresh(self, prefix: str) -> str:
+        return f"{prefix}{len(self.names)}"
+
     def _define(self, u: UOp, ctype: str, expr: str, prefix: str = "v") -> None:
-        var = f"{prefix}{len(self.names)}"
+        var = self.fresh(prefix)
         if id(u) in self.crossing:
             self.names[id(u)] = f"{var}_l[lidx0]"
             self.group_decls.append(f"{ctype} {var}_l[{self.group_size}];")
@@ -119,9 +122,6 @@ class ScalarRenderer(TextRenderer):
         self.phases.append(self.lines)
         self.lines = []
 
-    def render_define_global(self, u: UOp) -> None:
-        self.names[id(u)] = u.arg[1]
-
     def render_define_local(self, u: UOp) -> None:
         assert isinstance(u.dtype, PtrDType)
         self.names[id(u)] = u.arg[0]
@@ -129,21 +129,6 @@ class ScalarRenderer(TextRenderer):
 
     def render_special(self, u: UOp) -> None:
         self.names[id(u)] = self.specials[u.arg[0]]
-
-    def render_const(self, u: UOp) -> None:
-        assert isinstance(u.dtype, DType)
-        self.names[id(u)] = literal(u.arg, u.dtype)
-
-    def render_range(self, u: UOp) -> None:
-        s = self.operands(u)
-        var = f"r{len(self.names)}"
-        self.names[id(u)] = var
-        self.emit(f"for (int32_t {var} = {s[0]}; {var} < {s[1]}; {var}++) {{")
-        self.depth += 1
-
-    def render_endrange(self, u: UOp) -> None:
-        self.depth -= 1
-        self.emit("}")
 
     def render_define_acc(self, u: UOp) -> None:
         assert isinstance(u.dtype, DType)

@@ -17,11 +17,11 @@ Varying bools are int32 masks (-1 true, 0 false), converted to the element width
 
 from __future__ import annotations
 
-from tg.codegen.render import TextRenderer
 from tg.codegen.uops import Ops, PtrDType, UOp
 from tg.support.dtype import DType, dtypes
 
 from tg_clang.cprelude import INT_RANGE, LANE_TYPE, MATH_SUFFIX, literal, value_type
+from tg_clang.crender import CRenderer
 from tg_clang.scalar import scalar_alu, scalar_cast
 
 _INFIX = {Ops.ADD: "+", Ops.SUB: "-", Ops.MUL: "*", Ops.DIV: "/", Ops.AND: "&", Ops.OR: "|", Ops.XOR: "^"}
@@ -111,7 +111,7 @@ def _mask_type(width: int) -> str:
     return f"tg_{_MASK_INT[width]}_v"
 
 
-class LaneRenderer(TextRenderer):
+class LaneRenderer(CRenderer):
     """Renders a tile's micro-ops (see the module docstring) as C statements; ``specials`` names the
     tile's uniform coordinates (``row0``, ``col0``).  Each ``render_<op>`` method (ALU ops: :meth:`from_table`)
     renders a uniform value as the scalar renderer would and a varying one as a vector."""
@@ -125,6 +125,9 @@ class LaneRenderer(TextRenderer):
         self.levels = _loop_levels(uops)
 
     # -- helpers -------------------------------------------------------------------------------------------
+
+    def fresh(self, prefix: str) -> str:
+        return self._new(prefix)
 
     def _new(self, prefix: str = "v") -> str:
         return f"{prefix}{len(self.lines)}_{len(self.names)}"
@@ -174,30 +177,12 @@ class LaneRenderer(TextRenderer):
     def render(self) -> list[str]:
         return self.render_uops()
 
-    def render_define_global(self, u: UOp) -> None:
-        self.names[id(u)] = u.arg[1]
-
     def render_special(self, u: UOp) -> None:
         if self._is_var(u):  # the lane itself
             self.strides[id(u)], self.bases[id(u)] = 1, "0"
             self._define_vec(u, "tg_iota")
         else:
             self.names[id(u)] = self.specials[u.arg[0]]
-
-    def render_const(self, u: UOp) -> None:
-        assert isinstance(u.dtype, DType)
-        self.names[id(u)] = literal(u.arg, u.dtype)
-
-    def render_range(self, u: UOp) -> None:
-        s = self.operands(u)
-        var = self._new("r")
-        self.names[id(u)] = var
-        self.emit(f"for (int32_t {var} = {s[0]}; {var} < {s[1]}; {var}++) {{")
-        self.depth += 1
-
-    def render_endrange(self, u: UOp) -> None:
-        self.depth -= 1
-        self.emit("}")
 
     def render_define_acc(self, u: UOp) -> None:
         dt = u.dtype

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import platform
 import re
@@ -319,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     report.header += [f"backend `{chosen.name}`" + (f": {status.detail}" if status.detail else ""),
                       f"tg-core {tg.__version__}, Python {platform.python_version()}, numpy {np.__version__}, "
                       f"{platform.machine()} with {os.cpu_count()} CPUs"]
-    workers = args.kit_workers if _has_xdist() else 1
+    workers = args.kit_workers if importlib.util.find_spec("xdist") is not None else 1
     if not args.skip_kit:
         run_kit(backend, args.dry_run, args.kit_timeout, workers, args.out.with_suffix(".kit.log"), report)
     peer = Peer(want_gpu=not args.dry_run)
@@ -342,12 +343,6 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(text)
     print(text)
     return 1 if report.problems else 0
-
-
-def _has_xdist() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("xdist") is not None
 
 
 if __name__ == "__main__":

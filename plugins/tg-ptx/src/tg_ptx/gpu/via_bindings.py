@@ -105,9 +105,8 @@ class BindingsDevice(CudaDevice):
     def close(self) -> None:
         if self._context is None:
             return
-        context, self._context = self._context, None
+        self._context = None
         try:
             cu.cuDevicePrimaryCtxRelease(self._device)
         except Exception:  # noqa: S110 - at exit the driver may already be gone
             pass
-        del context
