@@ -7,12 +7,14 @@ import os
 import stat
 import subprocess
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tg.cli import main
+from tg.support import kernel_cache
 from tg.support.errors import BackendError, KernelCacheError, KernelCacheWarning
 from tg.support.kernel_cache import DiskCache, cache_root, clear, usage
 
@@ -251,6 +253,7 @@ def test_a_replaced_folder_is_opened_and_checked_again(root: Path) -> None:
 
 def test_eviction_keeps_the_cache_under_its_bound(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TG_CACHE_MAX_MB", str(40_000 / 2**20))  # 40 kB
+    monkeypatch.setattr(kernel_cache, "_TOUCH_NS", 0)  # every hit renews the entry's time (at most once a minute)
     a, b = DiskCache("chip"), DiskCache("other")
     a.put("first", b"\1" * 5000)
     for i in range(20):
@@ -260,6 +263,16 @@ def test_eviction_keeps_the_cache_under_its_bound(root: Path, monkeypatch: pytes
         assert total <= 40_000, (i, total)
     assert a.get("k1") is None and b.get("k0") is None  # the oldest went first, in either folder
     assert a.get("k19") is not None and b.get("k18") is not None
+
+
+def test_a_hit_renews_the_time_eviction_goes_by_at_most_once_a_minute(root: Path) -> None:
+    cache = DiskCache("chip")
+    entry = cache.put("k", b"x" * 100)
+    fresh = entry.location.stat().st_mtime_ns
+    assert cache.get("k") is not None and entry.location.stat().st_mtime_ns == fresh  # recent: no write
+    old = time.time_ns() - 120 * 10**9
+    os.utime(entry.location, ns=(old, old))
+    assert cache.get("k") is not None and entry.location.stat().st_mtime_ns > old + 60 * 10**9
 
 
 def test_an_entry_larger_than_the_bound_is_kept_until_the_next(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

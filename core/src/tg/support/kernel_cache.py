@@ -16,9 +16,9 @@ plugin (``clang/``, ``ptx/``...), each holding one file per kernel, named by the
   shared object is loaded from :attr:`CachedBinary.path` record and all; other formats use ``.data``;
 - entries are written to a temporary file and renamed into place, so readers never see half of one;
 - the whole root holds at most ``TG_CACHE_MAX_MB`` (default 512): past that, the entries used least recently
-  (a hit touches the file's time) are removed until it holds 90% of it.  Each process counts the root afresh
-  at most every few seconds and adds its own writes in between, so processes writing at once may overshoot
-  the bound by what they wrote in those seconds.
+  (a hit renews the file's time, at most once a minute) are removed until it holds 90% of it.  Each process
+  counts the root afresh at most every few seconds and adds its own writes in between, so processes writing at
+  once may overshoot the bound by what they wrote in those seconds.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ _PROC_FDS = os.path.isdir("/proc/self/fd")
 #: Bytes in each cache root (by device and inode) as this process last counted them, and when.
 _TOTALS: dict[tuple[int, int], tuple[int, float]] = {}
 _RECOUNT_SECONDS = 5.0
+#: A hit renews an entry's time (which eviction goes by) when it is older than this: at most a write a minute.
+_TOUCH_NS = 60 * 10**9
 
 
 def cache_root() -> Path:
@@ -173,9 +175,15 @@ def _record(key: str, data: bytes) -> bytes:
     return hashlib.sha256(data).digest() + hashlib.sha256(key.encode()).digest() + RECORD_TAG
 
 
-def _entry_problem(key: str, fd: int) -> tuple[str | None, bytes]:
-    """Why the open entry ``fd`` of ``key`` may not be used (None if it may), and its content."""
-    st = os.fstat(fd)
+def _read_all(fd: int, size: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, max(size, 1 << 16)):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _entry_problem(key: str, fd: int, st: os.stat_result) -> tuple[str | None, bytes]:
+    """Why the open entry ``fd`` (attributes ``st``) of ``key`` may not be used (None if it may), and its content."""
     if not stat.S_ISREG(st.st_mode):
         kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a folder" if stat.S_ISDIR(st.st_mode) else "a device"
         return f"is {kind}, not a regular file", b""
@@ -183,8 +191,7 @@ def _entry_problem(key: str, fd: int) -> tuple[str | None, bytes]:
         return f"is owned by {_user(st.st_uid)}", b""
     if st.st_mode & 0o022:
         return f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})", b""
-    with os.fdopen(fd, "rb", closefd=False) as f:
-        raw = f.read()
+    raw = _read_all(fd, st.st_size)
     data, tail = raw[:-RECORD_SIZE], raw[-RECORD_SIZE:]
     if len(raw) < RECORD_SIZE or not tail.endswith(RECORD_TAG):
         return "has no build record (truncated, or not written by tg)", b""
@@ -272,8 +279,9 @@ class DiskCache:
             self.discard(key, "is a symbolic link" if exc.errno == errno.ELOOP else f"cannot be read ({exc})")
             return None
         try:
-            problem, data = _entry_problem(key, fd)
-            if problem is None:
+            st = os.fstat(fd)
+            problem, data = _entry_problem(key, fd, st)
+            if problem is None and time.time_ns() - st.st_mtime_ns > _TOUCH_NS:
                 with contextlib.suppress(OSError):
                     os.utime(fd)  # the time eviction goes by
         finally:

@@ -95,13 +95,21 @@ def cache_dir() -> Path:
 
 @functools.cache
 def _host_cpu() -> str:
-    """What -march=native compiles for: the CPU model and feature flags."""
+    """What -march=native compiles for: the CPU model and feature flags (read with plain system calls: this is on
+    the path of a new process's first cached kernel)."""
+    chunks = []
     try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
+        fd = os.open("/proc/cpuinfo", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
     except OSError:
         import platform
 
         return platform.machine() + platform.processor()
+    text = b"".join(chunks).decode(errors="replace")
     keep = [line for line in text.splitlines() if line.startswith(("model name", "flags", "vendor_id"))]
     return "\n".join(dict.fromkeys(keep))
 
@@ -156,7 +164,7 @@ class KernelCache:
         key = cache_key(source, compiler, self.flags)
         entry = self.disk.get(key)
         if entry is not None:
-            lib = _try_load(entry.path, symbol)
+            lib = _try_load(entry.path, entry.data, symbol)
             if lib is not None:
                 self.hits += 1
                 return lib, True
@@ -166,44 +174,38 @@ class KernelCache:
             output = Path(tmp) / "kernel.so"
             compile_to(source, output, compiler, self.flags)
             entry = self.disk.put(key, output.read_bytes())
-        lib = _try_load(entry.path, symbol)
+        lib = _try_load(entry.path, entry.data, symbol)
         if lib is None:
             raise CompileError(f"tg-clang: the freshly compiled kernel {entry.location} does not load or lacks "
                                f"'{symbol}'")
         return lib, False
 
 
-def elf_complete(path: Path | str) -> bool:
-    """Whether ``path`` is a whole 64-bit ELF file: every segment and the section table lie inside it.
+def elf_complete(image: bytes) -> bool:
+    """Whether ``image`` is a whole 64-bit ELF file: every segment and the section table lie inside it.
 
     Checked before ``dlopen``, because mapping a truncated shared object crashes the process (SIGBUS)
-    instead of failing."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64)
-            size = os.fstat(f.fileno()).st_size
-            if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
-                return False
-            phoff, shoff = struct.unpack_from("<QQ", head, 32)
-            phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", head, 54)
-            if shoff + shentsize * shnum > size or phoff + phentsize * phnum > size or phentsize < 56:
-                return False
-            f.seek(phoff)
-            table = f.read(phentsize * phnum)
-    except OSError:
+    instead of failing.  The cache hands over the very bytes it verified, so no file is read twice."""
+    size = len(image)
+    if size < 64 or image[:4] != b"\x7fELF" or image[4] != 2 or image[5] != 1:
+        return False
+    phoff, shoff = struct.unpack_from("<QQ", image, 32)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", image, 54)
+    if shoff + shentsize * shnum > size or phoff + phentsize * phnum > size or phentsize < 56:
         return False
     for i in range(phnum):
-        kind, _, offset, _, _, filesz = struct.unpack_from("<IIQQQQ", table, i * phentsize)
+        kind, _, offset, _, _, filesz = struct.unpack_from("<IIQQQQ", image, phoff + i * phentsize)
         if kind == 1 and offset + filesz > size:  # PT_LOAD
             return False
     return True
 
 
-def _try_load(path: Path | str, symbol: str) -> ctypes.CDLL | None:
-    if not elf_complete(path):
+def _try_load(path: str, image: bytes, symbol: str) -> ctypes.CDLL | None:
+    """The shared object at ``path`` (whose content is ``image``) loaded, if it is whole and exports ``symbol``."""
+    if not elf_complete(image):
         return None
     try:
-        lib = ctypes.CDLL(str(path))
+        lib = ctypes.CDLL(path)
         getattr(lib, symbol)
     except (OSError, AttributeError):
         return None
