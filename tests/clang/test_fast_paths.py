@@ -14,9 +14,6 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from tg import Tensor
-from tg.codegen.builder import KernelBuilder
-from tg.codegen.uops import Ops
-from tg.support.dtype import dtypes
 
 rng = np.random.default_rng(11)
 
@@ -142,17 +139,3 @@ def test_native_pool_works_in_a_forked_child(monkeypatch: pytest.MonkeyPatch) ->
     child.join(timeout=60)
     assert child.exitcode == 0
     assert got == parent
-
-
-def test_div_mod_sum_is_recognised() -> None:
-    from tg_clang.tiling import _div_mod_sum
-
-    b = KernelBuilder()
-    x = b.special("lane", 1000)
-    ten, zero = b.const(10, dtypes.int32), b.const(0, dtypes.int32)
-    div, mod = b.alu(Ops.IDIV, x, ten), b.alu(Ops.MOD, x, ten)
-    assert _div_mod_sum(b.alu(Ops.MUL, div, ten), mod) is x
-    assert _div_mod_sum(mod, b.alu(Ops.MUL, ten, div)) is x
-    assert _div_mod_sum(b.alu(Ops.MUL, div, b.const(9, dtypes.int32)), mod) is None
-    assert _div_mod_sum(b._add(Ops.MUL, dtypes.int32, (b._add(Ops.IDIV, dtypes.int32, (x, zero)), zero)),
-                        b._add(Ops.MOD, dtypes.int32, (x, zero))) is None  # x % 0 is 0 here, not x

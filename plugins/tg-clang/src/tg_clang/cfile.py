@@ -1,12 +1,12 @@
-"""The pieces every C kernel file of tg-clang shares: its parameter list, its header line, a thread's cost estimate
-and the entries that split a launch across threads."""
+"""The pieces every C kernel file of tg-clang shares: its parameter list, its header line and the entries that
+split a launch across threads."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from tg.codegen.program import buffer_params
-from tg.codegen.uops import Ops, UOp
+from tg.codegen.uops import UOp
 
 from tg_clang.cprelude import storage_type
 
@@ -27,20 +27,6 @@ def kernel_params(uops: list[UOp]) -> list[str]:
     params = [(p.index, f"{'' if p.writable else 'const '}{storage_type(p.dtype)} *restrict {p.name}")
               for p in buffer_params(uops)]
     return [p for _, p in params]
-
-
-def thread_cost(uops: list[UOp]) -> int:
-    """Rough operation count of one thread: ops weighted by the trip counts of their loops."""
-    cost, trips = 0, [1]
-    for u in uops:
-        if u.op is Ops.RANGE:
-            lo, hi = (s.arg if s.op is Ops.CONST else 0 for s in u.src)
-            trips.append(trips[-1] * max(1, hi - lo))
-        elif u.op is Ops.ENDRANGE:
-            trips.pop()
-        elif u.op not in (Ops.CONST, Ops.DEFINE_GLOBAL, Ops.SPECIAL, Ops.DEFINE_LOCAL):
-            cost += trips[-1] * (8 if u.op in (Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.POW) else 1)
-    return max(cost, 1)
 
 
 def launch_indices(flat: str, cols: int) -> str:

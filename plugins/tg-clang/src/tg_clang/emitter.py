@@ -21,9 +21,10 @@ import os
 
 from tg.backends.contract import Capabilities, Emitter
 from tg.codegen.program import LoweredKernel, Program
+from tg.codegen.tiles import thread_cost
 from tg.codegen.uops import Ops
 
-from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params, launch_indices, thread_cost
+from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params, launch_indices
 from tg_clang.cprelude import PRELUDE
 from tg_clang.scalar import ScalarRenderer
 
