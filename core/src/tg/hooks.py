@@ -78,12 +78,12 @@ removes dead values, and calls ``Emitter.render(kernel)``.  Core then guarantees
   gated as a whole;
 - no dead values remain (:func:`tg.codegen.rewrites.eliminate_dead` already ran).
 
-Core's optimizations are chosen from the capabilities: register tiles (``upcast``), vector lanes
-(``vector_width``), work-group reductions in local memory (``group_size``, ``local_memory``) and tensor cores
-happen while lowering.  A target that runs many of tg's threads on one core (a CPU) may also call core's
-register-tile and cache-blocking pass from its emitter: :mod:`tg.codegen.tiles` cuts a ``launch_dims`` = 2 grid
-into micro-tiles of rows by lanes and work units of blocks of them, and replays the micro-ops as one micro-tile
-(tg-clang renders that SIMD across the lanes).
+Core's optimizations are chosen from the capabilities (:mod:`tg.codegen.opts`): register tiles (``upcast``),
+vector lanes (``vector_width``), work-group reductions in local memory (``group_size``, ``local_memory``),
+unrolled reduction loops (``unroll``) and tensor cores (``tensor_cores``) happen while lowering.  A target that
+runs many of tg's threads on one core (a CPU) may also call core's register-tile and cache-blocking pass from its
+emitter: :mod:`tg.codegen.tiles` cuts a ``launch_dims`` = 2 grid into micro-tiles of rows by lanes and work units
+of blocks of them, and replays the micro-ops as one micro-tile (tg-clang renders that SIMD across the lanes).
 
 4. The Program record, the launch and the buffers
 -------------------------------------------------

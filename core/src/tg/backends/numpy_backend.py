@@ -326,14 +326,14 @@ def capabilities_from_env() -> Capabilities:
             renders.add(Ops.MULACC)
         elif key == "tensor_cores":
             flags["tensor_cores"] = (MMA_16x8x16_F16_F32,)
-        elif key in ("group_size", "upcast", "vector_width", "launch_dims") and value.isdigit():
+        elif key in ("group_size", "upcast", "vector_width", "launch_dims", "unroll") and value.isdigit():
             flags[key] = int(value)
         elif key.startswith("no_") and key[3:] in all_dtypes - {"bool", "int32"}:
             all_dtypes.discard(key[3:])
         else:
             raise ValueError(f"TG_NUMPY_CAPS: unknown capability {item!r}; known: sin_is_sin2pi, mulacc, no_div, "
                              "no_pow, no_mod, no_sub, no_cmpeq, no_neg, no_recip, tensor_cores, group_size=N, "
-                             "vector_width=N, upcast=N, launch_dims=N, no_<dtype>")
+                             "vector_width=N, upcast=N, unroll=N, launch_dims=N, no_<dtype>")
     return Capabilities(dtypes=frozenset(all_dtypes), renders=frozenset(renders), local_memory=1 << 16, **flags)
 
 

@@ -33,6 +33,8 @@ class Capabilities:
       work groups, with ``lidx0``), ``gidx1`` the next, and the outer ones fold into the last;
     - ``upcast``: how many outputs of a reduction one thread may compute (a register tile whose loads are
       shared; 1: one output per thread);
+    - ``unroll``: how many iterations of a reduction's innermost loop core may write out per trip (the largest
+      power of two up to it that divides the loop; 1: loops stay rolled).  The accumulation order is kept;
     - ``tensor_cores``: the matrix multiply-accumulate units of a work group (:class:`TensorCore`); core lowers a
       contraction of their input dtype onto the first that fits it, with the micro-op ``WMMA`` (never sent to
       a target that declares none);
@@ -47,6 +49,7 @@ class Capabilities:
     group_size: int = 1
     launch_dims: int = 1
     upcast: int = 1
+    unroll: int = 1
     tensor_cores: tuple[TensorCore, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
@@ -56,6 +59,9 @@ class Capabilities:
             raise ValueError(f"Capabilities.renders: {sorted(o.name for o in unknown)} are not optional micro-ops "
                              f"(every emitter renders them); the optional ones are "
                              f"{', '.join(sorted(o.name for o in OPTIONAL))}")
+        for name in ("vector_width", "group_size", "upcast", "unroll"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Capabilities.{name} must be at least 1, not {getattr(self, name)}")
         if not 1 <= self.launch_dims <= 3:
             raise ValueError(f"Capabilities.launch_dims must be 1, 2 or 3, not {self.launch_dims}")
         if Ops.DIV not in self.renders and Ops.RECIP not in self.renders:

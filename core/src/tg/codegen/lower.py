@@ -16,6 +16,7 @@ from tg.codegen import contraction
 from tg.codegen.builder import KernelBuilder
 from tg.codegen.capabilities import Capabilities
 from tg.codegen.indexing import view_index
+from tg.codegen.opts import ShapedKernel, choose_opts
 from tg.codegen.program import LoweredKernel
 from tg.codegen.uops import Ops, UOp, VecDType
 from tg.graph.shapetracker import Shape, ShapeTracker
@@ -125,51 +126,14 @@ class _Lowering:
             out_st = out_st.reshape(self.shape)
         self.body, self.out_st = body, out_st
         self.global_dims = [j for j in range(len(self.shape)) if j not in self.reduce_dims]
+        self.opts = choose_opts(ShapedKernel(self.shape, tuple(self.reduce_dims), self.reduce_op,
+                                             kernel.output.dtype), caps)
         self.b = KernelBuilder()
         self.memo: dict[tuple[int, tuple[int, ...]], UOp] = {}
         self.vectors: dict[tuple[int, tuple[int, ...]], UOp] = {}
 
-    # -- strategy choice ----------------------------------------------------------------------------------
-
     def _group_size(self, n_threads: int) -> int:
         return max(1, min(self.caps.group_size, n_threads))
-
-    def _upcast_plan(self) -> list[tuple[int, int]]:
-        """(dim, amount) pairs: each thread computes ``amount`` neighbours along ``dim`` (all combinations).
-
-        Elementwise kernels take ``vector_width`` lanes of the innermost dim.  Reductions, when the backend
-        allows ``upcast`` outputs per thread, take a register tile: vector-width lanes of the innermost
-        output dim, then the rest of the budget from the next output dim out, so loads are shared across
-        the tile (a matmul thread reuses each A value for a row of B values).
-        """
-        w, budget = self.caps.vector_width, self.caps.upcast
-        dims = [j for j in self.global_dims if self.shape[j] > 1]
-        if not dims:
-            return []
-        if self.reduce_op is None:
-            return [(dims[-1], w)] if w > 1 and self.shape[dims[-1]] % w == 0 else []
-        plan: list[tuple[int, int]] = []
-        for j in reversed(dims):
-            amount = next((a for a in (8, 4, 2) if a <= budget and self.shape[j] % a == 0), 1)
-            if j == dims[-1] and w > 1 and self.shape[j] % w == 0 and w <= budget:
-                amount = w  # the innermost output dim becomes vector lanes
-            if amount > 1:
-                plan.append((j, amount))
-                budget //= amount
-            if budget < 2 or len(plan) == 2:
-                break
-        return plan[::-1]
-
-    def _grouped_reduce_lanes(self, n_outputs: int) -> int:
-        """A work group per output (its lanes share the reduction) for few outputs, or for long reductions of
-        up to 2^22 threads in all: one thread walking a long row alone is slow (on a GPU its neighbours read
-        other rows, so no load is coalesced).  1: a thread per output (or per register tile)."""
-        lanes = self.caps.group_size
-        size = math.prod(self.shape[j] for j in self.reduce_dims)
-        fits = self.caps.local_memory >= lanes * self.kernel.output.dtype.itemsize
-        if self.reduce_op is None or lanes <= 1 or not fits or size < 2 * lanes:
-            return 1
-        return lanes if n_outputs <= 1024 or (size >= 4 * lanes and n_outputs * lanes <= 1 << 22) else 1
 
     def run(self) -> LoweredKernel:
         b = self.b
@@ -177,7 +141,7 @@ class _Lowering:
         self.out_buf = b.define_global(0, out_dtype, True)
         self.in_bufs = [b.define_global(i + 1, inp.dtype, False) for i, inp in enumerate(self.kernel.inputs)]
         n_outputs = math.prod(self.shape[j] for j in self.global_dims)
-        lanes = self._grouped_reduce_lanes(n_outputs)
+        lanes = self.opts.group_lanes
         on_cores = contraction.plan(self) if self.caps.tensor_cores else None
         if on_cores is not None:
             global_size, local_size = contraction.lower_contraction(self, on_cores)
@@ -239,7 +203,7 @@ class _Lowering:
 
     def _per_thread(self, n_outputs: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         b, i32 = self.b, dtypes.int32
-        plan = self._upcast_plan()
+        plan = list(self.opts.upcast)
         amounts = dict(plan)
         sizes = [self.shape[j] // amounts.get(j, 1) for j in self.global_dims]
         n_threads = math.prod(sizes)
@@ -268,13 +232,18 @@ class _Lowering:
         if self.reduce_op is not None:
             dtype = self.kernel.output.dtype
             accs = [b.define_acc(reduce_identity(self.reduce_op, dtype), dtype) for _ in lanes]
-            ranges = [b.range(0, self.shape[j]) for j in self.reduce_dims]
-            for idxs in lane_idxs:
-                for j, r in zip(self.reduce_dims, ranges):
-                    idxs[j] = r
-            values = [self._render(self.body, idxs, lane, vec) for idxs, lane in zip(lane_idxs, lanes)]
-            for acc, value in zip(accs, values):
-                b.assign(acc, b.alu(self.reduce_op, acc, value))
+            unroll, last = self.opts.unroll, self.reduce_dims[-1]
+            ranges = [b.range(0, self.shape[j] // (unroll if j == last else 1)) for j in self.reduce_dims]
+            for step in range(unroll):  # the innermost loop's iterations step, step+1...: its order of accumulation
+                at = ranges[-1] if unroll == 1 else \
+                    b.alu(Ops.ADD, b.alu(Ops.MUL, ranges[-1], b.const(unroll, i32)), b.const(step, i32))
+                for idxs in lane_idxs:
+                    for j, r in zip(self.reduce_dims, ranges):
+                        idxs[j] = at if j == last else r
+                values = [self._render(self.body, idxs, lane + (step,) * (unroll > 1), vec)
+                          for idxs, lane in zip(lane_idxs, lanes)]
+                for acc, value in zip(accs, values):
+                    b.assign(acc, b.alu(self.reduce_op, acc, value))
             for r in reversed(ranges):
                 b.end_range(r)
             results = accs
