@@ -355,3 +355,21 @@ def test_a_realized_constant_still_casts_and_folds() -> None:
     x.realize()
     np.testing.assert_array_equal(x.cast("int32").numpy(), np.full((3, 4), 2, np.int32))
     np.testing.assert_array_equal(x.sum(1).numpy(), [8.0, 8.0, 8.0])
+
+
+def test_recent_keeps_the_most_recently_used() -> None:
+    from tg.engine.device import Recent
+
+    r: Recent[str, int] = Recent(2)
+    r["a"], r["b"] = 1, 2
+    assert r.get("a") == 1  # a is now the most recent
+    r["c"] = 3
+    assert "b" not in r and r.get("a") == 1 and r.get("c") == 3 and len(r) == 2
+
+
+def test_a_bad_kernel_bound_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tg.engine.device import kernels_max
+
+    monkeypatch.setenv("TG_KERNELS_MAX", "0")
+    with pytest.raises(ValueError, match="TG_KERNELS_MAX=0 must be a positive number"):
+        kernels_max()

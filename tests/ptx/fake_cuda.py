@@ -101,7 +101,7 @@ def fake_cuda_bindings() -> types.ModuleType:
     """A ``cuda.bindings.driver`` look-alike: every call returns ``(CUresult, *values)``."""
     driver = types.ModuleType("cuda.bindings.driver")
     d: Any = driver
-    d.memory, d.launches, d.modules, d.current = GlobalMemory(), [], [], []
+    d.memory, d.launches, d.modules, d.current, d.unloaded = GlobalMemory(), [], [], [], []
     d.released = 0
     ok = CUresult.CUDA_SUCCESS
     d.CUresult = CUresult
@@ -165,4 +165,5 @@ def fake_cuda_bindings() -> types.ModuleType:
     d.cuDevicePrimaryCtxRelease = released
     d.cuModuleLoadData, d.cuModuleGetFunction, d.cuMemAlloc, d.cuMemFree = load, get_function, alloc, free
     d.cuMemcpyHtoD, d.cuMemcpyDtoH, d.cuLaunchKernel = htod, dtoh, launch
+    d.cuModuleUnload = lambda module: (d.unloaded.append(module), (ok,))[1]
     return driver

@@ -4,6 +4,7 @@ and the GPU runtime's code paths driven through a stand-in for pycuda (there is 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import importlib.metadata
 import json
 import os
@@ -338,6 +339,14 @@ def test_the_gpu_runtime_through_cuda_bindings(monkeypatch: pytest.MonkeyPatch, 
     out = np.zeros_like(program.buffers[0])
     runtime.copyout(out.view(np.uint8).data, buffers[0])
     np.testing.assert_allclose(out, program.buffers[1].reshape(5, -1).sum(axis=1), rtol=1e-5)
+
+    # a module is unloaded when the last reference to what compile gave goes (core let it go, no jit holds it)
+    binary = runtime.compile(rendered)
+    gc.collect()
+    unloaded = len(driver.unloaded)  # (the modules of the launches above went with their last reference)
+    del binary
+    gc.collect()
+    assert len(driver.unloaded) == unloaded + 1 and driver.unloaded[-1] == rendered.source
 
     # a module the driver refuses: the error names the call, the driver's error and (with ptxas) why
     bad = dataclasses.replace(rendered, source=rendered.source + "\n// invalid\n")

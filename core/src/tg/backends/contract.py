@@ -87,7 +87,11 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     def compile(self, program: Program) -> Any:
-        """Turn ``program`` into the runtime's binary (machine code, a loaded module, a callable...)."""
+        """Turn ``program`` into the runtime's binary (machine code, a loaded module, a callable...); never None.
+
+        Core keeps at most ``TG_KERNELS_MAX`` binaries per backend and drops the least recently used; a jitted
+        function may still hold one.  So a binary that holds resources (a loaded library, a GPU module) releases
+        them when the last reference to it goes (a finalizer), never when core drops it."""
 
     @abc.abstractmethod
     def launch(self, program: Program, binary: Any, buffers: Sequence[Any], values: Mapping[str, int]) -> float | None:

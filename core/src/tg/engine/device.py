@@ -2,7 +2,9 @@
 
 This is the only module that talks to a :class:`~tg.backends.contract.Runtime`.  A :class:`Buffer` frees its
 device memory when nothing refers to it any more.  Compiled programs are cached per backend by source
-text; observers registered through the hook spec hear of every compile and launch.
+text, at most ``TG_KERNELS_MAX`` of them (the least recently used go first; a runtime unloads a binary when the
+last reference to it goes, so one a jitted function still holds stays loaded); observers registered through the
+hook spec hear of every compile and launch.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import threading
 import time
 import warnings
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -81,13 +84,66 @@ class ReadyKernel:
     bytes_moved: int = 0
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+#: Compiled kernels a backend keeps by default (TG_KERNELS_MAX).
+DEFAULT_KERNELS_MAX = 2048
+
+
+def kernels_max() -> int:
+    bound = getenv("TG_KERNELS_MAX", DEFAULT_KERNELS_MAX)
+    if bound < 1:
+        raise ValueError(f"TG_KERNELS_MAX={bound} must be a positive number of kernels (default {DEFAULT_KERNELS_MAX})")
+    return bound
+
+
+class Recent(Generic[K, V]):
+    """A mapping that keeps its ``bound`` most recently used entries (thread-safe)."""
+
+    def __init__(self, bound: int):
+        self.bound = bound
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def __setitem__(self, key: K, value: V) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.bound:
+                self._items.popitem(last=False)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def items(self) -> list[tuple[K, V]]:
+        """The entries, least recently used first (a copy)."""
+        with self._lock:
+            return list(self._items.items())
+
+    def values(self) -> list[V]:
+        with self._lock:
+            return list(self._items.values())
+
+
 class DeviceState:
     """Per-backend compile cache and statistics."""
 
     def __init__(self, backend: Backend, reg: PluginRegistry):
         self.backend, self.registry = backend, reg
-        self.binaries: dict[tuple[str, str], Any] = {}  # (entry name, source text) -> the runtime's binary
-        self.kernels: dict[tuple[object, ...], ReadyKernel] = {}  # kernel structure -> ready kernel
+        bound = kernels_max()
+        self.binaries: Recent[tuple[str, str], Any] = Recent(bound)  # (entry name, source) -> the runtime's binary
+        self.kernels: Recent[tuple[object, ...], ReadyKernel] = Recent(bound)  # kernel structure -> ready kernel
         self.kernel_count = 0
         self.kernel_seconds = 0.0
         passes = reg.manager.hook.tg_lowering_passes(target=backend.emitter.target,
@@ -101,15 +157,17 @@ class DeviceState:
     def compile(self, program: Program) -> Any:
         """The runtime's binary of ``program`` (compiled once per process for each source text)."""
         key = (program.name, program.source)
-        cached = key in self.binaries
+        binary = self.binaries.get(key)
+        cached = binary is not None
         start = time.perf_counter()
-        if not cached:
-            self.binaries[key] = self.backend.runtime.compile(program)
+        if binary is None:
+            binary = self.backend.runtime.compile(program)
+            self.binaries[key] = binary
         elapsed = time.perf_counter() - start
         observers = _observers(self.registry, "tg_kernel_compiled")
         if observers is not None:
             _notify(observers, "tg_kernel_compiled", KernelCompiled(self.backend.name, program, elapsed, cached))
-        return self.binaries[key]
+        return binary
 
     def launch(self, kernel: ReadyKernel, buffers: list[Buffer]) -> None:
         """Run ``kernel`` over ``buffers`` (the output first, then the inputs: the program's buffer order)."""

@@ -32,7 +32,8 @@ ENVIRONMENT: dict[str, str] = {
     "TG_DEBUG": "1: kernel count and time; 2: each kernel; 4: its source; 5: its disassembly; 6: its micro-ops.",
     "TG_NUMPY_CAPS": "Lowering capabilities the numpy backend pretends to need, to prove each rewrite: no_div, "
                      "no_pow, no_mod, no_sub, no_cmpeq, no_neg, no_recip (core decomposes the op), sin_is_sin2pi, "
-                     "mulacc, tensor_cores, group_size=N, vector_width=N, upcast=N, launch_dims=N, no_<dtype>.",
+                     "mulacc, tensor_cores, group_size=N, vector_width=N, upcast=N, unroll=N, launch_dims=N, "
+                     "no_<dtype>.",
     "TG_FUZZ_EXAMPLES": "Random programs the conformance kit's differential fuzzer (tg.testing.test_fuzz) compares "
                         "with the numpy backend (default 40).",
     "TG_CACHE_DIR": "Where plugins cache compiled kernels (default $XDG_CACHE_HOME/tg, else ~/.cache/tg), "
@@ -40,6 +41,8 @@ ENVIRONMENT: dict[str, str] = {
                     "group or others is refused. `tg cache` shows it, `tg cache clear` empties it.",
     "TG_CACHE_MAX_MB": "Bound on the kernel cache in megabytes (default 512); past it, the kernels used least "
                        "recently are removed.",
+    "TG_KERNELS_MAX": "Compiled kernels each backend keeps loaded in a process (default 2048); past it, the one "
+                      "used least recently is let go (unloaded once nothing runs it; the disk cache brings it back).",
     "TG_EXEC_TIMEOUT": "Seconds an external command (a compiler, an assembler) may run before tg kills it with "
                        "every process it started and raises an error naming it (default 120; 0: no limit).",
 }

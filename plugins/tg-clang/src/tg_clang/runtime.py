@@ -15,11 +15,13 @@ when the buffer is allocated, and the thread count is looked up once per value o
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
 import functools
 import math
 import os
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +40,11 @@ SPLIT_THRESHOLD = 1 << 19
 #: Shares per thread in a split launch: threads claim them as they go, so a core slowed by another process
 #: leaves its share to the others.
 CHUNKS_PER_THREAD = 8
+
+
+def _unload(handle: int) -> None:
+    """``dlclose`` one load of a kernel's shared object (the C library unmaps it with its last load)."""
+    _ctypes.dlclose(handle)
 
 
 @dataclass
@@ -178,8 +185,12 @@ class ClangRuntime(Runtime):
         dynamic.argtypes = [ctypes.c_void_p] * n_bufs + [ctypes.c_int32] * len(variables) + [
             ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32]
         units = math.prod(program.global_size)
-        return ClangProgram(symbol, function, dynamic, units, int(program.attributes.get("cost", 1)),
-                            tuple(variables), str(program.attributes.get("strategy", "")), library, cached, parallel)
+        loaded = ClangProgram(symbol, function, dynamic, units, int(program.attributes.get("cost", 1)),
+                              tuple(variables), str(program.attributes.get("strategy", "")), library, cached, parallel)
+        # unmapped when nothing can call it any more (core let it go and no jitted function holds it)
+        release = weakref.finalize(loaded, _unload, library._handle)
+        release.atexit = False  # at exit the process unmaps everything anyway
+        return loaded
 
     def launch(self, program: Program, binary: Any, buffers: Sequence[Any], values: Mapping[str, int]) -> float | None:
         kernel = binary

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import importlib.metadata
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,15 @@ def _ok(result: Any, call: str) -> Any:
     if not values:
         return None
     return values[0] if len(values) == 1 else tuple(values)
+
+
+class LoadedModule:
+    """A module the driver loaded and its kernel's function (what ``compile`` gives core)."""
+
+    __slots__ = ("module", "function", "__weakref__")
+
+    def __init__(self, module: Any, function: Any):
+        self.module, self.function = module, function
 
 
 class BindingsDevice(CudaDevice):
@@ -63,7 +73,16 @@ class BindingsDevice(CudaDevice):
     def load(self, ptx: str, entry: str) -> Any:
         self._current()
         module = _ok(cu.cuModuleLoadData(ptx.encode() + b"\0"), f"cuModuleLoadData ({entry})")
-        return module, _ok(cu.cuModuleGetFunction(module, entry.encode()), f"cuModuleGetFunction ({entry})")
+        loaded = LoadedModule(module, _ok(cu.cuModuleGetFunction(module, entry.encode()),
+                                          f"cuModuleGetFunction ({entry})"))
+        release = weakref.finalize(loaded, self._unload, module)  # when nothing can launch it any more
+        release.atexit = False  # at exit the context goes, and its modules with it
+        return loaded
+
+    def _unload(self, module: Any) -> None:
+        if self._context is not None:
+            self._current()
+            cu.cuModuleUnload(module)  # a failure leaks the module's memory; nothing computes with it
 
     def launch(self, function: Any, grid: tuple[int, int, int], block: tuple[int, int, int],
                buffers: Sequence[Any], ints: Sequence[int]) -> float:
@@ -71,7 +90,7 @@ class BindingsDevice(CudaDevice):
         values: list[Any] = [ctypes.c_uint64(int(b)) for b in buffers] + [ctypes.c_int32(v) for v in ints]
         pointers = (ctypes.c_void_p * max(len(values), 1))(*[ctypes.addressof(v) for v in values])
         _ok(cu.cuEventRecord(self._start, 0), "cuEventRecord")
-        _ok(cu.cuLaunchKernel(function[1], *grid, *block, 0, 0, ctypes.addressof(pointers), 0), "cuLaunchKernel")
+        _ok(cu.cuLaunchKernel(function.function, *grid, *block, 0, 0, ctypes.addressof(pointers), 0), "cuLaunchKernel")
         _ok(cu.cuEventRecord(self._end, 0), "cuEventRecord")
         _ok(cu.cuEventSynchronize(self._end), "kernel launch (cuEventSynchronize)")
         return float(_ok(cu.cuEventElapsedTime(self._start, self._end), "cuEventElapsedTime")) * 1e-3
