@@ -3,9 +3,9 @@
 (``numpy()``, ``item()``, ``tolist()``) and raised there as ``IndexError``, as PyTorch raises on its device.
 
 Checking when the op is built would wait for the device at every index op; never checking gives silently wrong
-results (an index past the end reads zeros).  At most ``FLUSH_AT`` checks wait: the next one computes them all.
-A function replayed by ``tg.jit`` runs its kernels without its Python code, so its checks are made only while
-it is traced.
+results (an index past the end reads zeros).  At most ``FLUSH_AT`` checks wait: the next one computes them all
+(not while ``tg.jit`` traces a call: the checks of a traced call are computed with its results, and every replay
+of it computes them again and adds them here with :func:`defer_flag`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from tg.engine.realize import realize
+from tg.engine.realize import current_recorder, realize
 
 if TYPE_CHECKING:
     from tg.frontend.tensor import Tensor
@@ -34,8 +34,24 @@ def defer(bad: Tensor, message: str) -> None:
     """At the next read, raise ``IndexError(message)`` if any element of the bool tensor ``bad`` is true."""
     pending = _pending()
     pending.append((bad.any().lazydata, message))
-    if len(pending) >= FLUSH_AT:
+    if len(pending) >= FLUSH_AT and current_recorder() is None:
         check([])
+
+
+def defer_flag(flag: LazyBuffer, message: str) -> None:
+    """At the next read, raise ``IndexError(message)`` if the one-element bool ``flag`` is true (a check that a
+    ``tg.jit`` replay computed)."""
+    _pending().append((flag, message))
+
+
+def mark() -> int:
+    """Where the pending checks end now (for :func:`since`)."""
+    return len(_pending())
+
+
+def since(position: int) -> list[tuple[LazyBuffer, str]]:
+    """The checks added after :func:`mark` gave ``position`` (still pending)."""
+    return list(_pending()[position:])
 
 
 def check(reading: list[LazyBuffer]) -> None:

@@ -41,6 +41,7 @@ import numpy as np
 from tg.backends.contract import Backend
 from tg.engine.device import Buffer, DeviceState, ReadyKernel
 from tg.engine.realize import RecordedItem, RecordedKernel, current_recorder, realize, recording
+from tg.frontend import deferred_checks
 from tg.frontend.tensor import Tensor
 from tg.graph.lazy import LazyBuffer
 from tg.graph.shapetracker import ShapeTracker
@@ -102,6 +103,7 @@ class _Plan:
     state_results: list[_Result]
     results: list[_Result]
     structure: Any  # how to put the returned tensors back into the returned object
+    checks: list[tuple[_Result, str]] = field(default_factory=list)  # device-side index checks, made anew each call
 
 
 @dataclass
@@ -148,10 +150,10 @@ class JitFunction(Generic[P, R]):
         if variant.plan is not None:
             return _replay(variant.plan, tensors)
         if variant.calls <= WARMUP_CALLS:
-            out, items, _ = self._traced_call(args, kwargs, capturing=False)
+            out, items, _, _ = self._traced_call(args, kwargs, capturing=False)
             variant.signature = _signature(items)
             return _detached(out)
-        out, items, assigned = self._traced_call(args, kwargs, capturing=True)
+        out, items, assigned, checks = self._traced_call(args, kwargs, capturing=True)
         if _signature(items) != variant.signature:
             variant.calls = WARMUP_CALLS  # the next call compares again
             raise JitError(f"jit: {self.fn.__qualname__} ran different kernels or copied different host data "
@@ -159,16 +161,19 @@ class JitFunction(Generic[P, R]):
                            "Python branches on changing values); a replay would repeat one of them. Fix: pass "
                            "changing data as tensor arguments and keep the function's work the same each call.")
         out = _detached(out)
-        variant.plan = _build_plan(items, tensors, assigned, out)
+        variant.plan = _build_plan(items, tensors, assigned, out, checks)
         return out
 
-    def _traced_call(self, args: Any, kwargs: Any, capturing: bool
-                     ) -> tuple[Any, list[RecordedItem], dict[int, tuple[Tensor, LazyBuffer]]]:
-        """Run the function, realize what it returns and assigns, and say what ran and what was assigned."""
+    def _traced_call(self, args: Any, kwargs: Any, capturing: bool) -> tuple[
+            Any, list[RecordedItem], dict[int, tuple[Tensor, LazyBuffer]], list[tuple[LazyBuffer, str]]]:
+        """Run the function, realize what it returns and assigns and its device-side checks, and say what ran, what
+        was assigned and which checks it made (they stay pending, raised at the next read)."""
+        start = deferred_checks.mark()
         with recording(self.fn.__qualname__ if capturing else None) as recorder:
             out = self.fn(*args, **kwargs)
-            _realize_results(out, recorder.assigned)
-        return out, recorder.items, recorder.assigned
+            checks = deferred_checks.since(start)
+            _realize_results(out, recorder.assigned, [flag for flag, _ in checks])
+        return out, recorder.items, recorder.assigned, checks
 
 
 def jit(fn: Callable[P, R]) -> JitFunction[P, R]:
@@ -208,9 +213,9 @@ def _ready_input(t: Tensor) -> Tensor:
     return t
 
 
-def _realize_results(out: Any, assigned: dict[int, tuple[Tensor, LazyBuffer]]) -> None:
+def _realize_results(out: Any, assigned: dict[int, tuple[Tensor, LazyBuffer]], flags: list[LazyBuffer]) -> None:
     lazies = [t.lazydata for t in _returned_tensors(out)] + [t.lazydata for t, _ in assigned.values()]
-    realize(lazies)
+    realize([*lazies, *flags])
 
 
 def _map_tensors(out: Any, fn: Callable[[Tensor], Tensor]) -> Any:
@@ -257,7 +262,7 @@ def _signature(items: list[RecordedItem]) -> list[Any]:
 
 
 def _build_plan(items: list[RecordedItem], inputs: list[Tensor], assigned: dict[int, tuple[Tensor, LazyBuffer]],
-                out: Any) -> _Plan:
+                out: Any, checks: list[tuple[LazyBuffer, str]]) -> _Plan:
     slot_of: dict[int, int] = {}
     table: list[Buffer | None] = []
     kinds: list[str] = []
@@ -310,7 +315,9 @@ def _build_plan(items: list[RecordedItem], inputs: list[Tensor], assigned: dict[
 
     results = [result(t.lazydata) for t in _returned_tensors(out)]
     state_results = [result(t.lazydata) for t, _ in states]
-    escaping = {r.slot for r in (*results, *state_results) if r.slot is not None and kinds[r.slot] == _FRESH}
+    check_results = [(result(flag), message) for flag, message in checks]
+    escaping = {r.slot for r in (*results, *state_results, *(c for c, _ in check_results))
+                if r.slot is not None and kinds[r.slot] == _FRESH}
     for i, kind in enumerate(kinds):  # intermediates keep the capture's buffers; escaping values get new ones
         if kind == _FRESH and i not in escaping:
             kinds[i] = _FIXED
@@ -318,7 +325,7 @@ def _build_plan(items: list[RecordedItem], inputs: list[Tensor], assigned: dict[
             table[i] = None  # filled on each call; the capture's buffer must not be kept alive here
     layouts = [(before.st, before.base.shape, before.dtype) for _, before in states]
     return _Plan(steps, table, kinds, specs, input_slots, [t for t, _ in states], state_slots, layouts,
-                 state_results, results, out)
+                 state_results, results, out, check_results)
 
 
 def _state_buffer(t: Tensor, layout: tuple[ShapeTracker, tuple[int, ...], DType]) -> Buffer:
@@ -369,5 +376,7 @@ def _replay(plan: _Plan, inputs: list[Tensor]) -> Any:
                 target.copyin(step.data)
     for t, r in zip(plan.state_tensors, plan.state_results):
         t.lazydata = r.lazydata(table)
+    for r, message in plan.checks:  # this call's index checks, raised at the next read as in an eager call
+        deferred_checks.defer_flag(r.lazydata(table), message)
     values = iter([Tensor(r.lazydata(table)) for r in plan.results])
     return _map_tensors(plan.structure, lambda _: next(values))

@@ -41,3 +41,20 @@ def test_replays_see_new_arguments(rng: np.random.Generator) -> None:
     for _ in range(5):
         x = rng.standard_normal((4, 5)).astype(np.float32)
         assert_close(f(Tensor(x)), np.exp(x.astype(np.float64) @ w.numpy()).sum(axis=0), scale=8.0)
+
+
+def test_a_replay_checks_its_indices_as_an_eager_call_does() -> None:
+    """A replayed function runs none of its Python code, so its device-side index checks are replayed with it: an
+    index past the end in the tenth call raises at the next read, as it would without tg.jit."""
+    import pytest
+
+    table = Tensor(np.arange(12, dtype=np.float32).reshape(6, 2)).realize()
+    lookup = tg.jit(lambda ids: table[ids].sum(axis=1))
+    for i in range(6):
+        ids = np.array([i % 6, (i + 1) % 6], np.int32)
+        np.testing.assert_allclose(lookup(Tensor(ids)).numpy(), table.numpy()[ids].sum(axis=1))
+    assert lookup.replays >= 2
+    out = lookup(Tensor(np.array([1, 6], np.int32)))  # a replay
+    with pytest.raises(IndexError, match="size 6"):
+        out.numpy()
+    np.testing.assert_allclose(lookup(Tensor(np.array([5, 0], np.int32))).numpy(), [21, 1])  # and on it goes
