@@ -97,3 +97,23 @@ def test_div_mod_sum_is_recognised() -> None:
     assert div_mod_sum(b.alu(Ops.MUL, div, b.const(9, dtypes.int32)), mod) is None
     assert div_mod_sum(b._add(Ops.MUL, dtypes.int32, (b._add(Ops.IDIV, dtypes.int32, (x, zero)), zero)),
                        b._add(Ops.MOD, dtypes.int32, (x, zero))) is None  # x % 0 is 0 here, not x
+
+
+CUDA_LIKE = Capabilities(launch_dims=3, launch_limits=(2**31 - 1, 65535, 65535), group_size=128)
+
+
+def test_a_launch_keeps_its_shape_within_the_targets_limits() -> None:
+    transposed = realized(256, 50, 100).permute(2, 1, 0) * 2  # dims no buffer walks as one: they stay three
+    (kernel,) = [k for k in create_schedule([transposed.lazydata]) if isinstance(k, Kernel)]
+    k = lower(kernel, CUDA_LIKE)
+    assert k.global_size == (2, 50, 100) and k.local_size == (128, 1, 1)
+    assert {u.arg[0] for u in k.uops if u.op is Ops.SPECIAL} == {"gidx0", "gidx1", "gidx2", "lidx0"}
+
+
+def test_a_launch_past_the_targets_limits_takes_fewer_dimensions() -> None:
+    x = realized(40, 3, 70_000).permute(2, 1, 0)
+    (kernel,) = [k for k in create_schedule([(x * 2).lazydata]) if isinstance(k, Kernel)]
+    flat = lower(kernel, CUDA_LIKE)  # z would be 70,000 and y (folded) 210,000: past 65,535 both
+    assert flat.global_size == (-(-70_000 * 3 * 40 // 128),)
+    unlimited = lower(kernel, Capabilities(launch_dims=3, group_size=128))
+    assert unlimited.global_size == (1, 3, 70_000)

@@ -26,7 +26,7 @@ class _FakeFunction:
     def run(self, values: list[int], grid: tuple[int, ...], block: tuple[int, ...]) -> None:
         assert len(grid) == 3 and len(block) == 3
         self.device.launches.append((self.name, values, tuple(grid), tuple(block)))
-        run_kernel(self.kernel, self.device.memory, int(np.prod(grid)), int(np.prod(block)), values)
+        run_kernel(self.kernel, self.device.memory, grid, block, values)
 
     def __call__(self, *args: Any, grid: tuple[int, ...], block: tuple[int, ...]) -> None:  # pycuda's call
         self.run([a.address if hasattr(a, "address") else a.item() for a in args], grid, block)

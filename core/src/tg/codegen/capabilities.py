@@ -31,6 +31,9 @@ class Capabilities:
     - ``launch_dims``: how many launch dimensions the target takes (1 to 3).  With 1, core flattens the outputs
       into ``gidx0``; above 1 it keeps the output's shape: ``gidx0`` walks the innermost output dimension (in
       work groups, with ``lidx0``), ``gidx1`` the next, and the outer ones fold into the last;
+    - ``launch_limits``: the most work groups the target launches along each launch dimension (x, y, z; CUDA:
+      2^31-1, 65535, 65535).  A kernel whose shaped launch would pass one takes fewer launch dimensions (down to
+      the flat one) instead.  Empty: no limit but tg's 32-bit indices;
     - ``upcast``: how many outputs of a reduction one thread may compute (a register tile whose loads are
       shared; 1: one output per thread);
     - ``unroll``: how many iterations of a reduction's innermost loop core may write out per trip (the largest
@@ -48,6 +51,7 @@ class Capabilities:
     local_memory: int = 0
     group_size: int = 1
     launch_dims: int = 1
+    launch_limits: tuple[int, ...] = ()
     upcast: int = 1
     unroll: int = 1
     tensor_cores: tuple[TensorCore, ...] = ()

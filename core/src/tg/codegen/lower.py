@@ -174,14 +174,29 @@ class _Lowering:
             return gid, b.alu(Ops.CMPLT, gid, b.const(n_threads, i32)), group
         return b.special("gidx0", n_threads), b.const(True, dtypes.bool), 1
 
-    def _shaped_launch(self, sizes: list[int], group: int) -> tuple[list[UOp], UOp, tuple[int, ...], tuple[int, ...]]:
-        """One launch index per output dimension (``Capabilities.launch_dims`` > 1): ``gidx0`` walks the innermost
+    def _launch_dims(self, sizes: list[int], group: int) -> int:
+        """How many launch dimensions the output ``sizes`` take: ``Capabilities.launch_dims``, or fewer where a
+        dimension would pass the target's ``launch_limits`` (1: flat)."""
+        if len(sizes) < 2:
+            return 1
+        limits = self.caps.launch_limits
+        for dims in range(self.caps.launch_dims, 1, -1):
+            inner_first = sizes[::-1]
+            launch = [*inner_first[:dims - 1], math.prod(inner_first[dims - 1:])]
+            launch[0] = -(-launch[0] // group)
+            if all(n <= most for n, most in zip(launch, limits)):
+                return dims
+        return 1
+
+    def _shaped_launch(self, sizes: list[int], group: int, dims: int
+                       ) -> tuple[list[UOp], UOp, tuple[int, ...], tuple[int, ...]]:
+        """One launch index per output dimension (``dims`` > 1 launch dimensions): ``gidx0`` walks the innermost
         size (in groups of ``group`` threads ``lidx0`` when above 1), ``gidx1`` the next...; the sizes beyond the
         last launch dimension fold into it.  The indices of ``sizes`` (outermost first), the gate of threads past
         the end, and the launch's global and local dims (innermost first)."""
         b, i32 = self.b, dtypes.int32
         inner_first = sizes[::-1]
-        heads, tail = inner_first[:self.caps.launch_dims - 1], inner_first[self.caps.launch_dims - 1:]
+        heads, tail = inner_first[:dims - 1], inner_first[dims - 1:]
         gate, launch, indices = b.const(True, dtypes.bool), [], []
         for k, size in enumerate(heads):
             if k == 0 and group > 1:
@@ -207,9 +222,11 @@ class _Lowering:
         amounts = dict(plan)
         sizes = [self.shape[j] // amounts.get(j, 1) for j in self.global_dims]
         n_threads = math.prod(sizes)
-        shaped = self.caps.launch_dims > 1 and len(sizes) > 1
+        group = self._group_size(sizes[-1]) if sizes else 1
+        dims = self._launch_dims(sizes, group) if self.caps.launch_dims > 1 else 1
+        shaped = dims > 1
         if shaped:
-            indices, gate, global_size, local_size = self._shaped_launch(sizes, self._group_size(sizes[-1]))
+            indices, gate, global_size, local_size = self._shaped_launch(sizes, group, dims)
         else:
             gid, gate, group = self._threads(n_threads)
             global_size, local_size = (-(-n_threads // group),), (group,)
@@ -277,9 +294,10 @@ class _Lowering:
         dtype = self.kernel.output.dtype
         identity = reduce_identity(self.reduce_op, dtype)
         out_sizes = [self.shape[j] for j in self.global_dims]
-        shaped = self.caps.launch_dims > 1 and len(out_sizes) > 1
+        dims = self._launch_dims(out_sizes, 1) if self.caps.launch_dims > 1 else 1
+        shaped = dims > 1
         if shaped:
-            outputs, _, global_size, _ = self._shaped_launch(out_sizes, 1)
+            outputs, _, global_size, _ = self._shaped_launch(out_sizes, 1, dims)
             lane = b.special("lidx0", lanes)
         else:
             output = b.special("gidx0", n_outputs)

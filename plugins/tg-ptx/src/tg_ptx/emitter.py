@@ -48,6 +48,8 @@ CAPABILITIES = Capabilities(
     vector_width=4,  # ld/st .v4
     local_memory=48 * 1024,  # static .shared per block
     group_size=128,  # threads per block: gidx0 = %ctaid.x, lidx0 = %tid.x
+    launch_dims=3,  # gidx1 = %ctaid.y, gidx2 = %ctaid.z: rows and planes without division
+    launch_limits=(2**31 - 1, 65535, 65535),  # CUDA's grid
     upcast=16,  # a reduction thread computes a 4x4 register tile (matmul: float4 loads of B, 4 rows of A)
     # div.rn is IEEE division, fma.rn fuses a*b+c; pow is lowered through exp2/log2 by core
     renders=frozenset({Ops.NEG, Ops.RECIP, Ops.SUB, Ops.CMPEQ, Ops.MOD, Ops.DIV, Ops.MULACC}),

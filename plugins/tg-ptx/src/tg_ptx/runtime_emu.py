@@ -7,7 +7,6 @@ shows the SASS ptxas makes of it (when NVIDIA's nvdisasm or cuobjdump is install
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,9 +43,7 @@ class EmulatorRuntime(Runtime):
         """The buffers' addresses, then the variables' values, as the entry's parameters (the Program's order)."""
         kernel: CompiledKernel = binary
         args: list[Any] = [b.address for b in buffers] + [values[v] for v in program.variables]
-        grid = math.prod(program.global_size)
-        block = math.prod(program.local_size)
-        run_kernel(kernel, self.memory, grid, block, args)
+        run_kernel(kernel, self.memory, program.global_size, program.local_size, args)
         return None
 
     def alloc(self, nbytes: int) -> Allocation:

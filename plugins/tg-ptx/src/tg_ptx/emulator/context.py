@@ -29,27 +29,34 @@ class Registers(dict[str, np.ndarray]):
         raise EmulatorError(f"register {name} is read before any instruction wrote it")
 
 
-class Context:
-    """Registers and memory of ``n`` threads: ``blocks`` whole blocks of ``block_size`` threads."""
+def _axes(flat: np.ndarray, dims: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The x, y, z coordinates of flat indices ``flat`` in a grid of ``dims`` (x fastest, as CUDA numbers them)."""
+    x, y = np.uint32(dims[0]), np.uint32(dims[1])
+    return flat % x, (flat // x) % y, flat // (x * y)
 
-    def __init__(self, entry: Entry, first_block: int, blocks: int, block_size: int, grid: int,
-                 params: dict[str, Any], memory: GlobalMemory):
+
+class Context:
+    """Registers and memory of ``n`` threads: ``blocks`` whole blocks (from flat block ``first_block`` of a grid of
+    ``grid`` blocks) of ``block`` threads, each a 3-D shape (x, y, z)."""
+
+    def __init__(self, entry: Entry, first_block: int, blocks: int, block: tuple[int, int, int],
+                 grid: tuple[int, int, int], params: dict[str, Any], memory: GlobalMemory):
+        block_size = block[0] * block[1] * block[2]
         self.n = blocks * block_size
         self.regs = Registers()
         self.mask: np.ndarray | None = None  # the threads the current instruction runs for (None: all)
         t = np.arange(self.n, dtype=np.uint32)
         self.block = (t // np.uint32(block_size)).astype(np.int64)  # block within this chunk
         warps_per_block = -(-block_size // 32)
-        self.warp = self.block * warps_per_block + (t % np.uint32(block_size)) // 32  # warp within this chunk
-        self.special: dict[str, np.ndarray] = {
-            "%tid.x": t % np.uint32(block_size), "%ntid.x": np.full(self.n, block_size, np.uint32),
-            "%ctaid.x": (self.block + first_block).astype(np.uint32), "%nctaid.x": np.full(self.n, grid, np.uint32),
-            "%laneid": t % np.uint32(block_size) % np.uint32(32),
-        }
-        zeros, ones = np.zeros(self.n, np.uint32), np.ones(self.n, np.uint32)
-        for axis in "yz":
-            self.special.update({f"%tid.{axis}": zeros, f"%ctaid.{axis}": zeros, f"%ntid.{axis}": ones,
-                                 f"%nctaid.{axis}": ones})
+        in_block = t % np.uint32(block_size)
+        self.warp = self.block * warps_per_block + in_block // 32  # warp within this chunk
+        self.special: dict[str, np.ndarray] = {"%laneid": in_block % np.uint32(32)}
+        tids = _axes(in_block, block)
+        ctaids = _axes((self.block + first_block).astype(np.uint32), grid)
+        for k, axis in enumerate("xyz"):
+            self.special.update({f"%tid.{axis}": tids[k], f"%ctaid.{axis}": ctaids[k],
+                                 f"%ntid.{axis}": np.full(self.n, block[k], np.uint32),
+                                 f"%nctaid.{axis}": np.full(self.n, grid[k], np.uint32)})
         self.params = params
         self.memory = memory
         self.shared = SharedMemory(blocks, entry.shared_bytes)

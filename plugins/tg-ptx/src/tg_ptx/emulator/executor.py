@@ -88,25 +88,41 @@ def _step(ins: Instruction, entry: Entry) -> Step:
     return Step(_EXIT, None, -1, ins.guard, ins)
 
 
-def run_kernel(kernel: CompiledKernel, memory: GlobalMemory, grid: int, block: int, args: list[Any]) -> None:
-    """Launch ``kernel`` on ``grid`` blocks of ``block`` threads; ``args`` are the parameters in order."""
+#: The most blocks a CUDA grid has along x, y and z.
+GRID_LIMITS = (2**31 - 1, 65535, 65535)
+
+
+def _three(dims: int | tuple[int, ...]) -> tuple[int, int, int]:
+    x, y, z = (*((dims,) if isinstance(dims, int) else dims), 1, 1, 1)[:3]
+    return int(x), int(y), int(z)
+
+
+def run_kernel(kernel: CompiledKernel, memory: GlobalMemory, grid: int | tuple[int, ...],
+               block: int | tuple[int, ...], args: list[Any]) -> None:
+    """Launch ``kernel`` on a grid of ``grid`` blocks of ``block`` threads (each a count, or up to three dims x, y,
+    z); ``args`` are the parameters in order."""
     entry = kernel.entry
+    grid3, block3 = _three(grid), _three(block)
+    n_blocks, block_size = grid3[0] * grid3[1] * grid3[2], block3[0] * block3[1] * block3[2]
     if len(args) != len(entry.params):
         raise EmulatorError(f"{entry.name} takes {len(entry.params)} parameters, the launch gave {len(args)}")
-    if grid < 1 or block < 1:
-        raise EmulatorError(f"{entry.name} launched on {grid} blocks of {block} threads: a GPU refuses an empty launch "
+    if n_blocks < 1 or block_size < 1:
+        raise EmulatorError(f"{entry.name} launched on {grid3} blocks of {block3} threads: a GPU refuses an empty "
+                            "launch (CUDA_ERROR_INVALID_VALUE)")
+    if any(g > most for g, most in zip(grid3, GRID_LIMITS)):
+        raise EmulatorError(f"{entry.name} launched on a grid of {grid3} blocks: CUDA allows at most {GRID_LIMITS} "
                             "(CUDA_ERROR_INVALID_VALUE)")
-    if entry.max_threads is not None and block > entry.max_threads:
+    if entry.max_threads is not None and block_size > entry.max_threads:
         raise EmulatorError(f"{entry.name} is declared for at most {entry.max_threads} threads per block "
-                            f"(.maxntid), the launch has {block}")
-    if entry.req_threads is not None and block != int(np.prod(entry.req_threads)):
+                            f"(.maxntid), the launch has {block_size}")
+    if entry.req_threads is not None and block_size != int(np.prod(entry.req_threads)):
         raise EmulatorError(f"{entry.name} requires {entry.req_threads} threads per block (.reqntid)")
     params = {p.name: np.asarray(a).astype(ptype(p.type).np) for p, a in zip(entry.params, args)}
-    per_chunk = max(1, CHUNK_THREADS // max(block, 1))
+    per_chunk = max(1, CHUNK_THREADS // block_size)
     with np.errstate(all="ignore"):  # wrap-around, inf and NaN are the device's semantics
-        for first in range(0, grid, per_chunk):
-            blocks = min(per_chunk, grid - first)
-            _run_chunk(kernel, Context(entry, first, blocks, block, grid, params, memory), block)
+        for first in range(0, n_blocks, per_chunk):
+            blocks = min(per_chunk, n_blocks - first)
+            _run_chunk(kernel, Context(entry, first, blocks, block3, grid3, params, memory), block_size)
 
 
 def _guard(c: Context, step: Step) -> np.ndarray | None:
