@@ -233,7 +233,7 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, 
 
     # -- autograd ----------------------------------------------------------------------------------------------
 
-    def backward(self, gradient: Tensor | None = None, retain_graph: Bool = False) -> Tensor:
+    def backward(self, gradient: Tensor | None = None, retain_graph: Bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``; ``self`` must be a scalar (or pass ``gradient``).
 
         The graph is freed as it is walked, unless ``retain_graph``: a second backward through a freed part (the
@@ -249,7 +249,6 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, 
             raise RuntimeError("backward(): this tensor does not require grad; create its inputs with "
                                "requires_grad=True (and not under no_grad())")
         accumulate_grads(self, gradient, retain_graph)
-        return self
 
     # -- broadcasting and binary ops ------------------------------------------------------------------------
 
