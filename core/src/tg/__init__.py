@@ -14,7 +14,7 @@ from tg.support.lazy import lazy_attributes
 from tg.support.version import __version__
 
 if TYPE_CHECKING:
-    from tg import checkpoint, nn, optim
+    from tg import checkpoint, cuda, nn, optim
     from tg.backends.contract import Capabilities
     from tg.frontend.api import (
         arange,
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 # Imported on first use, so `import tg` stays cheap (the helper processes import it too).
 _LAZY = {"Tensor": "tg.frontend.tensor", "no_grad": "tg.frontend.grad_mode", "dtypes": "tg.support.dtype",
          "Capabilities": "tg.codegen.capabilities", "jit": "tg.frontend.jit", "JitFunction": "tg.frontend.jit",
-         "nn": "tg.nn", "optim": "tg.optim", "checkpoint": "tg.checkpoint"}
+         "nn": "tg.nn", "optim": "tg.optim", "checkpoint": "tg.checkpoint", "cuda": "tg.cuda"}
 # PyTorch's module-level functions (tg.zeros, tg.cat, ...): thin wrappers in tg.frontend.api
 _TORCH_STYLE = ("arange", "cat", "empty", "from_numpy", "full", "full_like", "manual_seed", "ones", "ones_like", "rand",
                 "randint", "randn", "stack", "tensor", "where", "zeros", "zeros_like")
@@ -67,8 +67,8 @@ def backend_capabilities(device: str | None = None) -> Capabilities:
     return device_state(device).capabilities
 
 
-__all__ = ["HOOKSPEC_VERSION", "BackendError", "Capabilities", "JitError", "JitFunction", "PluginError",
-           "PluginWarning", "Tensor", "TgError", "__version__", "arange", "backend_capabilities", "cat", "checkpoint",
-           "default_backend_name", "dtypes", "empty", "from_numpy", "full", "full_like", "hookimpl", "hookspec", "jit",
-           "manual_seed", "nn", "no_grad", "ones", "ones_like", "optim", "rand", "randint", "randn", "stack", "tensor",
-           "where", "zeros", "zeros_like"]
+__all__ = ["BackendError", "Capabilities", "HOOKSPEC_VERSION", "JitError", "JitFunction", "PluginError",
+           "PluginWarning", "Tensor", "TgError", "__version__", "arange", "backend_capabilities", "cat",
+           "checkpoint", "cuda", "default_backend_name", "dtypes", "empty", "from_numpy", "full",
+           "full_like", "hookimpl", "hookspec", "jit", "manual_seed", "nn", "no_grad", "ones", "ones_like",
+           "optim", "rand", "randint", "randn", "stack", "tensor", "where", "zeros", "zeros_like"]

@@ -159,6 +159,8 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, 
         return Tensor(self.lazydata, requires_grad=False)
 
     def to(self, device: str) -> Tensor:
+        """This tensor on backend ``device`` (a tg backend name, or PyTorch's ``"cpu"``/``"cuda"``: see
+        :func:`tg.engine.device.canonical_name`); itself when it is there already."""
         name = canonical_name(device)
         if name == self.device:
             return self

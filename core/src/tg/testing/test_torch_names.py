@@ -143,5 +143,6 @@ def test_randint_forms() -> None:
 def test_backward_returns_none_as_in_pytorch() -> None:
     """At the prompt ``loss.backward()`` echoes nothing (it used to echo the loss)."""
     x = Tensor([1.0, 2.0], requires_grad=True)
-    assert (x * x).sum().backward() is None
+    returned: Any = (x * x).sum().backward()  # type: ignore[func-returns-value]
+    assert returned is None and x.grad is not None
     np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])
