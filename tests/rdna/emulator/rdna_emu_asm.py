@@ -125,3 +125,34 @@ def run1(body: str, inputs: list[np.ndarray], out: np.ndarray, n: int = 32, loca
     loc = local or min(n, 256)
     co.launch("k", bufs.kernarg(), (-(-n // loc),), (loc,), bufs.mem)
     return bufs.get(o, out)
+
+
+def elementwise(ops: str, n_inputs: int = 1) -> str:
+    """A kernel body: v[2+j] = in_j[i] for each input j, then ``ops``, then out[i] = v2 (32-bit words).
+
+    The global id i = group * local_size.x + tid.x (local size from s[2] and a 64-wide group)."""
+    loads = "\n".join(f"  global_load_b32 v{2 + j}, v1, s[{8 + 2 * j}:{9 + 2 * j}]" for j in range(n_inputs))
+    return f"""
+  s_load_b64 s[6:7], s[0:1], 0x0
+  s_load_b256 s[8:15], s[0:1], 0x8
+  v_and_b32 v1, 0x3ff, v0
+  s_lshl_b32 s3, s2, 6
+  v_add_nc_u32 v1, s3, v1
+  v_lshlrev_b32 v1, 2, v1
+  s_waitcnt lgkmcnt(0)
+{loads}
+  s_waitcnt vmcnt(0)
+{ops}
+  global_store_b32 v1, v2, s[6:7]
+  s_endpgm
+"""
+
+
+def run_elementwise(ops: str, *inputs: np.ndarray, out_dtype: object = None, **kw: object) -> np.ndarray:
+    """Run ``elementwise(ops)`` over the inputs' elements (32-bit each), 64 work-items per group."""
+    n = inputs[0].size
+    out = np.zeros(n, out_dtype or inputs[0].dtype)
+    padded = [np.concatenate([a, np.zeros((-n) % 64, a.dtype)]) for a in inputs]
+    res = run1(elementwise(ops, len(inputs)), padded, np.zeros(len(padded[0]), out.dtype), n=len(padded[0]),
+               local=64, **kw)
+    return res[:n]

@@ -63,6 +63,10 @@ def _bfe_i(a: np.ndarray, off: np.ndarray, width: np.ndarray) -> np.ndarray:
     return np.where(w == 0, 0, val).astype(I64).astype(U32)
 
 
+def _i24(a: np.ndarray) -> np.ndarray:
+    return ((a.astype(I64) & 0xFFFFFF) ^ 0x800000) - 0x800000
+
+
 def _mul_hi_u(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return ((a.astype(U64) * b.astype(U64)) >> U64(32)).astype(U32)
 
@@ -228,6 +232,10 @@ VALU: dict[str, VOp] = {
     "v_mul_hi_i32": VOp("i32", _I2, _mul_hi_i, ftz=False),
     "v_mul_u32_u24": VOp("u32", _U2, lambda a, b: ((a & U32(0xFFFFFF)).astype(U64)
                                                    * (b & U32(0xFFFFFF)).astype(U64)).astype(U32), ftz=False),
+    "v_mad_u32_u24": VOp("u32", ("u32",) * 3, lambda a, b, c: ((a & U32(0xFFFFFF)).astype(U64)
+                                                            * (b & U32(0xFFFFFF)).astype(U64) + c).astype(U32), ftz=False),
+    "v_mul_i32_i24": VOp("i32", _I2, lambda a, b: (_i24(a) * _i24(b)).astype(I32), ftz=False),
+    "v_mad_i32_i24": VOp("i32", ("i32",) * 3, lambda a, b, c: (_i24(a) * _i24(b) + c).astype(I32), ftz=False),
     "v_mul_hi_u32_u24": VOp("u32", _U2, lambda a, b: _mul_hi_u(a & U32(0xFFFFFF), b & U32(0xFFFFFF)), ftz=False),
     "v_max_u32": VOp("u32", _U2, np.maximum, ftz=False),
     "v_min_u32": VOp("u32", _U2, np.minimum, ftz=False),
