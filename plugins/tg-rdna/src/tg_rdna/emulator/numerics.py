@@ -36,7 +36,13 @@ def flush(x: np.ndarray) -> np.ndarray:
 
 
 def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    p = a.astype(F64) * b.astype(F64)
+    return _fma_odd(a, b, c).astype(F32)
+
+
+def _fma_odd(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """a*b+c in f64, rounded to odd (so that one more rounding to f32 is correct)."""
+    with np.errstate(invalid="ignore"):
+        p = a.astype(F64) * b.astype(F64)
     c64 = c.astype(F64)
     with np.errstate(invalid="ignore", over="ignore"):
         s = p + c64
@@ -46,7 +52,7 @@ def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     fix = np.isfinite(s) & (err != 0) & ((raw & 1) == 0)
     toward_up = (err > 0) == (s > 0)
     raw = np.where(fix, np.where(toward_up, raw + 1, raw - 1), raw)
-    return raw.view(F64).astype(F32)
+    return raw.view(F64)
 
 
 def _f64_round(x: np.ndarray) -> np.ndarray:
@@ -173,9 +179,11 @@ def div_scale_f32(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> tuple[np.nd
 
 
 def div_fmas_f32(a: np.ndarray, b: np.ndarray, c: np.ndarray, vcc: np.ndarray) -> np.ndarray:
-    r = fma32(a, b, c)
-    scale = np.where(exponent32(np.broadcast_to(c, r.shape)) > 127, 64, -64)
-    return np.where(vcc, ldexp32(r, scale), r).astype(F32)
+    """V_DIV_FMAS_F32: fma, scaled by 2^64 (2^-64 if S2's exponent is small) where VCC; one rounding."""
+    r = _fma_odd(a, b, c)
+    scale = np.where(exponent32(np.broadcast_to(c, r.shape)) > 127, 64.0, -64.0)
+    with np.errstate(over="ignore"):
+        return np.where(vcc, r * np.exp2(scale), r).astype(F32)
 
 
 def div_fixup_f32(q: np.ndarray, den: np.ndarray, num: np.ndarray) -> np.ndarray:

@@ -233,7 +233,8 @@ VALU: dict[str, VOp] = {
     "v_mul_u32_u24": VOp("u32", _U2, lambda a, b: ((a & U32(0xFFFFFF)).astype(U64)
                                                    * (b & U32(0xFFFFFF)).astype(U64)).astype(U32), ftz=False),
     "v_mad_u32_u24": VOp("u32", ("u32",) * 3, lambda a, b, c: ((a & U32(0xFFFFFF)).astype(U64)
-                                                            * (b & U32(0xFFFFFF)).astype(U64) + c).astype(U32), ftz=False),
+                                                            * (b & U32(0xFFFFFF)).astype(U64) + c).astype(U32),
+                         ftz=False),
     "v_mul_i32_i24": VOp("i32", _I2, lambda a, b: (_i24(a) * _i24(b)).astype(I32), ftz=False),
     "v_mad_i32_i24": VOp("i32", ("i32",) * 3, lambda a, b, c: (_i24(a) * _i24(b) + c).astype(I32), ftz=False),
     "v_mul_hi_u32_u24": VOp("u32", _U2, lambda a, b: _mul_hi_u(a & U32(0xFFFFFF), b & U32(0xFFFFFF)), ftz=False),
