@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -148,10 +149,11 @@ def elementwise(ops: str, n_inputs: int = 1) -> str:
 """
 
 
-def run_elementwise(ops: str, *inputs: np.ndarray, out_dtype: object = None, **kw: object) -> np.ndarray:
+def run_elementwise(ops: str, *inputs: np.ndarray, out_dtype: type | None = None, **kw: object) -> np.ndarray:
     """Run ``elementwise(ops)`` over the inputs' elements (32-bit each), 64 work-items per group."""
     n = inputs[0].size
-    out = np.zeros(n, out_dtype or inputs[0].dtype)
+    dtype: Any = out_dtype or inputs[0].dtype
+    out = np.zeros(n, dtype)
     padded = [np.concatenate([a, np.zeros((-n) % 64, a.dtype)]) for a in inputs]
     res = run1(elementwise(ops, len(inputs)), padded, np.zeros(len(padded[0]), out.dtype), n=len(padded[0]),
                local=64, **kw)

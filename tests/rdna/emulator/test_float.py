@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 from rdna_emu_asm import requires_llvm, run_elementwise
@@ -18,7 +19,7 @@ def _bits(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, F).view(np.uint32)
 
 
-def unary(op: str, x: np.ndarray, **kw: object) -> np.ndarray:
+def unary(op: str, x: np.ndarray, **kw: Any) -> np.ndarray:
     return run_elementwise(f"  {op} v2, v2\n{WAIT}", np.asarray(x, F), **kw)
 
 

@@ -68,12 +68,12 @@ def compile_program(program: list[Instruction]) -> list[Step]:
             steps.append(Step(ins, None, f"unsupported operand form of {ins.mnemonic} ({e})"))
     index = {s.ins.address: i for i, s in enumerate(steps)}
     for s in steps:
-        if s.built is not None and s.built.kind == BRANCH:
-            assert s.built.target is not None
-            if s.built.target not in index:
-                s.built, s.error = None, f"branch target 0x{s.built.target:x} is not an instruction"
+        target = s.built.target if s.built is not None and s.built.kind == BRANCH else None
+        if target is not None:
+            if target in index:
+                s.target = index[target]
             else:
-                s.target = index[s.built.target]
+                s.built, s.error = None, f"branch target 0x{target:x} is not an instruction"
     return steps
 
 
@@ -117,7 +117,12 @@ def run(steps: list[Step], st: Waves, kernel: str, memory: Memory) -> int:
         if b.va_vdst:
             track.va_vdst_wait(w)
         if b.run is not None:
-            b.run(ctx)
+            try:
+                b.run(ctx)
+            except EmulatorError as e:
+                if e.kernel is not None:
+                    raise
+                raise EmulatorError(str(e).removeprefix("rdna emulator: "), kernel, ins.address, ins.text) from None
         if b.load_kind is not None:
             track.issue(w, b.load_kind, b.load_dests, p)
         elif b.store is not None:

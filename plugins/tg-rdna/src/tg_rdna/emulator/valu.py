@@ -10,6 +10,7 @@ to the lanes EXEC enables; a compare writes 0 for the others.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import numpy as np
 from tg_rdna.emulator import numerics as nm
@@ -20,7 +21,7 @@ from tg_rdna.emulator.step import Built, bit_list, modifier_values, regs_of
 from tg_rdna.emulator.valu_table import PACKED, VALU, VOp
 
 _CMP = re.compile(r"^v_cmp(x?)_(\w+?)_(f16|f32|f64|i16|i32|i64|u16|u32|u64)$")
-_CMP_FN = {
+_CMP_FN: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "f": lambda a, b: np.zeros(np.broadcast_shapes(a.shape, b.shape), bool),
     "t": lambda a, b: np.ones(np.broadcast_shapes(a.shape, b.shape), bool),
     "lt": np.less, "eq": np.equal, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal,
@@ -29,6 +30,7 @@ _CMP_FN = {
     "nge": lambda a, b: ~(a >= b), "nlg": lambda a, b: ~((a < b) | (a > b)), "ngt": lambda a, b: ~(a > b),
     "nle": lambda a, b: ~(a <= b), "nlt": lambda a, b: ~(a < b),
 }
+Builder = Callable[[list[Operand], dict[str, str]], Built]
 TRANS_NAMES = frozenset(n for n, op in VALU.items() if op.trans)
 
 
@@ -137,8 +139,8 @@ def _class(value: np.ndarray, mask: np.ndarray) -> np.ndarray:
     v = value
     tiny = np.finfo(v.dtype).tiny
     neg = np.signbit(v)
-    bits_u = (np.ascontiguousarray(v).view(np.uint16 if v.dtype == np.float16 else np.uint32))
-    mant_top = (bits_u >> (9 if v.dtype == np.float16 else 22)) & 1
+    bits_u = np.ascontiguousarray(v).view(np.uint16 if v.dtype == np.float16 else np.uint32).astype(np.int64)
+    mant_top = np.right_shift(bits_u, 9 if v.dtype == np.float16 else 22) & 1
     classes = [np.isnan(v) & (mant_top == 0), np.isnan(v) & (mant_top == 1), np.isneginf(v),
                neg & np.isfinite(v) & (np.abs(v) >= tiny), neg & (v != 0) & (np.abs(v) < tiny),
                neg & (v == 0), ~neg & (v == 0), ~neg & (v != 0) & (np.abs(v) < tiny),
@@ -198,7 +200,7 @@ def _cndmask(ops: list[Operand], md: dict[str, str]) -> Built:
     return Built(run, regs_of([a, b, sel]), regs_of([dst]), valu=True)
 
 
-def _carry(op: str, with_carry_in: bool) -> object:
+def _carry(op: str, with_carry_in: bool) -> Builder:
     def build(ops: list[Operand], md: dict[str, str]) -> Built:
         _check_mods(md, set())
         dst, sdst, a, b = ops[:4]
@@ -224,23 +226,22 @@ def _carry(op: str, with_carry_in: bool) -> object:
     return build
 
 
-def _mad64(signed: bool) -> object:
+def _mad64(signed: bool) -> Builder:
     def build(ops: list[Operand], md: dict[str, str]) -> Built:
         _check_mods(md, set())
         dst, sdst, a, b, c = ops
 
         def run(ctx: Ctx) -> None:
             if signed:
-                prod = ctx.vsrc(a, "i32").astype(np.int64) * ctx.vsrc(b, "i32").astype(np.int64)
-                cc = ctx.vsrc(c, "i64")
-                with np.errstate(over="ignore"):
-                    total = (prod.astype(U64) + cc.astype(U64))
-                over = ((prod >= 0) == (cc >= 0)) & ((total.astype(np.int64) >= 0) != (prod >= 0))
+                sprod = ctx.vsrc(a, "i32").astype(np.int64) * ctx.vsrc(b, "i32").astype(np.int64)
+                scc = ctx.vsrc(c, "i64")
+                total = sprod.astype(U64) + scc.astype(U64)
+                over = ((sprod >= 0) == (scc >= 0)) & ((total.astype(np.int64) >= 0) != (sprod >= 0))
             else:
-                prod = ctx.vsrc(a, "u32").astype(U64) * ctx.vsrc(b, "u32").astype(U64)
-                cc = ctx.vsrc(c, "u64")
-                total = prod + cc
-                over = total < cc
+                uprod = ctx.vsrc(a, "u32").astype(U64) * ctx.vsrc(b, "u32").astype(U64)
+                ucc = ctx.vsrc(c, "u64")
+                total = uprod + ucc
+                over = total < ucc
             ctx.vwrite(dst, "u64", total)
             ctx.swrite(sdst, "b32", pack_mask(np.broadcast_to(over, (ctx.k, 32)) & ctx.exec_mask))
 
@@ -267,8 +268,8 @@ def _div_fmas(ops: list[Operand], md: dict[str, str]) -> Built:
     vcc = Operand("s", VCC_LO, text="vcc_lo")
 
     def run(ctx: Ctx) -> None:
-        vals = [_flush_in(ctx, ctx.vsrc(o, "f32"), "f32") for o in (a, b, c)]
-        r = nm.div_fmas_f32(*vals, _mask_of(ctx, vcc))
+        x, y, z = (_flush_in(ctx, ctx.vsrc(o, "f32"), "f32") for o in (a, b, c))
+        r = nm.div_fmas_f32(x, y, z, _mask_of(ctx, vcc))
         ctx.vwrite(dst, "f32", _finish_float(ctx, r, "f32", True, {}))
 
     return Built(run, regs_of([a, b, c, vcc]), regs_of([dst]), valu=True)
@@ -311,7 +312,7 @@ def _nop(ops: list[Operand], md: dict[str, str]) -> Built:
     return Built(None, valu=True)
 
 
-_SPECIAL = {
+_SPECIAL: dict[str, Builder] = {
     "v_cndmask_b32": _cndmask,
     "v_add_co_u32": _carry("add", False), "v_sub_co_u32": _carry("sub", False),
     "v_subrev_co_u32": _carry("subrev", False), "v_add_co_ci_u32": _carry("add", True),
