@@ -140,9 +140,9 @@ def test_trans_hazard_resolved() -> None:
 
 
 def test_unsupported_instruction_names_itself_and_the_kernel() -> None:
-    body = "  v_perm_b32 v2, v2, v2, v2\n"
-    with pytest.raises(EmulatorError, match=r"unsupported instruction v_perm_b32 in kernel 'k' at 0x[0-9a-f]+ "
-                                            r"\(v_perm_b32 v2, v2, v2, v2\)"):
+    body = "  v_sad_u32 v2, v2, v2, v2\n"
+    with pytest.raises(EmulatorError, match=r"unsupported instruction v_sad_u32 in kernel 'k' at 0x[0-9a-f]+ "
+                                            r"\(v_sad_u32 v2, v2, v2, v2\)"):
         launch(body)
 
 

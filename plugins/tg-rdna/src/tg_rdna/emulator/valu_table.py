@@ -295,6 +295,81 @@ VALU: dict[str, VOp] = {
     "v_min_i16": VOp("i16", ("i16", "i16"), np.minimum, ftz=False),
 }
 
+_D2 = ("f64", "f64")
+
+
+def _f64(fn: Fn) -> Fn:
+    def run(*args: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return np.asarray(fn(*args)).astype(F64)
+    return run
+
+
+def _cvt_i32_f64(a: np.ndarray) -> np.ndarray:
+    t = np.trunc(np.nan_to_num(a, nan=0.0, posinf=2.0 ** 40, neginf=-(2.0 ** 40)))
+    return np.clip(t, -(2 ** 31), 2 ** 31 - 1).astype(I64).astype(I32)
+
+
+def _cvt_u32_f64(a: np.ndarray) -> np.ndarray:
+    t = np.trunc(np.nan_to_num(a, nan=0.0, posinf=2.0 ** 40, neginf=0.0))
+    return np.clip(t, 0, 2 ** 32 - 1).astype(I64).astype(U32)
+
+
+def _perm(a: np.ndarray, b: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """V_PERM_B32: each selector byte picks a byte of {a, b} (0-7), 0x0c -> 0x00, >= 0x0d -> 0xff."""
+    pool = (a.astype(U64) << U64(32)) | b.astype(U64)
+    out = np.zeros(np.broadcast_shapes(a.shape, b.shape, sel.shape), U32)
+    for i in range(4):
+        s = ((sel >> U32(8 * i)) & U32(0xFF)).astype(U64)
+        byte = (pool >> (np.minimum(s, U64(7)) * U64(8))) & U64(0xFF)
+        byte = np.where(s == 12, U64(0), np.where(s > 12, U64(0xFF), byte))
+        sign_bit = U64(16) * (np.clip(s, U64(8), U64(11)) - U64(8)) + U64(15)  # 8-11: a sign, replicated
+        sign = np.where((pool >> sign_bit) & U64(1) == 1, U64(0xFF), U64(0))
+        byte = np.where((s >= 8) & (s < 12), sign, byte)
+        out |= (byte.astype(U32) << U32(8 * i))
+    return out
+
+
+def _cvt_pk_rtz(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _pack_f16(_f16_rtz(a), _f16_rtz(b))
+
+
+def _f16_rtz(x: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        h = x.astype(F16)
+        over = np.abs(h.astype(F32)) > np.abs(x)
+        toward0 = np.nextafter(h, np.zeros((), F16))
+        h = np.where(over & np.isfinite(x), toward0, h)
+        big = np.isinf(h) & np.isfinite(x)
+        return np.where(big, np.copysign(F16(65504), x), h).astype(F16)
+
+
+VALU.update({
+    "v_cvt_floor_i32_f32": VOp("i32", ("f32",), lambda a: nm.cvt_i32_f32(np.floor(a))),
+    "v_cvt_nearest_i32_f32": VOp("i32", ("f32",), lambda a: nm.cvt_i32_f32(np.floor(a + F32(0.5)))),
+    "v_cvt_i32_i16": VOp("i32", ("i16",), lambda a: a.astype(I32), ftz=False),
+    "v_cvt_u32_u16": VOp("u32", ("u16",), lambda a: a.astype(U32), ftz=False),
+    "v_cvt_pk_rtz_f16_f32": VOp("u32", _F2, _cvt_pk_rtz),
+    "v_perm_b32": VOp("u32", ("u32",) * 3, _perm, ftz=False),
+    # float64 (the basic operations; no f64 FMA/division helpers)
+    "v_add_f64": VOp("f64", _D2, _f64(np.add), ftz=False),
+    "v_mul_f64": VOp("f64", _D2, _f64(np.multiply), ftz=False),
+    "v_max_f64": VOp("f64", _D2, nm.fmax_ieee, ftz=False),
+    "v_min_f64": VOp("f64", _D2, nm.fmin_ieee, ftz=False),
+    "v_ldexp_f64": VOp("f64", ("f64", "i32"), _ldexp, ftz=False),
+    "v_trunc_f64": VOp("f64", ("f64",), np.trunc, ftz=False),
+    "v_floor_f64": VOp("f64", ("f64",), np.floor, ftz=False),
+    "v_ceil_f64": VOp("f64", ("f64",), np.ceil, ftz=False),
+    "v_rndne_f64": VOp("f64", ("f64",), np.rint, ftz=False),
+    "v_fract_f64": VOp("f64", ("f64",), _fract, ftz=False),
+    "v_cvt_f64_f32": VOp("f64", ("f32",), lambda a: a.astype(F64), ftz=False),
+    "v_cvt_f64_i32": VOp("f64", ("i32",), lambda a: a.astype(F64), ftz=False),
+    "v_cvt_f64_u32": VOp("f64", ("u32",), lambda a: a.astype(F64), ftz=False),
+    "v_cvt_i32_f64": VOp("i32", ("f64",), _cvt_i32_f64, ftz=False),
+    "v_cvt_u32_f64": VOp("u32", ("f64",), _cvt_u32_f64, ftz=False),
+})
+VALU["v_cvt_f32_f64"] = VOp("f32", ("f64",), lambda a: _with_ignore(lambda: a.astype(F32)), ftz=False)
+
 # packed 16-bit ops: the same function on the low and the high halves
 PACKED: dict[str, VOp] = {
     "v_pk_add_f16": VOp("f16", _H2, _f16(np.add)),
