@@ -98,3 +98,37 @@ def test_lds_widths() -> None:
     np.testing.assert_array_equal(out[:, 2], i)
     np.testing.assert_array_equal(out[:, 3], hi)
     np.testing.assert_array_equal(out[:, 4], i | ((hi & 0xFF) << 8))  # ds_store_b8 at byte 1
+
+
+def test_lds_two_address_forms_and_cache_bits() -> None:
+    body = HEAD + """
+  v_lshlrev_b32 v2, 2, v1
+  v_add_nc_u32 v3, 0x64, v1
+  ds_store_2addr_b32 v2, v1, v3 offset1:64
+  s_waitcnt lgkmcnt(0)
+  s_barrier
+  ds_load_2addr_stride64_b32 v[4:5], v2 offset1:1
+  v_lshlrev_b32 v6, 3, v1
+  s_waitcnt lgkmcnt(0)
+  global_store_b64 v6, v[4:5], s[4:5] glc slc
+  s_endpgm
+"""
+    out = run1(body, [np.zeros(1, U)], np.zeros((64, 2), U), n=64, local=64, lds=512)
+    i = np.arange(64, dtype=U)
+    np.testing.assert_array_equal(out[:, 0], i)  # word i
+    np.testing.assert_array_equal(out[:, 1], i + 100)  # word i + 64 (stride64: offset1 counts 64 words)
+
+
+def test_bpermute_reads_other_lanes() -> None:
+    body = HEAD + """
+  v_xor_b32 v2, 1, v1
+  v_lshlrev_b32 v2, 2, v2
+  v_mul_u32_u24 v3, v1, 10
+  ds_bpermute_b32 v4, v2, v3
+  v_lshlrev_b32 v6, 2, v1
+  s_waitcnt lgkmcnt(0)
+  global_store_b32 v6, v4, s[4:5]
+  s_endpgm
+"""
+    out = run1(body, [np.zeros(1, U)], np.zeros(64, U), n=64, local=64)
+    np.testing.assert_array_equal(out, (np.arange(64) ^ 1) * 10)

@@ -26,6 +26,7 @@ _STORE = {"b8": (1, "lo"), "b16": (2, "lo"), "b32": (4, "w"), "b64": (8, "w"), "
           "b128": (16, "w"), "d16_hi_b8": (1, "hi"), "d16_hi_b16": (2, "hi")}
 _GLOBAL = re.compile(r"^(global|flat)_(load|store)_(\w+)$")
 _DS = re.compile(r"^ds_(load|store)_(\w+)$")
+_DS2 = re.compile(r"^ds_(load|store)_2addr_(stride64_)?b(32|64)$")
 _DS_SUFFIX = {"load": {"b32": "b32", "b64": "b64", "b96": "b96", "b128": "b128", "u8": "u8", "i8": "i8",
                        "u16": "u16", "i16": "i16", "u8_d16": "d16_u8", "u16_d16": "d16_b16",
                        "u8_d16_hi": "d16_hi_u8", "u16_d16_hi": "d16_hi_b16", "i8_d16": "d16_i8",
@@ -73,7 +74,7 @@ def _store_bytes(words: np.ndarray, how: str, nbytes: int) -> np.ndarray:
 
 def build_memory(name: str, ops: list[Operand], mods: tuple[str, ...]) -> Built | None:
     md = modifier_values(mods)
-    extra = set(md) - {"offset"}
+    extra = set(md) - {"offset", "offset0", "offset1", "glc", "slc", "dlc"}  # cache policy: no effect here
     if extra:
         raise EmulatorError(f"unsupported memory modifier(s) {', '.join(sorted(extra))}")
     if name in _SMEM:
@@ -85,6 +86,11 @@ def build_memory(name: str, ops: list[Operand], mods: tuple[str, ...]) -> Built 
         if suffix not in table:
             raise EmulatorError(f"unsupported instruction {name}")
         return _global(kind == "load", table[suffix], ops, md, flat=m.group(1) == "flat")
+    m = _DS2.match(name)
+    if m:
+        return _ds2(m.group(1) == "load", int(m.group(3)) // 8, m.group(2) == "stride64_", ops, md)
+    if name == "ds_bpermute_b32":
+        return _bpermute(ops, md)
     m = _DS.match(name)
     if m:
         kind, suffix = m.group(1), m.group(2)
@@ -199,3 +205,51 @@ def _ds(load: bool, spec: tuple[int, str], ops: list[Operand], md: dict[str, str
 
     return Built(runs, regs_of([vaddr, data]), frozenset(), store="lds", va_vdst=True)
 
+
+
+def _ds2(load: bool, size: int, stride64: bool, ops: list[Operand], md: dict[str, str]) -> Built:
+    """ds_load_2addr / ds_store_2addr: two accesses at offset0 and offset1 (in units of the element size,
+    times 64 for the stride64 forms)."""
+    unit = size * (64 if stride64 else 1)
+    offsets = (int(md.get("offset0", "0"), 0) * unit, int(md.get("offset1", "0"), 0) * unit)
+    nwords = size // 4
+    if load:
+        dst, vaddr = ops
+
+        def runl(ctx: Ctx) -> None:
+            for half, off in enumerate(offsets):
+                flat, mask = _lds_index(ctx, vaddr, off, size, "LDS load")
+                words = _words_from_bytes(ctx.st.lds.reshape(-1)[flat])
+                for i in range(nwords):
+                    cur = ctx.vreg(dst.index + half * nwords + i).copy()
+                    cur[mask] = words[:, i]
+                    ctx.set_vreg(dst.index + half * nwords + i, cur)
+
+        dests = [("v", dst.index + i) for i in range(2 * nwords)]
+        return Built(runl, regs_of([vaddr]), frozenset(dests), load_kind=KIND_LDS, load_dests=dests, va_vdst=True)
+    vaddr, data0, data1 = ops
+
+    def runs(ctx: Ctx) -> None:
+        for data, off in zip((data0, data1), offsets):
+            flat, mask = _lds_index(ctx, vaddr, off, size, "LDS store")
+            words = np.stack([ctx.vreg(data.index + i)[mask] for i in range(nwords)], axis=1)
+            ctx.st.lds.reshape(-1)[flat] = _store_bytes(words, "w", size)
+
+    return Built(runs, regs_of([vaddr, data0, data1]), frozenset(), store="lds", va_vdst=True)
+
+
+def _bpermute(ops: list[Operand], md: dict[str, str]) -> Built:
+    """ds_bpermute_b32: each active lane reads ``data`` of lane ((addr + offset) / 4) mod 32 (0 from an
+    inactive lane), through the LDS hardware without touching LDS memory."""
+    dst, vaddr, data = ops
+    offset = _offset(md)
+
+    def run(ctx: Ctx) -> None:
+        mask = ctx.exec_mask
+        src = ((np.broadcast_to(ctx.vsrc(vaddr, "u32"), (ctx.k, 32)).astype(np.int64) + offset) >> 2) & 31
+        rows = np.arange(ctx.k)[:, None]
+        values = np.where(mask, ctx.vreg(data.index), U32(0))[rows, src]
+        ctx.set_vreg(dst.index, values)
+
+    return Built(run, regs_of([vaddr, data]), regs_of([dst]), load_kind=KIND_LDS, load_dests=dst.regs(),
+                 va_vdst=True)
