@@ -195,3 +195,23 @@ def test_rounding_ops_ldexp_frexp() -> None:
     np.testing.assert_array_equal(unary("v_frexp_mant_f32", x), m)
     got = run_elementwise("  v_frexp_exp_i32_f32 v2, v2", x, out_dtype=np.int32)
     np.testing.assert_array_equal(got, ex)
+
+
+def test_s_denorm_mode_switches_flushing() -> None:
+    # LLVM's division lowering under flushed f32 denormals brackets the sequence with s_denorm_mode
+    a = np.array([DENORM, 2.0 ** -125], F)
+    b = np.array([F(0), F(-1.5 * 2.0 ** -126)], F)
+    body = """
+  v_add_f32 v4, v2, v3
+  s_denorm_mode 12
+  v_add_f32 v5, v2, v3
+  s_denorm_mode 15
+  v_add_f32 v6, v2, v3
+  v_cmp_eq_f32_e32 vcc_lo, v4, v6
+  v_cndmask_b32_e64 v2, 0, 1, vcc_lo
+  v_cmp_eq_f32_e32 vcc_lo, 0, v5
+  v_cndmask_b32_e64 v7, 0, 2, vcc_lo
+  v_or_b32 v2, v2, v7
+"""
+    got = run_elementwise(body, a, b, out_dtype=np.uint32, denorm32=3)
+    np.testing.assert_array_equal(got, [3, 3])  # mode 3 before and after; mode 0 (flush) in between

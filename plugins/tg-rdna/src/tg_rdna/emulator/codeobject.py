@@ -78,9 +78,8 @@ class CodeObject:
             return
         wpg = -(-items // 32)
         n_vgpr = ((kd.rsrc1 & 0x3F) + 1) * 8
-        mode32, mode16 = kd.float_denorm_mode_32, kd.float_denorm_mode_16_64
-        st = Waves(n_groups * wpg, n_vgpr, n_groups, wpg, kd.group_segment_fixed_size,
-                   (mode32 in (0, 2), mode32 in (0, 1)), (mode16 in (0, 2), mode16 in (0, 1)))
+        st = Waves(n_groups * wpg, n_vgpr, n_groups, wpg, kd.group_segment_fixed_size, kd.float_denorm_mode_32,
+                   kd.float_denorm_mode_16_64)
         kernarg = bytes(kernarg)
         kernarg_addr = memory.allocate(max(len(kernarg), kd.kernarg_size, 16))
         memory.write(kernarg_addr, kernarg)

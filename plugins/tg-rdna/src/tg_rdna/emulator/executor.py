@@ -26,7 +26,8 @@ from tg_rdna.emulator.step import BARRIER, BRANCH, END, Built
 from tg_rdna.emulator.valu import base_name, build_valu
 
 DEFAULT_MAX_STEPS = 2_000_000
-_NO_OPERANDS = NOOPS | {"s_waitcnt", "s_waitcnt_depctr", "s_endpgm", "s_barrier", "s_branch"} | set(_BRANCH_COND)
+_NO_OPERANDS = NOOPS | {"s_waitcnt", "s_waitcnt_depctr", "s_endpgm", "s_barrier", "s_branch", "s_denorm_mode",
+                         "s_round_mode"} | set(_BRANCH_COND)
 
 
 @dataclass

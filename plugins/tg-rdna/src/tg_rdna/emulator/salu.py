@@ -281,6 +281,15 @@ def _control(ins: Instruction, name: str, ops: list[Operand]) -> Built:
         return Built(wait=(n, None, None) if name == "s_waitcnt_vmcnt" else (None, n, None))
     if name == "s_waitcnt_expcnt":
         return Built()
+    if name == "s_denorm_mode":
+        def run_mode(ctx: Ctx) -> None:
+            ctx.st.denorm32[ctx.w] = simm & 3
+            ctx.st.denorm16[ctx.w] = (simm >> 2) & 3
+        return Built(run_mode)
+    if name == "s_round_mode":
+        if simm != 0:
+            raise EmulatorError("rounding modes other than round-to-nearest-even are not supported")
+        return Built()
     if name == "s_waitcnt_depctr":
         return Built(va_vdst=((simm >> 12) & 0xF) == 0)
     raise EmulatorError(f"unsupported instruction {name}")

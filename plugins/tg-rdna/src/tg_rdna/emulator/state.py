@@ -26,7 +26,7 @@ class Waves:
     """Register files, LDS and per-wave control state of all waves of a launch."""
 
     def __init__(self, n_waves: int, n_vgpr: int, n_groups: int, waves_per_group: int, lds_bytes: int,
-                 flush32: tuple[bool, bool], flush16: tuple[bool, bool]) -> None:
+                 denorm32: int, denorm16: int) -> None:
         self.n = n_waves
         self.s = np.zeros((128, n_waves), U32)
         self.v = np.zeros((n_vgpr, n_waves, 32), U32)
@@ -37,8 +37,9 @@ class Waves:
         self.group = np.arange(n_waves) // waves_per_group
         self.waves_per_group = waves_per_group
         self.lds = np.zeros((n_groups, max(lds_bytes, 0)), np.uint8)
-        self.flush32_in, self.flush32_out = flush32
-        self.flush16_in, self.flush16_out = flush16
+        # FP_DENORM modes per wave (0 flush in+out, 1 flush out, 2 flush in, 3 none); s_denorm_mode sets them
+        self.denorm32 = np.full(n_waves, denorm32, np.int8)
+        self.denorm16 = np.full(n_waves, denorm16, np.int8)
         self.track = Tracker(n_waves, n_vgpr)
 
 
@@ -65,6 +66,19 @@ class Ctx:
 
     def invalidate(self) -> None:
         self._mask = None
+
+    def flush(self, value: np.ndarray, typ: str, output: bool) -> np.ndarray:
+        """Flush denormals of an f32/f16/f64 value where the wave's FP_DENORM mode says so."""
+        if typ not in ("f32", "f16", "f64"):
+            return value
+        modes = (self.st.denorm32 if typ == "f32" else self.st.denorm16)[self.w]
+        on = (modes == 0) | (modes == (1 if output else 2))
+        if not on.any():
+            return value
+        flushed = _flush(value)
+        if on.all():
+            return flushed
+        return np.where(on[:, None], flushed, value).astype(value.dtype)
 
     # ---- scalar registers ---------------------------------------------------------------------
     def sreg(self, index: int) -> np.ndarray:
@@ -187,6 +201,11 @@ def _to_bits(value: np.ndarray, typ: str) -> np.ndarray:
     arr = np.ascontiguousarray(np.asarray(value).astype(dt, copy=False))
     unsigned = {8: U64, 4: U32, 2: np.uint16}[dt.itemsize]
     return arr.view(unsigned).astype(U64)
+
+
+def _flush(x: np.ndarray) -> np.ndarray:
+    tiny = np.finfo(x.dtype).tiny
+    return np.where(np.abs(x) < tiny, np.copysign(np.zeros((), x.dtype), x), x).astype(x.dtype)
 
 
 def pack_mask(m: np.ndarray) -> np.ndarray:

@@ -39,9 +39,7 @@ def base_name(mnemonic: str) -> str:
 
 
 def _flush_in(ctx: Ctx, value: np.ndarray, typ: str) -> np.ndarray:
-    if typ == "f32" and ctx.st.flush32_in or typ == "f16" and ctx.st.flush16_in:
-        return nm.flush(value)
-    return value
+    return ctx.flush(value, typ, output=False)
 
 
 def _finish_float(ctx: Ctx, value: np.ndarray, typ: str, ftz: bool, mods: dict[str, str]) -> np.ndarray:
@@ -54,9 +52,7 @@ def _finish_float(ctx: Ctx, value: np.ndarray, typ: str, ftz: bool, mods: dict[s
             value = (value / value.dtype.type(int(mods["div"]))).astype(value.dtype)
         if "clamp" in mods:
             value = np.where(np.isnan(value), 0, np.clip(value, 0, 1)).astype(value.dtype)
-    if ftz and (typ == "f32" and ctx.st.flush32_out or typ == "f16" and ctx.st.flush16_out):
-        value = nm.flush(value)
-    return value
+    return ctx.flush(value, typ, output=True) if ftz else value
 
 
 def build_valu(name: str, ops: list[Operand], mods: tuple[str, ...]) -> Built:
