@@ -71,3 +71,9 @@ def test_f16_vop3_op_sel_reads_and_writes_high_halves() -> None:
     got = run_elementwise("  v_fma_f16 v2, v2, v2, v2 op_sel:[1,0,0,1]", packed)
     np.testing.assert_array_equal((got >> 16).astype(np.uint16).view(np.float16), hi * lo + lo)
     np.testing.assert_array_equal((got & 0xFFFF).astype(np.uint16).view(np.float16), lo)
+
+
+def test_med3_clamps() -> None:
+    x = np.array([-1, 0.25, 2, np.nan, -0.0], F)
+    got = run_elementwise("  v_med3_f32 v2, v2, 0, 1.0", x)
+    np.testing.assert_array_equal(got, [0, 0.25, 1, 0, 0])  # NaN: min(NaN, 0, 1) = 0
