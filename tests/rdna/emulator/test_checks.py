@@ -212,3 +212,38 @@ def test_kernarg_is_readable_in_the_kernel_memory() -> None:
     co = kernel("  s_load_b32 s2, s[0:1], 0x40\n  s_waitcnt lgkmcnt(0)\n  s_endpgm", kernarg_size=16)
     with pytest.raises(EmulatorError, match="scalar load of 4 bytes"):
         co.launch("k", bufs.kernarg(), (1,), (1,), bufs.mem)
+
+
+FORWARD = """
+  v_mov_b32 v3, 1
+{intv1}
+  s_mov_b32 s20, exec_lo
+  s_mov_b32 exec_lo, s20
+{intv2}
+  v_mov_b32 v4, 2
+{intv3}
+  v_add_nc_u32 v2, v3, v4
+  v_cvt_f32_u32 v2, v2
+"""
+
+
+def _valus(n: int) -> str:
+    return "\n".join(f"  v_mov_b32 v{20 + i}, {i}" for i in range(n))
+
+
+def test_valu_partial_forwarding_hazard() -> None:
+    with pytest.raises(EmulatorError, match=r"partial-forwarding hazard: reads v3 \(written by `v_mov_b32_e32 v3, 1`"
+                                            r" before EXEC was changed by `s_mov_b32 exec_lo, s20`\) and v4"):
+        launch(FORWARD.format(intv1="", intv2="", intv3=""))
+    with pytest.raises(EmulatorError, match="partial-forwarding"):
+        launch(FORWARD.format(intv1=_valus(1), intv2=_valus(1), intv3=_valus(4)))
+
+
+def test_valu_partial_forwarding_outside_the_window_or_waited() -> None:
+    want = np.full(32, 3, np.float32)
+    np.testing.assert_array_equal(launch(FORWARD.format(intv1=_valus(2), intv2=_valus(1), intv3="")), want)
+    np.testing.assert_array_equal(launch(FORWARD.format(intv1="", intv2="", intv3=_valus(5))), want)
+    np.testing.assert_array_equal(launch(FORWARD.format(intv1="", intv2="", intv3="  s_waitcnt_depctr 0xfff")),
+                                  want)
+    one_source = FORWARD.replace("v_add_nc_u32 v2, v3, v4", "v_add_nc_u32 v2, v3, 2")
+    np.testing.assert_array_equal(launch(one_source.format(intv1="", intv2="", intv3="")), want)

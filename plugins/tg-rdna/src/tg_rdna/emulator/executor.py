@@ -18,7 +18,7 @@ import numpy as np
 from tg_rdna.emulator.errors import EmulatorError
 from tg_rdna.emulator.memops import build_memory
 from tg_rdna.emulator.memory import Memory
-from tg_rdna.emulator.operands import parse_operand
+from tg_rdna.emulator.operands import EXEC_LO, parse_operand
 from tg_rdna.emulator.program import Instruction
 from tg_rdna.emulator.salu import _BRANCH_COND, NOOPS, build_salu
 from tg_rdna.emulator.state import Ctx, Waves
@@ -115,6 +115,8 @@ def run(steps: list[Step], st: Waves, kernel: str, memory: Memory) -> int:
         if b.valu:
             track.valu(w, [r for f, r in b.reads if f == "v"], [r for f, r in b.writes if f == "v"], b.trans,
                        describe, p, kernel, ins.address, ins.text)
+        elif ("s", EXEC_LO) in b.writes:
+            track.exec_write(w, p)
         if b.va_vdst:
             track.va_vdst_wait(w)
         if b.run is not None:

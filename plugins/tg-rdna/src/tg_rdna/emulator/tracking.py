@@ -10,6 +10,8 @@ same counter), is an error naming the register, the load and the reader.  An ``s
 with an LDS store still outstanding is an error too: the other waves of the group could read the
 old value.  Global stores are not flagged (they complete; other waves do not wait for them).
 
+The VALU partial-forwarding hazard is checked too (see :mod:`.forwarding`).
+
 **TRANS -> VALU hazard** (gfx11, LLVM's GCNHazardRecognizer ``fixVALUTransUseHazard``): a VALU that
 reads a VGPR written by a transcendental (``v_exp/log/rcp/rsq/sqrt/sin/cos``) needs
 ``s_waitcnt_depctr`` with ``va_vdst == 0`` in between, unless more than 5 VALUs or more than 1 TRANS
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 from tg_rdna.emulator.errors import EmulatorError
+from tg_rdna.emulator.forwarding import PartialForwarding
 
 VM, LGKM, VS = 0, 1, 2
 KIND_VM, KIND_LDS, KIND_SMEM = 0, 1, 2
@@ -48,6 +51,7 @@ class Tracker:
         self.trans_trans = np.zeros((n_vgpr, n_waves), np.int64)
         self.trans_ins = np.zeros((n_vgpr, n_waves), np.int64)
         self.maybe_trans: set[int] = set()
+        self.forwarding = PartialForwarding(n_waves, n_vgpr)
 
     # ---- memory counters --------------------------------------------------------------------
     def issue(self, w: np.ndarray | slice, kind: int, dests: list[tuple[str, int]], ins_index: int) -> None:
@@ -135,6 +139,8 @@ class Tracker:
                                     f"{int(np.asarray(between_valus)[np.argmax(bad)])} VALU instruction(s) "
                                     "earlier, without s_waitcnt_depctr va_vdst(0) (0x0fff) in between",
                                     kernel, address, text)
+        self.forwarding.check(w, self.valus[w], vgpr_reads, describe, kernel, address, text)
+        self.forwarding.write(w, self.valus[w], vgpr_writes, ins_index)
         if is_trans:
             for r in vgpr_writes:
                 self.trans_valus[r, w] = self.valus[w]
@@ -144,8 +150,13 @@ class Tracker:
             self.trans[w] += 1
         self.valus[w] += 1
 
+    def exec_write(self, w: np.ndarray | slice, ins_index: int) -> None:
+        """A SALU instruction wrote EXEC (for the partial-forwarding hazard)."""
+        self.forwarding.exec_write(w, self.valus[w], ins_index)
+
     def va_vdst_wait(self, w: np.ndarray | slice) -> None:
         """s_waitcnt_depctr va_vdst(0), or a VMEM/LDS instruction: every VALU result is written."""
+        self.forwarding.clear(w)
         if self.maybe_trans:
             self.trans_valus[:, w] = _NEVER
             if isinstance(w, slice):
