@@ -230,3 +230,10 @@ def test_many_workgroups_vectorized_and_fast() -> None:
     steps = co.last_steps
     assert steps == 13, steps  # one step per instruction for all 2,000 waves together
     assert elapsed / steps < 0.02, f"{elapsed / steps * 1e3:.1f} ms per step"
+
+
+def test_large_grids_run_in_chunks_of_whole_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_RDNA_EMU_CHUNK_WAVES", "8")  # 2 groups of 4 waves at a time
+    x = np.arange(128 * 5, dtype=np.uint32) * 7 % 1000
+    out = run1(REDUCE, [x], np.zeros(5, np.uint32), n=128 * 5, local=128, lds=512)
+    np.testing.assert_array_equal(out, x.reshape(5, 128).sum(axis=1))

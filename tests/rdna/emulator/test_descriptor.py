@@ -36,7 +36,9 @@ IDS = """
 """
 
 
-def test_workgroup_ids_and_packed_workitem_ids() -> None:
+@pytest.mark.parametrize("chunk", ["4096", "3"])
+def test_workgroup_ids_and_packed_workitem_ids(chunk: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_RDNA_EMU_CHUNK_WAVES", chunk)
     gs, ls = (2, 3, 2), (4, 2, 2)
     co = kernel(IDS, wg_ids="xyz", workitem_id=2)
     bufs = Buffers()

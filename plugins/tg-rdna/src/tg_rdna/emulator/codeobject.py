@@ -6,13 +6,15 @@ pointer, queue pointer, kernarg segment pointer, dispatch id, flat scratch init,
 size), then from SGPR ``USER_SGPR_COUNT`` the enabled work-group ids x, y, z; v0 holds the packed
 work-item ids (x in bits 0-9, y in 10-19, z in 20-29, as far as ENABLE_VGPR_WORKITEM_ID enables them);
 EXEC holds the lanes of the wave that exist.  A group of N work-items is ceil(N/32) waves (wave32
-only).  The kernarg bytes are copied into an allocation of the launch's :class:`Memory`.
+only).  The kernarg bytes are copied into an allocation of the launch's :class:`Memory`.  Large grids
+run in chunks of whole work-groups (``TG_RDNA_EMU_CHUNK_WAVES`` waves at a time, default 4096).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
 import struct
 
 import numpy as np
@@ -30,6 +32,12 @@ _USER_SGPRS = [(0, "private segment buffer", 4), (1, "dispatch ptr", 2), (2, "qu
                (3, "kernarg segment ptr", 2), (4, "dispatch id", 2), (5, "flat scratch init", 2),
                (6, "private segment size", 1)]
 MAX_WORKGROUP_SIZE = 1024
+DEFAULT_CHUNK_WAVES = 4096
+
+
+def chunk_waves() -> int:
+    """Waves run together; a larger grid runs in chunks of whole work-groups (they are independent)."""
+    return int(os.environ.get("TG_RDNA_EMU_CHUNK_WAVES", DEFAULT_CHUNK_WAVES))
 
 
 class CodeObject:
@@ -78,23 +86,28 @@ class CodeObject:
             return
         wpg = -(-items // 32)
         n_vgpr = ((kd.rsrc1 & 0x3F) + 1) * 8
-        st = Waves(n_groups * wpg, n_vgpr, n_groups, wpg, kd.group_segment_fixed_size, kd.float_denorm_mode_32,
-                   kd.float_denorm_mode_16_64)
         kernarg = bytes(kernarg)
         kernarg_addr = memory.allocate(max(len(kernarg), kd.kernarg_size, 16))
         memory.write(kernarg_addr, kernarg)
         extra: list[int] = []
+        per_chunk = max(1, chunk_waves() // wpg)
+        self.last_steps = 0
         try:
-            extra = self._initial_state(st, kd, name, gs, ls, wpg, kernarg_addr, memory)
-            st.pc[:] = index[entry]
-            self.last_steps = run(steps, st, name, memory)
+            for first in range(0, n_groups, per_chunk):
+                count = min(per_chunk, n_groups - first)
+                st = Waves(count * wpg, n_vgpr, count, wpg, kd.group_segment_fixed_size, kd.float_denorm_mode_32,
+                           kd.float_denorm_mode_16_64)
+                extra += self._initial_state(st, kd, name, gs, ls, wpg, kernarg_addr, memory, first, extra)
+                st.pc[:] = index[entry]
+                self.last_steps += run(steps, st, name, memory)
         finally:
             memory.free(kernarg_addr)
             for a in extra:
                 memory.free(a)
 
     def _initial_state(self, st: Waves, kd: KernelDescriptor, name: str, gs: tuple[int, int, int],
-                       ls: tuple[int, int, int], wpg: int, kernarg_addr: int, memory: Memory) -> list[int]:
+                       ls: tuple[int, int, int], wpg: int, kernarg_addr: int, memory: Memory, first_group: int,
+                       already: list[int]) -> list[int]:
         allocated: list[int] = []
         sgpr = 0
         for bit, what, count in _USER_SGPRS:
@@ -103,9 +116,12 @@ class CodeObject:
             if bit == 3:
                 value = kernarg_addr
             elif bit == 1:
-                value = memory.allocate(64)
-                allocated.append(value)
-                memory.write(value, _dispatch_packet(gs, ls, kd, kernarg_addr))
+                if already:
+                    value = already[0]
+                else:
+                    value = memory.allocate(64)
+                    allocated.append(value)
+                    memory.write(value, _dispatch_packet(gs, ls, kd, kernarg_addr))
             else:
                 raise EmulatorError(f"the user SGPR {what!r} is not supported", name)
             for i in range(count):
@@ -116,7 +132,7 @@ class CodeObject:
                                 f"{kd.user_sgpr_count}", name)
         if kd.workgroup_info:
             raise EmulatorError("ENABLE_SGPR_WORKGROUP_INFO is not supported", name)
-        group = np.arange(st.n) // wpg
+        group = first_group + np.arange(st.n) // wpg
         ids = (group % gs[0], (group // gs[0]) % gs[1], group // (gs[0] * gs[1]))
         sgpr = kd.user_sgpr_count
         for enabled, gid in zip(kd.workgroup_id_enabled, ids):
