@@ -118,3 +118,30 @@ def test_descriptor_fields_are_read() -> None:
     assert kd.group_segment_fixed_size == 512 and kd.kernarg_size == 24
     assert kd.workgroup_id_enabled == (True, True, False) and kd.vgpr_workitem_id == 1
     assert kd.wavefront_size32 and kd.float_denorm_mode_32 == 0 and kd.user_sgpr_count == 2
+
+
+def test_uninitialised_registers_are_poisoned_not_zero() -> None:
+    # an accumulator the kernel forgot to zero: garbage on the hardware, a NaN here (never a lucky 0)
+    body = """
+  s_load_b64 s[8:9], s[0:1], 0x0
+  v_and_b32 v1, 0x3ff, v0
+  v_lshlrev_b32 v1, 2, v1
+  v_add_f32 v5, 1.0, v5
+  v_mov_b32 v6, s20
+  s_waitcnt lgkmcnt(0)
+  global_store_b32 v1, v5, s[8:9]
+  global_store_b32 v1, v6, s[8:9] offset:128
+  s_endpgm
+"""
+    bufs = Buffers()
+    out = bufs.add(np.zeros(64, np.float32))
+    kernel(body).launch("k", bufs.kernarg(), (1,), (32,), bufs.mem)
+    got = bufs.get(out, np.zeros(64, np.float32))
+    assert np.isnan(got[:32]).all()
+    assert (got[32:].view(np.uint32) != 0).all()
+
+
+def test_vgprs_beyond_the_descriptor_count() -> None:
+    co = kernel("  v_mov_b32 v40, 0\n  s_endpgm", vgprs=40)
+    with pytest.raises(EmulatorError, match=r"v40 is beyond the 40 VGPRs the kernel descriptor allocates"):
+        co.launch("k", b"", (1,), (32,), Memory())

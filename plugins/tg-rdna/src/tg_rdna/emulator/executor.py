@@ -36,6 +36,7 @@ class Step:
     built: Built | None
     error: str | None
     target: int = -1  # index of the branch target
+    vmax: int = -1  # the highest VGPR it names
 
 
 def build(ins: Instruction) -> Built:
@@ -69,6 +70,8 @@ def compile_program(program: list[Instruction]) -> list[Step]:
             steps.append(Step(ins, None, f"unsupported operand form of {ins.mnemonic} ({e})"))
     index = {s.ins.address: i for i, s in enumerate(steps)}
     for s in steps:
+        if s.built is not None:
+            s.vmax = max((r for f, r in s.built.reads | s.built.writes if f == "v"), default=-1)
         target = s.built.target if s.built is not None and s.built.kind == BRANCH else None
         if target is not None:
             if target in index:
@@ -109,6 +112,9 @@ def run(steps: list[Step], st: Waves, kernel: str, memory: Memory) -> int:
         b = step.built
         if b is None:
             raise EmulatorError(step.error or "unsupported instruction", kernel, ins.address, ins.text)
+        if step.vmax >= st.v.shape[0]:
+            raise EmulatorError(f"v{step.vmax} is beyond the {st.v.shape[0]} VGPRs the kernel descriptor allocates",
+                                kernel, ins.address, ins.text)
         ctx = Ctx(st, w, kernel, ins.address, ins.text, memory)
         if track.maybe_pending and (b.reads or b.writes):
             track.check(w, b.reads, b.writes, describe, ins.text, kernel, ins.address, b.load_kind)

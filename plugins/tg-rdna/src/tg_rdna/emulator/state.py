@@ -17,6 +17,7 @@ from tg_rdna.emulator.tracking import Tracker
 U32, U64 = np.uint32, np.uint64
 LANES = np.arange(32, dtype=U32)
 LANE_BITS = (np.uint64(1) << np.arange(32, dtype=U64)).astype(U64)
+POISON = 0x7FBADBAD
 _NP = {"f32": np.float32, "f16": np.float16, "f64": np.float64, "u32": np.uint32, "i32": np.int32,
        "b32": np.uint32, "u16": np.uint16, "i16": np.int16, "b16": np.uint16, "u64": np.uint64,
        "i64": np.int64, "b64": np.uint64}
@@ -28,8 +29,11 @@ class Waves:
     def __init__(self, n_waves: int, n_vgpr: int, n_groups: int, waves_per_group: int, lds_bytes: int,
                  denorm32: int, denorm16: int) -> None:
         self.n = n_waves
-        self.s = np.zeros((128, n_waves), U32)
-        self.v = np.zeros((n_vgpr, n_waves, 32), U32)
+        # registers the launch does not initialise hold garbage on the hardware: a poison value here (a NaN as
+        # f32, a huge offset as an address) so that a kernel relying on zeroed registers fails, not passes
+        self.s = np.full((128, n_waves), POISON, U32)
+        self.s[EXEC_LO + 1] = 0
+        self.v = np.full((n_vgpr, n_waves, 32), POISON, U32)
         self.scc = np.zeros(n_waves, U32)
         self.pc = np.zeros(n_waves, np.int64)
         self.done = np.zeros(n_waves, bool)
