@@ -237,3 +237,17 @@ def test_large_grids_run_in_chunks_of_whole_groups(monkeypatch: pytest.MonkeyPat
     x = np.arange(128 * 5, dtype=np.uint32) * 7 % 1000
     out = run1(REDUCE, [x], np.zeros(5, np.uint32), n=128 * 5, local=128, lds=512)
     np.testing.assert_array_equal(out, x.reshape(5, 128).sum(axis=1))
+
+
+def test_lds_is_not_zero_before_the_first_store() -> None:
+    body = """
+  s_load_b64 s[6:7], s[0:1], 0x0
+  v_and_b32 v1, 0x3ff, v0
+  v_lshlrev_b32 v1, 2, v1
+  ds_load_b32 v2, v1
+  s_waitcnt lgkmcnt(0)
+  global_store_b32 v1, v2, s[6:7]
+  s_endpgm
+"""
+    out = run1(body, [], np.zeros(32, np.uint32), n=32, lds=128)
+    assert (out == 0xFFFFFFFF).all()

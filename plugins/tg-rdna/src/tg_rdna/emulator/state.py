@@ -40,7 +40,7 @@ class Waves:
         self.at_barrier = np.zeros(n_waves, bool)
         self.group = np.arange(n_waves) // waves_per_group
         self.waves_per_group = waves_per_group
-        self.lds = np.zeros((n_groups, max(lds_bytes, 0)), np.uint8)
+        self.lds = np.full((n_groups, max(lds_bytes, 0)), 0xFF, np.uint8)  # garbage before the first store
         # FP_DENORM modes per wave (0 flush in+out, 1 flush out, 2 flush in, 3 none); s_denorm_mode sets them
         self.denorm32 = np.full(n_waves, denorm32, np.int8)
         self.denorm16 = np.full(n_waves, denorm16, np.int8)
