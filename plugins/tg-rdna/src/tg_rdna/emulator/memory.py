@@ -83,6 +83,8 @@ class Memory:
             return out
         idx, off = self._locate(addrs, nbytes, what)
         cols = np.arange(nbytes, dtype=np.int64)
+        if idx.min() == idx.max():  # the usual case: one buffer
+            return self._arrays[self._bases[int(idx[0])]][off[:, None] + cols]
         for k in np.unique(idx):
             sel = idx == k
             out[sel] = self._arrays[self._bases[int(k)]][off[sel][:, None] + cols]
@@ -95,6 +97,9 @@ class Memory:
         nbytes = data.shape[1]
         idx, off = self._locate(addrs, nbytes, what)
         cols = np.arange(nbytes, dtype=np.int64)
+        if idx.min() == idx.max():
+            self._arrays[self._bases[int(idx[0])]][off[:, None] + cols] = data
+            return
         for k in np.unique(idx):
             sel = idx == k
             self._arrays[self._bases[int(k)]][off[sel][:, None] + cols] = data[sel]
