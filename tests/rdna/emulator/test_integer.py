@@ -145,3 +145,13 @@ def test_scalar_alu_and_scc() -> None:
 """
     out = run1(body, [], np.zeros(10, U), n=1)
     assert list(out) == [1, 1, M, 4, 11, 0xF0, 0xFFFFFFF0, 0x1F, 0xBC, (-7) & M]
+
+
+def test_64bit_literals_extend_by_signedness() -> None:
+    body = """
+  v_ashrrev_i64 v[4:5], 1, 0x80000000
+  v_lshrrev_b64 v[6:7], 1, 0x80000000
+  v_xor_b32 v2, v5, v7
+"""
+    got = run_elementwise(body, np.zeros(32, U))
+    assert (got == 0xFFFFFFFF).all()  # i64: 0xffffffff80000000 >> 1 (high word all ones); b64: high word 0

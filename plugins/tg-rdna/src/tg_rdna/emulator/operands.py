@@ -99,7 +99,9 @@ def immediate_bits(op: Operand, typ: str) -> int:
     is_inline = -16 <= op.value <= 64 and not op.text.strip().lower().startswith(("0x", "-0x"))
     if width == 64:
         if typ == "f64" and not is_inline:
-            return (op.value & 0xFFFFFFFF) << 32
+            return (op.value & 0xFFFFFFFF) << 32  # a 64-bit float literal is its high half
+        if typ == "i64" and not is_inline:  # signed operands sign-extend a 32-bit literal, unsigned zero-extend
+            return (((op.value & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000) & 0xFFFFFFFFFFFFFFFF
         return op.value & 0xFFFFFFFFFFFFFFFF if is_inline else op.value & 0xFFFFFFFF
     return op.value & ((1 << width) - 1) if width < 32 else op.value & 0xFFFFFFFF
 
