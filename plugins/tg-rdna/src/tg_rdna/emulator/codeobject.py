@@ -51,6 +51,7 @@ class CodeObject:
             raise EmulatorError("the code object has no .text section")
         self.kernels = sorted(n[:-3] for n in self.elf.symbols if n.endswith(".kd"))
         self.last_steps = 0
+        self.dispatches = 0
 
     def descriptor(self, name: str) -> tuple[int, KernelDescriptor]:
         if name + ".kd" not in self.elf.symbols:
@@ -91,6 +92,7 @@ class CodeObject:
         memory.write(kernarg_addr, kernarg)
         extra: list[int] = []
         per_chunk = max(1, chunk_waves() // wpg)
+        self.dispatches += 1
         self.last_steps = 0
         try:
             for first in range(0, n_groups, per_chunk):
@@ -115,6 +117,8 @@ class CodeObject:
                 continue
             if bit == 3:
                 value = kernarg_addr
+            elif bit == 4:
+                value = self.dispatches  # the dispatch id: a per-code-object launch counter
             elif bit == 1:
                 if already:
                     value = already[0]

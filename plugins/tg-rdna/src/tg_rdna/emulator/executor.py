@@ -23,7 +23,7 @@ from tg_rdna.emulator.program import Instruction
 from tg_rdna.emulator.salu import _BRANCH_COND, NOOPS, build_salu
 from tg_rdna.emulator.state import Ctx, Waves
 from tg_rdna.emulator.step import BARRIER, BRANCH, END, Built
-from tg_rdna.emulator.valu import base_name, build_valu
+from tg_rdna.emulator.valu import base_name, build_valu, build_vopd
 
 DEFAULT_MAX_STEPS = 2_000_000
 _NO_OPERANDS = NOOPS | {"s_waitcnt", "s_waitcnt_depctr", "s_endpgm", "s_barrier", "s_branch", "s_denorm_mode",
@@ -41,8 +41,10 @@ class Step:
 
 def build(ins: Instruction) -> Built:
     name = base_name(ins.mnemonic)
-    if "_dpp" in ins.mnemonic or "_sdwa" in ins.mnemonic or name.startswith("v_dual_") or "::" in ins.text:
-        raise EmulatorError(f"unsupported instruction {ins.mnemonic} (DPP, SDWA and dual-issue forms)")
+    if "::" in ins.text:
+        return build_vopd(ins.text)
+    if "_dpp" in ins.mnemonic or "_sdwa" in ins.mnemonic:
+        raise EmulatorError(f"unsupported instruction {ins.mnemonic} (DPP and SDWA forms)")
     ops = [] if name in _NO_OPERANDS else [parse_operand(o) for o in ins.operands]
     if name.startswith("v_"):
         return build_valu(name, ops, ins.modifiers)
@@ -52,7 +54,7 @@ def build(ins: Instruction) -> Built:
             raise EmulatorError(f"unsupported instruction {name}")
         return built
     if name.startswith("s_"):
-        if ins.modifiers:
+        if ins.modifiers and name not in _NO_OPERANDS:
             raise EmulatorError(f"unsupported modifier(s) {' '.join(ins.modifiers)}")
         return build_salu(ins, name, ops)
     raise EmulatorError(f"unsupported instruction {name}")
@@ -87,6 +89,11 @@ def max_steps() -> int:
 
 def run(steps: list[Step], st: Waves, kernel: str, memory: Memory) -> int:
     """Run until every wave has ended; returns the number of steps."""
+    with np.errstate(all="ignore"):  # lanes EXEC disables compute on garbage: no floating-point warnings
+        return _run(steps, st, kernel, memory)
+
+
+def _run(steps: list[Step], st: Waves, kernel: str, memory: Memory) -> int:
     describe = [s.ins.text for s in steps]
     limit = max_steps()
     n_steps = 0
@@ -120,7 +127,7 @@ def run(steps: list[Step], st: Waves, kernel: str, memory: Memory) -> int:
             track.check(w, b.reads, b.writes, describe, ins.text, kernel, ins.address, b.load_kind)
         if b.valu:
             track.valu(w, [r for f, r in b.reads if f == "v"], [r for f, r in b.writes if f == "v"], b.trans,
-                       describe, p, kernel, ins.address, ins.text)
+                       describe, p, kernel, ins.address, ins.text, b.vgpr_operands)
         elif ("s", EXEC_LO) in b.writes:
             track.exec_write(w, p)
         if b.va_vdst:

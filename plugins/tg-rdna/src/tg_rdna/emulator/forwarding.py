@@ -10,7 +10,8 @@ A VALU instruction with two or more distinct VGPR sources reads a wrong value wh
 with intv1 + intv2 <= 2 and intv3 <= 4, unless an ``s_waitcnt_depctr`` with va_vdst(0) (or a
 VMEM/FLAT/LDS instruction, which waits the same way) comes in between.  Positions are counted in VALU
 instructions per wave; only the most recent VALU write of each source and the most recent SALU write
-of EXEC before the newest of those writes matter, as in LLVM's backward search.
+of EXEC before the newest of those writes matter, as in LLVM's backward search.  Sources are operands:
+a 64-bit register pair counts once (LLVM checks "2 or more unique VGPR sources" by operand).
 """
 
 from __future__ import annotations
@@ -43,14 +44,16 @@ class PartialForwarding:
             if isinstance(w, slice):
                 self.active = False
 
-    def check(self, w: np.ndarray | slice, valus: np.ndarray, reads: list[int], describe: list[str],
-              kernel: str, address: int, text: str) -> None:
-        """``valus``: the VALU index of the reading instruction in each wave."""
-        srcs = sorted(set(reads))
-        if not self.active or len(srcs) < 2:
+    def check(self, w: np.ndarray | slice, valus: np.ndarray, operands: list[tuple[int, ...]],
+              describe: list[str], kernel: str, address: int, text: str) -> None:
+        """``valus``: the VALU index of the reading instruction in each wave; ``operands``: its distinct VGPR
+        source operands (a 64-bit pair is one operand, as in LLVM)."""
+        if not self.active or len(operands) < 2:
             return
         m = np.asarray(valus)
-        d = self.vdef[srcs][:, w]  # (n_srcs, k)
+        # the last VALU write to any register of each operand
+        d = np.stack([self.vdef[list(regs)][:, w].max(axis=0) for regs in operands])  # (n_operands, k)
+        srcs = [regs[0] for regs in operands]
         newest = d.max(axis=0)
         hist = self.exec_pos[w]  # (k, HISTORY), most recent first
         usable = hist <= newest[:, None]
@@ -66,8 +69,10 @@ class PartialForwarding:
             intv1 + intv2 <= INTV12_MAX)
         if np.any(bad):
             i = int(np.argmax(bad))
-            ra = next(r for r in srcs if d[srcs.index(r), i] == pre[i])
-            rb = next(r for r in srcs if d[srcs.index(r), i] == post[i])
+            ia = next(j for j in range(len(srcs)) if d[j, i] == pre[i])
+            ib = next(j for j in range(len(srcs)) if d[j, i] == post[i])
+            ra = max(operands[ia], key=lambda r: int(self.vdef[r][w][i]))  # the register written last
+            rb = srcs[ib]
             wa = describe[int(self.vdef_ins[ra][w][i])]
             wx = describe[int(self.exec_ins[w][i, slot[i]])]
             raise EmulatorError(f"VALU partial-forwarding hazard: reads v{ra} (written by `{wa}` before EXEC was "

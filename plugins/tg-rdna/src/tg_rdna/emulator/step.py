@@ -28,6 +28,7 @@ class Built:
     load_dests: list[Key] = field(default_factory=list)
     store: str | None = None                        # 'lds' or 'global'
     va_vdst: bool = False                           # waits for every VALU result (depctr, VMEM, LDS)
+    vgpr_operands: list[tuple[int, ...]] = field(default_factory=list)  # distinct VGPR source operands
 
 
 def regs_of(ops: list[Operand]) -> frozenset[Key]:

@@ -126,7 +126,8 @@ class Tracker:
 
     # ---- TRANS -> VALU hazard ---------------------------------------------------------------
     def valu(self, w: np.ndarray | slice, vgpr_reads: list[int], vgpr_writes: list[int], is_trans: bool,
-             describe: list[str], ins_index: int, kernel: str, address: int, text: str) -> None:
+             describe: list[str], ins_index: int, kernel: str, address: int, text: str,
+             operands: list[tuple[int, ...]]) -> None:
         for r in vgpr_reads:
             if r not in self.maybe_trans:
                 continue
@@ -139,7 +140,7 @@ class Tracker:
                                     f"{int(np.asarray(between_valus)[np.argmax(bad)])} VALU instruction(s) "
                                     "earlier, without s_waitcnt_depctr va_vdst(0) (0x0fff) in between",
                                     kernel, address, text)
-        self.forwarding.check(w, self.valus[w], vgpr_reads, describe, kernel, address, text)
+        self.forwarding.check(w, self.valus[w], operands, describe, kernel, address, text)
         self.forwarding.write(w, self.valus[w], vgpr_writes, ins_index)
         if is_trans:
             for r in vgpr_writes:

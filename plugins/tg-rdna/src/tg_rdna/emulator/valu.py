@@ -57,7 +57,13 @@ def _finish_float(ctx: Ctx, value: np.ndarray, typ: str, ftz: bool, mods: dict[s
 
 def build_valu(name: str, ops: list[Operand], mods: tuple[str, ...]) -> Built:
     """The step of a VALU instruction; EmulatorError for forms the emulator does not know."""
-    md = modifier_values(mods)
+    built = _build(name, ops, modifier_values(mods))
+    operands = {tuple(r for _, r in op.regs()) for op in ops if op.kind == "v"}
+    built.vgpr_operands = sorted(regs for regs in operands if all(("v", r) in built.reads for r in regs))
+    return built
+
+
+def _build(name: str, ops: list[Operand], md: dict[str, str]) -> Built:
     if name in VALU:
         return _plain(VALU[name], ops, md)
     if name in PACKED:
@@ -318,3 +324,38 @@ _SPECIAL: dict[str, Builder] = {
     "v_readfirstlane_b32": _readfirstlane, "v_readlane_b32": _readlane, "v_writelane_b32": _writelane,
     "v_nop": _nop,
 }
+
+
+def build_vopd(text: str) -> Built:
+    """A dual-issue VOPD pair ``v_dual_X ... :: v_dual_Y ...``: two VALU operations issued together.
+
+    Both read their sources before either writes; the emulator runs X then Y, so it refuses a pair in
+    which Y reads what X writes (the hardware's operand rules exclude it too).  ``v_dual_cndmask_b32``
+    selects with VCC."""
+    from tg_rdna.emulator.operands import parse_operand
+    from tg_rdna.emulator.program import split_operands
+
+    halves: list[Built] = []
+    for part in text.split("::"):
+        mnemonic, _, rest = part.strip().partition(" ")
+        if not mnemonic.startswith("v_dual_"):
+            raise EmulatorError(f"unsupported dual-issue form {text!r}")
+        name = "v_" + mnemonic.removeprefix("v_dual_")
+        texts, mods = split_operands(rest.strip())
+        ops = [parse_operand(o) for o in texts]
+        if name == "v_cndmask_b32":
+            ops.append(Operand("s", VCC_LO, text="vcc_lo"))
+        halves.append(build_valu(name, ops, mods))
+    if len(halves) != 2:
+        raise EmulatorError(f"a dual-issue instruction has two halves: {text!r}")
+    x, y = halves
+    if y.reads & x.writes or x.writes & y.writes:
+        raise EmulatorError("dual-issue halves that depend on each other are not supported")
+
+    def run(ctx: Ctx) -> None:
+        assert x.run is not None and y.run is not None
+        x.run(ctx)
+        y.run(ctx)
+
+    return Built(run, x.reads | y.reads, x.writes | y.writes, valu=True, trans=x.trans or y.trans,
+                 vgpr_operands=sorted(set(x.vgpr_operands) | set(y.vgpr_operands)))

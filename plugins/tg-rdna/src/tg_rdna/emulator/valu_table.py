@@ -354,6 +354,8 @@ def _med3_f(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 VALU.update({
     "v_med3_f32": VOp("f32", ("f32",) * 3, _med3_f),
+    "v_mul_dx9_zero_f32": VOp("f32", _F2, lambda a, b: np.where((a == 0) | (b == 0), F32(0), _with_ignore(
+        lambda: a * b)).astype(F32)),
     "v_cvt_floor_i32_f32": VOp("i32", ("f32",), lambda a: nm.cvt_i32_f32(np.floor(a))),
     "v_cvt_nearest_i32_f32": VOp("i32", ("f32",), lambda a: nm.cvt_i32_f32(np.floor(a + F32(0.5)))),
     "v_cvt_i32_i16": VOp("i32", ("i16",), lambda a: a.astype(I32), ftz=False),
