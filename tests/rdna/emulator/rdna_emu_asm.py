@@ -22,6 +22,7 @@ MC = next((t for t in ("llvm-mc-19", "llvm-mc-20", "llvm-mc-18", "llvm-mc") if s
 LLD = next((t for t in ("ld.lld-19", "ld.lld-20", "ld.lld-18", "ld.lld") if shutil.which(t)), None)
 OBJDUMP = next((t for t in ("llvm-objdump-19", "llvm-objdump-20", "llvm-objdump-18", "llvm-objdump")
                 if shutil.which(t)), None)
+LLC = next((t for t in ("llc-19", "llc-20", "llc-18", "llc") if shutil.which(t)), None)
 requires_llvm = pytest.mark.skipif(MC is None or LLD is None or OBJDUMP is None,
                                    reason="LLVM's AMDGPU tools are missing: apt-get install llvm-19 lld-19")
 _CACHE: dict[str, bytes] = {}
@@ -83,6 +84,25 @@ def assemble(text: str) -> bytes:
                                  "-o", str(obj)], capture_output=True, text=True)
             if mc.returncode:
                 raise AssertionError(f"llvm-mc failed:\n{mc.stderr}")
+            ld = subprocess.run([LLD, "-shared", str(obj), "-o", str(so)], capture_output=True, text=True)
+            if ld.returncode:
+                raise AssertionError(f"ld.lld failed:\n{ld.stderr}")
+            _CACHE[key] = so.read_bytes()
+    return _CACHE[key]
+
+
+def compile_ir(ir: str) -> bytes:
+    """LLVM IR -> a linked gfx1100 code object, compiled by LLVM itself (llc + ld.lld)."""
+    key = hashlib.sha256(ir.encode()).hexdigest()
+    if key not in _CACHE:
+        assert LLC is not None and LLD is not None
+        with tempfile.TemporaryDirectory() as tmp:
+            src, obj, so = Path(tmp) / "k.ll", Path(tmp) / "k.o", Path(tmp) / "k.so"
+            src.write_text(ir)
+            llc = subprocess.run([LLC, "-mtriple=amdgcn-amd-amdhsa", "-mcpu=gfx1100", "-filetype=obj", str(src),
+                                  "-o", str(obj)], capture_output=True, text=True)
+            if llc.returncode:
+                raise AssertionError(f"llc failed:\n{llc.stderr}")
             ld = subprocess.run([LLD, "-shared", str(obj), "-o", str(so)], capture_output=True, text=True)
             if ld.returncode:
                 raise AssertionError(f"ld.lld failed:\n{ld.stderr}")

@@ -31,4 +31,5 @@ def supported_instructions() -> list[str]:
     names |= {f"ds_{k}_{s}" for k, table in memops._DS_SUFFIX.items() for s in table}
     names |= {f"ds_{k}_2addr_{st}b{w}" for k in ("load", "store") for st in ("", "stride64_") for w in (32, 64)}
     names.add("ds_bpermute_b32")
+    names |= {"buffer_gl0_inv", "buffer_gl1_inv"}
     return sorted(names)

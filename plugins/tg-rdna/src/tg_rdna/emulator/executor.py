@@ -26,6 +26,7 @@ from tg_rdna.emulator.step import BARRIER, BRANCH, END, Built
 from tg_rdna.emulator.valu import base_name, build_valu, build_vopd
 
 DEFAULT_MAX_STEPS = 2_000_000
+CACHE_CONTROL = frozenset(["buffer_gl0_inv", "buffer_gl1_inv"])
 _NO_OPERANDS = NOOPS | {"s_waitcnt", "s_waitcnt_depctr", "s_endpgm", "s_barrier", "s_branch", "s_denorm_mode",
                          "s_round_mode"} | set(_BRANCH_COND)
 
@@ -45,6 +46,8 @@ def build(ins: Instruction) -> Built:
         return build_vopd(ins.text)
     if "_dpp" in ins.mnemonic or "_sdwa" in ins.mnemonic:
         raise EmulatorError(f"unsupported instruction {ins.mnemonic} (DPP and SDWA forms)")
+    if name in CACHE_CONTROL:
+        return Built()  # cache invalidation for acquire fences: the emulator's memory is coherent
     ops = [] if name in _NO_OPERANDS else [parse_operand(o) for o in ins.operands]
     if name.startswith("v_"):
         return build_valu(name, ops, ins.modifiers)
