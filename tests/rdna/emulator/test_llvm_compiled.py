@@ -212,3 +212,105 @@ def test_llvm_int64_division_and_divergent_loops() -> None:
     po, pa = dev.put(out32), dev.put(n)
     co.launch("loop", struct.pack("<QQ", po, pa), (g,), (64,), dev.mem)
     np.testing.assert_array_equal(dev.get(po, out32), [sum(j * j for j in range(k)) for k in n])
+
+
+MIX = HEADER + """
+declare half @llvm.sqrt.f16(half)
+declare float @llvm.maximum.f32(float, float)
+declare float @llvm.floor.f32(float)
+declare float @llvm.fabs.f32(float)
+declare i32 @llvm.ctpop.i32(i32)
+declare i32 @llvm.ctlz.i32(i32, i1)
+declare i64 @llvm.smax.i64(i64, i64)
+declare float @llvm.fma.f32(float, float, float)
+
+define amdgpu_kernel void @mix(ptr addrspace(1) %out, ptr addrspace(1) %h, ptr addrspace(1) %f,
+                               ptr addrspace(1) %c8, ptr addrspace(1) %s16, ptr addrspace(1) %l) #0 {""" + INDEX + """
+  %ph = getelementptr half, ptr addrspace(1) %h, i32 %i
+  %hv = load half, ptr addrspace(1) %ph
+  %pf = getelementptr float, ptr addrspace(1) %f, i32 %i
+  %fv = load float, ptr addrspace(1) %pf
+  %p8 = getelementptr i8, ptr addrspace(1) %c8, i32 %i
+  %cv = load i8, ptr addrspace(1) %p8
+  %p16 = getelementptr i16, ptr addrspace(1) %s16, i32 %i
+  %sv = load i16, ptr addrspace(1) %p16
+  %pl = getelementptr i64, ptr addrspace(1) %l, i32 %i
+  %lv = load i64, ptr addrspace(1) %pl
+  %h2 = fmul half %hv, %hv
+  %h3 = fadd half %h2, 0xH3C00
+  %h5 = call half @llvm.sqrt.f16(half %h3)
+  %h6 = fdiv half %hv, %h5
+  %hf = fpext half %hv to float
+  %m1 = call float @llvm.maximum.f32(float %fv, float %hf)
+  %t = call float @llvm.floor.f32(float %m1)
+  %ti = fptosi float %t to i32
+  %ui = fptoui float %fv to i32
+  %a = call float @llvm.fabs.f32(float %fv)
+  %fm = call float @llvm.fma.f32(float %a, float %hf, float %fv)
+  %c32 = sext i8 %cv to i32
+  %s32 = zext i16 %sv to i32
+  %pc = call i32 @llvm.ctpop.i32(i32 %s32)
+  %lz = call i32 @llvm.ctlz.i32(i32 %s32, i1 false)
+  %sh = shl i64 %lv, 7
+  %sr = ashr i64 %lv, 33
+  %mx = call i64 @llvm.smax.i64(i64 %sh, i64 %sr)
+  %l32 = trunc i64 %mx to i32
+  %s1 = add i32 %c32, %pc
+  %s2 = add i32 %s1, %lz
+  %s3 = xor i32 %s2, %l32
+  %s4 = add i32 %s3, %ui
+  %o = mul i32 %i, 4
+  %po = getelementptr i32, ptr addrspace(1) %out, i32 %o
+  store i32 %s4, ptr addrspace(1) %po
+  %po1 = getelementptr i32, ptr addrspace(1) %po, i32 1
+  store float %fm, ptr addrspace(1) %po1
+  %po2 = getelementptr i32, ptr addrspace(1) %po, i32 2
+  store i32 %ti, ptr addrspace(1) %po2
+  %po3 = getelementptr half, ptr addrspace(1) %po, i32 6
+  store half %h6, ptr addrspace(1) %po3
+  %po4 = getelementptr i8, ptr addrspace(1) %po, i32 14
+  %b8 = trunc i32 %s1 to i8
+  store i8 %b8, ptr addrspace(1) %po4
+  ret void
+}
+"""
+
+
+def test_llvm_mixed_types_half_bytes_shorts_and_64bit() -> None:
+    co = CodeObject(compile_ir(MIX))
+    rng = np.random.default_rng(3)
+    n = 128
+    h = rng.uniform(-4, 4, n).astype(np.float16)
+    f = rng.uniform(0, 300, n).astype(np.float32)
+    c8 = rng.integers(-128, 128, n).astype(np.int8)
+    s16 = rng.integers(0, 2 ** 16, n).astype(np.uint16)
+    lv = rng.integers(-(2 ** 62), 2 ** 62, n).astype(np.int64)
+    dev = Device()
+    out = np.zeros((n, 4), np.uint32)
+    ptrs = [dev.put(a) for a in (out, h, f, c8, s16, lv)]
+    co.launch("mix", struct.pack("<6Q", *ptrs), (2,), (64,), dev.mem)
+    got = dev.get(ptrs[0], out)
+    s32 = s16.astype(np.int64)
+    pc = np.array([bin(int(v)).count("1") for v in s16])
+    lz = np.array([32 - int(v).bit_length() for v in s16])
+    mx = np.maximum(lv << 7, lv >> 33)
+    s1 = c8.astype(np.int64) + pc
+    want = (((s1 + lz) ^ (mx & 0xFFFFFFFF)) + f.astype(np.int64)) & 0xFFFFFFFF
+    del s32
+    np.testing.assert_array_equal(got[:, 0], want.astype(np.uint32))
+    hf = h.astype(np.float32)
+    np.testing.assert_array_equal(got[:, 1].view(np.float32), np.array(
+        [np.float32(abs(float(a)) * float(b) + float(a)) for a, b in zip(f, hf)]))  # exact in f64: one rounding
+    np.testing.assert_array_equal(got[:, 2].view(np.int32), np.floor(np.maximum(f, hf)).astype(np.int32))
+    h6 = (got[:, 3] & 0xFFFF).astype(np.uint16).view(np.float16)
+    h64 = h.astype(np.float64)
+    ref = (h64 / np.sqrt((h64 * h64).astype(np.float16).astype(np.float64) + 1)).astype(np.float16)
+    assert _ulp16(h6, ref).max() <= 1
+    np.testing.assert_array_equal((got[:, 3] >> 16) & 0xFF, (s1 & 0xFF).astype(np.uint32))
+
+
+def _ulp16(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ia, ib = a.view(np.int16).astype(np.int64), b.view(np.int16).astype(np.int64)
+    ia = np.where(ia < 0, -(ia & 0x7FFF), ia)
+    ib = np.where(ib < 0, -(ib & 0x7FFF), ib)
+    return np.abs(ia - ib)

@@ -36,10 +36,10 @@ def flush(x: np.ndarray) -> np.ndarray:
 
 
 def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    return _fma_odd(a, b, c).astype(F32)
+    return fma_odd(a, b, c).astype(F32)
 
 
-def _fma_odd(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+def fma_odd(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """a*b+c in f64, rounded to odd (so that one more rounding to f32 is correct)."""
     with np.errstate(invalid="ignore"):
         p = a.astype(F64) * b.astype(F64)
@@ -180,7 +180,7 @@ def div_scale_f32(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> tuple[np.nd
 
 def div_fmas_f32(a: np.ndarray, b: np.ndarray, c: np.ndarray, vcc: np.ndarray) -> np.ndarray:
     """V_DIV_FMAS_F32: fma, scaled by 2^64 (2^-64 if S2's exponent is small) where VCC; one rounding."""
-    r = _fma_odd(a, b, c)
+    r = fma_odd(a, b, c)
     scale = np.where(exponent32(np.broadcast_to(c, r.shape)) > 127, 64.0, -64.0)
     with np.errstate(over="ignore"):
         return np.where(vcc, r * np.exp2(scale), r).astype(F32)

@@ -310,6 +310,54 @@ def _writelane(ops: list[Operand], md: dict[str, str]) -> Built:
     return Built(run, regs_of([src, sel]), regs_of([vdst]), valu=True)
 
 
+def _fma_mix(result: str) -> Builder:
+    """v_fma_mix_f32 / v_fma_mixlo_f16 / v_fma_mixhi_f16: an FMA whose sources are each f32, or an f16 half
+    (op_sel_hi[i] = 1; op_sel[i] picks the high half) widened to f32; one rounding to the result type."""
+    def build(ops: list[Operand], md: dict[str, str]) -> Built:
+        _check_mods(md, {"op_sel", "op_sel_hi", "clamp"})
+        dst, srcs = ops[0], ops[1:]
+        if len(srcs) != 3:
+            raise EmulatorError("expected 3 source operands")
+        half = bit_list(md.get("op_sel_hi", ""), 3)
+        hi = bit_list(md.get("op_sel", ""), 3)
+
+        def source(ctx: Ctx, o: Operand, i: int) -> np.ndarray:
+            if half[i]:
+                bare = Operand(o.kind, o.index, o.count, o.value, o.fvalue, False, False, o.half, o.text)
+                v = _flush_in(ctx, ctx.vsrc(bare, "f16", hi=hi[i]), "f16").astype(np.float32)
+            else:
+                v = _flush_in(ctx, ctx.vsrc(Operand(o.kind, o.index, o.count, o.value, o.fvalue, False, False,
+                                                    o.half, o.text), "f32"), "f32")
+            if o.absolute:
+                v = np.abs(v)
+            return -v if o.neg else v
+
+        def run(ctx: Ctx) -> None:
+            a, b, c = (source(ctx, o, i) for i, o in enumerate(srcs))
+            exact = nm.fma_odd(a, b, c)
+            if result == "f32":
+                ctx.vwrite(dst, "f32", _finish_float(ctx, exact.astype(np.float32), "f32", True, md))
+            else:
+                r = _finish_float(ctx, exact.astype(np.float16), "f16", True, md)
+                ctx.vwrite(dst, "f16", r, hi=result == "hi")
+
+        return Built(run, regs_of(srcs + ([dst] if result != "f32" else [])), regs_of([dst]), valu=True)
+    return build
+
+
+def _div_fixup_f16(ops: list[Operand], md: dict[str, str]) -> Built:
+    """V_DIV_FIXUP_F16 through the f32 rules: the special cases (NaN, inf, zero, signs) are the same, and an
+    f16 quotient that under/overflows is already 0/inf when it reaches the fixup."""
+    _check_mods(md, set())
+    dst, q, den, num = ops
+
+    def run(ctx: Ctx) -> None:
+        vals = [ctx.vsrc(o, "f16").astype(np.float32) for o in (q, den, num)]
+        ctx.vwrite(dst, "f16", nm.div_fixup_f32(*vals).astype(np.float16))
+
+    return Built(run, regs_of([q, den, num, dst]), regs_of([dst]), valu=True)
+
+
 def _nop(ops: list[Operand], md: dict[str, str]) -> Built:
     return Built(None, valu=True)
 
@@ -323,6 +371,8 @@ _SPECIAL: dict[str, Builder] = {
     "v_div_scale_f32": _div_scale, "v_div_fmas_f32": _div_fmas,
     "v_readfirstlane_b32": _readfirstlane, "v_readlane_b32": _readlane, "v_writelane_b32": _writelane,
     "v_nop": _nop,
+    "v_fma_mix_f32": _fma_mix("f32"), "v_fma_mixlo_f16": _fma_mix("lo"), "v_fma_mixhi_f16": _fma_mix("hi"),
+    "v_div_fixup_f16": _div_fixup_f16,
 }
 
 

@@ -330,6 +330,14 @@ def _perm(a: np.ndarray, b: np.ndarray, sel: np.ndarray) -> np.ndarray:
     return out
 
 
+def _popcount(a: np.ndarray) -> np.ndarray:
+    x = a.astype(U32)
+    n = np.zeros(x.shape, U32)
+    for bit in range(32):
+        n += (x >> U32(bit)) & U32(1)
+    return n
+
+
 def _cvt_pk_rtz(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _pack_f16(_f16_rtz(a), _f16_rtz(b))
 
@@ -354,6 +362,8 @@ def _med3_f(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 VALU.update({
     "v_med3_f32": VOp("f32", ("f32",) * 3, _med3_f),
+    "v_bcnt_u32_b32": VOp("u32", _U2, lambda a, b: _popcount(a) + b, ftz=False),
+    "v_xad_u32": VOp("u32", ("u32",) * 3, lambda a, b, c: (a ^ b) + c, ftz=False),
     "v_mul_dx9_zero_f32": VOp("f32", _F2, lambda a, b: np.where((a == 0) | (b == 0), F32(0), _with_ignore(
         lambda: a * b)).astype(F32)),
     "v_cvt_floor_i32_f32": VOp("i32", ("f32",), lambda a: nm.cvt_i32_f32(np.floor(a))),
