@@ -156,9 +156,15 @@ def test_packed_f16_with_op_sel() -> None:
     r_hi = (got >> 16).astype(np.uint16).view(np.float16)
     np.testing.assert_array_equal(r_lo, lo + hi)
     np.testing.assert_array_equal(r_hi, hi + lo)
+    # an inline constant is <2.0, 0.0>: its high half is 0 (a splat needs op_sel_hi 0 for that operand)
     got = run_elementwise("  v_pk_mul_f16 v2, v2, 2.0", packed)
     np.testing.assert_array_equal((got & 0xFFFF).astype(np.uint16).view(np.float16), lo * 2)
+    np.testing.assert_array_equal((got >> 16).astype(np.uint16).view(np.float16), hi * 0)
+    got = run_elementwise("  v_pk_mul_f16 v2, v2, 2.0 op_sel_hi:[1,0]", packed)
     np.testing.assert_array_equal((got >> 16).astype(np.uint16).view(np.float16), hi * 2)
+    got = run_elementwise("  v_pk_add_f16 v2, v2, 0x40003c00", packed)  # a literal: both halves
+    np.testing.assert_array_equal((got & 0xFFFF).astype(np.uint16).view(np.float16), lo + 1)
+    np.testing.assert_array_equal((got >> 16).astype(np.uint16).view(np.float16), hi + 2)
 
 
 def test_min_max_nan_and_signed_zero() -> None:

@@ -314,3 +314,75 @@ def _ulp16(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ia = np.where(ia < 0, -(ia & 0x7FFF), ia)
     ib = np.where(ib < 0, -(ib & 0x7FFF), ib)
     return np.abs(ia - ib)
+
+
+CONVERT = HEADER + """
+declare float @llvm.round.f32(float)
+declare float @llvm.rint.f32(float)
+declare float @llvm.copysign.f32(float, float)
+declare <2 x half> @llvm.fma.v2f16(<2 x half>, <2 x half>, <2 x half>)
+declare float @llvm.cos.f32(float)
+
+define amdgpu_kernel void @convert(ptr addrspace(1) %out, ptr addrspace(1) %f, ptr addrspace(1) %l,
+                                   ptr addrspace(1) %h2) #0 {""" + INDEX + """
+  %pf = getelementptr float, ptr addrspace(1) %f, i32 %i
+  %fv = load float, ptr addrspace(1) %pf
+  %pl = getelementptr i64, ptr addrspace(1) %l, i32 %i
+  %lv = load i64, ptr addrspace(1) %pl
+  %ph = getelementptr <2 x half>, ptr addrspace(1) %h2, i32 %i
+  %hv = load <2 x half>, ptr addrspace(1) %ph
+  %r1 = call float @llvm.round.f32(float %fv)
+  %neg = fneg float %fv
+  %r3 = call float @llvm.copysign.f32(float %r1, float %neg)
+  %u = uitofp i64 %lv to float
+  %fi = fptosi float %fv to i64
+  %ft = fptosi float %fv to i32
+  %dq = sdiv i32 %ft, 7
+  %dr = srem i32 %ft, 5
+  %fr = frem float %fv, 3.0
+  %pk = call <2 x half> @llvm.fma.v2f16(<2 x half> %hv, <2 x half> %hv, <2 x half> <half 1.0, half 2.0>)
+  %o = mul i32 %i, 8
+  %po = getelementptr i32, ptr addrspace(1) %out, i32 %o
+  store float %r3, ptr addrspace(1) %po
+  %p1 = getelementptr i32, ptr addrspace(1) %po, i32 1
+  store float %u, ptr addrspace(1) %p1
+  %p2 = getelementptr i64, ptr addrspace(1) %po, i32 1
+  store i64 %fi, ptr addrspace(1) %p2
+  %p4 = getelementptr i32, ptr addrspace(1) %po, i32 4
+  store i32 %dq, ptr addrspace(1) %p4
+  %p5 = getelementptr i32, ptr addrspace(1) %po, i32 5
+  store i32 %dr, ptr addrspace(1) %p5
+  %p6 = getelementptr float, ptr addrspace(1) %po, i32 6
+  store float %fr, ptr addrspace(1) %p6
+  %p7 = getelementptr <2 x half>, ptr addrspace(1) %po, i32 7
+  store <2 x half> %pk, ptr addrspace(1) %p7
+  ret void
+}
+"""
+
+
+def test_llvm_conversions_int64_float_packed_half_and_integer_division() -> None:
+    co = CodeObject(compile_ir(CONVERT))
+    rng = np.random.default_rng(4)
+    n = 128
+    f = (rng.standard_normal(n) * 1e5).astype(np.float32)
+    f[:4] = [2.5, -2.5, 0.49999997, -7.0]
+    lv = rng.integers(0, 2 ** 63, n, dtype=np.uint64).astype(np.int64)
+    lv[:3] = [0, 1, 2 ** 24 + 1]
+    h2 = rng.uniform(-3, 3, 2 * n).astype(np.float16)
+    dev = Device()
+    out = np.zeros((n, 8), np.uint32)
+    ptrs = [dev.put(a) for a in (out, f, lv, h2)]
+    co.launch("convert", struct.pack("<4Q", *ptrs), (2,), (64,), dev.mem)
+    got = dev.get(ptrs[0], out)
+    r1 = np.where(np.abs(f) - np.floor(np.abs(f)) >= 0.5, np.floor(np.abs(f)) + 1, np.floor(np.abs(f)))  # half away
+    np.testing.assert_array_equal(got[:, 0].view(np.float32), np.copysign(r1, -f).astype(np.float32))
+    np.testing.assert_array_equal(got[:, 1].view(np.float32), lv.astype(np.uint64).astype(np.float32))
+    np.testing.assert_array_equal(got[:, 2:4].copy().view(np.int64)[:, 0], np.trunc(f).astype(np.int64))
+    t = np.trunc(f).astype(np.int64)
+    np.testing.assert_array_equal(got[:, 4].view(np.int32), (np.abs(t) // 7 * np.sign(t)).astype(np.int32))
+    np.testing.assert_array_equal(got[:, 5].view(np.int32), np.fmod(t, 5).astype(np.int32))
+    np.testing.assert_allclose(got[:, 6].view(np.float32), np.fmod(f.astype(np.float64), 3.0), atol=2e-2)
+    h = h2.reshape(n, 2).astype(np.float64)
+    want = (h * h + np.array([1.0, 2.0])).astype(np.float16)
+    np.testing.assert_array_equal(got[:, 7].copy().view(np.float16).reshape(n, 2), want)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 from tg_rdna.emulator import numerics as nm
 from tg_rdna.emulator.errors import EmulatorError
-from tg_rdna.emulator.operands import EXEC_LO, VCC_LO, Operand
+from tg_rdna.emulator.operands import EXEC_LO, VCC_LO, Operand, immediate_bits
 from tg_rdna.emulator.state import U32, U64, Ctx, pack_mask, unpack_mask
 from tg_rdna.emulator.step import Built, bit_list, modifier_values, regs_of
 from tg_rdna.emulator.valu_table import PACKED, VALU, VOp
@@ -118,9 +118,15 @@ def _packed(op: VOp, ops: list[Operand], md: dict[str, str]) -> Built:
     neg_lo, neg_hi = bit_list(md.get("neg_lo", ""), n), bit_list(md.get("neg_hi", ""), n)
 
     def half(ctx: Ctx, o: Operand, t: str, hi: bool, neg: bool) -> np.ndarray:
-        if o.kind in ("imm", "fimm") and hi:
-            hi = False  # an inline constant is the same in both halves
-        v = ctx.vsrc(o, t, hi=hi)
+        if o.kind in ("imm", "fimm"):
+            # a constant is a 32-bit value: an inline constant has its 16-bit value in the low half and 0 in
+            # the high half (LLVM prints <1.0, 0.0> as plain `1.0`); a literal is all 32 bits
+            inline = o.kind == "fimm" or (-16 <= o.value <= 64 and not o.text.lower().lstrip("-").startswith("0x"))
+            word = immediate_bits(o, t) if inline else o.value & 0xFFFFFFFF
+            v = np.full((1, 1), (word >> 16) if hi else word & 0xFFFF, np.uint16).view(
+                np.float16 if t == "f16" else np.uint16)
+        else:
+            v = ctx.vsrc(o, t, hi=hi)
         if neg:
             v = -v
         return _flush_in(ctx, v, t) if op.ftz else v
