@@ -386,3 +386,100 @@ def test_llvm_conversions_int64_float_packed_half_and_integer_division() -> None
     h = h2.reshape(n, 2).astype(np.float64)
     want = (h * h + np.array([1.0, 2.0])).astype(np.float16)
     np.testing.assert_array_equal(got[:, 7].copy().view(np.float16).reshape(n, 2), want)
+
+
+BITS = HEADER + """
+declare i32 @llvm.bitreverse.i32(i32)
+declare i32 @llvm.cttz.i32(i32, i1)
+declare i32 @llvm.fshr.i32(i32, i32, i32)
+declare i64 @llvm.umin.i64(i64, i64)
+declare i16 @llvm.smax.i16(i16, i16)
+declare i64 @llvm.abs.i64(i64, i1)
+declare half @llvm.fabs.f16(half)
+@lds4 = internal addrspace(3) global [64 x <4 x float>] undef, align 16
+
+define amdgpu_kernel void @bits(ptr addrspace(1) %out, ptr addrspace(1) %v4, ptr addrspace(1) %b4,
+                                ptr addrspace(1) %l, ptr addrspace(1) %s, ptr addrspace(1) %h) #0 {
+  %i = call i32 @llvm.amdgcn.workitem.id.x()
+  %pv = getelementptr <4 x float>, ptr addrspace(1) %v4, i32 %i
+  %vv = load <4 x float>, ptr addrspace(1) %pv
+  %pb = getelementptr <4 x i8>, ptr addrspace(1) %b4, i32 %i
+  %bv = load <4 x i8>, ptr addrspace(1) %pb
+  %pl = getelementptr i64, ptr addrspace(1) %l, i32 %i
+  %lv = load i64, ptr addrspace(1) %pl
+  %ps = getelementptr i16, ptr addrspace(1) %s, i32 %i
+  %sv = load i16, ptr addrspace(1) %ps
+  %ph = getelementptr half, ptr addrspace(1) %h, i32 %i
+  %hv = load half, ptr addrspace(1) %ph
+  %ld = getelementptr [64 x <4 x float>], ptr addrspace(3) @lds4, i32 0, i32 %i
+  store <4 x float> %vv, ptr addrspace(3) %ld
+  %w = load <4 x float>, ptr addrspace(3) %ld
+  %w0 = extractelement <4 x float> %w, i32 0
+  %w3 = extractelement <4 x float> %w, i32 3
+  %cmp = fcmp ult float %w0, %w3
+  %b0 = extractelement <4 x i8> %bv, i32 1
+  %b1 = extractelement <4 x i8> %bv, i32 3
+  %b0z = zext i8 %b0 to i32
+  %b1s = sext i8 %b1 to i32
+  %br = call i32 @llvm.bitreverse.i32(i32 %b0z)
+  %tz = call i32 @llvm.cttz.i32(i32 %br, i1 false)
+  %fs = call i32 @llvm.fshr.i32(i32 %b1s, i32 %br, i32 %tz)
+  %um = call i64 @llvm.umin.i64(i64 %lv, i64 1099511627776)
+  %ab = call i64 @llvm.abs.i64(i64 %lv, i1 false)
+  %s2 = mul i16 %sv, %sv
+  %s3 = call i16 @llvm.smax.i16(i16 %s2, i16 -5)
+  %s3e = sext i16 %s3 to i32
+  %ha = call half @llvm.fabs.f16(half %hv)
+  %hc = fcmp olt half %ha, 0xH3C00
+  %sel1 = select i1 %cmp, i32 %fs, i32 %s3e
+  %sel2 = select i1 %hc, i64 %um, i64 %ab
+  %c64 = icmp ugt i64 %sel2, 1000
+  %z = zext i1 %c64 to i32
+  %sum = add i32 %sel1, %z
+  %o = mul i32 %i, 4
+  %po = getelementptr i32, ptr addrspace(1) %out, i32 %o
+  store i32 %sum, ptr addrspace(1) %po
+  %p1 = getelementptr i64, ptr addrspace(1) %po, i32 1
+  store i64 %sel2, ptr addrspace(1) %p1
+  %p2 = getelementptr <4 x i8>, ptr addrspace(1) %po, i32 1
+  %bv2 = add <4 x i8> %bv, <i8 1, i8 2, i8 3, i8 4>
+  store <4 x i8> %bv2, ptr addrspace(1) %p2
+  ret void
+}
+"""
+
+
+def test_llvm_bit_tricks_vectors_lds_b128_and_64bit_selects() -> None:
+    co = CodeObject(compile_ir(BITS))
+    rng = np.random.default_rng(5)
+    n = 64
+    v4 = rng.standard_normal((n, 4)).astype(np.float32)
+    v4[:3, 0] = np.nan
+    b4 = rng.integers(0, 256, (n, 4)).astype(np.uint8)
+    b4[:2, 1] = 0
+    lv = rng.integers(-(2 ** 62), 2 ** 62, n).astype(np.int64)
+    lv[0] = -(2 ** 63)
+    sv = rng.integers(-300, 300, n).astype(np.int16)
+    hv = rng.uniform(-2, 2, n).astype(np.float16)
+    dev = Device()
+    out = np.zeros((n, 4), np.uint32)
+    ptrs = [dev.put(a) for a in (out, v4, b4, lv, sv, hv)]
+    co.launch("bits", struct.pack("<6Q", *ptrs), (1,), (64,), dev.mem)
+    got = dev.get(ptrs[0], out)
+    want = np.zeros(n, np.int64)
+    sel2 = np.zeros(n, np.uint64)
+    for k in range(n):
+        cmp = np.isnan(v4[k, 0]) or np.isnan(v4[k, 3]) or v4[k, 0] < v4[k, 3]
+        br = int(f"{int(b4[k, 1]):032b}"[::-1], 2)
+        tz = 32 if br == 0 else (br & -br).bit_length() - 1
+        hi = int(b4[k, 3].view(np.int8)) & 0xFFFFFFFF
+        fs = (((hi << 32) | br) >> (tz % 32)) & 0xFFFFFFFF
+        s2 = ((int(sv[k]) * int(sv[k]) + 2 ** 15) % 2 ** 16) - 2 ** 15  # i16 multiply wraps
+        s3 = max(s2, -5) & 0xFFFFFFFF
+        um = min(int(lv[k]) & (2 ** 64 - 1), 2 ** 40)
+        ab = abs(int(lv[k])) & (2 ** 64 - 1)
+        sel2[k] = um if abs(float(hv[k])) < 1 else ab
+        want[k] = ((fs if cmp else s3) + (int(sel2[k]) > 1000)) & 0xFFFFFFFF
+    np.testing.assert_array_equal(got[:, 0], want.astype(np.uint32))
+    np.testing.assert_array_equal(got[:, 2:4].copy().view(np.uint64)[:, 0], sel2)
+    np.testing.assert_array_equal(got[:, 1].copy().view(np.uint8).reshape(n, 4), b4 + np.array([1, 2, 3, 4], np.uint8))
