@@ -15,7 +15,20 @@ out-of-bounds access or a deadlocked barrier are errors.
 - :mod:`.valu_table`, :mod:`.valu`, :mod:`.salu`, :mod:`.memops`: instruction builders;
 - :mod:`.tracking`: the s_waitcnt and TRANS-hazard checks;
 - :mod:`.executor`: runs the waves, per-wave program counters, barriers;
-- :mod:`.codeobject`: :class:`CodeObject` and the initial wave state.
+- :mod:`.codeobject`: :class:`CodeObject` and the initial wave state;
+- :mod:`.forwarding`: the gfx11 VALU partial-forwarding hazard; :mod:`.catalog`: the supported instructions.
+
+Environment: ``TG_RDNA_EMU_MAX_STEPS`` (steps before a launch counts as an endless loop, default 2,000,000),
+``TG_RDNA_EMU_CHUNK_WAVES`` (waves run together, default 4096), ``TG_RDNA_OBJDUMP`` (the llvm-objdump to use).
+
+Usage::
+
+    co = CodeObject(elf_bytes)
+    mem = Memory()
+    buf = mem.allocate(4 * n)
+    mem.write(buf, data)
+    co.launch("kernel", kernarg_bytes, (groups_x,), (64,), mem)
+    out = mem.read(buf, 4 * n)
 """
 
 from tg_rdna.emulator.codeobject import CodeObject

@@ -142,6 +142,9 @@ def _run(steps: list[Step], st: Waves, kernel: str, memory: Memory) -> int:
                 if e.kernel is not None:
                     raise
                 raise EmulatorError(str(e).removeprefix("rdna emulator: "), kernel, ins.address, ins.text) from None
+            except (ValueError, IndexError, TypeError) as e:  # an operand form the builder did not foresee
+                raise EmulatorError(f"cannot run this operand form ({type(e).__name__}: {e})", kernel, ins.address,
+                                    ins.text) from e
         if b.load_kind is not None:
             track.issue(w, b.load_kind, b.load_dests, p)
         elif b.store is not None:
