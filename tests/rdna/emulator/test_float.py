@@ -221,3 +221,15 @@ def test_s_denorm_mode_switches_flushing() -> None:
 """
     got = run_elementwise(body, a, b, out_dtype=np.uint32, denorm32=3)
     np.testing.assert_array_equal(got, [3, 3])  # mode 3 before and after; mode 0 (flush) in between
+
+
+def test_fma64_rounds_once() -> None:
+    from tg_rdna.emulator.numerics64 import fma64
+
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal(5000), rng.standard_normal(5000)
+    c = -(a * b) + rng.standard_normal(5000) * 1e-17  # cancellation: the product's low bits matter
+    c[::3] = rng.standard_normal(len(c[::3])) * 10.0 ** rng.integers(-30, 30, len(c[::3]))
+    want = np.array([float(Fraction(x) * Fraction(y) + Fraction(z)) for x, y, z in zip(a, b, c)])
+    np.testing.assert_array_equal(fma64(a, b, c), want)
+    assert ((a * b + c) != want).any()

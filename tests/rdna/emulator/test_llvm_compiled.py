@@ -483,3 +483,51 @@ def test_llvm_bit_tricks_vectors_lds_b128_and_64bit_selects() -> None:
     np.testing.assert_array_equal(got[:, 0], want.astype(np.uint32))
     np.testing.assert_array_equal(got[:, 2:4].copy().view(np.uint64)[:, 0], sel2)
     np.testing.assert_array_equal(got[:, 1].copy().view(np.uint8).reshape(n, 4), b4 + np.array([1, 2, 3, 4], np.uint8))
+
+
+F64 = HEADER + """
+declare double @llvm.sqrt.f64(double)
+declare double @llvm.fma.f64(double, double, double)
+
+define amdgpu_kernel void @f64(ptr addrspace(1) %out, ptr addrspace(1) %a, ptr addrspace(1) %b) #0 {""" + INDEX + """
+  %pa = getelementptr double, ptr addrspace(1) %a, i32 %i
+  %pb = getelementptr double, ptr addrspace(1) %b, i32 %i
+  %x = load double, ptr addrspace(1) %pa
+  %y = load double, ptr addrspace(1) %pb
+  %q = fdiv double %x, %y
+  %r = call double @llvm.sqrt.f64(double %y)
+  %f = call double @llvm.fma.f64(double %x, double %y, double %q)
+  %i3 = mul i32 %i, 3
+  %po = getelementptr double, ptr addrspace(1) %out, i32 %i3
+  store double %q, ptr addrspace(1) %po
+  %p1 = getelementptr double, ptr addrspace(1) %po, i32 1
+  store double %r, ptr addrspace(1) %p1
+  %p2 = getelementptr double, ptr addrspace(1) %po, i32 2
+  store double %f, ptr addrspace(1) %p2
+  ret void
+}
+"""
+
+
+def test_llvm_float64_division_sqrt_fma() -> None:
+    from fractions import Fraction
+
+    co = CodeObject(compile_ir(F64))
+    rng = np.random.default_rng(6)
+    n = 128
+    a = rng.standard_normal(n) * 10.0 ** rng.integers(-100, 100, n)
+    b = np.abs(rng.standard_normal(n)) * 10.0 ** rng.integers(-100, 100, n)
+    a[:4] = [1.0, 0.0, np.inf, 1e-300]
+    b[:4] = [3.0, 0.0, 2.0, 1e300]
+    dev = Device()
+    out = np.zeros((n, 3), np.float64)
+    ptrs = [dev.put(x) for x in (out, a, b)]
+    co.launch("f64", struct.pack("<3Q", *ptrs), (2,), (64,), dev.mem)
+    got = dev.get(ptrs[0], out)
+    with np.errstate(all="ignore"):
+        q = a / b
+        np.testing.assert_array_equal(got[:, 0], q)
+        np.testing.assert_array_equal(got[:, 1], np.sqrt(b))
+    fin = np.isfinite(q)
+    want = [float(Fraction(x) * Fraction(y) + Fraction(z)) for x, y, z in zip(a[fin], b[fin], q[fin])]
+    np.testing.assert_array_equal(got[fin, 2], want)

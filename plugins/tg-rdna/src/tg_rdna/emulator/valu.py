@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 from tg_rdna.emulator import numerics as nm
+from tg_rdna.emulator import numerics64 as nm64
 from tg_rdna.emulator.errors import EmulatorError
 from tg_rdna.emulator.operands import EXEC_LO, VCC_LO, Operand, immediate_bits
 from tg_rdna.emulator.state import U32, U64, Ctx, pack_mask, unpack_mask
@@ -147,8 +148,9 @@ def _class(value: np.ndarray, mask: np.ndarray) -> np.ndarray:
     v = value
     tiny = np.finfo(v.dtype).tiny
     neg = np.signbit(v)
-    bits_u = np.ascontiguousarray(v).view(np.uint16 if v.dtype == np.float16 else np.uint32).astype(np.int64)
-    mant_top = np.right_shift(bits_u, 9 if v.dtype == np.float16 else 22) & 1
+    width = v.dtype.itemsize
+    bits_u = np.ascontiguousarray(v).view({2: np.uint16, 4: np.uint32, 8: np.uint64}[width])
+    mant_top = (bits_u >> {2: 9, 4: 22, 8: 51}[width]) & 1
     classes = [np.isnan(v) & (mant_top == 0), np.isnan(v) & (mant_top == 1), np.isneginf(v),
                neg & np.isfinite(v) & (np.abs(v) >= tiny), neg & (v != 0) & (np.abs(v) < tiny),
                neg & (v == 0), ~neg & (v == 0), ~neg & (v != 0) & (np.abs(v) < tiny),
@@ -270,12 +272,28 @@ def _div_scale(ops: list[Operand], md: dict[str, str]) -> Built:
     return Built(run, regs_of([s0, s1, s2]), regs_of([dst, sdst]), valu=True)
 
 
-def _div_fmas(ops: list[Operand], md: dict[str, str]) -> Built:
+def _div_scale64(ops: list[Operand], md: dict[str, str]) -> Built:
+    _check_mods(md, set())
+    dst, sdst, s0, s1, s2 = ops
+
+    def run(ctx: Ctx) -> None:
+        d, vcc = nm64.div_scale_f64(*(ctx.vsrc(o, "f64") for o in (s0, s1, s2)))
+        ctx.vwrite(dst, "f64", d)
+        ctx.swrite(sdst, "b32", pack_mask(np.broadcast_to(vcc, (ctx.k, 32)) & ctx.exec_mask))
+
+    return Built(run, regs_of([s0, s1, s2]), regs_of([dst, sdst]), valu=True)
+
+
+def _div_fmas(ops: list[Operand], md: dict[str, str], typ: str = "f32") -> Built:
     _check_mods(md, set())
     dst, a, b, c = ops
     vcc = Operand("s", VCC_LO, text="vcc_lo")
 
     def run(ctx: Ctx) -> None:
+        if typ == "f64":
+            x, y, z = (ctx.vsrc(o, "f64") for o in (a, b, c))
+            ctx.vwrite(dst, "f64", nm64.div_fmas_f64(x, y, z, _mask_of(ctx, vcc)))
+            return
         x, y, z = (_flush_in(ctx, ctx.vsrc(o, "f32"), "f32") for o in (a, b, c))
         r = nm.div_fmas_f32(x, y, z, _mask_of(ctx, vcc))
         ctx.vwrite(dst, "f32", _finish_float(ctx, r, "f32", True, {}))
@@ -375,6 +393,7 @@ _SPECIAL: dict[str, Builder] = {
     "v_sub_co_ci_u32": _carry("sub", True), "v_subrev_co_ci_u32": _carry("subrev", True),
     "v_mad_u64_u32": _mad64(False), "v_mad_i64_i32": _mad64(True),
     "v_div_scale_f32": _div_scale, "v_div_fmas_f32": _div_fmas,
+    "v_div_scale_f64": _div_scale64, "v_div_fmas_f64": lambda ops, md: _div_fmas(ops, md, "f64"),
     "v_readfirstlane_b32": _readfirstlane, "v_readlane_b32": _readlane, "v_writelane_b32": _writelane,
     "v_nop": _nop,
     "v_fma_mix_f32": _fma_mix("f32"), "v_fma_mixlo_f16": _fma_mix("lo"), "v_fma_mixhi_f16": _fma_mix("hi"),

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from tg_rdna.emulator import numerics as nm
+from tg_rdna.emulator import numerics64 as nm64
 
 U16, U32, U64, I16, I32, I64 = np.uint16, np.uint32, np.uint64, np.int16, np.int32, np.int64
 F16, F32, F64 = np.float16, np.float32, np.float64
@@ -388,6 +389,14 @@ VALU.update({
     "v_cvt_f64_u32": VOp("f64", ("u32",), lambda a: a.astype(F64), ftz=False),
     "v_cvt_i32_f64": VOp("i32", ("f64",), _cvt_i32_f64, ftz=False),
     "v_cvt_u32_f64": VOp("u32", ("f64",), _cvt_u32_f64, ftz=False),
+    "v_fma_f64": VOp("f64", ("f64",) * 3, nm64.fma64, ftz=False),
+    "v_div_fixup_f64": VOp("f64", ("f64",) * 3, nm64.div_fixup_f64, ftz=False),
+    "v_frexp_mant_f64": VOp("f64", ("f64",), _frexp_mant, ftz=False),
+    "v_frexp_exp_i32_f64": VOp("i32", ("f64",), _frexp_exp, ftz=False),
+    # f64 rcp/rsq/sqrt are TRANS instructions on gfx11 (approximate on the hardware: correctly rounded here)
+    "v_rcp_f64": VOp("f64", ("f64",), _f64(lambda a: 1.0 / a), ftz=False, trans=True),
+    "v_rsq_f64": VOp("f64", ("f64",), _f64(lambda a: 1.0 / np.sqrt(a)), ftz=False, trans=True),
+    "v_sqrt_f64": VOp("f64", ("f64",), _f64(np.sqrt), ftz=False, trans=True),
 })
 VALU["v_cvt_f32_f64"] = VOp("f32", ("f64",), lambda a: _with_ignore(lambda: a.astype(F32)), ftz=False)
 
