@@ -531,3 +531,65 @@ def test_llvm_float64_division_sqrt_fma() -> None:
     fin = np.isfinite(q)
     want = [float(Fraction(x) * Fraction(y) + Fraction(z)) for x, y, z in zip(a[fin], b[fin], q[fin])]
     np.testing.assert_array_equal(got[fin, 2], want)
+
+
+TREE = HEADER + """
+declare i32 @llvm.amdgcn.workgroup.id.y()
+@tree_lds = internal addrspace(3) global [256 x i32] undef, align 4
+
+define amdgpu_kernel void @tree(ptr addrspace(1) %out, ptr addrspace(1) %in) #1 {
+entry:
+  %tid = call i32 @llvm.amdgcn.workitem.id.x()
+  %gx = call i32 @llvm.amdgcn.workgroup.id.x()
+  %gy = call i32 @llvm.amdgcn.workgroup.id.y()
+  %g3 = mul i32 %gy, 3
+  %g = add i32 %g3, %gx
+  %base = mul i32 %g, 256
+  %i = add i32 %base, %tid
+  %p = getelementptr i32, ptr addrspace(1) %in, i32 %i
+  %x = load i32, ptr addrspace(1) %p
+  %l = getelementptr [256 x i32], ptr addrspace(3) @tree_lds, i32 0, i32 %tid
+  store i32 %x, ptr addrspace(3) %l
+  br label %loop
+loop:
+  %s = phi i32 [ 128, %entry ], [ %sn, %next ]
+  fence syncscope("workgroup") release
+  call void @llvm.amdgcn.s.barrier()
+  fence syncscope("workgroup") acquire
+  %active = icmp ult i32 %tid, %s
+  br i1 %active, label %add, label %next
+add:
+  %o = add i32 %tid, %s
+  %lo = getelementptr [256 x i32], ptr addrspace(3) @tree_lds, i32 0, i32 %o
+  %a = load i32, ptr addrspace(3) %l
+  %b = load i32, ptr addrspace(3) %lo
+  %c = add i32 %a, %b
+  store i32 %c, ptr addrspace(3) %l
+  br label %next
+next:
+  %sn = lshr i32 %s, 1
+  %more = icmp ne i32 %sn, 0
+  br i1 %more, label %loop, label %end
+end:
+  %first = icmp eq i32 %tid, 0
+  br i1 %first, label %write, label %done
+write:
+  %r = load i32, ptr addrspace(3) %l
+  %po = getelementptr i32, ptr addrspace(1) %out, i32 %g
+  store i32 %r, ptr addrspace(1) %po
+  br label %done
+done:
+  ret void
+}
+attributes #1 = { "amdgpu-flat-work-group-size"="256,256" }
+"""
+
+
+def test_llvm_tree_reduction_barriers_in_a_loop_2d_grid() -> None:
+    co = CodeObject(compile_ir(TREE))
+    x = np.random.default_rng(8).integers(-1000, 1000, 256 * 6).astype(np.int32)
+    dev = Device()
+    out = np.zeros(6, np.int32)
+    po, pi = dev.put(out), dev.put(x)
+    co.launch("tree", struct.pack("<QQ", po, pi), (3, 2), (256,), dev.mem)
+    np.testing.assert_array_equal(dev.get(po, out), x.reshape(6, 256).sum(axis=1))
