@@ -593,3 +593,41 @@ def test_llvm_tree_reduction_barriers_in_a_loop_2d_grid() -> None:
     po, pi = dev.put(out), dev.put(x)
     co.launch("tree", struct.pack("<QQ", po, pi), (3, 2), (256,), dev.mem)
     np.testing.assert_array_equal(dev.get(po, out), x.reshape(6, 256).sum(axis=1))
+
+
+def _patched(data: bytes, match: object) -> bytes:
+    """The code object with every .text word for which ``match(word)`` holds replaced by s_nop 0."""
+    from tg_rdna.emulator.elf import parse_elf
+
+    text = parse_elf(data).sections[".text"]
+    out = bytearray(data)
+    count = 0
+    for off in range(text.offset, text.offset + text.size, 4):
+        (word,) = struct.unpack_from("<I", out, off)
+        if match(word):  # type: ignore[operator]
+            struct.pack_into("<I", out, off, 0xBF800000)
+            count += 1
+    assert count, "nothing to patch"
+    return bytes(out)
+
+
+def _math_launch(data: bytes) -> None:
+    co = CodeObject(data)
+    dev = Device()
+    x = np.linspace(-3, 3, 64).astype(np.float32)
+    ptrs = [dev.put(np.zeros(64 * 5, np.float32)), dev.put(x), dev.put(x + 4)]
+    co.launch("math", struct.pack("<QQQI", *ptrs, 64), (1,), (64,), dev.mem)
+
+
+def test_removing_llvms_waits_is_caught() -> None:
+    from tg_rdna.emulator import EmulatorError
+
+    data = compile_ir(MATH)
+    _math_launch(data)  # as LLVM emitted it: no alarm
+    # s_waitcnt (SOPP 0xbf89) whose vmcnt field (bits 15:10) waits for something
+    no_vmcnt = _patched(data, lambda w: w >> 16 == 0xBF89 and (w >> 10) & 0x3F < 0x3F)
+    with pytest.raises(EmulatorError, match=r"reads v\d+ before an s_waitcnt vmcnt covers its load `global_load"):
+        _math_launch(no_vmcnt)
+    no_depctr = _patched(data, lambda w: w >> 16 == 0xBF88)  # s_waitcnt_depctr
+    with pytest.raises(EmulatorError, match=r"TRANS->VALU hazard"):
+        _math_launch(no_depctr)
