@@ -27,3 +27,10 @@ def test_copy_kernel() -> None:
     x = np.arange(256, dtype=np.float32)
     out = run1(COPY, [x], np.zeros(256, np.float32), n=256, local=64)
     np.testing.assert_array_equal(out, x * 2 + 1)
+
+
+def test_disassembly_lists_the_program() -> None:
+    from rdna_emu_asm import kernel
+
+    text = kernel(COPY).disassembly()
+    assert "global_load_b32 v2, v1, s[6:7]" in text and text.splitlines()[-1].endswith("s_endpgm")

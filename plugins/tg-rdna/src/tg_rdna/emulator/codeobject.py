@@ -33,6 +33,7 @@ _USER_SGPRS = [(0, "private segment buffer", 4), (1, "dispatch ptr", 2), (2, "qu
                (6, "private segment size", 1)]
 MAX_WORKGROUP_SIZE = 1024
 DEFAULT_CHUNK_WAVES = 4096
+KERNARG_PAD = 256
 
 
 def chunk_waves() -> int:
@@ -59,6 +60,10 @@ class CodeObject:
                                 f"{', '.join(self.kernels) or 'none'})")
         addr, _ = self.elf.symbols[name + ".kd"]
         return addr, KernelDescriptor.parse(self.elf.bytes_at(addr, 64))
+
+    def disassembly(self) -> str:
+        """LLVM's disassembly of .text as the emulator reads it (address and instruction per line)."""
+        return "\n".join(f"{s.ins.address:#08x}  {s.ins.text}" for s in self.steps())
 
     def steps(self) -> list[Step]:
         if self.sha256 not in _STEPS:
@@ -88,8 +93,11 @@ class CodeObject:
         wpg = -(-items // 32)
         n_vgpr = ((kd.rsrc1 & 0x3F) + 1) * 8
         kernarg = bytes(kernarg)
-        kernarg_addr = memory.allocate(max(len(kernarg), kd.kernarg_size, 16))
-        memory.write(kernarg_addr, kernarg)
+        # the segment is padded (scalar loads may read a few dwords past the last argument) and whatever the
+        # caller did not provide, hidden arguments included, is garbage (0xff bytes), as on the hardware
+        size = -(-max(len(kernarg), kd.kernarg_size) // 64) * 64 + KERNARG_PAD
+        kernarg_addr = memory.allocate(size)
+        memory.write(kernarg_addr, kernarg + b"\xff" * (size - len(kernarg)))
         extra: list[int] = []
         per_chunk = max(1, chunk_waves() // wpg)
         self.dispatches += 1
