@@ -631,3 +631,82 @@ def test_removing_llvms_waits_is_caught() -> None:
     no_depctr = _patched(data, lambda w: w >> 16 == 0xBF88)  # s_waitcnt_depctr
     with pytest.raises(EmulatorError, match=r"TRANS->VALU hazard"):
         _math_launch(no_depctr)
+
+
+FLOW = HEADER + """
+declare i32 @llvm.amdgcn.readfirstlane(i32)
+
+define amdgpu_kernel void @flow(ptr addrspace(1) %out, ptr addrspace(1) %a) #0 {
+entry:""" + INDEX + """
+  %pa = getelementptr i32, ptr addrspace(1) %a, i32 %i
+  %n = load i32, ptr addrspace(1) %pa
+  %u = call i32 @llvm.amdgcn.readfirstlane(i32 %n)
+  br label %loop
+loop:
+  %j = phi i32 [ 0, %entry ], [ %jn, %cont ]
+  %acc = phi i32 [ 0, %entry ], [ %acc2, %cont ]
+  %odd = and i32 %j, 1
+  %isodd = icmp ne i32 %odd, 0
+  br i1 %isodd, label %then, label %else
+then:
+  %t = mul i32 %j, 3
+  br label %merge
+else:
+  %e = sub i32 0, %j
+  br label %merge
+merge:
+  %v = phi i32 [ %t, %then ], [ %e, %else ]
+  %acc2 = add i32 %acc, %v
+  %big = icmp sgt i32 %acc2, %n
+  br i1 %big, label %exit, label %cont
+cont:
+  %jn = add i32 %j, 1
+  %more = icmp ult i32 %jn, 100
+  br i1 %more, label %loop, label %exit
+exit:
+  %res = phi i32 [ %acc2, %merge ], [ %acc2, %cont ]
+  %jj = phi i32 [ %j, %merge ], [ %jn, %cont ]
+  switch i32 %u, label %d [ i32 5, label %s5
+                            i32 7, label %s7 ]
+s5:
+  %r5 = add i32 %res, 500
+  br label %w
+s7:
+  %r7 = add i32 %res, 700
+  br label %w
+d:
+  br label %w
+w:
+  %r = phi i32 [ %r5, %s5 ], [ %r7, %s7 ], [ %res, %d ]
+  %i2 = mul i32 %i, 2
+  %po = getelementptr i32, ptr addrspace(1) %out, i32 %i2
+  store i32 %r, ptr addrspace(1) %po
+  %p1 = getelementptr i32, ptr addrspace(1) %po, i32 1
+  store i32 %jj, ptr addrspace(1) %p1
+  ret void
+}
+"""
+
+
+def test_llvm_divergent_loop_with_break_if_else_and_uniform_switch() -> None:
+    co = CodeObject(compile_ir(FLOW))
+    rng = np.random.default_rng(9)
+    n = rng.integers(-5, 3000, 64 * 3).astype(np.int32)
+    n[0], n[64] = 5, 7  # the first lane of groups 0 and 1 picks the switch case for its wave
+    dev = Device()
+    out = np.zeros((64 * 3, 2), np.int32)
+    po, pa = dev.put(out), dev.put(n)
+    co.launch("flow", struct.pack("<QQ", po, pa), (3,), (64,), dev.mem)
+    got = dev.get(po, out)
+    for k in range(64 * 3):
+        acc, j = 0, 0
+        while True:
+            acc += 3 * j if j & 1 else -j
+            if acc > n[k]:
+                break
+            j += 1
+            if j >= 100:
+                break
+        first = n[k - k % 32]  # readfirstlane: the wave's first active lane
+        acc += {5: 500, 7: 700}.get(int(first), 0)
+        assert (got[k, 0], got[k, 1]) == (acc, j), k

@@ -6,7 +6,10 @@ pointer, queue pointer, kernarg segment pointer, dispatch id, flat scratch init,
 size), then from SGPR ``USER_SGPR_COUNT`` the enabled work-group ids x, y, z; v0 holds the packed
 work-item ids (x in bits 0-9, y in 10-19, z in 20-29, as far as ENABLE_VGPR_WORKITEM_ID enables them);
 EXEC holds the lanes of the wave that exist.  A group of N work-items is ceil(N/32) waves (wave32
-only).  The kernarg bytes are copied into an allocation of the launch's :class:`Memory`.  Large grids
+only).  Of the user SGPRs, the kernarg segment pointer, the dispatch pointer (an AQL dispatch packet with the
+sizes) and the dispatch id are provided; the others (private segment buffer, queue pointer, flat scratch)
+and scratch memory are refused.  The kernarg bytes are copied into an allocation of the launch's
+:class:`Memory`.  Large grids
 run in chunks of whole work-groups (``TG_RDNA_EMU_CHUNK_WAVES`` waves at a time, default 4096).
 """
 
