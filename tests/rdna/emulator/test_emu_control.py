@@ -209,9 +209,8 @@ def test_readlane_writelane() -> None:
     np.testing.assert_array_equal(run_elementwise(body, x), want)
 
 
-def test_many_workgroups_vectorized_and_fast() -> None:
-    import time
-
+def test_many_workgroups_run_together() -> None:
+    """2,000 waves run each instruction in one vectorized step (their speed is bench material, not a test's)."""
     from rdna_emu_asm import elementwise
 
     co = kernel(elementwise("  v_fma_f32 v2, v2, v3, 1.0", 2))
@@ -222,14 +221,10 @@ def test_many_workgroups_vectorized_and_fast() -> None:
     out = bufs.add(np.zeros(n, np.float32))
     bufs.add(x)
     bufs.add(y)
-    co.launch("k", bufs.kernarg(), (1000,), (64,), bufs.mem)  # warm up (disassembly)
-    t = time.perf_counter()
     co.launch("k", bufs.kernarg(), (1000,), (64,), bufs.mem)
-    elapsed = time.perf_counter() - t
     np.testing.assert_array_equal(bufs.get(out, x), (x.astype(np.float64) * y + 1).astype(np.float32))
     steps = co.last_steps
     assert steps == 13, steps  # one step per instruction for all 2,000 waves together
-    assert elapsed / steps < 0.02, f"{elapsed / steps * 1e3:.1f} ms per step"
 
 
 def test_large_grids_run_in_chunks_of_whole_groups(monkeypatch: pytest.MonkeyPatch) -> None:
