@@ -50,16 +50,6 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
     return _inplace(input, input.relu(), inplace, "relu")
 
 
-def _erf(x: Tensor) -> Tensor:
-    """The error function, by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7) on |x|, odd in x."""
-    positive = x >= 0
-    a = positive.where(x, -x)
-    t = 1 / (1 + 0.3275911 * a)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    e = 1 - poly * (-(a * a)).exp()
-    return positive.where(e, -e)
-
-
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """x * Phi(x) with the exact normal CDF (``approximate="none"``) or PyTorch's tanh approximation."""
     if approximate == "tanh":
@@ -67,7 +57,7 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     if approximate != "none":
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     x = input._float()
-    return 0.5 * x * (1 + _erf(x * (1 / math.sqrt(2))))
+    return 0.5 * x * (1 + (x * (1 / math.sqrt(2))).erf())
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
