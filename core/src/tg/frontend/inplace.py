@@ -3,9 +3,14 @@
 ``x op= y`` and ``x.op_(...)`` update ``x`` itself (the same Python object; every view of it taken later reads
 the new value), so that ``with no_grad(): p -= lr * p.grad`` steps a parameter instead of rebinding the name.
 They keep ``x``'s shape and dtype: a result that would broadcast to another shape, or a float result for an
-integer tensor, is refused (``copy_`` and ``fill_`` convert, as PyTorch's do).  While gradients are recorded, a
-tensor that requires grad cannot change in place (PyTorch refuses it for a leaf; tg also for an inner node, whose
-earlier uses would otherwise see the new value): do it under ``no_grad()``, or write ``x = x + y``.
+integer tensor, is refused (``copy_`` and ``fill_`` convert, as PyTorch's do).
+
+Gradients follow PyTorch's rules.  A leaf that requires grad (a parameter) cannot change in place while
+gradients are recorded: do it under ``no_grad()``.  Any other tensor can (``out += identity`` in a residual
+block): it becomes the result of the update in the autograd graph, and its earlier uses keep both the value and
+the gradient path of the tensor before the update (the Functions that used it are re-pointed to a node standing
+for that earlier version).  A tensor that did not require grad and is updated from one that does starts to
+require grad, as in PyTorch.  Under ``no_grad()`` only the value changes.
 
 ``x.data`` is x's value as a tensor outside autograd; an in-place update of it updates x too (``p.data.mul_(0.5)``
 scales the parameter), and ``x.data = t`` replaces x's value.  A view of a tensor (``x[0]``, ``x.T``) is a new
@@ -34,22 +39,45 @@ class InPlaceMixin:
     __slots__ = ()
 
     def _update(self: Tensor, op: str, compute: Callable[[Tensor, Any], Tensor], other: Any,
-                method: str | None = None, convert: bool = False) -> Tensor:
+                method: str | None = None, convert: bool = False, instead: str | None = None) -> Tensor:
         """Replace this tensor's value by ``compute(self, other)``; ``op`` names the operator (``x op= y``), or
         ``method`` the method (``x.method(...)``); ``convert`` casts any result to this tensor's dtype."""
         what = f"x.{method}()" if method else f"x {op}= y"
-        instead = f"x = x {op} y" if not method else _OUT_OF_PLACE.get(method, f"x = x.{method.rstrip('_')}(...)")
-        if self.requires_grad and not type(self).no_grad:
-            raise RuntimeError(f"{what} on a tensor that requires grad, while gradients are recorded: do it under "
-                               f"`with tg.no_grad():` (as an optimizer step does), or write {instead}")
-        result = compute(self, other)
+        if instead is None:
+            instead = "write " + (f"x = x {op} y" if not method else
+                                  _OUT_OF_PLACE.get(method, f"x = x.{method.rstrip('_')}(...)"))
+        recording = not type(self).no_grad
+        if recording and self.requires_grad and self._ctx is None:
+            raise RuntimeError(f"{what} on a tensor that requires grad (a leaf, such as a parameter), while gradients "
+                               f"are recorded: do it under `with tg.no_grad():` (as an optimizer step does), or "
+                               f"{instead}")
+        inner = recording and self._ctx is not None
+        result = compute(self._earlier_version() if inner else self, other)
         if result.shape != self.shape:
             raise ValueError(f"{what} cannot change x's shape {self.shape} to {result.shape}: broadcast y to x's "
-                             f"shape, or write {instead}")
+                             f"shape, or {instead}")
         if result.dtype.is_float and not self.dtype.is_float and not convert:
-            raise TypeError(f"{what} would make x ({self.dtype.name}) {result.dtype.name}: cast x first, or write "
+            raise TypeError(f"{what} would make x ({self.dtype.name}) {result.dtype.name}: cast x first, or "
                             f"{instead}")
-        return self.assign(result)
+        if inner:  # a value computed from others, not state that a tg.jit replay carries over: no assign()
+            self.lazydata = result.cast(self.dtype).lazydata
+        else:
+            self.assign(result)
+        if inner or (recording and result.requires_grad):
+            self._ctx, self.requires_grad = result._ctx, result.requires_grad
+        return self
+
+    def _earlier_version(self: Tensor) -> Tensor:
+        """A node standing for this inner tensor as it is now: the Functions that used it are re-pointed to it, so
+        that an in-place update changes neither what they computed nor where their gradients go."""
+        earlier = type(self)(self.lazydata, requires_grad=self.requires_grad)
+        earlier._ctx = self._ctx
+        for use in self._uses or ():
+            fn = use()
+            if fn is not None:
+                fn.parents = tuple(earlier if p is self else p for p in fn.parents)
+        self._uses = None
+        return earlier
 
     def __iadd__(self: Tensor, other: Any) -> Tensor:
         return self._update("+", lambda x, y: x + y, other)
@@ -116,7 +144,7 @@ class InPlaceMixin:
         """Copy ``src``'s values into this tensor: broadcast to its shape, converted to its dtype and device."""
         def compute(x: Tensor, s: Any) -> Tensor:
             s = s if isinstance(s, type(x)) else type(x)(s, device=x.device)
-            return s.detach().to(x.device).cast(x.dtype)._expand_to(x.shape, "copy_")
+            return s.to(x.device).cast(x.dtype)._expand_to(x.shape, "copy_")  # the gradient flows to src
         return self._update("", compute, src, "copy_", True)
 
     def masked_fill_(self: Tensor, mask: Tensor, value: Any) -> Tensor:

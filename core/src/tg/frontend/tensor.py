@@ -7,6 +7,7 @@ programs and tests can rely on them.  Dtype promotion is documented in :mod:`tg.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
@@ -47,13 +48,14 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, 
     is one flag for the process (modules in :mod:`tg.nn` follow their own ``training`` instead).
     """
 
-    __slots__ = ("_ctx", "_data_of", "grad", "lazydata", "requires_grad")
+    __slots__ = ("_ctx", "_data_of", "_uses", "grad", "lazydata", "requires_grad")
     training: ClassVar[bool] = False
 
     def __init__(self, data: Any, dtype: DType | str | None = None, device: str | None = None,
                  requires_grad: Bool | None = None):
         self._ctx: F.Function | None = None
         self._data_of: Tensor | None = None  # the tensor whose .data this is (in-place updates reach it too)
+        self._uses: list[weakref.ref[F.Function]] | None = None  # the Functions using this inner node (inplace.py)
         self.grad: Tensor | None = None
         self.requires_grad: Bool | None = requires_grad
         dt = dtypes.from_any(dtype) if dtype is not None else None
