@@ -3,10 +3,12 @@
 The rank of element i along the sorted dim is the number of elements that sort before it (ties broken by
 position, so the sort is stable); the k-th output is then the element of rank k (a one-hot where and a sum,
 exact for every dtype).  That is O(n^2) comparisons per sorted row (n the length of the dim), done as one
-reduction, plus O(n*k) for k outputs: quick for the dims of classes, vocabularies and sequences, absurd for very
-long ones, so a dim longer than ``MAX_SORT_LENGTH`` is refused with the alternative.  As in PyTorch, NaN sorts
-after every number (first in a descending sort, and in ``topk(largest=True)``).  Indices are int32 (tg's
-default integer; PyTorch's are int64).
+reduction, plus O(n*k) for k outputs: quick for the dims of classes and sequences, absurd for very long ones, so
+``sort`` refuses a dim longer than ``MAX_SORT_LENGTH`` (naming the alternatives).  ``topk`` of a long dim (more
+than ``COUNTING_LENGTH`` elements, a vocabulary) with a small k selects instead: k rounds, each picking the
+best element not taken yet (three reductions of O(n)), so O(n*k) work; k up to ``MAX_SELECT_K``.  As in
+PyTorch, NaN sorts after every number (first in a descending sort, and in ``topk(largest=True)``).  Indices are
+int32 (tg's default integer; PyTorch's are int64).
 """
 
 # mypy: disable-error-code="misc"
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
     from tg.frontend.tensor import Tensor
 
 MAX_SORT_LENGTH = 16384
+COUNTING_LENGTH = 1024  # topk of a longer dim selects (for k <= COUNTING_K) instead of counting
+COUNTING_K = 64
+MAX_SELECT_K = 1024
 
 
 class SortResult(NamedTuple):
@@ -38,8 +43,8 @@ def _ranks(x: Tensor, descending: bool, op: str) -> Tensor:
     n = x.shape[-1]
     if n > MAX_SORT_LENGTH:
         raise ValueError(f"{op}: the dim has {n} elements; tg sorts by counting (O(n^2) comparisons per row) and "
-                         f"refuses dims longer than {MAX_SORT_LENGTH}: sort on the host instead (np.sort(t.numpy())) "
-                         "or sort shorter pieces")
+                         f"refuses dims longer than {MAX_SORT_LENGTH}: for the largest few use topk(k) (any length), "
+                         "else sort on the host (np.sort(t.numpy())) or sort shorter pieces")
     if x.dtype == dtypes.bool:
         x = x.cast(dtypes.int32)
     me, other = x.unsqueeze(-1), x.unsqueeze(-2)  # (..., i, 1) and (..., 1, j): does j sort before i?
@@ -60,6 +65,40 @@ def _place(x: Tensor, ranks: Tensor, k: int) -> SortResult:
     hot = ranks.unsqueeze(-2) == type(x).arange(k, device=x.device).reshape(k, 1)  # (..., k, n)
     values = hot.where(x.unsqueeze(-2), False if x.dtype == dtypes.bool else 0).sum(-1).cast(x.dtype)
     indices = hot.where(type(x).arange(n, device=x.device), 0).sum(-1).cast(dtypes.int32)
+    return SortResult(values, indices)
+
+
+def _select(x: Tensor, k: int, largest: bool) -> SortResult:
+    """The k first elements along the last axis in the order of ``topk`` (NaN the largest, ties to the lower
+    index), by k rounds of selection.  A round looks only at the elements after the previous pick in that order
+    (the pick's group, key and position are its state), so every round runs the same kernels."""
+    n = x.shape[-1]
+    key = x.cast(dtypes.int32) if x.dtype == dtypes.bool else x
+    if not largest:  # the smallest first: reverse the order (-x for floats keeps NaN; ~x for integers)
+        key = -key if key.dtype.is_float else ~key
+    positions = type(x).arange(n, device=x.device)
+    countdown = type(x).arange(n, 0, -1, device=x.device)
+    lowest = float("-inf") if key.dtype.is_float else -(1 << (8 * key.dtype.itemsize - 1)) \
+        if key.dtype.kind == "i" else 0
+    # the order: group 0 before group 1 (NaN is group 0 when largest, else 1), then the larger key, then the lower
+    # position
+    nan = key != key  # noqa: PLR0124 - x != x is the NaN test (all false for integers)
+    group = (nan if not largest else ~nan).cast(dtypes.int32)
+    picks = []
+    pool = None  # the elements after the previous pick (None: all)
+    for _ in range(k):
+        first_group = (group if pool is None else pool.where(group, 2)).amin(-1, keepdim=True)
+        in_group = group == first_group if pool is None else pool & (group == first_group)
+        best = (in_group & ~nan).where(key, lowest).amax(-1, keepdim=True)
+        cand = in_group & (nan | (key == best))
+        pick = n - (cand.cast(dtypes.int32) * countdown).amax(-1, keepdim=True)  # the first candidate
+        picks.append(pick)
+        tie = nan | (key == best)
+        later = tie & (positions > pick)
+        pool = (group > first_group) | ((group == first_group) & ((~nan & (key < best)) | later))
+    indices = type(x).cat(*picks, dim=-1).cast(dtypes.int32)  # (..., k)
+    hot = indices.unsqueeze(-1) == positions  # (..., k, n)
+    values = hot.where(x.unsqueeze(-2), False if x.dtype == dtypes.bool else 0).sum(-1).cast(x.dtype)
     return SortResult(values, indices)
 
 
@@ -99,7 +138,13 @@ class SortMixin:
         n = x.shape[-1]
         if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n:
             raise ValueError(f"topk: k={k!r} must be an int from 0 to the size of dim {dim} ({n})")
-        values, indices = _place(x, _ranks(x, largest, "topk"), k)
+        if k and (n > MAX_SORT_LENGTH or (n > COUNTING_LENGTH and k <= COUNTING_K)):
+            if k > MAX_SELECT_K:
+                raise ValueError(f"topk: k={k} of a dim of {n} elements: tg selects the top k of a dim this long in k "
+                                 f"rounds and refuses k > {MAX_SELECT_K}; take a smaller k, or sort on the host")
+            values, indices = _select(x, k, largest)
+        else:
+            values, indices = _place(x, _ranks(x, largest, "topk"), k)
         return SortResult(_back(values, self, d), _back(indices, self, d))
 
     def multinomial(self: Tensor, num_samples: int, replacement: bool = False) -> Tensor:

@@ -96,8 +96,46 @@ def test_sort_and_topk_gradients(rng: np.random.Generator) -> None:
 
 
 def test_sort_refuses_absurd_lengths() -> None:
-    with pytest.raises(ValueError, match=r"O\(n\^2\).*np.sort"):
+    with pytest.raises(ValueError, match=r"O\(n\^2\).*topk\(k\).*np.sort"):
         Tensor.zeros(2, 20000).sort()
+    with pytest.raises(ValueError, match="refuses k > 1024"):
+        Tensor.zeros(1, 20000).topk(2000)
+
+
+@pytest.mark.parametrize("largest", [True, False])
+def test_topk_of_a_long_dim_selects(largest: bool, rng: np.random.Generator) -> None:
+    """More than 1024 elements and a small k: k rounds of selection, same answers (NaN, inf, ties, dtypes)."""
+    x = rng.integers(-20, 20, (4, 1500)).astype(np.float32)  # many ties
+    x[0, [3, 50, 700]] = math.nan
+    x[1, 10], x[1, 11] = math.inf, -math.inf
+    x[2, :] = math.nan
+    x[3, 5:1400] = math.nan
+    values, indices = tensor(x).topk(8, largest=largest)
+    want_v, want_i = _np_sort(x, -1, largest)
+    assert_close(values, want_v[:, :8])
+    assert_close(indices, want_i[:, :8], "int32")
+    xi = random_array((2, 1200), "int32", rng, -3, 3)
+    values, indices = tg.topk(tensor(xi), 6, largest=largest)
+    want_v, want_i = _np_sort(xi, -1, largest)
+    assert_close(values, want_v[:, :6], "int32")
+    assert_close(indices, want_i[:, :6], "int32")
+    xb = rng.random((1, 1100)) < 0.003
+    values, indices = tensor(xb).topk(5, dim=1, largest=largest)
+    want_v, want_i = _np_sort(xb, -1, largest)
+    assert_close(values, want_v[:, :5], "bool")
+    assert_close(indices, want_i[:, :5], "int32")
+
+
+def test_topk_of_a_long_dim_gradient(rng: np.random.Generator) -> None:
+    x = random_array((2, 1100), rng=rng)
+    check_grad(lambda t: t.topk(3).values, lambda a: -np.sort(-a, 1)[:, :3], [x], rng,
+               analytic=lambda w, a: [_top_grad(w, a, 3)])
+
+
+def _top_grad(w: np.ndarray, a: np.ndarray, k: int) -> np.ndarray:
+    g = np.zeros_like(a)
+    np.put_along_axis(g, np.argsort(-a, axis=1, kind="stable")[:, :k], w, axis=1)
+    return g
 
 
 # -- multinomial ----------------------------------------------------------------------------------------------------
@@ -119,6 +157,13 @@ def test_multinomial_without_replacement() -> None:
     assert (np.sort(draws, axis=1) == [0, 2, 3]).all()  # distinct, never the zero weight
     first = np.bincount(draws[:, 0], minlength=4) / 4000
     np.testing.assert_allclose(first, [0.25, 0.0, 0.25, 0.5], atol=0.03)
+
+
+def test_multinomial_from_a_long_row_without_replacement() -> None:
+    weights = np.zeros(3000, np.float32)
+    weights[[5, 1234, 2999]] = [1.0, 2.0, 3.0]
+    draws = tensor(weights).multinomial(3).numpy()
+    assert sorted(draws.tolist()) == [5, 1234, 2999]
 
 
 def test_multinomial_errors() -> None:
