@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from tg.frontend.tensor import Tensor
 
 BLOCK = 32
+HALVINGS_PER_KERNEL = 5  # a kernel multiplies 32 inputs per output: small kernels, quick to compile
 
 
 def _accumulator(x: Tensor, dtype: DType | str | None) -> tuple[Tensor, DType]:
@@ -59,8 +60,12 @@ def prod_last(x: Tensor) -> Tensor:
     if n == 0:
         return type(x).ones(x.shape[:-1], dtype=x.dtype, device=x.device)
     x = _pad_last(x, 1 << (n - 1).bit_length(), 1)
+    level = 0
     while x.shape[-1] > 1:
         x = _halve(x)
+        level += 1
+        if level % HALVINGS_PER_KERNEL == 0 and x.shape[-1] > 1:
+            x = x.unsqueeze(-1).contiguous().squeeze(-1)  # a kernel boundary (contiguous() of a view)
     return x.reshape(x.shape[:-1])
 
 

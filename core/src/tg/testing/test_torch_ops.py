@@ -218,6 +218,8 @@ def test_prod_gradient_with_zeros(rng: np.random.Generator) -> None:
     x[1, 1] = x[1, 3] = 0.0  # two zeros: every gradient of the row is 0
     check_grad(lambda t: t.prod(1), lambda a: np.prod(a, axis=1), [x], rng)
     check_grad(lambda t: t.prod(), np.prod, [x[2:]], rng)
+    long = random_array((2, 70), rng=rng, low=0.9, high=1.1)  # more than one kernel of the product tree
+    check_grad(lambda t: t.prod(1), lambda a: np.prod(a, axis=1), [long], rng)
 
 
 def test_prod_and_cumsum_of_int64_are_exact() -> None:
