@@ -75,7 +75,11 @@ def _block_scan(x: Tensor, multiply: bool) -> Tensor:
     i = type(x).arange(n, device=x.device).reshape(n, 1)
     j = type(x).arange(n, device=x.device).reshape(1, n)
     masked = (j <= i).where(x.unsqueeze(-2), 1 if multiply else 0).cast(x.dtype)  # (..., i, j)
-    return prod_last(masked) if multiply else masked.sum(-1).cast(x.dtype)
+    if not multiply:
+        return masked.sum(-1).cast(x.dtype)
+    # a buffer of its own (n times x's size): the product tree then reads it through plain strided views, which
+    # lower quickly; inlined, every leaf's index would go through the mask's and the padding's views
+    return prod_last(masked.unsqueeze(-1).contiguous().squeeze(-1))
 
 
 def scan_last(x: Tensor, multiply: bool) -> Tensor:
