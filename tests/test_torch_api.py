@@ -101,3 +101,15 @@ def test_no_grad_at_module_level() -> None:
     with tg.no_grad():
         y = x * 2
     assert y._ctx is None
+
+
+def test_tensors_that_were_used_still_pickle() -> None:
+    """An inner tensor remembers (weakly) the Functions that used it, for in-place updates; pickling skips that."""
+    import pickle
+
+    w = tg.tensor([1.0, 2.0], requires_grad=True)
+    h = w * 2
+    y = h * 3
+    back = pickle.loads(pickle.dumps(h))
+    assert back.numpy().tolist() == [2.0, 4.0] and back._uses is None
+    assert h._uses and y.numpy().tolist() == [6.0, 12.0]

@@ -169,6 +169,12 @@ class InPlaceMixin:
         self.requires_grad = flag
         return self
 
+    def __getstate__(self: Tensor) -> tuple[None, dict[str, Any]]:
+        """Pickle without the weak references to the Functions that used this tensor (they cannot be pickled)."""
+        slots = {name: getattr(self, name) for name in type(self).__slots__ if hasattr(self, name)}
+        slots["_uses"] = None
+        return None, slots
+
     @property
     def data(self: Tensor) -> Tensor:
         """This tensor's value outside autograd; in-place updates of it update this tensor."""
