@@ -7,6 +7,7 @@ ones written by hand.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from tg.frontend.grad_mode import grad_enabled
@@ -27,6 +28,11 @@ class Function:
         self.needs_input_grad = [bool(t.requires_grad) for t in tensors]
         self.requires_grad = self.differentiable and any(self.needs_input_grad) and grad_enabled()
         self.parents = tensors if self.requires_grad else ()
+        for t in self.parents:
+            if t._ctx is not None:  # an inner node: an in-place update of it re-points this use (inplace.py)
+                if t._uses is None:
+                    t._uses = []
+                t._uses.append(weakref.ref(self))
 
     def forward(self, *args: Any, **kwargs: Any) -> LazyBuffer:
         raise NotImplementedError
