@@ -13,8 +13,9 @@ for that earlier version).  A tensor that did not require grad and is updated fr
 require grad, as in PyTorch.  Under ``no_grad()`` only the value changes.
 
 ``x.data`` is x's value as a tensor outside autograd; an in-place update of it updates x too (``p.data.mul_(0.5)``
-scales the parameter), and ``x.data = t`` replaces x's value.  A view of a tensor (``x[0]``, ``x.T``) is a new
-tensor: updating it in place leaves the tensor it came from unchanged, unlike PyTorch's shared storage.
+scales the parameter), and ``x.data = t`` replaces x's value.  What PyTorch makes a view (``x[0]``, ``x.T``,
+``x.reshape(...)``, ``x.expand(...)``, ``x.detach()``) is a tensor of its own in tg, so an in-place update of it
+is refused: it would not reach the tensor it came from, as it does in PyTorch.
 """
 
 # mypy: disable-error-code="misc"
@@ -46,6 +47,11 @@ class InPlaceMixin:
         if instead is None:
             instead = "write " + (f"x = x {op} y" if not method else
                                   _OUT_OF_PLACE.get(method, f"x = x.{method.rstrip('_')}(...)"))
+        if self._view:
+            raise RuntimeError(f"{what} on a view of another tensor (a slice, reshape, transpose, expand or detach): in "
+                               f"PyTorch it would change that tensor too, but tg's views do not share storage, so it "
+                               f"would silently stay local. Fix: {instead} (a new tensor), or update the whole tensor "
+                               f"the view came from")
         recording = not type(self).no_grad
         if recording and self.requires_grad and self._ctx is None:
             raise RuntimeError(f"{what} on a tensor that requires grad (a leaf, such as a parameter), while gradients "

@@ -234,4 +234,6 @@ class MathMixin:
     def clone(self: Tensor) -> Tensor:
         """A new tensor with this one's value, and gradients flowing back to it (unlike detach()); in-place
         updates of either leave the other unchanged."""
-        return F.Reshape.apply(self, shape=self.shape)
+        out = F.Reshape.apply(self, shape=self.shape)
+        out._view = False  # a copy, not a view: in-place updates of it are its own
+        return out

@@ -48,7 +48,7 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, 
     is one flag for the process (modules in :mod:`tg.nn` follow their own ``training`` instead).
     """
 
-    __slots__ = ("_ctx", "_data_of", "_uses", "grad", "lazydata", "requires_grad")
+    __slots__ = ("_ctx", "_data_of", "_uses", "_view", "grad", "lazydata", "requires_grad")
     training: ClassVar[bool] = False
 
     def __init__(self, data: Any, dtype: DType | str | None = None, device: str | None = None,
@@ -56,6 +56,7 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, 
         self._ctx: F.Function | None = None
         self._data_of: Tensor | None = None  # the tensor whose .data this is (in-place updates reach it too)
         self._uses: list[weakref.ref[F.Function]] | None = None  # the Functions using this inner node (inplace.py)
+        self._view = False  # made by a view op (slice, reshape, transpose, expand, detach): PyTorch shares storage
         self.grad: Tensor | None = None
         self.requires_grad: Bool | None = requires_grad
         dt = dtypes.from_any(dtype) if dtype is not None else None
@@ -164,7 +165,9 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, 
         return value
 
     def detach(self) -> Tensor:
-        return Tensor(self.lazydata, requires_grad=False)
+        out = Tensor(self.lazydata, requires_grad=False)
+        out._view = True  # PyTorch's detach shares storage: no in-place update of it may silently stay local
+        return out
 
     def to(self, device: str) -> Tensor:
         """This tensor on backend ``device`` (a tg backend name, or PyTorch's ``"cpu"``/``"cuda"``: see

@@ -203,3 +203,23 @@ def test_in_place_inside_a_jitted_training_step() -> None:
         assert loss == pytest.approx((h * h).sum(), rel=1e-4)
         ref = ref - 0.01 * 2 * h * x
         assert_close(w, ref, msg=f"step {i}")
+
+
+def test_in_place_on_a_view_is_refused_not_silently_local() -> None:
+    """PyTorch's x[0:1].add_(1) changes x (shared storage); tg's views are tensors of their own, so the update is
+    refused with the fix instead of leaving x silently unchanged."""
+    x = Tensor([1.0, 2.0, 3.0])
+    for make in (lambda: x[0:2], lambda: x.reshape(3, 1), lambda: x.expand(2, 3), lambda: x.detach(),
+                 lambda: Tensor.ones(2, 3).contiguous().T):
+        view = make()
+        with pytest.raises(RuntimeError, match="view of another tensor"):
+            view.add_(1)
+        with pytest.raises(RuntimeError, match="x = x \\+ y"):
+            view += 1
+    np.testing.assert_array_equal(x.numpy(), [1.0, 2.0, 3.0])
+    c = x.clone()
+    c += 1  # a copy's updates are its own
+    np.testing.assert_array_equal(c.numpy(), [2.0, 3.0, 4.0])
+    z = Tensor.zeros(3)
+    z += 1  # tensors made by creation functions are no views
+    np.testing.assert_array_equal(z.numpy(), [1.0, 1.0, 1.0])
