@@ -48,10 +48,10 @@ class InPlaceMixin:
             instead = "write " + (f"x = x {op} y" if not method else
                                   _OUT_OF_PLACE.get(method, f"x = x.{method.rstrip('_')}(...)"))
         if self._view:
-            raise RuntimeError(f"{what} on a view of another tensor (a slice, reshape, transpose, expand or detach): in "
-                               f"PyTorch it would change that tensor too, but tg's views do not share storage, so it "
-                               f"would silently stay local. Fix: {instead} (a new tensor), or update the whole tensor "
-                               f"the view came from")
+            raise RuntimeError(f"{what} on a view of another tensor (a slice, reshape, transpose, expand or detach): "
+                               f"in PyTorch it would change that tensor too, but tg's views do not share storage, so "
+                               f"it would silently stay local. Fix: {instead} (a new tensor), or update the whole "
+                               f"tensor the view came from")
         recording = not type(self).no_grad
         if recording and self.requires_grad and self._ctx is None:
             raise RuntimeError(f"{what} on a tensor that requires grad (a leaf, such as a parameter), while gradients "
