@@ -75,6 +75,8 @@ def _programs() -> list[tuple[str, Callable[[np.random.Generator], Any]]]:
                    a.max(), (a.cast("float32") + 1).cast(dt)]
             if dt != "bool":
                 res += [a - b, -a]
+            if dt in ("int32", "int8", "uint8", "bool"):
+                res += [a & b, a | b, a ^ b, ~a]
             if dt in ("int32", "int8", "uint8"):
                 res += [a // (b + 1), a // b, a.abs(), a.sign()]
             if dt in ("float32", "float16"):

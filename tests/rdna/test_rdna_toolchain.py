@@ -7,14 +7,14 @@ import stat
 from pathlib import Path
 
 import pytest
-from tg_rdna import toolchain
-
 from rdna_helpers import needs_llvm
+from tg_rdna import toolchain
 
 
 def _fake_tool(folder: Path, name: str, version_line: str) -> Path:
     path = folder / name
-    path.write_text(f"#!/bin/sh\necho '{version_line}'\necho '  Registered Targets:'\necho '    amdgcn - AMD GCN GPUs'\n")
+    path.write_text(f"#!/bin/sh\necho '{version_line}'\necho '  Registered Targets:'\n"
+                    "echo '    amdgcn - AMD GCN GPUs'\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return path
 
