@@ -53,7 +53,7 @@ def kernel_key(kernel: Any) -> Any:
     return realize.kernel_key(kernel)
 
 
-DTYPES = ("float32", "float16", "int32", "int8", "uint8", "bool")
+DTYPES = ("float32", "float16", "int32", "int64", "int8", "uint8", "bool")
 
 
 def _arr(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
@@ -75,9 +75,9 @@ def _programs() -> list[tuple[str, Callable[[np.random.Generator], Any]]]:
                    a.max(), (a.cast("float32") + 1).cast(dt)]
             if dt != "bool":
                 res += [a - b, -a]
-            if dt in ("int32", "int8", "uint8", "bool"):
+            if dt in ("int32", "int64", "int8", "uint8", "bool"):
                 res += [a & b, a | b, a ^ b, ~a]
-            if dt in ("int32", "int8", "uint8"):
+            if dt in ("int32", "int64", "int8", "uint8"):
                 res += [a // (b + 1), a // b, a.abs(), a.sign()]
             if dt in ("float32", "float16"):
                 res += [a / b, a.exp(), a.log(), a.sqrt(), a.sin(), a.cos(), a.exp2(), a.log2(), a.reciprocal(),

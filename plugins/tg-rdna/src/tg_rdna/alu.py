@@ -17,6 +17,8 @@ from tg.codegen.uops import Ops, UOp
 from tg.support.dtype import DType, dtypes
 
 from tg_rdna import mathseq
+from tg_rdna.alu64 import Alu64Mixin
+from tg_rdna.asm import is_inline
 
 #: One-instruction ops by operand kind: op -> (mnemonic, operand order).
 TABLE: dict[str, dict[Ops, str]] = {
@@ -45,7 +47,8 @@ _INT_KINDS = ("i32", "i8", "u8")
 
 def kind_of(dtype: DType) -> str:
     """How a dtype's values sit in a VGPR: ``f32``, ``f16``, ``i32``, ``i8``, ``u8`` or ``bool``."""
-    kinds = {"float32": "f32", "float16": "f16", "int32": "i32", "int8": "i8", "uint8": "u8", "bool": "bool"}
+    kinds = {"float32": "f32", "float16": "f16", "int32": "i32", "int8": "i8", "uint8": "u8", "bool": "bool",
+             "int64": "i64"}
     if dtype.name not in kinds:
         raise NotImplementedError(f"tg-rdna does not compute in {dtype.name}")
     return kinds[dtype.name]
@@ -59,18 +62,7 @@ def f16_bits(value: float) -> int:
     return int(np.array(value, dtype=np.float16).view(np.uint16))
 
 
-def is_inline(text: str) -> bool:
-    """Whether an operand is a register or an inline constant (costs no literal slot)."""
-    if not text or text[0] in "vs" or text in ("vcc_lo", "exec_lo"):
-        return True
-    try:
-        value = int(text, 0)
-    except ValueError:
-        return text in ("0.5", "-0.5", "1.0", "-1.0", "2.0", "-2.0", "4.0", "-4.0")
-    return -16 <= value <= 64
-
-
-class AluMixin:
+class AluMixin(Alu64Mixin):
     """ALU rendering for :class:`tg_rdna.emitter._Kernel` (which supplies ``a``, ``names``, ``consts``, ``out``,
     ``tmp``, ``fail``, ``note``)."""
 
@@ -162,10 +154,12 @@ class AluMixin:
     # -- ALU ---------------------------------------------------------------------------------------------------
 
     def from_table(self, u: UOp) -> None:
-        if u.op is Ops.WHERE:
-            return self._where(u, self.out(u))
         dtype = u.src[0].dtype if u.op in COMPARE["f32"] else u.dtype
         kind = kind_of(dtype)  # type: ignore[arg-type]
+        if kind == "i64":
+            return self.compare64(u) if u.op in COMPARE["f32"] else self.int64_op(u)
+        if u.op is Ops.WHERE:
+            return self._where(u, self.out(u))
         if u.op in COMPARE["f32"]:
             return self.compare(u, kind)
         if kind in ("f32", "f16"):
@@ -260,6 +254,8 @@ class AluMixin:
             value = _cast_constant(self.consts[id(u.src[0])], u.dtype)  # type: ignore[arg-type]
             self.consts[id(u)] = (value, u.dtype)  # type: ignore[assignment]
             return
+        if "i64" in (src_kind, dst_kind):
+            return self.cast64(u, src_kind, dst_kind)
         x = self.names[id(u.src[0])]
         dst = self.out(u)
         note = self.note(u) + f" from {u.src[0].dtype.name}"  # type: ignore[union-attr]
@@ -302,6 +298,10 @@ class AluMixin:
         src_kind, dst_kind = kind_of(u.src[0].dtype), kind_of(u.dtype)  # type: ignore[arg-type]
         if u.src[0].dtype.itemsize != u.dtype.itemsize:  # type: ignore[union-attr]
             self.fail(u, "sizes differ")
+        if src_kind == "i64" or dst_kind == "i64":
+            if src_kind != dst_kind:
+                self.fail(u, "tg-rdna has no 64-bit dtype but int64")
+            return self.move64(self.out(u), u.src[0], self.note(u))
         dst = self.out(u)
         self.a.ins("v_mov_b32", dst, self.reg(u.src[0]), note=self.note(u))
         if src_kind != dst_kind:

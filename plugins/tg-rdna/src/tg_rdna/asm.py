@@ -11,12 +11,15 @@ and reads (the rest), so the writer can keep the memory counters' books:
 - a transcendental (``v_exp_f32``, ``v_rcp_f32``...) result read too soon is a gfx11 hazard the assembler does not
   fix: a reader gets ``s_waitcnt_depctr 0xfff`` (all VALU results written) first;
 - at a label or a branch everything pending is waited for (:meth:`Asm.settle`), so the books never cross control
-  flow.
+  flow;
+- after a scalar write of EXEC, ``s_waitcnt_depctr 0xfff`` lets every earlier VALU result land (gfx11's VALU
+  partial-forwarding hazard: a VGPR written by VALUs under different EXEC masks, read soon after).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 #: The transcendental instructions (they run on gfx11's TRANS unit; a VALU reading their result needs a stall).
@@ -24,6 +27,18 @@ TRANS = ("v_exp_f32", "v_log_f32", "v_rcp_f32", "v_rcp_iflag_f32", "v_rsq_f32", 
          "v_cos_f32")
 _REG = re.compile(r"\b([vs])(?:(\d+)|\[(\d+):(\d+)\])")
 MAX_COUNT = 63  # vmcnt and lgkmcnt are 6-bit on gfx11
+
+
+def is_inline(text: str) -> bool:
+    """Whether an operand is a register or an inline constant (it takes no literal slot)."""
+    bare = text.strip("|")
+    if not bare or bare[0] in "vs" or bare.lstrip("-")[:1] in ("v", "s") or bare in ("vcc_lo", "exec_lo", "null"):
+        return True
+    try:
+        value = int(bare, 0)
+    except ValueError:
+        return bare in ("0.5", "-0.5", "1.0", "-1.0", "2.0", "-2.0", "4.0", "-4.0")
+    return -16 <= value <= 64
 
 
 def registers(operand: str) -> list[str]:
@@ -48,7 +63,8 @@ class _Pending:
 class Asm:
     """Lines of one kernel's assembly, with the waits placed."""
 
-    def __init__(self) -> None:
+    def __init__(self, scratch: Callable[[], str] | None = None) -> None:
+        self.scratch = scratch  # hands out a temporary VGPR (for a second literal of one instruction)
         self.lines: list[str] = []
         self.pending = _Pending()
         self.stores = {"vscnt": 0, "lgkmcnt": 0}  # stores outstanding (no register to wait for)
@@ -71,6 +87,8 @@ class Asm:
 
         ``memory`` marks a memory instruction: ``vm`` (global load), ``lds`` (LDS load), ``smem`` (scalar load),
         ``vstore`` (global store), ``ldsstore`` (LDS store)."""
+        if mnemonic.startswith("v_") and not memory and self.scratch is not None:
+            operands = self._one_literal(operands, dst)
         writes = [r for o in operands[:dst] for r in registers(o)]
         reads = [r for o in operands[dst:] for r in registers(o)]
         self._wait_for(set(reads) | set(writes))
@@ -88,6 +106,21 @@ class Asm:
             self.stores["lgkmcnt"] += 1
         elif mnemonic.split("_e", maxsplit=1)[0] in TRANS or mnemonic in TRANS:
             self.pending.trans.update(writes)
+
+    def _one_literal(self, operands: tuple[str, ...], dst: int) -> tuple[str, ...]:
+        """A VALU instruction takes one distinct literal: any other is moved into a scratch VGPR first."""
+        out, seen = list(operands), None
+        for i in range(dst, len(out)):
+            if is_inline(out[i]) or out[i] == seen:
+                continue
+            if seen is None:
+                seen = out[i]
+                continue
+            assert self.scratch is not None
+            reg = self.scratch()
+            self.lines.append(f"  v_mov_b32 {reg}, {out[i]}")
+            out[i] = reg
+        return tuple(out)
 
     # -- waits --------------------------------------------------------------------------------------------------
 

@@ -31,16 +31,17 @@ from tg_rdna.codeobject import MAX_SGPRS, MAX_VGPRS, KernelDescription, assembly
 from tg_rdna.regs import OutOfRegisters, Registers, last_uses
 
 GROUP_SIZE = 128
+RESIDENT_SGPRS = 72  # buffer addresses kept in SGPRs for the whole kernel up to this many SGPRs
 LOCAL_MEMORY = 32 * 1024
 CAPABILITIES = Capabilities(
-    dtypes=frozenset({"float16", "float32", "int8", "uint8", "int32", "bool"}),
+    dtypes=frozenset({"float16", "float32", "int8", "uint8", "int32", "int64", "bool"}),
     sin_is_sin2pi=True,  # v_sin_f32 takes revolutions
     local_memory=LOCAL_MEMORY,  # LDS per work group (gfx1100 has 64 KiB)
     group_size=GROUP_SIZE,  # 4 wave32 waves per work group: gidx0 = s2, lidx0 = v0[9:0]
     # exact division (v_div_scale/v_div_fmas/v_div_fixup), v_fma_f32 for a*b+c
     renders=frozenset({Ops.NEG, Ops.RECIP, Ops.SUB, Ops.CMPEQ, Ops.DIV, Ops.MULACC}),
 )
-_SIZES = {1: "8", 2: "16", 4: "32"}
+_SIZES = {1: "8", 2: "16", 4: "32", 8: "64"}
 
 
 class RDNAEmitter(Emitter):
@@ -62,6 +63,10 @@ def kernel_name(name: str) -> str:
     return clean if not clean[0].isdigit() else f"k_{clean}"
 
 
+def _is64(dtype: Any) -> bool:
+    return isinstance(dtype, DType) and dtype.itemsize == 8
+
+
 def _elem(dtype: Any) -> DType:
     base = dtype.base if isinstance(dtype, PtrDType) else dtype
     assert isinstance(base, DType), dtype
@@ -74,18 +79,22 @@ class _Kernel(AluMixin, TextRenderer):
     def __init__(self, name: str, kernel: LoweredKernel):
         super().__init__(kernel.uops)
         self.name, self.kernel = name, kernel
-        self.a = Asm()
+        self.a = Asm(scratch=self.tmp)
         self.dims = max(1, len(kernel.global_size))
         self.nbuf = len(kernel.buffers)
         first_sgpr = 2 + self.dims
         self.bases_at = (first_sgpr + 3) // 4 * 4  # buffer i's address: s[bases_at+2i : +1], 16-byte aligned
-        self.regs = Registers(MAX_VGPRS, self.bases_at + 2 * self.nbuf, MAX_SGPRS)
+        # with many buffers the addresses do not all fit in SGPRs: each is then loaded where it is used
+        self.resident = self.bases_at + 2 * self.nbuf <= RESIDENT_SGPRS
+        self.regs = Registers(MAX_VGPRS, self.bases_at + 2 * self.nbuf if self.resident else self.bases_at,
+                              MAX_SGPRS)
         self.last = last_uses(self.uops)
         self.consts: dict[int, tuple[Any, DType]] = {}
         self.local: dict[int, int] = {}  # DEFINE_LOCAL -> its byte offset in LDS
         self.lds = 0
         self.loops: dict[int, tuple[str, str, str]] = {}  # RANGE -> (top label, end label, saved EXEC)
         self.temps: list[str] = []
+        self.stemps: list[str] = []  # scratch SGPR pairs of this micro-op
         self.owned: dict[int, str] = {}  # value -> the register it owns (released after its last use)
         self.labels = 0
 
@@ -113,6 +122,9 @@ class _Kernel(AluMixin, TextRenderer):
         return assembly(desc, self.a.lines, comment), desc
 
     def _load_arguments(self) -> None:
+        if not self.resident:
+            self.a.comment(f"{self.nbuf} buffers: each address is loaded from the kernarg segment where it is used")
+            return
         self.a.comment("kernel arguments: the buffers' addresses from the kernarg segment (s[0:1])")
         i = 0
         while i < self.nbuf:
@@ -124,9 +136,10 @@ class _Kernel(AluMixin, TextRenderer):
             i += width
 
     def _release(self, position: int) -> None:
-        for t in self.temps:
+        for t in self.temps + self.stemps:
             self.regs.release(t)
         self.temps.clear()
+        self.stemps.clear()
         for key in [k for k, reg in self.owned.items() if self.last.get(k, -1) <= position]:
             self.regs.release(self.owned.pop(key))
 
@@ -134,7 +147,7 @@ class _Kernel(AluMixin, TextRenderer):
 
     def out(self, u: UOp, note: str = "") -> str:
         """A fresh register for ``u``'s value."""
-        reg = self.regs.vgpr()
+        reg = self.regs.vgpr(2 if _is64(u.dtype) else 1)
         self.owned[id(u)] = reg
         self.names[id(u)] = reg
         return reg
@@ -143,6 +156,25 @@ class _Kernel(AluMixin, TextRenderer):
         reg = self.regs.vgpr()
         self.temps.append(reg)
         return reg
+
+    def tmp_pair(self) -> str:
+        reg = self.regs.vgpr(2)
+        self.temps.append(reg)
+        return reg
+
+    def scalar_loop_begin(self, count: int) -> tuple[str, str]:
+        """A uniform loop of ``count`` trips (an SGPR counts down); its body follows."""
+        self.labels += 1
+        counter, label = self.regs.sgpr(), f".L{self.name}_steps{self.labels}"
+        self.a.ins("s_mov_b32", counter, str(count), note=f"{count} steps")
+        self.a.label(label)
+        return counter, label
+
+    def scalar_loop_end(self, counter: str, label: str) -> None:
+        self.a.ins("s_sub_u32", counter, counter, "1")
+        self.a.ins("s_cmp_lg_u32", counter, "0", dst=0)
+        self.a.branch("s_cbranch_scc1", label)
+        self.regs.release(counter)
 
     def fail(self, u: UOp, why: str) -> Any:
         raise NotImplementedError(f"tg-rdna cannot render {u.op.name} ({u.dtype}): {why}\n{format_uops(self.uops)}")
@@ -156,7 +188,16 @@ class _Kernel(AluMixin, TextRenderer):
     def render_define_global(self, u: UOp) -> None:
         index = u.arg[0]
         lo = self.bases_at + 2 * index
-        self.names[id(u)] = f"s[{lo}:{lo + 1}]"
+        self.names[id(u)] = f"s[{lo}:{lo + 1}]" if self.resident else f"buf{index}"
+
+    def base(self, buf: UOp) -> str:
+        """The SGPR pair holding a buffer's address (loaded into a scratch pair here when not resident)."""
+        if self.resident:
+            return self.names[id(buf)]
+        pair = self.regs.sgpr(2, align=2)
+        self.stemps.append(pair)
+        self.a.ins("s_load_b64", pair, "s[0:1]", hex(8 * buf.arg[0]), memory="smem", note=f"buf{buf.arg[0]}")
+        return pair
 
     def render_define_local(self, u: UOp) -> None:
         size = _elem(u.dtype).itemsize * u.arg[1]
@@ -178,11 +219,18 @@ class _Kernel(AluMixin, TextRenderer):
 
     def render_define_acc(self, u: UOp) -> None:
         reg = self.out(u)
+        if _is64(u.dtype):
+            self.consts[id(u)] = (u.arg, _elem(u.dtype))
+            self.move64(reg, u, note=f"%{self.position} accumulator")
+            del self.consts[id(u)]
+            return
         self.a.ins("v_mov_b32", reg, self.literal(u.arg, _elem(u.dtype)), note=f"%{self.position} accumulator")
 
     def render_assign(self, u: UOp) -> None:
         acc = self.names[id(u.src[0])]
         self.names[id(u)] = acc
+        if _is64(u.dtype):
+            return self.move64(acc, u.src[1], note=self.note(u))
         value = self.src(u.src[1])
         if value != acc:
             self.a.ins("v_mov_b32", acc, value, note=self.note(u))
@@ -253,21 +301,23 @@ class _Kernel(AluMixin, TextRenderer):
         gate = u.src[2] if len(u.src) > 2 else None
         dt = _elem(u.dtype)
         dst = self.out(u)
-        if gate is not None:
+        if gate is not None and _is64(dt):
+            self.move64(dst, u.src[3], note="the value where the gate is false")
+        elif gate is not None:
             self.a.ins("v_mov_b32", dst, self.src(u.src[3]), note="the value where the gate is false")
         saved = self._gate(gate)
         if saved == "never":
             return
         offset = self._byte_offset(index, dt.itemsize)
         kind = kind_of(dt)
-        suffix = {"i8": "i8", "u8": "u8", "bool": "u8", "f16": "u16"}.get(kind, "b32")
+        suffix = {"i8": "i8", "u8": "u8", "bool": "u8", "f16": "u16", "i64": "b64"}.get(kind, "b32")
         if dt.itemsize not in _SIZES:
             self.fail(u, f"{dt.name} loads are not supported")
         if id(buf) in self.local:
             self.a.ins(f"ds_load_{suffix}", dst, f"{offset} offset:{self.local[id(buf)]}", memory="lds",
                        note=self.note(u))
         else:
-            self.a.ins(f"global_load_{suffix}", dst, offset, self.names[id(buf)], memory="vm", note=self.note(u))
+            self.a.ins(f"global_load_{suffix}", dst, offset, self.base(buf), memory="vm", note=self.note(u))
         self._ungate(saved)
 
     def render_store(self, u: UOp) -> None:
@@ -278,12 +328,12 @@ class _Kernel(AluMixin, TextRenderer):
         if saved == "never":
             return
         offset = self._byte_offset(index, dt.itemsize)
-        data = self.reg(value)
+        data = self.pair(value) if _is64(dt) else self.reg(value)
         bits = _SIZES[dt.itemsize]
         if id(buf) in self.local:
             self.a.ins(f"ds_store_b{bits}", f"{offset}", f"{data} offset:{self.local[id(buf)]}", dst=0,
                        memory="ldsstore", note=self.note(u))
         else:
-            self.a.ins(f"global_store_b{bits}", offset, data, self.names[id(buf)], dst=0, memory="vstore",
+            self.a.ins(f"global_store_b{bits}", offset, data, self.base(buf), dst=0, memory="vstore",
                        note=self.note(u))
         self._ungate(saved)
