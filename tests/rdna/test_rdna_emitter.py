@@ -93,6 +93,9 @@ def test_a_gated_store_masks_exec_and_restores_it() -> None:
     assert len(saves) == 2 and len(restores) == 2
     store = next(i for i, t in enumerate(code) if t.startswith("global_store"))
     assert code[store + 1].startswith("s_mov_b32 exec_lo")
+    for i, t in enumerate(code):  # gfx11 VALU partial forwarding: earlier VALU results land when EXEC changes
+        if t.startswith(("s_and_saveexec_b32", "s_mov_b32 exec_lo", "s_and_b32 exec_lo")):
+            assert code[i + 1] == "s_waitcnt_depctr 0xfff", code[i:i + 2]
 
 
 def test_a_loop_keeps_its_lanes_in_exec_and_leaves_when_none_is_left() -> None:
@@ -161,6 +164,11 @@ def _all_ops() -> list[tuple[str, KernelBuilder]]:
             b.store(o, g, b.cast(b.load(x, g, dt), odt))
             cases.append((f"CAST_{name}_{other}", b))
         b = KernelBuilder()
+        o, xs = b.define_global(0, dt, True), [b.define_global(i, dt, False) for i in (1, 2, 3)]
+        g = b.special("gidx0", N)
+        b.store(o, g, b.alu(Ops.MULACC, *(b.load(x, g, dt) for x in xs)))
+        cases.append((f"MULACC_{name}", b))
+        b = KernelBuilder()
         o, c, x = b.define_global(0, dt, True), b.define_global(1, dtypes.bool, False), b.define_global(2, dt, False)
         g = b.special("gidx0", N)
         b.store(o, g, b.alu(Ops.WHERE, b.load(c, g, dtypes.bool), b.load(x, g, dt), b.const(1, dt)))
@@ -210,3 +218,40 @@ def test_a_kernel_with_more_buffers_than_sgprs_loads_each_address_where_it_is_us
     build.link(source, "sum60")
     small = _code(_render(many_buffers(3)))
     assert small[0].startswith("s_load_b128") and sum(t.startswith("s_load") for t in small) == 2
+
+
+def vector_copy(dtype: DType, count: int, gated: bool = False, n: int = N) -> KernelBuilder:
+    """out[4g:4g+count] = reversed lanes of x[4g:4g+count] + 1, through one vector load, GEP, VECTORIZE and one
+    vector store; ``gated``: the last two vectors load zeros instead (a VECTORIZE as the load's alternative)."""
+    from tg.codegen.uops import VecDType
+
+    b = KernelBuilder()
+    o, x = b.define_global(0, dtype, True), b.define_global(1, dtype, False)
+    g = b.special("gidx0", n // count)
+    idx = b.alu(Ops.MUL, g, b.const(count, dtypes.int32))
+    if gated:
+        zero = b.const(False if dtype == dtypes.bool else 0, dtype)
+        alt = b._add(Ops.VECTORIZE, VecDType(dtype, count), (zero,) * count)
+        gate = b.alu(Ops.CMPLT, g, b.const(n // count - 2, dtypes.int32))
+        vec = b.load(x, idx, VecDType(dtype, count), gate, alt)
+    else:
+        vec = b.load(x, idx, VecDType(dtype, count))
+    lanes = [b._add(Ops.GEP, dtype, (vec,), i) for i in range(count)]
+    one = b.const(True if dtype == dtypes.bool else 1, dtype)
+    bumped = [b.alu(Ops.OR if dtype == dtypes.bool else Ops.ADD, lane, one) for lane in reversed(lanes)]
+    b.store(o, idx, b._add(Ops.VECTORIZE, VecDType(dtype, count), tuple(bumped)))
+    return b
+
+
+@needs_llvm
+@pytest.mark.parametrize("count", [2, 4])
+def test_vector_loads_and_stores_are_one_instruction_per_16_bytes(count: int, cache_dir: object) -> None:
+    for name in sorted(RDNAEmitter.capabilities.dtypes):
+        dtype = getattr(dtypes, name)
+        source = _render(vector_copy(dtype, count), name=f"vec_{name}_{count}")
+        code = _code(source)
+        loads = [t for t in code if t.startswith("global_load")]
+        stores = [t for t in code if t.startswith("global_store")]
+        chunks = max(1, dtype.itemsize * count // 16)
+        assert len(loads) == len(stores) == chunks, (name, loads, stores)
+        build.link(source, f"vec_{name}_{count}")

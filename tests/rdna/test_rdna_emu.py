@@ -98,3 +98,43 @@ def test_a_kernel_with_more_buffers_than_sgprs_runs(cache_dir: Path) -> None:
     program = RDNAEmitter().render(LoweredKernel("sum40", many_buffers(40).uops, (N,), (1,)))
     inputs = [np.full(N, i, np.float32) for i in range(40)]
     np.testing.assert_array_equal(_run(program, *inputs), np.full(N, sum(range(40)), np.float32))
+
+
+@pytest.mark.parametrize("gated", [False, True])
+@pytest.mark.parametrize("count", [2, 4])
+@pytest.mark.parametrize("name", ["float32", "float16", "int64", "int8", "uint8", "bool", "int32"])
+def test_vector_lanes_are_packed_and_unpacked_in_memory_order(name: str, count: int, gated: bool,
+                                                              cache_dir: Path) -> None:
+    from test_rdna_emitter import vector_copy
+
+    dtype = getattr(dtypes, name)
+    uops = vector_copy(dtype, count, gated, N).uops
+    program = RDNAEmitter().render(LoweredKernel(f"vec_{name}", uops, (N // count,), (1,)))
+    rng = np.random.default_rng(3)
+    x = (rng.random(N) > 0.5) if name == "bool" else rng.integers(-100, 100, N).astype(dtype.np)
+    if name == "uint8":
+        x = rng.integers(0, 250, N).astype(np.uint8)
+    source = x.copy()
+    if gated:
+        source[N - 2 * count:] = 0
+    expected = (source | True) if name == "bool" else (source + 1).astype(dtype.np)
+    expected = expected.reshape(-1, count)[:, ::-1].reshape(-1)
+    got = _run(program, x, out_dtype=dtype.np)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_float16_mulacc_is_rounded_once(cache_dir: Path) -> None:
+    """a*b+c in float16 with one rounding (v_fma_f16): through f32 it would round twice on these inputs."""
+    b = KernelBuilder()
+    o = b.define_global(0, dtypes.float16, True)
+    xs = [b.define_global(i, dtypes.float16, False) for i in (1, 2, 3)]
+    g = b.special("gidx0", N)
+    b.store(o, g, b.alu(Ops.MULACC, *(b.load(x, g, dtypes.float16) for x in xs)))
+    program = RDNAEmitter().render(LoweredKernel("fma16", b.uops, (N,), (1,)))
+    assert "v_fma_f16" in program.source
+    rng = np.random.default_rng(5)
+    x, y, z = (rng.standard_normal(N).astype(np.float16) for _ in range(3))
+    x[:2], y[:2], z[:2] = np.float16(-1.5625), np.float16(-0.12), np.float16(199.8)  # f32 then f16: 200.0
+    exact = (x.astype(np.float64) * y.astype(np.float64) + z.astype(np.float64)).astype(np.float16)
+    assert exact[0] == np.float16(199.9)
+    np.testing.assert_array_equal(_run(program, x, y, z, out_dtype=np.float16), exact)

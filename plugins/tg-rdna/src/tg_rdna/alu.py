@@ -177,6 +177,10 @@ class AluMixin(Alu64Mixin):
         self.a.ins("v_cndmask_b32", dst, "0", "1", "vcc_lo", note=self.note(u))
 
     def float_op(self, u: UOp, kind: str) -> None:
+        if kind == "f16" and u.op is Ops.MULACC:  # rounded once: f32 then f16 could round twice
+            a, b, c = (self.reg(s) for s in u.src)
+            self.a.ins("v_fma_f16", self.out(u), a, b, c, note=self.note(u))
+            return
         ops = self.f32_operands(u)
         dst = self.out(u)
         res = dst if kind == "f32" else self.tmp()

@@ -106,6 +106,11 @@ class Asm:
             self.stores["lgkmcnt"] += 1
         elif mnemonic.split("_e", maxsplit=1)[0] in TRANS or mnemonic in TRANS:
             self.pending.trans.update(writes)
+        if mnemonic.startswith("s_") and ("saveexec" in mnemonic or (dst and operands[0] == "exec_lo")):
+            # gfx11's VALU partial-forwarding hazard: a VGPR written by VALUs under different EXEC masks and read
+            # soon after; waiting here for every earlier VALU result keeps each EXEC region self-contained
+            self.raw("s_waitcnt_depctr 0xfff  // EXEC changed: earlier VALU results land first")
+            self.pending.trans.clear()
 
     def _one_literal(self, operands: tuple[str, ...], dst: int) -> tuple[str, ...]:
         """A VALU instruction takes one distinct literal: any other is moved into a scratch VGPR first."""

@@ -21,7 +21,7 @@ from typing import Any
 from tg.backends.contract import Capabilities, Emitter
 from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.render import TextRenderer
-from tg.codegen.uops import Ops, PtrDType, UOp, format_uops
+from tg.codegen.uops import Ops, PtrDType, UOp, VecDType, format_uops
 from tg.support.dtype import DType
 
 from tg_rdna import __version__
@@ -29,6 +29,7 @@ from tg_rdna.alu import AluMixin, kind_of
 from tg_rdna.asm import Asm
 from tg_rdna.codeobject import MAX_SGPRS, MAX_VGPRS, KernelDescription, assembly
 from tg_rdna.regs import OutOfRegisters, Registers, last_uses
+from tg_rdna.vectors import VectorMixin, block_registers
 
 GROUP_SIZE = 128
 RESIDENT_SGPRS = 72  # buffer addresses kept in SGPRs for the whole kernel up to this many SGPRs
@@ -38,6 +39,11 @@ CAPABILITIES = Capabilities(
     sin_is_sin2pi=True,  # v_sin_f32 takes revolutions
     local_memory=LOCAL_MEMORY,  # LDS per work group (gfx1100 has 64 KiB)
     group_size=GROUP_SIZE,  # 4 wave32 waves per work group: gidx0 = s2, lidx0 = v0[9:0]
+    launch_dims=3,  # the output's shape in the grid: gidx1 = s3, gidx2 = s4 (lidx1/2 = v0[19:10], v0[29:20])
+    # vectors render (tg_rdna.vectors: global_load_b128...) but are not declared: vectorised int64 kernels (the
+    # kit's x ** y) keep more than 256 VGPRs live, and tg-rdna does not spill
+    vector_width=1,
+    upcast=16,  # a reduction thread computes a 4x4 register tile
     # exact division (v_div_scale/v_div_fmas/v_div_fixup), v_fma_f32 for a*b+c
     renders=frozenset({Ops.NEG, Ops.RECIP, Ops.SUB, Ops.CMPEQ, Ops.DIV, Ops.MULACC}),
 )
@@ -73,14 +79,14 @@ def _elem(dtype: Any) -> DType:
     return base
 
 
-class _Kernel(AluMixin, TextRenderer):
+class _Kernel(VectorMixin, AluMixin, TextRenderer):
     """One kernel being rendered."""
 
     def __init__(self, name: str, kernel: LoweredKernel):
         super().__init__(kernel.uops)
         self.name, self.kernel = name, kernel
         self.a = Asm(scratch=self.tmp)
-        self.dims = max(1, len(kernel.global_size))
+        self.dims = max(1, len(kernel.global_size), len(kernel.local_size))
         self.nbuf = len(kernel.buffers)
         first_sgpr = 2 + self.dims
         self.bases_at = (first_sgpr + 3) // 4 * 4  # buffer i's address: s[bases_at+2i : +1], 16-byte aligned
@@ -299,6 +305,8 @@ class _Kernel(AluMixin, TextRenderer):
     def render_load(self, u: UOp) -> None:
         buf, index = u.src[0], u.src[1]
         gate = u.src[2] if len(u.src) > 2 else None
+        if isinstance(u.dtype, VecDType):
+            return self._load_vector(u, buf, index, gate)
         dt = _elem(u.dtype)
         dst = self.out(u)
         if gate is not None and _is64(dt):
@@ -320,6 +328,24 @@ class _Kernel(AluMixin, TextRenderer):
             self.a.ins(f"global_load_{suffix}", dst, offset, self.base(buf), memory="vm", note=self.note(u))
         self._ungate(saved)
 
+    def _load_vector(self, u: UOp, buf: UOp, index: UOp, gate: UOp | None) -> None:
+        assert isinstance(u.dtype, VecDType)
+        regs = self.block(u)
+        if gate is not None:
+            alt = u.src[3]
+            if isinstance(alt.dtype, VecDType):
+                for reg, lane in zip(regs, block_registers(self.names[id(alt)]), strict=True):
+                    self.a.ins("v_mov_b32", reg, lane)
+            else:
+                self.fill(regs, [alt] * u.dtype.count, u.dtype.base)
+        saved = self._gate(gate)
+        if saved == "never":
+            return
+        offset = self._byte_offset(index, u.dtype.base.itemsize)
+        local = self.local.get(id(buf))
+        self.load_vector(u, offset, [] if local is not None else [self.base(buf)], local)
+        self._ungate(saved)
+
     def render_store(self, u: UOp) -> None:
         buf, index, value = u.src[0], u.src[1], u.src[2]
         gate = u.src[3] if len(u.src) > 3 else None
@@ -328,6 +354,10 @@ class _Kernel(AluMixin, TextRenderer):
         if saved == "never":
             return
         offset = self._byte_offset(index, dt.itemsize)
+        if isinstance(value.dtype, VecDType):
+            local = self.local.get(id(buf))
+            self.store_vector(value, offset, [] if local is not None else [self.base(buf)], local, self.note(u))
+            return self._ungate(saved)
         data = self.pair(value) if _is64(dt) else self.reg(value)
         bits = _SIZES[dt.itemsize]
         if id(buf) in self.local:
