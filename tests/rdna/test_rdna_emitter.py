@@ -255,3 +255,54 @@ def test_vector_loads_and_stores_are_one_instruction_per_16_bytes(count: int, ca
         chunks = max(1, dtype.itemsize * count // 16)
         assert len(loads) == len(stores) == chunks, (name, loads, stores)
         build.link(source, f"vec_{name}_{count}")
+
+
+def hoisted_tests(count: int = 300) -> KernelBuilder:
+    """out = how many of ``count`` thresholds k/10 lie above x, with every comparison listed before the first
+    use (core's order can be like that): ``count`` bools live at once in that order."""
+    b = KernelBuilder()
+    o, x = b.define_global(0, dtypes.float32, True), b.define_global(1, dtypes.float32, False)
+    g = b.special("gidx0", N)
+    v = b.load(x, g, dtypes.float32)
+    tests = [b.alu(Ops.CMPLT, v, b.const(k / 10, dtypes.float32)) for k in range(count)]
+    total = b.const(0.0, dtypes.float32)
+    for t in tests:
+        total = b.alu(Ops.WHERE, t, b.alu(Ops.ADD, total, b.const(1.0, dtypes.float32)), total)
+    b.store(o, g, total)
+    return b
+
+
+def test_a_kernel_too_big_in_cores_order_is_rendered_in_a_frugal_one() -> None:
+    from tg_rdna.emitter import RegisterPressureError, _Kernel
+    from tg_rdna.schedule import sink
+
+    kernel = LoweredKernel("hoisted", hoisted_tests().uops, (N,), (1,))
+    with pytest.raises(RegisterPressureError, match="VGPRs"):
+        _Kernel("hoisted", kernel).render()
+    source = RDNAEmitter().render(kernel).source
+    assert int(re.search(r"\.amdhsa_next_free_vgpr (\d+)", source).group(1)) < 16  # type: ignore[union-attr]
+    order = sink(kernel.uops)
+    assert sorted(map(id, order)) == sorted(map(id, kernel.uops))
+    position = {id(u): i for i, u in enumerate(order)}
+    assert all(position[id(s)] < position[id(u)] for u in order for s in u.src)  # still SSA order
+
+
+def test_the_frugal_order_keeps_loop_invariants_outside_and_accumulator_reads_in_place() -> None:
+    from tg_rdna.schedule import sink
+
+    b = KernelBuilder()
+    o, x = b.define_global(0, dtypes.float32, True), b.define_global(1, dtypes.float32, False)
+    g = b.special("gidx0", N)
+    scale = b.alu(Ops.MUL, b.load(x, g, dtypes.float32), b.const(2.0, dtypes.float32))  # used inside the loop
+    acc = b.define_acc(0.0, dtypes.float32)
+    r = b.range(0, 4)
+    before = b.alu(Ops.ADD, acc, b.const(1.0, dtypes.float32))  # reads the accumulator before it changes
+    b.assign(acc, b.alu(Ops.ADD, acc, scale))
+    b.store(o, g, before)  # read after the ASSIGN: moving `before` down would read the new value
+    b.end_range(r)
+    order = sink(b.uops)
+    position = {id(u): i for i, u in enumerate(order)}
+    loop = next(i for i, u in enumerate(order) if u.op is Ops.RANGE)
+    assert position[id(scale)] < loop
+    assign = next(i for i, u in enumerate(order) if u.op is Ops.ASSIGN)
+    assert position[id(before)] < assign

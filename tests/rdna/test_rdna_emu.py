@@ -138,3 +138,13 @@ def test_float16_mulacc_is_rounded_once(cache_dir: Path) -> None:
     exact = (x.astype(np.float64) * y.astype(np.float64) + z.astype(np.float64)).astype(np.float16)
     assert exact[0] == np.float16(199.9)
     np.testing.assert_array_equal(_run(program, x, y, z, out_dtype=np.float16), exact)
+
+
+def test_a_kernel_rendered_in_the_frugal_order_computes_the_same(cache_dir: Path) -> None:
+    from test_rdna_emitter import hoisted_tests
+
+    program = RDNAEmitter().render(LoweredKernel("hoisted", hoisted_tests(300).uops, (N,), (1,)))
+    x = np.linspace(-2, 32, N).astype(np.float32)
+    thresholds = (np.arange(300) / 10).astype(np.float32)
+    expected = (x[:, None] < thresholds[None, :]).sum(axis=1).astype(np.float32)
+    np.testing.assert_array_equal(_run(program, x), expected)

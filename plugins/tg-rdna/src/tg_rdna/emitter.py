@@ -9,7 +9,8 @@ work-group id SGPR ``s<2+d>``, ``lidx<d>`` a 10-bit field of v0.  Global loads a
 Loops (``RANGE``) keep the lanes still iterating in EXEC and leave with ``s_cbranch_execz``.  ``DEFINE_LOCAL`` is
 LDS (``ds_load_*``/``ds_store_*``), ``BARRIER`` is ``s_barrier`` after this wave's stores are done.  The waits
 and hazard stalls are placed by :class:`tg_rdna.asm.Asm`; ALU ops, casts and the math sequences are in
-:mod:`tg_rdna.alu`.  The kernel descriptor and metadata come from :mod:`tg_rdna.codeobject`.
+:mod:`tg_rdna.alu`.  The kernel descriptor and metadata come from :mod:`tg_rdna.codeobject`.  A kernel that
+needs more registers than a wave has in core's order is rendered again in :func:`tg_rdna.schedule.sink`'s.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tg_rdna.alu import AluMixin, kind_of
 from tg_rdna.asm import Asm
 from tg_rdna.codeobject import MAX_SGPRS, MAX_VGPRS, KernelDescription, assembly
 from tg_rdna.regs import OutOfRegisters, Registers, last_uses
+from tg_rdna.schedule import sink
 from tg_rdna.vectors import VectorMixin, block_registers
 
 GROUP_SIZE = 128
@@ -59,8 +61,15 @@ class RDNAEmitter(Emitter):
 
     def render(self, kernel: LoweredKernel) -> Program:
         name = kernel_name(kernel.name)
-        source, desc = _Kernel(name, kernel).render()
+        try:
+            source, desc = _Kernel(name, kernel).render()
+        except RegisterPressureError:  # core's order keeps too much live: values right before their use instead
+            source, desc = _Kernel(name, kernel, sink(kernel.uops)).render()
         return Program.of(kernel, source, name=name, kernarg_size=desc.kernarg_size, lds=desc.lds)
+
+
+class RegisterPressureError(NotImplementedError):
+    """A kernel needs more VGPRs or SGPRs live at once than a wave has (tg-rdna does not spill)."""
 
 
 def kernel_name(name: str) -> str:
@@ -82,8 +91,8 @@ def _elem(dtype: Any) -> DType:
 class _Kernel(VectorMixin, AluMixin, TextRenderer):
     """One kernel being rendered."""
 
-    def __init__(self, name: str, kernel: LoweredKernel):
-        super().__init__(kernel.uops)
+    def __init__(self, name: str, kernel: LoweredKernel, order: list[UOp] | None = None):
+        super().__init__(kernel.uops if order is None else order)
         self.name, self.kernel = name, kernel
         self.a = Asm(scratch=self.tmp)
         self.dims = max(1, len(kernel.global_size), len(kernel.local_size))
@@ -118,7 +127,7 @@ class _Kernel(VectorMixin, AluMixin, TextRenderer):
                     self.from_table(u)  # ALU ops: the instruction table of the operands' kind (tg_rdna.alu)
                 self._release(position)
         except OutOfRegisters as exc:
-            raise NotImplementedError(f"tg-rdna: kernel {self.name} needs {exc} (tg-rdna does not spill)") from exc
+            raise RegisterPressureError(f"tg-rdna: kernel {self.name} needs {exc} (tg-rdna does not spill)") from exc
         self.a.raw("s_endpgm")
         group = math.prod(self.kernel.local_size)
         desc = KernelDescription(self.name, self.nbuf, (), vgprs=self.regs.vtop, sgprs=self.regs.stop,
