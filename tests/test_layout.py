@@ -14,7 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"tg": ROOT / "core" / "src" / "tg", "tg_clang": ROOT / "plugins" / "tg-clang" / "src" / "tg_clang",
-            "tg_ptx": ROOT / "plugins" / "tg-ptx" / "src" / "tg_ptx"}
+            "tg_ptx": ROOT / "plugins" / "tg-ptx" / "src" / "tg_ptx",
+            "tg_rdna": ROOT / "plugins" / "tg-rdna" / "src" / "tg_rdna"}
 #: Core's layers, lowest first: the data flow tensor -> graph -> schedule -> codegen -> backends -> run.
 LAYERS = [["tg.support"], ["tg.graph"], ["tg.schedule"], ["tg.codegen"], ["tg.backends", "tg.hooks"], ["tg.engine"],
           ["tg.frontend"], ["tg.nn", "tg.optim", "tg.checkpoint"],
