@@ -21,6 +21,7 @@ import os
 import struct
 
 import numpy as np
+
 from tg_rdna.emulator.elf import ElfFile, KernelDescriptor, parse_elf
 from tg_rdna.emulator.errors import EmulatorError
 from tg_rdna.emulator.executor import Step, compile_program, run

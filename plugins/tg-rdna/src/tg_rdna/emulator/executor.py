@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+
 from tg_rdna.emulator.errors import EmulatorError
 from tg_rdna.emulator.memops import build_memory
 from tg_rdna.emulator.memory import Memory

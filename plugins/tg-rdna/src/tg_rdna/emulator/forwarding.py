@@ -17,6 +17,7 @@ a 64-bit register pair counts once (LLVM checks "2 or more unique VGPR sources" 
 from __future__ import annotations
 
 import numpy as np
+
 from tg_rdna.emulator.errors import EmulatorError
 
 NEVER = -(1 << 40)

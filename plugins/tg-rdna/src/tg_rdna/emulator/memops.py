@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+
 from tg_rdna.emulator.errors import EmulatorError
 from tg_rdna.emulator.operands import Operand
 from tg_rdna.emulator.state import U32, U64, Ctx

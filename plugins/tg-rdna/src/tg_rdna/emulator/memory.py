@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 
 import numpy as np
+
 from tg_rdna.emulator.errors import EmulatorError
 
 _BASE = 1 << 32

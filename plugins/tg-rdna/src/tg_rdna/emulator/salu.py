@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from tg_rdna.emulator.errors import EmulatorError
 from tg_rdna.emulator.operands import EXEC_LO, VCC_LO, Operand
 from tg_rdna.emulator.program import Instruction

@@ -9,6 +9,7 @@ at the same program counter, and their EXEC lanes; every read and write goes thr
 from __future__ import annotations
 
 import numpy as np
+
 from tg_rdna.emulator.errors import EmulatorError
 from tg_rdna.emulator.memory import Memory
 from tg_rdna.emulator.operands import EXEC_LO, NULL, Operand, immediate_bits, type_width

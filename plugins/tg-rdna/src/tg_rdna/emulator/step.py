@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from tg_rdna.emulator.operands import Operand
 from tg_rdna.emulator.state import Ctx
 

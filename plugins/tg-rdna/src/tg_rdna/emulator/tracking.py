@@ -22,6 +22,7 @@ and SALU instructions do not count: the emulator flags exactly what LLVM would h
 from __future__ import annotations
 
 import numpy as np
+
 from tg_rdna.emulator.errors import EmulatorError
 from tg_rdna.emulator.forwarding import PartialForwarding
 

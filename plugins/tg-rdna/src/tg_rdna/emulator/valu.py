@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 
 import numpy as np
+
 from tg_rdna.emulator import numerics as nm
 from tg_rdna.emulator import numerics64 as nm64
 from tg_rdna.emulator.errors import EmulatorError

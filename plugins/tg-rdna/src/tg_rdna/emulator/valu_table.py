@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from tg_rdna.emulator import numerics as nm
 from tg_rdna.emulator import numerics64 as nm64
 
