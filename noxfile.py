@@ -39,8 +39,8 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Core's test suite, with tg-core installed from the local path (not editable) into a fresh venv."""
-    session.install("./core[testing]")
-    session.run("pytest", "tests", *[f"--ignore=tests/{d}" for d in PLUGIN_TEST_DIRS], *session.posargs)
+    session.install("./core[testing]", "pytest-xdist")
+    session.run("pytest", "tests", "-n", "auto", *[f"--ignore=tests/{d}" for d in PLUGIN_TEST_DIRS], *session.posargs)
 
 
 # The conformance kit on the built-in numpy backend, plain and with each lowering capability switched on,
@@ -55,10 +55,10 @@ NUMPY_CAPABILITIES = ["", "no_div", "sin_is_sin2pi", "no_pow", "mulacc", "no_mod
 @nox.session
 def conformance(session: nox.Session) -> None:
     """`TG_BACKEND=numpy pytest --pyargs tg.testing`, once per TG_NUMPY_CAPS setting above."""
-    session.install("./core[testing]")
+    session.install("./core[testing]", "pytest-xdist")
     for caps in NUMPY_CAPABILITIES:
         session.log(f"conformance kit on numpy with TG_NUMPY_CAPS={caps!r}")
-        session.run("pytest", "--pyargs", "tg.testing", "-q", "-p", "no:cacheprovider", *session.posargs,
+        session.run("pytest", "--pyargs", "tg.testing", "-q", "-n", "auto", "-p", "no:cacheprovider", *session.posargs,
                     env={"TG_BACKEND": "numpy", "TG_NUMPY_CAPS": caps})
 
 
@@ -128,11 +128,13 @@ def ptx(session: nox.Session) -> None:
 
 @nox.session
 def rdna(session: nox.Session) -> None:
-    """tg-rdna: its tests (every corpus kernel assembled and linked by LLVM), then the conformance kit on rdna:emu
-    (each kernel built into a code object by llvm-mc + ld.lld and run by the emulator) when the emulator is there.
+    """tg-rdna: its tests (every corpus kernel assembled and linked by LLVM, the emulator's instruction tests), then
+    the conformance kit on rdna:emu (each kernel built into a code object by llvm-mc + ld.lld and run by the
+    emulator from LLVM's disassembly of it).
 
-    Needs LLVM 15 or newer with lld (Debian 12: `apt-get install -y llvm-19 lld-19`).  Without it the session
-    fails under CI (CI set) and is skipped elsewhere.  Code objects are cached in the session's tmp dir.
+    Needs LLVM 15 or newer with lld (Debian 12: `apt-get install -y llvm-19 lld-19`; CI's .ci/run installs them).
+    Without it the session fails under CI (CI set) and is skipped elsewhere.  Code objects are cached in the
+    session's tmp dir.
     """
     import os
 
@@ -143,13 +145,8 @@ def rdna(session: nox.Session) -> None:
     problem = problem.strip() if isinstance(problem, str) else ""
     if problem:
         session.error(problem) if os.environ.get("CI") else session.skip(problem)
-    session.run("pytest", "tests/rdna", "-n", "2", *session.posargs, env=env)
-    emulator = session.run("python", "-c", "import importlib.util as u; print(bool(u.find_spec('tg_rdna.emulator')))",
-                           silent=True, env=env)
-    if not (isinstance(emulator, str) and emulator.strip() == "True"):
-        session.warn("tg_rdna.emulator is not installed: the conformance kit on rdna:emu is not run")
-        return
-    session.run("pytest", "--pyargs", "tg.testing", "-q", "-n", "2", "-p", "no:cacheprovider", *session.posargs,
+    session.run("pytest", "tests/rdna", "-n", "auto", *session.posargs, env=env)
+    session.run("pytest", "--pyargs", "tg.testing", "-q", "-n", "auto", "-p", "no:cacheprovider", *session.posargs,
                 env={**env, "TG_BACKEND": "rdna:emu"})
 
 
