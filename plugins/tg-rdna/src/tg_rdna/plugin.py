@@ -34,6 +34,9 @@ ENVIRONMENT: dict[str, str] = {
     "TG_RDNA_LLVM_OBJDUMP": "The llvm-objdump that TG_DEBUG=5 disassembles code objects with.",
     "TG_RDNA_LLVM_READELF": "The llvm-readelf tg-rdna's tests read code objects' notes with.",
     "TG_RDNA_DEVICE": "For the rdna runtime: which gfx11 OpenCL device to use (default 0).",
+    "TG_RDNA_EMU_MAX_STEPS": "For rdna:emu: instruction steps a launch may take before it counts as an endless loop "
+                             "(default 2,000,000).",
+    "TG_RDNA_EMU_CHUNK_WAVES": "For rdna:emu: waves the emulator runs together (default 4096; whole work groups).",
 }
 
 

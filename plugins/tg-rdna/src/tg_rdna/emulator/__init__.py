@@ -19,7 +19,8 @@ out-of-bounds access or a deadlocked barrier are errors.
 - :mod:`.forwarding`: the gfx11 VALU partial-forwarding hazard; :mod:`.catalog`: the supported instructions.
 
 Environment: ``TG_RDNA_EMU_MAX_STEPS`` (steps before a launch counts as an endless loop, default 2,000,000),
-``TG_RDNA_EMU_CHUNK_WAVES`` (waves run together, default 4096), ``TG_RDNA_OBJDUMP`` (the llvm-objdump to use).
+``TG_RDNA_EMU_CHUNK_WAVES`` (waves run together, default 4096); llvm-objdump is found as tg-rdna finds
+LLVM's other tools (``TG_RDNA_LLVM_OBJDUMP``, ``TG_RDNA_LLVM_BIN``).
 
 Usage::
 

@@ -8,15 +8,13 @@ cached per code object by the sha256 of its bytes, so launching a kernel again d
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 
+from tg_rdna import toolchain
 from tg_rdna.emulator.errors import EmulatorError
 
-OBJDUMP_NAMES = ("llvm-objdump-19", "llvm-objdump-20", "llvm-objdump-18", "llvm-objdump-17", "llvm-objdump")
 _LINE = re.compile(r"^\s+(?P<text>\S.*?)\s*//\s*(?P<addr>[0-9A-Fa-f]{12,16}):(?P<words>(?:\s+[0-9A-Fa-f]{8})+)"
                    r"(?:\s+<[^>]*>)?\s*$")
 
@@ -38,14 +36,11 @@ class Instruction:
 
 
 def find_objdump() -> str:
-    override = os.environ.get("TG_RDNA_OBJDUMP")
-    if override:
-        return override
-    for name in OBJDUMP_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    raise EmulatorError("llvm-objdump (LLVM 17 or newer) was not found: apt-get install llvm-19")
+    """The llvm-objdump tg-rdna uses (``TG_RDNA_LLVM_OBJDUMP``, ``TG_RDNA_LLVM_BIN``, else the newest on PATH)."""
+    found = toolchain.find("llvm-objdump")
+    if found is None:
+        raise EmulatorError(toolchain.missing_message("llvm-objdump"))
+    return found
 
 
 _MODIFIER = re.compile(r"^(offset|op_sel|op_sel_hi|neg_lo|neg_hi|mul|div|clamp|glc|slc|dlc|nv|sc0|sc1|nt|"
@@ -129,11 +124,12 @@ def disassemble(elf_bytes: bytes) -> list[Instruction]:
     with tempfile.NamedTemporaryFile(suffix=".co") as f:
         f.write(elf_bytes)
         f.flush()
-        proc = subprocess.run([find_objdump(), "-d", "--mcpu=gfx1100", "--section=.text", f.name],
-                              capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise EmulatorError(f"llvm-objdump failed: {proc.stderr.strip()}")
-    program = parse_disassembly(proc.stdout)
+        try:  # through tg's early-exec helper, with its time limit, like every LLVM run of tg-rdna
+            text = toolchain.run([find_objdump(), "-d", "--mcpu=gfx1100", "--section=.text", f.name]).decode()
+        except subprocess.CalledProcessError as exc:
+            stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+            raise EmulatorError(f"llvm-objdump failed: {stderr.strip()}") from None
+    program = parse_disassembly(text)
     if not program:
         raise EmulatorError("llvm-objdump found no instructions in .text")
     _CACHE[key] = program
