@@ -17,7 +17,8 @@ PACKAGES = {"tg": ROOT / "core" / "src" / "tg", "tg_clang": ROOT / "plugins" / "
             "tg_ptx": ROOT / "plugins" / "tg-ptx" / "src" / "tg_ptx"}
 #: Core's layers, lowest first: the data flow tensor -> graph -> schedule -> codegen -> backends -> run.
 LAYERS = [["tg.support"], ["tg.graph"], ["tg.schedule"], ["tg.codegen"], ["tg.backends", "tg.hooks"], ["tg.engine"],
-          ["tg.frontend"], ["tg.nn", "tg.optim", "tg.checkpoint"], ["tg.testing", "tg.cli", "tg.__main__", "tg"]]
+          ["tg.frontend"], ["tg.nn", "tg.optim", "tg.checkpoint"], ["tg.distributed"],
+          ["tg.testing", "tg.cli", "tg.__main__", "tg"]]
 MAX_LINES = 600
 
 
