@@ -154,13 +154,15 @@ def clang(session: nox.Session) -> None:
 def distributed(session: nox.Session) -> None:
     """tg.distributed over MPI (the tg-core[distributed] extra: mpi4py and MPICH's wheel, which brings mpiexec):
     tests/distributed launches 1 to 4 local processes per test under a timeout; one test also runs tg-clang when
-    clang is installed.  Then the digits example trains its MLP data-parallel on 2 processes."""
+    clang is installed.  Then the digits example trains its MLP data-parallel on 2 processes (at least 95%), and
+a small run of bench/distributed.py."""
     session.install("./core[testing,distributed,examples]", "./plugins/tg-clang")
     env = {"TG_CACHE_DIR": str(Path(session.create_tmp()) / "tg-cache")}
     session.run("pytest", "tests/distributed", *session.posargs, env=env)
     session.run("mpiexec", "-n", "2", "python", "examples/train_digits.py", "--distributed", "--model", "mlp",
                 "--require-accuracy", "0.95", "--checkpoint-dir", str(Path(session.create_tmp()) / "checkpoints"),
                 env={**env, "TG_BACKEND": "numpy"})
+    session.run("python", "bench/distributed.py", "--quick", "--hidden", "64", "--batch", "32", env=env)  # smoke
 
 
 @nox.session
