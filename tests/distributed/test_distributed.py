@@ -157,6 +157,7 @@ def test_a_rank_that_raises_stops_the_others(tmp_path: Path) -> None:
     assert rc != 0, out
     assert "tg.distributed: rank 1 (" in out and "raised ValueError: deliberate failure on rank 1" in out, out
     assert "aborting all 4 ranks" in out
+    assert "stops: rank 1 (" in out, out  # another rank, waiting in an allreduce, said why it stopped
     assert seconds < BOUND
 
 

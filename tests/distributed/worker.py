@@ -57,6 +57,7 @@ def train(out: Path, steps: int, bucket_mb: float) -> None:
     ddp = dist.DistributedDataParallel(model, bucket_cap_mb=bucket_mb)
     initial = {k: v.numpy() for k, v in model.state_dict().items()}
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    ddp(shard(0)[0]).numpy()  # a forward without backward (a metric, say) changes nothing
     for step in range(steps):
         x, y = shard(step)
         loss = ddp(x).cross_entropy(y)

@@ -146,6 +146,7 @@ class DistributedDataParallel:
             pending.append(p)
         self._add_bucket(pending)
         self.unsynced = False  # a forward with gradients ran since gradients were last averaged
+        self._unsynced_in_jit = False  # ... and it ran inside a tg.jit function
         self.allreduce_seconds = 0.0  # time from the first bucket's start to the last one's arrival, all steps
         ref = weakref.ref(self)
 
@@ -170,14 +171,15 @@ class DistributedDataParallel:
         return self.forward(*args, **kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        if self.unsynced:
-            self.unsynced = False
+        if self._unsynced_in_jit:
+            self._unsynced_in_jit = False
             raise DistributedError(
                 "DistributedDataParallel: the gradients of the previous forward were never averaged across ranks "
-                "(its backward ran inside tg.jit, where no allreduce can run, or backward never ran). "
+                "(its backward ran inside a tg.jit function, where no allreduce can run). "
                 f"Fix: {_JIT_FIX[_JIT_FIX.index('use '):]}")
         if grad_enabled():
-            self.unsynced = True
+            self.unsynced = True  # the next backward's hook averages the gradients
+            self._unsynced_in_jit = current_recorder() is not None  # it cannot there: sync_gradients must follow
         return self.module(*args, **kwargs)
 
     def _after_backward(self) -> None:
@@ -232,5 +234,5 @@ class DistributedDataParallel:
         for b in self.buckets:
             for p, view in zip(b.params, b.views):
                 p.grad = view
-        self.unsynced = False
+        self.unsynced = self._unsynced_in_jit = False
 

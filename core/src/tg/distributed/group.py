@@ -73,7 +73,13 @@ def init(timeout: float | None = None) -> Group:
     _group = Group(comm, comm.Dup(), comm.Get_rank(), comm.Get_size(), local.Get_rank(), local.Get_size(),
                    MPI.Get_processor_name(), seconds)
     local.Free()
-    sys.excepthook = _abort_on_exception
+    previous = sys.excepthook
+
+    def excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        previous(kind, value, tb)  # the traceback, as without tg.distributed
+        _abort_on_exception(kind, value)
+
+    sys.excepthook = excepthook
     atexit.register(_announce_exit)
     return _group
 
@@ -195,9 +201,9 @@ def _tell_others(g: Group, tag: int, message: Any) -> list[Any]:
     return [g.control.isend(message, dest=r, tag=tag) for r in range(g.world_size) if r != g.rank]
 
 
-def _abort_on_exception(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
-    """sys.excepthook while initialised: print, tell the other ranks which rank failed and why, abort them all."""
-    sys.__excepthook__(kind, value, tb)
+def _abort_on_exception(kind: type[BaseException], value: BaseException) -> None:
+    """After an uncaught exception (sys.excepthook while initialised): tell the other ranks which rank failed and
+    why, then abort them all."""
     g = _group
     if g is None or g.world_size == 1:
         return
