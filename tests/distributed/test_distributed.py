@@ -78,6 +78,9 @@ def mpirun(n: int, *args: str, env: dict[str, str] | None = None, limit: float =
     return proc.returncode, out, seconds
 
 
+LAST_OUTPUT = ""  # what the last trained() run printed
+
+
 def trained(tmp_path: Path, n: int, mode: str = "train", env: dict[str, str] | None = None
             ) -> list[dict[str, np.ndarray]]:
     out_dir = tmp_path / f"{mode}-{n}-{(env or {}).get('TG_BACKEND', 'numpy')}"
@@ -85,6 +88,8 @@ def trained(tmp_path: Path, n: int, mode: str = "train", env: dict[str, str] | N
     rc, out, seconds = mpirun(n, mode, str(out_dir), "--steps", "8", "--bucket-mb", "0.0005", env=env)
     assert rc == 0, out
     print(f"{mode} on {n} processes: {seconds:.1f} s\n{out}")
+    global LAST_OUTPUT
+    LAST_OUTPUT = out
     ranks = []
     for r in range(n):
         with np.load(out_dir / f"rank{r}.npz") as z:
@@ -108,6 +113,7 @@ def test_the_same_global_batch_gives_the_same_parameters(tmp_path: Path, one_pro
     """Each rank starts from other random values (the broadcast must fix them) and takes 1/n of every global
     batch; after 8 steps of SGD with momentum every rank holds the 1-process parameters."""
     ranks = trained(tmp_path, n)
+    assert LAST_OUTPUT.count(": 4 buckets, allreduce") == n  # gradients went in 4 messages per step (cap 0.0005 MB)
     for r, params in enumerate(ranks):
         assert max_difference(params, ranks[0]) == 0.0, f"rank {r} differs from rank 0"
     difference = max_difference(ranks[0], one_process)
@@ -182,8 +188,19 @@ def test_a_hung_rank_times_out(tmp_path: Path) -> None:
     rc, out, seconds = mpirun(2, "hang", str(tmp_path), env={"TG_DIST_TIMEOUT": "3"})
     print(f"rank 1 hung: the others gave up after {seconds:.1f} s (timeout 3 s, launch included)")
     assert rc != 0, out
-    assert "rank 0: gradient allreduce (bucket 1 of 1) (collective 5) did not complete within 3 s" in out, out
+    assert ("rank 0: gradient allreduce (bucket 1 of 1) (collective 5) did not complete within 3 s "
+            "(TG_DIST_TIMEOUT): rank 1 did not answer within 2 s (hung, or busy outside tg.distributed)") in out, out
     assert 3 < seconds < 3 + BOUND
+
+
+def test_a_hung_rank_is_named_among_waiting_ones(tmp_path: Path) -> None:
+    """Ranks 0, 2 and 3 wait in the allreduce; each asks the others where they are: only rank 1 is silent."""
+    rc, out, seconds = mpirun(4, "hang", str(tmp_path), env={"TG_DIST_TIMEOUT": "3"})
+    print(f"rank 1 hung among 4: the others gave up after {seconds:.1f} s (launch included)")
+    assert rc != 0, out
+    assert "did not complete within 3 s (TG_DIST_TIMEOUT): rank 1 did not answer within 2 s" in out, out
+    assert "ranks 1," not in out and "rank 2 did not answer" not in out and "rank 3 did not answer" not in out
+    assert seconds < 3 + BOUND
 
 
 def test_a_shape_mismatch_is_found_at_start(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ and gives up after ``TG_DIST_TIMEOUT`` seconds (default 300).  So a rank never w
   at once, naming it;
 * a rank that is killed (a signal, ``os._exit``): ``mpiexec`` (MPICH's hydra) ends every rank at once
   (it names a PID, not the rank);
-* a rank that hangs: the others raise after ``TG_DIST_TIMEOUT`` seconds, naming the collective.
+* a rank that hangs: the others raise after ``TG_DIST_TIMEOUT`` seconds, naming the collective and, after
+  asking every rank where it waits (up to 2 s more), the ranks that did not answer or wait elsewhere.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from tg.distributed._mpi import MPI
 from tg.support.errors import TgError
 from tg.support.helpers import getenv
 
-_FAIL, _LEFT = 7701, 7702  # tags of the control messages
+_FAIL, _LEFT, _ASK, _ANSWER = 7701, 7702, 7703, 7704  # tags of the control messages
+ASK_SECONDS = 2.0  # after a timeout: how long the other ranks have to say where they wait
 
 
 class DistributedError(TgError, RuntimeError):
@@ -54,6 +56,8 @@ class Group:
     collectives: int = 0  # collectives this rank has started (the same sequence on every rank)
     left: dict[int, int] = field(default_factory=dict)  # rank -> collectives it took part in before leaving
     allreduce_seconds: float = 0.0  # time spent waiting in gradient and tensor allreduces
+    answers: dict[int, int] = field(default_factory=dict)  # rank -> the collective it waits in (after an _ASK)
+    sending: list[Any] = field(default_factory=list)  # control messages on their way (kept until sent)
 
 
 _group: Group | None = None
@@ -117,18 +121,42 @@ def is_main_process() -> bool:
 
 
 def _check_notices(g: Group, what: str) -> None:
-    """Raise if another rank has reported a failure, or left before taking part in the collective waited for."""
+    """Answer other ranks' questions; raise if another rank has reported a failure, or left before taking part
+    in the collective waited for."""
     status = MPI.Status()
     while g.control.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status):
         source, tag = status.Get_source(), status.Get_tag()
         message = g.control.recv(source=source, tag=tag)
         if tag == _FAIL:
             raise DistributedError(f"rank {g.rank} stops: {message} (while waiting in {what})")
-        g.left[source] = int(message)
+        if tag == _ASK:
+            g.sending.append(g.control.isend(g.collectives, dest=source, tag=_ANSWER))
+        elif tag == _ANSWER:
+            g.answers[source] = int(message)
+        else:
+            g.left[source] = int(message)
+    g.sending = [r for r in g.sending if not r.Test()]
     late = sorted(r for r, done in g.left.items() if done < g.collectives)
     if late:
         raise DistributedError(f"rank {g.rank} stops: rank {late[0]} exited after {g.left[late[0]]} collectives, "
                                f"before joining {what} (collective {g.collectives})")
+
+
+def _who_is_missing(g: Group, what: str) -> str:
+    """After a timeout: ask every other rank which collective it waits in; those silent for ASK_SECONDS are
+    busy outside tg.distributed (hung, or computing) and named."""
+    g.answers.clear()
+    g.sending.extend(_tell_others(g, _ASK, g.collectives))
+    deadline = time.monotonic() + ASK_SECONDS
+    others = [r for r in range(g.world_size) if r != g.rank]
+    while time.monotonic() < deadline and len(g.answers) < len(others):
+        _check_notices(g, what)
+        time.sleep(0.01)
+    silent = [r for r in others if r not in g.answers]
+    elsewhere = [f"rank {r} waits in collective {n}" for r, n in sorted(g.answers.items()) if n != g.collectives]
+    parts = [f"rank{'s' if len(silent) > 1 else ''} {', '.join(map(str, silent))} did not answer within "
+             f"{ASK_SECONDS:g} s (hung, or busy outside tg.distributed)"] if silent else []
+    return "; ".join(parts + elsewhere) or "every rank is waiting in it (an MPI problem?)"
 
 
 def wait(request: Any, what: str) -> None:
@@ -147,7 +175,7 @@ def wait(request: Any, what: str) -> None:
         _check_notices(g, what)
         if time.monotonic() - start > g.timeout:
             raise DistributedError(f"rank {g.rank}: {what} (collective {g.collectives}) did not complete within "
-                                   f"{g.timeout:g} s (TG_DIST_TIMEOUT): another rank hangs or never reached it")
+                                   f"{g.timeout:g} s (TG_DIST_TIMEOUT): {_who_is_missing(g, what)}")
 
 
 def start(kind: str, *args: Any) -> Any:
