@@ -154,6 +154,13 @@ def test_averaging_inside_a_jitted_step_is_refused(tmp_path: Path) -> None:
     assert "jit_train_step" in out
 
 
+def test_explicit_averaging_inside_jit_is_refused(tmp_path: Path) -> None:
+    rc, out, _ = mpirun(2, "jit-sync", str(tmp_path))
+    assert rc == 0, out
+    assert out.count("refused: DistributedDataParallel.sync_gradients inside a tg.jit function") == 2, out
+    assert out.count("refused: tg.distributed.all_reduce inside a tg.jit function") == 2, out
+
+
 BOUND = 20.0  # seconds from launch to every rank gone, for a fault found by notice or abort (measured: ~2 s)
 
 

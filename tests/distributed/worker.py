@@ -3,9 +3,10 @@
 Modes: ``train`` (N steps of data-parallel SGD with momentum on a fixed global batch; each rank saves its final
 parameters to OUT_DIR/rank<R>.npz), ``train-jit`` (the same through tg.jit: a jitted forward/backward, the
 allreduce, a jitted optimizer step), ``jit-inside`` (a jitted step that averages inside: must be refused),
-``raise`` (rank 1 raises after one step), ``exit`` (rank 1 leaves early with sys.exit), ``hang`` (rank 1 sleeps),
-``kill`` (rank 1 is killed by SIGKILL), ``mismatch`` (rank 1 builds a wider layer), ``sampler`` (each rank saves
-its indices), ``ops`` (all_reduce, broadcast, barrier, print0, save_checkpoint).
+``jit-sync`` (likewise, explicitly), ``raise`` (rank 1 raises after one step), ``exit`` (rank 1 leaves early
+with sys.exit), ``hang`` (rank 1 sleeps), ``kill`` (rank 1 is killed by SIGKILL), ``mismatch`` (rank 1 builds a
+wider layer), ``sampler`` (each rank saves its indices), ``ops`` (all_reduce, broadcast, barrier, print0,
+save_checkpoint).
 """
 
 from __future__ import annotations
@@ -106,6 +107,31 @@ def jit_inside() -> None:
     raise AssertionError("a jitted step with DDP inside ran without error")
 
 
+def jit_sync() -> None:
+    """Averaging called inside a jitted function is refused at once (a replay would skip it)."""
+    model = make_model()
+    ddp = dist.DistributedDataParallel(model)
+
+    @tg.jit
+    def inside(x: Tensor) -> Tensor:
+        out = ddp(x)
+        out.sum().backward()
+        ddp.sync_gradients()
+        return out
+
+    @tg.jit
+    def reduce_inside(x: Tensor) -> Tensor:
+        return dist.all_reduce(x * 2)
+
+    for fn in (inside, reduce_inside):
+        try:
+            fn(shard(0)[0])
+        except dist.DistributedError as exc:
+            print(f"refused: {exc}", flush=True)
+        else:
+            raise AssertionError(f"{fn.__name__} averaged inside tg.jit")
+
+
 def faulty(mode: str) -> None:
     model = make_model()
     ddp = dist.DistributedDataParallel(model)
@@ -175,6 +201,8 @@ def main() -> None:
         train_jit(args.out, args.steps, args.bucket_mb)
     elif args.mode == "jit-inside":
         jit_inside()
+    elif args.mode == "jit-sync":
+        jit_sync()
     elif args.mode in ("raise", "exit", "hang", "kill"):
         faulty(args.mode)
     elif args.mode == "mismatch":
