@@ -32,7 +32,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("mypy==2.4.1", "./core[testing]")
+    session.install("mypy==2.4.1", "./core[testing,distributed]")  # tg.distributed is checked against mpi4py's types
     session.run("mypy", "core/src/tg")
 
 

@@ -58,7 +58,9 @@ def train(out: Path, steps: int, bucket_mb: float) -> None:
     ddp = dist.DistributedDataParallel(model, bucket_cap_mb=bucket_mb)
     initial = {k: v.numpy() for k, v in model.state_dict().items()}
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    assert ddp.eval() is ddp and not model.training
     ddp(shard(0)[0]).numpy()  # a forward without backward (a metric, say) changes nothing
+    assert ddp.train().module.training
     for step in range(steps):
         x, y = shard(step)
         loss = ddp(x).cross_entropy(y)

@@ -190,7 +190,15 @@ class DistributedDataParallel:
         return list(self.params)
 
     def state_dict(self) -> dict[str, Tensor]:
+        """The wrapped module's (names without a ``module.`` prefix: a checkpoint loads into the bare model)."""
         return get_state_dict(self.module)
+
+    def train(self, mode: bool = True) -> DistributedDataParallel:
+        self.module.train(mode)
+        return self
+
+    def eval(self) -> DistributedDataParallel:
+        return self.train(False)
 
     def sync_gradients(self, grads: Sequence[Tensor | None] | None = None) -> None:
         """Average gradients over every rank and make each parameter's ``.grad`` the result.
