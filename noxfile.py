@@ -3,9 +3,9 @@
 Sessions: lint (ruff), typecheck (mypy on core), tests (core's suite), conformance (the kit on the numpy
 backend, plain and with each lowering capability), plugins (plugin discovery against the test
 distributions in tests/plugins/), one per backend plugin (ptx, clang; each also runs 1,000 programs of the
-differential fuzzer), examples (tg.nn and the digits example, which must reach 97%), and distributed
-(tg.distributed with MPI processes on this machine).  `nox -s fuzz`
-(not run by plain `nox`) fuzzes for long.  `nox -s NAME` runs one; `nox -l` lists them.
+differential fuzzer; rdna: LLVM assembles and links every kernel, the kit runs on rdna:emu), examples
+(tg.nn and the digits example, which must reach 97%), and distributed (tg.distributed with MPI processes on this
+machine).  `nox -s fuzz` (not run by plain `nox`) fuzzes for long.  `nox -s NAME` runs one; `nox -l` lists them.
 """
 
 from __future__ import annotations
@@ -124,6 +124,33 @@ def ptx(session: nox.Session) -> None:
     # the one-command GPU check, at small sizes on the emulator, so that it never rots
     session.run("python", "-m", "tg_ptx.check", "--dry-run", "--out", f"{session.create_tmp()}/tg-ptx-check.md",
                 env=env)
+
+
+@nox.session
+def rdna(session: nox.Session) -> None:
+    """tg-rdna: its tests (every corpus kernel assembled and linked by LLVM), then the conformance kit on rdna:emu
+    (each kernel built into a code object by llvm-mc + ld.lld and run by the emulator) when the emulator is there.
+
+    Needs LLVM 15 or newer with lld (Debian 12: `apt-get install -y llvm-19 lld-19`).  Without it the session
+    fails under CI (CI set) and is skipped elsewhere.  Code objects are cached in the session's tmp dir.
+    """
+    import os
+
+    session.install("./core[testing]", "./plugins/tg-rdna", "pytest-xdist")
+    env = {"TG_PLUGINS": "rdna", "TG_CACHE_DIR": f"{session.create_tmp()}/tg-cache"}
+    problem = session.run("python", "-c", "from tg_rdna.toolchain import problem; print(problem() or '')",
+                          silent=True, env=env)
+    problem = problem.strip() if isinstance(problem, str) else ""
+    if problem:
+        session.error(problem) if os.environ.get("CI") else session.skip(problem)
+    session.run("pytest", "tests/rdna", "-n", "2", *session.posargs, env=env)
+    emulator = session.run("python", "-c", "import importlib.util as u; print(bool(u.find_spec('tg_rdna.emulator')))",
+                           silent=True, env=env)
+    if not (isinstance(emulator, str) and emulator.strip() == "True"):
+        session.warn("tg_rdna.emulator is not installed: the conformance kit on rdna:emu is not run")
+        return
+    session.run("pytest", "--pyargs", "tg.testing", "-q", "-n", "2", "-p", "no:cacheprovider", *session.posargs,
+                env={**env, "TG_BACKEND": "rdna:emu"})
 
 
 @nox.session

@@ -163,9 +163,14 @@ def train(kind: str, data: Data, recipe: Recipe, seed: int, distributed: bool = 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["mlp", "cnn", "both"], default="both")
-    parser.add_argument("--epochs", type=int, help="epochs for every model (default: per model, mlp 20, cnn 8)")
-    parser.add_argument("--batch-size", type=int, help="default 32")
-    parser.add_argument("--lr", type=float, help="Adam's learning rate (default: per model)")
+    def per_model(field: str) -> str:
+        return ", ".join(f"{name} {getattr(recipe, field)}" for name, recipe in RECIPES.items())
+
+    parser.add_argument("--epochs", type=int,
+                        help=f"epochs for every model (default: per model, {per_model('epochs')})")
+    parser.add_argument("--batch-size", type=int,
+                        help=f"images per step (default: per model, {per_model('batch_size')})")
+    parser.add_argument("--lr", type=float, help=f"Adam's learning rate (default: per model, {per_model('lr')})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-dir", type=Path, default=Path("checkpoints"))
     parser.add_argument("--quick", action="store_true",

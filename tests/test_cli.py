@@ -22,8 +22,19 @@ def test_backends_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
     monkeypatch.setenv("TG_PLUGINS", "")
     assert main(["backends", "--check", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["tg_core"] == "0.1.0" and data["hookspec"] == 2
+    assert data["tg_core"] == "0.1.0" and data["hookspec"] == 2 and data["checked"] is True
     assert isinstance(data["backends"], list)
+    numpy_row = next(r for r in data["backends"] if r["backend"] == "numpy")
+    assert numpy_row["available"] is True
+
+
+def test_backends_json_without_check_says_availability_is_unknown(monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TG_PLUGINS", "")
+    assert main(["backends", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["checked"] is False and data["backends"]
+    assert all(r["available"] is None for r in data["backends"])  # metadata only: nothing was loaded
 
 
 def test_console_script_and_module_agree() -> None:

@@ -14,11 +14,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"tg": ROOT / "core" / "src" / "tg", "tg_clang": ROOT / "plugins" / "tg-clang" / "src" / "tg_clang",
-            "tg_ptx": ROOT / "plugins" / "tg-ptx" / "src" / "tg_ptx"}
+            "tg_ptx": ROOT / "plugins" / "tg-ptx" / "src" / "tg_ptx",
+            "tg_rdna": ROOT / "plugins" / "tg-rdna" / "src" / "tg_rdna"}
 #: Core's layers, lowest first: the data flow tensor -> graph -> schedule -> codegen -> backends -> run.
 LAYERS = [["tg.support"], ["tg.graph"], ["tg.schedule"], ["tg.codegen"], ["tg.backends", "tg.hooks"], ["tg.engine"],
           ["tg.frontend"], ["tg.nn", "tg.optim", "tg.checkpoint"], ["tg.distributed"],
-          ["tg.testing", "tg.cli", "tg.__main__", "tg"]]
+          ["tg.testing", "tg.cli", "tg.__main__", "tg.cuda", "tg"]]
 MAX_LINES = 600
 
 
@@ -123,7 +124,7 @@ def test_top_level_tells_the_pipeline() -> None:
     stages = ["frontend", "graph", "schedule", "codegen", "backends", "engine", "support"]
     assert all((PACKAGES["tg"] / s).is_dir() for s in stages)
     loose = [n for n in names if n.endswith(".py")]
-    assert set(loose) <= {"hooks.py", "optim.py", "checkpoint.py", "cli.py"}, loose
+    assert set(loose) <= {"hooks.py", "optim.py", "checkpoint.py", "cli.py", "cuda.py"}, loose  # public namespaces
 
 
 @pytest.mark.parametrize("package", sorted(PACKAGES))

@@ -29,8 +29,8 @@ def test_submodules_are_reachable_after_a_bare_import_tg() -> None:
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:
-    with pytest.raises(AttributeError, match="has no attribute 'einsum'"):
-        tg.einsum  # noqa: B018 - the access is the test
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_function'"):
+        tg.no_such_function  # noqa: B018 - the access is the test
 
 
 def test_every_name_in_all_resolves() -> None:
@@ -101,3 +101,60 @@ def test_no_grad_at_module_level() -> None:
     with tg.no_grad():
         y = x * 2
     assert y._ctx is None
+
+
+_DEVICES = """
+import json, tg
+from tg import Tensor
+out = {"cpu": Tensor([1.0]).to("cpu").device, "cpu_arg": tg.zeros(2, device="cpu").device,
+       "cuda_available": tg.cuda.is_available(), "count": tg.cuda.device_count()}
+for name in ("cuda", "cuda:1", "cpu:0"):
+    try:
+        Tensor([1.0]).to(name)
+        out[name] = "ok"
+    except tg.BackendError as exc:
+        out[name] = str(exc)
+print(json.dumps(out))
+"""
+
+
+def _devices(plugins: str) -> dict[str, object]:
+    import json
+    import os
+
+    env = {**os.environ, "TG_PLUGINS": plugins}
+    env.pop("TG_BACKEND", None)
+    out = subprocess.run([sys.executable, "-c", _DEVICES], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    result: dict[str, object] = json.loads(out.stdout)
+    return result
+
+
+def test_pytorch_device_names_map_to_backends() -> None:
+    """``.to("cpu")`` is clang where it runs, else numpy; ``"cuda"`` is ptx, which names what is missing here."""
+    alone = _devices("")  # only the built-in numpy backend
+    assert alone["cpu"] == alone["cpu_arg"] == "numpy"
+    assert alone["cuda_available"] is False and alone["count"] == 0
+    assert "backend 'ptx'" in str(alone["cuda"])  # named, with why it cannot run (not installed or not allowed)
+    assert "one GPU per process" in str(alone["cuda:1"]) and "CUDA_VISIBLE_DEVICES" in str(alone["cuda:1"])
+    assert "the CPU has no index" in str(alone["cpu:0"])
+    import shutil
+
+    if shutil.which("clang") is not None:
+        try:
+            import tg_clang  # noqa: F401
+        except ImportError:
+            return
+        assert _devices("clang")["cpu"] == "clang"
+
+
+def test_tensors_that_were_used_still_pickle() -> None:
+    """An inner tensor remembers (weakly) the Functions that used it, for in-place updates; pickling skips that."""
+    import pickle
+
+    w = tg.tensor([1.0, 2.0], requires_grad=True)
+    h = w * 2
+    y = h * 3
+    back = pickle.loads(pickle.dumps(h))
+    assert back.numpy().tolist() == [2.0, 4.0] and back._uses is None
+    assert h._uses and y.numpy().tolist() == [6.0, 12.0]

@@ -14,23 +14,49 @@ from tg.support.lazy import lazy_attributes
 from tg.support.version import __version__
 
 if TYPE_CHECKING:
-    from tg import checkpoint, nn, optim
+    from tg import checkpoint, cuda, nn, optim
     from tg.backends.contract import Capabilities
     from tg.frontend.api import (
         arange,
+        argsort,
+        bmm,
         cat,
+        clone,
+        cumprod,
+        cumsum,
+        einsum,
         empty,
+        erf,
+        expm1,
         from_numpy,
         full,
         full_like,
+        gather,
+        isfinite,
+        isinf,
+        isnan,
+        log1p,
         manual_seed,
+        masked_fill,
+        matmul,
+        multinomial,
+        norm,
         ones,
         ones_like,
+        outer,
+        prod,
         rand,
         randint,
         randn,
+        roll,
+        scatter,
+        scatter_add,
+        sort,
         stack,
         tensor,
+        topk,
+        tril,
+        triu,
         where,
         zeros,
         zeros_like,
@@ -43,10 +69,13 @@ if TYPE_CHECKING:
 # Imported on first use, so `import tg` stays cheap (the helper processes import it too).
 _LAZY = {"Tensor": "tg.frontend.tensor", "no_grad": "tg.frontend.grad_mode", "dtypes": "tg.support.dtype",
          "Capabilities": "tg.codegen.capabilities", "jit": "tg.frontend.jit", "JitFunction": "tg.frontend.jit",
-         "nn": "tg.nn", "optim": "tg.optim", "checkpoint": "tg.checkpoint"}
+         "nn": "tg.nn", "optim": "tg.optim", "checkpoint": "tg.checkpoint", "cuda": "tg.cuda"}
 # PyTorch's module-level functions (tg.zeros, tg.cat, ...): thin wrappers in tg.frontend.api
-_TORCH_STYLE = ("arange", "cat", "empty", "from_numpy", "full", "full_like", "manual_seed", "ones", "ones_like", "rand",
-                "randint", "randn", "stack", "tensor", "where", "zeros", "zeros_like")
+_TORCH_STYLE = ("arange", "argsort", "bmm", "cat", "clone", "cumprod", "cumsum", "einsum", "empty", "erf", "expm1",
+                "from_numpy", "full", "full_like", "gather", "isfinite", "isinf", "isnan", "log1p", "manual_seed",
+                "masked_fill", "matmul", "multinomial", "norm", "ones", "ones_like", "outer", "prod", "rand", "randint",
+                "randn", "roll", "scatter", "scatter_add", "sort", "stack", "tensor", "topk", "tril", "triu", "where",
+                "zeros", "zeros_like")
 _LAZY.update(dict.fromkeys(_TORCH_STYLE, "tg.frontend.api"))
 
 
@@ -67,8 +96,11 @@ def backend_capabilities(device: str | None = None) -> Capabilities:
     return device_state(device).capabilities
 
 
-__all__ = ["HOOKSPEC_VERSION", "BackendError", "Capabilities", "JitError", "JitFunction", "PluginError",
-           "PluginWarning", "Tensor", "TgError", "__version__", "arange", "backend_capabilities", "cat", "checkpoint",
-           "default_backend_name", "dtypes", "empty", "from_numpy", "full", "full_like", "hookimpl", "hookspec", "jit",
-           "manual_seed", "nn", "no_grad", "ones", "ones_like", "optim", "rand", "randint", "randn", "stack", "tensor",
-           "where", "zeros", "zeros_like"]
+__all__ = ["BackendError", "Capabilities", "HOOKSPEC_VERSION", "JitError", "JitFunction", "PluginError",
+           "PluginWarning", "Tensor", "TgError", "__version__", "arange", "argsort", "backend_capabilities",
+           "bmm", "cat", "checkpoint", "clone", "cuda", "cumprod", "cumsum", "default_backend_name",
+           "dtypes", "einsum", "empty", "erf", "expm1", "from_numpy", "full", "full_like", "gather",
+           "hookimpl", "hookspec", "isfinite", "isinf", "isnan", "jit", "log1p", "manual_seed",
+           "masked_fill", "matmul", "multinomial", "nn", "no_grad", "norm", "ones", "ones_like", "optim",
+           "outer", "prod", "rand", "randint", "randn", "roll", "scatter", "scatter_add", "sort", "stack",
+           "tensor", "topk", "tril", "triu", "where", "zeros", "zeros_like"]

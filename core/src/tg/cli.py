@@ -68,7 +68,10 @@ def cmd_backends(args: argparse.Namespace) -> int:
         reg = PluginRegistry()
         rows = _checked_rows(reg) if args.check else _metadata_rows(reg)
     if args.json:
-        print(json.dumps({"tg_core": __version__, "hookspec": HOOKSPEC_VERSION, "backends": rows}, indent=2))
+        if not args.check:  # metadata only: nothing was loaded, so whether a backend can run here is unknown
+            rows = [r | {"available": None} for r in rows]
+        print(json.dumps({"tg_core": __version__, "hookspec": HOOKSPEC_VERSION, "checked": bool(args.check),
+                          "backends": rows}, indent=2))
     else:
         print(f"tg-core {__version__}, hook-spec v{HOOKSPEC_VERSION}")
         print(_table(rows, args.check) if rows else "no backends found")

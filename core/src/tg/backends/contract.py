@@ -80,6 +80,9 @@ class Runtime(abc.ABC):
     language: str
     name: str
     priority: int = 0
+    #: True when :meth:`compile` may run in several threads at once: core then compiles the new kernels of a
+    #: schedule together (up to ``TG_EXEC_JOBS`` at a time) instead of one after another.
+    concurrent_compile: bool = False
 
     def available(self) -> Availability:
         """Say, cheaply and without raising, whether this runtime can run here (and if not, why)."""

@@ -232,8 +232,29 @@ def _print_totals() -> None:
             print(f"tg: {name}: {state.kernel_count} kernels, {state.kernel_seconds * 1e3:.2f} ms")
 
 
+#: PyTorch's device names, so that a port's ``.to("cuda")`` or ``device="cpu"`` works: the tg backends each means
+#: (the first of the list that runs here).
+TORCH_DEVICES = {"cpu": "clang,numpy", "cuda": "ptx"}
+_torch_resolved: dict[str, str] = {}
+
+
+def _torch_device(name: str) -> str | None:
+    """The tg backend PyTorch's device ``name`` (``cpu``, ``cuda``, ``cuda:0``) means here; None for other names."""
+    base, colon, index = name.partition(":")
+    if base not in TORCH_DEVICES:
+        return None
+    if colon and (base == "cpu" or index != "0"):
+        raise BackendError(f"device {name!r}: tg drives one GPU per process, which is 'cuda' (or 'cuda:0'). Fix: "
+                           "choose the GPU with CUDA_VISIBLE_DEVICES (tg.distributed gives each rank its local one)"
+                           if base == "cuda" else f"device {name!r}: the CPU has no index; use 'cpu'")
+    if base not in _torch_resolved:
+        _torch_resolved[base] = select(TORCH_DEVICES[base]).name
+    return _torch_resolved[base]
+
+
 def canonical_name(name: str | None) -> str:
-    """The backend name a ``device=`` argument means: None is the default backend."""
+    """The backend name a ``device=`` argument means: None is the default backend; PyTorch's ``cpu`` is clang where
+    it runs, else numpy, and ``cuda`` is ptx (see :data:`TORCH_DEVICES`)."""
     global _default
     if name is None:
         if _default is None:
@@ -241,6 +262,8 @@ def canonical_name(name: str | None) -> str:
                 if _default is None:
                     _default = select(getenv("TG_BACKEND", "")).name
         return _default
+    if isinstance(name, str) and (torch := _torch_device(name.strip())) is not None:
+        return torch
     if not isinstance(name, str) or "," in name:
         raise BackendError(f"device must be one backend name such as 'numpy' or 'ptx:emu', not {name!r}")
     items = parse_backend_list(name)
@@ -256,3 +279,4 @@ def reset_devices() -> None:
     with _first_use:
         _default = None
         _states.clear()
+        _torch_resolved.clear()

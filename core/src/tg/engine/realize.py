@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -17,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from tg.codegen.lower import lower
-from tg.codegen.program import Program
+from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.rewrites import apply_capabilities, check_dtypes, check_rendered
 from tg.codegen.uops import format_uops
 from tg.engine.device import Buffer, DeviceState, ReadyKernel, device_state
 from tg.graph.lazy import LazyBuffer, LazyOp
 from tg.schedule.scheduler import HostCopy, Kernel, ScheduleItem, create_schedule
+from tg.support.early_exec import exec_jobs
 from tg.support.errors import BackendError, JitError
 from tg.support.helpers import debug_level
 
@@ -108,11 +110,14 @@ def recording(refuse_reads_for: str | None = None) -> Iterator[Recorder]:
 
 def realize(outs: list[LazyBuffer]) -> None:
     """Compute every buffer in ``outs`` (and whatever they need) on its device."""
-    for item in create_schedule(outs):
-        run_item(item)
+    schedule = create_schedule(outs)
+    for position, item in enumerate(schedule):
+        run_item(item, schedule, position)
 
 
-def run_item(item: ScheduleItem) -> None:
+def run_item(item: ScheduleItem, schedule: Sequence[ScheduleItem] = (), position: int = 0) -> None:
+    """Run ``item``; when it is a kernel not compiled yet, the kernels after ``position`` in ``schedule`` that are
+    not compiled either are compiled with it, in parallel where the runtime allows."""
     out = item.output
     state = device_state(out.device)
     size = math.prod(out.shape)  # (numpy's prod costs ~5 us on a tuple, more than the rest of a small launch)
@@ -127,19 +132,18 @@ def run_item(item: ScheduleItem) -> None:
         if recorder is not None:
             recorder.items.append(RecordedCopy(buf, source, out.arg if source is None else None, out.redraw))
     else:
-        buf = run_kernel(item, state, size)
+        buf = run_kernel(item, state, size, schedule[position + 1:] if schedule else ())
     out.realized = buf
     out.srcs = ()  # the graph under a realized buffer can be freed; a constant keeps its value (cast, reduce fold it)
     if out.op is not LazyOp.CONST:
         out.arg = None
 
 
-def run_kernel(kernel: Kernel, state: DeviceState, size: int) -> Buffer:
+def run_kernel(kernel: Kernel, state: DeviceState, size: int, ahead: Sequence[ScheduleItem] = ()) -> Buffer:
     key = kernel_key(kernel)
     prog = state.kernels.get(key)
     if prog is None:  # a kernel of the same structure is lowered, emitted and compiled only once
-        prog = build_program(kernel, state)
-        state.kernels[key] = prog
+        prog = build_programs(kernel, key, state, ahead)
     buf = Buffer(state.backend, size, kernel.output.dtype)
     buffers = [buf, *[inp.realized for inp in kernel.inputs]]
     state.launch(prog, buffers)
@@ -149,8 +153,37 @@ def run_kernel(kernel: Kernel, state: DeviceState, size: int) -> Buffer:
     return buf
 
 
+def build_programs(kernel: Kernel, key: tuple[object, ...], state: DeviceState, ahead: Sequence[ScheduleItem]
+                   ) -> ReadyKernel:
+    """``kernel`` built, and with it every kernel of ``ahead`` for the same backend that is not built yet, compiled
+    in parallel when the runtime allows (``Runtime.concurrent_compile``); each goes into ``state.kernels``."""
+    todo = {key: kernel}
+    if state.backend.runtime.concurrent_compile and exec_jobs() > 1:
+        for item in ahead:
+            if isinstance(item, Kernel) and item.output.device == kernel.output.device:
+                other = kernel_key(item)
+                if other not in todo and other not in state.kernels:
+                    todo[other] = item
+    if len(todo) == 1:
+        state.kernels[key] = ready = build_program(kernel, state)
+        return ready
+    rendered = [(k, render_program(item, state)) for k, item in todo.items()]  # lowering is Python: one thread
+    with ThreadPoolExecutor(min(exec_jobs(), len(rendered)), thread_name_prefix="tg-compile") as pool:
+        binaries = list(pool.map(lambda r: state.compile(r[1][0]), rendered))
+    made = {}
+    for (k, (program, lowered)), binary in zip(rendered, binaries):
+        made[k] = state.kernels[k] = _ready(todo[k], state, program, lowered, binary)
+    return made[key]
+
+
 def build_program(kernel: Kernel, state: DeviceState) -> ReadyKernel:
     """Lower ``kernel`` for ``state``'s backend, fit it to the target, render it and compile it."""
+    program, lowered = render_program(kernel, state)
+    return _ready(kernel, state, program, lowered, state.compile(program))
+
+
+def render_program(kernel: Kernel, state: DeviceState) -> tuple[Program, LoweredKernel]:
+    """Lower ``kernel`` for ``state``'s backend, fit it to the target and render it."""
     lowered = lower(kernel, state.capabilities)
     uops = apply_capabilities(lowered.uops, state.capabilities)
     for plugin_pass in state.plugin_passes:
@@ -165,7 +198,10 @@ def build_program(kernel: Kernel, state: DeviceState) -> ReadyKernel:
                            "from render(), not a tg.hooks.Program (hook spec v2); fix the plugin")
     if debug_level() >= 4:
         print(program.source)
-    binary = state.compile(program)
+    return program, lowered
+
+
+def _ready(kernel: Kernel, state: DeviceState, program: Program, lowered: LoweredKernel, binary: Any) -> ReadyKernel:
     if debug_level() >= 5:
         print(state.backend.runtime.disassemble(program, binary) or
               f"({state.backend.name} has no disassembler here)")

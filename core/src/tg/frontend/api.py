@@ -2,7 +2,6 @@
 
 Each is a thin wrapper over the Tensor method or constructor of the same name, with PyTorch's signature, so
 ``torch.x(...)`` ports as ``tg.x(...)``.  ``import tg`` stays cheap: :mod:`tg` imports this module on first use.
-(There is no ``tg.einsum``: tg has no einsum yet.)
 """
 
 from __future__ import annotations
@@ -12,13 +11,17 @@ from typing import Any
 
 import numpy as np
 
+from tg.frontend.einsum import einsum
 from tg.frontend.grad_mode import no_grad
 from tg.frontend.random import manual_seed
 from tg.frontend.tensor import Tensor
 from tg.support.dtype import DType, dtypes
 
-__all__ = ["arange", "cat", "empty", "from_numpy", "full", "full_like", "manual_seed", "no_grad", "ones", "ones_like",
-           "rand", "randint", "randn", "stack", "tensor", "where", "zeros", "zeros_like"]
+__all__ = ["arange", "argsort", "bmm", "cat", "clone", "cumprod", "cumsum", "einsum", "empty", "erf", "expm1",
+           "from_numpy", "full", "full_like", "gather", "isfinite", "isinf", "isnan", "log1p", "manual_seed",
+           "masked_fill", "matmul", "multinomial", "no_grad", "norm", "ones", "ones_like", "outer", "prod", "rand",
+           "randint", "randn", "roll", "scatter", "scatter_add", "sort", "stack", "tensor", "topk", "tril", "triu",
+           "where", "zeros", "zeros_like"]
 
 Dtype = DType | str | None
 
@@ -112,3 +115,107 @@ def where(condition: Tensor, input: Any = None, other: Any = None) -> Tensor:
                         "where(condition, input, other)")
     cond = condition if isinstance(condition, Tensor) else Tensor(condition)
     return cond.where(input, other)
+
+
+# -- operations: the Tensor methods of the same name, with the tensor as the first argument ----------------------
+
+
+def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
+    return input.gather(dim, index)
+
+
+def scatter(input: Tensor, dim: int, index: Tensor, src: Any = None, value: Any = None, *,
+            reduce: str | None = None) -> Tensor:
+    return input.scatter(dim, index, src, value, reduce=reduce)
+
+
+def scatter_add(input: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
+    return input.scatter_add(dim, index, src)
+
+
+def cumsum(input: Tensor, dim: int, *, dtype: Dtype = None) -> Tensor:
+    return input.cumsum(dim, dtype=dtype)
+
+
+def cumprod(input: Tensor, dim: int, *, dtype: Dtype = None) -> Tensor:
+    return input.cumprod(dim, dtype=dtype)
+
+
+def prod(input: Tensor, dim: int | None = None, keepdim: bool = False, *, dtype: Dtype = None) -> Tensor:
+    return input.prod(dim, keepdim, dtype=dtype)
+
+
+def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Any:
+    return input.sort(dim, descending, stable)
+
+
+def argsort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
+    return input.argsort(dim, descending, stable)
+
+
+def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
+    return input.topk(k, dim, largest, sorted)
+
+
+def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> Tensor:
+    return input.multinomial(num_samples, replacement)
+
+
+def tril(input: Tensor, diagonal: int = 0) -> Tensor:
+    return input.tril(diagonal)
+
+
+def triu(input: Tensor, diagonal: int = 0) -> Tensor:
+    return input.triu(diagonal)
+
+
+def masked_fill(input: Tensor, mask: Tensor, value: Any) -> Tensor:
+    return input.masked_fill(mask, value)
+
+
+def log1p(input: Tensor) -> Tensor:
+    return input.log1p()
+
+
+def expm1(input: Tensor) -> Tensor:
+    return input.expm1()
+
+
+def erf(input: Tensor) -> Tensor:
+    return input.erf()
+
+
+def isnan(input: Tensor) -> Tensor:
+    return input.isnan()
+
+
+def isinf(input: Tensor) -> Tensor:
+    return input.isinf()
+
+
+def isfinite(input: Tensor) -> Tensor:
+    return input.isfinite()
+
+
+def roll(input: Tensor, shifts: Any, dims: Any = None) -> Tensor:
+    return input.roll(shifts, dims)
+
+
+def norm(input: Tensor, p: Any = "fro", dim: Any = None, keepdim: bool = False, dtype: Dtype = None) -> Tensor:
+    return input.norm(p, dim, keepdim, dtype)
+
+
+def outer(input: Tensor, vec2: Tensor) -> Tensor:
+    return input.outer(vec2)
+
+
+def bmm(input: Tensor, mat2: Tensor) -> Tensor:
+    return input.bmm(mat2)
+
+
+def matmul(input: Tensor, other: Tensor) -> Tensor:
+    return input.matmul(other)
+
+
+def clone(input: Tensor) -> Tensor:
+    return input.clone()

@@ -1,6 +1,7 @@
 """Checks on values that only the device knows (an index past the end of a table, a class id past
 ``num_classes``): recorded when the op is built, computed with the next read of any tensor of this thread
-(``numpy()``, ``item()``, ``tolist()``) and raised there as ``IndexError``, as PyTorch raises on its device.
+(``numpy()``, ``item()``, ``tolist()``) and raised there (``IndexError`` unless the check names another error),
+as PyTorch raises on its device.
 
 Checking when the op is built would wait for the device at every index op; never checking gives silently wrong
 results (an index past the end reads zeros).  At most ``FLUSH_AT`` checks wait: the next one computes them all
@@ -23,25 +24,29 @@ FLUSH_AT = 32
 _local = threading.local()
 
 
-def _pending() -> list[tuple[LazyBuffer, str]]:
+def _pending() -> list[tuple[LazyBuffer, str, type[Exception]]]:
     if not hasattr(_local, "pending"):
         _local.pending = []
-    pending: list[tuple[LazyBuffer, str]] = _local.pending
+    pending: list[tuple[LazyBuffer, str, type[Exception]]] = _local.pending
     return pending
 
 
-def defer(bad: Tensor, message: str) -> None:
-    """At the next read, raise ``IndexError(message)`` if any element of the bool tensor ``bad`` is true."""
+def defer(bad: Tensor, message: str, error: type[Exception] = IndexError) -> None:
+    """At the next read, raise ``error(message)`` if any element of the bool tensor ``bad`` is true."""
     pending = _pending()
-    pending.append((bad.any().lazydata, message))
+    pending.append((bad.any().lazydata, message, error))
     if len(pending) >= FLUSH_AT and current_recorder() is None:
         check([])
 
 
-def defer_flag(flag: LazyBuffer, message: str) -> None:
-    """At the next read, raise ``IndexError(message)`` if the one-element bool ``flag`` is true (a check that a
-    ``tg.jit`` replay computed)."""
-    _pending().append((flag, message))
+#: A pending check: the one-element bool flag (true: failed), the message, the error to raise.
+Check = tuple["LazyBuffer", str, type[Exception]]
+
+
+def defer_flag(check: Check) -> None:
+    """At the next read, raise the check's error if its one-element bool flag is true (a check that a ``tg.jit``
+    replay computed)."""
+    _pending().append(check)
 
 
 def mark() -> int:
@@ -49,7 +54,7 @@ def mark() -> int:
     return len(_pending())
 
 
-def since(position: int) -> list[tuple[LazyBuffer, str]]:
+def since(position: int) -> list[Check]:
     """The checks added after :func:`mark` gave ``position`` (still pending)."""
     return list(_pending()[position:])
 
@@ -57,7 +62,7 @@ def since(position: int) -> list[tuple[LazyBuffer, str]]:
 def check(reading: list[LazyBuffer]) -> None:
     """Realize ``reading`` together with every pending check (one schedule), then raise the first failed one."""
     pending, _local.pending = _pending(), []
-    realize([*reading, *(flag for flag, _ in pending)])
-    for flag, message in pending:
+    realize([*reading, *(flag for flag, _, _ in pending)])
+    for flag, message, error in pending:
         if bool(flag.base.realized.numpy().reshape(-1)[0]):
-            raise IndexError(message)
+            raise error(message)

@@ -7,6 +7,7 @@ ones written by hand.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from tg.frontend.grad_mode import grad_enabled
@@ -22,11 +23,19 @@ class Function:
     """A node of the autograd graph: remembers its parents and whatever backward needs."""
 
     differentiable = True
+    #: The output is what PyTorch makes a view of the first input (sharing its storage); tg's is a tensor of its
+    #: own, so an in-place update of it is refused rather than silently not reaching the input.
+    view = False
 
     def __init__(self, *tensors: Tensor):
         self.needs_input_grad = [bool(t.requires_grad) for t in tensors]
         self.requires_grad = self.differentiable and any(self.needs_input_grad) and grad_enabled()
         self.parents = tensors if self.requires_grad else ()
+        for t in self.parents:
+            if t._ctx is not None:  # an inner node: an in-place update of it re-points this use (inplace.py)
+                if t._uses is None:
+                    t._uses = []
+                t._uses.append(weakref.ref(self))
 
     def forward(self, *args: Any, **kwargs: Any) -> LazyBuffer:
         raise NotImplementedError
@@ -42,6 +51,8 @@ class Function:
         out = type(tensors[0])(data, requires_grad=grad)
         if grad:
             out._ctx = ctx
+        if cls.view:
+            out._view = True
         return out
 
 
@@ -336,6 +347,8 @@ class Contiguous(Function):
 
 
 class Reshape(Function):
+    view = True
+
     def forward(self, x: LazyBuffer, shape: tuple[int, ...] = ()) -> LazyBuffer:
         self.input_shape = x.shape
         return x.reshape(shape)
@@ -345,6 +358,8 @@ class Reshape(Function):
 
 
 class Expand(Function):
+    view = True
+
     def forward(self, x: LazyBuffer, shape: tuple[int, ...] = ()) -> LazyBuffer:
         self.axes = tuple(i for i, (a, b) in enumerate(zip(x.shape, shape)) if a != b)
         return x.expand(shape)
@@ -355,6 +370,8 @@ class Expand(Function):
 
 
 class Permute(Function):
+    view = True
+
     def forward(self, x: LazyBuffer, order: tuple[int, ...] = ()) -> LazyBuffer:
         self.order = order
         return x.permute(order)
@@ -374,6 +391,8 @@ class Pad(Function):
 
 
 class Shrink(Function):
+    view = True
+
     def forward(self, x: LazyBuffer, arg: tuple[tuple[int, int], ...] = ()) -> LazyBuffer:
         self.padding = tuple((lo, s - hi) for s, (lo, hi) in zip(x.shape, arg))
         return x.shrink(arg)

@@ -103,7 +103,8 @@ class _Plan:
     state_results: list[_Result]
     results: list[_Result]
     structure: Any  # how to put the returned tensors back into the returned object
-    checks: list[tuple[_Result, str]] = field(default_factory=list)  # device-side index checks, made anew each call
+    # device-side index checks (flag, message, error), made anew each call
+    checks: list[tuple[_Result, str, type[Exception]]] = field(default_factory=list)
 
 
 @dataclass
@@ -165,14 +166,14 @@ class JitFunction(Generic[P, R]):
         return out
 
     def _traced_call(self, args: Any, kwargs: Any, capturing: bool) -> tuple[
-            Any, list[RecordedItem], dict[int, tuple[Tensor, LazyBuffer]], list[tuple[LazyBuffer, str]]]:
+            Any, list[RecordedItem], dict[int, tuple[Tensor, LazyBuffer]], list[deferred_checks.Check]]:
         """Run the function, realize what it returns and assigns and its device-side checks, and say what ran, what
         was assigned and which checks it made (they stay pending, raised at the next read)."""
         start = deferred_checks.mark()
         with recording(self.fn.__qualname__ if capturing else None) as recorder:
             out = self.fn(*args, **kwargs)
             checks = deferred_checks.since(start)
-            _realize_results(out, recorder.assigned, [flag for flag, _ in checks])
+            _realize_results(out, recorder.assigned, [flag for flag, _, _ in checks])
         return out, recorder.items, recorder.assigned, checks
 
 
@@ -262,7 +263,7 @@ def _signature(items: list[RecordedItem]) -> list[Any]:
 
 
 def _build_plan(items: list[RecordedItem], inputs: list[Tensor], assigned: dict[int, tuple[Tensor, LazyBuffer]],
-                out: Any, checks: list[tuple[LazyBuffer, str]]) -> _Plan:
+                out: Any, checks: list[deferred_checks.Check]) -> _Plan:
     slot_of: dict[int, int] = {}
     table: list[Buffer | None] = []
     kinds: list[str] = []
@@ -315,8 +316,8 @@ def _build_plan(items: list[RecordedItem], inputs: list[Tensor], assigned: dict[
 
     results = [result(t.lazydata) for t in _returned_tensors(out)]
     state_results = [result(t.lazydata) for t, _ in states]
-    check_results = [(result(flag), message) for flag, message in checks]
-    escaping = {r.slot for r in (*results, *state_results, *(c for c, _ in check_results))
+    check_results = [(result(flag), message, error) for flag, message, error in checks]
+    escaping = {r.slot for r in (*results, *state_results, *(c for c, _, _ in check_results))
                 if r.slot is not None and kinds[r.slot] == _FRESH}
     for i, kind in enumerate(kinds):  # intermediates keep the capture's buffers; escaping values get new ones
         if kind == _FRESH and i not in escaping:
@@ -376,7 +377,7 @@ def _replay(plan: _Plan, inputs: list[Tensor]) -> Any:
                 target.copyin(step.data)
     for t, r in zip(plan.state_tensors, plan.state_results):
         t.lazydata = r.lazydata(table)
-    for r, message in plan.checks:  # this call's index checks, raised at the next read as in an eager call
-        deferred_checks.defer_flag(r.lazydata(table), message)
+    for r, message, error in plan.checks:  # this call's device-side checks, raised at the next read as eagerly
+        deferred_checks.defer_flag((r.lazydata(table), message, error))
     values = iter([Tensor(r.lazydata(table)) for r in plan.results])
     return _map_tensors(plan.structure, lambda _: next(values))

@@ -7,6 +7,7 @@ programs and tests can rely on them.  Dtype promotion is documented in :mod:`tg.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
@@ -19,12 +20,16 @@ from tg.frontend.autograd import accumulate_grads, run_post_backward_hooks
 from tg.frontend.grad_mode import GradModeMeta
 from tg.frontend.host_data import shape_arg, to_numpy
 from tg.frontend.inplace import InPlaceMixin
+from tg.frontend.math_ops import MathMixin
 from tg.frontend.movement import MovementMixin
 from tg.frontend.nn_ops import NNMixin
 from tg.frontend.powers import integer_pow
 from tg.frontend.random import RandomMixin
 from tg.frontend.reductions import ReductionMixin
+from tg.frontend.scans import ScanMixin
+from tg.frontend.scatter import ScatterMixin
 from tg.frontend.shapes import broadcast_shape, normalize_axis
+from tg.frontend.sorting import SortMixin
 from tg.graph.lazy import LazyBuffer
 from tg.support.dtype import DType, check_numel, check_scalar_fits, dtypes, promote, scalar_dtype
 
@@ -35,26 +40,30 @@ Float: TypeAlias = float
 Bool: TypeAlias = bool
 
 
-class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, metaclass=GradModeMeta):
+class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, MathMixin,
+             ScanMixin, ScatterMixin, SortMixin, metaclass=GradModeMeta):
     """An n-dimensional array on a backend, with gradients.
 
     ``Tensor.no_grad`` is the calling thread's grad mode (see :mod:`tg.frontend.grad_mode`); ``Tensor.training``
     is one flag for the process (modules in :mod:`tg.nn` follow their own ``training`` instead).
     """
 
-    __slots__ = ("_ctx", "grad", "lazydata", "requires_grad")
+    __slots__ = ("_ctx", "_data_of", "_uses", "_view", "grad", "lazydata", "requires_grad")
     training: ClassVar[bool] = False
 
     def __init__(self, data: Any, dtype: DType | str | None = None, device: str | None = None,
                  requires_grad: Bool | None = None):
         self._ctx: F.Function | None = None
+        self._data_of: Tensor | None = None  # the tensor whose .data this is (in-place updates reach it too)
+        self._uses: list[weakref.ref[F.Function]] | None = None  # the Functions using this inner node (inplace.py)
+        self._view = False  # made by a view op (slice, reshape, transpose, expand, detach): PyTorch shares storage
         self.grad: Tensor | None = None
-        self.requires_grad = requires_grad
+        self.requires_grad: Bool | None = requires_grad
         dt = dtypes.from_any(dtype) if dtype is not None else None
         if isinstance(data, LazyBuffer):
             if dt is not None and dt != data.dtype:
                 raise TypeError("cannot change the dtype of a LazyBuffer in the constructor; use .cast")
-            self.lazydata = data if device is None else data.copy_to(canonical_name(device))
+            self.lazydata: LazyBuffer = data if device is None else data.copy_to(canonical_name(device))
             return
         dev = canonical_name(device)
         if isinstance(data, Tensor):
@@ -156,9 +165,13 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, 
         return value
 
     def detach(self) -> Tensor:
-        return Tensor(self.lazydata, requires_grad=False)
+        out = Tensor(self.lazydata, requires_grad=False)
+        out._view = True  # PyTorch's detach shares storage: no in-place update of it may silently stay local
+        return out
 
     def to(self, device: str) -> Tensor:
+        """This tensor on backend ``device`` (a tg backend name, or PyTorch's ``"cpu"``/``"cuda"``: see
+        :func:`tg.engine.device.canonical_name`); itself when it is there already."""
         name = canonical_name(device)
         if name == self.device:
             return self
@@ -177,6 +190,8 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, 
         if recorder is not None:  # tg.jit is tracing: this tensor is state
             recorder.note_assign(self, self.lazydata)
         self.lazydata = other.cast(self.dtype).lazydata
+        if self._data_of is not None:
+            self._data_of.assign(self)
         return self
 
     # -- creation --------------------------------------------------------------------------------------------
@@ -233,7 +248,7 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, 
 
     # -- autograd ----------------------------------------------------------------------------------------------
 
-    def backward(self, gradient: Tensor | None = None, retain_graph: Bool = False) -> Tensor:
+    def backward(self, gradient: Tensor | None = None, retain_graph: Bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``; ``self`` must be a scalar (or pass ``gradient``).
 
         The graph is freed as it is walked, unless ``retain_graph``: a second backward through a freed part (the
@@ -250,7 +265,6 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, 
                                "requires_grad=True (and not under no_grad())")
         accumulate_grads(self, gradient, retain_graph)
         run_post_backward_hooks()
-        return self
 
     # -- broadcasting and binary ops ------------------------------------------------------------------------
 

@@ -8,12 +8,12 @@ modes other than ``"constant"``...) raise NotImplementedError naming the option,
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from tg.frontend.grad_mode import grad_enabled, no_grad
+from tg.frontend.grad_mode import no_grad
 from tg.frontend.tensor import Tensor
 from tg.nn.losses import (
     binary_cross_entropy,
@@ -34,30 +34,18 @@ def _unsupported(what: str, option: str) -> NotImplementedError:
     return NotImplementedError(f"{what}: {option} is not implemented in tg; leave it at its default")
 
 
-def _inplace(input: Tensor, result: Tensor, inplace: bool, what: str) -> Tensor:
-    """``inplace=True``: write ``result`` into ``input`` (same object), under the rules of ``x op= y``."""
+def _inplace(input: Tensor, fn: Callable[[Tensor], Tensor], inplace: bool, what: str) -> Tensor:
+    """``fn(input)``; with ``inplace=True`` written into ``input`` (same object), under the rules of ``x op= y``
+    (refused for a leaf that requires grad while gradients are recorded)."""
     if not inplace:
-        return result
-    if input.requires_grad and grad_enabled():
-        raise RuntimeError(f"{what}(inplace=True) on a tensor that requires grad, while gradients are recorded: "
-                           "use inplace=False")
-    return input.assign(result)
+        return fn(input)
+    return input._update("", lambda x, _: fn(x), None, f"{what}_", instead="pass inplace=False")
 
 
 # -- activations --------------------------------------------------------------------------------------------------
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
-    return _inplace(input, input.relu(), inplace, "relu")
-
-
-def _erf(x: Tensor) -> Tensor:
-    """The error function, by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7) on |x|, odd in x."""
-    positive = x >= 0
-    a = positive.where(x, -x)
-    t = 1 / (1 + 0.3275911 * a)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    e = 1 - poly * (-(a * a)).exp()
-    return positive.where(e, -e)
+    return _inplace(input, Tensor.relu, inplace, "relu")
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
@@ -67,11 +55,11 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     if approximate != "none":
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     x = input._float()
-    return 0.5 * x * (1 + _erf(x * (1 / math.sqrt(2))))
+    return 0.5 * x * (1 + (x * (1 / math.sqrt(2))).erf())
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
-    return _inplace(input, input.silu(), inplace, "silu")
+    return _inplace(input, Tensor.silu, inplace, "silu")
 
 
 def sigmoid(input: Tensor) -> Tensor:
@@ -178,8 +166,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
     if not training or p == 0:
         return input
-    out = input * 0 if p == 1 else input._dropout(p)
-    return _inplace(input, out, inplace, "dropout")
+    return _inplace(input, (lambda x: x * 0) if p == 1 else (lambda x: x._dropout(p)), inplace, "dropout")
 
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max_norm: float | None = None,

@@ -4,7 +4,9 @@ assemblers) for this process, so that no large, GPU-initialised process ever has
 Nothing run this way can hang tg: each command has a time limit (``TG_EXEC_TIMEOUT`` seconds, 120 unless set;
 0 for none), after which it is killed with every process it started and :class:`EarlyExecTimeout` names it.
 tg waits for the command itself, not for children it leaves in the background.  The helper, and the command
-it runs, die with this process whatever ends it (see :mod:`tg.support._early_exec_server`).
+it runs, die with this process whatever ends it (see :mod:`tg.support._early_exec_server`).  There are
+``TG_EXEC_JOBS`` helpers (one per CPU, at most 8), all started together, so that commands from several threads
+(parallel compiles) run at once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import atexit
 import contextlib
 import math
 import os
+import queue
 import select
 import shlex
 import signal
@@ -29,7 +32,8 @@ from tg.support._frames import helper_env, read_frame, unpack_exception, write_p
 from tg.support.errors import TgError
 from tg.support.helpers import getenv
 
-__all__ = ["DEFAULT_TIMEOUT", "EarlyExec", "EarlyExecError", "EarlyExecTimeout", "early_exec", "enable_early_exec"]
+__all__ = ["DEFAULT_TIMEOUT", "EarlyExec", "EarlyExecError", "EarlyExecTimeout", "early_exec", "enable_early_exec",
+           "exec_jobs"]
 
 #: Seconds a command may run when neither the caller nor TG_EXEC_TIMEOUT says otherwise.
 DEFAULT_TIMEOUT = 120.0
@@ -205,17 +209,40 @@ class EarlyExec:
                 self._lock.release()
 
 
+#: Helpers that may run commands at once when TG_EXEC_JOBS does not say (and at most this many by default).
+MAX_DEFAULT_JOBS = 8
+
 _shared: EarlyExec | None = None
+_extra: list[EarlyExec] = []
+_idle: queue.SimpleQueue[EarlyExec] = queue.SimpleQueue()
 _shared_pid = 0
 _shared_lock = threading.Lock()
 
 
+def exec_jobs() -> int:
+    """How many commands may run at once: ``TG_EXEC_JOBS``, else the CPUs this process may use (at most 8)."""
+    jobs = getenv("TG_EXEC_JOBS", 0)
+    if jobs < 0:
+        raise ValueError(f"TG_EXEC_JOBS={jobs} must be a positive number of commands run at once (0 or unset: one "
+                         "per CPU, at most 8)")
+    if jobs == 0:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        jobs = min(MAX_DEFAULT_JOBS, cpus)
+    return jobs
+
+
 def enable_early_exec() -> EarlyExec:
-    """Start this process's early exec helper if it has none yet (a forked child gets its own); return it."""
-    global _shared, _shared_pid
+    """Start this process's early exec helpers if it has none yet (a forked child gets its own): ``exec_jobs()`` of
+    them, all now, so that none is ever started from a process a GPU runtime has initialised.  Return the first."""
+    global _shared, _shared_pid, _idle
     with _shared_lock:
         if _shared is None or _shared_pid != os.getpid():
             _shared, _shared_pid = EarlyExec(), os.getpid()
+            _extra.clear()
+            _extra.extend(EarlyExec() for _ in range(exec_jobs() - 1))
+            _idle = queue.SimpleQueue()
+            for helper in (_shared, *_extra):
+                _idle.put(helper)
         return _shared
 
 
@@ -223,5 +250,12 @@ def early_exec(
     argv: Sequence[StrPath], input: bytes | None = None, cwd: StrPath | None = None,
     env: Mapping[str, str] | None = None, timeout: float | None = None,
 ) -> bytes:
-    """Run argv in this process's early exec helper (started on first use); see EarlyExec.__call__."""
-    return enable_early_exec()(argv, input=input, cwd=cwd, env=env, timeout=timeout)
+    """Run argv in one of this process's early exec helpers that is free (started on first use; several commands
+    from several threads run at once, up to ``exec_jobs()``); see EarlyExec.__call__."""
+    enable_early_exec()
+    idle = _idle
+    helper = idle.get()
+    try:
+        return helper(argv, input=input, cwd=cwd, env=env, timeout=timeout)
+    finally:
+        idle.put(helper)

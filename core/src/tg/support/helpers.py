@@ -43,6 +43,8 @@ ENVIRONMENT: dict[str, str] = {
                        "recently are removed.",
     "TG_KERNELS_MAX": "Compiled kernels each backend keeps loaded in a process (default 2048); past it, the one "
                       "used least recently is let go (unloaded once nothing runs it; the disk cache brings it back).",
+    "TG_EXEC_JOBS": "External commands (compilers, assemblers) tg runs at once, e.g. compiling a schedule's new "
+                    "kernels in parallel (default: one per CPU, at most 8).",
     "TG_EXEC_TIMEOUT": "Seconds an external command (a compiler, an assembler) may run before tg kills it with "
                        "every process it started and raises an error naming it (default 120; 0: no limit).",
     "TG_DIST_TIMEOUT": "Seconds a tg.distributed collective (allreduce, broadcast, barrier) may wait for the other "

@@ -31,6 +31,7 @@ import pwd
 import secrets
 import shutil
 import stat
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -211,6 +212,7 @@ class DiskCache:
     def __init__(self, plugin: str, suffix: str = "", root: Path | None = None):
         self.plugin, self.suffix, self._root = plugin, suffix, root
         self._held: tuple[Path, int, int, tuple[int, int]] | None = None  # folder, root fd, fd, (dev, ino)
+        self._lock = threading.RLock()  # threads compiling at once share the held folder
 
     @property
     def directory(self) -> Path:
@@ -220,6 +222,10 @@ class DiskCache:
     def _folder(self) -> tuple[int, int]:
         """(root fd, plugin folder fd), opened and checked on first use and again whenever the path now names
         another folder (TG_CACHE_DIR changed, the folder was replaced) or the folder's mode changed."""
+        with self._lock:
+            return self._checked_folder()
+
+    def _checked_folder(self) -> tuple[int, int]:
         path = self.directory
         held = self._held
         if held is not None and held[0] == path:
@@ -247,10 +253,11 @@ class DiskCache:
 
     def close(self) -> None:
         """Let go of the folder's descriptors (the next access opens and checks it again)."""
-        if self._held is not None:
-            os.close(self._held[1])
-            os.close(self._held[2])
-            self._held = None
+        with self._lock:
+            if self._held is not None:
+                os.close(self._held[1])
+                os.close(self._held[2])
+                self._held = None
 
     def __del__(self) -> None:
         try:  # at interpreter exit module globals may be gone already: the descriptors close with the process

@@ -138,3 +138,11 @@ def test_randint_forms() -> None:
         Tensor.randint(0, 5)
     with pytest.raises(ValueError, match="must be larger than low"):
         Tensor.randint(5, 5, (2,))
+
+
+def test_backward_returns_none_as_in_pytorch() -> None:
+    """At the prompt ``loss.backward()`` echoes nothing (it used to echo the loss)."""
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    returned: Any = (x * x).sum().backward()  # type: ignore[func-returns-value]
+    assert returned is None and x.grad is not None
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])

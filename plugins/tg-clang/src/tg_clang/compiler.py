@@ -20,6 +20,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 from tg.hooks import DiskCache
@@ -154,6 +155,7 @@ class KernelCache:
         self.flags = flags if flags is not None else default_flags()
         self.hits = 0
         self.misses = 0
+        self._count = threading.Lock()  # kernels compile in several threads at once
 
     def path_for(self, source: str) -> Path:
         return self.disk.directory / self.disk.name(cache_key(source, require_compiler(), self.flags))
@@ -166,10 +168,12 @@ class KernelCache:
         if entry is not None:
             lib = _try_load(entry.path, entry.data, symbol)
             if lib is not None:
-                self.hits += 1
+                with self._count:
+                    self.hits += 1
                 return lib, True
             self.disk.discard(key, f"does not load or lacks '{symbol}'")
-        self.misses += 1
+        with self._count:
+            self.misses += 1
         with tempfile.TemporaryDirectory(prefix="tg-clang-") as tmp:  # private (0700), the compiler writes here
             output = Path(tmp) / "kernel.so"
             compile_to(source, output, compiler, self.flags)

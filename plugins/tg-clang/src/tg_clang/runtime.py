@@ -162,6 +162,7 @@ class ClangRuntime(Runtime):
     language = "c"
     name = "clang"
     priority = 100
+    concurrent_compile = True  # each compile is a clang process of its own; the cache takes writers at once
 
     def __init__(self) -> None:
         self.cache = KernelCache()

@@ -1,0 +1,125 @@
+"""Assembly text -> HSA code object: ``llvm-mc`` assembles, ``ld.lld -shared`` links, core's disk cache keeps it.
+
+The linked code object (an ELF shared object for ``amdgcn-amd-amdhsa--gfx1100``) is cached in core's kernel cache
+(:class:`tg.hooks.DiskCache`, folder ``rdna/``: private folders, entries verified against the digest recorded when
+built, size-bounded), keyed by the source, both tools' identities (path, size, time stamp, LLVM version) and the
+flags, so an LLVM upgrade never reuses an old build.  Assembler errors show llvm-mc's message and the lines of the
+kernel around each line it names.  :func:`disassemble` is ``llvm-objdump -d`` of a code object (TG_DEBUG=5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tg.hooks import DiskCache
+from tg.support.errors import BackendError
+
+from tg_rdna import toolchain
+from tg_rdna.codeobject import MCPU, TRIPLE
+
+#: Bumped whenever the emitted code or the flags change meaning, so stale code objects are never reused.
+CACHE_VERSION = "1"
+CACHE_PLUGIN = "rdna"
+MC_FLAGS = (f"-triple={TRIPLE}", f"-mcpu={MCPU}", "-filetype=obj")
+LD_FLAGS = ("-shared", "--no-undefined")
+
+
+class AssemblerError(BackendError):
+    """llvm-mc or ld.lld rejected a kernel; the message holds the tool's diagnostics and the source around them."""
+
+
+def excerpt(source: str, message: str, context: int = 3) -> str:
+    """The lines of ``source`` around each ``<file>:<line>:`` that ``message`` names, the named ones marked >>."""
+    lines = source.splitlines()
+    named = sorted({int(m) for m in re.findall(r":(\d+):\d+: (?:error|warning)", message)})
+    out: list[str] = []
+    shown: set[int] = set()
+    for n in named:
+        for i in range(max(1, n - context), min(len(lines), n + context) + 1):
+            if i not in shown:
+                shown.add(i)
+                out.append(f"{'>>' if i == n else '  '} {i:5d} | {lines[i - 1]}")
+        out.append("   ...")
+    return "\n".join(out)
+
+
+def cache_key(source: str, mc: toolchain.Tool, lld: toolchain.Tool) -> str:
+    h = hashlib.sha256()
+    for part in (CACHE_VERSION, mc.identity, lld.identity, " ".join(MC_FLAGS + LD_FLAGS), source):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:40]
+
+
+def _fail(tool: str, name: str, source: str, exc: subprocess.CalledProcessError) -> AssemblerError:
+    stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+    return AssemblerError(f"tg-rdna: {tool} rejected kernel {name} (exit {exc.returncode}):\n{stderr.strip()}\n"
+                          f"{excerpt(source, stderr)}")
+
+
+def link(source: str, name: str = "kernel") -> bytes:
+    """Assemble and link ``source`` (no cache): the code object's bytes."""
+    mc, lld = toolchain.require("llvm-mc"), toolchain.require("ld.lld")
+    with tempfile.TemporaryDirectory(prefix="tg-rdna-") as tmp:  # private (0700)
+        obj, out = Path(tmp) / "kernel.o", Path(tmp) / "kernel.co"
+        try:
+            toolchain.run([mc.path, *MC_FLAGS, "-", "-o", str(obj)], input=source.encode())
+        except subprocess.CalledProcessError as exc:
+            raise _fail("llvm-mc", name, source, exc) from exc
+        try:
+            toolchain.run([lld.path, *LD_FLAGS, str(obj), "-o", str(out)])
+        except subprocess.CalledProcessError as exc:
+            raise _fail("ld.lld", name, source, exc) from exc
+        return out.read_bytes()
+
+
+class CodeObjectCache:
+    """Builds code objects into the disk cache and reads them back; counts hits and misses (for tests).
+
+    ``directory`` is a cache root to use instead of ``TG_CACHE_DIR`` (code objects go to its ``rdna/`` folder)."""
+
+    def __init__(self, directory: Path | None = None):
+        self.disk = DiskCache(CACHE_PLUGIN, suffix=".co", root=directory)
+        self.hits = 0
+        self.misses = 0
+
+    def build(self, source: str, name: str = "kernel") -> bytes:
+        """The code object of ``source``: from the cache when it is there and intact, else built and stored."""
+        mc, lld = toolchain.require("llvm-mc"), toolchain.require("ld.lld")
+        key = cache_key(source, mc, lld)
+        entry = self.disk.get(key)
+        if entry is not None and entry.data[:4] == b"\x7fELF":
+            self.hits += 1
+            return entry.data
+        if entry is not None:
+            self.disk.discard(key, "is not an ELF code object")
+        self.misses += 1
+        data = link(source, name)
+        self.disk.put(key, data)
+        return data
+
+
+_shared: CodeObjectCache | None = None
+
+
+def build(source: str, name: str = "kernel") -> bytes:
+    """The code object of ``source`` through the process's shared cache."""
+    global _shared
+    if _shared is None:
+        _shared = CodeObjectCache()
+    return _shared.build(source, name)
+
+
+def disassemble(code_object: bytes) -> str:
+    """``llvm-objdump -d`` of a code object (for TG_DEBUG=5)."""
+    path = toolchain.find("llvm-objdump")
+    if path is None:
+        raise toolchain.ToolchainError(toolchain.missing_message("llvm-objdump"))
+    with tempfile.TemporaryDirectory(prefix="tg-rdna-") as tmp:
+        co = Path(tmp) / "kernel.co"
+        co.write_bytes(code_object)
+        return toolchain.run([path, "-d", f"--mcpu={MCPU}", str(co)]).decode(errors="replace")
