@@ -3,9 +3,9 @@
 Sessions: lint (ruff), typecheck (mypy on core), tests (core's suite), conformance (the kit on the numpy
 backend, plain and with each lowering capability), plugins (plugin discovery against the test
 distributions in tests/plugins/), one per backend plugin (ptx, clang; each also runs 1,000 programs of the
-differential fuzzer; rdna: LLVM assembles and links every kernel, the kit runs on rdna:emu), and examples
-(tg.nn and the digits example, which must reach 97%).  `nox -s fuzz` (not run by plain `nox`) fuzzes for long.
-`nox -s NAME` runs one; `nox -l` lists them.
+differential fuzzer; rdna: LLVM assembles and links every kernel, the kit runs on rdna:emu), examples
+(tg.nn and the digits example, which must reach 97%), and distributed (tg.distributed with MPI processes on this
+machine).  `nox -s fuzz` (not run by plain `nox`) fuzzes for long.  `nox -s NAME` runs one; `nox -l` lists them.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import nox
 ROOT = Path(__file__).parent
 TEST_PLUGINS = sorted(str(p) for p in (ROOT / "tests" / "plugins").iterdir() if (p / "pyproject.toml").exists())
 
-# Test folders that belong to a plugin's own session (they need that plugin installed).
-PLUGIN_TEST_DIRS = ["plugin_system", "plugins", "ptx", "clang", "rdna"]
+# Test folders that belong to a session of their own (they need a plugin or an extra installed).
+PLUGIN_TEST_DIRS = ["plugin_system", "plugins", "ptx", "clang", "rdna", "distributed"]
 
 nox.options.error_on_missing_interpreters = True
 nox.options.reuse_existing_virtualenvs = False
@@ -32,7 +32,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("mypy==2.4.1", "./core[testing]")
+    session.install("mypy==2.4.1", "./core[testing,distributed]")  # tg.distributed is checked against mpi4py's types
     session.run("mypy", "core/src/tg")
 
 
@@ -172,6 +172,21 @@ def clang(session: nox.Session) -> None:
     session.run("pytest", "--pyargs", "tg.testing.test_fuzz", "-q",
                 env={**env, "TG_BACKEND": "clang", "TG_FUZZ_EXAMPLES": FUZZ_CI_EXAMPLES})
     session.run("python", "bench/cpu.py", "--quick", "--no-peers", env={**env, "TG_BACKEND": "clang"})
+
+
+@nox.session
+def distributed(session: nox.Session) -> None:
+    """tg.distributed over MPI (the tg-core[distributed] extra: mpi4py and MPICH's wheel, which brings mpiexec):
+    tests/distributed launches 1 to 4 local processes per test under a timeout; one test also runs tg-clang when
+    clang is installed.  Then the digits example trains its MLP data-parallel on 2 processes (at least 95%), and
+a small run of bench/distributed.py."""
+    session.install("./core[testing,distributed,examples]", "./plugins/tg-clang")
+    env = {"TG_CACHE_DIR": str(Path(session.create_tmp()) / "tg-cache")}
+    session.run("pytest", "tests/distributed", *session.posargs, env=env)
+    session.run("mpiexec", "-n", "2", "python", "examples/train_digits.py", "--distributed", "--model", "mlp",
+                "--require-accuracy", "0.95", "--checkpoint-dir", str(Path(session.create_tmp()) / "checkpoints"),
+                env={**env, "TG_BACKEND": "numpy"})
+    session.run("python", "bench/distributed.py", "--quick", "--hidden", "64", "--batch", "32", env=env)  # smoke
 
 
 @nox.session

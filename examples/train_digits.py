@@ -6,6 +6,13 @@ small run for slow backends such as emulators.
 
     python examples/train_digits.py                  # both models, default settings
     python examples/train_digits.py --model cnn --epochs 5 --checkpoint-dir /tmp/ckpt
+    mpiexec -n 4 python examples/train_digits.py --distributed   # data-parallel over 4 processes (tg.distributed)
+
+With ``--distributed`` (``pip install './core[distributed]'``), every process draws the same global batches and
+trains on its own slice of each (the global batch size stays the same; it must divide by the number of
+processes), gradients are averaged across processes after each backward, and rank 0 alone shows progress,
+evaluates and writes the checkpoints.  BatchNorm's running statistics stay each process's own (rank 0's are
+evaluated and saved).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,34 +105,52 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 5
     return correct / len(x)
 
 
-def train(kind: str, data: Data, recipe: Recipe, seed: int) -> tuple[nn.Module, float]:
-    """Train one model; returns it and the seconds it took."""
+def train(kind: str, data: Data, recipe: Recipe, seed: int, distributed: bool = False) -> tuple[nn.Module, float]:
+    """Train one model; returns it and the seconds it took.  ``distributed``: this process is one rank of
+    several (tg.distributed initialised); it trains on its slice of every global batch."""
     Tensor.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # the same batches on every rank
     model = make_model(kind, Standardize().fit(data.x_train))
     opt = optim.Adam(model.parameters(), lr=recipe.lr)
     steps = len(data.x_train) // recipe.batch_size  # full batches only: one kernel shape, compiled once
+    rank, world = 0, 1
+    forward: Callable[[Tensor], Tensor] = model
 
-    @tg.jit  # after two ordinary calls and one traced call, each step replays the traced call's kernels
-    def train_step(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        logits = model(x)
-        loss = logits.cross_entropy(y, label_smoothing=recipe.label_smoothing)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss, logits
+    def loss_and_logits(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        logits = forward(x)
+        return logits.cross_entropy(y, label_smoothing=recipe.label_smoothing), logits
 
+    if distributed:
+        import tg.distributed as dist
+
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if recipe.batch_size % world:
+            raise SystemExit(f"--batch-size {recipe.batch_size} does not divide among {world} processes")
+        forward = ddp = dist.DistributedDataParallel(model)  # rank 0's initial values everywhere
+        Tensor.manual_seed(seed + 1 + rank)  # each rank its own dropout masks
+        # a jitted forward/backward, the gradients averaged across ranks, then a jitted optimizer step
+        step = dist.jit_train_step(ddp, opt, loss_and_logits)
+    else:
+        @tg.jit  # after two ordinary calls and one traced call, each step replays the traced call's kernels
+        def step(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+            loss, logits = loss_and_logits(x, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss, logits
+
+    per_rank = recipe.batch_size // world
     start = time.perf_counter()
     with tqdm(total=recipe.epochs * steps, desc=f"{kind} train", unit="step", file=sys.stdout,
-              dynamic_ncols=True) as bar:
+              dynamic_ncols=True, disable=rank != 0) as bar:
         for epoch in range(recipe.epochs):
             model.train()
             order = rng.permutation(len(data.x_train))
             seen = correct = 0
             loss_sum = 0.0
             for i in range(steps):
-                idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
-                loss, logits = train_step(Tensor(data.x_train[idx]), Tensor(data.y_train[idx]))
+                idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size][rank * per_rank:(rank + 1) * per_rank]
+                loss, logits = step(Tensor(data.x_train[idx]), Tensor(data.y_train[idx]))
                 loss_sum += loss.item() * len(idx)
                 correct += int((logits.numpy().argmax(-1) == data.y_train[idx]).sum())
                 seen += len(idx)
@@ -151,18 +177,30 @@ def main(argv: list[str] | None = None) -> int:
                         help="a small run (1 epoch on 320 images) for slow backends such as emulators")
     parser.add_argument("--require-accuracy", type=float, metavar="FRACTION",
                         help="exit with status 1 if a model's test accuracy is below this (e.g. 0.97)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="one rank of several: launch with mpiexec -n N (needs tg-core[distributed])")
     args = parser.parse_args(argv)
 
-    print(f"tg {tg.__version__} on backend {tg.default_backend_name()}")
+    rank = 0
+    if args.distributed:
+        import tg.distributed as dist
+
+        dist.init()
+        rank = dist.get_rank()
+    say = print if rank == 0 else (lambda *_, **__: None)  # rank 0 alone reports
+    say(f"tg {tg.__version__} on backend {tg.default_backend_name()}" +
+        (f", {dist.get_world_size()} processes (MPI)" if args.distributed else ""))
     data = load_data(args.seed, limit=320 if args.quick else None)
-    print(f"digits: {len(data.x_train)} training and {len(data.x_test)} test images of 8x8")
+    say(f"digits: {len(data.x_train)} training and {len(data.x_test)} test images of 8x8")
     kinds = ["mlp", "cnn"] if args.model == "both" else [args.model]
     failed = False
     for kind in kinds:
         default = RECIPES[kind]
         recipe = Recipe(epochs=args.epochs or (1 if args.quick else default.epochs), lr=args.lr or default.lr,
                         batch_size=args.batch_size or default.batch_size)
-        model, seconds = train(kind, data, recipe, args.seed)
+        model, seconds = train(kind, data, recipe, args.seed, args.distributed)
+        if rank != 0:
+            continue  # rank 0 evaluates and writes the checkpoint
         acc = accuracy(model, data.x_test, data.y_test)
         print(f"{kind}: test accuracy {acc:.2%} ({round(acc * len(data.y_test))}/{len(data.y_test)}) "
               f"after {recipe.epochs} epochs in {seconds:.1f} s")

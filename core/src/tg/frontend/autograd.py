@@ -1,7 +1,13 @@
-"""Autograd's backward walk: the graph of Functions behind a tensor, in reverse order, gradients accumulated."""
+"""Autograd's backward walk: the graph of Functions behind a tensor, in reverse order, gradients accumulated.
+
+Hooks registered with :func:`register_post_backward_hook` run at the end of every ``Tensor.backward`` (after
+every leaf's ``.grad`` is set, still lazy: nothing is computed by the walk); ``tg.distributed`` averages
+gradients across processes from one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tg.frontend import function as F
@@ -53,3 +59,18 @@ def accumulate_grads(root: Tensor, gradient: Tensor, retain_graph: bool) -> None
             grads[id(parent)] = pg if id(parent) not in grads else grads[id(parent)].alu(Ops.ADD, pg)
         if not retain_graph:
             t._ctx = F.FREED
+
+
+_POST_BACKWARD: dict[int, Callable[[], None]] = {}
+
+
+def register_post_backward_hook(hook: Callable[[], None]) -> Callable[[], None]:
+    """Call ``hook()`` at the end of every ``Tensor.backward``; returns a function that removes it again."""
+    key = id(hook)
+    _POST_BACKWARD[key] = hook
+    return lambda: _POST_BACKWARD.pop(key, None) and None
+
+
+def run_post_backward_hooks() -> None:
+    for hook in list(_POST_BACKWARD.values()):
+        hook()

@@ -16,7 +16,7 @@ from tg.engine.device import canonical_name
 from tg.engine.realize import current_recorder, realize
 from tg.frontend import deferred_checks
 from tg.frontend import function as F
-from tg.frontend.autograd import accumulate_grads
+from tg.frontend.autograd import accumulate_grads, run_post_backward_hooks
 from tg.frontend.grad_mode import GradModeMeta
 from tg.frontend.host_data import shape_arg, to_numpy
 from tg.frontend.inplace import InPlaceMixin
@@ -264,6 +264,7 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, 
             raise RuntimeError("backward(): this tensor does not require grad; create its inputs with "
                                "requires_grad=True (and not under no_grad())")
         accumulate_grads(self, gradient, retain_graph)
+        run_post_backward_hooks()
 
     # -- broadcasting and binary ops ------------------------------------------------------------------------
 

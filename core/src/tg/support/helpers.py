@@ -47,6 +47,8 @@ ENVIRONMENT: dict[str, str] = {
                     "kernels in parallel (default: one per CPU, at most 8).",
     "TG_EXEC_TIMEOUT": "Seconds an external command (a compiler, an assembler) may run before tg kills it with "
                        "every process it started and raises an error naming it (default 120; 0: no limit).",
+    "TG_DIST_TIMEOUT": "Seconds a tg.distributed collective (allreduce, broadcast, barrier) may wait for the other "
+                       "ranks before raising an error and aborting them all (default 300).",
 }
 
 T = TypeVar("T", int, float, str, bool)
