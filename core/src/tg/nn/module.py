@@ -214,6 +214,7 @@ class Module:
     def to(self, device: str | None = None, dtype: Any = None) -> Module:
         """Move every parameter and buffer to ``device`` and/or cast floating ones to ``dtype``, in place; returns
         self.  Tensors are replaced by moved copies (create the optimizer after moving the model, as in PyTorch)."""
+        from tg.engine.device import canonical_name
         from tg.support.dtype import DType, dtypes
 
         if isinstance(device, (DType, type(None))) and dtype is None:  # to(dtype)
@@ -221,7 +222,9 @@ class Module:
         target = dtypes.from_any(dtype) if dtype is not None else None
 
         def move(t: Tensor) -> Tensor:
-            out = t.to(device) if device is not None else t
+            # realized here first: Tensor.to of an unrealized broadcast constant (Tensor.ones(n)) fails to copy
+            out = t.detach().contiguous().realize().to(device) if device is not None and \
+                t.device != canonical_name(device) else t
             if target is not None and t.dtype.is_float and t.dtype != target:
                 out = out.detach().cast(target)
             if out is t:

@@ -311,6 +311,30 @@ def test_step_lr() -> None:
     np.testing.assert_allclose(_lrs(lambda o: lr_scheduler.StepLR(o, step_size=3, gamma=0.5), 9), want)
 
 
+def test_multi_step_and_exponential_lr() -> None:
+    want = [0.1 * 0.5 ** sum(m <= e for m in (2, 5, 5)) for e in range(8)]
+    np.testing.assert_allclose(_lrs(lambda o: lr_scheduler.MultiStepLR(o, [5, 2, 5], gamma=0.5), 7), want)
+    np.testing.assert_allclose(_lrs(lambda o: lr_scheduler.ExponentialLR(o, gamma=0.9), 5),
+                               [0.1 * 0.9 ** e for e in range(6)])
+
+
+def test_scheduler_records_initial_lr_and_resumes() -> None:
+    opt = optim.SGD([Tensor(np.ones(1, np.float32), requires_grad=True)], lr=0.1)
+    sched = lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    for _ in range(3):
+        sched.step()
+    assert opt.param_groups[0]["initial_lr"] == 0.1 and sched.get_last_lr() == [0.05]
+    saved = sched.state_dict()
+    assert saved["last_epoch"] == 3 and "optimizer" not in saved
+    again = lr_scheduler.StepLR(opt, step_size=2, gamma=0.5, last_epoch=2)  # resumes at epoch 3
+    again.load_state_dict(saved)
+    again.step()
+    assert again.get_last_lr() == [0.025]
+    fresh = optim.SGD([Tensor(np.ones(1, np.float32), requires_grad=True)], lr=0.1)
+    with pytest.raises(KeyError, match="initial_lr"):
+        lr_scheduler.StepLR(fresh, step_size=2, last_epoch=4)
+
+
 def test_cosine_annealing_lr() -> None:
     want = [0.01 + (0.1 - 0.01) * (1 + math.cos(math.pi * e / 8)) / 2 for e in range(12)]
     np.testing.assert_allclose(_lrs(lambda o: lr_scheduler.CosineAnnealingLR(o, T_max=8, eta_min=0.01), 11), want)
@@ -379,3 +403,39 @@ def test_one_cycle_lr_and_momentum(three_phase: bool, strategy: str) -> None:
     with pytest.raises(ValueError, match="momentum or beta1"):
         lr_scheduler.OneCycleLR(optim.Adagrad([Tensor(np.ones(1, np.float32), requires_grad=True)]), max_lr=1.0,
                                 total_steps=5)
+
+
+def test_one_cycle_adam_with_clipping_replays_like_eager() -> None:
+    """OneCycleLR changes Adam's lr and beta1 every step and clip_grad_norm_ rescales the gradients on the device: a
+    jitted step replays all of it (parameters equal the eager run's at every step)."""
+    from tg import nn
+
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((16, 4)).astype(np.float32), rng.integers(0, 3, 16).astype(np.int32)
+
+    def build() -> tuple[nn.Module, optim.Optimizer, lr_scheduler.LRScheduler]:
+        Tensor.manual_seed(2)
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+        opt = optim.Adam(model.parameters(), lr=0.01)
+        return model, opt, lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10)
+
+    def step(model: nn.Module, opt: optim.Optimizer, x: Tensor, y: Tensor) -> Tensor:
+        opt.zero_grad()
+        loss = nn.CrossEntropyLoss()(model(x), y)
+        loss.backward()
+        norm = nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+        opt.step()
+        return norm
+
+    (m1, o1, s1), (m2, o2, s2) = build(), build()
+    jitted = tg.jit(lambda x, y: step(m2, o2, x, y))
+    betas = []
+    for i in range(9):
+        want = step(m1, o1, Tensor(x), Tensor(y)).numpy()
+        np.testing.assert_allclose(jitted(Tensor(x), Tensor(y)).numpy(), want, rtol=1e-4, err_msg=f"step {i + 1}")
+        for a, b in zip(m2.parameters(), m1.parameters()):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6, err_msg=f"step {i + 1}")
+        s1.step()
+        s2.step()
+        betas.append(o2.param_groups[0]["betas"][0])
+    assert jitted.replays == 6 and len(set(betas)) == 9
