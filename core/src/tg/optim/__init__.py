@@ -15,7 +15,8 @@ from __future__ import annotations
 from tg.optim import lr_scheduler
 from tg.optim.adam import Adam, AdamW
 from tg.optim.adaptive import Adagrad, RMSprop
-from tg.optim.optimizer import MAX_FUSED, Optimizer, ParamGroup
+from tg.optim.optimizer import MAX_FUSED, Optimizer, OptimizerState, ParamGroup
 from tg.optim.sgd import SGD
 
-__all__ = ["MAX_FUSED", "SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "ParamGroup", "RMSprop", "lr_scheduler"]
+__all__ = ["MAX_FUSED", "SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "OptimizerState", "ParamGroup", "RMSprop",
+           "lr_scheduler"]

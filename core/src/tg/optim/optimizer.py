@@ -78,6 +78,27 @@ class ParamGroup(dict[str, Any]):
         return self[key]
 
 
+class OptimizerState(list[dict[str, Any]]):
+    """Each parameter's state (a dict of tensors by PyTorch's names), indexed by position (``state[0]``) or, as in
+    PyTorch, by the parameter itself (``state[p]``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._index: dict[int, int] = {}
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, Tensor):
+            if id(key) not in self._index:
+                raise KeyError("this tensor is not a parameter of the optimizer")
+            return super().__getitem__(self._index[id(key)])
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, Tensor):
+            return id(key) in self._index and bool(super().__getitem__(self._index[id(key)]))
+        return super().__contains__(key)
+
+
 class Optimizer:
     """Holds parameter groups; ``zero_grad()`` clears the gradients, ``step()`` updates the parameters.
 
@@ -98,8 +119,8 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups: list[ParamGroup] = []
         self.params: list[Tensor] = []
-        #: per parameter (in the order of ``params``): its state tensors by PyTorch's names
-        self.state: list[dict[str, Any]] = []
+        #: per parameter (in the order of ``params``; also ``state[p]``): its state tensors by PyTorch's names
+        self.state = OptimizerState()
         self._group_of: list[int] = []
         self._counts: list[int] = []  # updates so far, per parameter (decides which updates fuse)
         self._hyper: dict[tuple[int, str, str], Tensor] = {}  # (group, device, dtype) -> the options on the device
@@ -138,6 +159,7 @@ class Optimizer:
         index = len(self.param_groups)
         self.param_groups.append(group)
         for p in unique.values():
+            self.state._index[id(p)] = len(self.params)
             self.params.append(p)
             self.state.append({})
             self._group_of.append(index)
