@@ -9,10 +9,24 @@ different modes can run side by side.  A module is in training mode when it is c
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from tg.frontend.tensor import Tensor
 from tg.nn import state
+
+T = TypeVar("T")
+
+
+class IterList(list[T]):
+    """A list that is also an iterator, so both tg's ``len(model.parameters())`` and PyTorch's
+    ``next(model.parameters())`` (PyTorch returns a generator) work."""
+
+    def __next__(self) -> T:
+        cursor: Iterator[T] | None = self.__dict__.get("_cursor")
+        if cursor is None:
+            cursor = iter(list(self))
+            self.__dict__["_cursor"] = cursor
+        return next(cursor)
 
 
 class Module:
@@ -128,25 +142,25 @@ class Module:
             yield name, module
             stack.extend(reversed([(f"{name}.{k}" if name else k, m) for k, m in module.named_children()]))
 
-    def parameters(self, recurse: bool = True) -> list[Tensor]:
+    def parameters(self, recurse: bool = True) -> IterList[Tensor]:
         """The trainable tensors (``requires_grad=True``) of this module and those inside it, each once."""
         if recurse:
-            return state.get_parameters(self)
-        return [t for _, t in self.named_parameters(recurse=False)]
+            return IterList(state.get_parameters(self))
+        return IterList(t for _, t in self.named_parameters(recurse=False))
 
     def named_parameters(self, prefix: str = "", recurse: bool = True,
-                         remove_duplicate: bool = True) -> list[tuple[str, Tensor]]:
+                         remove_duplicate: bool = True) -> IterList[tuple[str, Tensor]]:
         """(dotted name, parameter) pairs; a parameter shared by two layers comes once unless ``remove_duplicate``
         is False."""
-        return self._named_tensors(prefix, recurse, remove_duplicate, parameters=True)
+        return IterList(self._named_tensors(prefix, recurse, remove_duplicate, parameters=True))
 
-    def buffers(self, recurse: bool = True) -> list[Tensor]:
-        return [t for _, t in self.named_buffers(recurse=recurse)]
+    def buffers(self, recurse: bool = True) -> IterList[Tensor]:
+        return IterList(t for _, t in self.named_buffers(recurse=recurse))
 
     def named_buffers(self, prefix: str = "", recurse: bool = True,
-                      remove_duplicate: bool = True) -> list[tuple[str, Tensor]]:
+                      remove_duplicate: bool = True) -> IterList[tuple[str, Tensor]]:
         """The tensors that are not parameters (running statistics, masks...), non-persistent ones included."""
-        return self._named_tensors(prefix, recurse, remove_duplicate, parameters=False)
+        return IterList(self._named_tensors(prefix, recurse, remove_duplicate, parameters=False))
 
     def _named_tensors(self, prefix: str, recurse: bool, remove_duplicate: bool,
                        parameters: bool) -> list[tuple[str, Tensor]]:

@@ -50,6 +50,8 @@ def test_module_names_buffers_and_containers() -> None:
     params = dict(block.named_parameters())
     assert list(params) == [n for n in names if "running" not in n and "num_batches" not in n and n != "mask"]
     assert len(block.parameters()) == 11 and isinstance(block.scale, nn.Parameter)
+    assert next(block.parameters()) is params["layers.0.weight"]  # PyTorch's idiom for "the model's device"
+    assert next(block.named_parameters())[0] == "layers.0.weight"
     assert not isinstance(block.mask, nn.Parameter)
     assert [n for n, _ in block.named_parameters(recurse=False)] == ["scale"]
     assert [n for n, _ in block.named_children()] == ["layers", "heads", "norm", "drop"]
