@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from tg.engine.realize import current_recorder
 from tg.frontend.grad_mode import no_grad
 from tg.frontend.tensor import Tensor
 from tg.support.dtype import DType, dtypes
+from tg.support.errors import JitError
 
 MAX_FUSED = 16  # parameters updated by one kernel at most (each adds a masked load to every element)
 
@@ -172,6 +174,11 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}: invalid learning rate {lr!r} (a number >= 0)")
 
     def _check_change(self, group: ParamGroup, key: str, value: Any) -> None:
+        recorder = current_recorder()
+        if recorder is not None and recorder.refuse_reads_for is not None:
+            raise JitError(f"jit: {recorder.refuse_reads_for} changes the optimizer option {key!r} while being "
+                           "captured; a replay runs only kernels, so the option would silently keep this value. Fix: "
+                           "change it (or call the scheduler's step()) outside the jitted function, between calls.")
         if key == "lr":  # any real number: a schedule may go below 0 at its very end, as PyTorch's do
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ValueError(f"{type(self).__name__}: invalid learning rate {value!r} (a number)")

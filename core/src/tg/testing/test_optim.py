@@ -452,3 +452,23 @@ def test_one_cycle_adam_with_clipping_replays_like_eager() -> None:
         s2.step()
         betas.append(o2.param_groups[0]["betas"][0])
     assert jitted.replays == 6 and len(set(betas)) == 9
+
+
+def test_a_scheduler_stepped_inside_a_jitted_function_is_refused() -> None:
+    """A replay runs no Python, so a scheduler inside the jitted step would silently freeze the lr: refused, with
+    the fix, when the call is captured (eager calls before it are fine)."""
+    p = Tensor(np.ones(2, np.float32), requires_grad=True)
+    opt = optim.SGD([p], lr=0.1)
+    sched = lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+
+    @tg.jit
+    def step() -> None:
+        opt.zero_grad()
+        (p * p).sum().backward()
+        opt.step()
+        sched.step()
+
+    step()
+    step()
+    with pytest.raises(tg.JitError, match="outside the jitted function"):
+        step()
