@@ -31,7 +31,7 @@ from tg.nn.basic import (
     Tanh,
     Unflatten,
 )
-from tg.nn.containers import ModuleDict, ModuleList
+from tg.nn.containers import ModuleDict, ModuleList, ParameterDict, ParameterList
 from tg.nn.conv import Conv2d
 from tg.nn.dropout import Dropout
 from tg.nn.embedding import Embedding
@@ -46,5 +46,6 @@ from tg.nn.state import StateDictError
 __all__ = ["GELU", "AdaptiveAvgPool2d", "AvgPool2d", "BCELoss", "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d",
            "Conv2d", "CrossEntropyLoss", "Dropout", "Embedding", "Flatten", "GroupNorm", "Identity", "L1Loss",
            "LayerNorm", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "MaxPool2d", "Module", "ModuleDict",
-           "ModuleList", "MultiheadAttention", "NLLLoss", "Parameter", "ReLU", "Sequential", "SiLU", "Sigmoid",
-           "Softmax", "StateDictError", "Tanh", "Unflatten", "functional", "init", "state", "utils"]
+           "ModuleList", "MultiheadAttention", "NLLLoss", "Parameter", "ParameterDict", "ParameterList", "ReLU",
+           "Sequential", "SiLU", "Sigmoid", "Softmax", "StateDictError", "Tanh", "Unflatten", "functional", "init",
+           "state", "utils"]

@@ -1,4 +1,5 @@
-"""ModuleList and ModuleDict: modules held in a list or a dict, registered so that their parameters train.
+"""ModuleList, ModuleDict, ParameterList, ParameterDict: modules or parameters in a list or a dict, registered so
+that their parameters train.
 
 (Plain Python lists and dicts of modules work in tg too; these give PyTorch's names and methods.)  State names
 are the positions (``"blocks.0.weight"``) and the keys (``"heads.cls.bias"``).
@@ -9,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from tg.frontend.tensor import Tensor
 from tg.nn.module import Module
+from tg.nn.parameter import Parameter
 
 
 def _check(module: Any, where: str) -> Module:
@@ -124,3 +127,80 @@ class ModuleDict(Module):
     def __repr__(self) -> str:
         body = "".join(f"\n  ({k}): {m!r}" for k, m in self.entries.items())
         return f"ModuleDict({body}\n)"
+
+
+def _param(value: Any, where: str) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{where}: expected a Tensor (nn.Parameter), got {type(value).__name__}")
+    if value.requires_grad is not True:
+        value = Parameter(value)
+    return value
+
+
+class ParameterList(Module):
+    """A list of parameters (tensors are made parameters: ``requires_grad=True``); state names are positions."""
+
+    def __init__(self, values: Iterable[Tensor] | None = None):
+        self.items: list[Tensor] = [_param(v, "ParameterList") for v in (values or ())]
+
+    def named_state_children(self) -> Iterator[tuple[str, Any]]:
+        return ((str(i), t) for i, t in enumerate(self.items))
+
+    def __getitem__(self, index: int) -> Tensor:
+        return self.items[index]
+
+    def __setitem__(self, index: int, value: Tensor) -> None:
+        self.items[index] = _param(value, "ParameterList")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return iter(self.items)
+
+    def append(self, value: Tensor) -> ParameterList:
+        self.items.append(_param(value, "ParameterList.append"))
+        return self
+
+    def extend(self, values: Iterable[Tensor]) -> ParameterList:
+        for v in values:
+            self.append(v)
+        return self
+
+
+class ParameterDict(Module):
+    """A dict of parameters by string key; state names are the keys."""
+
+    def __init__(self, values: Mapping[str, Tensor] | None = None):
+        self.entries: dict[str, Tensor] = {}
+        for key, value in (values or {}).items():
+            self[key] = value
+
+    def named_state_children(self) -> Iterator[tuple[str, Any]]:
+        return iter(list(self.entries.items()))
+
+    def __getitem__(self, key: str) -> Tensor:
+        return self.entries[key]
+
+    def __setitem__(self, key: str, value: Tensor) -> None:
+        if not isinstance(key, str) or not key or "." in key:
+            raise KeyError(f"ParameterDict keys must be non-empty strings without '.', got {key!r}")
+        self.entries[key] = _param(value, f"ParameterDict[{key!r}]")
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+    def keys(self) -> Any:
+        return self.entries.keys()
+
+    def values(self) -> Any:
+        return self.entries.values()
+
+    def items(self) -> Any:
+        return self.entries.items()

@@ -9,12 +9,19 @@ different modes can run side by side.  A module is in training mode when it is c
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from tg.frontend.tensor import Tensor
 from tg.nn import state
 
 T = TypeVar("T")
+
+
+class IncompatibleKeys(NamedTuple):
+    """What ``load_state_dict(..., strict=False)`` left out: the model's names not given, the names not used."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
 
 
 class IterList(list[T]):
@@ -189,9 +196,27 @@ class Module:
         """Every tensor, parameters and buffers, by dotted name (``"0.weight"``, ``"layers.1.bias"``)."""
         return state.get_state_dict(self)
 
-    def load_state_dict(self, values: Mapping[str, Any], strict: bool = True) -> None:
-        """Load names -> arrays or tensors; checks everything first (see :func:`tg.nn.state.load_state_dict`)."""
+    def load_state_dict(self, values: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
+        """Load names -> arrays or tensors; checks everything first (see :func:`tg.nn.state.load_state_dict`).
+
+        Returns PyTorch's ``(missing_keys, unexpected_keys)`` named tuple (both empty unless ``strict=False``)."""
+        own = self.state_dict()
         state.load_state_dict(self, values, strict)
+        return IncompatibleKeys([n for n in own if n not in values], [n for n in values if n not in own])
+
+    def get_submodule(self, target: str) -> Module:
+        """The module at dotted path ``target`` (``"blocks.0.attn"``; ``""`` is this module)."""
+        for name, module in self.named_modules():
+            if name == target:
+                return module
+        raise AttributeError(f"{type(self).__name__} has no submodule {target!r}")
+
+    def get_parameter(self, target: str) -> Tensor:
+        """The parameter at dotted path ``target`` (``"blocks.0.attn.in_proj_weight"``)."""
+        found = dict(self.named_parameters()).get(target)
+        if found is None:
+            raise AttributeError(f"{type(self).__name__} has no parameter {target!r}")
+        return found
 
     # -- whole-module operations -------------------------------------------------------------------------------
 

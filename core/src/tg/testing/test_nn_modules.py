@@ -82,6 +82,26 @@ def test_module_list_and_dict_methods() -> None:
     assert list(seq.state_dict()) == ["fc.weight", "fc.bias"] and seq.fc is seq[0]
 
 
+def test_parameter_containers_submodules_and_non_strict_loading() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            self.scales = nn.ParameterList([Tensor(np.ones(2, np.float32)), nn.Parameter(Tensor.zeros(3))])
+            self.named = nn.ParameterDict({"gain": Tensor(np.full(2, 2.0, np.float32))})
+            self.body = nn.Sequential(nn.Linear(2, 2))
+
+    net = Net()
+    assert list(net.state_dict()) == ["scales.0", "scales.1", "named.gain", "body.0.weight", "body.0.bias"]
+    assert len(net.parameters()) == 5 and all(isinstance(p, nn.Parameter) for p in net.scales)
+    assert net.get_submodule("body.0") is net.body[0] and net.get_parameter("named.gain") is net.named["gain"]
+    with pytest.raises(AttributeError, match="no submodule 'body.1'"):
+        net.get_submodule("body.1")
+    result = net.load_state_dict({"scales.0": np.full(2, 3.0, np.float32), "extra": np.zeros(1)}, strict=False)
+    assert result.unexpected_keys == ["extra"] and "named.gain" in result.missing_keys
+    assert net.scales[0].numpy().tolist() == [3.0, 3.0]
+    missing, unexpected = net.load_state_dict(net.state_dict())
+    assert missing == [] and unexpected == []
+
+
 def test_apply_zero_grad_requires_grad_and_to() -> None:
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     seen: list[str] = []

@@ -348,6 +348,24 @@ def test_scheduler_records_initial_lr_and_resumes() -> None:
         lr_scheduler.StepLR(fresh, step_size=2, last_epoch=4)
 
 
+def test_reduce_lr_on_plateau() -> None:
+    opt = optim.SGD([Tensor(np.ones(1, np.float32), requires_grad=True)], lr=1.0)
+    sched = lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1, cooldown=1, min_lr=0.2)
+    lrs = []
+    for metric in [5.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0]:
+        sched.step(metric)
+        lrs.append(sched.get_last_lr()[0])
+    # better, better, bad 1, bad 2 (> patience: halve, cooldown 1), cooldown, bad 1, bad 2 (halve), better, bad 1,
+    # bad 2 (halve, held at min_lr 0.2), cooldown, bad 1, bad 2 (already 0.2: unchanged)
+    assert lrs == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.2, 0.2, 0.2, 0.2]
+    maximize = lr_scheduler.ReduceLROnPlateau(opt, mode="max", threshold=0.1, threshold_mode="abs", patience=0)
+    maximize.step(1.0)
+    maximize.step(1.05)  # not better by more than 0.1: one bad epoch > patience 0
+    assert maximize.get_last_lr() == [pytest.approx(0.02)]
+    with pytest.raises(ValueError, match="factor should be < 1.0"):
+        lr_scheduler.ReduceLROnPlateau(opt, factor=2.0)
+
+
 def test_cosine_annealing_lr() -> None:
     want = [0.01 + (0.1 - 0.01) * (1 + math.cos(math.pi * e / 8)) / 2 for e in range(12)]
     np.testing.assert_allclose(_lrs(lambda o: lr_scheduler.CosineAnnealingLR(o, T_max=8, eta_min=0.01), 11), want)
