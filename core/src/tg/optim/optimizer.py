@@ -182,8 +182,9 @@ class Optimizer:
         if key == "lr":  # any real number: a schedule may go below 0 at its very end, as PyTorch's do
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ValueError(f"{type(self).__name__}: invalid learning rate {value!r} (a number)")
-        else:
-            self.check_options({**group, key: value})
+        else:  # the other options checked as at construction (an lr a schedule took below 0 is not their fault)
+            lr = group.get("lr")
+            self.check_options({**group, key: value, "lr": abs(lr) if isinstance(lr, (int, float)) else lr})
         if key in self.structural and self._stepped and _structure(group.get(key)) != _structure(value):
             raise ValueError(f"{type(self).__name__}: {key} cannot change from {group.get(key)!r} to {value!r} after "
                              f"the first step (that adds or removes optimizer state); create the optimizer with "
@@ -263,7 +264,10 @@ class Optimizer:
             new_p, new_state = self.update(self.param_groups[index], hyper, chunk, p, grad, step)
         for name, value in {**extra, **new_state}.items():  # state first: the new parameters read it
             value.realize()  # a flat vector sliced per parameter, or one value the whole chunk shares
-            views = _slices(value, params) if value.shape == new_p.shape and value.ndim else [value] * len(chunk)
+            # one tensor object per parameter, even for a value the chunk shares (a step count): each can be
+            # loaded or assigned on its own later
+            views = _slices(value, params) if value.shape == new_p.shape and value.ndim else \
+                [Tensor(value.lazydata) for _ in chunk]
             for i, view in zip(chunk, views):
                 if name in self.state[i]:
                     self.state[i][name].assign(view)

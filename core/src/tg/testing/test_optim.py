@@ -490,3 +490,29 @@ def test_a_scheduler_stepped_inside_a_jitted_function_is_refused() -> None:
     step()
     with pytest.raises(tg.JitError, match="outside the jitted function"):
         step()
+
+
+def test_loaded_step_counts_stay_per_parameter() -> None:
+    """Two parameters updated together share a step count; loading different counts keeps each its own (their
+    Adam bias corrections then differ, as if they had been trained apart)."""
+    a, b = (Tensor(np.ones(2, np.float32), requires_grad=True) for _ in range(2))
+    opt = optim.Adam([a, b], lr=0.1)
+
+    def step() -> None:
+        opt.zero_grad()
+        ((a * a).sum() + (b * b).sum()).backward()
+        opt.step()
+
+    step()
+    saved = opt.state_dict()
+    state = {i: {k: v.numpy() for k, v in s.items()} for i, s in saved["state"].items()}
+    state[1]["step"] = np.array(5.0, np.float32)
+    opt.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+    step()
+    assert [int(opt.state[i]["step"]) for i in (0, 1)] == [2, 6]
+    p1 = 1.0 - 0.1 / 0.1 * 0.2 / (math.sqrt(0.004) / math.sqrt(0.001) + 1e-8)  # both after step 1 (t = 1)
+    g = 2 * p1
+    m, v = 0.9 * 0.2 + 0.1 * g, 0.999 * 0.004 + 0.001 * g * g
+    for t, p in ((2, a), (6, b)):
+        want = p1 - 0.1 / (1 - 0.9 ** t) * m / (math.sqrt(v) / math.sqrt(1 - 0.999 ** t) + 1e-8)
+        np.testing.assert_allclose(p.numpy(), [want, want], rtol=2e-5, err_msg=f"t={t}")
