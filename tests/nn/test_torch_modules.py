@@ -49,3 +49,19 @@ def test_to_dtype_casts_floating_tensors_only() -> None:
     assert model.norm.num_batches_tracked is not None and model.norm.num_batches_tracked.dtype.name == "int32"
     model.float()
     assert model.fc.weight.dtype.name == "float32"
+
+
+def test_layers_take_pytorchs_device_and_dtype_arguments() -> None:
+    other = "numpy" if tg.default_backend_name() != "numpy" else "clang"
+    try:
+        tg.backend_capabilities(other)
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        pytest.skip(f"backend {other} unavailable: {exc}")
+    layers = [nn.Linear(3, 2, device=other), nn.Conv2d(1, 2, 3, device=other), nn.Embedding(4, 2, device=other),
+              nn.LayerNorm(2, device=other), nn.BatchNorm1d(2, device=other), nn.GroupNorm(1, 2, device=other),
+              nn.MultiheadAttention(4, 2, device=other)]
+    for layer in layers:
+        assert all(t.device == other for t in layer.state_dict().values()), layer
+        assert all(p.requires_grad for p in layer.parameters()) and layer.parameters()
+    half = nn.Linear(3, 2, dtype=tg.dtypes.float32)
+    assert half.weight.dtype.name == "float32" and half.weight.requires_grad

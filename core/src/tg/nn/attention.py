@@ -10,6 +10,7 @@ A query that may attend to no key gives NaN, as in PyTorch.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class MultiheadAttention(Module):
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: int | None = None,
-                 vdim: int | None = None, batch_first: bool = False):
+                 vdim: int | None = None, batch_first: bool = False, device: str | None = None, dtype: Any = None):
         if add_bias_kv or add_zero_attn:
             raise NotImplementedError("MultiheadAttention: add_bias_kv and add_zero_attn are not implemented in tg; "
                                       "leave them False")
@@ -62,6 +63,7 @@ class MultiheadAttention(Module):
         self.out_proj = Linear(embed_dim, embed_dim, bias=bias)
         if self.out_proj.bias is not None:
             init.zeros_(self.out_proj.bias)
+        self._place(device, dtype)
 
     def _project(self, x: Tensor, which: int) -> Tensor:
         e = self.embed_dim

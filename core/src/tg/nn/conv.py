@@ -65,7 +65,8 @@ class Conv2d(Module):
     """2-D convolution over (N, C, H, W): ``weight`` is (out_channels, in_channels // groups, KH, KW)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], stride: Any = 1,
-                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros"):
+                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 device: str | None = None, dtype: Any = None):
         if padding_mode != "zeros":
             raise NotImplementedError(f"Conv2d: padding_mode={padding_mode!r} is not implemented in tg (only 'zeros')")
         if in_channels % groups or out_channels % groups:
@@ -80,6 +81,7 @@ class Conv2d(Module):
         fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
         self.weight = init.kaiming_uniform(out_channels, in_channels // groups, *self.kernel_size, fan_in=fan_in)
         self.bias = init.uniform(out_channels, bound=init.fan_in_bound(fan_in)) if bias else None
+        self._place(device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from tg.frontend.tensor import Tensor
@@ -17,7 +19,8 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
                  max_norm: float | None = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
-                 sparse: bool = False, _weight: Tensor | None = None, _freeze: bool = False):
+                 sparse: bool = False, _weight: Tensor | None = None, _freeze: bool = False, device: str | None = None,
+                 dtype: Any = None):
         if max_norm is not None or scale_grad_by_freq or sparse:
             option = "max_norm" if max_norm is not None else "scale_grad_by_freq" if scale_grad_by_freq else "sparse"
             raise NotImplementedError(f"Embedding: {option} is not implemented in tg; leave it at its default")
@@ -39,6 +42,7 @@ class Embedding(Module):
                 keep[padding_idx] = False
                 weight = Tensor(keep).where(weight, 0.0)
             self.weight = Tensor(weight.realize().lazydata, requires_grad=True)
+        self._place(device, dtype)
 
     @classmethod
     def from_pretrained(cls, embeddings: Tensor, freeze: bool = True, padding_idx: int | None = None,

@@ -279,6 +279,11 @@ class Module:
                     _move_in(value, move)
         return self
 
+    def _place(self, device: str | None, dtype: Any) -> None:
+        """PyTorch's ``device=``/``dtype=`` constructor arguments: move the new layer's tensors there."""
+        if device is not None or dtype is not None:
+            self.to(device, dtype)
+
     def float(self) -> Module:
         return self.to(dtype="float32")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class BatchNorm2d(Module):
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True):
+                 track_running_stats: bool = True, device: str | None = None, dtype: Any = None):
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.weight = Tensor.ones(num_features, requires_grad=True) if affine else None
         self.bias = Tensor.zeros(num_features, requires_grad=True) if affine else None
@@ -50,6 +51,7 @@ class BatchNorm2d(Module):
             self.register_buffer("running_mean", Tensor.zeros(num_features, requires_grad=False))
             self.register_buffer("running_var", Tensor.ones(num_features, requires_grad=False))
             self.register_buffer("num_batches_tracked", Tensor(np.array(0, dtype=np.int32)))
+        self._place(device, dtype)
 
     expected = "(N, C, H, W)"
 
@@ -109,12 +111,14 @@ class GroupNorm(Module):
     """Normalizes each group of ``num_channels // num_groups`` channels of (N, C, ...) over its channels and
     positions, then applies the per-channel ``weight`` and ``bias``."""
 
-    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True):
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
+                 device: str | None = None, dtype: Any = None):
         if num_groups < 1 or num_channels % num_groups:
             raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
         self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
         self.weight = Tensor.ones(num_channels, requires_grad=True) if affine else None
         self.bias = Tensor.zeros(num_channels, requires_grad=True) if affine else None
+        self._place(device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim < 2 or x.shape[1] != self.num_channels:
@@ -130,11 +134,12 @@ class LayerNorm(Module):
     """Normalizes over the last ``len(normalized_shape)`` dims, then applies ``weight`` and ``bias``."""
 
     def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-5, elementwise_affine: bool = True,
-                 bias: bool = True):
+                 bias: bool = True, device: str | None = None, dtype: Any = None):
         self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.eps = eps
         self.weight = Tensor.ones(*self.normalized_shape, requires_grad=True) if elementwise_affine else None
         self.bias = Tensor.zeros(*self.normalized_shape, requires_grad=True) if elementwise_affine and bias else None
+        self._place(device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         k = len(self.normalized_shape)
