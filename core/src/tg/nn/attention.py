@@ -127,7 +127,7 @@ class MultiheadAttention(Module):
             out = out.transpose(0, 1)
         if not need_weights:
             return out, None
-        w = weights.mean(1) if average_attn_weights else weights
+        w = dropped.mean(1) if average_attn_weights else dropped  # after dropout, as PyTorch returns them
         return out, (w.squeeze(0) if unbatched else w)
 
     def __repr__(self) -> str:

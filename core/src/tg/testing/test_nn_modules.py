@@ -337,6 +337,21 @@ def test_multihead_attention_matches_numpy(batch_first: bool, rng: np.random.Gen
     assert mha.in_proj_weight.grad is not None and mha.out_proj.weight.grad is not None
 
 
+def test_multihead_attention_returns_weights_after_dropout(rng: np.random.Generator) -> None:
+    """As PyTorch: in training, dropout zeroes attention weights and scales the rest by 1/(1-p), and the weights
+    returned are those the output used."""
+    mha = nn.MultiheadAttention(8, 2, dropout=0.5, batch_first=True)
+    x = tensor(random_array((2, 6, 8), rng=rng))
+    _, dropped = mha(x, x, x, average_attn_weights=False)
+    mha.eval()
+    _, plain = mha(x, x, x, average_attn_weights=False)
+    assert dropped is not None and plain is not None
+    d, p = dropped.numpy(), plain.numpy()
+    kept = d != 0
+    assert 0.2 < kept.mean() < 0.8 and (p > 0).all()
+    np.testing.assert_allclose(d[kept], 2 * p[kept], rtol=1e-5)
+
+
 def test_multihead_attention_unbatched_causal_and_errors(rng: np.random.Generator) -> None:
     mha = nn.MultiheadAttention(4, 1)
     x = random_array((3, 4), rng=rng)
