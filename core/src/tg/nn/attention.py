@@ -4,7 +4,8 @@ Parameters: ``in_proj_weight`` (3E, E) and ``in_proj_bias`` (3E,) (or ``q_proj_w
 ``v_proj_weight`` when ``kdim``/``vdim`` differ from ``embed_dim``) and ``out_proj`` (a Linear), so a PyTorch
 state dict loads as it is.  Masks follow PyTorch's MultiheadAttention (not scaled_dot_product_attention): in a
 bool ``attn_mask`` or ``key_padding_mask`` True means *may not attend*; a float mask is added to the scores.
-A query that may attend to no key gives NaN, as in PyTorch.
+A query that may attend to no key gives NaN, as in PyTorch.  ``is_causal`` is a hint beside an ``attn_mask``, as
+in PyTorch; without one (where PyTorch raises) tg builds the causal mask.
 """
 
 from __future__ import annotations
