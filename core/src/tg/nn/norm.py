@@ -85,8 +85,8 @@ class BatchNorm2d(Module):
         self.num_batches_tracked.assign(self.num_batches_tracked + 1).realize()
         if self.momentum is not None:
             m: float | Tensor = self.momentum
-        else:  # a cumulative average; the factor goes in a buffer so that it compiles nothing new each step
-            m = Tensor(np.array(1.0 / self.num_batches_tracked.item(), dtype=np.float32), device=mean.device)
+        else:  # a cumulative average: 1 / count, computed on the device (no value read back, so tg.jit replays it)
+            m = 1.0 / self.num_batches_tracked.cast(mean.dtype)
         unbiased = var * (count / (count - 1))
         self.running_mean.assign((1 - m) * self.running_mean + m * mean).realize()
         self.running_var.assign((1 - m) * self.running_var + m * unbiased).realize()

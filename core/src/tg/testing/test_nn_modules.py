@@ -198,6 +198,21 @@ def test_batchnorm1d_train_and_eval(shape: tuple[int, ...], rng: np.random.Gener
         bn(Tensor(np.ones((2, 4), np.float32)))
 
 
+def test_batchnorm_cumulative_average_under_jit(rng: np.random.Generator) -> None:
+    """``momentum=None``: the running statistics are the plain average of every batch's, also when replayed."""
+    import tg
+
+    bn = nn.BatchNorm1d(2, momentum=None)
+    batches = [random_array((4, 2), rng=rng, low=-2, high=2) for _ in range(6)]
+    step = tg.jit(lambda x: bn(x))
+    for b in batches:
+        step(tensor(b))
+    assert bn.running_mean is not None and bn.running_var is not None and bn.num_batches_tracked is not None
+    assert bn.num_batches_tracked.item() == 6
+    assert_close(bn.running_mean, np.mean([b.astype(np.float64).mean(0) for b in batches], axis=0))
+    assert_close(bn.running_var, np.mean([b.astype(np.float64).var(0, ddof=1) for b in batches], axis=0))
+
+
 def test_groupnorm_and_layernorm_without_bias(rng: np.random.Generator) -> None:
     x = random_array((2, 6, 3, 2), rng=rng)
     gn = nn.GroupNorm(3, 6)
