@@ -106,3 +106,41 @@ def test_corrupt_file_is_an_error_naming_it(saved: tuple[Path, dict[str, np.ndar
     assert_unchanged(model, before)
     with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
         checkpoint.load(model, path.parent / "nowhere.safetensors")
+
+
+def test_optimizer_state_saved_beside_the_model(tmp_path: Path) -> None:
+    """A checkpoint with the optimizer resumes training exactly where it stopped."""
+    from tg import optim
+
+    def build() -> tuple[nn.Module, optim.Optimizer]:
+        Tensor.manual_seed(4)
+        model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        return model, optim.AdamW([{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.05}],
+                                  lr=0.1, betas=(0.8, 0.95))
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((6, 3)).astype(np.float32), rng.integers(0, 2, 6).astype(np.int32)
+
+    def train(model: nn.Module, opt: optim.Optimizer, n: int) -> None:
+        for _ in range(n):
+            opt.zero_grad()
+            model(Tensor(x)).cross_entropy(Tensor(y)).backward()
+            opt.step()
+
+    model, opt = build()
+    train(model, opt, 3)
+    path = checkpoint.save(model, tmp_path / "run.safetensors", optimizer=opt)
+    other, other_opt = build()
+    with pytest.raises(checkpoint.CheckpointError, match="not of a SGD"):
+        checkpoint.load(other, path, optimizer=optim.SGD(other.parameters(), lr=0.1))
+    checkpoint.load(other, path, optimizer=other_opt)
+    assert other_opt.param_groups[1]["lr"] == 0.05 and other_opt.param_groups[0]["betas"] == (0.8, 0.95)
+    assert int(other_opt.state[0]["step"]) == 3
+    train(model, opt, 2)
+    train(other, other_opt, 2)
+    for a, b in zip(model.parameters(), other.parameters()):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-6, atol=1e-7)
+    checkpoint.load(build()[0], path)  # the model alone: the optimizer's tensors are not "unexpected"
+    plain = checkpoint.save(model, tmp_path / "plain.safetensors")
+    with pytest.raises(checkpoint.CheckpointError, match="no optimizer state"):
+        checkpoint.load(other, plain, optimizer=other_opt)

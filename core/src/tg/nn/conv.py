@@ -65,29 +65,53 @@ class Conv2d(Module):
     """2-D convolution over (N, C, H, W): ``weight`` is (out_channels, in_channels // groups, KH, KW)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], stride: Any = 1,
-                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True):
+                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 device: str | None = None, dtype: Any = None):
+        if padding_mode != "zeros":
+            raise NotImplementedError(f"Conv2d: padding_mode={padding_mode!r} is not implemented in tg (only 'zeros')")
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
                              f"divisible by groups ({groups})")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = pair(kernel_size, "kernel_size")
-        self.stride, self.padding = pair(stride, "stride"), pair(padding, "padding")
-        self.dilation = pair(dilation, "dilation")
+        self.stride, self.dilation = pair(stride, "stride"), pair(dilation, "dilation")
+        #: (top, bottom, left, right) zeros around the input; ``padding`` keeps what was given ("same" stays "same")
+        self._pads = self._padding_amounts(padding)
+        self.padding: Any = padding if isinstance(padding, str) else pair(padding, "padding")
         fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
         self.weight = init.kaiming_uniform(out_channels, in_channels // groups, *self.kernel_size, fan_in=fan_in)
         self.bias = init.uniform(out_channels, bound=init.fan_in_bound(fan_in)) if bias else None
+        self._place(device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"Conv2d({self.in_channels}, {self.out_channels}): input must be "
                              f"(N, {self.in_channels}, H, W), got shape {x.shape}")
+        top, bottom, left, right = self._pads
+        if (top, left) != (bottom, right):  # padding="same" with an even kernel: the extra zero goes after
+            x = x.pad((left, right, top, bottom))
+            top = bottom = left = right = 0
         if self.groups != 1:
-            return x.conv2d(self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-        cols = patches(x, self.kernel_size, self.stride, self.padding, self.dilation)
+            return x.conv2d(self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups)
+        cols = patches(x, self.kernel_size, self.stride, (top, left), self.dilation)
         n, oh, ow = cols.shape[:3]
         rows = cols.reshape(n * oh * ow, -1)
         out = matmul_rows(rows, self.weight.reshape(self.out_channels, -1), self.bias)
         return out.reshape(n, oh, ow, self.out_channels).permute(0, 3, 1, 2)
+
+    def _padding_amounts(self, padding: Any) -> tuple[int, int, int, int]:
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding == "same":
+            if self.stride != (1, 1):
+                raise ValueError("Conv2d: padding='same' needs stride 1, as in PyTorch")
+            (kh, kw), (dh, dw) = self.kernel_size, self.dilation
+            th, tw = dh * (kh - 1), dw * (kw - 1)
+            return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+        if isinstance(padding, str):
+            raise ValueError(f"Conv2d: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+        ph, pw = pair(padding, "padding")
+        return (ph, ph, pw, pw)
 
     def __repr__(self) -> str:
         return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

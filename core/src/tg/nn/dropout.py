@@ -9,9 +9,11 @@ from tg.nn.module import Module
 class Dropout(Module):
     """Identity in eval mode.  Follows this module's own ``training`` flag, not ``Tensor.training``."""
 
-    def __init__(self, p: float = 0.5):
+    def __init__(self, p: float = 0.5, inplace: bool = False):
         if not 0 <= p < 1:
             raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        if inplace:
+            raise NotImplementedError("Dropout: inplace=True is not implemented in tg; leave it at its default")
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:

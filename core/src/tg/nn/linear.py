@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tg.frontend.tensor import Tensor
 from tg.nn import init
 from tg.nn.grad import materialize_grad
@@ -11,10 +13,12 @@ from tg.nn.module import Module
 class Linear(Module):
     """A fully connected layer: ``weight`` is (out_features, in_features), ``bias`` (out_features,)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device: str | None = None,
+                 dtype: Any = None):
         self.in_features, self.out_features = in_features, out_features
         self.weight = init.kaiming_uniform(out_features, in_features, fan_in=in_features)
         self.bias = init.uniform(out_features, bound=init.fan_in_bound(in_features)) if bias else None
+        self._place(device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1:] != (self.in_features,):
