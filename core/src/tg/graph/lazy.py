@@ -153,9 +153,12 @@ class LazyBuffer:
         return LazyBuffer(self.device, ShapeTracker.contiguous(self.shape), self.dtype, LazyOp.CONTIGUOUS, (self,))
 
     def copy_to(self, device: str) -> LazyBuffer:
+        """This value on ``device``: a copy of its elements in row-major order (a view or a broadcast constant is
+        made contiguous here first: the copy moves whole buffers)."""
         if device == self.device:
             return self
-        return LazyBuffer(device, ShapeTracker.contiguous(self.shape), self.dtype, LazyOp.COPY, (self,))
+        source = self.contiguous()
+        return LazyBuffer(device, ShapeTracker.contiguous(self.shape), self.dtype, LazyOp.COPY, (source,))
 
     # -- movement ops (make a view) ---------------------------------------------------------------------
 
