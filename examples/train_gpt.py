@@ -78,7 +78,7 @@ class GPT(nn.Module):
         self.block_size = block_size
         self.tok = nn.Embedding(vocab_size, n_embd)
         self.pos = nn.Embedding(block_size, n_embd)
-        self.blocks = [Block(n_embd, n_head) for _ in range(n_layer)]
+        self.blocks = nn.ModuleList([Block(n_embd, n_head) for _ in range(n_layer)])
         self.ln = nn.LayerNorm(n_embd)
         self.head = nn.Linear(n_embd, vocab_size)
 
