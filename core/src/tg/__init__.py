@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tg.frontend.torch_functions import TENSOR_METHODS
 from tg.hooks import HOOKSPEC_VERSION, hookimpl, hookspec
 from tg.support.errors import BackendError, JitError, PluginError, PluginWarning, TgError
 from tg.support.lazy import lazy_attributes
@@ -76,7 +77,7 @@ _TORCH_STYLE = ("arange", "argsort", "bmm", "cat", "clone", "cumprod", "cumsum",
                 "masked_fill", "matmul", "multinomial", "norm", "ones", "ones_like", "outer", "prod", "rand", "randint",
                 "randn", "roll", "scatter", "scatter_add", "sort", "stack", "tensor", "topk", "tril", "triu", "where",
                 "zeros", "zeros_like")
-_LAZY.update(dict.fromkeys(_TORCH_STYLE, "tg.frontend.api"))
+_LAZY.update(dict.fromkeys(_TORCH_STYLE + TENSOR_METHODS, "tg.frontend.api"))
 
 
 __getattr__ = lazy_attributes(__name__, _LAZY)

@@ -15,6 +15,7 @@ from tg.frontend.einsum import einsum
 from tg.frontend.grad_mode import no_grad
 from tg.frontend.random import manual_seed
 from tg.frontend.tensor import Tensor
+from tg.frontend.torch_functions import TENSOR_METHODS
 from tg.support.dtype import DType, dtypes
 
 __all__ = ["arange", "argsort", "bmm", "cat", "clone", "cumprod", "cumsum", "einsum", "empty", "erf", "expm1",
@@ -219,3 +220,20 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
 
 def clone(input: Tensor) -> Tensor:
     return input.clone()
+
+
+def _method_function(name: str) -> Any:
+    def function(input: Tensor, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(input, Tensor):
+            raise TypeError(f"tg.{name}() takes a Tensor first, not {type(input).__name__}: tg.{name}(x, ...) is "
+                            f"x.{name}(...)")
+        return getattr(input, name)(*args, **kwargs)
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = f"``tg.{name}(input, ...)`` is ``input.{name}(...)``, as ``torch.{name}`` is."
+    return function
+
+
+for _name in TENSOR_METHODS:
+    globals()[_name] = _method_function(_name)
+__all__ += list(TENSOR_METHODS)
