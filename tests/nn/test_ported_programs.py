@@ -7,6 +7,7 @@ The third, a character-level GPT, is ``examples/train_gpt.py`` (and tests/nn/tes
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tg
 import tg.nn.functional as F
 from tg import nn, optim
@@ -60,7 +61,9 @@ class ResNet(nn.Module):
 
 
 def test_a_small_resnet_learns_digits() -> None:
-    from sklearn.datasets import load_digits
+    datasets = pytest.importorskip("sklearn.datasets", reason="the digits come with scikit-learn "
+                                   "(pip install './core[examples]'; nox's examples session has it)")
+    load_digits = datasets.load_digits
 
     tg.manual_seed(0)
     digits = load_digits()

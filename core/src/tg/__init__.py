@@ -77,7 +77,13 @@ _TORCH_STYLE = ("arange", "argsort", "bmm", "cat", "clone", "cumprod", "cumsum",
                 "masked_fill", "matmul", "multinomial", "norm", "ones", "ones_like", "outer", "prod", "rand", "randint",
                 "randn", "roll", "scatter", "scatter_add", "sort", "stack", "tensor", "topk", "tril", "triu", "where",
                 "zeros", "zeros_like")
-_LAZY.update(dict.fromkeys(_TORCH_STYLE + TENSOR_METHODS, "tg.frontend.api"))
+_TORCH_MORE = ("allclose", "device", "empty_like", "eye", "inference_mode", "is_tensor", "isclose", "linspace",
+               "rand_like", "randn_like", "randperm", "set_grad_enabled")
+_LAZY.update(dict.fromkeys(_TORCH_STYLE + TENSOR_METHODS + _TORCH_MORE, "tg.frontend.api"))
+_LAZY.update({"save": "tg.nn.serialization", "load": "tg.nn.serialization"})
+# PyTorch's dtype names (tg.float32, tg.long, ...)
+_LAZY.update(dict.fromkeys(("float32", "float", "float16", "half", "float64", "double", "int8", "uint8", "int32",
+                            "int64", "long", "int", "bool"), "tg.frontend.torch_dtypes"))
 
 
 __getattr__ = lazy_attributes(__name__, _LAZY)
@@ -98,10 +104,13 @@ def backend_capabilities(device: str | None = None) -> Capabilities:
 
 
 __all__ = ["BackendError", "Capabilities", "HOOKSPEC_VERSION", "JitError", "JitFunction", "PluginError",
-           "PluginWarning", "Tensor", "TgError", "__version__", "arange", "argsort", "backend_capabilities",
-           "bmm", "cat", "checkpoint", "clone", "cuda", "cumprod", "cumsum", "default_backend_name",
-           "dtypes", "einsum", "empty", "erf", "expm1", "from_numpy", "full", "full_like", "gather",
-           "hookimpl", "hookspec", "isfinite", "isinf", "isnan", "jit", "log1p", "manual_seed",
-           "masked_fill", "matmul", "multinomial", "nn", "no_grad", "norm", "ones", "ones_like", "optim",
-           "outer", "prod", "rand", "randint", "randn", "roll", "scatter", "scatter_add", "sort", "stack",
-           "tensor", "topk", "tril", "triu", "where", "zeros", "zeros_like"]
+           "PluginWarning", "Tensor", "TgError", "__version__", "allclose", "arange", "argsort",
+           "backend_capabilities", "bmm", "bool", "cat", "checkpoint", "clone", "cuda", "cumprod", "cumsum",
+           "default_backend_name", "device", "double", "dtypes", "einsum", "empty", "empty_like", "erf",
+           "expm1", "eye", "float", "float16", "float32", "float64", "from_numpy", "full", "full_like",
+           "gather", "half", "hookimpl", "hookspec", "inference_mode", "int", "int32", "int64", "int8",
+           "is_tensor", "isclose", "isfinite", "isinf", "isnan", "jit", "linspace", "load", "log1p", "long",
+           "manual_seed", "masked_fill", "matmul", "multinomial", "nn", "no_grad", "norm", "ones",
+           "ones_like", "optim", "outer", "prod", "rand", "rand_like", "randint", "randn", "randn_like",
+           "randperm", "roll", "save", "scatter", "scatter_add", "set_grad_enabled", "sort", "stack",
+           "tensor", "topk", "tril", "triu", "uint8", "where", "zeros", "zeros_like"]

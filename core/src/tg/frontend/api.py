@@ -6,6 +6,7 @@ Each is a thin wrapper over the Tensor method or constructor of the same name, w
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,10 +19,12 @@ from tg.frontend.tensor import Tensor
 from tg.frontend.torch_functions import TENSOR_METHODS
 from tg.support.dtype import DType, dtypes
 
-__all__ = ["arange", "argsort", "bmm", "cat", "clone", "cumprod", "cumsum", "einsum", "empty", "erf", "expm1",
-           "from_numpy", "full", "full_like", "gather", "isfinite", "isinf", "isnan", "log1p", "manual_seed",
-           "masked_fill", "matmul", "multinomial", "no_grad", "norm", "ones", "ones_like", "outer", "prod", "rand",
-           "randint", "randn", "roll", "scatter", "scatter_add", "sort", "stack", "tensor", "topk", "tril", "triu",
+__all__ = ["allclose", "arange", "argsort", "bmm", "cat", "clone", "cumprod", "cumsum", "device", "einsum", "empty",
+           "empty_like", "erf", "expm1", "eye", "from_numpy", "full", "full_like", "gather",
+           "inference_mode", "is_tensor", "isclose", "isfinite", "isinf", "isnan", "linspace", "log1p",
+           "manual_seed", "masked_fill", "matmul", "multinomial", "no_grad", "norm", "ones", "ones_like",
+           "outer", "prod", "rand", "rand_like", "randint", "randn", "randn_like", "randperm", "roll",
+           "scatter", "scatter_add", "set_grad_enabled", "sort", "stack", "tensor", "topk", "tril", "triu",
            "where", "zeros", "zeros_like"]
 
 Dtype = DType | str | None
@@ -237,3 +240,89 @@ def _method_function(name: str) -> Any:
 for _name in TENSOR_METHODS:
     globals()[_name] = _method_function(_name)
 __all__ += list(TENSOR_METHODS)
+
+
+def device(type: str, index: builtins.int | None = None) -> str:
+    """``tg.device("cuda")`` / ``tg.device("cuda", 0)``: the device's name, usable wherever tg takes one
+    (``.to(device)``, ``device=``); PyTorch's ``cpu`` and ``cuda`` mean tg backends (see ``Tensor.to``)."""
+    return type if index is None else f"{type}:{index}"
+
+
+def is_tensor(obj: Any) -> builtins.bool:
+    return isinstance(obj, Tensor)
+
+
+def linspace(start: builtins.float, end: builtins.float, steps: builtins.int, dtype: Dtype = None,
+             device: str | None = None, requires_grad: builtins.bool = False) -> Tensor:
+    """``steps`` evenly spaced values from ``start`` to ``end``, both included (computed in float64 on the host)."""
+    if steps < 0:
+        raise ValueError(f"linspace: number of steps must be non-negative, got {steps}")
+    values = np.linspace(start, end, steps)
+    return Tensor(values.astype((dtypes.from_any(dtype) if dtype is not None else dtypes.default_float).np),
+                  device=device, requires_grad=requires_grad or None)
+
+
+def eye(n: builtins.int, m: builtins.int | None = None, dtype: Dtype = None, device: str | None = None,
+        requires_grad: builtins.bool = False) -> Tensor:
+    rows = Tensor.arange(n, device=device).reshape(n, 1)
+    cols = Tensor.arange(n if m is None else m, device=device).reshape(1, -1)
+    out = (rows == cols).cast(dtypes.from_any(dtype) if dtype is not None else dtypes.default_float)
+    return out.requires_grad_(True) if requires_grad else out
+
+
+def isclose(input: Tensor, other: Tensor, rtol: builtins.float = 1e-5, atol: builtins.float = 1e-8,
+            equal_nan: builtins.bool = False) -> Tensor:
+    close = (input - other).abs() <= atol + rtol * other.abs()
+    close = close | (input == other)  # equal infinities
+    return close | (input.isnan() & other.isnan()) if equal_nan else close
+
+
+def allclose(input: Tensor, other: Tensor, rtol: builtins.float = 1e-5, atol: builtins.float = 1e-8,
+             equal_nan: builtins.bool = False) -> builtins.bool:
+    """Whether every element is close (reads the result: this waits for the values)."""
+    return builtins.bool(isclose(input, other, rtol, atol, equal_nan).all().item())
+
+
+def empty_like(input: Tensor, dtype: Dtype = None, device: str | None = None,
+               requires_grad: builtins.bool = False) -> Tensor:
+    return _like(input, 0, dtype, device, requires_grad)
+
+
+def rand_like(input: Tensor, dtype: Dtype = None, device: str | None = None,
+              requires_grad: builtins.bool = False) -> Tensor:
+    return Tensor.rand(*input.shape, dtype=dtype or input.dtype, device=device or input.device,
+                       requires_grad=requires_grad or None)
+
+
+def randn_like(input: Tensor, dtype: Dtype = None, device: str | None = None,
+               requires_grad: builtins.bool = False) -> Tensor:
+    return Tensor.randn(*input.shape, dtype=dtype or input.dtype, device=device or input.device,
+                        requires_grad=requires_grad or None)
+
+
+def randperm(n: builtins.int, dtype: Dtype = None, device: str | None = None) -> Tensor:
+    """A random permutation of ``0..n-1`` from tg's generator (``tg.manual_seed`` makes it repeatable)."""
+    from tg.frontend.random import _rng
+
+    return Tensor(_rng().permutation(n).astype((dtypes.from_any(dtype) if dtype is not None else dtypes.int32).np),
+                  device=device)
+
+
+class set_grad_enabled:  # noqa: N801 - PyTorch's name
+    """``with tg.set_grad_enabled(False):`` records no graph inside, as :class:`no_grad`; ``True`` records it."""
+
+    def __init__(self, mode: builtins.bool):
+        self.mode = mode
+        self._inner: Any = None
+
+    def __enter__(self) -> None:
+        if not self.mode:
+            self._inner = no_grad()
+            self._inner.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._inner is not None:
+            self._inner.__exit__(*exc)
+
+
+inference_mode = no_grad

@@ -30,6 +30,7 @@ from tg.frontend.scans import ScanMixin
 from tg.frontend.scatter import ScatterMixin
 from tg.frontend.shapes import broadcast_shape, normalize_axis
 from tg.frontend.sorting import SortMixin
+from tg.frontend.torch_compat import TorchCompatMixin
 from tg.graph.lazy import LazyBuffer
 from tg.support.dtype import DType, check_numel, check_scalar_fits, dtypes, promote, scalar_dtype
 
@@ -41,7 +42,7 @@ Bool: TypeAlias = bool
 
 
 class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, MathMixin,
-             ScanMixin, ScatterMixin, SortMixin, metaclass=GradModeMeta):
+             ScanMixin, ScatterMixin, SortMixin, TorchCompatMixin, metaclass=GradModeMeta):
     """An n-dimensional array on a backend, with gradients.
 
     ``Tensor.no_grad`` is the calling thread's grad mode (see :mod:`tg.frontend.grad_mode`); ``Tensor.training``
