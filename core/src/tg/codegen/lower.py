@@ -179,9 +179,8 @@ class _Lowering:
         dimension would pass the target's ``launch_limits`` (1: flat)."""
         if len(sizes) < 2:
             return 1
-        limits = self.caps.launch_limits
+        limits, inner_first = self.caps.launch_limits, sizes[::-1]
         for dims in range(self.caps.launch_dims, 1, -1):
-            inner_first = sizes[::-1]
             launch = [*inner_first[:dims - 1], math.prod(inner_first[dims - 1:])]
             launch[0] = -(-launch[0] // group)
             if all(n <= most for n, most in zip(launch, limits)):

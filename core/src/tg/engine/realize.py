@@ -132,18 +132,19 @@ def run_item(item: ScheduleItem, schedule: Sequence[ScheduleItem] = (), position
         if recorder is not None:
             recorder.items.append(RecordedCopy(buf, source, out.arg if source is None else None, out.redraw))
     else:
-        buf = run_kernel(item, state, size, schedule[position + 1:] if schedule else ())
+        buf = run_kernel(item, state, size, schedule, position)
     out.realized = buf
     out.srcs = ()  # the graph under a realized buffer can be freed; a constant keeps its value (cast, reduce fold it)
     if out.op is not LazyOp.CONST:
         out.arg = None
 
 
-def run_kernel(kernel: Kernel, state: DeviceState, size: int, ahead: Sequence[ScheduleItem] = ()) -> Buffer:
+def run_kernel(kernel: Kernel, state: DeviceState, size: int, schedule: Sequence[ScheduleItem] = (),
+               position: int = 0) -> Buffer:
     key = kernel_key(kernel)
     prog = state.kernels.get(key)
     if prog is None:  # a kernel of the same structure is lowered, emitted and compiled only once
-        prog = build_programs(kernel, key, state, ahead)
+        prog = build_programs(kernel, key, state, schedule[position + 1:])  # (the rest is sliced on a miss only)
     buf = Buffer(state.backend, size, kernel.output.dtype)
     buffers = [buf, *[inp.realized for inp in kernel.inputs]]
     state.launch(prog, buffers)

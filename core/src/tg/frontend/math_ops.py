@@ -234,6 +234,4 @@ class MathMixin:
     def clone(self: Tensor) -> Tensor:
         """A new tensor with this one's value, and gradients flowing back to it (unlike detach()); in-place
         updates of either leave the other unchanged."""
-        out = F.Reshape.apply(self, shape=self.shape)
-        out._view = False  # a copy, not a view: in-place updates of it are its own
-        return out
+        return self.contiguous()  # a differentiable identity that is no view: in-place updates are its own

@@ -70,27 +70,21 @@ class ModuleList(Module):
         return f"ModuleList({body}\n)"
 
 
-class ModuleDict(Module):
-    """A dict of modules by string key, in insertion order: ``d[key]``, ``keys()``, ``items()``, ``update``..."""
+class _Keyed(Module):
+    """What ModuleDict and ParameterDict share: ``entries`` by string key, in insertion order, read as a dict."""
 
-    def __init__(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]] | None = None):
-        self.entries: dict[str, Module] = {}
-        if modules is not None:
-            self.update(modules)
+    entries: dict[str, Any]
 
     def named_state_children(self) -> Iterator[tuple[str, Any]]:
         return iter(list(self.entries.items()))
 
-    def __getitem__(self, key: str) -> Module:
-        return self.entries[key]
-
-    def __setitem__(self, key: str, module: Module) -> None:
+    def _key(self, key: Any) -> str:
         if not isinstance(key, str) or not key or "." in key:
-            raise KeyError(f"ModuleDict keys must be non-empty strings without '.', got {key!r}")
-        self.entries[key] = _check(module, f"ModuleDict[{key!r}]")
+            raise KeyError(f"{type(self).__name__} keys must be non-empty strings without '.', got {key!r}")
+        return key
 
-    def __delitem__(self, key: str) -> None:
-        del self.entries[key]
+    def __getitem__(self, key: str) -> Any:
+        return self.entries[key]
 
     def __contains__(self, key: object) -> bool:
         return key in self.entries
@@ -109,6 +103,25 @@ class ModuleDict(Module):
 
     def items(self) -> Any:
         return self.entries.items()
+
+
+class ModuleDict(_Keyed):
+    """A dict of modules by string key, in insertion order: ``d[key]``, ``keys()``, ``items()``, ``update``..."""
+
+    def __init__(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]] | None = None):
+        self.entries: dict[str, Module] = {}
+        if modules is not None:
+            self.update(modules)
+
+    def __getitem__(self, key: str) -> Module:
+        module: Module = self.entries[key]
+        return module
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        self.entries[self._key(key)] = _check(module, f"ModuleDict[{key!r}]")
+
+    def __delitem__(self, key: str) -> None:
+        del self.entries[key]
 
     def pop(self, key: str) -> Module:
         return self.entries.pop(key)
@@ -168,7 +181,7 @@ class ParameterList(Module):
         return self
 
 
-class ParameterDict(Module):
+class ParameterDict(_Keyed):
     """A dict of parameters by string key; state names are the keys."""
 
     def __init__(self, values: Mapping[str, Tensor] | None = None):
@@ -176,31 +189,9 @@ class ParameterDict(Module):
         for key, value in (values or {}).items():
             self[key] = value
 
-    def named_state_children(self) -> Iterator[tuple[str, Any]]:
-        return iter(list(self.entries.items()))
-
     def __getitem__(self, key: str) -> Tensor:
-        return self.entries[key]
+        value: Tensor = self.entries[key]
+        return value
 
     def __setitem__(self, key: str, value: Tensor) -> None:
-        if not isinstance(key, str) or not key or "." in key:
-            raise KeyError(f"ParameterDict keys must be non-empty strings without '.', got {key!r}")
-        self.entries[key] = _param(value, f"ParameterDict[{key!r}]")
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.entries
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.entries)
-
-    def keys(self) -> Any:
-        return self.entries.keys()
-
-    def values(self) -> Any:
-        return self.entries.values()
-
-    def items(self) -> Any:
-        return self.entries.items()
+        self.entries[self._key(key)] = _param(value, f"ParameterDict[{key!r}]")
