@@ -234,4 +234,4 @@ class MathMixin:
     def clone(self: Tensor) -> Tensor:
         """A new tensor with this one's value, and gradients flowing back to it (unlike detach()); in-place
         updates of either leave the other unchanged."""
-        return self.contiguous()  # a differentiable identity that is no view: in-place updates are its own
+        return F.Contiguous.apply(self)  # always a new tensor (contiguous() may return self)

@@ -180,7 +180,10 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, 
         return out
 
     def contiguous(self) -> Tensor:
-        return F.Contiguous.apply(self)
+        """This tensor's value in row-major order: itself when it is already (as PyTorch's, so an in-place update
+        of the result updates this tensor), else a new tensor."""
+        out = F.Contiguous.apply(self)
+        return self if out.lazydata is self.lazydata else out
 
     def assign(self, other: Tensor | Any) -> Tensor:
         """Replace this tensor's value (same shape and dtype) in place, keeping the Python object."""

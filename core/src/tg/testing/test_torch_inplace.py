@@ -220,6 +220,11 @@ def test_in_place_on_a_view_is_refused_not_silently_local() -> None:
     c = x.clone()
     c += 1  # a copy's updates are its own
     np.testing.assert_array_equal(c.numpy(), [2.0, 3.0, 4.0])
+    np.testing.assert_array_equal(x.numpy(), [1.0, 2.0, 3.0])
+    y = x.contiguous()  # already contiguous: x itself, as in PyTorch, so the update reaches x
+    y.add_(1)
+    assert y is x
+    np.testing.assert_array_equal(x.numpy(), [2.0, 3.0, 4.0])
     z = Tensor.zeros(3)
     z += 1  # tensors made by creation functions are no views
     np.testing.assert_array_equal(z.numpy(), [1.0, 1.0, 1.0])
