@@ -131,7 +131,8 @@ def ptx(session: nox.Session) -> None:
 def rdna(session: nox.Session) -> None:
     """tg-rdna: its tests (every corpus kernel assembled and linked by LLVM, the emulator's instruction tests), then
     the conformance kit on rdna:emu (each kernel built into a code object by llvm-mc + ld.lld and run by the
-    emulator from LLVM's disassembly of it).
+    emulator from LLVM's disassembly of it), then the digits example's quick run trained on rdna:emu (both
+    models must pass 50% test accuracy, where chance is 10%).
 
     Needs LLVM 15 or newer with lld (Debian 12: `apt-get install -y llvm-19 lld-19`; CI's .ci/run installs them).
     Without it the session fails under CI (CI set) and is skipped elsewhere.  Code objects are cached in the
@@ -139,7 +140,7 @@ def rdna(session: nox.Session) -> None:
     """
     import os
 
-    session.install("./core[testing]", "./plugins/tg-rdna", "pytest-xdist")
+    session.install("./core[testing,examples]", "./plugins/tg-rdna", "pytest-xdist")
     env = {"TG_PLUGINS": "rdna", "TG_CACHE_DIR": f"{session.create_tmp()}/tg-cache"}
     problem = session.run("python", "-c", "from tg_rdna.toolchain import problem; print(problem() or '')",
                           silent=True, env=env)
@@ -149,6 +150,8 @@ def rdna(session: nox.Session) -> None:
     session.run("pytest", "tests/rdna", "-n", "auto", *session.posargs, env=env)
     session.run("pytest", "--pyargs", "tg.testing", "-q", "-n", "auto", "-p", "no:cacheprovider", *session.posargs,
                 env={**env, "TG_BACKEND": "rdna:emu"})
+    session.run("python", "examples/train_digits.py", "--quick", "--require-accuracy", "0.5",
+                "--checkpoint-dir", f"{session.create_tmp()}/checkpoints", env={**env, "TG_BACKEND": "rdna:emu"})
 
 
 @nox.session

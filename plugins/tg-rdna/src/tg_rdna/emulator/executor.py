@@ -12,7 +12,7 @@ steps (default 2,000,000) is taken for an endless loop.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from tg_rdna.emulator.operands import EXEC_LO, parse_operand
 from tg_rdna.emulator.program import Instruction
 from tg_rdna.emulator.salu import _BRANCH_COND, NOOPS, build_salu
 from tg_rdna.emulator.state import Ctx, Waves
-from tg_rdna.emulator.step import BARRIER, BRANCH, END, Built
+from tg_rdna.emulator.step import BARRIER, BRANCH, END, NORMAL, Built
 from tg_rdna.emulator.valu import base_name, build_valu, build_vopd
 
 DEFAULT_MAX_STEPS = 2_000_000
@@ -39,6 +39,8 @@ class Step:
     error: str | None
     target: int = -1  # index of the branch target
     vmax: int = -1  # the highest VGPR it names
+    vgpr_reads: list[int] = field(default_factory=list)
+    vgpr_writes: list[int] = field(default_factory=list)
 
 
 def build(ins: Instruction) -> Built:
@@ -78,6 +80,8 @@ def compile_program(program: list[Instruction]) -> list[Step]:
     for s in steps:
         if s.built is not None:
             s.vmax = max((r for f, r in s.built.reads | s.built.writes if f == "v"), default=-1)
+            s.vgpr_reads = sorted(r for f, r in s.built.reads if f == "v")
+            s.vgpr_writes = sorted(r for f, r in s.built.writes if f == "v")
         target = s.built.target if s.built is not None and s.built.kind == BRANCH else None
         if target is not None:
             if target in index:
@@ -102,20 +106,25 @@ def _run(steps: list[Step], st: Waves, kernel: str, memory: Memory) -> int:
     limit = max_steps()
     n_steps = 0
     track = st.track
+    together = -1  # the counter of every wave when all run the next step together, else -1
     while True:
-        live = ~st.done & ~st.at_barrier
-        if not live.any():
-            if st.at_barrier.any():
-                _release(st, steps, kernel, force=True)
-                continue
-            return n_steps
+        if together >= 0:
+            p, w = together, slice(None)
+        else:
+            live = ~st.done & ~st.at_barrier
+            if not live.any():
+                if st.at_barrier.any():
+                    _release(st, steps, kernel, force=True)
+                    continue
+                return n_steps
+            pcs = np.where(live, st.pc, np.iinfo(np.int64).max)
+            p = int(pcs.min())
+            sel = pcs == p
+            w = slice(None) if sel.all() else np.nonzero(sel)[0]
+        together = -1
         n_steps += 1
         if n_steps > limit:
             raise EmulatorError(f"more than {limit} steps: an endless loop? (raise TG_RDNA_EMU_MAX_STEPS)", kernel)
-        pcs = np.where(live, st.pc, np.iinfo(np.int64).max)
-        p = int(pcs.min())
-        sel = pcs == p
-        w: np.ndarray | slice = slice(None) if sel.all() else np.nonzero(sel)[0]
         if p >= len(steps):
             raise EmulatorError("the program counter ran past the end of .text (no s_endpgm)", kernel)
         step = steps[p]
@@ -130,8 +139,8 @@ def _run(steps: list[Step], st: Waves, kernel: str, memory: Memory) -> int:
         if track.maybe_pending and (b.reads or b.writes):
             track.check(w, b.reads, b.writes, describe, ins.text, kernel, ins.address, b.load_kind)
         if b.valu:
-            track.valu(w, [r for f, r in b.reads if f == "v"], [r for f, r in b.writes if f == "v"], b.trans,
-                       describe, p, kernel, ins.address, ins.text, b.vgpr_operands)
+            track.valu(w, step.vgpr_reads, step.vgpr_writes, b.trans, describe, p, kernel, ins.address, ins.text,
+                       b.vgpr_operands)
         elif ("s", EXEC_LO) in b.writes:
             track.exec_write(w, p)
         if b.va_vdst:
@@ -155,8 +164,12 @@ def _run(steps: list[Step], st: Waves, kernel: str, memory: Memory) -> int:
         if b.kind == BRANCH:
             taken = np.ones(ctx.k, bool) if b.cond is None else np.asarray(b.cond(ctx))
             st.pc[w] = np.where(taken, step.target, p + 1)
+            if isinstance(w, slice) and (taken.all() or not taken.any()):
+                together = step.target if taken.all() else p + 1
         else:
             st.pc[w] = p + 1
+            if isinstance(w, slice) and b.kind == NORMAL:
+                together = p + 1
         if b.kind == END:
             st.done[w] = True
             _release(st, steps, kernel)

@@ -24,6 +24,7 @@ class Memory:
         self._bases: list[int] = []
         self._arrays: dict[int, np.ndarray] = {}
         self._next = _BASE
+        self._table: tuple[np.ndarray, np.ndarray] | None = None  # bases and sizes as arrays, for _locate
 
     def allocate(self, nbytes: int) -> int:
         if nbytes < 0:
@@ -32,6 +33,7 @@ class Memory:
         self._next = (addr + max(nbytes, 1) + _GAP + 255) & ~255
         bisect.insort(self._bases, addr)
         self._arrays[addr] = np.zeros(nbytes, dtype=np.uint8)
+        self._table = None
         return addr
 
     def free(self, addr: int) -> None:
@@ -39,6 +41,7 @@ class Memory:
             raise EmulatorError(f"free of 0x{addr:x}, which is not an allocation")
         del self._arrays[addr]
         self._bases.remove(addr)
+        self._table = None
 
     def _find(self, addr: int, nbytes: int) -> tuple[np.ndarray, int]:
         i = bisect.bisect_right(self._bases, addr) - 1
@@ -61,8 +64,10 @@ class Memory:
     # ---- vectorized device accesses -------------------------------------------------------------
     def _locate(self, addrs: np.ndarray, nbytes: int, what: str) -> tuple[np.ndarray, np.ndarray]:
         """Allocation index and offset of every address; an error for any out-of-bounds access."""
-        bases = np.asarray(self._bases, dtype=np.uint64)
-        sizes = np.asarray([self._arrays[b].size for b in self._bases], dtype=np.uint64)
+        if self._table is None:
+            self._table = (np.asarray(self._bases, dtype=np.uint64),
+                           np.asarray([self._arrays[b].size for b in self._bases], dtype=np.uint64))
+        bases, sizes = self._table
         idx = np.searchsorted(bases, addrs, side="right").astype(np.int64) - 1
         ok = idx >= 0
         safe = np.where(ok, idx, 0)

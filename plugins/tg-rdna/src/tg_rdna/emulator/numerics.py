@@ -29,9 +29,12 @@ def bits32(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=F32).view(U32)
 
 
+_TINY = {np.dtype(t): np.finfo(t).tiny for t in (np.float16, np.float32, np.float64)}
+
+
 def flush(x: np.ndarray) -> np.ndarray:
     """Denormals to a zero of the same sign (any float dtype)."""
-    tiny = np.finfo(x.dtype).tiny
+    tiny = _TINY[x.dtype]
     return np.where(np.abs(x) < tiny, np.copysign(np.zeros((), x.dtype), x), x).astype(x.dtype)
 
 

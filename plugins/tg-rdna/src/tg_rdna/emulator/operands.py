@@ -108,6 +108,12 @@ def immediate_bits(op: Operand, typ: str) -> int:
 
 
 def type_width(typ: str) -> int:
-    return 64 if typ.endswith("64") else 16 if typ.endswith("16") else 32
+    width = _WIDTHS.get(typ)
+    if width is None:
+        width = _WIDTHS[typ] = 64 if typ.endswith("64") else 16 if typ.endswith("16") else 32
+    return width
+
+
+_WIDTHS: dict[str, int] = {}
 
 

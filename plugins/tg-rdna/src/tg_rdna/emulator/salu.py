@@ -286,6 +286,7 @@ def _control(ins: Instruction, name: str, ops: list[Operand]) -> Built:
         def run_mode(ctx: Ctx) -> None:
             ctx.st.denorm32[ctx.w] = simm & 3
             ctx.st.denorm16[ctx.w] = (simm >> 2) & 3
+            ctx.st.all_flushing.clear()
         return Built(run_mode)
     if name == "s_round_mode":
         if simm != 0:
