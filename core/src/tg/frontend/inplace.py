@@ -25,12 +25,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tg.frontend.tensor_hooks import move_hooks
 from tg.support.dtype import dtypes
 
 if TYPE_CHECKING:
+    import weakref
+
+    from tg.frontend.function import Function
     from tg.frontend.tensor import Tensor
 
 
+_NO_USES: list[weakref.ref[Function]] | None = None  # (typed: mypy reads assignments in mixins as declarations)
 _OUT_OF_PLACE = {"fill_": "x = tg.full_like(x, value)", "copy_": "x = src.clone()"}
 
 
@@ -78,11 +83,12 @@ class InPlaceMixin:
         that an in-place update changes neither what they computed nor where their gradients go."""
         earlier = type(self)(self.lazydata, requires_grad=self.requires_grad)
         earlier._ctx = self._ctx
+        move_hooks(self, earlier)  # the hooks registered so far see the gradient of the earlier value
         for use in self._uses or ():
             fn = use()
             if fn is not None:
                 fn.parents = tuple(earlier if p is self else p for p in fn.parents)
-        self._uses = None
+        self._uses = _NO_USES
         return earlier
 
     def __iadd__(self: Tensor, other: Any) -> Tensor:
@@ -176,9 +182,10 @@ class InPlaceMixin:
         return self
 
     def __getstate__(self: Tensor) -> tuple[None, dict[str, Any]]:
-        """Pickle without the weak references to the Functions that used this tensor (they cannot be pickled)."""
+        """Pickle without the weak references to the Functions that used this tensor (they cannot be pickled), nor
+        the gradient hooks (functions, often lambdas)."""
         slots = {name: getattr(self, name) for name in type(self).__slots__ if hasattr(self, name)}
-        slots["_uses"] = None
+        slots["_uses"] = slots["_hooks"] = None
         return None, slots
 
     @property
