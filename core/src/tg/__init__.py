@@ -52,6 +52,7 @@ if TYPE_CHECKING:
         roll,
         scatter,
         scatter_add,
+        scatter_reduce,
         sort,
         stack,
         tensor,
@@ -75,8 +76,8 @@ _LAZY = {"Tensor": "tg.frontend.tensor", "no_grad": "tg.frontend.grad_mode", "dt
 _TORCH_STYLE = ("arange", "argsort", "bmm", "cat", "clone", "cumprod", "cumsum", "einsum", "empty", "erf", "expm1",
                 "from_numpy", "full", "full_like", "gather", "isfinite", "isinf", "isnan", "log1p", "manual_seed",
                 "masked_fill", "matmul", "multinomial", "norm", "ones", "ones_like", "outer", "prod", "rand", "randint",
-                "randn", "roll", "scatter", "scatter_add", "sort", "stack", "tensor", "topk", "tril", "triu", "where",
-                "zeros", "zeros_like")
+                "randn", "roll", "scatter", "scatter_add", "scatter_reduce", "sort", "stack", "tensor", "topk", "tril",
+                "triu", "where", "zeros", "zeros_like")
 _TORCH_MORE = ("allclose", "device", "empty_like", "eye", "inference_mode", "is_tensor", "isclose", "linspace",
                "rand_like", "randn_like", "randperm", "set_grad_enabled")
 _LAZY.update(dict.fromkeys(_TORCH_STYLE + TENSOR_METHODS + _TORCH_MORE, "tg.frontend.api"))
@@ -112,5 +113,5 @@ __all__ = ["BackendError", "Capabilities", "HOOKSPEC_VERSION", "JitError", "JitF
            "is_tensor", "isclose", "isfinite", "isinf", "isnan", "jit", "linspace", "load", "log1p", "long",
            "manual_seed", "masked_fill", "matmul", "multinomial", "nn", "no_grad", "norm", "ones",
            "ones_like", "optim", "outer", "prod", "rand", "rand_like", "randint", "randn", "randn_like",
-           "randperm", "roll", "save", "scatter", "scatter_add", "set_grad_enabled", "sort", "stack",
+           "randperm", "roll", "save", "scatter", "scatter_add", "scatter_reduce", "set_grad_enabled", "sort", "stack",
            "tensor", "topk", "tril", "triu", "uint8", "where", "zeros", "zeros_like"]

@@ -1,4 +1,5 @@
-"""In-place updates of a Tensor (``x += y``, ``x.add_(y)``, ``zero_``, ``copy_``...) under PyTorch's rules.
+"""In-place updates of a Tensor (``x += y``, ``x.add_(y)``, ``zero_``, ``copy_``, ``scatter_reduce_``...) under
+PyTorch's rules.
 
 ``x op= y`` and ``x.op_(...)`` update ``x`` itself (the same Python object; every view of it taken later reads
 the new value), so that ``with no_grad(): p -= lr * p.grad`` steps a parameter instead of rebinding the name.
@@ -168,6 +169,11 @@ class InPlaceMixin:
 
     def scatter_add_(self: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
         return self._update("", lambda x, _: x.scatter_add(dim, index, src), None, "scatter_add_")
+
+    def scatter_reduce_(self: Tensor, dim: int, index: Tensor, src: Tensor, reduce: str, *,
+                        include_self: bool = True) -> Tensor:
+        return self._update("", lambda x, _: x.scatter_reduce(dim, index, src, reduce, include_self=include_self),
+                            None, "scatter_reduce_")
 
     def requires_grad_(self: Tensor, requires_grad: bool = True) -> Tensor:
         """Start (or stop) recording this leaf tensor's gradient; returns the tensor."""

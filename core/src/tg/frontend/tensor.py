@@ -28,6 +28,7 @@ from tg.frontend.random import RandomMixin
 from tg.frontend.reductions import ReductionMixin
 from tg.frontend.scans import ScanMixin
 from tg.frontend.scatter import ScatterMixin
+from tg.frontend.scatter_reduce import ScatterReduceMixin
 from tg.frontend.shapes import broadcast_shape, normalize_axis
 from tg.frontend.sorting import SortMixin
 from tg.frontend.tensor_hooks import Hook, TensorHooksMixin
@@ -43,7 +44,7 @@ Bool: TypeAlias = bool
 
 
 class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, MathMixin, ScanMixin, ScatterMixin,
-             SortMixin, TorchCompatMixin, TensorHooksMixin, metaclass=GradModeMeta):
+             ScatterReduceMixin, SortMixin, TorchCompatMixin, TensorHooksMixin, metaclass=GradModeMeta):
     """An n-dimensional array on a backend, with gradients.
 
     ``Tensor.no_grad`` is the calling thread's grad mode (see :mod:`tg.frontend.grad_mode`); ``Tensor.training``
