@@ -18,7 +18,7 @@ PACKAGES = {"tg": ROOT / "core" / "src" / "tg", "tg_clang": ROOT / "plugins" / "
             "tg_rdna": ROOT / "plugins" / "tg-rdna" / "src" / "tg_rdna"}
 #: Core's layers, lowest first: the data flow tensor -> graph -> schedule -> codegen -> backends -> run.
 LAYERS = [["tg.support"], ["tg.graph"], ["tg.schedule"], ["tg.codegen"], ["tg.backends", "tg.hooks"], ["tg.engine"],
-          ["tg.frontend"], ["tg.nn", "tg.optim", "tg.checkpoint"], ["tg.distributed"],
+          ["tg.frontend"], ["tg.nn", "tg.optim", "tg.checkpoint", "tg.utils"], ["tg.distributed"],
           ["tg.testing", "tg.cli", "tg.__main__", "tg.cuda", "tg"]]
 MAX_LINES = 600
 

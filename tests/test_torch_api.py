@@ -17,15 +17,15 @@ def _run(code: str) -> str:
 
 
 def test_import_tg_loads_neither_tensors_nor_submodules() -> None:
-    heavy = ("numpy", "tg.frontend.tensor", "tg.frontend.api", "tg.nn", "tg.optim", "tg.checkpoint")
+    heavy = ("numpy", "tg.frontend.tensor", "tg.frontend.api", "tg.nn", "tg.optim", "tg.checkpoint", "tg.utils")
     code = f"import sys, tg; print([m for m in {heavy!r} if m in sys.modules])"
     assert _run(code) == "[]"
 
 
 def test_submodules_are_reachable_after_a_bare_import_tg() -> None:
     code = ("import tg; print(tg.nn.Linear.__name__, tg.optim.SGD.__name__, tg.checkpoint.__name__, "
-            "tg.nn.functional.__name__)")
-    assert _run(code) == "Linear SGD tg.checkpoint tg.nn.functional"
+            "tg.nn.functional.__name__, tg.utils.data.DataLoader.__name__)")
+    assert _run(code) == "Linear SGD tg.checkpoint tg.nn.functional DataLoader"
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:

@@ -15,7 +15,7 @@ from tg.support.lazy import lazy_attributes
 from tg.support.version import __version__
 
 if TYPE_CHECKING:
-    from tg import checkpoint, cuda, nn, optim
+    from tg import checkpoint, cuda, nn, optim, utils
     from tg.backends.contract import Capabilities
     from tg.frontend.api import (
         arange,
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
         roll,
         scatter,
         scatter_add,
+        scatter_reduce,
         sort,
         stack,
         tensor,
@@ -70,13 +71,13 @@ if TYPE_CHECKING:
 # Imported on first use, so `import tg` stays cheap (the helper processes import it too).
 _LAZY = {"Tensor": "tg.frontend.tensor", "no_grad": "tg.frontend.grad_mode", "dtypes": "tg.support.dtype",
          "Capabilities": "tg.codegen.capabilities", "jit": "tg.frontend.jit", "JitFunction": "tg.frontend.jit",
-         "nn": "tg.nn", "optim": "tg.optim", "checkpoint": "tg.checkpoint", "cuda": "tg.cuda"}
+         "nn": "tg.nn", "optim": "tg.optim", "checkpoint": "tg.checkpoint", "cuda": "tg.cuda", "utils": "tg.utils"}
 # PyTorch's module-level functions (tg.zeros, tg.cat, ...): thin wrappers in tg.frontend.api
 _TORCH_STYLE = ("arange", "argsort", "bmm", "cat", "clone", "cumprod", "cumsum", "einsum", "empty", "erf", "expm1",
                 "from_numpy", "full", "full_like", "gather", "isfinite", "isinf", "isnan", "log1p", "manual_seed",
                 "masked_fill", "matmul", "multinomial", "norm", "ones", "ones_like", "outer", "prod", "rand", "randint",
-                "randn", "roll", "scatter", "scatter_add", "sort", "stack", "tensor", "topk", "tril", "triu", "where",
-                "zeros", "zeros_like")
+                "randn", "roll", "scatter", "scatter_add", "scatter_reduce", "sort", "stack", "tensor", "topk", "tril",
+                "triu", "where", "zeros", "zeros_like")
 _TORCH_MORE = ("allclose", "device", "empty_like", "eye", "inference_mode", "is_tensor", "isclose", "linspace",
                "rand_like", "randn_like", "randperm", "set_grad_enabled")
 _LAZY.update(dict.fromkeys(_TORCH_STYLE + TENSOR_METHODS + _TORCH_MORE, "tg.frontend.api"))
@@ -112,5 +113,5 @@ __all__ = ["BackendError", "Capabilities", "HOOKSPEC_VERSION", "JitError", "JitF
            "is_tensor", "isclose", "isfinite", "isinf", "isnan", "jit", "linspace", "load", "log1p", "long",
            "manual_seed", "masked_fill", "matmul", "multinomial", "nn", "no_grad", "norm", "ones",
            "ones_like", "optim", "outer", "prod", "rand", "rand_like", "randint", "randn", "randn_like",
-           "randperm", "roll", "save", "scatter", "scatter_add", "set_grad_enabled", "sort", "stack",
-           "tensor", "topk", "tril", "triu", "uint8", "where", "zeros", "zeros_like"]
+           "randperm", "roll", "save", "scatter", "scatter_add", "scatter_reduce", "set_grad_enabled", "sort", "stack",
+           "tensor", "topk", "tril", "triu", "uint8", "utils", "where", "zeros", "zeros_like"]

@@ -24,8 +24,8 @@ __all__ = ["allclose", "arange", "argsort", "bmm", "cat", "clone", "cumprod", "c
            "inference_mode", "is_tensor", "isclose", "isfinite", "isinf", "isnan", "linspace", "log1p",
            "manual_seed", "masked_fill", "matmul", "multinomial", "no_grad", "norm", "ones", "ones_like",
            "outer", "prod", "rand", "rand_like", "randint", "randn", "randn_like", "randperm", "roll",
-           "scatter", "scatter_add", "set_grad_enabled", "sort", "stack", "tensor", "topk", "tril", "triu",
-           "where", "zeros", "zeros_like"]
+           "scatter", "scatter_add", "scatter_reduce", "set_grad_enabled", "sort", "stack", "tensor", "topk",
+           "tril", "triu", "where", "zeros", "zeros_like"]
 
 Dtype = DType | str | None
 
@@ -135,6 +135,11 @@ def scatter(input: Tensor, dim: int, index: Tensor, src: Any = None, value: Any 
 
 def scatter_add(input: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
     return input.scatter_add(dim, index, src)
+
+
+def scatter_reduce(input: Tensor, dim: int, index: Tensor, src: Tensor, reduce: str, *,
+                   include_self: bool = True) -> Tensor:
+    return input.scatter_reduce(dim, index, src, reduce, include_self=include_self)
 
 
 def cumsum(input: Tensor, dim: int, *, dtype: Dtype = None) -> Tensor:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tg.frontend import function as F
+from tg.frontend.tensor_hooks import run_hooks
 from tg.support.ops import Ops
 
 if TYPE_CHECKING:
@@ -38,18 +39,23 @@ def toposort(root: Tensor) -> list[Tensor]:
 
 
 def accumulate_grads(root: Tensor, gradient: Tensor, retain_graph: bool) -> None:
-    """Add d(root)/d(leaf) (``gradient`` being d(loss)/d(root)) into every leaf's ``.grad``; free the graph as it
-    goes unless ``retain_graph`` (a freed node raises if a later backward reaches it: see ``function.FREED``)."""
+    """Add d(root)/d(leaf) (``gradient`` being d(loss)/d(root)) into every leaf's ``.grad`` (and into the ``.grad`` of
+    inner tensors that ``retain_grad()``), each tensor's hooks applied first (:mod:`tg.frontend.tensor_hooks`); free
+    the graph as it goes unless ``retain_graph`` (a freed node raises if a later backward reaches it: see
+    ``function.FREED``)."""
     tensor = type(root)
     grads: dict[int, LazyBuffer] = {id(root): gradient.lazydata}
     for t in reversed(toposort(root)):
         g = grads.pop(id(t), None)
         if g is None:
             continue
-        if t._ctx is None:
+        if t._hooks:
+            g = run_hooks(t, g)
+        if t._ctx is None or t._retains_grad:
             if t.requires_grad:
-                t.grad = tensor(g) if t.grad is None else tensor(t.grad.lazydata.alu(Ops.ADD, g))
-            continue
+                t._grad = tensor(g) if t._grad is None else tensor(t._grad.lazydata.alu(Ops.ADD, g))
+            if t._ctx is None:
+                continue
         out = t._ctx.backward(g)
         outs = out if isinstance(out, tuple) else (out,)
         for parent, pg in zip(t._ctx.parents, outs):

@@ -1,4 +1,5 @@
-"""In-place updates of a Tensor (``x += y``, ``x.add_(y)``, ``zero_``, ``copy_``...) under PyTorch's rules.
+"""In-place updates of a Tensor (``x += y``, ``x.add_(y)``, ``zero_``, ``copy_``, ``scatter_reduce_``...) under
+PyTorch's rules.
 
 ``x op= y`` and ``x.op_(...)`` update ``x`` itself (the same Python object; every view of it taken later reads
 the new value), so that ``with no_grad(): p -= lr * p.grad`` steps a parameter instead of rebinding the name.
@@ -25,12 +26,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tg.frontend.tensor_hooks import move_hooks
 from tg.support.dtype import dtypes
 
 if TYPE_CHECKING:
+    import weakref
+
+    from tg.frontend.function import Function
     from tg.frontend.tensor import Tensor
 
 
+_NO_USES: list[weakref.ref[Function]] | None = None  # (typed: mypy reads assignments in mixins as declarations)
 _OUT_OF_PLACE = {"fill_": "x = tg.full_like(x, value)", "copy_": "x = src.clone()"}
 
 
@@ -78,11 +84,12 @@ class InPlaceMixin:
         that an in-place update changes neither what they computed nor where their gradients go."""
         earlier = type(self)(self.lazydata, requires_grad=self.requires_grad)
         earlier._ctx = self._ctx
+        move_hooks(self, earlier)  # the hooks registered so far see the gradient of the earlier value
         for use in self._uses or ():
             fn = use()
             if fn is not None:
                 fn.parents = tuple(earlier if p is self else p for p in fn.parents)
-        self._uses = None
+        self._uses = _NO_USES
         return earlier
 
     def __iadd__(self: Tensor, other: Any) -> Tensor:
@@ -163,6 +170,11 @@ class InPlaceMixin:
     def scatter_add_(self: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
         return self._update("", lambda x, _: x.scatter_add(dim, index, src), None, "scatter_add_")
 
+    def scatter_reduce_(self: Tensor, dim: int, index: Tensor, src: Tensor, reduce: str, *,
+                        include_self: bool = True) -> Tensor:
+        return self._update("", lambda x, _: x.scatter_reduce(dim, index, src, reduce, include_self=include_self),
+                            None, "scatter_reduce_")
+
     def requires_grad_(self: Tensor, requires_grad: bool = True) -> Tensor:
         """Start (or stop) recording this leaf tensor's gradient; returns the tensor."""
         if self._ctx is not None and not requires_grad:
@@ -176,9 +188,10 @@ class InPlaceMixin:
         return self
 
     def __getstate__(self: Tensor) -> tuple[None, dict[str, Any]]:
-        """Pickle without the weak references to the Functions that used this tensor (they cannot be pickled)."""
+        """Pickle without the weak references to the Functions that used this tensor (they cannot be pickled), nor
+        the gradient hooks (functions, often lambdas)."""
         slots = {name: getattr(self, name) for name in type(self).__slots__ if hasattr(self, name)}
-        slots["_uses"] = None
+        slots["_uses"] = slots["_hooks"] = None
         return None, slots
 
     @property

@@ -33,6 +33,12 @@ def _rng() -> np.random.Generator:
     return _generator[0]
 
 
+def host_generator() -> np.random.Generator:
+    """The process's numpy generator that random tensors are drawn from (seeded by :func:`manual_seed`), for host-side
+    draws that ``tg.manual_seed`` must make reproducible too (a DataLoader's shuffling)."""
+    return _generator[0]
+
+
 class RandomMixin:
     """Tensor's random constructors (mixed into :class:`~tg.frontend.tensor.Tensor`)."""
 

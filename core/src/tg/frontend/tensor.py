@@ -28,8 +28,10 @@ from tg.frontend.random import RandomMixin
 from tg.frontend.reductions import ReductionMixin
 from tg.frontend.scans import ScanMixin
 from tg.frontend.scatter import ScatterMixin
+from tg.frontend.scatter_reduce import ScatterReduceMixin
 from tg.frontend.shapes import broadcast_shape, normalize_axis
 from tg.frontend.sorting import SortMixin
+from tg.frontend.tensor_hooks import Hook, TensorHooksMixin
 from tg.frontend.torch_compat import TorchCompatMixin
 from tg.graph.lazy import LazyBuffer
 from tg.support.dtype import DType, check_numel, check_scalar_fits, dtypes, promote, scalar_dtype
@@ -41,15 +43,15 @@ Float: TypeAlias = float
 Bool: TypeAlias = bool
 
 
-class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, MathMixin,
-             ScanMixin, ScatterMixin, SortMixin, TorchCompatMixin, metaclass=GradModeMeta):
+class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, MathMixin, ScanMixin, ScatterMixin,
+             ScatterReduceMixin, SortMixin, TorchCompatMixin, TensorHooksMixin, metaclass=GradModeMeta):
     """An n-dimensional array on a backend, with gradients.
 
     ``Tensor.no_grad`` is the calling thread's grad mode (see :mod:`tg.frontend.grad_mode`); ``Tensor.training``
     is one flag for the process (modules in :mod:`tg.nn` follow their own ``training`` instead).
     """
 
-    __slots__ = ("_ctx", "_data_of", "_uses", "_view", "grad", "lazydata", "requires_grad")
+    __slots__ = ("_ctx", "_data_of", "_grad", "_hooks", "_retains_grad", "_uses", "_view", "lazydata", "requires_grad")
     training: ClassVar[bool] = False
 
     def __init__(self, data: Any, dtype: DType | str | None = None, device: str | None = None,
@@ -58,7 +60,9 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, 
         self._data_of: Tensor | None = None  # the tensor whose .data this is (in-place updates reach it too)
         self._uses: list[weakref.ref[F.Function]] | None = None  # the Functions using this inner node (inplace.py)
         self._view = False  # made by a view op (slice, reshape, transpose, expand, detach): PyTorch shares storage
-        self.grad: Tensor | None = None
+        self._grad: Tensor | None = None  # .grad, register_hook, retain_grad(): see tg.frontend.tensor_hooks
+        self._hooks: dict[Int, Hook] | None = None
+        self._retains_grad = False
         self.requires_grad: Bool | None = requires_grad
         dt = dtypes.from_any(dtype) if dtype is not None else None
         if isinstance(data, LazyBuffer):
@@ -584,8 +588,6 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, 
 
     def bool(self) -> Tensor:
         return self.cast(dtypes.bool)
-
-
 
 
 def _broadcast_pair(x: Tensor, y: Tensor, op: str = "broadcast") -> tuple[Tensor, Tensor]:

@@ -1,5 +1,6 @@
 """PyTorch's smaller Tensor methods, so a port never has to guess a name: ``new_zeros``, ``t()``, ``cpu()``,
-``eq``/``lt``..., ``index_select``, ``narrow``, ``unbind``, ``repeat_interleave``, ``type_as``, ``view_as``...
+``eq``/``lt``..., ``index_select``, ``narrow``, ``unbind``, ``repeat_interleave``, ``type_as``, ``view_as``,
+``type()``...
 
 Each is the tg spelling of the same computation (``x.eq(y)`` is ``x == y``); methods about storage answer for
 tg's model, where a tensor is a value, not memory (``is_contiguous()`` says whether it is a plain row-major
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tg.support.dtype import DType, dtypes
+from tg.support.dtype import BY_NAME, DType, dtypes
 
 if TYPE_CHECKING:
     from tg.frontend.tensor import Tensor
@@ -173,6 +174,47 @@ class TorchCompatMixin:
         shape = x.shape
         grown = x.unsqueeze(d + 1).expand(*shape[:d + 1], repeats, *shape[d + 1:])
         return grown.reshape(*shape[:d], shape[d] * repeats, *shape[d + 1:])
+
+
+    # -- type names (last in the class: the method's name would shadow the builtin type in annotations above) ------
+
+    def type(self: Tensor, dtype: DType | str | None = None, non_blocking: bool = False) -> Any:
+        """PyTorch's type name of this tensor (``"tg.FloatTensor"``...: see :data:`TYPE_NAMES`), or, given a dtype,
+        this tensor cast to it (itself when it has that dtype already).
+
+        The name tells the dtype only, whatever the backend (PyTorch's ``torch.cuda.FloatTensor`` has no tg
+        counterpart: the backend is ``.device``).  ``dtype`` is a tg dtype (``tg.float16``), a dtype name
+        (``"float16"``), or a type name with either prefix (``"tg.HalfTensor"``, ``"torch.HalfTensor"``, so a ported
+        line keeps working).  ``non_blocking`` is accepted and has no effect (tg's copies are lazy anyway)."""
+        if dtype is None:
+            return "tg." + TYPE_NAMES[self.dtype.name]
+        return self.cast(_type_arg(dtype))
+
+
+#: PyTorch's tensor type names of tg's dtypes (``x.type()`` is ``"tg."`` and the name).
+TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "float16": "HalfTensor", "uint8": "ByteTensor",
+              "int8": "CharTensor", "int32": "IntTensor", "int64": "LongTensor", "bool": "BoolTensor"}
+_DTYPE_OF_TYPE = {name: dtype for dtype, name in TYPE_NAMES.items()}
+
+
+def _type_arg(dtype: Any) -> DType:
+    """The dtype that ``Tensor.type(dtype)`` means (see there)."""
+    if isinstance(dtype, DType):
+        return dtype
+    if not isinstance(dtype, str):
+        raise TypeError(f"type() takes a tg dtype or a name such as 'tg.FloatTensor' or 'float32', got "
+                        f"{type(dtype).__name__} {dtype!r}")
+    prefix, _, name = dtype.rpartition(".")
+    if prefix in ("tg", "torch") and name in _DTYPE_OF_TYPE:
+        return dtypes.from_any(_DTYPE_OF_TYPE[name])
+    if prefix in ("tg.cuda", "torch.cuda") and name in _DTYPE_OF_TYPE:
+        raise ValueError(f"type({dtype!r}) would also move the tensor to the GPU: in tg write "
+                         f".to('cuda').type('tg.{name}')")
+    if not prefix and dtype in BY_NAME:
+        return BY_NAME[dtype]
+    raise TypeError(f"type({dtype!r}): not a type tg knows; use one of "
+                    f"{', '.join('tg.' + n for n in TYPE_NAMES.values())} (or the 'torch.' spelling), or a dtype "
+                    f"name ({', '.join(BY_NAME)})")
 
 
 def _as_bool(like: Tensor, other: Any) -> Tensor:

@@ -1,5 +1,6 @@
 """PyTorch's smaller names, on the backend under test: dtypes at module level, tg.linspace/eye/allclose/randperm/
-save/load, and Tensor.new_zeros, t(), eq/lt..., index_select, narrow, unbind, repeat_interleave, type_as, view_as."""
+save/load, and Tensor.new_zeros, t(), eq/lt..., index_select, narrow, unbind, repeat_interleave, type_as, view_as,
+type()."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 import tg
 from tg import Tensor
+from tg.testing import require, supports
 
 
 def test_dtypes_under_pytorchs_names() -> None:
@@ -94,3 +96,31 @@ def test_save_and_load_a_state_dict(tmp_path: Path) -> None:
     np.testing.assert_array_equal(other.weight.numpy(), model.weight.numpy())
     with pytest.raises(TypeError, match="never pickles"):
         tg.save([1, 2, 3], tmp_path / "x")
+
+
+@pytest.mark.parametrize(("dtype", "name"), [("float32", "FloatTensor"), ("float64", "DoubleTensor"),
+                                             ("float16", "HalfTensor"), ("uint8", "ByteTensor"),
+                                             ("int8", "CharTensor"), ("int32", "IntTensor"),
+                                             ("int64", "LongTensor"), ("bool", "BoolTensor")])
+def test_type_names_the_dtype_as_pytorch_does(dtype: str, name: str) -> None:
+    require(dtype)
+    x = Tensor([1, 0, 1], dtype=dtype)
+    assert x.type() == f"tg.{name}"
+    back = Tensor([2.75, 1.5, 0.0]).type(f"torch.{name}")  # a ported line keeps working
+    assert back.dtype.name == dtype and back.type() == f"tg.{name}"
+    np.testing.assert_array_equal(back.numpy(), np.array([2.75, 1.5, 0.0]).astype(dtype))
+    assert Tensor([1.0]).type(f"tg.{name}").dtype.name == dtype and Tensor([1.0]).type(dtype).dtype.name == dtype
+
+
+def test_type_casts_with_gradients_and_refuses_what_it_cannot_mean() -> None:
+    x = Tensor([1.5, -2.5], requires_grad=True)
+    assert x.type(tg.float32) is x and x.type("tg.FloatTensor") is x  # already that dtype: itself, as PyTorch
+    assert not x.type("torch.IntTensor").requires_grad  # no gradient through integers, as PyTorch
+    (x.type("torch.DoubleTensor" if supports("float64") else "float32") * 3).sum().backward()
+    assert x.grad is not None and x.grad.tolist() == [3.0, 3.0]
+    with pytest.raises(ValueError, match="move the tensor to the GPU"):
+        x.type("torch.cuda.FloatTensor")
+    with pytest.raises(TypeError, match="not a type tg knows"):
+        x.type("torch.ShortTensor")
+    with pytest.raises(TypeError, match="tg dtype or a name"):
+        x.type(float)

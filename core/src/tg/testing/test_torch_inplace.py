@@ -1,6 +1,6 @@
-"""PyTorch's in-place forms (``add_ sub_ mul_ div_ zero_ fill_ copy_ clamp_ masked_fill_ scatter_ scatter_add_``,
-``x -= y``), ``.data`` and ``requires_grad_()``, under PyTorch's rules: the tensor itself changes; a leaf that requires
-grad refuses outside ``no_grad()``."""
+"""PyTorch's in-place forms (``add_ sub_ mul_ div_ zero_ fill_ copy_ clamp_ masked_fill_ scatter_ scatter_add_
+scatter_reduce_``, ``x -= y``), ``.data`` and ``requires_grad_()``, under PyTorch's rules: the tensor itself
+changes; a leaf that requires grad refuses outside ``no_grad()``."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ UPDATES: dict[str, tuple[Update, Callable[[np.ndarray], np.ndarray]]] = {
     "scatter_add_": (lambda t: t.scatter_add_(1, tensor([[0, 0], [2, 1]]), tensor([[1.0, 2.0], [3.0, 4.0]])),
                      lambda a: a + [[3.0, 0.0, 0.0], [0.0, 4.0, 3.0]]),
     "scatter_": (lambda t: t.scatter_(1, tensor([[2], [0]]), 5.0), lambda a: np.where([[0, 0, 1], [1, 0, 0]], 5.0, a)),
+    "scatter_reduce_": (lambda t: t.scatter_reduce_(1, tensor([[0, 0], [2, 2]]), tensor([[1.0, 2.0], [3.0, 4.0]]),
+                                                    "amax", include_self=False),
+                        lambda a: np.where([[1, 0, 0], [0, 0, 1]], [[2.0, 0.0, 0.0], [0.0, 0.0, 4.0]], a)),
 }
 
 
