@@ -4,7 +4,8 @@ Modes: ``train`` (N steps of data-parallel SGD with momentum on a fixed global b
 parameters to OUT_DIR/rank<R>.npz), ``train-jit`` (the same through tg.jit: a jitted forward/backward, the
 allreduce, a jitted optimizer step), ``jit-inside`` (a jitted step that averages inside: must be refused),
 ``jit-sync`` (likewise, explicitly), ``raise`` (rank 1 raises after one step), ``exit`` (rank 1 leaves early
-with sys.exit), ``hang`` (rank 1 sleeps), ``kill`` (rank 1 is killed by SIGKILL), ``mismatch`` (rank 1 builds a
+with sys.exit), ``hang`` (rank 1 sleeps), ``kill`` (rank 1 is killed by SIGKILL), ``os-exit`` (rank 1 calls
+os._exit(3)), ``mismatch`` (rank 1 builds a
 wider layer), ``sampler`` (each rank saves its indices), ``ops`` (all_reduce, broadcast, barrier, print0,
 save_checkpoint).
 """
@@ -148,6 +149,8 @@ def faulty(mode: str) -> None:
                 time.sleep(3600)
             if mode == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if mode == "os-exit":
+                os._exit(3)
         loss = ddp(shard(step)[0]).cross_entropy(shard(step)[1])
         opt.zero_grad()
         loss.backward()
@@ -205,7 +208,7 @@ def main() -> None:
         jit_inside()
     elif args.mode == "jit-sync":
         jit_sync()
-    elif args.mode in ("raise", "exit", "hang", "kill"):
+    elif args.mode in ("raise", "exit", "hang", "kill", "os-exit"):
         faulty(args.mode)
     elif args.mode == "mismatch":
         mismatch()
