@@ -161,6 +161,43 @@ def test_explicit_averaging_inside_jit_is_refused(tmp_path: Path) -> None:
     assert out.count("refused: tg.distributed.all_reduce inside a tg.jit function") == 2, out
 
 
+def test_no_sync_accumulates_then_averages(tmp_path: Path) -> None:
+    """2 ranks each take 12 of a global batch of 24 as 3 micro-batches: the first 2 under no_sync (the worker checks
+    that no collective runs), the third outside, whose backward averages the accumulated sum; after 8 steps every
+    rank holds what a plain model trained on the whole batch of 24 holds."""
+    ranks = trained(tmp_path, 2, mode="no-sync")
+    model = {k: v for k, v in ranks[0].items() if not k.startswith("reference.")}
+    reference = {k.removeprefix("reference."): v for k, v in ranks[0].items() if k.startswith("reference.")}
+    assert max_difference(model, {k: ranks[1][k] for k in model}) == 0.0
+    difference = max_difference(model, reference)
+    print(f"no_sync on 2 processes vs the whole batch on 1: largest parameter difference {difference:.3g}")
+    assert difference < TOLERANCE
+
+
+def _part(saved: dict[str, np.ndarray], prefix: str, running_only: bool = False) -> dict[str, np.ndarray]:
+    return {k.removeprefix(prefix): v for k, v in saved.items()
+            if k.startswith(prefix) and ("running" in k or not running_only)}
+
+
+def test_broadcast_buffers_gives_every_rank_rank_zeros_running_statistics(tmp_path: Path) -> None:
+    """BatchNorm under DDP, as in PyTorch: each rank's running statistics follow its own batches, and each forward
+    first broadcasts rank 0's (the eval forward after training does); eager and jit_train_step agree; with
+    broadcast_buffers=False the ranks keep their own."""
+    r0, r1 = trained(tmp_path, 2, mode="buffers")
+    assert max_difference(_part(r0, "before.", True), _part(r1, "before.", True)) > 1e-3  # each rank's own batches
+    for prefix in ("eager.", "jit."):
+        assert max_difference(_part(r0, prefix), _part(r1, prefix)) == 0.0, prefix
+    assert max_difference(_part(r0, "eager.", True), _part(r0, "before.", True)) == 0.0  # rank 0's values
+    difference = max_difference(_part(r0, "eager."), _part(r0, "jit."))
+    print(f"BatchNorm under DDP, jit_train_step vs eager: largest difference {difference:.3g}")
+    assert difference < TOLERANCE
+    local0, local1 = _part(r0, "local."), _part(r1, "local.")
+    assert max_difference({k: local0[k] for k in local0 if "running" in k},
+                          {k: local1[k] for k in local1 if "running" in k}) > 1e-3
+    assert max_difference({k: local0[k] for k in local0 if "running" not in k},
+                          {k: local1[k] for k in local1 if "running" not in k}) == 0.0  # gradients still averaged
+
+
 BOUND = 20.0  # seconds from launch to every rank gone, for a fault found by notice or abort (measured: ~2 s)
 
 
