@@ -198,6 +198,30 @@ def test_broadcast_buffers_gives_every_rank_rank_zeros_running_statistics(tmp_pa
                           {k: local1[k] for k in local1 if "running" not in k}) == 0.0  # gradients still averaged
 
 
+@pytest.fixture(scope="module")
+def syncbn_one_process(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, np.ndarray], str]:
+    return trained(tmp_path_factory.mktemp("syncbn"), 1, mode="syncbn")[0], LAST_OUTPUT
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_sync_batchnorm_on_split_batches_matches_one_process(
+        tmp_path: Path, syncbn_one_process: tuple[dict[str, np.ndarray], str], n: int) -> None:
+    """SyncBatchNorm (BatchNorm1d and 2d converted): the global batch split over n ranks gives the parameters and
+    running statistics of the whole batch on 1 process, where SyncBatchNorm is BatchNorm (the worker compares
+    them); on several ranks it is refused inside tg.jit, saying why."""
+    one, one_output = syncbn_one_process
+    assert "SyncBatchNorm vs BatchNorm on 1 process: largest difference 0" in one_output, one_output
+    ranks = trained(tmp_path, n, mode="syncbn")
+    for r, saved in enumerate(ranks):
+        assert max_difference(saved, ranks[0]) == 0.0, f"rank {r} differs from rank 0"
+    difference = max_difference(ranks[0], one)
+    print(f"SyncBatchNorm on {n} processes vs 1: largest difference {difference:.3g} (running statistics included)")
+    assert difference < TOLERANCE
+    assert max_difference({k: v for k, v in one.items() if "num_batches" not in k},
+                          {k: v * 0 for k, v in one.items() if "num_batches" not in k}) > 0.1
+    assert LAST_OUTPUT.count("refused: SyncBatchNorm: training on ") == n, LAST_OUTPUT
+
+
 BOUND = 20.0  # seconds from launch to every rank gone, for a fault found by notice or abort (measured: ~2 s)
 
 

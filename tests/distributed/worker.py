@@ -5,7 +5,8 @@ parameters to OUT_DIR/rank<R>.npz), ``train-jit`` (the same through tg.jit: a ji
 allreduce, a jitted optimizer step), ``jit-inside`` (a jitted step that averages inside: must be refused),
 ``jit-sync`` (likewise, explicitly), ``no-sync`` (gradient accumulation: 2 micro-batches under no_sync, 1
 outside, beside a plain model trained on the whole batch), ``buffers`` (BatchNorm models: running statistics from
-rank 0 with broadcast_buffers, eagerly and through jit_train_step, and without), ``raise`` (rank 1 raises
+rank 0 with broadcast_buffers, eagerly and through jit_train_step, and without), ``syncbn`` (SyncBatchNorm
+training; on 1 process beside plain BatchNorm, on several also refused inside tg.jit), ``raise`` (rank 1 raises
 after one step), ``exit`` (rank 1 leaves early with sys.exit), ``hang`` (rank 1 sleeps), ``kill`` (rank 1 is
 killed by SIGKILL), ``os-exit`` (rank 1 calls os._exit(3)), ``mismatch`` (rank 1 builds a wider layer),
 ``sampler`` (each rank saves its indices), ``ops`` (all_reduce, broadcast, barrier, print0, save_checkpoint).
@@ -160,6 +161,36 @@ def buffers(out: Path, steps: int) -> None:
     np.savez(out / f"rank{dist.get_rank()}.npz", **saved)
 
 
+def syncbn(out: Path, steps: int, bucket_mb: float) -> None:
+    Tensor.manual_seed(dist.get_rank())
+    model = nn.SyncBatchNorm.convert_sync_batchnorm(make_bn_model())
+    assert sum(isinstance(m, nn.SyncBatchNorm) for m in model.modules()) == 2
+    ddp = dist.DistributedDataParallel(model, bucket_cap_mb=bucket_mb)
+    initial = state(model)
+    plain = make_bn_model()
+    plain.load_state_dict(model.state_dict())
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    plain_opt = optim.SGD(plain.parameters(), lr=0.1, momentum=0.9)
+    for i in range(steps):
+        sgd_step(ddp, opt, *shard(i))
+        if dist.get_world_size() == 1:
+            sgd_step(plain, plain_opt, *shard(i))
+    if dist.get_world_size() == 1:  # a world of one: SyncBatchNorm is BatchNorm
+        mine, theirs = state(model), state(plain)
+        difference = max(float(np.abs(mine[k] - theirs[k]).max()) for k in mine)
+        print(f"SyncBatchNorm vs BatchNorm on 1 process: largest difference {difference:.3g}", flush=True)
+        assert difference < 1e-6
+    save_params(model, out, initial)
+    if dist.get_world_size() > 1:
+        jitted = dist.jit_train_step(ddp, opt, lambda x, y: ddp(x).cross_entropy(y))
+        try:
+            jitted(*shard(0))
+        except tg.JitError as exc:
+            print(f"rank {dist.get_rank()} refused: {exc}", flush=True)
+        else:
+            raise AssertionError("SyncBatchNorm trained on several ranks inside tg.jit")
+
+
 def jit_inside() -> None:
     model = make_model()
     ddp = dist.DistributedDataParallel(model)
@@ -280,6 +311,8 @@ def main() -> None:
         no_sync(args.out, args.steps, args.bucket_mb)
     elif args.mode == "buffers":
         buffers(args.out, args.steps)
+    elif args.mode == "syncbn":
+        syncbn(args.out, args.steps, args.bucket_mb)
     elif args.mode == "jit-inside":
         jit_inside()
     elif args.mode == "jit-sync":

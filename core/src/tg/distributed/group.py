@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from tg.distributed._mpi import MPI
+from tg.nn import sync_norm
 from tg.support.errors import TgError
 from tg.support.helpers import getenv
 
@@ -82,6 +83,8 @@ def init(timeout: float | None = None) -> Group:
                    MPI.Get_processor_name(), seconds)
     local.Free()
     _start_watchdog(_group)
+    sync_norm.set_collectives(sync_norm.Collectives(_group.rank, _group.world_size,
+                                                    lambda array: all_reduce_array(array, "sum")))
     previous = sys.excepthook
 
     def excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
