@@ -145,7 +145,7 @@ class DistributedDataParallel:
         check_same_model(named)
         broadcast_parameters(module)
         self.broadcast_buffers = broadcast_buffers
-        self.buffers = [t for t in _unique(t for _, t in named) if not t.requires_grad]
+        self._buffers = [t for t in _unique(t for _, t in named) if not t.requires_grad]
         self.require_backward_grad_sync = True  # False under no_sync()
         self.require_forward_param_sync = True  # the next forward broadcasts the buffers (PyTorch's names)
         self._buffers_synced_outside = False  # set while jit_train_step traces: it broadcasts before the jit
@@ -211,7 +211,7 @@ class DistributedDataParallel:
         return out
 
     def _will_sync_buffers(self) -> bool:
-        return self.broadcast_buffers and bool(self.buffers) and self.require_forward_param_sync
+        return self.broadcast_buffers and bool(self._buffers) and self.require_forward_param_sync
 
     def sync_buffers(self) -> None:
         """Broadcast rank 0's buffers now if the next forward would (a no-op otherwise): what a forward does first,
@@ -219,7 +219,7 @@ class DistributedDataParallel:
         if current_recorder() is not None:
             raise DistributedError(f"DistributedDataParallel.sync_buffers inside a tg.jit function: {_JIT_FIX}")
         if self._will_sync_buffers():
-            broadcast_parameters(self.buffers)
+            broadcast_parameters(self._buffers)
 
     @contextlib.contextmanager
     def no_sync(self) -> Iterator[None]:
@@ -246,6 +246,10 @@ class DistributedDataParallel:
 
     def parameters(self) -> list[Tensor]:
         return list(self.params)
+
+    def buffers(self) -> list[Tensor]:
+        """The module's tensors that are no parameters (what ``broadcast_buffers`` broadcasts)."""
+        return list(self._buffers)
 
     def state_dict(self) -> dict[str, Tensor]:
         """The wrapped module's (names without a ``module.`` prefix: a checkpoint loads into the bare model)."""
