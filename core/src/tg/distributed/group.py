@@ -63,6 +63,7 @@ class Group:
     answers: dict[int, int] = field(default_factory=dict)  # rank -> the collective it waits in (after an _ASK)
     sending: list[Any] = field(default_factory=list)  # control messages on their way (kept until sent)
     watchdog: int | None = None  # the write end of the pipe to this rank's watchdog (a byte there: stay quiet)
+    watchdog_process: subprocess.Popen[bytes] | None = None
 
 
 _group: Group | None = None
@@ -244,8 +245,8 @@ def _start_watchdog(g: Group) -> None:
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_watchdog.py")
     read, write = os.pipe()
     try:
-        subprocess.Popen([sys.executable, "-I", "-S", script, str(g.rank), g.host, str(read), pmi],
-                         pass_fds=(read, int(pmi)), stdin=subprocess.DEVNULL)
+        g.watchdog_process = subprocess.Popen([sys.executable, "-I", "-S", script, str(g.rank), g.host, str(read), pmi],
+                                              pass_fds=(read, int(pmi)), stdin=subprocess.DEVNULL)
     except OSError as exc:
         os.close(write)
         print(f"tg.distributed: rank {g.rank} runs without a watchdog ({exc}): if it dies without a word, "
