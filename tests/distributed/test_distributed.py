@@ -244,7 +244,7 @@ def test_a_rank_that_exits_early_is_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("mode", "how"), [("kill", "killed by signal 9 (SIGKILL)"),
-                                         ("os-exit", "exited with status 3 without finalizing MPI")])
+                                         ("os-exit", "exited with status 3 without telling tg.distributed")])
 def test_a_rank_that_dies_without_a_word_is_named(tmp_path: Path, mode: str, how: str) -> None:
     """Rank 1 of 3 is killed by SIGKILL (or calls os._exit) in the middle of training: it cannot tell anyone, so its
     watchdog names it, then mpiexec ends the others at once; no process of the run is left (mpirun checks)."""

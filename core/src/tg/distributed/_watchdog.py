@@ -33,7 +33,7 @@ def _ending(pid: int) -> str:
             fields = f.read().rsplit(b")", 1)[1].split()
         status = int(fields[49])  # field 52, exit_code (Linux >= 3.5): a wait status
     except (OSError, IndexError, ValueError):
-        return "killed by a signal, or ended by os._exit, before finalizing MPI"
+        return "killed by a signal, or ended by os._exit, without telling tg.distributed"
     if status & 0x7F:
         number = status & 0x7F
         try:
@@ -41,7 +41,7 @@ def _ending(pid: int) -> str:
         except ValueError:
             name = ""
         return f"killed by signal {number}{name}"
-    return f"exited with status {status >> 8} without finalizing MPI (os._exit, or a crash in native code)"
+    return f"exited with status {status >> 8} without telling tg.distributed (os._exit, or exit in native code)"
 
 
 def watch(rank: int, host: str, pipe: int, pmi_fd: int) -> None:
