@@ -159,6 +159,8 @@ def test_explicit_averaging_inside_jit_is_refused(tmp_path: Path) -> None:
     assert rc == 0, out
     assert out.count("refused: DistributedDataParallel.sync_gradients inside a tg.jit function") == 2, out
     assert out.count("refused: tg.distributed.all_reduce inside a tg.jit function") == 2, out
+    assert out.count("refused: DistributedDataParallel: a forward inside a tg.jit function cannot broadcast rank 0's "
+                     "buffers (broadcast_buffers=True)") == 2, out
 
 
 def test_no_sync_accumulates_then_averages(tmp_path: Path) -> None:

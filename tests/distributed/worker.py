@@ -214,7 +214,7 @@ def jit_inside() -> None:
 
 
 def jit_sync() -> None:
-    """Averaging called inside a jitted function is refused at once (a replay would skip it)."""
+    """Averaging or broadcasting inside a jitted function is refused at once (a replay would skip it)."""
     model = make_model()
     ddp = dist.DistributedDataParallel(model)
 
@@ -229,7 +229,13 @@ def jit_sync() -> None:
     def reduce_inside(x: Tensor) -> Tensor:
         return dist.all_reduce(x * 2)
 
-    for fn in (inside, reduce_inside):
+    bn = dist.DistributedDataParallel(make_bn_model())
+
+    @tg.jit
+    def buffers_inside(x: Tensor) -> Tensor:  # a BatchNorm forward would broadcast rank 0's running statistics
+        return bn(x)
+
+    for fn in (inside, reduce_inside, buffers_inside):
         try:
             fn(shard(0)[0])
         except dist.DistributedError as exc:
