@@ -11,8 +11,8 @@ small run for slow backends such as emulators.
 With ``--distributed`` (``pip install './core[distributed]'``), every process draws the same global batches and
 trains on its own slice of each (the global batch size stays the same; it must divide by the number of
 processes), gradients are averaged across processes after each backward, and rank 0 alone shows progress,
-evaluates and writes the checkpoints.  BatchNorm's running statistics stay each process's own (rank 0's are
-evaluated and saved).
+evaluates and writes the checkpoints.  BatchNorm's running statistics are rank 0's: DistributedDataParallel
+broadcasts them before each step (``broadcast_buffers``, as in PyTorch); each rank normalizes with its own batch.
 """
 
 from __future__ import annotations

@@ -159,6 +159,69 @@ def test_explicit_averaging_inside_jit_is_refused(tmp_path: Path) -> None:
     assert rc == 0, out
     assert out.count("refused: DistributedDataParallel.sync_gradients inside a tg.jit function") == 2, out
     assert out.count("refused: tg.distributed.all_reduce inside a tg.jit function") == 2, out
+    assert out.count("refused: DistributedDataParallel: a forward inside a tg.jit function cannot broadcast rank 0's "
+                     "buffers (broadcast_buffers=True)") == 2, out
+
+
+def test_no_sync_accumulates_then_averages(tmp_path: Path) -> None:
+    """2 ranks each take 12 of a global batch of 24 as 3 micro-batches: the first 2 under no_sync (the worker checks
+    that no collective runs), the third outside, whose backward averages the accumulated sum; after 8 steps every
+    rank holds what a plain model trained on the whole batch of 24 holds."""
+    ranks = trained(tmp_path, 2, mode="no-sync")
+    model = {k: v for k, v in ranks[0].items() if not k.startswith("reference.")}
+    reference = {k.removeprefix("reference."): v for k, v in ranks[0].items() if k.startswith("reference.")}
+    assert max_difference(model, {k: ranks[1][k] for k in model}) == 0.0
+    difference = max_difference(model, reference)
+    print(f"no_sync on 2 processes vs the whole batch on 1: largest parameter difference {difference:.3g}")
+    assert difference < TOLERANCE
+
+
+def _part(saved: dict[str, np.ndarray], prefix: str, running_only: bool = False) -> dict[str, np.ndarray]:
+    return {k.removeprefix(prefix): v for k, v in saved.items()
+            if k.startswith(prefix) and ("running" in k or not running_only)}
+
+
+def test_broadcast_buffers_gives_every_rank_rank_zeros_running_statistics(tmp_path: Path) -> None:
+    """BatchNorm under DDP, as in PyTorch: each rank's running statistics follow its own batches, and each forward
+    first broadcasts rank 0's (the eval forward after training does); eager and jit_train_step agree; with
+    broadcast_buffers=False the ranks keep their own."""
+    r0, r1 = trained(tmp_path, 2, mode="buffers")
+    assert max_difference(_part(r0, "before.", True), _part(r1, "before.", True)) > 1e-3  # each rank's own batches
+    for prefix in ("eager.", "jit."):
+        assert max_difference(_part(r0, prefix), _part(r1, prefix)) == 0.0, prefix
+    assert max_difference(_part(r0, "eager.", True), _part(r0, "before.", True)) == 0.0  # rank 0's values
+    difference = max_difference(_part(r0, "eager."), _part(r0, "jit."))
+    print(f"BatchNorm under DDP, jit_train_step vs eager: largest difference {difference:.3g}")
+    assert difference < TOLERANCE
+    local0, local1 = _part(r0, "local."), _part(r1, "local.")
+    assert max_difference({k: local0[k] for k in local0 if "running" in k},
+                          {k: local1[k] for k in local1 if "running" in k}) > 1e-3
+    assert max_difference({k: local0[k] for k in local0 if "running" not in k},
+                          {k: local1[k] for k in local1 if "running" not in k}) == 0.0  # gradients still averaged
+
+
+@pytest.fixture(scope="module")
+def syncbn_one_process(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, np.ndarray], str]:
+    return trained(tmp_path_factory.mktemp("syncbn"), 1, mode="syncbn")[0], LAST_OUTPUT
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_sync_batchnorm_on_split_batches_matches_one_process(
+        tmp_path: Path, syncbn_one_process: tuple[dict[str, np.ndarray], str], n: int) -> None:
+    """SyncBatchNorm (BatchNorm1d and 2d converted): the global batch split over n ranks gives the parameters and
+    running statistics of the whole batch on 1 process, where SyncBatchNorm is BatchNorm (the worker compares
+    them); on several ranks it is refused inside tg.jit, saying why."""
+    one, one_output = syncbn_one_process
+    assert "SyncBatchNorm vs BatchNorm on 1 process: largest difference 0" in one_output, one_output
+    ranks = trained(tmp_path, n, mode="syncbn")
+    for r, saved in enumerate(ranks):
+        assert max_difference(saved, ranks[0]) == 0.0, f"rank {r} differs from rank 0"
+    difference = max_difference(ranks[0], one)
+    print(f"SyncBatchNorm on {n} processes vs 1: largest difference {difference:.3g} (running statistics included)")
+    assert difference < TOLERANCE
+    assert max_difference({k: v for k, v in one.items() if "num_batches" not in k},
+                          {k: v * 0 for k, v in one.items() if "num_batches" not in k}) > 0.1
+    assert LAST_OUTPUT.count("refused: SyncBatchNorm: training on ") == n, LAST_OUTPUT
 
 
 BOUND = 20.0  # seconds from launch to every rank gone, for a fault found by notice or abort (measured: ~2 s)
@@ -182,12 +245,16 @@ def test_a_rank_that_exits_early_is_named(tmp_path: Path) -> None:
     assert seconds < BOUND
 
 
-def test_a_killed_rank_ends_the_run(tmp_path: Path) -> None:
-    """SIGKILL leaves no chance to tell anyone: mpiexec itself ends every other rank, at once."""
-    rc, out, seconds = mpirun(2, "kill", str(tmp_path))
-    print(f"rank 1 killed: all ranks gone after {seconds:.1f} s (launch included)")
+@pytest.mark.parametrize(("mode", "how"), [("kill", "killed by signal 9 (SIGKILL)"),
+                                         ("os-exit", "exited with status 3 without telling tg.distributed")])
+def test_a_rank_that_dies_without_a_word_is_named(tmp_path: Path, mode: str, how: str) -> None:
+    """Rank 1 of 3 is killed by SIGKILL (or calls os._exit) in the middle of training: it cannot tell anyone, so its
+    watchdog names it, then mpiexec ends the others at once; no process of the run is left (mpirun checks)."""
+    rc, out, seconds = mpirun(3, mode, str(tmp_path))
+    print(f"rank 1 {how}: all ranks gone after {seconds:.1f} s (launch included)")
     assert rc != 0, out
-    assert "BAD TERMINATION" in out or "signal 9" in out.lower() or "killed" in out.lower(), out
+    assert "tg.distributed: rank 1 (pid " in out and f") died: {how}" in out, out
+    assert out.count(") died: ") == 1, out  # the others, ended by mpiexec, are not reported as dead ranks
     assert seconds < BOUND
 
 

@@ -3,10 +3,13 @@
 Modes: ``train`` (N steps of data-parallel SGD with momentum on a fixed global batch; each rank saves its final
 parameters to OUT_DIR/rank<R>.npz), ``train-jit`` (the same through tg.jit: a jitted forward/backward, the
 allreduce, a jitted optimizer step), ``jit-inside`` (a jitted step that averages inside: must be refused),
-``jit-sync`` (likewise, explicitly), ``raise`` (rank 1 raises after one step), ``exit`` (rank 1 leaves early
-with sys.exit), ``hang`` (rank 1 sleeps), ``kill`` (rank 1 is killed by SIGKILL), ``mismatch`` (rank 1 builds a
-wider layer), ``sampler`` (each rank saves its indices), ``ops`` (all_reduce, broadcast, barrier, print0,
-save_checkpoint).
+``jit-sync`` (likewise, explicitly), ``no-sync`` (gradient accumulation: 2 micro-batches under no_sync, 1
+outside, beside a plain model trained on the whole batch), ``buffers`` (BatchNorm models: running statistics from
+rank 0 with broadcast_buffers, eagerly and through jit_train_step, and without), ``syncbn`` (SyncBatchNorm
+training; on 1 process beside plain BatchNorm, on several also refused inside tg.jit), ``raise`` (rank 1 raises
+after one step), ``exit`` (rank 1 leaves early with sys.exit), ``hang`` (rank 1 sleeps), ``kill`` (rank 1 is
+killed by SIGKILL), ``os-exit`` (rank 1 calls os._exit(3)), ``mismatch`` (rank 1 builds a wider layer),
+``sampler`` (each rank saves its indices), ``ops`` (all_reduce, broadcast, barrier, print0, save_checkpoint).
 """
 
 from __future__ import annotations
@@ -31,18 +34,36 @@ def make_model(width: int = 16) -> nn.Sequential:
                          nn.Linear(width, CLASSES))
 
 
-def global_batch(step: int) -> tuple[np.ndarray, np.ndarray]:
+def make_bn_model() -> nn.Sequential:
+    """BatchNorm2d over (N, 4, 2, 2) and BatchNorm1d over (N, 16) between linear layers."""
+    return nn.Sequential(nn.Linear(FEATURES, 16), lambda x: x.reshape(-1, 4, 2, 2), nn.BatchNorm2d(4),
+                         lambda x: x.reshape(-1, 16), nn.ReLU(), nn.Linear(16, 16), nn.BatchNorm1d(16), Tensor.tanh,
+                         nn.Linear(16, CLASSES))
+
+
+def global_batch(step: int, rows: int = GLOBAL_BATCH) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(1000 + step)
-    return (rng.standard_normal((GLOBAL_BATCH, FEATURES)).astype(np.float32),
-            rng.integers(0, CLASSES, GLOBAL_BATCH).astype(np.int32))
+    return (rng.standard_normal((rows, FEATURES)).astype(np.float32) + 0.5,
+            rng.integers(0, CLASSES, rows).astype(np.int32))
 
 
-def shard(step: int) -> tuple[Tensor, Tensor]:
+def shard(step: int, rows: int = GLOBAL_BATCH) -> tuple[Tensor, Tensor]:
     """This rank's contiguous slice of the step's global batch."""
-    x, y = global_batch(step)
-    per = GLOBAL_BATCH // dist.get_world_size()
+    x, y = global_batch(step, rows)
+    per = rows // dist.get_world_size()
     lo = dist.get_rank() * per
     return Tensor(x[lo:lo + per]), Tensor(y[lo:lo + per])
+
+
+def sgd_step(model: nn.Module, opt: optim.Optimizer, x: Tensor, y: Tensor) -> None:
+    loss = model(x).cross_entropy(y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+def state(model: nn.Module, prefix: str = "") -> dict[str, np.ndarray]:
+    return {prefix + k: v.numpy() for k, v in model.state_dict().items()}
 
 
 def save_params(model: nn.Module, out: Path, initial: dict[str, np.ndarray]) -> None:
@@ -87,6 +108,89 @@ def train_jit(out: Path, steps: int, bucket_mb: float) -> None:
     save_params(model, out, initial)
 
 
+def no_sync(out: Path, steps: int, bucket_mb: float) -> None:
+    """Each step: this rank's share of a global batch of 24 in 3 micro-batches, the first 2 under no_sync (no
+    collective at all), each loss divided by 3; rank 0 also trains a plain copy on the whole global batch."""
+    Tensor.manual_seed(dist.get_rank())
+    model = make_model()
+    ddp = dist.DistributedDataParallel(model, bucket_cap_mb=bucket_mb)
+    reference = make_model()
+    reference.load_state_dict(model.state_dict())
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    reference_opt = optim.SGD(reference.parameters(), lr=0.1, momentum=0.9)
+    group = dist.group.group()
+    for step in range(steps):
+        x, y = shard(step, rows=24)
+        opt.zero_grad()
+        per = x.shape[0] // 3
+        before = group.collectives
+        with ddp.no_sync():
+            for i in range(2):
+                (ddp(x[i * per:(i + 1) * per]).cross_entropy(y[i * per:(i + 1) * per]) / 3).backward()
+        assert group.collectives == before, "a collective ran under no_sync"
+        (ddp(x[2 * per:]).cross_entropy(y[2 * per:]) / 3).backward()  # averages all three micro-batches' sum
+        assert group.collectives > before
+        opt.step()
+        if dist.get_rank() == 0:
+            sgd_step(reference, reference_opt, *(Tensor(a) for a in global_batch(step, rows=24)))
+    np.savez(out / f"rank{dist.get_rank()}.npz", **state(model), **state(reference, "reference."))
+
+
+def buffers(out: Path, steps: int) -> None:
+    """Three BatchNorm models from the same values: DDP (broadcast_buffers=True) eagerly, the same through
+    jit_train_step, and DDP(broadcast_buffers=False).  After training, an eval forward without gradients."""
+    Tensor.manual_seed(dist.get_rank())
+    eager, jitted, local = make_bn_model(), make_bn_model(), make_bn_model()
+    ddps = [dist.DistributedDataParallel(eager)]
+    for twin in (jitted, local):
+        twin.load_state_dict(eager.state_dict())
+    ddps += [dist.DistributedDataParallel(jitted), dist.DistributedDataParallel(local, broadcast_buffers=False)]
+    opts = [optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for m in (eager, jitted, local)]
+    step = dist.jit_train_step(ddps[1], opts[1], lambda x, y: ddps[1](x).cross_entropy(y))
+    for i in range(steps):
+        x, y = shard(i)
+        sgd_step(ddps[0], opts[0], x, y)
+        step(x, y)
+        sgd_step(ddps[2], opts[2], x, y)
+    assert step.forward_backward.replays == steps - 3, step.forward_backward.replays
+    saved = {**state(eager, "before.")}
+    with tg.no_grad():
+        for ddp in ddps:
+            ddp.eval()(shard(0)[0]).numpy()
+    saved |= {**state(eager, "eager."), **state(jitted, "jit."), **state(local, "local.")}
+    np.savez(out / f"rank{dist.get_rank()}.npz", **saved)
+
+
+def syncbn(out: Path, steps: int, bucket_mb: float) -> None:
+    Tensor.manual_seed(dist.get_rank())
+    model = nn.SyncBatchNorm.convert_sync_batchnorm(make_bn_model())
+    assert sum(isinstance(m, nn.SyncBatchNorm) for m in model.modules()) == 2
+    ddp = dist.DistributedDataParallel(model, bucket_cap_mb=bucket_mb)
+    initial = state(model)
+    plain = make_bn_model()
+    plain.load_state_dict(model.state_dict())
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    plain_opt = optim.SGD(plain.parameters(), lr=0.1, momentum=0.9)
+    for i in range(steps):
+        sgd_step(ddp, opt, *shard(i))
+        if dist.get_world_size() == 1:
+            sgd_step(plain, plain_opt, *shard(i))
+    if dist.get_world_size() == 1:  # a world of one: SyncBatchNorm is BatchNorm
+        mine, theirs = state(model), state(plain)
+        difference = max(float(np.abs(mine[k] - theirs[k]).max()) for k in mine)
+        print(f"SyncBatchNorm vs BatchNorm on 1 process: largest difference {difference:.3g}", flush=True)
+        assert difference < 1e-6
+    save_params(model, out, initial)
+    if dist.get_world_size() > 1:
+        jitted = dist.jit_train_step(ddp, opt, lambda x, y: ddp(x).cross_entropy(y))
+        try:
+            jitted(*shard(0))
+        except tg.JitError as exc:
+            print(f"rank {dist.get_rank()} refused: {exc}", flush=True)
+        else:
+            raise AssertionError("SyncBatchNorm trained on several ranks inside tg.jit")
+
+
 def jit_inside() -> None:
     model = make_model()
     ddp = dist.DistributedDataParallel(model)
@@ -110,7 +214,7 @@ def jit_inside() -> None:
 
 
 def jit_sync() -> None:
-    """Averaging called inside a jitted function is refused at once (a replay would skip it)."""
+    """Averaging or broadcasting inside a jitted function is refused at once (a replay would skip it)."""
     model = make_model()
     ddp = dist.DistributedDataParallel(model)
 
@@ -125,7 +229,13 @@ def jit_sync() -> None:
     def reduce_inside(x: Tensor) -> Tensor:
         return dist.all_reduce(x * 2)
 
-    for fn in (inside, reduce_inside):
+    bn = dist.DistributedDataParallel(make_bn_model())
+
+    @tg.jit
+    def buffers_inside(x: Tensor) -> Tensor:  # a BatchNorm forward would broadcast rank 0's running statistics
+        return bn(x)
+
+    for fn in (inside, reduce_inside, buffers_inside):
         try:
             fn(shard(0)[0])
         except dist.DistributedError as exc:
@@ -148,6 +258,8 @@ def faulty(mode: str) -> None:
                 time.sleep(3600)
             if mode == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if mode == "os-exit":
+                os._exit(3)
         loss = ddp(shard(step)[0]).cross_entropy(shard(step)[1])
         opt.zero_grad()
         loss.backward()
@@ -201,11 +313,17 @@ def main() -> None:
         train(args.out, args.steps, args.bucket_mb)
     elif args.mode == "train-jit":
         train_jit(args.out, args.steps, args.bucket_mb)
+    elif args.mode == "no-sync":
+        no_sync(args.out, args.steps, args.bucket_mb)
+    elif args.mode == "buffers":
+        buffers(args.out, args.steps)
+    elif args.mode == "syncbn":
+        syncbn(args.out, args.steps, args.bucket_mb)
     elif args.mode == "jit-inside":
         jit_inside()
     elif args.mode == "jit-sync":
         jit_sync()
-    elif args.mode in ("raise", "exit", "hang", "kill"):
+    elif args.mode in ("raise", "exit", "hang", "kill", "os-exit"):
         faulty(args.mode)
     elif args.mode == "mismatch":
         mismatch()

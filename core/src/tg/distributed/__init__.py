@@ -13,8 +13,9 @@ Launch with ``mpiexec -n N python train.py``; in the script::
     dist.print0("done"); dist.save_checkpoint(model, "model.safetensors")
 
 Needs mpi4py and an MPI (``pip install 'tg-core[distributed]'``: mpi4py and MPICH's wheel, with ``mpiexec``);
-``import tg`` never imports it.  With ``tg.jit`` and on faults, see :mod:`tg.distributed.ddp` and
-:mod:`tg.distributed.group`.
+``import tg`` never imports it.  With ``tg.jit``, gradient accumulation (``ddp.no_sync()``) and BatchNorm
+(``broadcast_buffers``; statistics over all ranks: :class:`tg.nn.SyncBatchNorm`), see :mod:`tg.distributed.ddp`;
+on faults, :mod:`tg.distributed.group`.
 """
 
 from __future__ import annotations

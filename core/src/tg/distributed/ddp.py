@@ -15,13 +15,20 @@ gradients), calls :meth:`DistributedDataParallel.sync_gradients` with them, then
 the averaged gradients are written *in place* into buffers the DDP owns (``p.grad`` views them), which a
 replayed optimizer step reads.  A DDP forward whose gradients were never averaged (its backward ran inside a
 jitted function) is refused at the next forward, on the second call of such a jitted step, before any replay.
+Buffers (BatchNorm's running statistics) are broadcast from rank 0 at the start of a forward, as in PyTorch; inside
+a jitted function that broadcast cannot run either, so ``jit_train_step`` runs it before the jitted forward
+(:meth:`DistributedDataParallel.sync_buffers`), and a jitted forward that needs one otherwise is refused.
+
+Gradient accumulation: a forward under :meth:`DistributedDataParallel.no_sync` leaves its backward's gradients
+local (summed into ``.grad`` as without DDP); the next backward of a forward outside it averages the sum.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,14 +131,24 @@ class DistributedDataParallel:
     it calls the module; the next ``backward`` averages the gradients over all ranks (a hook at the end of
     backward), so an optimizer steps identically everywhere.  Gradients travel in buckets of at most
     ``bucket_cap_mb`` megabytes, last parameters first, one non-blocking allreduce each.
+
+    ``broadcast_buffers`` (PyTorch's default, True): each forward first gives every rank rank 0's buffers (the
+    tensors that are no parameters, such as BatchNorm's running statistics) unless the forward before it ran
+    without gradients or under :meth:`no_sync`, as PyTorch decides it.  (Batch statistics over all ranks:
+    :class:`tg.nn.SyncBatchNorm`.)
     """
 
-    def __init__(self, module: Any, bucket_cap_mb: float = 25.0):
+    def __init__(self, module: Any, bucket_cap_mb: float = 25.0, broadcast_buffers: bool = True):
         G.group()  # initialised?
         self.module = module
         named = list(named_tensors(module))
         check_same_model(named)
         broadcast_parameters(module)
+        self.broadcast_buffers = broadcast_buffers
+        self._buffers = [t for t in _unique(t for _, t in named) if not t.requires_grad]
+        self.require_backward_grad_sync = True  # False under no_sync()
+        self.require_forward_param_sync = True  # the next forward broadcasts the buffers (PyTorch's names)
+        self._buffers_synced_outside = False  # set while jit_train_step traces: it broadcasts before the jit
         self.params = [t for t in _unique(t for _, t in named) if t.requires_grad]
         if not self.params:
             raise ValueError("DistributedDataParallel: the module has no parameters (tensors with requires_grad)")
@@ -177,10 +194,51 @@ class DistributedDataParallel:
                 "DistributedDataParallel: the gradients of the previous forward were never averaged across ranks "
                 "(its backward ran inside a tg.jit function, where no allreduce can run). "
                 f"Fix: {_JIT_FIX[_JIT_FIX.index('use '):]}")
-        if grad_enabled():
+        if self._will_sync_buffers() and not self._buffers_synced_outside:
+            if current_recorder() is not None:
+                raise DistributedError(
+                    "DistributedDataParallel: a forward inside a tg.jit function cannot broadcast rank 0's buffers "
+                    f"(broadcast_buffers=True): {_JIT_FIX[:_JIT_FIX.index('. Fix')]}. Fix: "
+                    "tg.distributed.jit_train_step(ddp, optimizer, loss_fn) broadcasts them before its jitted "
+                    "forward; or DistributedDataParallel(..., broadcast_buffers=False)")
+            self.sync_buffers()
+        sync = grad_enabled() and self.require_backward_grad_sync
+        if sync:
             self.unsynced = True  # the next backward's hook averages the gradients
             self._unsynced_in_jit = current_recorder() is not None  # it cannot there: sync_gradients must follow
-        return self.module(*args, **kwargs)
+        out = self.module(*args, **kwargs)
+        self.require_forward_param_sync = sync
+        return out
+
+    def _will_sync_buffers(self) -> bool:
+        return self.broadcast_buffers and bool(self._buffers) and self.require_forward_param_sync
+
+    def sync_buffers(self) -> None:
+        """Broadcast rank 0's buffers now if the next forward would (a no-op otherwise): what a forward does first,
+        and what ``jit_train_step`` does before its jitted forward.  Collective: every rank calls it."""
+        if current_recorder() is not None:
+            raise DistributedError(f"DistributedDataParallel.sync_buffers inside a tg.jit function: {_JIT_FIX}")
+        if self._will_sync_buffers():
+            broadcast_parameters(self._buffers)
+
+    @contextlib.contextmanager
+    def no_sync(self) -> Iterator[None]:
+        """Gradient accumulation without communication, as PyTorch's ``no_sync``: the backward of a forward run
+        inside leaves its gradients on this rank (summed into ``.grad``); the first backward of a forward outside
+        averages everything accumulated::
+
+            with ddp.no_sync():
+                for x, y in micro_batches[:-1]:
+                    (ddp(x).cross_entropy(y) / k).backward()   # local
+            (ddp(x_last).cross_entropy(y_last) / k).backward()   # averages the sum over the ranks
+            opt.step()
+        """
+        previous = self.require_backward_grad_sync
+        self.require_backward_grad_sync = False
+        try:
+            yield
+        finally:
+            self.require_backward_grad_sync = previous
 
     def _after_backward(self) -> None:
         if self.unsynced and current_recorder() is None:
@@ -188,6 +246,10 @@ class DistributedDataParallel:
 
     def parameters(self) -> list[Tensor]:
         return list(self.params)
+
+    def buffers(self) -> list[Tensor]:
+        """The module's tensors that are no parameters (what ``broadcast_buffers`` broadcasts)."""
+        return list(self._buffers)
 
     def state_dict(self) -> dict[str, Tensor]:
         """The wrapped module's (names without a ``module.`` prefix: a checkpoint loads into the bare model)."""

@@ -10,8 +10,10 @@ and gives up after ``TG_DIST_TIMEOUT`` seconds (default 300).  So a rank never w
 * a rank that leaves early (``sys.exit``, the end of its script): an atexit hook tells the others how
   many collectives it took part in; one still waiting for a collective that rank never joined raises
   at once, naming it;
-* a rank that is killed (a signal, ``os._exit``): ``mpiexec`` (MPICH's hydra) ends every rank at once
-  (it names a PID, not the rank);
+* a rank that dies without a word (a signal such as SIGKILL, ``os._exit``, a crash): under MPICH's
+  ``mpiexec`` (hydra), a watchdog process beside each rank (:mod:`tg.distributed._watchdog`) prints
+  ``tg.distributed: rank R (pid P on HOST) died: killed by signal 9 (SIGKILL)`` and hydra ends every other
+  rank at once (hydra alone names a PID, at times another rank's);
 * a rank that hangs: the others raise after ``TG_DIST_TIMEOUT`` seconds, naming the collective and, after
   asking every rank where it waits (up to 2 s more), the ranks that did not answer or wait elsewhere.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from tg.distributed._mpi import MPI
+from tg.nn import sync_norm
 from tg.support.errors import TgError
 from tg.support.helpers import getenv
 
@@ -58,6 +62,8 @@ class Group:
     allreduce_seconds: float = 0.0  # time spent waiting in gradient and tensor allreduces
     answers: dict[int, int] = field(default_factory=dict)  # rank -> the collective it waits in (after an _ASK)
     sending: list[Any] = field(default_factory=list)  # control messages on their way (kept until sent)
+    watchdog: int | None = None  # the write end of the pipe to this rank's watchdog (a byte there: stay quiet)
+    watchdog_process: subprocess.Popen[bytes] | None = None
 
 
 _group: Group | None = None
@@ -77,6 +83,9 @@ def init(timeout: float | None = None) -> Group:
     _group = Group(comm, comm.Dup(), comm.Get_rank(), comm.Get_size(), local.Get_rank(), local.Get_size(),
                    MPI.Get_processor_name(), seconds)
     local.Free()
+    _start_watchdog(_group)
+    sync_norm.set_collectives(sync_norm.Collectives(_group.rank, _group.world_size,
+                                                    lambda array: all_reduce_array(array, "sum")))
     previous = sys.excepthook
 
     def excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
@@ -227,6 +236,36 @@ def all_gather_json(value: Any) -> list[Any]:
 # -- failure notices -------------------------------------------------------------------------------------------
 
 
+def _start_watchdog(g: Group) -> None:
+    """Under hydra (``PMI_FD`` set) with several ranks: start this rank's watchdog, handing it a copy of the PMI
+    socket (see :mod:`tg.distributed._watchdog`).  ``TG_DIST_WATCHDOG=0`` turns it off."""
+    pmi = os.environ.get("PMI_FD", "")
+    if g.world_size == 1 or not pmi.isdigit() or not getenv("TG_DIST_WATCHDOG", True):
+        return
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_watchdog.py")
+    read, write = os.pipe()
+    try:
+        g.watchdog_process = subprocess.Popen([sys.executable, "-I", "-S", script, str(g.rank), g.host, str(read), pmi],
+                                              pass_fds=(read, int(pmi)), stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        os.close(write)
+        print(f"tg.distributed: rank {g.rank} runs without a watchdog ({exc}): if it dies without a word, "
+              "mpiexec names its PID only", file=sys.stderr, flush=True)
+    else:
+        g.watchdog = write
+    finally:
+        os.close(read)
+
+
+def _quiet_watchdog(g: Group) -> None:
+    """Tell the watchdog this rank ends knowingly (it exits, or raised and told the others): nothing to report."""
+    if g.watchdog is not None:
+        try:
+            os.write(g.watchdog, b"q")
+        except OSError:
+            pass
+
+
 def _tell_others(g: Group, tag: int, message: Any) -> list[Any]:
     return [g.control.isend(message, dest=r, tag=tag) for r in range(g.world_size) if r != g.rank]
 
@@ -243,6 +282,7 @@ def _abort_on_exception(kind: type[BaseException], value: BaseException) -> None
     else:
         notice = f"rank {g.rank} ({g.host}, pid {os.getpid()}) raised {kind.__name__}: {first_line}"
     print(f"tg.distributed: {notice}; aborting all {g.world_size} ranks", file=sys.stderr, flush=True)
+    _quiet_watchdog(g)
     requests = _tell_others(g, _FAIL, notice)
     deadline = time.monotonic() + 1.0  # let the others print why they stop before the abort ends them
     while time.monotonic() < deadline and not MPI.Request.Testall(requests):
@@ -254,7 +294,10 @@ def _abort_on_exception(kind: type[BaseException], value: BaseException) -> None
 def _announce_exit() -> None:
     """At exit: tell the other ranks how many collectives this one took part in (see :func:`_check_notices`)."""
     g = _group
-    if g is None or g.world_size == 1 or MPI.Is_finalized():
+    if g is None or g.world_size == 1:
+        return
+    _quiet_watchdog(g)
+    if MPI.Is_finalized():
         return
     requests = _tell_others(g, _LEFT, g.collectives)
     deadline = time.monotonic() + 1.0

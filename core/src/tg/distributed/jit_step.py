@@ -8,7 +8,12 @@ jit), and a jitted optimizer step.  Two details make the replays see the right v
   new buffers every step, and a replay reads an argument's current buffer (a tensor merely reached through the
   closure would be read from the buffer it had during the capture);
 * the averaged gradients are written in place into buffers the DDP owns, which ``p.grad`` views, so the
-  replayed optimizer step reads this step's gradients.
+  replayed optimizer step reads this step's gradients;
+* rank 0's buffers (``broadcast_buffers``) are broadcast before the jitted forward/backward, into the tensors
+  the forward assigns (BatchNorm's running statistics are jit *state*: a replay reads their current buffers).
+
+:class:`tg.nn.SyncBatchNorm` in training mode cannot be part of the jitted forward on several ranks (its
+statistics need an allreduce in the forward and the backward): it raises, saying so.
 """
 
 from __future__ import annotations
@@ -33,7 +38,11 @@ def jit_train_step(ddp: DistributedDataParallel, optimizer: Optimizer, loss_fn: 
 
     @jit
     def forward_backward(*args: Tensor) -> Any:
-        out = loss_fn(*args[:len(args) - count])
+        ddp._buffers_synced_outside = True  # step() broadcast them (a replay never runs this Python)
+        try:
+            out = loss_fn(*args[:len(args) - count])
+        finally:
+            ddp._buffers_synced_outside = False
         loss = out[0] if isinstance(out, tuple) else out
         optimizer.zero_grad()
         loss.backward()
@@ -44,6 +53,7 @@ def jit_train_step(ddp: DistributedDataParallel, optimizer: Optimizer, loss_fn: 
         optimizer.step()
 
     def step(*batch: Any) -> Any:
+        ddp.sync_buffers()
         out, grads = forward_backward(*batch, *params)
         ddp.sync_gradients(grads)
         update()

@@ -42,10 +42,11 @@ from tg.nn.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from tg.nn.parameter import Parameter
 from tg.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from tg.nn.state import StateDictError
+from tg.nn.sync_norm import SyncBatchNorm
 
 __all__ = ["GELU", "AdaptiveAvgPool2d", "AvgPool2d", "BCELoss", "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d",
            "Conv2d", "CrossEntropyLoss", "Dropout", "Embedding", "Flatten", "GroupNorm", "Identity", "L1Loss",
            "LayerNorm", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "MaxPool2d", "Module", "ModuleDict",
            "ModuleList", "MultiheadAttention", "NLLLoss", "Parameter", "ParameterDict", "ParameterList", "ReLU",
-           "Sequential", "SiLU", "Sigmoid", "Softmax", "StateDictError", "Tanh", "Unflatten", "functional", "init",
-           "state", "utils"]
+           "Sequential", "SiLU", "Sigmoid", "Softmax", "StateDictError", "SyncBatchNorm", "Tanh", "Unflatten",
+           "functional", "init", "state", "utils"]

@@ -63,13 +63,7 @@ class BatchNorm2d(Module):
 
     def _normalize(self, x: Tensor) -> Tensor:
         if self.training or self.running_mean is None or self.running_var is None:
-            count = x.shape[0] * x.shape[2] * x.shape[3]
-            if count < 2:
-                raise ValueError(f"{type(self).__name__}: training needs more than one value per channel, got "
-                                 f"shape {x.shape}")
-            mean = _channel_mean(x)
-            centered = x - _per_channel(mean, x.shape)
-            var = _channel_mean(centered * centered)
+            mean, centered, var, count = self._statistics(x)
             if self.training:
                 self._update_running(mean.detach().reshape(-1), var.detach().reshape(-1), count)
             y = centered * _per_channel((var + self.eps).rsqrt(), x.shape)
@@ -78,6 +72,17 @@ class BatchNorm2d(Module):
         if self.weight is not None and self.bias is not None:
             y = y * _per_channel(self.weight, x.shape) + _per_channel(self.bias, x.shape)
         return materialize_grad(y)  # its gradient feeds four reductions here: compute it once
+
+    def _statistics(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, int]:
+        """The batch's per-channel mean, ``x`` minus it, the (biased) variance, and how many values each channel
+        has; mean and variance shaped (1, C, 1, 1).  (SyncBatchNorm takes them over every rank's batch.)"""
+        count = x.shape[0] * x.shape[2] * x.shape[3]
+        if count < 2:
+            raise ValueError(f"{type(self).__name__}: training needs more than one value per channel, got "
+                             f"shape {x.shape}")
+        mean = _channel_mean(x)
+        centered = x - _per_channel(mean, x.shape)
+        return mean, centered, _channel_mean(centered * centered), count
 
     def _update_running(self, mean: Tensor, var: Tensor, count: int) -> None:
         if self.running_mean is None or self.running_var is None or self.num_batches_tracked is None:

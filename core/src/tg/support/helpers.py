@@ -49,6 +49,8 @@ ENVIRONMENT: dict[str, str] = {
                        "every process it started and raises an error naming it (default 120; 0: no limit).",
     "TG_DIST_TIMEOUT": "Seconds a tg.distributed collective (allreduce, broadcast, barrier) may wait for the other "
                        "ranks before raising an error and aborting them all (default 300).",
+    "TG_DIST_WATCHDOG": "0: no watchdog process beside each tg.distributed rank under MPICH's mpiexec (default 1: "
+                        "a rank that dies without a word, by a signal or os._exit, is named by its rank).",
 }
 
 T = TypeVar("T", int, float, str, bool)
