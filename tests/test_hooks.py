@@ -292,3 +292,45 @@ def test_observers_hear_compiles_and_launches_and_cannot_break_them() -> None:
     reg.manager.register(Observer(fail=True), "failing")
     with pytest.warns(RuntimeWarning, match="observer of tg_kernel_launched raised RuntimeError: observer bug"):
         np.testing.assert_array_equal(run(), x * 2)
+
+
+def test_too_many_registers_lowers_the_kernel_again_without_register_tiles_and_vectors() -> None:
+    from tg.backends.numpy_backend import NumpyEmitter, NumpyRuntime
+    from tg.codegen.uops import Ops as UOps
+    from tg.codegen.uops import VecDType
+    from tg.engine.device import Buffer, DeviceState
+    from tg.engine.realize import build_program
+    from tg.schedule.scheduler import create_schedule
+
+    seen: list[bool] = []
+
+    class SmallRegisterFile(NumpyEmitter):
+        """Refuses every kernel with vector lanes, as a target whose registers they would overflow."""
+
+        def __init__(self, caps: Capabilities, refuse_all: bool = False):
+            super().__init__(caps)
+            self.refuse_all = refuse_all
+
+        def render(self, kernel: LoweredKernel) -> Any:
+            vectors = any(u.op is UOps.VECTORIZE or isinstance(u.dtype, VecDType) for u in kernel.uops)
+            seen.append(vectors)
+            if vectors or self.refuse_all:
+                raise hooks.TooManyRegisters(f"kernel {kernel.name} needs 300 registers, the target has 256")
+            return super().render(kernel)
+
+    caps = Capabilities(vector_width=4, upcast=16, unroll=8)
+    x = np.arange(64, dtype=np.float32)
+    (kernel,) = [i for i in create_schedule([(tg.Tensor(x) * 2).lazydata]) if hasattr(i, "ast")]
+    state = DeviceState(Backend(SmallRegisterFile(caps), NumpyRuntime()), PluginRegistry())
+    source = Buffer(state.backend, 64, dtypes.float32).copyin(x)
+    out = Buffer(state.backend, 64, dtypes.float32)
+    state.launch(build_program(kernel, state), [out, source])
+    np.testing.assert_array_equal(out.numpy(), x * 2)
+    assert seen == [True, False]  # first lowered with vector lanes, refused, then lowered plain
+
+    state = DeviceState(Backend(SmallRegisterFile(caps, refuse_all=True), NumpyRuntime()), PluginRegistry())
+    with pytest.raises(tg.BackendError, match="needs 300 registers.*even without register tiles"):
+        build_program(kernel, state)
+    plain = DeviceState(Backend(SmallRegisterFile(Capabilities(), refuse_all=True), NumpyRuntime()), PluginRegistry())
+    with pytest.raises(tg.BackendError, match="needs 300 registers, the target has 256$"):
+        build_program(kernel, plain)

@@ -24,13 +24,17 @@ def _tool(name: str, *args: str, data: bytes) -> str:
         return subprocess.run([path, *args, str(co)], capture_output=True, text=True, check=True).stdout
 
 
-def test_kernarg_size_counts_buffers_then_int32_variables_rounded_to_8() -> None:
-    assert KernelDescription("k", 3).kernarg_size == 24
-    assert KernelDescription("k", 2, ("n",)).kernarg_size == 24
-    assert KernelDescription("k", 1, ("a", "b")).kernarg_size == 16
+def test_kernarg_size_counts_buffers_then_int32_variables_rounded_to_8_then_the_hidden_block() -> None:
+    assert KernelDescription("k", 3).explicit_size == 24
+    assert KernelDescription("k", 2, ("n",)).explicit_size == 24
+    assert KernelDescription("k", 1, ("a", "b")).explicit_size == 16
+    assert KernelDescription("k", 1, ("a", "b")).kernarg_size == 16 + 256  # code object v5's hidden block
     args = KernelDescription("k", 2, ("n",)).arguments
-    assert [(a.offset, a.size, a.kind) for a in args] == [(0, 8, "global_buffer"), (8, 8, "global_buffer"),
-                                                          (16, 4, "by_value")]
+    assert [(a.offset, a.size, a.kind) for a in args[:4]] == [(0, 8, "global_buffer"), (8, 8, "global_buffer"),
+                                                              (16, 4, "by_value"), (24, 4, "hidden_block_count_x")]
+    hidden = {a.kind: (a.offset, a.size) for a in args[3:]}
+    assert hidden["hidden_group_size_x"] == (24 + 12, 2) and hidden["hidden_global_offset_x"] == (24 + 40, 8)
+    assert hidden["hidden_grid_dims"] == (24 + 64, 2) and all(a.name == "" for a in args[3:])
 
 
 @pytest.mark.parametrize("name", ["n", "y", "no", "on", "Off", "1", "true", "null", "0x10", "1e5", "1.5"])
@@ -43,14 +47,14 @@ def test_names_yaml_reads_as_bool_or_number_are_never_produced(name: str) -> Non
 def test_descriptor_and_metadata_say_the_same() -> None:
     d = KernelDescription("E_4", 2, ("n",), vgprs=9, sgprs=12, dims=2, lds=512, group=128)
     text = d.descriptor()
-    for line in (".amdhsa_kernarg_size 24", ".amdhsa_next_free_vgpr 9", ".amdhsa_next_free_sgpr 12",
+    for line in (".amdhsa_kernarg_size 280", ".amdhsa_next_free_vgpr 9", ".amdhsa_next_free_sgpr 12",
                  ".amdhsa_group_segment_fixed_size 512", ".amdhsa_system_sgpr_workgroup_id_y 1",
                  ".amdhsa_system_sgpr_workgroup_id_z 0", ".amdhsa_system_vgpr_workitem_id 1",
                  ".amdhsa_wavefront_size32 1", ".amdhsa_float_denorm_mode_32 3", ".amdhsa_float_denorm_mode_16_64 3",
                  ".amdhsa_user_sgpr_kernarg_segment_ptr 1"):
         assert line in text, line
     meta = "\n".join(d.metadata_entry())
-    for line in (".kernarg_segment_size: 24", ".group_segment_fixed_size: 512", ".vgpr_count: 9",
+    for line in (".kernarg_segment_size: 280", ".group_segment_fixed_size: 512", ".vgpr_count: 9",
                  ".symbol: E_4.kd", ".wavefront_size: 32", ".max_flat_workgroup_size: 128", ".name: var_n,"):
         assert line in meta, line
 
@@ -72,7 +76,9 @@ def test_llvm_builds_the_code_object_the_description_says(cache_dir: Path) -> No
     notes = _tool("llvm-readelf", "--notes", data=data)
     for text in ("amdhsa.version:", "- 1\n  - 2", "amdhsa.target:   amdgcn-amd-amdhsa--gfx1100",
                  ".name:           buf0", ".value_kind:     global_buffer", ".name:           var_n",
-                 ".value_kind:     by_value", ".kernarg_segment_size: 16", ".group_segment_fixed_size: 256",
+                 ".value_kind:     by_value", ".kernarg_segment_size: 272", ".group_segment_fixed_size: 256",
+                 ".offset:         16\n        .size:           4\n        .value_kind:     hidden_block_count_x",
+                 ".offset:         80\n        .size:           2\n        .value_kind:     hidden_grid_dims",
                  ".symbol:         store_one.kd", ".wavefront_size: 32"):
         assert text in notes, text
     symbols = _tool("llvm-readelf", "--symbols", data=data)
@@ -99,7 +105,7 @@ def test_the_descriptor_bytes_hold_kernarg_size_lds_and_wave32() -> None:
     words = b"".join(bytes.fromhex("".join(line.split()[1:5])) for line in dump.splitlines()
                      if line.startswith(" ") and len(line.split()) >= 5)[:64]
     group, private, kernarg = struct.unpack_from("<IIQ", words, 0)
-    assert (group, private, kernarg) == (256, 0, 8)
+    assert (group, private, kernarg) == (256, 0, 8 + 256)
     props = struct.unpack_from("<H", words, 56)[0]
     assert props & (1 << 10), hex(props)  # ENABLE_WAVEFRONT_SIZE32
     assert props & 1 == 0 and props & (1 << 3)  # no private segment buffer; the kernarg segment pointer

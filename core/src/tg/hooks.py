@@ -78,6 +78,11 @@ removes dead values, and calls ``Emitter.render(kernel)``.  Core then guarantees
   gated as a whole;
 - no dead values remain (:func:`tg.codegen.rewrites.eliminate_dead` already ran).
 
+An emitter for a target without register spilling raises :class:`TooManyRegisters` from ``render`` when a kernel
+keeps more values live than the registers hold; core then lowers that kernel again without register tiles, vector
+lanes and unrolling (``upcast``, ``vector_width`` and ``unroll`` taken as 1) and renders it once more, so a target
+can declare those optimizations for the kernels that fit them.
+
 Core's optimizations are chosen from the capabilities (:mod:`tg.codegen.opts`): register tiles (``upcast``),
 vector lanes (``vector_width``), work-group reductions in local memory (``group_size``, ``local_memory``),
 unrolled reduction loops (``unroll``) and tensor cores (``tensor_cores``) happen while lowering.  A target that
@@ -182,7 +187,16 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
-from tg.backends.contract import Availability, Backend, Capabilities, Emitter, KernelCompiled, KernelLaunched, Runtime
+from tg.backends.contract import (
+    Availability,
+    Backend,
+    Capabilities,
+    Emitter,
+    KernelCompiled,
+    KernelLaunched,
+    Runtime,
+    TooManyRegisters,
+)
 from tg.support.errors import KernelCacheError
 from tg.support.lazy import lazy_attributes
 from tg.support.ops import OPTIONAL, Ops
@@ -308,5 +322,5 @@ def declared_version(reference: str) -> int | None:
 __all__ = ["HOOKSPEC_VERSION", "HOOK_NAMES", "OPTIONAL", "PROJECT", "Availability", "Backend", "CachedBinary",
            "Capabilities", "DType", "DiskCache", "Emitter", "Fragment", "KernelBuilder", "KernelCacheError",
            "KernelCompiled", "KernelLaunched", "KernelParam", "LoweredKernel", "LoweringPass", "Ops", "Program",
-           "PtrDType", "Runtime", "TensorCore", "TextRenderer", "UOp", "VecDType", "buffer_params", "declared_version",
-           "dtypes", "eliminate_dead", "format_uops", "hookimpl", "hookspec", "replay"]
+           "PtrDType", "Runtime", "TensorCore", "TextRenderer", "TooManyRegisters", "UOp", "VecDType", "buffer_params",
+           "declared_version", "dtypes", "eliminate_dead", "format_uops", "hookimpl", "hookspec", "replay"]

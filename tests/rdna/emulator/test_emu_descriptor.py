@@ -145,3 +145,43 @@ def test_vgprs_beyond_the_descriptor_count() -> None:
     co = kernel("  v_mov_b32 v40, 0\n  s_endpgm", vgprs=40)
     with pytest.raises(EmulatorError, match=r"v40 is beyond the 40 VGPRs the kernel descriptor allocates"):
         co.launch("k", b"", (1,), (32,), Memory())
+
+
+def test_hidden_arguments_the_metadata_lists_are_filled_from_the_grid() -> None:
+    """tg's kernels declare code object v5's hidden arguments after the explicit ones (tg_rdna.codeobject); the
+    emulator, as ROCm's runtime does, writes them at the offsets the metadata note gives: work-group counts, group
+    sizes, grid dims.  This kernel reads them back from the kernarg segment."""
+    from rdna_emu_asm import assemble
+    from tg_rdna.codeobject import KernelDescription, assembly
+
+    desc = KernelDescription("hidden_args", buffers=1, dims=2, vgprs=8, sgprs=24)
+    base = desc.explicit_size  # 8: one buffer address
+    body = f"""
+  s_load_b64 s[8:9], s[0:1], 0x0
+  s_load_b32 s12, s[0:1], {base + 0:#x}
+  s_load_b32 s13, s[0:1], {base + 4:#x}
+  s_load_b32 s14, s[0:1], {base + 8:#x}
+  s_load_b32 s15, s[0:1], {base + 12:#x}
+  s_load_b32 s16, s[0:1], {base + 64:#x}
+  v_mov_b32 v1, 0
+  s_waitcnt lgkmcnt(0)
+  s_and_b32 s16, s16, 0xffff
+  v_mov_b32 v2, s12
+  v_mov_b32 v3, s13
+  v_mov_b32 v4, s14
+  v_mov_b32 v5, s15
+  v_mov_b32 v6, s16
+  global_store_b128 v1, v[2:5], s[8:9]
+  global_store_b32 v1, v6, s[8:9] offset:16
+  s_endpgm""".strip("\n").splitlines()
+    co = CodeObject(assemble(assembly(desc, body)))
+    assert [a.kind for a in co.arguments("hidden_args")][:3] == ["global_buffer", "hidden_block_count_x",
+                                                                 "hidden_block_count_y"]
+    assert co.descriptor("hidden_args")[1].kernarg_size == base + 256
+    bufs = Buffers()
+    out = bufs.add(np.zeros(5, np.uint32))
+    co.launch("hidden_args", bufs.kernarg(), (3, 2), (64, 1), bufs.mem)
+    # block counts x, y, z; group size x | y << 16; grid dims
+    assert list(bufs.get(out, np.zeros(5, np.uint32))) == [3, 2, 1, 64 | (1 << 16), 2]
+    with pytest.raises(EmulatorError, match="passed 0 kernarg bytes, but the metadata places a global_buffer"):
+        co.launch("hidden_args", b"", (1, 1), (32, 1), bufs.mem)

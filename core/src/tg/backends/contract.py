@@ -47,6 +47,14 @@ class Availability:
         return self.reason + (f" (fix: {self.remedy})" if self.remedy else "")
 
 
+class TooManyRegisters(Exception):
+    """What ``Emitter.render`` raises when a kernel, as core lowered it, keeps more values live than the target's
+    registers hold and the target does not spill.  Core's register tiles (``upcast``), vector lanes
+    (``vector_width``) and unrolled loops (``unroll``) are what make a kernel hungry: core lowers the kernel once
+    more without them and renders that; only if the plain kernel does not fit either does the error reach the
+    user.  The message should say what did not fit (``"kernel k needs 300 VGPRs, a wave has 256"``)."""
+
+
 class Emitter(abc.ABC):
     """Renders lowered kernels (micro-op lists) to source text for one target."""
 
@@ -62,7 +70,7 @@ class Emitter(abc.ABC):
 
         ``Program.of(kernel, source)`` keeps core's launch and buffer order; an emitter that decomposes the work
         its own way says so with :meth:`Program.launched_as`, and passes its runtime anything else in
-        ``attributes``.
+        ``attributes``.  A kernel that does not fit the target's registers raises :class:`TooManyRegisters`.
         """
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from tg.backends.contract import Capabilities, TooManyRegisters
 from tg.codegen.lower import lower
 from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.rewrites import apply_capabilities, check_dtypes, check_rendered
@@ -184,13 +185,32 @@ def build_program(kernel: Kernel, state: DeviceState) -> ReadyKernel:
 
 
 def render_program(kernel: Kernel, state: DeviceState) -> tuple[Program, LoweredKernel]:
-    """Lower ``kernel`` for ``state``'s backend, fit it to the target and render it."""
-    lowered = lower(kernel, state.capabilities)
-    uops = apply_capabilities(lowered.uops, state.capabilities)
+    """Lower ``kernel`` for ``state``'s backend, fit it to the target and render it; a kernel too large for the
+    target's registers is lowered again without register tiles, vector lanes and unrolling (see ``TooManyRegisters``
+    in :mod:`tg.hooks`)."""
+    caps = state.capabilities
+    try:
+        return _render(kernel, state, caps)
+    except TooManyRegisters as first:
+        plain = replace(caps, upcast=1, vector_width=1, unroll=1)
+        if plain == caps:
+            raise BackendError(f"backend '{state.backend.name}': {first}") from first
+        if debug_level() >= 2:
+            print(f"{kernel.name}: {first}; lowered again without register tiles, vector lanes and unrolling")
+        try:
+            return _render(kernel, state, plain)
+        except TooManyRegisters as again:
+            raise BackendError(f"backend '{state.backend.name}': {again} (even without register tiles, vector "
+                               "lanes and unrolling)") from again
+
+
+def _render(kernel: Kernel, state: DeviceState, caps: Capabilities) -> tuple[Program, LoweredKernel]:
+    lowered = lower(kernel, caps)
+    uops = apply_capabilities(lowered.uops, caps)
     for plugin_pass in state.plugin_passes:
         uops = plugin_pass(uops)
-    check_dtypes(uops, state.capabilities, state.backend.name)
-    check_rendered(uops, state.capabilities, state.backend.name)
+    check_dtypes(uops, caps, state.backend.name)
+    check_rendered(uops, caps, state.backend.name)
     if debug_level() >= 6:
         print(format_uops(uops))
     program = state.backend.emitter.render(replace(lowered, uops=uops))

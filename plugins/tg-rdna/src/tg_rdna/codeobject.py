@@ -8,8 +8,11 @@ runtime's view: code object v5, arguments with offsets and kinds, segment sizes,
 The ABI (the emulator in :mod:`tg_rdna.emulator` implements the same):
 
 - kernarg segment: buffer i's 64-bit device address at offset 8*i, in ``Program.buffers`` order; then each
-  ``Program.variables`` value as an int32, in order; the total rounded up to 8.  No hidden arguments: the
-  kernels read no implicit argument, so the metadata lists none and ROCm appends nothing;
+  ``Program.variables`` value as an int32, in order; rounded up to 8 (``explicit_size``, what the launch packs).
+  Then code object v5's block of hidden arguments (256 bytes), with the ones an OpenCL kernel of LLVM lists
+  (:data:`HIDDEN_ARGUMENTS`: work-group counts and sizes, remainders, global offsets, grid dimensions) declared in
+  the metadata: the runtime fills them at launch (ROCm's, or the emulator playing its part); tg's kernels read
+  none of them (their sizes are constants of the code);
 - user SGPRs: the kernarg segment pointer in s[0:1]; then the work-group ids x (y, z when the launch has them)
   in s2 (s3, s4); the work-item ids packed in v0 (x: bits 0-9, y: 10-19, z: 20-29); wave32; EXEC holds the
   lanes that exist;
@@ -34,6 +37,15 @@ MAX_SGPRS = 106
 #: LDS one work group may use (bytes).
 MAX_LDS = 64 * 1024
 
+#: Code object v5's hidden arguments as LLVM lists them for an OpenCL kernel: (value kind, offset in the hidden block,
+#: size).  The block follows the explicit arguments at an 8-byte boundary and is HIDDEN_SIZE bytes long.
+HIDDEN_ARGUMENTS = (("hidden_block_count_x", 0, 4), ("hidden_block_count_y", 4, 4), ("hidden_block_count_z", 8, 4),
+                    ("hidden_group_size_x", 12, 2), ("hidden_group_size_y", 14, 2), ("hidden_group_size_z", 16, 2),
+                    ("hidden_remainder_x", 18, 2), ("hidden_remainder_y", 20, 2), ("hidden_remainder_z", 22, 2),
+                    ("hidden_global_offset_x", 40, 8), ("hidden_global_offset_y", 48, 8),
+                    ("hidden_global_offset_z", 56, 8), ("hidden_grid_dims", 64, 2))
+HIDDEN_SIZE = 256
+
 _YAML_SPECIAL = re.compile(r"^(y|n|yes|no|on|off|true|false|null|~|[-+]?[0-9][0-9_.eExXoObB+-]*|\.inf|\.nan)$",
                            re.IGNORECASE)
 
@@ -52,7 +64,7 @@ class Argument:
     name: str
     offset: int
     size: int
-    kind: str  # "global_buffer" or "by_value"
+    kind: str  # "global_buffer", "by_value", or a hidden argument's kind ("hidden_block_count_x"...)
 
 
 @dataclass(frozen=True)
@@ -93,12 +105,19 @@ class KernelDescription:
         base = 8 * self.buffers
         args += [Argument(safe_name(f"var_{v}", "var_"), base + 4 * i, 4, "by_value")
                  for i, v in enumerate(self.variables)]
+        args += [Argument("", self.explicit_size + offset, size, kind) for kind, offset, size in HIDDEN_ARGUMENTS]
         return tuple(args)
 
     @property
-    def kernarg_size(self) -> int:
+    def explicit_size(self) -> int:
+        """Bytes of the arguments the launch packs (buffers, then variables), rounded up to 8."""
         size = 8 * self.buffers + 4 * len(self.variables)
         return (size + 7) // 8 * 8
+
+    @property
+    def kernarg_size(self) -> int:
+        """The whole kernarg segment: the explicit arguments and the hidden block."""
+        return self.explicit_size + HIDDEN_SIZE
 
     @property
     def first_free_sgpr(self) -> int:
@@ -136,11 +155,11 @@ class KernelDescription:
                  f"    .group_segment_fixed_size: {self.lds}", "    .private_segment_fixed_size: 0",
                  f"    .wavefront_size: {WAVE}", f"    .sgpr_count: {max(self.sgprs, self.first_free_sgpr) + 2}",
                  f"    .vgpr_count: {max(self.vgprs, 1)}", f"    .max_flat_workgroup_size: {self.group}",
-                 "    .args:" if self.arguments else "    .args: []"]
+                 "    .args:"]
         for a in self.arguments:
             space = ", .address_space: global" if a.kind == "global_buffer" else ""
-            lines.append(f"      - {{.name: {a.name}, .offset: {a.offset}, .size: {a.size}, "
-                         f".value_kind: {a.kind}{space}}}")
+            name = f".name: {a.name}, " if a.name else ""
+            lines.append(f"      - {{{name}.offset: {a.offset}, .size: {a.size}, .value_kind: {a.kind}{space}}}")
         return lines
 
 

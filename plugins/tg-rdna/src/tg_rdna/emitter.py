@@ -19,7 +19,7 @@ import math
 import re
 from typing import Any
 
-from tg.backends.contract import Capabilities, Emitter
+from tg.backends.contract import Capabilities, Emitter, TooManyRegisters
 from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.render import TextRenderer
 from tg.codegen.uops import Ops, PtrDType, UOp, VecDType, format_uops
@@ -42,9 +42,9 @@ CAPABILITIES = Capabilities(
     local_memory=LOCAL_MEMORY,  # LDS per work group (gfx1100 has 64 KiB)
     group_size=GROUP_SIZE,  # 4 wave32 waves per work group: gidx0 = s2, lidx0 = v0[9:0]
     launch_dims=3,  # the output's shape in the grid: gidx1 = s3, gidx2 = s4 (lidx1/2 = v0[19:10], v0[29:20])
-    # vectors render (tg_rdna.vectors: global_load_b128...) but are not declared: vectorised int64 kernels (the
-    # kit's x ** y) keep more than 256 VGPRs live, and tg-rdna does not spill
-    vector_width=1,
+    # 4 lanes: global_load_b128 / global_store_b128 for float32 (tg_rdna.vectors); a kernel whose vectors keep more
+    # than 256 VGPRs live (vectorised int64 x ** y) raises TooManyRegisters and core lowers it again without them
+    vector_width=4,
     upcast=16,  # a reduction thread computes a 4x4 register tile
     # exact division (v_div_scale/v_div_fmas/v_div_fixup), v_fma_f32 for a*b+c
     renders=frozenset({Ops.NEG, Ops.RECIP, Ops.SUB, Ops.CMPEQ, Ops.DIV, Ops.MULACC}),
@@ -65,11 +65,12 @@ class RDNAEmitter(Emitter):
             source, desc = _Kernel(name, kernel).render()
         except RegisterPressureError:  # core's order keeps too much live: values right before their use instead
             source, desc = _Kernel(name, kernel, sink(kernel.uops)).render()
-        return Program.of(kernel, source, name=name, kernarg_size=desc.kernarg_size, lds=desc.lds)
+        return Program.of(kernel, source, name=name, kernarg_size=desc.explicit_size, lds=desc.lds)
 
 
-class RegisterPressureError(NotImplementedError):
-    """A kernel needs more VGPRs or SGPRs live at once than a wave has (tg-rdna does not spill)."""
+class RegisterPressureError(TooManyRegisters):
+    """A kernel needs more VGPRs or SGPRs live at once than a wave has (tg-rdna does not spill): core lowers it
+    again without register tiles and vector lanes (see ``TooManyRegisters`` in :mod:`tg.hooks`)."""
 
 
 def kernel_name(name: str) -> str:

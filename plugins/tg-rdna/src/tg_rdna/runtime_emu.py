@@ -29,8 +29,9 @@ class EmuBuffer:
 
 
 def kernarg(program: Program, addresses: Sequence[int], values: Mapping[str, int]) -> bytes:
-    """The kernarg segment of a launch: the buffers' 64-bit addresses, then the variables as int32, padded to 8
-    bytes (the layout :class:`tg_rdna.codeobject.KernelDescription` declares)."""
+    """The explicit part of a launch's kernarg segment: the buffers' 64-bit addresses, then the variables as int32,
+    padded to 8 bytes (the layout :class:`tg_rdna.codeobject.KernelDescription` declares); the hidden arguments
+    after it are the dispatcher's to fill (ROCm's runtime, or the emulator from the code object's metadata)."""
     if len(addresses) != len(program.buffers):
         raise ValueError(f"tg-rdna: kernel {program.name} takes {len(program.buffers)} buffers, got {len(addresses)}")
     data = struct.pack(f"<{len(addresses)}Q", *addresses)
@@ -56,6 +57,7 @@ class EmulatorRuntime(Runtime):
 
     def __init__(self) -> None:
         self._memory: Any = None
+        self.launches = self.steps = self.issued = 0  # totals over every launch (bench/rdna_emu.py reads them)
 
     @property
     def memory(self) -> Any:
@@ -85,6 +87,9 @@ class EmulatorRuntime(Runtime):
     def launch(self, program: Program, binary: Any, buffers: Sequence[Any], values: Mapping[str, int]) -> float | None:
         args = kernarg(program, [b.address for b in buffers], values)
         binary.launch(program.name, args, tuple(program.global_size), tuple(program.local_size), self.memory)
+        self.launches += 1
+        self.steps += binary.last_steps
+        self.issued += binary.last_issued
         return None
 
     def alloc(self, nbytes: int) -> EmuBuffer:

@@ -9,7 +9,10 @@ EXEC holds the lanes of the wave that exist.  A group of N work-items is ceil(N/
 only).  Of the user SGPRs, the kernarg segment pointer, the dispatch pointer (an AQL dispatch packet with the
 sizes) and the dispatch id are provided; the others (private segment buffer, queue pointer, flat scratch)
 and scratch memory are refused.  The kernarg bytes are copied into an allocation of the launch's
-:class:`Memory`.  Large grids
+:class:`Memory`, and the hidden arguments the code object's metadata lists for the kernel (:mod:`.metadata`) are
+written after them from the grid, as ROCm's runtime does: work-group counts and sizes, remainders (0: tg launches
+whole groups), global offsets (0) and the grid's dimensions; runtime services it lacks (hostcall, heap, queue) are
+null pointers.  Large grids
 run in chunks of whole work-groups (``TG_RDNA_EMU_CHUNK_WAVES`` waves at a time, default 4096).
 """
 
@@ -26,6 +29,7 @@ from tg_rdna.emulator.elf import ElfFile, KernelDescriptor, parse_elf
 from tg_rdna.emulator.errors import EmulatorError
 from tg_rdna.emulator.executor import Step, compile_program, run
 from tg_rdna.emulator.memory import Memory
+from tg_rdna.emulator.metadata import KernelArgument, kernel_arguments
 from tg_rdna.emulator.operands import EXEC_LO
 from tg_rdna.emulator.program import disassemble
 from tg_rdna.emulator.state import U32, Waves
@@ -55,8 +59,16 @@ class CodeObject:
         if ".text" not in self.elf.sections:
             raise EmulatorError("the code object has no .text section")
         self.kernels = sorted(n[:-3] for n in self.elf.symbols if n.endswith(".kd"))
-        self.last_steps = 0
+        self.last_steps = 0  # steps of the last launch (one instruction for every wave at its address)
+        self.last_issued = 0  # instructions the waves of the last launch issued, one per wave per step
         self.dispatches = 0
+        self._arguments: dict[str, tuple[KernelArgument, ...]] | None = None
+
+    def arguments(self, name: str) -> tuple[KernelArgument, ...]:
+        """The kernel's arguments as the metadata note lists them (explicit and hidden)."""
+        if self._arguments is None:
+            self._arguments = kernel_arguments(self.elf)
+        return self._arguments.get(name, ())
 
     def descriptor(self, name: str) -> tuple[int, KernelDescriptor]:
         if name + ".kd" not in self.elf.symbols:
@@ -100,12 +112,24 @@ class CodeObject:
         # the segment is padded (scalar loads may read a few dwords past the last argument) and whatever the
         # caller did not provide, hidden arguments included, is garbage (0xff bytes), as on the hardware
         size = -(-max(len(kernarg), kd.kernarg_size) // 64) * 64 + KERNARG_PAD
+        segment = bytearray(kernarg + b"\xff" * (size - len(kernarg)))
+        for arg in self.arguments(name):
+            if not arg.kind.startswith("hidden_"):
+                if arg.offset + arg.size > len(kernarg):
+                    raise EmulatorError(f"the launch passed {len(kernarg)} kernarg bytes, but the metadata places a "
+                                        f"{arg.kind} argument at {arg.offset}", name)
+                continue
+            if arg.offset < len(kernarg):
+                raise EmulatorError(f"the metadata places {arg.kind} at {arg.offset}, inside the {len(kernarg)} "
+                                    "explicit kernarg bytes the launch passed", name)
+            value = _hidden_value(arg.kind, gs, ls)
+            segment[arg.offset:arg.offset + arg.size] = value.to_bytes(arg.size, "little")
         kernarg_addr = memory.allocate(size)
-        memory.write(kernarg_addr, kernarg + b"\xff" * (size - len(kernarg)))
+        memory.write(kernarg_addr, segment)
         extra: list[int] = []
         per_chunk = max(1, chunk_waves() // wpg)
         self.dispatches += 1
-        self.last_steps = 0
+        self.last_steps = self.last_issued = 0
         try:
             for first in range(0, n_groups, per_chunk):
                 count = min(per_chunk, n_groups - first)
@@ -114,6 +138,7 @@ class CodeObject:
                 extra += self._initial_state(st, kd, name, gs, ls, wpg, kernarg_addr, memory, first, extra)
                 st.pc[:] = index[entry]
                 self.last_steps += run(steps, st, name, memory)
+                self.last_issued += st.issued
         finally:
             memory.free(kernarg_addr)
             for a in extra:
@@ -177,10 +202,28 @@ def _dims(size: tuple[int, ...], what: str, name: str) -> tuple[int, int, int]:
     return (*dims, *(1,) * (3 - len(dims)))  # type: ignore[return-value]
 
 
+def _grid_dims(gs: tuple[int, int, int], ls: tuple[int, int, int]) -> int:
+    return 3 if gs[2] * ls[2] > 1 else 2 if gs[1] * ls[1] > 1 else 1
+
+
+def _hidden_value(kind: str, gs: tuple[int, int, int], ls: tuple[int, int, int]) -> int:
+    """What ROCm writes for a hidden argument of code object v5.  The runtime services the emulator does not provide
+    (hostcall and printf buffers, heap, queue, multigrid sync, apertures...) get 0, a null pointer: a kernel that
+    uses one fails on its first access, outside every allocation."""
+    axis = "xyz".find(kind[-1]) if kind[-2] == "_" else -1
+    if kind.startswith("hidden_block_count_") and axis >= 0:
+        return gs[axis]
+    if kind.startswith("hidden_group_size_") and axis >= 0:
+        return ls[axis]
+    if kind == "hidden_grid_dims":
+        return _grid_dims(gs, ls)
+    return 0  # remainders (tg launches whole work-groups), global offsets, dynamic LDS size, services
+
+
 def _dispatch_packet(gs: tuple[int, int, int], ls: tuple[int, int, int], kd: KernelDescriptor,
                      kernarg_addr: int) -> bytes:
     """An hsa_kernel_dispatch_packet_t: work-group sizes and grid sizes (in work-items)."""
-    dims = 3 if gs[2] * ls[2] > 1 else 2 if gs[1] * ls[1] > 1 else 1
+    dims = _grid_dims(gs, ls)
     grid = [g * s for g, s in zip(gs, ls)]
     return struct.pack("<HHHHHHIIIIIQQQQ", 2, dims, ls[0], ls[1], ls[2], 0, grid[0], grid[1], grid[2], 0,
                        kd.group_segment_fixed_size, 0, kernarg_addr, 0, 0)

@@ -136,6 +136,7 @@ def _run(steps: list[Step], st: Waves, kernel: str, memory: Memory) -> int:
             raise EmulatorError(f"v{step.vmax} is beyond the {st.v.shape[0]} VGPRs the kernel descriptor allocates",
                                 kernel, ins.address, ins.text)
         ctx = Ctx(st, w, kernel, ins.address, ins.text, memory)
+        st.issued += ctx.k
         if track.maybe_pending and (b.reads or b.writes):
             track.check(w, b.reads, b.writes, describe, ins.text, kernel, ins.address, b.load_kind)
         if b.valu:

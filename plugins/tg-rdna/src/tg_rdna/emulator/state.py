@@ -50,6 +50,7 @@ class Waves:
         self.denorm32 = np.full(n_waves, denorm32, np.int8)
         self.denorm16 = np.full(n_waves, denorm16, np.int8)
         self.track = Tracker(n_waves, n_vgpr)
+        self.issued = 0  # instructions issued, counted per wave (a step that runs k waves issues k)
         # facts about all the waves at once, kept until EXEC or a denormal mode changes (most steps run every wave)
         self.all_full_exec: bool | None = None
         self.all_exec_mask: np.ndarray | None = None
