@@ -29,6 +29,7 @@ from tg_rdna import __version__
 from tg_rdna.alu import AluMixin, kind_of
 from tg_rdna.asm import Asm
 from tg_rdna.codeobject import MAX_SGPRS, MAX_VGPRS, KernelDescription, assembly
+from tg_rdna.packed import PackedMixin, Plan, plan
 from tg_rdna.regs import OutOfRegisters, Registers, last_uses
 from tg_rdna.schedule import sink
 from tg_rdna.vectors import VectorMixin, block_registers
@@ -59,13 +60,27 @@ class RDNAEmitter(Emitter):
     language = "rdna"
     capabilities = CAPABILITIES
 
+    #: Pair float16 micro-ops of lanes 2k/2k+1 into packed instructions (:mod:`tg_rdna.packed`).
+    packed_f16 = True
+
     def render(self, kernel: LoweredKernel) -> Program:
         name = kernel_name(kernel.name)
         try:
-            source, desc = _Kernel(name, kernel).render()
+            source, desc = self._render(name, kernel, None)
         except RegisterPressureError:  # core's order keeps too much live: values right before their use instead
-            source, desc = _Kernel(name, kernel, sink(kernel.uops)).render()
+            source, desc = self._render(name, kernel, sink(kernel.uops))
         return Program.of(kernel, source, name=name, kernarg_size=desc.explicit_size, lds=desc.lds)
+
+
+    def _render(self, name: str, kernel: LoweredKernel, order: list[UOp] | None) -> tuple[str, KernelDescription]:
+        uops = kernel.uops if order is None else order
+        pairs = plan(uops) if self.packed_f16 else Plan(list(uops))
+        try:
+            return _Kernel(name, kernel, pairs).render()
+        except RegisterPressureError:
+            if not pairs.pair_of:
+                raise
+            return _Kernel(name, kernel, Plan(list(uops))).render()  # the pairs kept vectors live too long
 
 
 class RegisterPressureError(TooManyRegisters):
@@ -89,11 +104,13 @@ def _elem(dtype: Any) -> DType:
     return base
 
 
-class _Kernel(VectorMixin, AluMixin, TextRenderer):
+class _Kernel(PackedMixin, VectorMixin, AluMixin, TextRenderer):
     """One kernel being rendered."""
 
-    def __init__(self, name: str, kernel: LoweredKernel, order: list[UOp] | None = None):
-        super().__init__(kernel.uops if order is None else order)
+    def __init__(self, name: str, kernel: LoweredKernel, pairs: Plan | None = None):
+        pairs = plan(kernel.uops) if pairs is None else pairs  # the order to render in and its float16 pairs
+        super().__init__(pairs.order)
+        self.plan, self.rendered_pairs = pairs, set()
         self.name, self.kernel = name, kernel
         self.a = Asm(scratch=self.tmp)
         self.dims = max(1, len(kernel.global_size), len(kernel.local_size))
@@ -105,6 +122,7 @@ class _Kernel(VectorMixin, AluMixin, TextRenderer):
         self.regs = Registers(MAX_VGPRS, self.bases_at + 2 * self.nbuf if self.resident else self.bases_at,
                               MAX_SGPRS)
         self.last = last_uses(self.uops)
+        self.plan.extend_lifetimes(self.last)
         self.consts: dict[int, tuple[Any, DType]] = {}
         self.local: dict[int, int] = {}  # DEFINE_LOCAL -> its byte offset in LDS
         self.lds = 0
@@ -122,7 +140,11 @@ class _Kernel(VectorMixin, AluMixin, TextRenderer):
             for position, u in enumerate(self.uops):
                 self.position = position
                 method = getattr(self, f"render_{u.op.name.lower()}", None)
-                if method is not None:
+                if id(u) in self.plan.skip:  # a GEP that only pairs read (they read its vector's register)
+                    pass
+                elif id(u) in self.plan.pair_of:
+                    self.render_pair(u)
+                elif method is not None:
                     method(u)
                 else:
                     self.from_table(u)  # ALU ops: the instruction table of the operands' kind (tg_rdna.alu)
