@@ -9,8 +9,10 @@ work-group id SGPR ``s<2+d>``, ``lidx<d>`` a 10-bit field of v0.  Global loads a
 Loops (``RANGE``) keep the lanes still iterating in EXEC and leave with ``s_cbranch_execz``.  ``DEFINE_LOCAL`` is
 LDS (``ds_load_*``/``ds_store_*``), ``BARRIER`` is ``s_barrier`` after this wave's stores are done.  The waits
 and hazard stalls are placed by :class:`tg_rdna.asm.Asm`; ALU ops, casts and the math sequences are in
-:mod:`tg_rdna.alu`.  The kernel descriptor and metadata come from :mod:`tg_rdna.codeobject`.  A kernel that
-needs more registers than a wave has in core's order is rendered again in :func:`tg_rdna.schedule.sink`'s.
+:mod:`tg_rdna.alu`; float16 micro-ops on lanes 2k and 2k+1 of one vector are paired into packed instructions
+(:mod:`tg_rdna.packed`, which also picks the order the micro-ops are rendered in).  The kernel descriptor and
+metadata come from :mod:`tg_rdna.codeobject`.  A kernel that needs more registers than a wave has in core's order
+is rendered again in :func:`tg_rdna.schedule.sink`'s.
 """
 
 from __future__ import annotations
