@@ -30,9 +30,10 @@ def _unary(op: Ops, dtype: DType = dtypes.float32) -> Program:
     return RDNAEmitter().render(LoweredKernel(f"{op.name.lower()}_{N}", b.uops, (N,), (1,)))
 
 
-def _run(program: Program, *inputs: np.ndarray, out_dtype: type = np.float32) -> np.ndarray:
+def _run(program: Program, *inputs: np.ndarray, out_dtype: type = np.float32, n: int = N) -> np.ndarray:
+    """Launch ``program`` on rdna:emu with buffers [out, *inputs]; the n elements of out."""
     rt = EmulatorRuntime()
-    out = np.zeros(N, out_dtype)
+    out = np.zeros(n, out_dtype)
     handles = []
     for arr in (out, *inputs):
         h = rt.alloc(arr.nbytes)

@@ -49,18 +49,9 @@ def _code(source: str) -> list[str]:
 
 
 def _run(program: Program, *inputs: np.ndarray) -> np.ndarray:
-    from tg_rdna.runtime_emu import EmulatorRuntime
+    from test_rdna_emu import _run as run_on_emulator
 
-    rt = EmulatorRuntime()
-    out = np.zeros(N, np.uint16)
-    handles = []
-    for arr in (out, *inputs):
-        h = rt.alloc(arr.nbytes)
-        rt.copyin(h, memoryview(np.ascontiguousarray(arr).view(np.uint8).reshape(-1)))
-        handles.append(h)
-    rt.launch(program, rt.compile(program), handles, {})
-    rt.copyout(memoryview(out.view(np.uint8).reshape(-1)), handles[0])
-    return out
+    return run_on_emulator(program, *inputs, out_dtype=np.uint16, n=N)
 
 
 def _inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
