@@ -21,7 +21,7 @@ from tg.codegen.tensor_cores import MMA_16x8x16_F16_F32
 from tg.codegen.uops import ALU, Ops, PtrDType, UOp, VecDType
 from tg.support.dtype import DType, dtypes
 
-from tg_ptx import __version__, mathlib
+from tg_ptx import __version__, fragments, mathlib
 from tg_ptx.arch import isa_version, target_arch
 from tg_ptx.writer import (
     ADDR,
@@ -55,6 +55,9 @@ CAPABILITIES = Capabilities(
     renders=frozenset({Ops.NEG, Ops.RECIP, Ops.SUB, Ops.CMPEQ, Ops.MOD, Ops.DIV, Ops.MULACC}),
     # float16 contractions on the tensor cores: mma.sync.aligned.m16n8k16 (sm_80 and newer), float32 accumulators
     tensor_cores=(MMA_16x8x16_F16_F32,),
+    # "ldmatrix": fragments whose shared-memory addresses are provably ldmatrix rows load with ldmatrix (sm_75+;
+    # tg_ptx.fragments); False keeps every fragment element a scalar ld.shared
+    extra={"ldmatrix": True},
 )
 
 _SPECIALS = {"gidx": "%ctaid", "lidx": "%tid"}
@@ -74,7 +77,8 @@ class PTXEmitter(Emitter):
     def render(self, kernel: LoweredKernel) -> Program:
         name = kernel_name(kernel.name)
         block = math.prod(kernel.local_size)
-        return Program.of(kernel, _Kernel(name, kernel.uops, target_arch(), block).render(), name=name)
+        ldmatrix = bool(self.capabilities.extra.get("ldmatrix"))
+        return Program.of(kernel, _Kernel(name, kernel.uops, target_arch(), block, ldmatrix).render(), name=name)
 
 
 def kernel_name(name: str) -> str:
@@ -97,7 +101,7 @@ class _Kernel(TextRenderer):
     """One kernel being rendered: core's walk dispatches each micro-op to a ``render_<op>`` method (ALU ops to
     :meth:`from_table`, which picks the instructions by dtype); the lines go to a :class:`Writer`."""
 
-    def __init__(self, name: str, uops: list[UOp], arch: str, block: int = 1):
+    def __init__(self, name: str, uops: list[UOp], arch: str, block: int = 1, ldmatrix: bool = False):
         super().__init__(uops)
         self.name, self.arch = name, arch
         self.w = Writer()
@@ -108,6 +112,7 @@ class _Kernel(TextRenderer):
         self.readonly: set[int] = set()
         self.loops: dict[int, tuple[str, str, str, str, str]] = {}  # RANGE -> counter, end, labels, branch
         self.max_threads = block  # the launch's threads per block (.maxntid), even where lidx0 is unused
+        self.fragments = fragments.plan(uops, block) if ldmatrix else fragments.Plans()
 
     # -- whole kernel ----------------------------------------------------------------------------------------
 
@@ -218,7 +223,8 @@ class _Kernel(TextRenderer):
                 regs.append(reg)
             return regs
 
-        frag_a, frag_b = packed(a), packed(b)
+        fa, fb = (self.fragments.by_vector.get(id(s)) for s in u.src[:2])
+        frag_a, frag_b = fa.regs if fa else packed(a), fb.regs if fb else packed(b)
         frag_c = [self.in_register(v) for v in c]
         d = [self.new(dtypes.float32) for _ in c]
         self.w.op(f"mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {{{', '.join(d)}}}, {{{', '.join(frag_a)}}}, "
@@ -337,6 +343,11 @@ class _Kernel(TextRenderer):
 
     def render_load(self, u: UOp) -> None:
         w = self.w
+        frag = self.fragments.by_load.get(id(u))
+        if frag is not None:  # one ldmatrix (at the first of its loads) loads the whole fragment for render_wmma
+            frag.regs = frag.regs or fragments.render(w, frag, self.register(frag.tile), self.register(frag.tid))
+            self.values[id(u)] = Const(0.0, dtypes.float16)
+            return
         dt = _scalar(u.dtype)
         pt = ptx_type(dt)
         count = u.dtype.count if isinstance(u.dtype, VecDType) else 1

@@ -173,6 +173,8 @@ def _run_chunk(kernel: CompiledKernel, c: Context, block: int) -> None:
                     moved = True
             elif step.kind == _BARRIER:
                 _check_barrier(c, step, alive, pcs, cur, block)
+                if c.shared.copies is not None:  # cp.async data completed before the barrier: visible to the block
+                    c.shared.copies.synchronize(np.unique(c.block[alive if active is None else active]))
             else:  # ret / exit: the threads it runs for end
                 leaving = (alive if active is None else active) if eff is None else eff
                 alive = alive & ~leaving

@@ -135,28 +135,43 @@ def _check_alignment(addresses: np.ndarray, width: int, what: str) -> None:
 
 
 class SharedMemory:
-    """``.shared`` memory: one zero-filled window of ``nbytes`` per block of the launch chunk."""
+    """``.shared`` memory: one zero-filled window of ``nbytes`` per block of the launch chunk.
+
+    ``copies`` tracks ``cp.async`` copies (see :mod:`.sharedops`) once a kernel issues one; every load and store
+    then checks that it touches no byte still in flight, nor one another thread's copy wrote since the last barrier.
+    """
 
     def __init__(self, blocks: int, nbytes: int):
         self.nbytes = nbytes
         self.data = np.zeros((blocks, -(-max(nbytes, 1) // 16) * 16), dtype=np.uint8)
+        self.copies: Any = None  # a sharedops.AsyncCopies after the first cp.async
 
-    def _check(self, offsets: np.ndarray, width: int, what: str) -> None:
+    def check_range(self, offsets: np.ndarray, width: int, what: str) -> None:
         if offsets.size and (int(offsets.min()) < 0 or int(offsets.max()) + width > self.nbytes):
             bad = int(offsets[(offsets < 0) | (offsets + width > self.nbytes)][0])
             raise EmulatorError(f"shared-memory {what} of {width} bytes at offset {bad}, outside the "
                                 f"{self.nbytes} bytes this kernel declares")
+
+    def _check(self, blocks: np.ndarray, offsets: np.ndarray, width: int, what: str,
+               threads: np.ndarray | None) -> None:
+        self.check_range(offsets, width, what)
         if (offsets % width).any():
             raise EmulatorError(f"misaligned shared-memory {what}: an offset is not a multiple of {width}")
+        if self.copies is not None:
+            self.copies.check(blocks, offsets, width, np.arange(offsets.size) if threads is None else threads, what)
 
-    def load(self, blocks: np.ndarray, offsets: np.ndarray, dtype: np.dtype[Any], count: int) -> list[np.ndarray]:
-        self._check(offsets, dtype.itemsize * count, "load")
+    def load(self, blocks: np.ndarray, offsets: np.ndarray, dtype: np.dtype[Any], count: int,
+             threads: np.ndarray | None = None) -> list[np.ndarray]:
+        """``count`` values of ``dtype`` at each offset; ``threads`` are the reading threads (None: thread i reads
+        ``offsets[i]``)."""
+        self._check(blocks, offsets, dtype.itemsize * count, "load", threads)
         view = self.data.view(dtype)
         index = offsets // dtype.itemsize
         return [view[blocks, index + k] for k in range(count)]
 
-    def store(self, blocks: np.ndarray, offsets: np.ndarray, values: list[np.ndarray], dtype: np.dtype[Any]) -> None:
-        self._check(offsets, dtype.itemsize * len(values), "store")
+    def store(self, blocks: np.ndarray, offsets: np.ndarray, values: list[np.ndarray], dtype: np.dtype[Any],
+              threads: np.ndarray | None = None) -> None:
+        self._check(blocks, offsets, dtype.itemsize * len(values), "store", threads)
         view = self.data.view(dtype)
         index = offsets // dtype.itemsize
         for k, v in enumerate(values):

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from tg_ptx.emulator import matrix
+from tg_ptx.emulator import matrix, sharedops
 from tg_ptx.emulator.context import Context, reader, writer
 from tg_ptx.emulator.errors import EmulatorError
 from tg_ptx.emulator.numerics import bit_type, convert, flush, fma, int_div, int_rem
@@ -510,7 +510,7 @@ def _ld(ins: Instruction, entry: Entry) -> Run:
             who = np.nonzero(c.mask)[0]
             where, blocks = address(c)[who], c.block[who]
         if shared:
-            values = c.shared.load(blocks, where, dtype, count)
+            values = c.shared.load(blocks, where, dtype, count, None if c.mask is None else who)
         else:
             values = c.memory.load(where, dtype, count)
         for out, v in zip(outs, values):
@@ -544,7 +544,7 @@ def _st(ins: Instruction, entry: Entry) -> Run:
             who = np.nonzero(c.mask)[0]
             where, blocks, values = where[who], blocks[who], [v[who] for v in values]
         if shared:
-            c.shared.store(blocks, where, values, dtype)
+            c.shared.store(blocks, where, values, dtype, None if c.mask is None else who)
         else:
             c.memory.store(where, values, dtype)
     return run
@@ -559,7 +559,7 @@ _BUILDERS: dict[str, Callable[[Instruction, Entry], Run]] = {
     "and": _logic, "or": _logic, "xor": _logic,
     "shl": _shift, "shr": _shift,
     "setp": _setp, "selp": _selp, "mov": _mov, "cvt": _cvt, "cvta": _cvta, "testp": _testp,
-    "ld": _ld, "st": _st, "mma": matrix.mma,
+    "ld": _ld, "st": _st, "mma": matrix.mma, "ldmatrix": sharedops.ldmatrix, "cp": sharedops.cp,
 }
 
 
