@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""Cold starts: how many kernels a program compiles, and how long it waits, from an empty kernel cache.
+
+    python bench/cold_start.py                 # the default backend (TG_BACKEND), every case
+    python bench/cold_start.py --gpt-steps 20  # also examples/train_gpt.py's first 20 steps (minutes on clang)
+
+Each case runs in a fresh process with an empty ``TG_CACHE_DIR``, and counts the kernels compiled (the
+``tg_kernel_compiled`` hook, compiles that were not already in the process):
+
+- ``lr as a Python float``: 20 steps of hand-written SGD on a 2-layer MLP, ``p.sub_(lr * p.grad)`` with a learning rate
+  that decays as a Python float.  Each new value is a new constant today, so a new kernel per parameter shape.
+- ``new sequence lengths``: a causal self-attention block run eagerly on sequences of length 1..24, as text
+  generation with a growing context does.  Each new length is a new shape today, so new kernels.
+- ``GPT training``: ``examples/train_gpt.py --steps N`` (with ``--gpt-steps N``): the issue's cold start.
+
+The steady state ("kernels per extra step") is the figure symbolic shapes and scalar parameters should bring to 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _counting() -> list[bool]:
+    """Register an observer of compiles; the list gets one entry (cached or not) per compile."""
+    from tg import hooks
+    from tg.backends.discovery import registry
+
+    events: list[bool] = []
+
+    class Counter:
+        @hooks.hookimpl
+        def tg_kernel_compiled(self, event: hooks.KernelCompiled) -> None:
+            events.append(event.cached)
+
+    registry().manager.register(Counter(), "bench-cold-start")
+    return events
+
+
+def case_lr(steps: int) -> dict[str, float]:
+    import numpy as np
+    from tg import Tensor, nn, no_grad
+
+    events = _counting()
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10))
+    x = Tensor(np.random.default_rng(0).random((16, 32), dtype=np.float32))
+    y = Tensor(np.random.default_rng(1).integers(0, 10, 16).astype(np.int32))
+    per_step = []
+    start = time.perf_counter()
+    for step in range(steps):
+        before = len(events)
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        lr = 0.1 * 0.95 ** step
+        with no_grad():
+            for p in model.parameters():
+                p.sub_(lr * p.grad)
+                p.grad = None
+        loss.item()
+        per_step.append(len(events) - before)
+    return {"kernels": len(events), "seconds": time.perf_counter() - start, "first step": per_step[0],
+            "per extra step": sum(per_step[1:]) / max(1, steps - 1)}
+
+
+def case_lengths(longest: int) -> dict[str, float]:
+    import numpy as np
+    import tg.nn.functional as F
+    from tg import Tensor, nn, no_grad
+
+    events = _counting()
+    qkv = nn.Linear(32, 96)
+    per_length = []
+    start = time.perf_counter()
+    with no_grad():
+        for t in range(1, longest + 1):
+            before = len(events)
+            x = Tensor(np.random.default_rng(t).random((1, t, 32), dtype=np.float32))
+            q, k, v = qkv(x).reshape(1, t, 3, 4, 8).permute(2, 0, 3, 1, 4)
+            F.scaled_dot_product_attention(q, k, v, is_causal=True).numpy()
+            per_length.append(len(events) - before)
+    return {"kernels": len(events), "seconds": time.perf_counter() - start, "first step": per_length[0],
+            "per extra step": sum(per_length[1:]) / max(1, longest - 1)}
+
+
+def case_gpt(steps: int) -> dict[str, float]:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, str(ROOT / "examples" / "train_gpt.py"), "--steps", str(steps),
+                    "--sample-length", "0"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return {"kernels": float("nan"), "seconds": time.perf_counter() - start, "first step": float("nan"),
+            "per extra step": float("nan")}
+
+
+CASES = {"lr as a Python float (20 SGD steps)": (case_lr, 20),
+         "new sequence lengths (attention, T = 1..24)": (case_lengths, 24)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gpt-steps", type=int, default=0, help="also time examples/train_gpt.py for N steps")
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
+    args = parser.parse_args()
+    if args.case:
+        cases = {**CASES, "gpt": (case_gpt, args.gpt_steps)}
+        fn, n = cases[args.case]
+        print(json.dumps(fn(n)))
+        return
+    import tg
+
+    names = list(CASES) + ([f"GPT training ({args.gpt_steps} steps)"] if args.gpt_steps else [])
+    backend = os.environ.get("TG_BACKEND", "the default backend")
+    print(f"tg {tg.__version__} on {backend}, an empty kernel cache per case\n")
+    print("| case | kernels compiled | first step | per extra step | seconds |")
+    print("| --- | --- | --- | --- | --- |")
+    for name in names:
+        with tempfile.TemporaryDirectory() as cache:
+            case = name if name in CASES else "gpt"
+            out = subprocess.run([sys.executable, __file__, "--case", case, "--gpt-steps", str(args.gpt_steps)],
+                                 env={**os.environ, "TG_CACHE_DIR": cache}, capture_output=True, text=True)
+            if out.returncode:
+                print(f"| {name} | failed: {out.stderr.strip().splitlines()[-1:]} | | | |")
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"| {name} | {r['kernels']:.0f} | {r['first step']:.0f} | {r['per extra step']:.1f} | "
+                  f"{r['seconds']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
