@@ -34,12 +34,12 @@ import numpy as np  # noqa: E402
 @dataclass
 class Row:
     name: str
-    unit: str  # "GFLOPS", "GB/s" (higher is better) or "ms" (lower is better)
+    unit: str  # "GFLOPS", "GB/s" (higher is better) or "ms", "us" (lower is better)
     figures: dict[str, float] = field(default_factory=dict)
 
     @property
     def higher_is_better(self) -> bool:
-        return self.unit != "ms"
+        return self.unit not in ("ms", "us")
 
 
 def median_seconds(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> float:
@@ -89,7 +89,7 @@ def measure(rows: list[Row], name: str, unit: str, amount: float, impls: dict[st
     for label, fn in impls.items():
         time.sleep(0.2)  # let the previous library's worker threads stop spinning (OpenBLAS, OpenMP)
         seconds = median_seconds(fn, repeat)
-        row.figures[label] = seconds * 1e3 if unit == "ms" else amount / seconds / 1e9
+        row.figures[label] = {"ms": seconds * 1e3, "us": seconds * 1e6}.get(unit, amount / seconds / 1e9)
     rows.append(row)
     if show:
         print(f"  {name:<34} " + "  ".join(f"{k} {v:8.2f}" for k, v in row.figures.items()), file=sys.stderr)
@@ -175,6 +175,31 @@ def bench_reductions(rows: list[Row], peers: Peers, Tensor: Any, device: str, n:
         qs = peers.tiny(s).realize()
         impls["tinygrad"] = lambda: peers.tiny_done(qs.softmax(-1))
     measure(rows, f"softmax {softmax}", "ms", 0, impls, repeat)
+
+
+def bench_dispatch(rows: list[Row], peers: Peers, Tensor: Any, device: str, repeat: int) -> None:
+    """The cost of one tiny op: a 16-element add, realized (tg: build the graph, schedule, find the kernel, launch)."""
+    a, b = np.ones(16, np.float32), np.arange(16, dtype=np.float32)
+    ta, tb = Tensor(a, device=device).realize(), Tensor(b, device=device).realize()
+    close((ta + tb).numpy(), a + b, "tiny add")
+    calls = 200  # per timed run: one op is too short for the clock
+
+    def many(fn: Callable[[], Any]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(calls):
+                fn()
+        return run
+
+    impls: dict[str, Callable[[], Any]] = {"tg": many(lambda: (ta + tb).realize()), "numpy": many(lambda: a + b)}
+    if peers.torch is not None:
+        pa, pb = peers.torch.from_numpy(a), peers.torch.from_numpy(b)
+        impls["torch"] = many(lambda: pa + pb)
+    if peers.tiny is not None:
+        qa, qb = peers.tiny(a).realize(), peers.tiny(b).realize()
+        impls["tinygrad"] = many(lambda: (qa + qb).realize())
+    row = measure(rows, "tiny op: 16-element add (per op)", "us", 0, impls, repeat, show=False)
+    row.figures = {k: v / calls for k, v in row.figures.items()}
+    print(f"  {row.name:<34} " + "  ".join(f"{k} {v:8.2f}" for k, v in row.figures.items()), file=sys.stderr)
 
 
 def bench_conv(rows: list[Row], peers: Peers, Tensor: Any, device: str, batch: int, repeat: int) -> None:
@@ -421,6 +446,7 @@ def main() -> None:
                      (256, 1024) if q else (4096, 1024), repeat)
     bench_conv(rows, peers, Tensor, args.device, 4 if q else 32, repeat)
     bench_mlp(rows, peers, Tensor, args.device, 256, repeat)
+    bench_dispatch(rows, peers, Tensor, args.device, repeat)
     if args.device.split(":")[0] == "clang":
         bench_compile(rows, args.device, repeat)
     print_table(rows)
