@@ -23,6 +23,7 @@ from tg.frontend.inplace import InPlaceMixin
 from tg.frontend.math_ops import MathMixin
 from tg.frontend.movement import MovementMixin
 from tg.frontend.nn_ops import NNMixin
+from tg.frontend.operators import OperatorsMixin
 from tg.frontend.powers import integer_pow
 from tg.frontend.random import RandomMixin
 from tg.frontend.reductions import ReductionMixin
@@ -43,8 +44,8 @@ Float: TypeAlias = float
 Bool: TypeAlias = bool
 
 
-class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, MathMixin, ScanMixin, ScatterMixin,
-             ScatterReduceMixin, SortMixin, TorchCompatMixin, TensorHooksMixin, metaclass=GradModeMeta):
+class Tensor(OperatorsMixin, MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, MathMixin, ScanMixin,
+             ScatterMixin, ScatterReduceMixin, SortMixin, TorchCompatMixin, TensorHooksMixin, metaclass=GradModeMeta):
     """An n-dimensional array on a backend, with gradients.
 
     ``Tensor.no_grad`` is the calling thread's grad mode (see :mod:`tg.frontend.grad_mode`); ``Tensor.training``
@@ -122,9 +123,6 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, 
 
     def __repr__(self) -> str:
         return f"<Tensor {self.shape} {self.dtype.name} on {self.device}{' grad' if self.requires_grad else ''}>"
-
-    def __hash__(self) -> Int:
-        return id(self)
 
     def __bool__(self) -> Bool:
         if self.numel() != 1:
@@ -363,106 +361,6 @@ class Tensor(MovementMixin, ReductionMixin, NNMixin, InPlaceMixin, RandomMixin, 
         yt = (yt if yt is not None else Tensor(LazyBuffer.const(y, dt, cond.device))).cast(dt)
         shape = broadcast_shape("where", cond.shape, xt.shape, yt.shape)
         return F.Where.apply(cond._expand_to(shape), xt._expand_to(shape), yt._expand_to(shape))
-
-    def __add__(self, o: Any) -> Tensor:
-        return self.add(o)
-
-    def __radd__(self, o: Any) -> Tensor:
-        return self.add(o, True)
-
-    def __sub__(self, o: Any) -> Tensor:
-        return self.sub(o)
-
-    def __rsub__(self, o: Any) -> Tensor:
-        return self.sub(o, True)
-
-    def __mul__(self, o: Any) -> Tensor:
-        return self.mul(o)
-
-    def __rmul__(self, o: Any) -> Tensor:
-        return self.mul(o, True)
-
-    def __truediv__(self, o: Any) -> Tensor:
-        return self.div(o)
-
-    def __rtruediv__(self, o: Any) -> Tensor:
-        return self.div(o, True)
-
-    def __floordiv__(self, o: Any) -> Tensor:
-        return self.floordiv(o)
-
-    def __rfloordiv__(self, o: Any) -> Tensor:
-        return self.floordiv(o, True)
-
-    def __pow__(self, o: Any) -> Tensor:
-        return self.pow(o)
-
-    def __rpow__(self, o: Any) -> Tensor:
-        return self.pow(o, True)
-
-    def __matmul__(self, o: Tensor) -> Tensor:
-        return self.matmul(o)
-
-    def __rmatmul__(self, o: Tensor) -> Tensor:
-        return Tensor(o).matmul(self) if not isinstance(o, Tensor) else o.matmul(self)
-
-    def __neg__(self) -> Tensor:
-        return self.neg()
-
-    def __lt__(self, o: Any) -> Tensor:
-        return F.Less.apply(*self._broadcasted(o, op="lt"))
-
-    def __gt__(self, o: Any) -> Tensor:
-        return F.Less.apply(*self._broadcasted(o, True, op="gt"))
-
-    def __le__(self, o: Any) -> Tensor:
-        x, y = self._broadcasted(o, op="le")
-        if x.dtype.is_float:  # not (x > y) would be True for NaN
-            return F.Less.apply(x, y) | F.Equal.apply(x, y)
-        return F.Less.apply(y, x).logical_not()
-
-    def __ge__(self, o: Any) -> Tensor:
-        x, y = self._broadcasted(o, op="ge")
-        if x.dtype.is_float:
-            return F.Less.apply(y, x) | F.Equal.apply(x, y)
-        return F.Less.apply(x, y).logical_not()
-
-    def __eq__(self, o: Any) -> Tensor:  # type: ignore[override]
-        return F.Equal.apply(*self._broadcasted(o, op="eq"))
-
-    def __ne__(self, o: Any) -> Tensor:  # type: ignore[override]
-        return F.NotEqual.apply(*self._broadcasted(o, op="ne"))
-
-    def _bool_op(self, o: Any, fn: type[F.Function], name: str) -> Tensor:
-        x, y = self._broadcasted(o, op=name)
-        if x.dtype.is_float:
-            raise TypeError(f"{name} needs bool or integer tensors, got {x.dtype.name}")
-        return fn.apply(x, y)
-
-    def __and__(self, o: Any) -> Tensor:
-        return self._bool_op(o, F.And, "&")
-
-    def __or__(self, o: Any) -> Tensor:
-        return self._bool_op(o, F.Or, "|")
-
-    def __xor__(self, o: Any) -> Tensor:
-        return self._bool_op(o, F.Xor, "^")
-
-    def __rand__(self, o: Any) -> Tensor:
-        return self._bool_op(o, F.And, "&")
-
-    def __ror__(self, o: Any) -> Tensor:
-        return self._bool_op(o, F.Or, "|")
-
-    def __invert__(self) -> Tensor:
-        if self.dtype == dtypes.bool:
-            return self.logical_not()
-        if self.dtype.is_int:  # flip every bit: xor with all ones (-1, or the unsigned maximum)
-            return self ^ (-1 if self.dtype.kind == "i" else (1 << (8 * self.dtype.itemsize)) - 1)
-        raise TypeError(f"~ needs a bool or integer tensor, got {self.dtype.name}")
-
-    def logical_not(self) -> Tensor:
-        return F.NotEqual.apply(*self.cast(dtypes.bool)._broadcasted(True))
 
     # -- unary math ----------------------------------------------------------------------------------------------
 
