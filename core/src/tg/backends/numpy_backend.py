@@ -151,9 +151,11 @@ class NumpyRenderer(TextRenderer):
         s = self.operands(u)
         gate = s[3] if len(s) > 3 else "True"
         buf, value = u.src[0], u.src[2]
+        local = isinstance(buf.dtype, PtrDType) and buf.dtype.local
         if isinstance(value.dtype, VecDType):
-            self.emit(f"_vstore({s[0]}, _t, {s[1]}, {s[2]}, {gate}, {value.dtype.count})")
-        elif isinstance(buf.dtype, PtrDType) and buf.dtype.local:
+            store = "_vstore_local" if local else "_vstore"
+            self.emit(f"{store}({s[0]}, _t, {s[1]}, {s[2]}, {gate}, {value.dtype.count})")
+        elif local:
             self.emit(f"_store_local({s[0]}, _t, {s[1]}, {s[2]}, {gate})")
         else:
             self.emit(f"_store({s[0]}, _t, {s[1]}, {s[2]}, {gate})")
@@ -236,6 +238,13 @@ def _vstore(buf: np.ndarray, t: np.ndarray, idx: Any, value: Any, gate: Any, wid
     buf[(idx[:, None] + np.arange(width))[gate]] = value[gate]
 
 
+def _vstore_local(local: np.ndarray, t: np.ndarray, idx: Any, value: Any, gate: Any, width: int) -> None:
+    idx, gate = (np.broadcast_to(x, t.shape) for x in (idx, gate))
+    value = np.broadcast_to(value, (*t.shape, width))
+    groups = np.broadcast_to(_group_of(local, t)[..., None], (*t.shape, width))
+    local[groups[gate], (idx[..., None] + np.arange(width))[gate]] = value[gate]
+
+
 def _group_of(local: np.ndarray, t: np.ndarray) -> np.ndarray:
     return t // (t.size // local.shape[0]) if local.shape[0] else t
 
@@ -272,6 +281,7 @@ def _wmma(t: np.ndarray, a: Any, b: Any, c: Any, at: Any, bt: Any, ct: Any,
 
 _PRELUDE = {"np": np, "_idiv": _idiv, "_cast": _cast, "_gated_load": _gated_load, "_store": _store,
             "_load_local": _load_local, "_store_local": _store_local, "_vload": _vload, "_vstore": _vstore,
+            "_vstore_local": _vstore_local,
             "_wmma": _wmma}
 
 

@@ -102,6 +102,20 @@ def _staging(low: _Lowering, p: Plan, size_m: int, size_n: int) -> Plan:
     return p
 
 
+def _copy_width(low: _Lowering, col_dims: tuple[int, ...], cols: int, per_thread: int, col_step: int) -> int:
+    """Elements of a tile row one thread copies at once: the target's vector width where every group of that many
+    columns stays within one run of the innermost dim the columns unravel into (so the lanes are consecutive
+    there, and a vector load can read them where the operand's view allows), else 1.  ``col_step``: the tile's
+    first global column is a multiple of it."""
+    width = low.caps.vector_width
+    if width <= 1 or not col_dims:
+        return 1
+    inner = low.shape[col_dims[-1]]
+    if cols % width or per_thread % width or col_step % width or inner % width:
+        return 1
+    return width
+
+
 def _lane_coord(low: _Lowering, lane: UOp, terms: LaneTerms) -> UOp:
     b, i32 = low.b, dtypes.int32
     out = b.const(0, i32)
@@ -145,12 +159,13 @@ def lower_contraction(low: _Lowering, p: Plan) -> tuple[tuple[int, ...], tuple[i
             idxs[j] = idx
 
     def operand(node: KNode, key: tuple[int, ...], dims: tuple[tuple[int, ...], tuple[int, ...]], row: UOp,
-                col: UOp) -> UOp:
-        """``node`` (an operand) at global ``(row, col)``: ``dims`` are the kernel dims the two unravel into."""
+                col: UOp, vec: int | None = None) -> UOp:
+        """``node`` (an operand) at global ``(row, col)``: ``dims`` are the kernel dims the two unravel into; ``vec``:
+        the position in ``key`` of a vector lane (``low.vec_dim`` set to the dim the lanes run along)."""
         idxs = list(base)
         place(idxs, dims[0], row)
         place(idxs, dims[1], col)
-        return low._render(node, idxs, key)
+        return low._render(node, idxs, key, vec)
 
     acc_dtype, in_dtype = dtypes.from_any(tc.dtype_acc), dtypes.from_any(tc.dtype_in)
     accs = {(i, j): [b.define_acc(0, acc_dtype) for _ in range(tc.c.elements)] for i in range(p.tm)
@@ -167,10 +182,21 @@ def lower_contraction(low: _Lowering, p: Plan) -> tuple[tuple[int, ...], tuple[i
     if p.staged:  # copy this stage's A and B tiles to local memory, consecutive threads on consecutive elements
         for which, (name, (node, dims, (row0, col0))) in enumerate(sides.items()):
             rows, cols = shapes[name]
-            for r in range(rows * cols // threads):
-                q = _plus(b, tid, threads * r)
+            width = _copy_width(low, dims[1], cols, rows * cols // threads, bk if name == "a" else bn)
+            for r in range(rows * cols // (threads * width)):
+                q = b.alu(Ops.MUL, _plus(b, tid, threads * r), b.const(width, i32)) if width > 1 else \
+                    _plus(b, tid, threads * r)
                 row, col = b.alu(Ops.IDIV, q, b.const(cols, i32)), b.alu(Ops.MOD, q, b.const(cols, i32))
-                b.store(tiles[name], q, operand(node, (2 + which, r), dims, _plus(b, row0, row), _plus(b, col0, col)))
+                at_row, at_col = _plus(b, row0, row), _plus(b, col0, col)
+                if width == 1:
+                    b.store(tiles[name], q, operand(node, (2 + which, r), dims, at_row, at_col))
+                    continue
+                # a vector of `width` consecutive columns per thread (vector loads where the operand is contiguous)
+                saved, low.vec_dim = getattr(low, "vec_dim", -1), dims[1][-1]
+                row_values = [operand(node, (2 + which, r, e), dims, at_row, _plus(b, at_col, e), vec=2)
+                              for e in range(width)]
+                low.vec_dim = saved
+                b.store(tiles[name], q, b._add(Ops.VECTORIZE, VecDType(in_dtype, width), tuple(row_values)))
         b.barrier()
 
     def fragment(name: str, key: tuple[int, ...], row: UOp, col: UOp) -> UOp:

@@ -21,11 +21,10 @@ from tg.codegen.tensor_cores import MMA_16x8x16_F16_F32
 from tg.codegen.uops import ALU, Ops, PtrDType, UOp, VecDType
 from tg.support.dtype import DType, dtypes
 
-from tg_ptx import __version__, fragments, mathlib
+from tg_ptx import __version__, async_copy, fragments, mathlib
 from tg_ptx.arch import isa_version, target_arch
 from tg_ptx.writer import (
     ADDR,
-    B32,
     F32,
     F64,
     PRED,
@@ -56,8 +55,9 @@ CAPABILITIES = Capabilities(
     # float16 contractions on the tensor cores: mma.sync.aligned.m16n8k16 (sm_80 and newer), float32 accumulators
     tensor_cores=(MMA_16x8x16_F16_F32,),
     # "ldmatrix": fragments whose shared-memory addresses are provably ldmatrix rows load with ldmatrix (sm_75+;
-    # tg_ptx.fragments); False keeps every fragment element a scalar ld.shared
-    extra={"ldmatrix": True},
+    # tg_ptx.fragments); "cp_async": vector staging copies global -> shared are cp.async (sm_80+; tg_ptx.async_copy);
+    # False keeps scalar ld.shared fragments and ld.global + st.shared copies
+    extra={"ldmatrix": True, "cp_async": True},
 )
 
 _SPECIALS = {"gidx": "%ctaid", "lidx": "%tid"}
@@ -77,8 +77,9 @@ class PTXEmitter(Emitter):
     def render(self, kernel: LoweredKernel) -> Program:
         name = kernel_name(kernel.name)
         block = math.prod(kernel.local_size)
-        ldmatrix = bool(self.capabilities.extra.get("ldmatrix"))
-        return Program.of(kernel, _Kernel(name, kernel.uops, target_arch(), block, ldmatrix).render(), name=name)
+        extra = self.capabilities.extra
+        k = _Kernel(name, kernel.uops, target_arch(), block, bool(extra.get("ldmatrix")), bool(extra.get("cp_async")))
+        return Program.of(kernel, k.render(), name=name)
 
 
 def kernel_name(name: str) -> str:
@@ -101,7 +102,8 @@ class _Kernel(TextRenderer):
     """One kernel being rendered: core's walk dispatches each micro-op to a ``render_<op>`` method (ALU ops to
     :meth:`from_table`, which picks the instructions by dtype); the lines go to a :class:`Writer`."""
 
-    def __init__(self, name: str, uops: list[UOp], arch: str, block: int = 1, ldmatrix: bool = False):
+    def __init__(self, name: str, uops: list[UOp], arch: str, block: int = 1, ldmatrix: bool = False,
+                 cp_async: bool = False):
         super().__init__(uops)
         self.name, self.arch = name, arch
         self.w = Writer()
@@ -113,6 +115,8 @@ class _Kernel(TextRenderer):
         self.loops: dict[int, tuple[str, str, str, str, str]] = {}  # RANGE -> counter, end, labels, branch
         self.max_threads = block  # the launch's threads per block (.maxntid), even where lidx0 is unused
         self.fragments = fragments.plan(uops, block) if ldmatrix else fragments.Plans()
+        self.copies = async_copy.plan(uops) if cp_async else async_copy.Plan()
+        self.copying = False  # cp.async issued since the last cp.async.wait_all
 
     # -- whole kernel ----------------------------------------------------------------------------------------
 
@@ -196,9 +200,17 @@ class _Kernel(TextRenderer):
         self.values[id(u)] = acc
 
     def render_barrier(self, u: UOp) -> None:
+        self.wait_copies()
         self.w.op("bar.sync 0")
 
+    def wait_copies(self) -> None:
+        if self.copying:
+            self.w.op("cp.async.wait_all")
+            self.copying = False
+
     def render_vectorize(self, u: UOp) -> None:
+        if id(u) in self.copies.skip:
+            return
         lanes: list[Value] = []
         for s in u.src:
             v = self.values[id(s)]
@@ -210,29 +222,11 @@ class _Kernel(TextRenderer):
         self.values[id(u)] = lanes
 
     def render_wmma(self, u: UOp) -> None:
-        """A warp's ``mma.sync`` on the tensor cores: float16 fragments packed in pairs, float32 accumulators."""
-        if u.arg != MMA_16x8x16_F16_F32:
-            self.fail(u, f"no tensor core {u.arg.name} on this target")
-        a, b, c = (self.lanes(s) for s in u.src)
-
-        def packed(halves: list[Value]) -> list[str]:
-            regs = []
-            for low, high in zip(halves[0::2], halves[1::2]):
-                reg = self.w.reg(B32)
-                self.w.op(f"mov.b32 {reg}, {{{self.in_register(low)}, {self.in_register(high)}}}")
-                regs.append(reg)
-            return regs
-
-        fa, fb = (self.fragments.by_vector.get(id(s)) for s in u.src[:2])
-        frag_a, frag_b = fa.regs if fa else packed(a), fb.regs if fb else packed(b)
-        frag_c = [self.in_register(v) for v in c]
-        d = [self.new(dtypes.float32) for _ in c]
-        self.w.op(f"mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {{{', '.join(d)}}}, {{{', '.join(frag_a)}}}, "
-                  f"{{{', '.join(frag_b)}}}, {{{', '.join(frag_c)}}}")
-        self.values[id(u)] = d
+        fragments.render_mma(self, u)
 
     def render_gep(self, u: UOp) -> None:
-        self.values[id(u)] = self.lanes(u.src[0])[u.arg]
+        if id(u) not in self.copies.skip:
+            self.values[id(u)] = self.lanes(u.src[0])[u.arg]
 
     def render_cast(self, u: UOp) -> None:
         self.values[id(u)] = self.cast(self.values[id(u.src[0])], _scalar(u.src[0].dtype), _scalar(u.dtype))
@@ -343,6 +337,10 @@ class _Kernel(TextRenderer):
 
     def render_load(self, u: UOp) -> None:
         w = self.w
+        if id(u) in self.copies.skip:
+            return
+        if self.space(u.src[0], store=False) == "shared":
+            self.wait_copies()
         frag = self.fragments.by_load.get(id(u))
         if frag is not None:  # one ldmatrix (at the first of its loads) loads the whole fragment for render_wmma
             frag.regs = frag.regs or fragments.render(w, frag, self.register(frag.tile), self.register(frag.tid))
@@ -381,6 +379,10 @@ class _Kernel(TextRenderer):
 
     def render_store(self, u: UOp) -> None:
         w = self.w
+        if id(u) in self.copies.by_store:
+            async_copy.render(self, u, self.copies.by_store[id(u)])
+            self.copying = True
+            return
         buf, idx, value = u.src[0], u.src[1], u.src[2]
         dt = _scalar(value.dtype)
         pt = ptx_type(dt)

@@ -21,12 +21,17 @@ same 16-bit values into the same halves of the same registers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from tg.codegen.tensor_cores import MMA_16x8x16_F16_F32
 from tg.codegen.uops import Ops, PtrDType, UOp, VecDType
 from tg.support.dtype import dtypes
 
 from tg_ptx.writer import B32, S32, SHARED_ADDR, Writer, offset_text
+
+if TYPE_CHECKING:
+    from tg_ptx.emitter import _Kernel
 
 
 @dataclass
@@ -205,3 +210,27 @@ def render(w: Writer, frag: Fragment, tile: str, tid: str) -> list[str]:
     w.op(f"ldmatrix.sync.aligned.m8n8.x{frag.count}{'.trans' if frag.trans else ''}.shared.b16 "
          f"{{{', '.join(regs)}}}, [{addr}{offset_text(frag.offset)}]")
     return regs
+
+
+def render_mma(k: _Kernel, u: UOp) -> None:
+    """A warp's ``mma.sync`` on the tensor cores: float16 fragments packed in pairs (or the registers ldmatrix
+    filled), float32 accumulators."""
+    if u.arg != MMA_16x8x16_F16_F32:
+        k.fail(u, f"no tensor core {u.arg.name} on this target")
+    a, b, c = (k.lanes(s) for s in u.src)
+
+    def packed(halves: list[Any]) -> list[str]:
+        regs = []
+        for low, high in zip(halves[0::2], halves[1::2]):
+            reg = k.w.reg(B32)
+            k.w.op(f"mov.b32 {reg}, {{{k.in_register(low)}, {k.in_register(high)}}}")
+            regs.append(reg)
+        return regs
+
+    fa, fb = (k.fragments.by_vector.get(id(s)) for s in u.src[:2])
+    frag_a, frag_b = fa.regs if fa else packed(a), fb.regs if fb else packed(b)
+    frag_c = [k.in_register(v) for v in c]
+    d = [k.new(dtypes.float32) for _ in c]
+    k.w.op(f"mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {{{', '.join(d)}}}, {{{', '.join(frag_a)}}}, "
+              f"{{{', '.join(frag_b)}}}, {{{', '.join(frag_c)}}}")
+    k.values[id(u)] = d
