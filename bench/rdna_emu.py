@@ -14,12 +14,11 @@ instructions the waves issued (a step that runs k waves issues k), and their rat
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 import tg
+from cpu import median_seconds  # bench/cpu.py, beside this script
 from tg import Tensor, nn, optim
 from tg.engine.device import device_state
 
@@ -69,16 +68,6 @@ def mlp_step(batch: int) -> Workload:
     return make
 
 
-def timed(fn: Callable[[], object], runs: int) -> float:
-    fn()  # build and warm up
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, one timed run")
@@ -99,10 +88,10 @@ def main() -> None:
         emu_fn = make("rdna:emu")
         emu_fn()  # build (LLVM) outside the counted and timed runs
         before = (runtime.steps, runtime.issued)
-        emu = timed(emu_fn, runs)
+        emu = median_seconds(emu_fn, runs)
         steps = (runtime.steps - before[0]) / (runs + 1)
         issued = (runtime.issued - before[1]) / (runs + 1)
-        ref = timed(make("numpy"), runs)
+        ref = median_seconds(make("numpy"), runs)
         print(f"| {name} | {emu * 1e3:.1f} | {ref * 1e3:.2f} | {emu / ref:.0f}x | {steps:,.0f} | {issued:,.0f} | "
               f"{issued / emu / 1e6:.2f} | {emu / max(steps, 1) * 1e6:.1f} |")
 

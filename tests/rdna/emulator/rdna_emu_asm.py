@@ -74,38 +74,29 @@ amdhsa.kernels:
 
 
 def assemble(text: str) -> bytes:
-    key = hashlib.sha256(text.encode()).hexdigest()
-    if key not in _CACHE:
-        assert MC is not None and LLD is not None
-        with tempfile.TemporaryDirectory() as tmp:
-            src, obj, so = Path(tmp) / "k.s", Path(tmp) / "k.o", Path(tmp) / "k.so"
-            src.write_text(text)
-            mc = subprocess.run([MC, "-triple=amdgcn-amd-amdhsa", "-mcpu=gfx1100", "-filetype=obj", str(src),
-                                 "-o", str(obj)], capture_output=True, text=True)
-            if mc.returncode:
-                raise AssertionError(f"llvm-mc failed:\n{mc.stderr}")
-            ld = subprocess.run([LLD, "-shared", str(obj), "-o", str(so)], capture_output=True, text=True)
-            if ld.returncode:
-                raise AssertionError(f"ld.lld failed:\n{ld.stderr}")
-            _CACHE[key] = so.read_bytes()
-    return _CACHE[key]
+    """Assembly -> a linked gfx1100 code object (llvm-mc + ld.lld)."""
+    assert MC is not None
+    return _link(text, ".s", [MC, "-triple=amdgcn-amd-amdhsa", "-mcpu=gfx1100", "-filetype=obj"])
 
 
 def compile_ir(ir: str) -> bytes:
     """LLVM IR -> a linked gfx1100 code object, compiled by LLVM itself (llc + ld.lld)."""
-    key = hashlib.sha256(ir.encode()).hexdigest()
+    assert LLC is not None
+    return _link(ir, ".ll", [LLC, "-mtriple=amdgcn-amd-amdhsa", "-mcpu=gfx1100", "-filetype=obj"])
+
+
+def _link(text: str, suffix: str, to_object: list[str]) -> bytes:
+    """``text`` made an object by ``to_object`` (a command taking the source and ``-o``), linked by ld.lld; cached."""
+    key = hashlib.sha256(text.encode()).hexdigest()
     if key not in _CACHE:
-        assert LLC is not None and LLD is not None
+        assert LLD is not None
         with tempfile.TemporaryDirectory() as tmp:
-            src, obj, so = Path(tmp) / "k.ll", Path(tmp) / "k.o", Path(tmp) / "k.so"
-            src.write_text(ir)
-            llc = subprocess.run([LLC, "-mtriple=amdgcn-amd-amdhsa", "-mcpu=gfx1100", "-filetype=obj", str(src),
-                                  "-o", str(obj)], capture_output=True, text=True)
-            if llc.returncode:
-                raise AssertionError(f"llc failed:\n{llc.stderr}")
-            ld = subprocess.run([LLD, "-shared", str(obj), "-o", str(so)], capture_output=True, text=True)
-            if ld.returncode:
-                raise AssertionError(f"ld.lld failed:\n{ld.stderr}")
+            src, obj, so = Path(tmp) / f"k{suffix}", Path(tmp) / "k.o", Path(tmp) / "k.so"
+            src.write_text(text)
+            for command in ([*to_object, str(src), "-o", str(obj)], [LLD, "-shared", str(obj), "-o", str(so)]):
+                run = subprocess.run(command, capture_output=True, text=True)
+                if run.returncode:
+                    raise AssertionError(f"{Path(command[0]).name} failed:\n{run.stderr}")
             _CACHE[key] = so.read_bytes()
     return _CACHE[key]
 

@@ -192,7 +192,7 @@ def lower_contraction(low: _Lowering, p: Plan) -> tuple[tuple[int, ...], tuple[i
                     b.store(tiles[name], q, operand(node, (2 + which, r), dims, at_row, at_col))
                     continue
                 # a vector of `width` consecutive columns per thread (vector loads where the operand is contiguous)
-                saved, low.vec_dim = getattr(low, "vec_dim", -1), dims[1][-1]
+                saved, low.vec_dim = low.vec_dim, dims[1][-1]
                 row_values = [operand(node, (2 + which, r, e), dims, at_row, _plus(b, at_col, e), vec=2)
                               for e in range(width)]
                 low.vec_dim = saved

@@ -131,6 +131,7 @@ class _Lowering:
         self.b = KernelBuilder()
         self.memo: dict[tuple[int, tuple[int, ...]], UOp] = {}
         self.vectors: dict[tuple[int, tuple[int, ...]], UOp] = {}
+        self.vec_dim = -1  # the kernel dim whose consecutive elements are vector lanes (-1: none)
 
     def _group_size(self, n_threads: int) -> int:
         return max(1, min(self.caps.group_size, n_threads))

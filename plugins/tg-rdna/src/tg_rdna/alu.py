@@ -10,6 +10,7 @@ division, the transcendental sequences) are methods here or in :mod:`tg_rdna.mat
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -108,7 +109,10 @@ class AluMixin(Alu64Mixin):
 
     def reg(self, u: UOp) -> str:
         """``u`` in a VGPR (a constant is moved into a temporary one)."""
-        text = self.src(u)
+        return self.in_vgpr(self.src(u))
+
+    def in_vgpr(self, text: str) -> str:
+        """An operand in a VGPR: a register as it is, anything else moved into a temporary one."""
         if text.startswith("v"):
             return text
         reg = self.tmp()
@@ -118,13 +122,17 @@ class AluMixin(Alu64Mixin):
     def srcs(self, *uops: UOp) -> list[str]:
         """Operands of one instruction: at most one distinct literal, the others moved into VGPRs."""
         texts = [self.src(u) for u in uops]
+        return self.one_literal(texts, lambda i, _: self.reg(uops[i]))
+
+    def one_literal(self, texts: list[str], into_register: Callable[[int, str], str]) -> list[str]:
+        """``texts`` with every literal after the first distinct one replaced by ``into_register(i, text)``."""
         seen: str | None = None
         for i, t in enumerate(texts):
             if not is_inline(t):
                 if seen is None or seen == t:
                     seen = t
                 else:
-                    texts[i] = self.reg(uops[i])
+                    texts[i] = into_register(i, t)
         return texts
 
     def as_f32(self, u: UOp) -> str:
@@ -139,17 +147,7 @@ class AluMixin(Alu64Mixin):
         return text
 
     def f32_operands(self, u: UOp) -> list[str]:
-        texts = [self.as_f32(s) for s in u.src]
-        seen: str | None = None
-        for i, t in enumerate(texts):
-            if not is_inline(t):
-                if seen is None or seen == t:
-                    seen = t
-                else:
-                    reg = self.tmp()
-                    self.a.ins("v_mov_b32", reg, t)
-                    texts[i] = reg
-        return texts
+        return self.one_literal([self.as_f32(s) for s in u.src], lambda _, t: self.in_vgpr(t))
 
     # -- ALU ---------------------------------------------------------------------------------------------------
 

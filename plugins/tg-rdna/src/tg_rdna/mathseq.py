@@ -157,8 +157,4 @@ def _udiv(k: Any, q: str, x: str, y: str) -> None:
 
 def _vgpr(k: Any, text: str) -> str:
     """An operand in a VGPR (sequences use their inputs several times, beside other literals)."""
-    if text.startswith("v"):
-        return text
-    reg = k.tmp()
-    k.a.ins("v_mov_b32", reg, text)
-    return reg
+    return str(k.in_vgpr(text))

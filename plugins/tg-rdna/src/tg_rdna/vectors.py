@@ -32,6 +32,12 @@ def block_registers(reg: str) -> list[str]:
     return [f"v{i}" for i in range(int(lo), int(hi) + 1)]
 
 
+def _pieces(vec: VecDType) -> list[tuple[int, int]]:
+    """(byte offset, bytes) of the instructions moving a vector: 16 bytes at a time, the rest last."""
+    total = vec.base.itemsize * vec.count
+    return [(done, min(16, total - done)) for done in range(0, total, 16)]
+
+
 def _span(regs: list[str]) -> str:
     return regs[0] if len(regs) == 1 else f"v[{regs[0][1:]}:{regs[-1][1:]}]"
 
@@ -114,10 +120,7 @@ class VectorMixin:
         """The block of a vector LOAD (``address``: its operands after the destination)."""
         assert isinstance(u.dtype, VecDType)
         regs = block_registers(self.names[id(u)])
-        total = u.dtype.base.itemsize * u.dtype.count
-        done = 0
-        while done < total:
-            chunk = min(16, total - done)
+        for done, chunk in _pieces(u.dtype):
             if chunk not in _LOAD:
                 self.fail(u, f"no {8 * chunk}-bit load")
             dst = _span(regs[done // 4: (done + chunk + 3) // 4])
@@ -127,17 +130,13 @@ class VectorMixin:
             else:
                 base = address[0] + (f" offset:{done}" if done else "")
                 self.a.ins(f"global_load_{_LOAD[chunk]}", dst, offset, base, memory="vm", note=self.note(u))
-            done += chunk
 
     def store_vector(self, value: UOp, offset: str, address: list[str], local: int | None, note: str) -> None:
         assert isinstance(value.dtype, VecDType)
         if id(value) in self.consts or value.op is not Ops.VECTORIZE and id(value) not in self.names:
             self.fail(value, "a vector store needs a vector value")
         regs = block_registers(self.names[id(value)])
-        total = value.dtype.base.itemsize * value.dtype.count
-        done = 0
-        while done < total:
-            chunk = min(16, total - done)
+        for done, chunk in _pieces(value.dtype):
             if chunk not in _STORE:
                 self.fail(value, f"no {8 * chunk}-bit store")
             data = _span(regs[done // 4: (done + chunk + 3) // 4])
@@ -147,4 +146,3 @@ class VectorMixin:
             else:
                 base = address[0] + (f" offset:{done}" if done else "")
                 self.a.ins(f"global_store_{_STORE[chunk]}", offset, data, base, dst=0, memory="vstore", note=note)
-            done += chunk

@@ -147,28 +147,35 @@ def ldexp32(x: np.ndarray, e: np.ndarray | int) -> np.ndarray:
         return _f64_round(np.ldexp(x.astype(F64), np.clip(np.asarray(e, dtype=np.int64), -400, 400)))
 
 
+class FirstCase:
+    """The ISA's if/elif chains, lane by lane: ``case(cond, value, flag)`` decides the lanes where ``cond`` holds and
+    no earlier case did: D becomes ``value`` (None: stays the operand it started as) and VCC ``flag``."""
+
+    def __init__(self, operand: np.ndarray) -> None:
+        self.d = operand.copy()
+        self.vcc = np.zeros(operand.shape, dtype=bool)
+        self.done = np.zeros(operand.shape, dtype=bool)
+
+    def __call__(self, cond: np.ndarray, value: np.ndarray | None, flag: bool) -> None:
+        sel = cond & ~self.done
+        if value is not None:
+            self.d = np.where(sel, value, self.d)
+        if flag:
+            self.vcc[sel] = True
+        self.done[sel] = True
+
+
 def div_scale_f32(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """V_DIV_SCALE_F32: S1 denominator, S2 numerator, S0 the one of them to scale; returns (D, VCC bit)."""
     shape = np.broadcast_shapes(s0.shape, s1.shape, s2.shape)
     s0, s1, s2 = (np.broadcast_to(v, shape) for v in (s0, s1, s2))
-    d = s0.copy()
-    vcc = np.zeros(shape, dtype=bool)
-    done = np.zeros(shape, dtype=bool)
+    case = FirstCase(s0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
         q = s2.astype(F64) / s1.astype(F64)
         q32 = np.abs(q)
         r = 1.0 / s1.astype(F64)
         rcp_denorm = (r != 0) & (np.abs(r) < 2.0 ** -126)
     quot_denorm = (q != 0) & (np.abs(q32) < TINY32)
-
-    def case(cond: np.ndarray, value: np.ndarray | None, flag: bool) -> None:
-        nonlocal d
-        sel = cond & ~done
-        if value is not None:
-            d = np.where(sel, value, d)
-        if flag:
-            vcc[sel] = True
-        done[sel] = True
 
     up = ldexp32(s0, 64)
     case((s2 == 0) | (s1 == 0), np.full(shape, np.nan, F32), False)
@@ -178,7 +185,7 @@ def div_scale_f32(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> tuple[np.nd
     case(rcp_denorm, ldexp32(s0, -64), False)
     case(quot_denorm, np.where(s0 == s2, up, s0), True)
     case(exponent32(s2) <= 23, up, False)
-    return d.astype(F32), vcc
+    return case.d.astype(F32), case.vcc
 
 
 def div_fmas_f32(a: np.ndarray, b: np.ndarray, c: np.ndarray, vcc: np.ndarray) -> np.ndarray:

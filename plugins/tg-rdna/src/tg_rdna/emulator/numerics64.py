@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tg_rdna.emulator.numerics import FirstCase
+
 F64 = np.float64
 _SPLIT = F64(134217729.0)  # 2^27 + 1
 _BIG, _TINY = 2.0 ** 995, 2.0 ** -969
@@ -64,22 +66,11 @@ def div_scale_f64(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> tuple[np.nd
     """V_DIV_SCALE_F64: as the f32 form with the f64 limits (2^128 scaling, exponent gap 768)."""
     shape = np.broadcast_shapes(s0.shape, s1.shape, s2.shape)
     s0, s1, s2 = (np.broadcast_to(np.asarray(v, F64), shape) for v in (s0, s1, s2))
-    d = s0.copy()
-    vcc = np.zeros(shape, bool)
-    done = np.zeros(shape, bool)
+    case = FirstCase(s0)
     with np.errstate(all="ignore"):
         q = s2 / s1
         r = 1.0 / s1
     up = np.ldexp(s0, 128)
-
-    def case(cond: np.ndarray, value: np.ndarray | None, flag: bool) -> None:
-        nonlocal d
-        sel = cond & ~done
-        if value is not None:
-            d = np.where(sel, value, d)
-        if flag:
-            vcc[sel] = True
-        done[sel] = True
 
     case((s2 == 0) | (s1 == 0), np.full(shape, np.nan), False)
     case(exponent64(s2) - exponent64(s1) >= 768, np.where(s0 == s1, up, s0), True)
@@ -88,7 +79,7 @@ def div_scale_f64(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> tuple[np.nd
     case(_denorm(r), np.ldexp(s0, -128), False)
     case(_denorm(q), np.where(s0 == s2, up, s0), True)
     case(exponent64(s2) <= 53, up, False)
-    return d, vcc
+    return case.d, case.vcc
 
 
 def div_fmas_f64(a: np.ndarray, b: np.ndarray, c: np.ndarray, vcc: np.ndarray) -> np.ndarray:
