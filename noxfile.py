@@ -53,7 +53,7 @@ NUMPY_CAPABILITIES = ["", "no_div", "no_recip,launch_dims=3",
                       "launch_dims=2,group_size=8,vector_width=4,upcast=16",
                       "unroll=8,upcast=16,vector_width=4",
                       "group_size=4,vector_width=2,no_div,no_pow,no_mod,no_sub,no_cmpeq,no_neg,mulacc,sin_is_sin2pi",
-                      "no_float64,no_int64,no_float16", "tensor_cores,sin_is_sin2pi,no_pow,mulacc",
+                      "no_float64,no_int64,no_float16,no_variables", "tensor_cores,sin_is_sin2pi,no_pow,mulacc",
                       "tensor_cores,group_size=128,vector_width=4"]
 
 

@@ -13,7 +13,9 @@ Each case runs in a fresh process with an empty ``TG_CACHE_DIR``, and counts the
   generation with a growing context does.  Each new length is a new shape today, so new kernels.
 - ``GPT training``: ``examples/train_gpt.py --steps N`` (with ``--gpt-steps N``): the issue's cold start.
 
-The steady state ("kernels per extra step") is the figure symbolic shapes and scalar parameters should bring to 0.
+The steady state ("per later step": kernels compiled per step over the second half of the case) is the figure
+symbolic shapes and scalar parameters should bring to 0.  Each case runs twice: with Python floats compiled into
+kernels as constants (``TG_SCALAR_PARAMS=0``, the old way) and as kernel parameters (the default).
 """
 
 from __future__ import annotations
@@ -46,6 +48,14 @@ def _counting() -> list[bool]:
     return events
 
 
+def _figures(events: list[bool], start: float, per_step: list[int]) -> dict[str, float]:
+    """The case's figures: kernels compiled in all, in its first step, and per step over its second half (the
+    steady state, once the warm-up's kernels exist)."""
+    late = per_step[len(per_step) // 2:]
+    return {"kernels": len(events), "seconds": time.perf_counter() - start, "first step": per_step[0],
+            "per extra step": sum(late) / max(1, len(late))}
+
+
 def case_lr(steps: int) -> dict[str, float]:
     import numpy as np
     from tg import Tensor, nn, no_grad
@@ -67,8 +77,7 @@ def case_lr(steps: int) -> dict[str, float]:
                 p.grad = None
         loss.item()
         per_step.append(len(events) - before)
-    return {"kernels": len(events), "seconds": time.perf_counter() - start, "first step": per_step[0],
-            "per extra step": sum(per_step[1:]) / max(1, steps - 1)}
+    return _figures(events, start, per_step)
 
 
 def case_lengths(longest: int) -> dict[str, float]:
@@ -87,8 +96,7 @@ def case_lengths(longest: int) -> dict[str, float]:
             q, k, v = qkv(x).reshape(1, t, 3, 4, 8).permute(2, 0, 3, 1, 4)
             F.scaled_dot_product_attention(q, k, v, is_causal=True).numpy()
             per_length.append(len(events) - before)
-    return {"kernels": len(events), "seconds": time.perf_counter() - start, "first step": per_length[0],
-            "per extra step": sum(per_length[1:]) / max(1, longest - 1)}
+    return _figures(events, start, per_length)
 
 
 def case_gpt(steps: int) -> dict[str, float]:
@@ -118,19 +126,21 @@ def main() -> None:
     names = list(CASES) + ([f"GPT training ({args.gpt_steps} steps)"] if args.gpt_steps else [])
     backend = os.environ.get("TG_BACKEND", "the default backend")
     print(f"tg {tg.__version__} on {backend}, an empty kernel cache per case\n")
-    print("| case | kernels compiled | first step | per extra step | seconds |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| case | Python floats | kernels compiled | first step | per later step | seconds |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for name in names:
-        with tempfile.TemporaryDirectory() as cache:
-            case = name if name in CASES else "gpt"
-            out = subprocess.run([sys.executable, __file__, "--case", case, "--gpt-steps", str(args.gpt_steps)],
-                                 env={**os.environ, "TG_CACHE_DIR": cache}, capture_output=True, text=True)
-            if out.returncode:
-                print(f"| {name} | failed: {out.stderr.strip().splitlines()[-1:]} | | | |")
-                continue
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"| {name} | {r['kernels']:.0f} | {r['first step']:.0f} | {r['per extra step']:.1f} | "
-                  f"{r['seconds']:.1f} |")
+        for floats, switch in (("constants", "0"), ("parameters", "1")):
+            with tempfile.TemporaryDirectory() as cache:
+                case = name if name in CASES else "gpt"
+                out = subprocess.run([sys.executable, __file__, "--case", case, "--gpt-steps", str(args.gpt_steps)],
+                                     env={**os.environ, "TG_CACHE_DIR": cache, "TG_SCALAR_PARAMS": switch},
+                                     capture_output=True, text=True)
+                if out.returncode:
+                    print(f"| {name} | {floats} | failed: {out.stderr.strip().splitlines()[-1:]} | | | |")
+                    continue
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                print(f"| {name} | {floats} | {r['kernels']:.0f} | {r['first step']:.0f} | "
+                      f"{r['per extra step']:.1f} | {r['seconds']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -275,21 +275,22 @@ def test_capabilities_refuse_a_required_op_as_optional() -> None:
 
 def test_micro_op_kinds_an_emitter_must_render() -> None:
     """26 kinds every emitter renders; 2 more with vector lanes, 2 with work groups (30 at most); the rest are
-    optional, each with a decomposition in core (MULACC: a fusion core makes only where declared), and WMMA
-    only where the target declares tensor cores."""
+    optional, each with a decomposition in core (MULACC: a fusion core makes only where declared), WMMA only where
+    the target declares tensor cores, and DEFINE_VAR only where it declares launch variables."""
     from tg.codegen.capabilities import Capabilities
     from tg.codegen.rewrites import DECOMPOSITIONS
     from tg.codegen.tensor_cores import MMA_16x8x16_F16_F32
     from tg.support.ops import OPTIONAL
 
     conditional = {Ops.VECTORIZE, Ops.GEP, Ops.DEFINE_LOCAL, Ops.BARRIER}
-    required = set(Ops) - OPTIONAL - conditional - {Ops.WMMA}
+    required = set(Ops) - OPTIONAL - conditional - {Ops.WMMA, Ops.DEFINE_VAR}
     assert len(required) == 26 and len(required | conditional) == 30
     assert not Capabilities().rendered(Ops.WMMA)
     assert Capabilities(tensor_cores=(MMA_16x8x16_F16_F32,)).rendered(Ops.WMMA)
+    assert not Capabilities().rendered(Ops.DEFINE_VAR)
+    assert Capabilities(variables=frozenset({"float32"})).rendered(Ops.DEFINE_VAR)
     assert OPTIONAL == {Ops.NEG, Ops.RECIP, Ops.SUB, Ops.CMPEQ, Ops.MOD, Ops.POW, Ops.DIV, Ops.MULACC}
     assert {op for op, _ in DECOMPOSITIONS} == OPTIONAL - {Ops.MULACC}
-    assert "DEFINE_VAR" not in Ops.__members__, "core produces no symbolic variables yet"
 
 
 def test_without_neg_a_negation_is_a_product(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -309,7 +309,7 @@ class FakeRuntime(Runtime):
         return program.source
 
     def launch(self, program: Program, binary: object, buffers: Sequence[object],
-               values: Mapping[str, int]) -> float | None:
+               values: Mapping[str, int | float]) -> float | None:
         return None
 
     def alloc(self, nbytes: int) -> object:

@@ -94,9 +94,9 @@ of blocks of them, and replays the micro-ops as one micro-tile (tg-clang renders
 -------------------------------------------------
 ``render`` returns a :class:`Program`: the entry's ``name``, the ``source`` text, the ``buffers`` (one
 :class:`KernelParam` per ``DEFINE_GLOBAL``, in launch order: index 0 is the output, then the inputs), the
-launch dims ``global_size`` (work groups) and ``local_size`` (threads per group), ``variables`` (names of
-integer parameters after the buffers; core produces none yet) and ``attributes`` (anything else the emitter
-tells its runtime).  ``Program.of(kernel, source)`` keeps core's launch; an emitter that splits the work its own
+launch dims ``global_size`` (work groups) and ``local_size`` (threads per group), ``variables`` and
+``variable_dtypes`` (the scalar parameters after the buffers: one per ``DEFINE_VAR``, in list order) and
+``attributes`` (anything else the emitter tells its runtime).  ``Program.of(kernel, source)`` keeps core's launch; an emitter that splits the work its own
 way (tg-clang's work units) says so with ``Program.launched_as``.  A runtime never parses the source to learn
 how to launch.
 
@@ -114,7 +114,14 @@ A :class:`Runtime` then follows this ABI:
   element bytes are little-endian in the dtype's layout (bool: one byte, 0 or 1; float16: IEEE binary16);
 - ``launch(program, binary, buffers, values)`` runs ``global_size`` groups of ``local_size`` threads; ``buffers``
   are ``alloc`` handles, one per ``program.buffers`` in that order, ``values`` maps each of
-  ``program.variables`` to an int.  Buffers never alias within a launch.  The launch dims in the Program win
+  ``program.variables`` to its value (an int for an ``int32``, a float exact in float32 for a ``float32``; look
+  them up by name: it may also hold variables the kernel dropped as unused).  A runtime passes a variable in its
+  dtype bit for bit (-0.0, NaN, inf and float32 subnormals included) and declares the dtypes it can pass in
+  ``Runtime.variable_dtypes``; core sends a variable only where both the emitter's ``Capabilities.variables`` and
+  the runtime declare its dtype.  With ``float32`` declared, core passes the Python floats of tensor arithmetic
+  (``x * lr``, ``where(c, 0.5, x)``; never ints or ``**`` exponents) as parameters, so a learning rate that
+  changes every step runs the same binary; a target without them gets those values as constants, a kernel per
+  value.  Buffers never alias within a launch.  The launch dims in the Program win
   over the ``SPECIAL`` sizes, which describe core's plan; core never launches one with a 0 in either (an empty
   tensor's kernel does no work).  It returns the kernel's time in seconds when measured (else None);
 - ``available()`` is cheap and never raises: an :class:`Availability` with the reason and the remedy (and,
@@ -129,7 +136,9 @@ only with vector lanes, ``DEFINE_LOCAL`` ``BARRIER`` only with work groups, so a
 the ones it declares below.
 Optional (declared in ``Capabilities.renders``, else core decomposes them): ``NEG`` ``RECIP`` ``SUB``
 ``CMPEQ`` ``MOD`` ``POW`` ``DIV`` (``DIV`` or ``RECIP`` must be declared; the default declares ``DIV``, ``RECIP``
-and ``NEG``), and ``MULACC`` (fused only where declared).  ``WMMA`` only where the target declares
+and ``NEG``), and ``MULACC`` (fused only where declared).  ``DEFINE_VAR`` only where the target declares ``Capabilities.variables``
+(the launch's scalar parameter of that name and dtype, defined at the top level of the kernel; an int32 one holds
+a value between its ``lo`` and ``hi``).  ``WMMA`` only where the target declares
 ``Capabilities.tensor_cores``: every lane of the work group runs it together, each passing its fragments of
 ``A``, ``B`` and ``C`` (vectors laid out as the :class:`TensorCore`'s :class:`Fragment` says) and receiving its
 fragment of ``D = A @ B + C``, computed in the core's accumulator dtype (products exact, sums rounded in any
@@ -137,8 +146,8 @@ order).  Operands, args and results are listed in :mod:`tg.codegen.uops`.
 
 Semantics every backend computes identically (the numpy backend is the reference, constant folding in
 :func:`tg.codegen.builder.fold` agrees, and the conformance kit's ``test_semantics`` checks each line on every
-backend, with values from memory and as constants, in sizes that take vector and scalar paths).  Beyond the
-table: integer ``ADD``/``MUL``/``NEG`` wrap (two's complement) at the dtype's width; float ops are IEEE-754,
+backend, with values from memory, as constants and as parameters, in sizes that take vector and scalar paths).
+Beyond the table: integer ``ADD``/``MUL``/``NEG`` wrap (two's complement) at the dtype's width; float ops are IEEE-754,
 round to nearest even, denormals kept (no flush to zero); ``DIV``, ``SQRT`` and ``RECIP`` are correctly rounded;
 ``EXP2``, ``LOG2`` and ``SIN`` are accurate to a few ulp over the whole range; ``SIN`` takes radians unless the
 target declared ``sin_is_sin2pi``; ``MULACC(a, b, c)`` is ``a*b+c`` rounded once; ``BITCAST`` reinterprets the

@@ -91,6 +91,10 @@ class Runtime(abc.ABC):
     #: True when :meth:`compile` may run in several threads at once: core then compiles the new kernels of a
     #: schedule together (up to ``TG_EXEC_JOBS`` at a time) instead of one after another.
     concurrent_compile: bool = False
+    #: The dtypes of launch variables (``Program.variables``) whose values :meth:`launch` passes to the kernel
+    #: exactly (a float32 as a C ``float``: never as an int or a double).  Core never sends a variable of another
+    #: dtype: it compiles that value into the kernel instead.
+    variable_dtypes: frozenset[str] = frozenset({"int32"})
 
     def available(self) -> Availability:
         """Say, cheaply and without raising, whether this runtime can run here (and if not, why)."""
@@ -105,10 +109,13 @@ class Runtime(abc.ABC):
         them when the last reference to it goes (a finalizer), never when core drops it."""
 
     @abc.abstractmethod
-    def launch(self, program: Program, binary: Any, buffers: Sequence[Any], values: Mapping[str, int]) -> float | None:
+    def launch(self, program: Program, binary: Any, buffers: Sequence[Any],
+               values: Mapping[str, int | float]) -> float | None:
         """Run ``binary`` (from :meth:`compile` of ``program``) over ``program.global_size`` groups of
         ``program.local_size`` threads; ``buffers`` are handles from :meth:`alloc`, one per ``program.buffers``
-        in that order, ``values`` the value of each of ``program.variables``.  Core never launches a program whose
+        in that order, ``values`` the value of each of ``program.variables`` (an int for an int32, a float for a
+        float32, exact in float32; it may hold values of variables the kernel dropped as unused: look them up by
+        name).  Core never launches a program whose
         global or local size has a 0 (an empty tensor's kernel does no work).  Return the kernel's time in
         seconds when the runtime measured it, else None (core then times the call)."""
 

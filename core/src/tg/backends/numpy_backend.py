@@ -52,10 +52,11 @@ class NumpyEmitter(Emitter):
         return Program.of(kernel, self.source(kernel))
 
     def source(self, kernel: LoweredKernel) -> str:
-        """The Python function ``name(bufs)`` that runs the kernel's micro-ops for every thread at once."""
+        """The Python function ``name(bufs, vals)`` that runs the kernel's micro-ops for every thread at once (``vals``:
+        the launch variables by name)."""
         name = kernel.name
         renderer = NumpyRenderer(kernel.uops, kernel.global_size, kernel.local_size, self.capabilities.sin_is_sin2pi)
-        lines = [f"def {name}(bufs):", f"  _t = np.arange({renderer.n_threads}, dtype=np.int32)",
+        lines = [f"def {name}(bufs, vals):", f"  _t = np.arange({renderer.n_threads}, dtype=np.int32)",
                  *renderer.render_uops()]
         return "\n".join(lines) + "\n"
 
@@ -110,6 +111,10 @@ class NumpyRenderer(TextRenderer):
         stride = self.n_lanes * math.prod(self.groups[:k])
         outermost = k == len(self.groups) - 1
         self.define(u, f"_t // {stride}" if outermost else f"(_t // {stride}) % {self.groups[k]}")
+
+    def render_define_var(self, u: UOp) -> None:
+        assert isinstance(u.dtype, DType)
+        self.define(u, f"{_np_type(u.dtype)}(vals[{u.arg[0]!r}])")
 
     def render_const(self, u: UOp) -> None:
         assert isinstance(u.dtype, DType)
@@ -289,6 +294,7 @@ class NumpyRuntime(Runtime):
     language = LANGUAGE
     name = "numpy"
     priority = 0
+    variable_dtypes = frozenset({"int32", "float32"})
 
     def available(self) -> Availability:
         return Availability.yes()
@@ -299,9 +305,10 @@ class NumpyRuntime(Runtime):
         exec(code, namespace)  # noqa: S102 - our own generated code
         return namespace[program.name]
 
-    def launch(self, program: Program, binary: Any, buffers: Sequence[Any], values: Mapping[str, int]) -> float | None:
+    def launch(self, program: Program, binary: Any, buffers: Sequence[Any],
+               values: Mapping[str, int | float]) -> float | None:
         with np.errstate(all="ignore"):  # the device semantics (wrap-around, inf, nan) are intended
-            binary(buffers)
+            binary(buffers, values)
         return None
 
     def alloc(self, nbytes: int) -> Any:
@@ -319,9 +326,11 @@ def capabilities_from_env() -> Capabilities:
 
     It renders every optional micro-op but MULACC; ``no_<op>`` (``no_div``, ``no_pow``, ``no_mod``, ``no_sub``,
     ``no_cmpeq``, ``no_neg``, ``no_recip``) makes core decompose that op instead, and ``mulacc`` asks for fused
-    multiply-adds, ``tensor_cores`` contractions on the 16x8x16 float16 core NVIDIA's ``mma`` has.
+    multiply-adds, ``tensor_cores`` contractions on the 16x8x16 float16 core NVIDIA's ``mma`` has, ``no_variables``
+    compiles Python floats into kernels as constants (no launch variables, as a target without them).
     """
-    flags: dict[str, Any] = {"sin_is_sin2pi": False, "vector_width": 1, "group_size": 1, "upcast": 1}
+    flags: dict[str, Any] = {"sin_is_sin2pi": False, "vector_width": 1, "group_size": 1, "upcast": 1,
+                             "variables": frozenset({"int32", "float32"})}
     renders = set(OPTIONAL - {Ops.MULACC})
     all_dtypes = {"bool", "uint8", "int8", "int32", "int64", "float16", "float32", "float64"}
     for item in getenv("TG_NUMPY_CAPS", "").split(","):
@@ -334,6 +343,8 @@ def capabilities_from_env() -> Capabilities:
             renders.discard(Ops[key[3:].upper()])
         elif key == "mulacc":
             renders.add(Ops.MULACC)
+        elif key == "no_variables":
+            flags["variables"] = frozenset()
         elif key == "tensor_cores":
             flags["tensor_cores"] = (MMA_16x8x16_F16_F32,)
         elif key in ("group_size", "upcast", "vector_width", "launch_dims", "unroll") and value.isdigit():
@@ -342,7 +353,8 @@ def capabilities_from_env() -> Capabilities:
             all_dtypes.discard(key[3:])
         else:
             raise ValueError(f"TG_NUMPY_CAPS: unknown capability {item!r}; known: sin_is_sin2pi, mulacc, no_div, "
-                             "no_pow, no_mod, no_sub, no_cmpeq, no_neg, no_recip, tensor_cores, group_size=N, "
+                             "no_pow, no_mod, no_sub, no_cmpeq, no_neg, no_recip, no_variables, tensor_cores, "
+                             "group_size=N, "
                              "vector_width=N, upcast=N, unroll=N, launch_dims=N, no_<dtype>")
     return Capabilities(dtypes=frozenset(all_dtypes), renders=frozenset(renders), local_memory=1 << 16, **flags)
 

@@ -17,6 +17,8 @@ def _int_bounds(op: Ops, src: tuple[UOp, ...], arg: Any) -> tuple[float, float]:
         return float(arg), float(arg)
     if op is Ops.SPECIAL:
         return 0, arg[1] - 1
+    if op is Ops.DEFINE_VAR:
+        return arg[1], arg[2]
     if op is Ops.RANGE:
         return src[0].vmin, src[1].vmax - 1
     if not src:
@@ -88,6 +90,13 @@ class KernelBuilder:
 
     def special(self, name: str, size: int) -> UOp:
         return self._add(Ops.SPECIAL, dtypes.int32, (), (name, size))
+
+    def define_var(self, name: str, dtype: DType, lo: int | None = None, hi: int | None = None) -> UOp:
+        """Scalar launch parameter ``name`` (int32 between ``lo`` and ``hi``, or float32); define it at the top level,
+        before any ``range``."""
+        assert (dtype == dtypes.int32 and lo is not None and hi is not None) or (dtype == dtypes.float32 and
+                                                                                 lo is None and hi is None)
+        return self._add(Ops.DEFINE_VAR, dtype, (), (name, lo, hi))
 
     def const(self, value: Any, dtype: DType) -> UOp:
         return self._add(Ops.CONST, dtype, (), as_value(value, dtype))

@@ -8,6 +8,9 @@ from typing import Any
 from tg.codegen.tensor_cores import TensorCore
 from tg.support.ops import OPTIONAL, Ops
 
+#: The dtypes a ``DEFINE_VAR`` may have.
+VARIABLE_DTYPES = frozenset({"int32", "float32"})
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -41,6 +44,10 @@ class Capabilities:
     - ``tensor_cores``: the matrix multiply-accumulate units of a work group (:class:`TensorCore`); core lowers a
       contraction of their input dtype onto the first that fits it, with the micro-op ``WMMA`` (never sent to
       a target that declares none);
+    - ``variables``: the dtypes of scalar launch parameters (``DEFINE_VAR``) the emitter renders: ``"float32"``
+      lets core pass a Python float of a float32/float16 expression (a learning rate that changes every step) by
+      value instead of compiling it into the kernel; empty: never sent a ``DEFINE_VAR``.  Core uses a variable
+      dtype only where the runtime also declares it (``Runtime.variable_dtypes``);
     - ``extra``: target-specific settings only the plugin's own passes read.
     """
 
@@ -55,6 +62,7 @@ class Capabilities:
     upcast: int = 1
     unroll: int = 1
     tensor_cores: tuple[TensorCore, ...] = ()
+    variables: frozenset[str] = frozenset()
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +76,9 @@ class Capabilities:
                 raise ValueError(f"Capabilities.{name} must be at least 1, not {getattr(self, name)}")
         if not 1 <= self.launch_dims <= 3:
             raise ValueError(f"Capabilities.launch_dims must be 1, 2 or 3, not {self.launch_dims}")
+        if not self.variables <= VARIABLE_DTYPES:
+            raise ValueError(f"Capabilities.variables: {sorted(self.variables - VARIABLE_DTYPES)} cannot be a "
+                             f"launch variable's dtype; the ones core passes are {sorted(VARIABLE_DTYPES)}")
         if Ops.DIV not in self.renders and Ops.RECIP not in self.renders:
             raise ValueError("Capabilities.renders: declare DIV or RECIP (or both): core makes each from the other")
 
@@ -75,4 +86,6 @@ class Capabilities:
         """Whether an emitter of this target ever receives micro-op ``op``."""
         if op is Ops.WMMA:
             return bool(self.tensor_cores)
+        if op is Ops.DEFINE_VAR:
+            return bool(self.variables)
         return op not in OPTIONAL or op in self.renders

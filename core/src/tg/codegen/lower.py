@@ -20,7 +20,7 @@ from tg.codegen.opts import ShapedKernel, choose_opts
 from tg.codegen.program import LoweredKernel
 from tg.codegen.uops import Ops, UOp, VecDType
 from tg.graph.shapetracker import Shape, ShapeTracker
-from tg.schedule.scheduler import Kernel, KNode
+from tg.schedule.scheduler import Kernel, KNode, ScalarParam
 from tg.support.dtype import INDEX_LIMIT, DType, dtypes
 
 
@@ -132,6 +132,7 @@ class _Lowering:
         self.memo: dict[tuple[int, tuple[int, ...]], UOp] = {}
         self.vectors: dict[tuple[int, tuple[int, ...]], UOp] = {}
         self.vec_dim = -1  # the kernel dim whose consecutive elements are vector lanes (-1: none)
+        self.params: list[UOp] = []  # the scalar parameters' DEFINE_VARs, by slot (none: they are constants)
 
     def _group_size(self, n_threads: int) -> int:
         return max(1, min(self.caps.group_size, n_threads))
@@ -141,6 +142,8 @@ class _Lowering:
         out_dtype = self.kernel.output.dtype
         self.out_buf = b.define_global(0, out_dtype, True)
         self.in_bufs = [b.define_global(i + 1, inp.dtype, False) for i, inp in enumerate(self.kernel.inputs)]
+        if "float32" in self.caps.variables:  # else the parameters are constants, and the engine keys by their values
+            self.params = [b.define_var(f"p{i}", dtypes.float32) for i in range(len(self.kernel.params))]
         n_outputs = math.prod(self.shape[j] for j in self.global_dims)
         lanes = self.opts.group_lanes
         on_cores = contraction.plan(self) if self.caps.tensor_cores else None
@@ -352,7 +355,7 @@ class _Lowering:
                 out = self._load(n, idxs, lane, vec)
             elif n.op == "CONST":
                 value, st = n.arg
-                out = b.const(value, n.dtype)
+                out = self._param(value.slot, n.dtype) if isinstance(value, ScalarParam) else b.const(value, n.dtype)
                 if st.has_mask:
                     _, valid = view_index(b, st, idxs)
                     out = b.alu(Ops.WHERE, valid, out, b.const(0, n.dtype))
@@ -365,6 +368,14 @@ class _Lowering:
                 raise AssertionError(n.op)
             memo[key] = out
         return memo[(id(node), lane)]
+
+    def _param(self, slot: int, dtype: DType) -> UOp:
+        """Scalar parameter ``slot`` as a value of ``dtype``: the float32 launch variable (a float16 value was
+        rounded to float16 on the host, so it converts back exactly), or its value as a constant."""
+        if not self.params:
+            return self.b.const(self.kernel.params[slot], dtype)
+        var = self.params[slot]
+        return var if dtype == dtypes.float32 else self.b.cast(var, dtype)
 
     def _load(self, node: KNode, idxs: list[UOp], lane: tuple[int, ...], vec: int | None) -> UOp:
         b = self.b

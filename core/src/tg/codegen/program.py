@@ -64,6 +64,16 @@ def buffer_params(uops: list[UOp]) -> tuple[KernelParam, ...]:
     return tuple(params[i] for i in sorted(params))
 
 
+def variable_params(uops: list[UOp]) -> list[UOp]:
+    """The ``DEFINE_VAR`` micro-ops of ``uops``: the scalar parameters after the buffers, in order."""
+    return [u for u in uops if u.op is Ops.DEFINE_VAR]
+
+
+def _dtype_name(u: UOp) -> str:
+    assert u.dtype is not None
+    return u.dtype.name
+
+
 @dataclass(frozen=True)
 class Program:
     """A kernel an emitter rendered: what its runtime compiles and launches.
@@ -71,8 +81,8 @@ class Program:
     - ``name``: the entry point's name in ``source`` (the symbol a runtime looks up);
     - ``source``: the text (C, PTX, assembly...), in the emitter's ``language``;
     - ``buffers``: the buffer parameters in launch order — a launch passes exactly these buffers, in this order;
-    - ``variables``: names of integer parameters that follow the buffers (symbolic dimensions); a launch gives
-      their values by name.  Core produces none yet;
+    - ``variables``: names of the scalar parameters that follow the buffers (``DEFINE_VAR``), in order; a launch
+      gives their values by name.  ``variable_dtypes`` holds each one's dtype (``"int32"`` or ``"float32"``);
     - ``global_size`` / ``local_size``: the launch dims: how many work groups, and threads per group, per
       dimension (an emitter may choose its own decomposition, e.g. tg-clang's work units);
     - ``attributes``: whatever else the emitter tells its runtime (a cost estimate, a strategy...).  Core
@@ -85,12 +95,15 @@ class Program:
     global_size: tuple[int, ...]
     local_size: tuple[int, ...]
     variables: tuple[str, ...] = ()
+    variable_dtypes: tuple[str, ...] = ()
     attributes: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @classmethod
     def of(cls, kernel: LoweredKernel, source: str, name: str | None = None, **attributes: Any) -> Program:
         """The program rendering ``kernel`` as ``source`` with core's launch (the usual case)."""
+        variables = variable_params(kernel.uops)
         return cls(name or kernel.name, source, kernel.buffers, kernel.global_size, kernel.local_size,
+                   tuple(v.arg[0] for v in variables), tuple(_dtype_name(v) for v in variables),
                    attributes=attributes)
 
     def launched_as(self, global_size: tuple[int, ...], local_size: tuple[int, ...] = (1,)) -> Program:

@@ -22,7 +22,7 @@ from tg.support.dtype import DType, dtypes
 from tg.support.errors import BackendError
 
 Rule = Callable[[KernelBuilder, UOp, tuple[UOp, ...]], UOp | None]
-PURE = ALU | {Ops.CONST, Ops.SPECIAL, Ops.CAST, Ops.BITCAST, Ops.VECTORIZE, Ops.GEP}
+PURE = ALU | {Ops.CONST, Ops.SPECIAL, Ops.DEFINE_VAR, Ops.CAST, Ops.BITCAST, Ops.VECTORIZE, Ops.GEP}
 
 
 def replay(uops: list[UOp], rule: Rule) -> list[UOp]:

@@ -50,7 +50,7 @@ def thread_cost(uops: list[UOp]) -> int:
             trips.append(trips[-1] * max(1, hi - lo))
         elif u.op is Ops.ENDRANGE:
             trips.pop()
-        elif u.op not in (Ops.CONST, Ops.DEFINE_GLOBAL, Ops.SPECIAL, Ops.DEFINE_LOCAL):
+        elif u.op not in (Ops.CONST, Ops.DEFINE_GLOBAL, Ops.SPECIAL, Ops.DEFINE_LOCAL, Ops.DEFINE_VAR):
             cost += trips[-1] * (8 if u.op in _EXPENSIVE else 1)
     return max(cost, 1)
 
@@ -201,6 +201,9 @@ class TileReplay:
             elif u.op is Ops.CONST:
                 assert isinstance(u.dtype, DType)
                 shared[id(u)] = b.const(u.arg, u.dtype)
+            elif u.op is Ops.DEFINE_VAR:
+                assert isinstance(u.dtype, DType)
+                shared[id(u)] = b.define_var(u.arg[0], u.dtype, *u.arg[1:])
             elif u.op is Ops.RANGE:
                 shared[id(u)] = rng = b.range(u.src[0].arg, u.src[1].arg)
                 self.ranges.append(rng)

@@ -8,6 +8,9 @@ a result ``dtype`` (None for ops without a value), its operands ``src`` (earlier
 ``DEFINE_GLOBAL``         a kernel parameter: pointer to a buffer. arg = (index, name, writable)
 ``DEFINE_LOCAL``          a work-group local array. arg = (name, element count)
 ``SPECIAL``               a thread index. arg = (name, size): ``gidx0`` group id, ``lidx0`` lane id
+``DEFINE_VAR``            a scalar the launch passes by value, after the buffers (only to a target that
+                          declares ``Capabilities.variables``). arg = (name, lo, hi): an int32's bounds,
+                          None for a float32
 ``CONST``                 a constant. arg = the value
 ``RANGE`` / ``ENDRANGE``  a loop ``for i in range(src[0], src[1])`` and its end (src = (RANGE,))
 ``DEFINE_ACC``            an accumulator, arg = initial value; updated by ``ASSIGN(acc, value)``

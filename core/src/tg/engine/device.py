@@ -15,7 +15,9 @@ import time
 import warnings
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -83,6 +85,9 @@ class ReadyKernel:
     shape: tuple[int, ...] = ()
     bytes_moved: int = 0
 
+
+#: The launch values of a kernel without variables (shared, read-only).
+EMPTY: Mapping[str, int | float] = MappingProxyType({})
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -152,7 +157,16 @@ class DeviceState:
 
     @property
     def capabilities(self) -> Capabilities:
-        return self.backend.emitter.capabilities
+        """The emitter's capabilities, with launch variables only of the dtypes the runtime also passes."""
+        caps = self.backend.emitter.capabilities
+        usable = caps.variables & self.backend.runtime.variable_dtypes
+        return caps if usable == caps.variables else replace(caps, variables=usable)
+
+    @property
+    def scalar_params(self) -> bool:
+        """Whether the backend takes a kernel's Python floats as float32 launch variables (else they are constants)."""
+        return "float32" in self.backend.emitter.capabilities.variables and \
+            "float32" in self.backend.runtime.variable_dtypes
 
     def compile(self, program: Program) -> Any:
         """The runtime's binary of ``program`` (compiled once per process for each source text)."""
@@ -169,13 +183,14 @@ class DeviceState:
             _notify(observers, "tg_kernel_compiled", KernelCompiled(self.backend.name, program, elapsed, cached))
         return binary
 
-    def launch(self, kernel: ReadyKernel, buffers: list[Buffer]) -> None:
-        """Run ``kernel`` over ``buffers`` (the output first, then the inputs: the program's buffer order)."""
+    def launch(self, kernel: ReadyKernel, buffers: list[Buffer], values: Mapping[str, int | float] = EMPTY) -> None:
+        """Run ``kernel`` over ``buffers`` (the output first, then the inputs: the program's buffer order) with the
+        launch variables ``values`` by name."""
         prog, bytes_moved = kernel.program, kernel.bytes_moved
         if 0 in prog.global_size or 0 in prog.local_size:  # an empty tensor: no work (and CUDA refuses the launch)
             return
         start = time.perf_counter()
-        measured = self.backend.runtime.launch(prog, kernel.binary, [b.handle for b in buffers], {})
+        measured = self.backend.runtime.launch(prog, kernel.binary, [b.handle for b in buffers], values)
         seconds = measured if measured is not None else time.perf_counter() - start
         self.kernel_count += 1
         self.kernel_seconds += seconds

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,9 +22,10 @@ from tg.codegen.lower import lower
 from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.rewrites import apply_capabilities, check_dtypes, check_rendered
 from tg.codegen.uops import format_uops
-from tg.engine.device import Buffer, DeviceState, ReadyKernel, device_state
+from tg.engine.device import EMPTY, Buffer, DeviceState, ReadyKernel, device_state
 from tg.graph.lazy import LazyBuffer, LazyOp
 from tg.schedule.scheduler import HostCopy, Kernel, ScheduleItem, create_schedule
+from tg.support.dtype import exact_key
 from tg.support.early_exec import exec_jobs
 from tg.support.errors import BackendError, JitError
 from tg.support.helpers import debug_level
@@ -32,11 +33,12 @@ from tg.support.helpers import debug_level
 
 @dataclass(frozen=True)
 class RecordedKernel:
-    """A launch: ``kernel`` ran on ``state``'s backend with ``buffers`` (the output first)."""
+    """A launch: ``kernel`` ran on ``state``'s backend with ``buffers`` (the output first) and launch ``values``."""
 
     state: DeviceState
     kernel: ReadyKernel
     buffers: tuple[Buffer, ...]
+    values: Mapping[str, int | float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -142,16 +144,18 @@ def run_item(item: ScheduleItem, schedule: Sequence[ScheduleItem] = (), position
 
 def run_kernel(kernel: Kernel, state: DeviceState, size: int, schedule: Sequence[ScheduleItem] = (),
                position: int = 0) -> Buffer:
-    key = kernel_key(kernel)
+    key = kernel_key(kernel, not state.scalar_params)
     prog = state.kernels.get(key)
     if prog is None:  # a kernel of the same structure is lowered, emitted and compiled only once
         prog = build_programs(kernel, key, state, schedule[position + 1:])  # (the rest is sliced on a miss only)
     buf = Buffer(state.backend, size, kernel.output.dtype)
     buffers = [buf, *[inp.realized for inp in kernel.inputs]]
-    state.launch(prog, buffers)
+    # this kernel's own values, never the ones the cached program was built from
+    values = {f"p{i}": v for i, v in enumerate(kernel.params)} if kernel.params and state.scalar_params else EMPTY
+    state.launch(prog, buffers, values)
     recorder = current_recorder()
     if recorder is not None:
-        recorder.items.append(RecordedKernel(state, prog, tuple(buffers)))
+        recorder.items.append(RecordedKernel(state, prog, tuple(buffers), values))
     return buf
 
 
@@ -163,7 +167,7 @@ def build_programs(kernel: Kernel, key: tuple[object, ...], state: DeviceState, 
     if state.backend.runtime.concurrent_compile and exec_jobs() > 1:
         for item in ahead:
             if isinstance(item, Kernel) and item.output.device == kernel.output.device:
-                other = kernel_key(item)
+                other = kernel_key(item, not state.scalar_params)
                 if other not in todo and other not in state.kernels:
                     todo[other] = item
     if len(todo) == 1:
@@ -229,8 +233,12 @@ def _ready(kernel: Kernel, state: DeviceState, program: Program, lowered: Lowere
     return ReadyKernel(program, binary, kernel.output.shape, lowered.bytes_moved)
 
 
-def kernel_key(kernel: Kernel) -> tuple[object, ...]:
+def kernel_key(kernel: Kernel, with_param_values: bool = True) -> tuple[object, ...]:
     """Everything that decides a kernel's code: its expression tree (the structure the scheduler recorded: views,
-    dtypes, exact constants), its output's shape and dtype, and its inputs' dtypes."""
-    return (kernel.structure, kernel.output.shape, kernel.output.dtype.name,
-            tuple(inp.dtype.name for inp in kernel.inputs))
+    dtypes, exact constants), its output's shape and dtype, and its inputs' dtypes; and the exact values of its
+    scalar parameters unless the backend takes them at launch (``with_param_values`` False)."""
+    key = (kernel.structure, kernel.output.shape, kernel.output.dtype.name,
+           tuple(inp.dtype.name for inp in kernel.inputs))
+    if with_param_values and kernel.params:
+        return (*key, exact_key(tuple(kernel.params)))
+    return key

@@ -19,8 +19,8 @@ effects of the function (printing, appending to a list, setting ``p.grad``) happ
 calls only.  Reading a tensor's value (``numpy``, ``item``, ``tolist``) inside the function is refused
 while capturing, because a replay cannot run that code.  Host data the function creates is baked into
 the capture, except random numbers (``Tensor.rand`` and friends), which every replay draws anew; host
-data or kernels that differ between the second and third calls are an error, since a replay would
-silently repeat the third.
+data, kernels or Python floats of its tensor arithmetic (``x * lr``) that differ between the second and third
+calls are an error, since a replay would silently repeat the third.
 
 Tracing is per thread: while one thread traces, others run (and read values) as usual.  Calls of one jitted
 function from several threads take turns, since a replay reuses the capture's intermediate buffers.
@@ -32,7 +32,7 @@ import functools
 import hashlib
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar
 
@@ -45,7 +45,7 @@ from tg.frontend import deferred_checks
 from tg.frontend.tensor import Tensor
 from tg.graph.lazy import LazyBuffer
 from tg.graph.shapetracker import ShapeTracker
-from tg.support.dtype import DType
+from tg.support.dtype import DType, exact_key
 from tg.support.errors import JitError
 
 P = ParamSpec("P")
@@ -61,6 +61,7 @@ class _Launch:
     state: DeviceState
     kernel: ReadyKernel
     slots: tuple[int, ...]  # output first
+    values: Mapping[str, int | float]  # the capture's launch variables (its Python floats)
 
 
 @dataclass
@@ -158,9 +159,10 @@ class JitFunction(Generic[P, R]):
         if _signature(items) != variant.signature:
             variant.calls = WARMUP_CALLS  # the next call compares again
             raise JitError(f"jit: {self.fn.__qualname__} ran different kernels or copied different host data "
-                           "into tensors on two calls in a row (e.g. a Tensor(numpy_array) made inside it, or "
-                           "Python branches on changing values); a replay would repeat one of them. Fix: pass "
-                           "changing data as tensor arguments and keep the function's work the same each call.")
+                           "into tensors on two calls in a row (e.g. a Tensor(numpy_array) made inside it, a Python "
+                           "float from its closure that changed, or Python branches on changing values); a replay "
+                           "would repeat one of them. Fix: pass changing data as tensor arguments and keep the "
+                           "function's work the same each call.")
         out = _detached(out)
         variant.plan = _build_plan(items, tensors, assigned, out, checks)
         return out
@@ -253,8 +255,8 @@ def _detached(out: Any) -> Any:
 def _signature(items: list[RecordedItem]) -> list[Any]:
     """What two calls must share to be replayable: the programs launched and the host data copied."""
     def of(item: RecordedItem) -> Any:
-        if isinstance(item, RecordedKernel):
-            return item.kernel.program.name, item.kernel.program.source
+        if isinstance(item, RecordedKernel):  # a Python float that changed between calls is a new value, same code
+            return item.kernel.program.name, item.kernel.program.source, exact_key(tuple(item.values.items()))
         if item.data is None or item.redraw is not None:
             return "copy", item.output.size
         return hashlib.blake2b(np.ascontiguousarray(item.data).view(np.uint8).tobytes(), digest_size=16).digest()
@@ -292,7 +294,7 @@ def _build_plan(items: list[RecordedItem], inputs: list[Tensor], assigned: dict[
         if isinstance(item, RecordedKernel):
             reads = [slot(b, id(b) in made) for b in item.buffers[1:]]
             made.add(id(item.buffers[0]))
-            steps.append(_Launch(item.state, item.kernel, (slot(item.buffers[0], True), *reads)))
+            steps.append(_Launch(item.state, item.kernel, (slot(item.buffers[0], True), *reads), item.values))
         else:
             source = slot(item.source, id(item.source) in made) if item.source is not None else None
             made.add(id(item.output))
@@ -361,7 +363,7 @@ def _replay(plan: _Plan, inputs: list[Tensor]) -> Any:
             out = step.slots[0]
             if kinds[out] == _FRESH:
                 table[out] = Buffer(*specs[out])
-            step.state.launch(step.kernel, [table[s] for s in step.slots])  # type: ignore[misc]
+            step.state.launch(step.kernel, [table[s] for s in step.slots], step.values)  # type: ignore[misc]
         else:
             target = table[step.slot]
             if kinds[step.slot] == _FRESH:

@@ -34,10 +34,12 @@ from tg.frontend.shapes import broadcast_shape, normalize_axis
 from tg.frontend.sorting import SortMixin
 from tg.frontend.tensor_hooks import Hook, TensorHooksMixin
 from tg.frontend.torch_compat import TorchCompatMixin
-from tg.graph.lazy import LazyBuffer
-from tg.support.dtype import DType, check_numel, check_scalar_fits, dtypes, promote, scalar_dtype
+from tg.graph.lazy import LazyBuffer, LazyOp
+from tg.support.dtype import DType, check_numel, check_scalar_fits, dtypes, promote, scalar_dtype, scalar_param
 
 Scalar = int | float | bool
+# The lazy ops of a value that a kernel computes (not a constant, host data or a copy).
+_COMPUTED = (LazyOp.ALU, LazyOp.CAST, LazyOp.REDUCE, LazyOp.CONTIGUOUS)
 # The class's own int()/float()/bool() methods shadow the builtins inside its body: annotate with these.
 Int: TypeAlias = int
 Float: TypeAlias = float
@@ -192,6 +194,10 @@ class Tensor(OperatorsMixin, MovementMixin, ReductionMixin, NNMixin, InPlaceMixi
         other = other if isinstance(other, Tensor) else Tensor(other, dtype=self.dtype, device=self.device)
         if other.shape != self.shape:
             raise ValueError(f"assign: shape {other.shape} does not match {self.shape}")
+        if self.lazydata.base.realized is None and self.lazydata.base.op in _COMPUTED:
+            # an update of an update not run yet: run that one first, so a value updated every step (p.sub_(lr * g)
+            # in a hand-written optimizer) stays one update deep, not a chain every later kernel recomputes
+            realize([self.lazydata])
         recorder = current_recorder()
         if recorder is not None:  # tg.jit is tracing: this tensor is state
             recorder.note_assign(self, self.lazydata)
@@ -284,7 +290,8 @@ class Tensor(OperatorsMixin, MovementMixin, ReductionMixin, NNMixin, InPlaceMixi
         else:
             dt = scalar_dtype(other, x.dtype)
             check_scalar_fits(other, dt)
-            y = Tensor(LazyBuffer.const(other, dt, x.device))
+            # a power's exponent stays a constant: it is rarely a per-step value, and integer powers read it
+            y = Tensor(LazyBuffer.const(other, dt, x.device, param=op != "pow" and scalar_param(other, dt)))
         x, y = x.cast(dt), y.cast(dt)
         if reverse:
             x, y = y, x
@@ -357,8 +364,11 @@ class Tensor(OperatorsMixin, MovementMixin, ReductionMixin, NNMixin, InPlaceMixi
             dt = promote(known.dtype, scalar_dtype(other, known.dtype))
         for scalar in (v for v, t in ((x, xt), (y, yt)) if t is None):
             check_scalar_fits(scalar, dt)
-        xt = (xt if xt is not None else Tensor(LazyBuffer.const(x, dt, cond.device))).cast(dt)
-        yt = (yt if yt is not None else Tensor(LazyBuffer.const(y, dt, cond.device))).cast(dt)
+        if xt is None:
+            xt = Tensor(LazyBuffer.const(x, dt, cond.device, param=scalar_param(x, dt)))
+        if yt is None:
+            yt = Tensor(LazyBuffer.const(y, dt, cond.device, param=scalar_param(y, dt)))
+        xt, yt = xt.cast(dt), yt.cast(dt)
         shape = broadcast_shape("where", cond.shape, xt.shape, yt.shape)
         return F.Where.apply(cond._expand_to(shape), xt._expand_to(shape), yt._expand_to(shape))
 

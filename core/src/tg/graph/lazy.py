@@ -35,6 +35,9 @@ class LazyOp(enum.Enum):
 class LazyBuffer:
     #: FROM_HOST only: draws new data of the same kind (set for random numbers, so a jit replay redraws them).
     redraw: Callable[[], np.ndarray] | None = None
+    #: CONST only: a Python float of the user's arithmetic, which a kernel may take as a launch parameter instead of
+    #: compiling its value in (so a learning rate that changes every step reuses the kernel).
+    param: bool = False
 
     def __init__(self, device: str, st: ShapeTracker, dtype: DType, op: LazyOp | None = None,
                  srcs: tuple[LazyBuffer, ...] = (), arg: Any = None, base: LazyBuffer | None = None):
@@ -80,9 +83,11 @@ class LazyBuffer:
         return base._view(st)
 
     @staticmethod
-    def const(value: Any, dtype: DType, device: str, shape: Shape = ()) -> LazyBuffer:
+    def const(value: Any, dtype: DType, device: str, shape: Shape = (), param: bool = False) -> LazyBuffer:
         value = as_value(value, dtype)
         base = LazyBuffer(device, ShapeTracker.contiguous(()), dtype, LazyOp.CONST, arg=value)
+        if param:
+            base.param = True
         return base.reshape((1,) * len(shape)).expand(shape) if shape else base
 
     @staticmethod

@@ -44,6 +44,13 @@ class KNode:
     position: int = -1  # where the node's entry is in its kernel's structure
 
 
+@dataclass(frozen=True, slots=True)
+class ScalarParam:
+    """In a CONST node's arg, in place of the value: the kernel's scalar parameter ``slot`` (``Kernel.params``)."""
+
+    slot: int
+
+
 @dataclass(eq=False)
 class Kernel:
     """One kernel: ``ast`` computes the value stored into ``output`` (a base LazyBuffer).
@@ -52,12 +59,17 @@ class Kernel:
     source positions)`` entry per node (a shared node once; an op by name, a view as ``ShapeTracker.key``, a constant
     by its exact key so -0.0 is not 0.0).  Equal trees give equal structures, so it keys compiled kernels without
     another walk of the tree, hashed and compared without a Python call per entry.
+
+    ``params`` are the values of the kernel's scalar parameters, by slot: Python floats of the user's arithmetic
+    (``LazyBuffer.param``), which enter the structure by slot, not value, so a new value keys the same kernel; the
+    engine passes them at launch where the backend takes float32 variables, and keys by them where it does not.
     """
 
     ast: KNode
     output: LazyBuffer
     inputs: list[LazyBuffer] = field(default_factory=list)
     structure: tuple[tuple[Any, ...], ...] = ()
+    params: list[Any] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -99,6 +111,8 @@ RECOMPUTE_MIN_OPS = 3
 RECOMPUTE_MIN_FACTOR = 8
 #: A kernel inlines at most this many ALU and CAST ops; past them, each further source gets its own buffer.
 MAX_FUSED_OPS = 256
+#: A kernel takes at most this many scalar parameters; further ones are compiled in as constants.
+MAX_PARAMS = 16
 
 
 @dataclass(eq=False)
@@ -109,6 +123,7 @@ class _Fusing:
     memo: dict[tuple[int, Any], KNode] = field(default_factory=dict)  # (id(base), view's key) -> node
     ops: int = 0
     entries: list[tuple[Any, ...]] = field(default_factory=list)  # the kernel's structure so far
+    params: dict[int, int] = field(default_factory=dict)  # id(constant base) -> its parameter slot
 
     def made(self, node: KNode, arg: Any) -> KNode:
         """Record a new node's entry in the kernel's structure, with ``arg`` the key of its arg (its sources are
@@ -171,8 +186,7 @@ class Scheduler:
                     if sb.realized is not None:
                         node = self._load(fusing, sb, sst, key)
                     elif sb.op is LazyOp.CONST:
-                        node = memo[key] = fusing.made(KNode("CONST", sb.dtype, (), (sb.arg, sst)),
-                                                       (exact_key(sb.arg), sst.key))
+                        node = memo[key] = self._const(fusing, sb, sst)
                     elif self._inline(fusing, sb, sst, reducing):
                         fusing.ops += 1
                         stack.append((_NODE, fusing, sb, sst, reducing, key, [], nodes))
@@ -238,6 +252,20 @@ class Scheduler:
             # view None: the sources are seen as they are (an elementwise op's sources have its shape, so seen
             # through its contiguous view they would be unchanged)
             stack.append((_ROOT, fusing, b, None, False, None, [], None))
+
+    @staticmethod
+    def _const(fusing: _Fusing, b: LazyBuffer, st: ShapeTracker) -> KNode:
+        """A constant's node: a parameter slot (walk order, so equal structures give slots equal meanings) for a
+        Python float of the user's arithmetic while the kernel has slots left, else its exact value."""
+        if b.param:
+            slot = fusing.params.get(id(b))
+            params = fusing.kernel.params
+            if slot is None and len(params) < MAX_PARAMS:
+                slot = fusing.params[id(b)] = len(params)
+                params.append(b.arg)
+            if slot is not None:
+                return fusing.made(KNode("CONST", b.dtype, (), (ScalarParam(slot), st)), (("param", slot), st.key))
+        return fusing.made(KNode("CONST", b.dtype, (), (b.arg, st)), (exact_key(b.arg), st.key))
 
     @staticmethod
     def _load(fusing: _Fusing, b: LazyBuffer, st: ShapeTracker, key: tuple[int, Any]) -> KNode:

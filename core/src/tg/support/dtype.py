@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from tg.support.helpers import getenv
+
 
 @dataclass(frozen=True, eq=True)
 class DType:
@@ -145,6 +147,14 @@ def check_scalar_fits(value: Any, dtype: DType) -> None:
             wider = "int64" if dtype.itemsize < 8 and -(1 << 63) <= value < (1 << 63) else "float64"
             raise OverflowError(f"Python integer {value} is out of range for a tensor of {dtype.name} ({lo} to {hi}): "
                                 f"cast the tensor first, e.g. x.cast('{wider}')")
+
+
+def scalar_param(value: Any, dtype: DType) -> bool:
+    """Whether a Python scalar of the user's arithmetic becomes a kernel parameter rather than a constant: a float
+    (never an int or a bool, which index math and integer rules read) in a float32 or float16 expression.  Decided
+    by the scalar's type alone, never its value (a schedule starting at 0.0 must not compile another kernel for step
+    0); ``TG_SCALAR_PARAMS=0`` makes every scalar a constant."""
+    return isinstance(value, float) and dtype in (dtypes.float32, dtypes.float16) and getenv("TG_SCALAR_PARAMS", True)
 
 
 def scalar_dtype(x: Any, other: DType) -> DType:

@@ -31,7 +31,8 @@ ENVIRONMENT: dict[str, str] = {
     "TG_STRICT_PLUGINS": "1: a plugin that fails to load is an error instead of a warning.",
     "TG_DEBUG": "1: kernel count and time; 2: each kernel; 4: its source; 5: its disassembly; 6: its micro-ops.",
     "TG_NUMPY_CAPS": "Lowering capabilities the numpy backend pretends to need, to prove each rewrite: no_div, "
-                     "no_pow, no_mod, no_sub, no_cmpeq, no_neg, no_recip (core decomposes the op), sin_is_sin2pi, "
+                     "no_pow, no_mod, no_sub, no_cmpeq, no_neg, no_recip (core decomposes the op), no_variables "
+                     "(Python floats compiled in as constants), sin_is_sin2pi, "
                      "mulacc, tensor_cores, group_size=N, vector_width=N, upcast=N, unroll=N, launch_dims=N, "
                      "no_<dtype>.",
     "TG_FUZZ_EXAMPLES": "Random programs the conformance kit's differential fuzzer (tg.testing.test_fuzz) compares "
@@ -43,6 +44,9 @@ ENVIRONMENT: dict[str, str] = {
                        "recently are removed.",
     "TG_KERNELS_MAX": "Compiled kernels each backend keeps loaded in a process (default 2048); past it, the one "
                       "used least recently is let go (unloaded once nothing runs it; the disk cache brings it back).",
+    "TG_SCALAR_PARAMS": "0: a Python float in tensor arithmetic (`x * lr`) is compiled into each kernel as a "
+                        "constant, a new kernel per value (default 1: it is a kernel parameter where the backend "
+                        "takes float32 launch variables, so a value that changes every step reuses the kernel).",
     "TG_EXEC_JOBS": "External commands (compilers, assemblers) tg runs at once, e.g. compiling a schedule's new "
                     "kernels in parallel (default: one per CPU, at most 8).",
     "TG_EXEC_TIMEOUT": "Seconds an external command (a compiler, an assembler) may run before tg kills it with "

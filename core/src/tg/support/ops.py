@@ -12,6 +12,7 @@ class Ops(enum.Enum):
     DEFINE_GLOBAL = enum.auto()
     DEFINE_LOCAL = enum.auto()
     SPECIAL = enum.auto()
+    DEFINE_VAR = enum.auto()  # a scalar parameter of the launch (only for targets that declare variables)
     CONST = enum.auto()
     RANGE = enum.auto()
     ENDRANGE = enum.auto()

@@ -310,10 +310,14 @@ def test_exp2_overflow_underflow(dtype: str, size: str) -> None:
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_float_constants(dtype: str) -> None:
-    """NaN, +-inf and -0.0 constants are exact, stored and as operands."""
+    """NaN, +-inf and -0.0 constants are exact, stored and as operands (a Python float operand of a float32 or
+    float16 tensor is a kernel parameter where the backend takes them; a ``full`` one is always a constant)."""
     require(dtype)
     for v in (NAN, INF, -INF, -0.0, 0.0):
         assert_exact(Tensor.full((5,), v, dtype=dtype), np.full(5, v, dtype), f"full({v})")
+        x = np.array([1.5, -2.0, 0.0], dtype)
+        assert_exact(tensor(x, dtype) * Tensor.full((), v, dtype=dtype), _np(np.multiply, x, np.array(v, dtype)),
+                     f"x * full({v})")
     x = np.array([-0.0, 0.0, 1.0, -2.0, INF, -INF], dtype)
     t = tensor(x, dtype)
     assert_exact(t + (-0.0), x + np.array(-0.0, dtype), "x + (-0.0)")  # -0.0 + -0.0 stays -0.0; a +0.0 would not

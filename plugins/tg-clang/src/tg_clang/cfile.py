@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tg.codegen.program import buffer_params
-from tg.codegen.uops import UOp
+from tg.codegen.program import buffer_params, variable_params
+from tg.codegen.uops import UOp, base_dtype
 
 from tg_clang.cprelude import storage_type
 
@@ -23,10 +23,14 @@ class CKernel:
 
 
 def kernel_params(uops: list[UOp]) -> list[str]:
-    """The C parameter declarations, in the order a launch passes the buffers (core's buffer order)."""
-    params = [(p.index, f"{'' if p.writable else 'const '}{storage_type(p.dtype)} *restrict {p.name}")
+    """The C parameter declarations, in the order a launch passes them: the buffers (core's buffer order), then the
+    launch variables (``DEFINE_VAR``, each named as in the micro-op)."""
+    params = [f"{'' if p.writable else 'const '}{storage_type(p.dtype)} *restrict {p.name}"
               for p in buffer_params(uops)]
-    return [p for _, p in params]
+    return params + [f"{_VARIABLE_C_TYPES[base_dtype(v.dtype).name]} {v.arg[0]}" for v in variable_params(uops)]
+
+
+_VARIABLE_C_TYPES = {"int32": "int32_t", "float32": "float"}
 
 
 def launch_indices(flat: str, cols: int) -> str:
@@ -48,9 +52,11 @@ def dynamic_entry(name: str, params: list[str]) -> str:
     :mod:`tg_clang.pool`), which calls ``NAME_args`` (the kernel on an array of its arguments) on its threads."""
     names = [p.rsplit(" ", 1)[1] for p in params]
     args = ", ".join(names)
-    unpack = ", ".join(f"({p.rsplit(' ', 1)[0]})a[{i}]" if "*" in p else f"(int32_t)(intptr_t)a[{i}]"
-                       for i, p in enumerate(params))
-    pack = ", ".join(f"(void *){n}" if "*" in p else f"(void *)(intptr_t){n}" for n, p in zip(names, params))
+    # the argument array holds pointers: an int32 travels as an intptr_t, a float as its bits (tg_f32_arg)
+    unpack = ", ".join(f"({p.rsplit(' ', 1)[0]})a[{i}]" if "*" in p else f"tg_f32_of_arg(a[{i}])"
+                       if p.startswith("float ") else f"(int32_t)(intptr_t)a[{i}]" for i, p in enumerate(params))
+    pack = ", ".join(f"(void *){n}" if "*" in p else f"tg_f32_arg({n})" if p.startswith("float ") else
+                     f"(void *)(intptr_t){n}" for n, p in zip(names, params))
     task = "void (*)(void *const *, int32_t, int32_t)"
     par_params = ", ".join([*params, "void *run", "int32_t end", "int32_t chunk", "int32_t threads"])
     return (f"void {name}_dyn({', '.join([*params, 'int32_t *next', 'int32_t end', 'int32_t chunk'])}) {{\n"

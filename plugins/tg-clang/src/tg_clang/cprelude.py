@@ -84,6 +84,10 @@ PRELUDE = r"""
 
 #define TG_INLINE static inline __attribute__((always_inline))
 
+/* a float launch variable passes through the thread pool's argument array (of pointers) as its bits */
+TG_INLINE void *tg_f32_arg(float x) { uint32_t u; memcpy(&u, &x, 4); return (void *)(uintptr_t)u; }
+TG_INLINE float tg_f32_of_arg(void *a) { uint32_t u = (uint32_t)(uintptr_t)a; float x; memcpy(&x, &u, 4); return x; }
+
 /* float16: software conversion (exact, round to nearest even) and F16C when the target has it */
 TG_INLINE float tg_h2f_sw(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;

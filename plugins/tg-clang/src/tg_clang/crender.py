@@ -19,6 +19,9 @@ class CRenderer(TextRenderer):
     def render_define_global(self, u: UOp) -> None:
         self.names[id(u)] = u.arg[1]
 
+    def render_define_var(self, u: UOp) -> None:
+        self.names[id(u)] = u.arg[0]  # the kernel's parameter of that name (cfile.kernel_params)
+
     def render_const(self, u: UOp) -> None:
         assert isinstance(u.dtype, DType)
         self.names[id(u)] = literal(u.arg, u.dtype)

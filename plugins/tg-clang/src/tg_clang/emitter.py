@@ -54,6 +54,7 @@ def clang_capabilities() -> Capabilities:
     return Capabilities(dtypes=ALL_DTYPES, vector_width=_env_int("TG_CLANG_VECTOR_WIDTH", 1), group_size=group,
                         launch_dims=2,
                         local_memory=(1 << 16) if group > 1 else 0, renders=RENDERS,
+                        variables=frozenset({"int32", "float32"}),
                         extra={"lanes": _env_int("TG_CLANG_LANES", 16), "rows": _env_int("TG_CLANG_ROWS", 6)})
 
 

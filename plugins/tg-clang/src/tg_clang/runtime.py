@@ -49,17 +49,19 @@ def _unload(handle: int) -> None:
 
 @dataclass
 class ClangProgram:
-    """A loaded kernel: the C function, its work units and cost (from the Program), integer variables.
+    """A loaded kernel: the C function, its work units and cost (from the Program), its launch variables.
 
     ``function`` and ``parallel`` (the ``_par`` entry) are called without ctypes argument types: buffers are passed
-    as their ``c_void_p`` and integers go as C ``int``, the fastest way ctypes has to make a call."""
+    as their ``c_void_p`` and each variable as the ctypes value of its dtype (``c_int32``, ``c_float``: a bare
+    Python float would go as a C ``double``, which a ``float`` parameter reads as garbage), the fastest way ctypes
+    has to make a call."""
 
     name: str
     function: Any
     dynamic: Any
     units: int
     cost: int
-    variables: tuple[str, ...]
+    variables: tuple[tuple[str, Any], ...]  # (name, ctypes type) in parameter order
     strategy: str
     library: ctypes.CDLL
     cached: bool
@@ -158,11 +160,16 @@ def pool() -> ThreadPool:
         return _pool
 
 
+#: The ctypes type a launch variable of each dtype is passed as.
+_VARIABLE_TYPES = {"int32": ctypes.c_int32, "float32": ctypes.c_float}
+
+
 class ClangRuntime(Runtime):
     language = "c"
     name = "clang"
     priority = 100
     concurrent_compile = True  # each compile is a clang process of its own; the cache takes writers at once
+    variable_dtypes = frozenset(_VARIABLE_TYPES)
 
     def __init__(self) -> None:
         self.cache = KernelCache()
@@ -183,27 +190,29 @@ class ClangRuntime(Runtime):
         function.restype = dynamic.restype = None
         if parallel is not None:
             parallel.restype = None
-        dynamic.argtypes = [ctypes.c_void_p] * n_bufs + [ctypes.c_int32] * len(variables) + [
-            ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32]
+        types = [_VARIABLE_TYPES[dtype] for dtype in program.variable_dtypes or ["int32"] * len(variables)]
+        dynamic.argtypes = [ctypes.c_void_p] * n_bufs + types + [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32]
         units = math.prod(program.global_size)
         loaded = ClangProgram(symbol, function, dynamic, units, int(program.attributes.get("cost", 1)),
-                              tuple(variables), str(program.attributes.get("strategy", "")), library, cached, parallel)
+                              tuple(zip(variables, types)), str(program.attributes.get("strategy", "")), library,
+                              cached, parallel)
         # unmapped when nothing can call it any more (core let it go and no jitted function holds it)
         release = weakref.finalize(loaded, _unload, library._handle)
         release.atexit = False  # at exit the process unmaps everything anyway
         return loaded
 
-    def launch(self, program: Program, binary: Any, buffers: Sequence[Any], values: Mapping[str, int]) -> float | None:
+    def launch(self, program: Program, binary: Any, buffers: Sequence[Any],
+               values: Mapping[str, int | float]) -> float | None:
         kernel = binary
         assert isinstance(kernel, ClangProgram)
         units = kernel.units
         if kernel.work < SPLIT_THRESHOLD or units < 2:
             if kernel.variables:
-                kernel.function(*[b.arg for b in buffers], *[values[v] for v in kernel.variables], 0, units)
+                kernel.function(*[b.arg for b in buffers], *[t(values[v]) for v, t in kernel.variables], 0, units)
             else:
                 kernel.function(*[b.arg for b in buffers], 0, units)
             return None
-        args = [*(b.arg for b in buffers), *(values[v] for v in kernel.variables)]
+        args = [*(b.arg for b in buffers), *(t(values[v]) for v, t in kernel.variables)]
         threads = min(thread_count(), units)
         if threads < 2:
             kernel.function(*args, 0, units)

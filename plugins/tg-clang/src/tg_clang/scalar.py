@@ -224,7 +224,7 @@ def _crossing_values(uops: list[UOp]) -> set[int]:
     """Values defined in one barrier phase and used in a later one (constants and buffers excluded)."""
     phase: dict[int, int] = {}
     current, crossing = 0, set()
-    fixed = (Ops.CONST, Ops.DEFINE_GLOBAL, Ops.DEFINE_LOCAL, Ops.SPECIAL)
+    fixed = (Ops.CONST, Ops.DEFINE_VAR, Ops.DEFINE_GLOBAL, Ops.DEFINE_LOCAL, Ops.SPECIAL)
     for u in uops:
         if u.op is Ops.BARRIER:
             current += 1

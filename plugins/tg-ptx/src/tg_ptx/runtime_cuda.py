@@ -86,7 +86,8 @@ class CudaRuntime(Runtime):
         """SASS for the open GPU's target (TG_DEBUG=5), when ptxas and nvdisasm or cuobjdump are installed."""
         return ptxas.disassemble(program.source, target_arch(), program.name)
 
-    def launch(self, program: Program, binary: Any, buffers: Sequence[Any], values: Mapping[str, int]) -> float | None:
+    def launch(self, program: Program, binary: Any, buffers: Sequence[Any],
+               values: Mapping[str, int | float]) -> float | None:
         """Buffers (device pointers) then the variables' values as int32, in the Program's parameter order."""
         return self.device().launch(binary, _dims(program.global_size), _dims(program.local_size), buffers,
                                     [values[v] for v in program.variables])

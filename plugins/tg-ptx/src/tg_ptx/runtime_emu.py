@@ -39,7 +39,8 @@ class EmulatorRuntime(Runtime):
         kernel: CompiledKernel = binary
         return ptxas.disassemble(kernel.source, kernel.target, kernel.name)
 
-    def launch(self, program: Program, binary: Any, buffers: Sequence[Any], values: Mapping[str, int]) -> float | None:
+    def launch(self, program: Program, binary: Any, buffers: Sequence[Any],
+               values: Mapping[str, int | float]) -> float | None:
         """The buffers' addresses, then the variables' values, as the entry's parameters (the Program's order)."""
         kernel: CompiledKernel = binary
         args: list[Any] = [b.address for b in buffers] + [values[v] for v in program.variables]

@@ -103,7 +103,8 @@ class OpenCLRuntime(Runtime):
     def disassemble(self, program: Program, binary: Any) -> str | None:
         return build.disassemble(build.build(program.source, program.name))
 
-    def launch(self, program: Program, binary: Any, buffers: Sequence[Any], values: Mapping[str, int]) -> float | None:
+    def launch(self, program: Program, binary: Any, buffers: Sequence[Any],
+               values: Mapping[str, int | float]) -> float | None:
         import numpy as np
         import pyopencl as cl
 

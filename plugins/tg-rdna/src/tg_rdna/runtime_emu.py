@@ -28,7 +28,7 @@ class EmuBuffer:
     nbytes: int
 
 
-def kernarg(program: Program, addresses: Sequence[int], values: Mapping[str, int]) -> bytes:
+def kernarg(program: Program, addresses: Sequence[int], values: Mapping[str, int | float]) -> bytes:
     """The explicit part of a launch's kernarg segment: the buffers' 64-bit addresses, then the variables as int32,
     padded to 8 bytes (the layout :class:`tg_rdna.codeobject.KernelDescription` declares); the hidden arguments
     after it are the dispatcher's to fill (ROCm's runtime, or the emulator from the code object's metadata)."""
@@ -84,7 +84,8 @@ class EmulatorRuntime(Runtime):
     def disassemble(self, program: Program, binary: Any) -> str | None:
         return build.disassemble(build.build(program.source, program.name))
 
-    def launch(self, program: Program, binary: Any, buffers: Sequence[Any], values: Mapping[str, int]) -> float | None:
+    def launch(self, program: Program, binary: Any, buffers: Sequence[Any],
+               values: Mapping[str, int | float]) -> float | None:
         args = kernarg(program, [b.address for b in buffers], values)
         binary.launch(program.name, args, tuple(program.global_size), tuple(program.local_size), self.memory)
         self.launches += 1

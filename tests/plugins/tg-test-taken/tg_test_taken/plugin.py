@@ -34,7 +34,7 @@ class DupeRuntime(Runtime):
         return program.source
 
     def launch(self, program: Program, binary: Any, buffers: Sequence[Any],
-               values: Mapping[str, int]) -> float | None:
+               values: Mapping[str, int | float]) -> float | None:
         return None
 
     def alloc(self, nbytes: int) -> Any:
