@@ -175,7 +175,7 @@ def clang(session: nox.Session) -> None:
         session.error(message) if os.environ.get("CI") else session.skip(message)
     session.install("./core[testing]", "./plugins/tg-clang", "pytest-xdist")
     env = {"TG_PLUGINS": "clang", "TG_CACHE_DIR": str(Path(session.create_tmp()) / "tg-cache")}
-    session.run("pytest", "tests/clang", *session.posargs, env=env)
+    session.run("pytest", "tests/clang", "-n", "auto", *session.posargs, env=env)
     # a cold kit run is mostly compiling ~1,700 kernels: one pytest worker per core compiles them in parallel
     session.run("pytest", "--pyargs", "tg.testing", "-q", "-n", "auto", env={**env, "TG_BACKEND": "clang"})
     session.run("pytest", "--pyargs", "tg.testing.test_fuzz", "-q",

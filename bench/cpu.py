@@ -400,6 +400,22 @@ def bench_compile(rows: list[Row], device: str, repeat: int) -> None:
         print(f"  {row.name:<34} " + "  ".join(f"{k} {v:8.2f}" for k, v in row.figures.items()), file=sys.stderr)
 
 
+def markdown_table(rows: list[Row]) -> str:
+    """The figures as the README's markdown table: each library's figure, and tg's ratio to torch's (above 1: tg is
+    faster)."""
+    labels = ["tg", "numpy", "torch", "tinygrad"]
+    lines = ["| benchmark | unit | " + " | ".join(labels) + " | tg vs torch |", "| --- " * (len(labels) + 3) + "|"]
+    for row in rows:
+        if not any(k in row.figures for k in labels):
+            continue
+        cells = [f"{row.figures[k]:.2f}" if k in row.figures else "—" for k in labels]
+        ours, torch = row.figures.get("tg"), row.figures.get("torch")
+        ratio = "—" if ours is None or torch is None else \
+            f"{(ours / torch if row.higher_is_better else torch / ours):.2f}x"
+        lines.append(f"| {row.name} | {row.unit} | " + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(lines)
+
+
 def print_table(rows: list[Row]) -> None:
     labels = ["tg", "numpy", "torch", "tinygrad"]
     print(f"\n{'benchmark':<40} {'unit':<7}" + "".join(f"{lbl:>10}" for lbl in labels)
@@ -428,6 +444,7 @@ def main() -> None:
     parser.add_argument("--device", default="clang", help="the tg backend to measure (default: clang)")
     parser.add_argument("--repeat", type=int, default=None, help="timed runs per figure (default 7, quick 2)")
     parser.add_argument("--no-peers", action="store_true", help="skip torch and tinygrad even when installed")
+    parser.add_argument("--markdown", action="store_true", help="also print the figures as the README's table")
     args = parser.parse_args()
     repeat = args.repeat or (2 if args.quick else 7)
     from tg import Tensor
@@ -450,6 +467,8 @@ def main() -> None:
     if args.device.split(":")[0] == "clang":
         bench_compile(rows, args.device, repeat)
     print_table(rows)
+    if args.markdown:
+        print("\n" + markdown_table(rows))
 
 
 if __name__ == "__main__":
