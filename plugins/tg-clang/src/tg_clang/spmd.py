@@ -216,6 +216,10 @@ class LaneRenderer(CRenderer):
     def render_store(self, u: UOp) -> None:
         self._store(u)
 
+    def render_gep(self, u: UOp) -> None:
+        """One lane of a varying value, as a uniform scalar (a gang combining its lanes' partial results)."""
+        self._define_scalar(u, self.lane(u.src[0], str(u.arg)))
+
     def render_cast(self, u: UOp) -> None:
         dt, src = u.dtype, u.src[0].dtype
         assert isinstance(dt, DType) and isinstance(src, DType)
@@ -501,8 +505,9 @@ def _loop_levels(uops: list[UOp]) -> dict[int, int]:
 
 
 def _varying(uops: list[UOp]) -> set[int]:
-    """The values that depend on the lane: the lane itself, anything computed from a varying value, and an
-    accumulator that is ever assigned one (to a fixed point, as assignments come after their uses)."""
+    """The values that depend on the lane: the lane itself, anything computed from a varying value (but one
+    lane taken out of it, GEP), and an accumulator that is ever assigned one (to a fixed point, as assignments
+    come after their uses)."""
     varying: set[int] = set()
     changed = True
     while changed:
@@ -511,7 +516,9 @@ def _varying(uops: list[UOp]) -> set[int]:
             if id(u) in varying:
                 continue
             hit = (u.op is Ops.SPECIAL and u.arg[0] == "lane") or any(id(s) in varying for s in u.src)
-            if u.op is Ops.STORE:
+            if u.op is Ops.GEP:  # one lane's value is the same for the whole gang
+                hit = False
+            elif u.op is Ops.STORE:
                 hit = any(id(s) in varying for s in u.src[1:])
             if hit:
                 varying.add(id(u))
