@@ -37,7 +37,8 @@ BASE_FLAGS = ("-std=gnu11", "-O2", "-march=native", "-fPIC", "-shared", "-fwrapv
               "-ffp-contract=on", "-Wno-psabi")
 #: The libmvec functions the lane renderer calls (glibc >= 2.35 has them all).
 LIBMVEC_SYMBOLS = ("_ZGVdN8v_exp2f", "_ZGVdN8v_log2f", "_ZGVdN8v_sinf", "_ZGVdN4v_exp2", "_ZGVdN4v_log2",
-                   "_ZGVdN4v_sin")
+                   "_ZGVdN4v_sin", "_ZGVeN16v_exp2f", "_ZGVeN16v_log2f", "_ZGVeN16v_sinf", "_ZGVeN8v_exp2",
+                   "_ZGVeN8v_log2", "_ZGVeN8v_sin")
 
 
 @functools.cache

@@ -60,26 +60,33 @@ def vector_typedefs(lanes: int) -> list[str]:
 
 
 def _vector_math(lanes: int) -> list[str]:
-    """tg_vexp2f & co on G lanes: glibc's libmvec AVX2 versions (8 floats or 4 doubles a call, at most 2 ulp)
-    when the compiler defines TG_LIBMVEC and the target has AVX2, else libm lane by lane."""
-    lines = ["#if defined(TG_LIBMVEC) && defined(__AVX2__)",
-             "typedef float tg_f8 __attribute__((vector_size(32)));",
-             "typedef double tg_d4 __attribute__((vector_size(32)));"]
-    fast, slow = [], []
+    """tg_vexp2f & co on G lanes: glibc's libmvec versions when the compiler defines TG_LIBMVEC, the AVX-512 ones
+    (16 floats or 8 doubles a call) where the target has AVX-512F, else the AVX2 ones (8 or 4); at most 2 ulp
+    (glibc's table for both); libm lane by lane otherwise."""
+    out: list[str] = []
+    for guard, isa, nbytes in (("defined(TG_LIBMVEC) && defined(__AVX512F__)", "e", 64),
+                               ("defined(TG_LIBMVEC) && defined(__AVX2__)", "d", 32)):
+        out.append(f"#{'if' if not out else 'elif'} {guard}")
+        part = {"float": f"tg_mvf{nbytes}", "double": f"tg_mvd{nbytes}"}
+        out += [f"typedef {ctype} {name} __attribute__((vector_size({nbytes})));" for ctype, name in part.items()]
+        for fn in ("exp2", "log2", "sin"):
+            for suffix, ctype in (("f", "float"), ("", "double")):
+                width = nbytes // (4 if ctype == "float" else 8)
+                mangled, vt, pt = f"_ZGV{isa}N{width}v_{fn}{suffix}", f"tg_{ctype}_v", part[ctype]
+                head = f"TG_INLINE {vt} tg_v{fn}{suffix}({vt} x) {{ {vt} r; "
+                if lanes % width:
+                    out.append(head + f"for (int l = 0; l < {lanes}; l++) r[l] = {fn}{suffix}(x[l]); return r; }}")
+                    continue
+                out.append(f"{pt} {mangled}({pt});")
+                out.append(head + f"for (int i = 0; i < {lanes}; i += {width}) {{ {pt} p; "
+                                  f"memcpy(&p, (char *)&x + i * sizeof({ctype}), sizeof(p)); p = {mangled}(p); "
+                                  f"memcpy((char *)&r + i * sizeof({ctype}), &p, sizeof(p)); }} return r; }}")
+    out.append("#else")
     for fn in ("exp2", "log2", "sin"):
-        for suffix, ctype, mangled, width in (("f", "float", f"_ZGVdN8v_{fn}f", 8),
-                                              ("", "double", f"_ZGVdN4v_{fn}", 4)):
-            vt, part = f"tg_{ctype}_v", "tg_f8" if ctype == "float" else "tg_d4"
-            head = f"TG_INLINE {vt} tg_v{fn}{suffix}({vt} x) {{ {vt} r; "
-            if lanes % width == 0:
-                lines.append(f"{part} {mangled}({part});")
-                fast.append(head + f"for (int i = 0; i < {lanes}; i += {width}) {{ {part} p; "
-                                   f"memcpy(&p, (char *)&x + i * sizeof({ctype}), sizeof(p)); p = {mangled}(p); "
-                                   f"memcpy((char *)&r + i * sizeof({ctype}), &p, sizeof(p)); }} return r; }}")
-            else:
-                fast.append(head + f"for (int l = 0; l < {lanes}; l++) r[l] = {fn}{suffix}(x[l]); return r; }}")
-            slow.append(head + f"for (int l = 0; l < {lanes}; l++) r[l] = {fn}{suffix}(x[l]); return r; }}")
-    return [*lines, *fast, "#else", *slow, "#endif"]
+        for suffix, ctype in (("f", "float"), ("", "double")):
+            out.append(f"TG_INLINE tg_{ctype}_v tg_v{fn}{suffix}(tg_{ctype}_v x) {{ tg_{ctype}_v r; "
+                       f"for (int l = 0; l < {lanes}; l++) r[l] = {fn}{suffix}(x[l]); return r; }}")
+    return [*out, "#endif"]
 
 
 def _masked_loads(lanes: int) -> list[str]:
@@ -215,6 +222,10 @@ class LaneRenderer(CRenderer):
 
     def render_store(self, u: UOp) -> None:
         self._store(u)
+
+    def render_gep(self, u: UOp) -> None:
+        """One lane of a varying value, as a uniform scalar (a gang combining its lanes' partial results)."""
+        self._define_scalar(u, self.lane(u.src[0], str(u.arg)))
 
     def render_cast(self, u: UOp) -> None:
         dt, src = u.dtype, u.src[0].dtype
@@ -501,8 +512,9 @@ def _loop_levels(uops: list[UOp]) -> dict[int, int]:
 
 
 def _varying(uops: list[UOp]) -> set[int]:
-    """The values that depend on the lane: the lane itself, anything computed from a varying value, and an
-    accumulator that is ever assigned one (to a fixed point, as assignments come after their uses)."""
+    """The values that depend on the lane: the lane itself, anything computed from a varying value (but one
+    lane taken out of it, GEP), and an accumulator that is ever assigned one (to a fixed point, as assignments
+    come after their uses)."""
     varying: set[int] = set()
     changed = True
     while changed:
@@ -511,7 +523,9 @@ def _varying(uops: list[UOp]) -> set[int]:
             if id(u) in varying:
                 continue
             hit = (u.op is Ops.SPECIAL and u.arg[0] == "lane") or any(id(s) in varying for s in u.src)
-            if u.op is Ops.STORE:
+            if u.op is Ops.GEP:  # one lane's value is the same for the whole gang
+                hit = False
+            elif u.op is Ops.STORE:
                 hit = any(id(s) in varying for s in u.src[1:])
             if hit:
                 varying.add(id(u))

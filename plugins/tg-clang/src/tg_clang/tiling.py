@@ -16,6 +16,10 @@ for kernels with loops whose tiles have at most half the configured rows and run
 rows into one row of outputs: each register of the wide gang then accumulates on its own, instead of every add
 waiting for the one before).  Inside a work unit the column gangs are the outer loop and the micro-tiles of rows
 the inner one, so a packed panel serves many micro-tiles.
+
+A reduction whose outputs each read a contiguous run (a row sum) may instead run its lanes along its own loop
+(:mod:`tg_clang.reduction_lanes`); that rendering is taken where its cost estimate is clearly lower, or where the
+launch has fewer threads than a gang.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from tg.support.dtype import DType, dtypes
 
 from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params, launch_indices
 from tg_clang.cprelude import PRELUDE, storage_type
+from tg_clang.reduction_lanes import plan_reduction, render_reduction_lanes
 from tg_clang.scalar import ScalarRenderer
 from tg_clang.spmd import LaneRenderer, lane_supported, vector_typedefs
 
@@ -245,12 +250,13 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
     name, uops, grid = kernel.name, kernel.uops, kernel.global_size
     if math.prod(kernel.local_size) > 1 or len(grid) > 2 or not lane_supported(uops):
         return None
+    reduction = plan_reduction(uops, grid, lanes)
     t = choose_tiling(uops, grid, lanes, rows)
     while t is None and lanes >= 2 * MIN_LANES and math.prod(grid) < lanes:  # fewer threads than a gang: narrower
         lanes //= 2
         t = choose_tiling(uops, grid, lanes, rows)
     if t is None:
-        return None
+        return render_reduction_lanes(name, uops, grid, *reduction)[0] if reduction is not None else None
     gang = lanes
     functions, packs, cost, lane_by_lane = _render_tiles(name, uops, t, lanes)
     if t.rows * 2 <= rows and not lane_by_lane and has_loops(uops):
@@ -268,7 +274,11 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
     if other is not None:
         other_functions, other_packs, other_cost, _ = _render_tiles(name, uops, other, lanes)
         if other_cost < 0.85 * cost:
-            t, functions, packs, gang = other, other_functions, other_packs, lanes
+            t, functions, packs, gang, cost = other, other_functions, other_packs, lanes, other_cost
+    if reduction is not None:
+        across_loop, across_loop_cost = render_reduction_lanes(name, uops, grid, *reduction)
+        if across_loop_cost < 0.85 * cost:
+            return across_loop
     lanes = gang
     params = kernel_params(uops)
     args = ", ".join([p.rsplit(" ", 1)[1] for p in params])
