@@ -112,3 +112,19 @@ def test_a_long_single_sum_of_ones_is_exact() -> None:
     """2**24 + 3 ones: one float32 accumulator would stop at 2**24; the lanes' partial sums stay exact."""
     n = (1 << 24) + 3
     assert Tensor(np.ones(n, np.float32), device="clang").sum().numpy() == n
+
+
+def test_a_row_sum_of_a_scaled_input_takes_its_scale_at_launch(fresh_devices: None) -> None:
+    """``(x * s).sum(1)`` and ``(x * s).softmax(-1)`` for several Python floats: kernels in lanes along the loop,
+    compiled once, the launch variable shared by every lane, each scale's answer."""
+    x = rng.standard_normal((300, 1000)).astype(np.float32)
+    t = Tensor(x, device="clang")
+    for scale in (0.5, -1.25, 3.0):
+        z = x * np.float32(scale)
+        np.testing.assert_allclose((t * scale).sum(1).numpy(), z.astype(np.float64).sum(1), rtol=1e-5, atol=2e-4)
+        e = np.exp(z - z.max(-1, keepdims=True))
+        np.testing.assert_allclose((t * scale).softmax(-1).numpy(), e / e.sum(-1, keepdims=True), rtol=1e-5,
+                                   atol=1e-7)
+    strategies = _strategies()
+    assert len(strategies) == len(set(strategies)) and any(s.startswith("reduce") for s in strategies.values())
+    assert "float p0" in _source("mul_r_add")

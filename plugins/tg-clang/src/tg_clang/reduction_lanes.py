@@ -128,6 +128,9 @@ class ReductionReplay:
             elif u.op is Ops.CONST:
                 assert isinstance(u.dtype, DType)
                 shared[id(u)] = b.const(u.arg, u.dtype)
+            elif u.op is Ops.DEFINE_VAR:  # a launch variable: defined before any loop, shared by every lane
+                assert isinstance(u.dtype, DType)
+                shared[id(u)] = b.define_var(u.arg[0], u.dtype, *u.arg[1:])
             elif u.op is Ops.DEFINE_ACC:
                 assert isinstance(u.dtype, DType)
                 for r in range(self.rows):
