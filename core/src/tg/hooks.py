@@ -96,9 +96,9 @@ of blocks of them, and replays the micro-ops as one micro-tile (tg-clang renders
 :class:`KernelParam` per ``DEFINE_GLOBAL``, in launch order: index 0 is the output, then the inputs), the
 launch dims ``global_size`` (work groups) and ``local_size`` (threads per group), ``variables`` and
 ``variable_dtypes`` (the scalar parameters after the buffers: one per ``DEFINE_VAR``, in list order) and
-``attributes`` (anything else the emitter tells its runtime).  ``Program.of(kernel, source)`` keeps core's launch; an emitter that splits the work its own
-way (tg-clang's work units) says so with ``Program.launched_as``.  A runtime never parses the source to learn
-how to launch.
+``attributes`` (anything else the emitter tells its runtime).  ``Program.of(kernel, source)`` keeps core's
+launch; an emitter that splits the work its own way (tg-clang's work units) says so with ``Program.launched_as``.
+A runtime never parses the source to learn how to launch.
 
 A :class:`Runtime` then follows this ABI:
 
@@ -136,9 +136,9 @@ only with vector lanes, ``DEFINE_LOCAL`` ``BARRIER`` only with work groups, so a
 the ones it declares below.
 Optional (declared in ``Capabilities.renders``, else core decomposes them): ``NEG`` ``RECIP`` ``SUB``
 ``CMPEQ`` ``MOD`` ``POW`` ``DIV`` (``DIV`` or ``RECIP`` must be declared; the default declares ``DIV``, ``RECIP``
-and ``NEG``), and ``MULACC`` (fused only where declared).  ``DEFINE_VAR`` only where the target declares ``Capabilities.variables``
-(the launch's scalar parameter of that name and dtype, defined at the top level of the kernel; an int32 one holds
-a value between its ``lo`` and ``hi``).  ``WMMA`` only where the target declares
+and ``NEG``), and ``MULACC`` (fused only where declared).  ``DEFINE_VAR`` only where the target declares
+``Capabilities.variables`` (the launch's scalar parameter of that name and dtype, defined at the top level of the
+kernel; an int32 one holds a value between its ``lo`` and ``hi``).  ``WMMA`` only where the target declares
 ``Capabilities.tensor_cores``: every lane of the work group runs it together, each passing its fragments of
 ``A``, ``B`` and ``C`` (vectors laid out as the :class:`TensorCore`'s :class:`Fragment` says) and receiving its
 fragment of ``D = A @ B + C``, computed in the core's accumulator dtype (products exact, sums rounded in any
