@@ -2,34 +2,39 @@
 
 No GPU is reachable where the tests run, so these drive every line of tg-ptx's GPU runtime: memory lives in
 an emulator heap, modules are "JIT-compiled" by the emulator, and a launch reads its parameters the way the
-driver does (cuda-bindings: from the array of pointers, each value as wide as the entry's .param says).
+driver does (cuda-bindings: from the array of pointers, each value's bytes as many as the entry's .param has;
+pycuda: device allocations and numpy scalars, packed by their dtype; it refuses a bare Python number).
 """
 
 from __future__ import annotations
 
 import ctypes
 import enum
+import importlib.metadata
+import sys
 import types
 from typing import Any
 
 import numpy as np
+import pytest
 from tg_ptx.emulator import GlobalMemory, compile_kernel, run_kernel
-
-_PARAM_CTYPES = {"u64": ctypes.c_uint64, "s64": ctypes.c_int64, "u32": ctypes.c_uint32, "s32": ctypes.c_int32,
-                 "b64": ctypes.c_uint64, "b32": ctypes.c_uint32}
+from tg_ptx.emulator.ptxtypes import TYPES
 
 
 class _FakeFunction:
     def __init__(self, device: Any, source: str, name: str):
         self.device, self.name, self.kernel = device, name, compile_kernel(source, name)
 
-    def run(self, values: list[int], grid: tuple[int, ...], block: tuple[int, ...]) -> None:
+    def run(self, values: list[Any], grid: tuple[int, ...], block: tuple[int, ...]) -> None:
         assert len(grid) == 3 and len(block) == 3
         self.device.launches.append((self.name, values, tuple(grid), tuple(block)))
         run_kernel(self.kernel, self.device.memory, grid, block, values)
 
     def __call__(self, *args: Any, grid: tuple[int, ...], block: tuple[int, ...]) -> None:  # pycuda's call
-        self.run([a.address if hasattr(a, "address") else a.item() for a in args], grid, block)
+        for i, a in enumerate(args):
+            if not hasattr(a, "address") and not isinstance(a, np.generic):
+                raise TypeError(f"invalid type on parameter #{i} (0-based)")  # pycuda's refusal
+        self.run([a.address if hasattr(a, "address") else a for a in args], grid, block)
 
 
 def fake_pycuda() -> types.ModuleType:
@@ -158,7 +163,8 @@ def fake_cuda_bindings() -> types.ModuleType:
                stream: int, params: int, extra: int) -> tuple[CUresult]:
         entry = function.kernel.entry
         pointers = (ctypes.c_void_p * len(entry.params)).from_address(params)
-        values = [int(_PARAM_CTYPES[p.type].from_address(pointers[i]).value) for i, p in enumerate(entry.params)]
+        types = [TYPES[p.type] for p in entry.params]
+        values = [np.frombuffer(ctypes.string_at(pointers[i], t.size), t.np)[0] for i, t in enumerate(types)]
         function.run(values, (gx, gy, gz), (bx, by, bz))
         return (ok,)
 
@@ -166,4 +172,35 @@ def fake_cuda_bindings() -> types.ModuleType:
     d.cuModuleLoadData, d.cuModuleGetFunction, d.cuMemAlloc, d.cuMemFree = load, get_function, alloc, free
     d.cuMemcpyHtoD, d.cuMemcpyDtoH, d.cuLaunchKernel = htod, dtoh, launch
     d.cuModuleUnload = lambda module: (d.unloaded.append(module), (ok,))[1]
+    return driver
+
+
+def install_pycuda(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make the ``ptx`` runtime find :func:`fake_pycuda` as its binding; return the fake driver."""
+    from tg_ptx.gpu import probe
+
+    driver = fake_pycuda()
+    monkeypatch.setitem(sys.modules, "pycuda", types.ModuleType("pycuda"))
+    monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
+    monkeypatch.setattr(probe, "_installed", lambda module: True)
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "2024.1")
+    monkeypatch.delenv("TG_PTX_DRIVER", raising=False)
+    return driver
+
+
+def install_cuda_bindings(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make the ``ptx`` runtime drive :func:`fake_cuda_bindings` (TG_PTX_DRIVER=cuda-bindings); return the fake
+    driver."""
+    from tg_ptx.gpu import probe
+
+    driver = fake_cuda_bindings()
+    package = types.ModuleType("cuda.bindings")
+    package.driver = driver  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cuda", types.ModuleType("cuda"))
+    monkeypatch.setitem(sys.modules, "cuda.bindings", package)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.driver", driver)
+    monkeypatch.delitem(sys.modules, "tg_ptx.gpu.via_bindings", raising=False)
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "13.0.0")
+    monkeypatch.setenv("TG_PTX_DRIVER", "cuda-bindings")
+    monkeypatch.setattr(probe, "_installed", lambda module: True)
     return driver

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,7 @@ class Program:
     global_size: tuple[int, ...]
     local_size: tuple[int, ...] = (1,)
     rtol: float = 0.0
+    values: dict[str, int | float] = field(default_factory=dict)  # the launch variables' values
 
     def lowered(self) -> LoweredKernel:
         """The kernel as core would hand it to an emitter."""
@@ -55,7 +56,7 @@ def run_numpy(p: Program) -> np.ndarray:
     program = NumpyEmitter(Capabilities()).render(p.lowered())
     runtime = NumpyRuntime()
     handles = [b.copy().view(np.uint8).reshape(-1) for b in p.buffers]
-    runtime.launch(program, runtime.compile(program), handles, {})
+    runtime.launch(program, runtime.compile(program), handles, p.values)
     return handles[0].view(p.buffers[0].dtype)
 
 
@@ -73,7 +74,7 @@ def run_emu(p: Program, source: str | None = None, values: dict[str, int] | None
     if source is not None:
         changes["source"] = source
     program = replace(program, **changes)
-    runtime.launch(program, runtime.compile(program), handles, values or {})
+    runtime.launch(program, runtime.compile(program), handles, p.values if values is None else values)
     out = np.empty_like(p.buffers[0])
     runtime.copyout(out.view(np.uint8).reshape(-1).data, handles[0])
     return out
@@ -432,9 +433,22 @@ def wmma_programs() -> list[Program]:
     return [Program("wmma_two_warps", b.uops, [np.zeros(256, np.float32), *inputs], (2,), (32,), rtol=1e-5)]
 
 
+def variable_programs() -> list[Program]:
+    """Launch variables: ``out[g] = x[g] * p0 + n0`` where ``g < n0`` (float32 p0, int32 n0), the rest kept."""
+    f32, i32 = dtypes.float32, dtypes.int32
+    b = KernelBuilder()
+    o, x = b.define_global(0, f32, True), b.define_global(1, f32, False)
+    n, p = b.define_var("n0", i32, 0, N), b.define_var("p0", f32)
+    g = b.special("gidx0", N)
+    value = b.alu(Ops.ADD, b.alu(Ops.MUL, b.load(x, g, f32), p), b.cast(n, f32))
+    b.store(o, g, value, b.alu(Ops.CMPLT, g, n))
+    out = np.full(N, 7.0, np.float32)
+    return [Program("variables_float32", b.uops, [out, data(f32, 80)], (N,), values={"n0": 41, "p0": -0.75})]
+
+
 def all_programs() -> list[Program]:
     return [*alu_programs(), *cast_programs(), *const_programs(), *memory_programs(), *loop_programs(),
-            *local_programs(), *wmma_programs()]
+            *local_programs(), *wmma_programs(), *variable_programs()]
 
 
 def scale_program() -> Program:

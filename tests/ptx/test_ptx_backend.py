@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import importlib.metadata
 import json
 import os
 import subprocess
@@ -287,12 +286,7 @@ def fresh_arch(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def test_the_gpu_runtime_through_pycuda(monkeypatch: pytest.MonkeyPatch, fresh_arch: Any) -> None:
-    driver: Any = fake_cuda.fake_pycuda()
-    monkeypatch.setitem(sys.modules, "pycuda", types.ModuleType("pycuda"))
-    monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
-    monkeypatch.setattr(probe, "_installed", lambda module: True)
-    monkeypatch.setattr(importlib.metadata, "version", lambda name: "2024.1")
-    monkeypatch.delenv("TG_PTX_DRIVER", raising=False)
+    driver = fake_cuda.install_pycuda(monkeypatch)
     runtime = runtime_cuda.CudaRuntime()
     rendered, handles, seconds = _run_scale(runtime)
     assert runtime.device().binding == "pycuda" and rendered.source.count(".target sm_86") == 1
@@ -307,16 +301,7 @@ def test_the_gpu_runtime_through_pycuda(monkeypatch: pytest.MonkeyPatch, fresh_a
 
 
 def test_the_gpu_runtime_through_cuda_bindings(monkeypatch: pytest.MonkeyPatch, fresh_arch: Any) -> None:
-    driver: Any = fake_cuda.fake_cuda_bindings()
-    package = types.ModuleType("cuda.bindings")
-    package.driver = driver  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "cuda", types.ModuleType("cuda"))
-    monkeypatch.setitem(sys.modules, "cuda.bindings", package)
-    monkeypatch.setitem(sys.modules, "cuda.bindings.driver", driver)
-    monkeypatch.delitem(sys.modules, "tg_ptx.gpu.via_bindings", raising=False)
-    monkeypatch.setattr(importlib.metadata, "version", lambda name: "13.0.0")
-    monkeypatch.setenv("TG_PTX_DRIVER", "cuda-bindings")
-    monkeypatch.setattr(probe, "_installed", lambda module: True)
+    driver = fake_cuda.install_cuda_bindings(monkeypatch)
     runtime = runtime_cuda.CudaRuntime()
     rendered, handles, seconds = _run_scale(runtime)
     device = runtime.device()

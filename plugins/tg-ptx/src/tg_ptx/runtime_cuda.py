@@ -21,6 +21,7 @@ from tg_ptx import ptxas
 from tg_ptx.arch import MIN_SM, set_detected_arch, target_arch
 from tg_ptx.gpu.device import CudaDevice, CudaError
 from tg_ptx.gpu.probe import choose_binding, probe
+from tg_ptx.params import variable_values
 
 
 def check_available() -> Availability:
@@ -51,6 +52,7 @@ class CudaRuntime(Runtime):
     language = "ptx"
     name = "ptx"
     priority = 300
+    variable_dtypes = frozenset({"int32", "float32"})
 
     def __init__(self) -> None:
         self._device: CudaDevice | None = None
@@ -88,9 +90,10 @@ class CudaRuntime(Runtime):
 
     def launch(self, program: Program, binary: Any, buffers: Sequence[Any],
                values: Mapping[str, int | float]) -> float | None:
-        """Buffers (device pointers) then the variables' values as int32, in the Program's parameter order."""
+        """Buffers (device pointers) then the variables' values as numpy scalars of their dtypes (int32, float32),
+        in the Program's parameter order."""
         return self.device().launch(binary, _dims(program.global_size), _dims(program.local_size), buffers,
-                                    [values[v] for v in program.variables])
+                                    variable_values(program, values))
 
     def alloc(self, nbytes: int) -> Any:
         return self.device().alloc(nbytes)

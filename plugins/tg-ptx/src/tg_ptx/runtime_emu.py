@@ -17,12 +17,14 @@ from tg.codegen.program import Program
 from tg_ptx import ptxas
 from tg_ptx.emulator import CompiledKernel, GlobalMemory, compile_kernel, run_kernel
 from tg_ptx.emulator.memory import Allocation
+from tg_ptx.params import variable_values
 
 
 class EmulatorRuntime(Runtime):
     language = "ptx"
     name = "emu"
     priority = -100
+    variable_dtypes = frozenset({"int32", "float32"})
 
     def __init__(self) -> None:
         self.memory = GlobalMemory()
@@ -41,9 +43,10 @@ class EmulatorRuntime(Runtime):
 
     def launch(self, program: Program, binary: Any, buffers: Sequence[Any],
                values: Mapping[str, int | float]) -> float | None:
-        """The buffers' addresses, then the variables' values, as the entry's parameters (the Program's order)."""
+        """The buffers' addresses, then the variables' values as numpy scalars of their dtypes (bits as a driver
+        would copy them), as the entry's parameters in the Program's order."""
         kernel: CompiledKernel = binary
-        args: list[Any] = [b.address for b in buffers] + [values[v] for v in program.variables]
+        args: list[Any] = [b.address for b in buffers] + variable_values(program, values)
         run_kernel(kernel, self.memory, program.global_size, program.local_size, args)
         return None
 

@@ -8,7 +8,8 @@ runtime's view: code object v5, arguments with offsets and kinds, segment sizes,
 The ABI (the emulator in :mod:`tg_rdna.emulator` implements the same):
 
 - kernarg segment: buffer i's 64-bit device address at offset 8*i, in ``Program.buffers`` order; then each
-  ``Program.variables`` value as an int32, in order; rounded up to 8 (``explicit_size``, what the launch packs).
+  ``Program.variables`` value in 4 bytes (an int32, or a float32's bits), in order; rounded up to 8
+  (``explicit_size``, what the launch packs).
   Then code object v5's block of hidden arguments (256 bytes), with the ones an OpenCL kernel of LLVM lists
   (:data:`HIDDEN_ARGUMENTS`: work-group counts and sizes, remainders, global offsets, grid dimensions) declared in
   the metadata: the runtime fills them at launch (ROCm's, or the emulator playing its part); tg's kernels read
@@ -71,10 +72,10 @@ class Argument:
 class KernelDescription:
     """What the descriptor and the metadata both say about one kernel.
 
-    ``buffers`` counts the pointer arguments, ``variables`` names the int32 ones after them; ``vgprs``/``sgprs``
-    are the registers the code uses (next free index); ``dims`` the launch dimensions (work-group ids x.. enabled,
-    work-item ids up to that dimension packed in v0); ``lds`` the bytes of LDS per group; ``group`` the largest
-    work group the kernel is launched with.
+    ``buffers`` counts the pointer arguments, ``variables`` names the 4-byte ones (int32 or float32) after them;
+    ``vgprs``/``sgprs`` are the registers the code uses (next free index); ``dims`` the launch dimensions (work-group
+    ids x.. enabled, work-item ids up to that dimension packed in v0); ``lds`` the bytes of LDS per group; ``group``
+    the largest work group the kernel is launched with.
     """
 
     name: str

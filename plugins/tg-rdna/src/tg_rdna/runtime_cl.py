@@ -18,7 +18,7 @@ from typing import Any
 from tg.backends.contract import Availability, Runtime
 from tg.codegen.program import Program
 
-from tg_rdna import build, toolchain
+from tg_rdna import build, toolchain, variables
 
 EMU_HINT = "; without an AMD RDNA3 GPU, use TG_BACKEND=rdna:emu (the emulator)"
 _NOT_AMD = ("portable computing language", "pocl", "clover", "rusticl", "mesa")
@@ -66,6 +66,7 @@ class OpenCLRuntime(Runtime):
     language = "rdna"
     name = "rdna"
     priority = 250
+    variable_dtypes = frozenset(variables.FORMATS)
 
     def __init__(self) -> None:
         self._queue: Any = None
@@ -105,11 +106,11 @@ class OpenCLRuntime(Runtime):
 
     def launch(self, program: Program, binary: Any, buffers: Sequence[Any],
                values: Mapping[str, int | float]) -> float | None:
-        import numpy as np
         import pyopencl as cl
 
         kernel = cl.Kernel(binary, program.name)
-        kernel.set_args(*buffers, *(np.int32(values[v]) for v in program.variables))
+        # numpy scalars: pyopencl passes each as its dtype's bytes (np.float32: the float's bits exactly)
+        kernel.set_args(*buffers, *variables.scalars(program, values))
         local = tuple(program.local_size)
         total = tuple(g * lo for g, lo in zip(program.global_size, local))
         event = cl.enqueue_nd_range_kernel(self.queue, kernel, total, local)

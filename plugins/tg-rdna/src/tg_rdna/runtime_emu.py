@@ -17,7 +17,7 @@ from typing import Any
 from tg.backends.contract import Availability, Runtime
 from tg.codegen.program import Program
 
-from tg_rdna import build, toolchain
+from tg_rdna import build, toolchain, variables
 
 
 @dataclass(frozen=True)
@@ -29,13 +29,14 @@ class EmuBuffer:
 
 
 def kernarg(program: Program, addresses: Sequence[int], values: Mapping[str, int | float]) -> bytes:
-    """The explicit part of a launch's kernarg segment: the buffers' 64-bit addresses, then the variables as int32,
-    padded to 8 bytes (the layout :class:`tg_rdna.codeobject.KernelDescription` declares); the hidden arguments
-    after it are the dispatcher's to fill (ROCm's runtime, or the emulator from the code object's metadata)."""
+    """The explicit part of a launch's kernarg segment: the buffers' 64-bit addresses, then the variables (4 bytes
+    each, :func:`tg_rdna.variables.pack`), padded to 8 bytes (the layout :class:`tg_rdna.codeobject.KernelDescription`
+    declares); the hidden arguments after it are the dispatcher's to fill (ROCm's runtime, or the emulator from the
+    code object's metadata)."""
     if len(addresses) != len(program.buffers):
         raise ValueError(f"tg-rdna: kernel {program.name} takes {len(program.buffers)} buffers, got {len(addresses)}")
     data = struct.pack(f"<{len(addresses)}Q", *addresses)
-    data += struct.pack(f"<{len(program.variables)}i", *(values[v] for v in program.variables))
+    data += variables.pack(program, values)
     data += b"\0" * (-len(data) % 8)
     expected = program.attributes.get("kernarg_size")
     if expected is not None and expected != len(data):
@@ -54,6 +55,7 @@ class EmulatorRuntime(Runtime):
     language = "rdna"
     name = "emu"
     priority = -100
+    variable_dtypes = frozenset(variables.FORMATS)
 
     def __init__(self) -> None:
         self._memory: Any = None

@@ -22,7 +22,7 @@ from tg_ptx.emulator.context import Context
 from tg_ptx.emulator.errors import EmulatorError
 from tg_ptx.emulator.memory import GlobalMemory
 from tg_ptx.emulator.parser import Entry, Imm, Instruction, Reg, Sym, parse_module
-from tg_ptx.emulator.ptxtypes import ptype
+from tg_ptx.emulator.ptxtypes import UNSIGNED, PType, ptype
 from tg_ptx.emulator.semantics import CONTROL, build
 
 _NORMAL, _BRANCH, _BARRIER, _EXIT = range(4)
@@ -97,6 +97,24 @@ def _three(dims: int | tuple[int, ...]) -> tuple[int, int, int]:
     return int(x), int(y), int(z)
 
 
+def param_value(name: str, t: PType, arg: Any) -> np.ndarray:
+    """A launch argument as parameter ``name`` of type ``t`` holds it: a numpy scalar's bytes as they are (what a
+    driver copies), a Python int wrapped to the type's width.  A Python float is refused for any parameter but an
+    ``.f64`` (a binding would pack it as a 64-bit double, which a ``.f32`` parameter reads as garbage)."""
+    if isinstance(arg, np.generic):
+        if arg.dtype.itemsize != t.size:
+            raise EmulatorError(f"parameter {name} is .{t.name} ({t.size} bytes); the launch packed a "
+                                f"{arg.dtype} ({arg.dtype.itemsize} bytes)")
+        return np.asarray(arg).view(t.np)
+    if isinstance(arg, float) and t.name == "f64":
+        return np.asarray(arg, np.float64)
+    if isinstance(arg, int) and not t.is_float:
+        return np.asarray(arg % (1 << (8 * t.size)), UNSIGNED[t.size]).view(t.np)
+    packed = ", which a binding packs as an 8-byte double" if isinstance(arg, float) else ""
+    raise EmulatorError(f"parameter {name} is .{t.name}; the launch gave {arg!r} ({type(arg).__name__}{packed}): "
+                        "pass a numpy scalar of the parameter's type")
+
+
 def run_kernel(kernel: CompiledKernel, memory: GlobalMemory, grid: int | tuple[int, ...],
                block: int | tuple[int, ...], args: list[Any]) -> None:
     """Launch ``kernel`` on a grid of ``grid`` blocks of ``block`` threads (each a count, or up to three dims x, y,
@@ -117,7 +135,7 @@ def run_kernel(kernel: CompiledKernel, memory: GlobalMemory, grid: int | tuple[i
                             f"(.maxntid), the launch has {block_size}")
     if entry.req_threads is not None and block_size != int(np.prod(entry.req_threads)):
         raise EmulatorError(f"{entry.name} requires {entry.req_threads} threads per block (.reqntid)")
-    params = {p.name: np.asarray(a).astype(ptype(p.type).np) for p, a in zip(entry.params, args)}
+    params = {p.name: param_value(p.name, ptype(p.type), a) for p, a in zip(entry.params, args)}
     per_chunk = max(1, CHUNK_THREADS // block_size)
     with np.errstate(all="ignore"):  # wrap-around, inf and NaN are the device's semantics
         for first in range(0, n_blocks, per_chunk):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tg.support.errors import BackendError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class CudaError(BackendError):
@@ -31,9 +34,10 @@ class CudaDevice(abc.ABC):
 
     @abc.abstractmethod
     def launch(self, function: Any, grid: tuple[int, int, int], block: tuple[int, int, int],
-               buffers: Sequence[Any], ints: Sequence[int]) -> float:
-        """Run ``function`` with the buffers' addresses then ``ints`` (as int32) as its parameters, wait for it,
-        and return its time in seconds (CUDA events)."""
+               buffers: Sequence[Any], scalars: Sequence[np.int32 | np.float32]) -> float:
+        """Run ``function`` with the buffers' addresses then ``scalars`` (the launch variables, each packed as its
+        numpy type's 4 bytes, bit for bit) as its parameters, wait for it, and return its time in seconds (CUDA
+        events)."""
 
     @abc.abstractmethod
     def alloc(self, nbytes: int) -> Any: ...

@@ -33,6 +33,18 @@ def _ok(result: Any, call: str) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
+#: The C type each launch variable's numpy type is passed as (the driver copies as many bytes as the .param has).
+_SCALAR_CTYPES = {np.dtype(np.int32): ctypes.c_int32, np.dtype(np.float32): ctypes.c_float}
+
+
+def scalar_ctype(value: np.int32 | np.float32) -> Any:
+    """``value`` as the ctypes object of its C type, made from its bytes (a float32's bits exactly: NaN, -0.0)."""
+    ctype = _SCALAR_CTYPES.get(np.asarray(value).dtype)
+    if ctype is None:
+        raise CudaError(f"a launch variable of numpy type {np.asarray(value).dtype} (tg-ptx passes int32 and float32)")
+    return ctype.from_buffer_copy(np.asarray(value).tobytes())
+
+
 class LoadedModule:
     """A module the driver loaded and its kernel's function (what ``compile`` gives core)."""
 
@@ -85,9 +97,9 @@ class BindingsDevice(CudaDevice):
             cu.cuModuleUnload(module)  # a failure leaks the module's memory; nothing computes with it
 
     def launch(self, function: Any, grid: tuple[int, int, int], block: tuple[int, int, int],
-               buffers: Sequence[Any], ints: Sequence[int]) -> float:
+               buffers: Sequence[Any], scalars: Sequence[np.int32 | np.float32]) -> float:
         self._current()
-        values: list[Any] = [ctypes.c_uint64(int(b)) for b in buffers] + [ctypes.c_int32(v) for v in ints]
+        values: list[Any] = [ctypes.c_uint64(int(b)) for b in buffers] + [scalar_ctype(s) for s in scalars]
         pointers = (ctypes.c_void_p * max(len(values), 1))(*[ctypes.addressof(v) for v in values])
         _ok(cu.cuEventRecord(self._start, 0), "cuEventRecord")
         _ok(cu.cuLaunchKernel(function.function, *grid, *block, 0, 0, ctypes.addressof(pointers), 0), "cuLaunchKernel")

@@ -39,11 +39,12 @@ class PycudaDevice(CudaDevice):
             raise CudaError(f"CUDA could not load {entry}: {exc}") from None
 
     def launch(self, function: Any, grid: tuple[int, int, int], block: tuple[int, int, int],
-               buffers: Sequence[Any], ints: Sequence[int]) -> float:
+               buffers: Sequence[Any], scalars: Sequence[np.int32 | np.float32]) -> float:
         cuda = self._live()
         start, end = cuda.Event(), cuda.Event()
         start.record()
-        function[1](*buffers, *(np.int32(v) for v in ints), grid=grid, block=block)
+        # pycuda packs a numpy scalar by its dtype ("i", "f"); it refuses a bare Python number
+        function[1](*buffers, *scalars, grid=grid, block=block)
         end.record()
         end.synchronize()
         return float(start.time_till(end)) * 1e-3
