@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from tg import Tensor, dtypes, nn, optim
-from tg.backends import numpy_fast_plan
+from tg.backends import numpy_fast_ops, numpy_fast_plan
 from tg.backends.numpy_backend import NumpyEmitter, NumpyRuntime
 from tg.codegen.builder import KernelBuilder
 from tg.codegen.capabilities import Capabilities
@@ -278,3 +278,22 @@ def test_the_interpreter_is_what_any_capability_setting_runs(monkeypatch: pytest
     interpreted = capabilities_from_env()
     monkeypatch.delenv("TG_NUMPY_CAPS")
     assert fast_path_from_env() and capabilities_from_env() == interpreted  # the same lowering, another renderer
+
+
+@pytest.mark.parametrize("pad_limit", [numpy_fast_ops.PAD_LIMIT, -(1 << 40)])
+def test_affine_loads_past_the_ends_read_like_the_interpreter(monkeypatch: pytest.MonkeyPatch, pad_limit: int) -> None:
+    """in[i - 3], gated (masked lanes read a zero-padded copy, or, past PAD_LIMIT, are gathered) and not gated (lanes
+    0..2 read in[-3..-1]: numpy's negative indices, as the interpreter reads them)."""
+    monkeypatch.setattr(numpy_fast_ops, "PAD_LIMIT", pad_limit)
+    f32, i32 = dtypes.float32, dtypes.int32
+    for gated in (True, False):
+        b = KernelBuilder()
+        out, inp = b.define_global(0, f32, True), b.define_global(1, f32, False)
+        g = b.special("gidx0", 8)
+        index = b.alu(Ops.ADD, g, b.const(-3, i32))
+        gate = b.alu(Ops.CMPLT, b.const(2, i32), g) if gated else None
+        b.store(out, g, b.load(inp, index, f32, gate, b.const(-1.0, f32) if gated else None))
+        fast, plain = both(LoweredKernel("shifted", b.uops, (8,), (1,)))
+        assert "_load_affine(" in fast.source
+        x = np.arange(5, dtype=np.float32) + 10
+        np.testing.assert_array_equal(run(fast, 8, x), run(plain, 8, x))

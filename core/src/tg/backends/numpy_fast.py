@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tg.backends.numpy_fast_plan import Plan, plan
+from tg.backends.numpy_fast_plan import Plan, affine, plan
 from tg.backends.numpy_interpreter import NumpyRenderer, _const
 from tg.codegen.program import LoweredKernel
 from tg.codegen.uops import Ops, UOp
@@ -34,7 +34,12 @@ class FastRenderer(NumpyRenderer):
     def __init__(self, kernel: LoweredKernel, kernel_plan: Plan, sin_is_sin2pi: bool):
         super().__init__(kernel.uops, kernel.global_size, kernel.local_size, sin_is_sin2pi)
         self.plan = kernel_plan
-        self.needed = {id(s) for u in kernel.uops if id(u) not in kernel_plan.spans for s in u.src}
+        memo: dict[int, tuple[int, dict[int, int]] | None] = {}
+        #: loads whose index is affine in the axes: read through a strided view, no index array
+        self.affine_loads = {id(u): form for u in kernel.uops if u.op is Ops.LOAD and isinstance(u.dtype, DType)
+                             for form in [affine(kernel_plan, u.src[1], memo)] if form is not None}
+        self.ranges = {kernel_plan.range_axis[id(u)]: u for u in kernel.uops if u.op is Ops.RANGE}
+        self.live = self._live()
 
     def render_kernel(self) -> list[str]:
         p = self.plan
@@ -60,7 +65,7 @@ class FastRenderer(NumpyRenderer):
         frees = self._frees()
         for position, u in enumerate(self.uops):
             self.position = position
-            if id(u) in self.plan.skipped or u.op is Ops.DEFINE_GLOBAL:
+            if id(u) not in self.live or u.op is Ops.DEFINE_GLOBAL:
                 continue
             method = getattr(self, f"render_{u.op.name.lower()}", None)
             if method is not None:
@@ -73,10 +78,31 @@ class FastRenderer(NumpyRenderer):
         return self.lines
 
     def _reads(self, u: UOp) -> tuple[UOp, ...]:
+        """The values ``u``'s rendering names (not always its operands: a contiguous store needs no index array, an
+        affine load reads the axes themselves, a thread digit is built from the digit axes)."""
+        p = self.plan
         if u.op is Ops.ASSIGN:
-            acc = self.plan.accumulations[id(u)]
+            acc = p.accumulations[id(u)]
             return (acc.acc, *(acc.factors or (acc.value,)), *acc.ranges)
-        return () if u.op is Ops.ENDRANGE else u.src
+        if u.op is Ops.STORE and id(u) in p.contiguous_stores:
+            return (u.src[0], *u.src[2:])
+        if id(u) in self.affine_loads:
+            return (u.src[0], *u.src[2:], *(self.ranges[a] for a in self.affine_loads[id(u)][1] if a in self.ranges))
+        if u.op is Ops.ENDRANGE or id(u) in p.spans:
+            return ()
+        return u.src
+
+    def _live(self) -> set[int]:
+        """The uops a rendering needs: stores, accumulations and loops, and what they read, transitively."""
+        live: set[int] = set()
+        for u in reversed(self.uops):
+            if id(u) in self.plan.skipped:
+                continue
+            if u.op in (Ops.STORE, Ops.ASSIGN, Ops.RANGE, Ops.ENDRANGE, Ops.DEFINE_GLOBAL):
+                live.add(id(u))
+            if id(u) in live:
+                live.update(id(s) for s in self._reads(u))
+        return live
 
     def _frees(self) -> dict[int, list[UOp]]:
         """Where each array can be let go (a value all of a kernel's arrays kept alive to its end would need memory
@@ -88,7 +114,7 @@ class FastRenderer(NumpyRenderer):
         loops: list[tuple[int, int]] = []  # (RANGE position, ENDRANGE position) of the Python loops
         opened: dict[int, int] = {}
         for i, u in enumerate(uops):
-            if id(u) in p.skipped:
+            if id(u) not in self.live:
                 continue
             defined.setdefault(id(u), i)
             for x in self._reads(u):
@@ -99,7 +125,7 @@ class FastRenderer(NumpyRenderer):
                 loops.append((opened[id(u.src[0])], i))
         frees: dict[int, list[UOp]] = {}
         for key, (i, x) in last.items():
-            if x.op in (Ops.CONST, Ops.DEFINE_GLOBAL, Ops.ASSIGN) or (key in p.spans and key not in self.needed):
+            if x.op in (Ops.CONST, Ops.DEFINE_GLOBAL, Ops.ASSIGN):
                 continue
             at = next((end for start, end in loops if defined.get(key, -1) < start <= i <= end), i)
             frees.setdefault(at, []).append(x)
@@ -108,9 +134,6 @@ class FastRenderer(NumpyRenderer):
     # -- thread digits and loops ---------------------------------------------------------------------------
 
     def _span(self, u: UOp) -> None:
-        if id(u) not in self.needed:
-            self.names[id(u)] = "None"  # only other spans use it: never read
-            return
         terms = [f"_d{axis}" + (f" * {coeff}" if coeff != 1 else "")
                  for axis, coeff in self.plan.span_terms(self.plan.spans[id(u)])]
         self.define(u, f"({' + '.join(terms)})" if terms else "np.int32(0)")
@@ -164,10 +187,24 @@ class FastRenderer(NumpyRenderer):
             ufunc = "np.add" if acc.op is Ops.ADD else "np.maximum"
             self.emit(f"{name} = _accumulate({ufunc}, {name}, {self.names[id(acc.value)]}, ({axes}), ({ranges}))")
 
+    def render_load(self, u: UOp) -> None:
+        form = self.affine_loads.get(id(u))
+        if form is None:
+            super().render_load(u)
+            return
+        s = [self.names[id(x)] if i != 1 else "" for i, x in enumerate(u.src)]  # the index is the terms
+        terms = ", ".join(f"({self._axis_name(a)}, {a}, {k})" for a, k in sorted(form[1].items()))
+        gate = f", {s[2]}, {s[3]}" if len(s) > 2 else ""
+        self.define(u, f"_load_affine({s[0]}, {form[0]}, ({terms}{',' if len(form[1]) == 1 else ''}), "
+                       f"{self.plan.ndim}{gate})")
+
+    def _axis_name(self, axis: int) -> str:
+        return self.names[id(self.ranges[axis])] if axis in self.ranges else f"_d{axis}"
+
     def render_store(self, u: UOp) -> None:
-        s = self.operands(u)
-        gate = s[3] if len(s) > 3 else "True"
         offset = self.plan.contiguous_stores.get(id(u))
+        s = [self.names[id(x)] if i != 1 or offset is None else "" for i, x in enumerate(u.src)]
+        gate = s[3] if len(s) > 3 else "True"
         if offset is not None:
             stride = self.plan.cuts[self.plan.n_digits - 1]  # threads per step of axis 0
             self.emit(f"_store_run({s[0]}, {offset} + _c * {stride}, {s[2]}, {gate}, _ts)")

@@ -12,12 +12,49 @@ from typing import Any
 
 import numpy as np
 
+from tg.backends.numpy_interpreter import _gated_load
+
 
 def axis_values(lo: int, hi: int, axis: int, ndim: int) -> np.ndarray:
     """``lo .. hi-1`` as int32 along ``axis`` of an ``ndim``-dimensional array (size 1 along the others)."""
     shape = [1] * ndim
     shape[axis] = max(0, hi - lo)
     return np.arange(lo, hi, dtype=np.int32).reshape(shape)
+
+
+#: How far past its ends a gated affine load may reach (in elements beyond the buffer's own size) and still be read
+#: through a zero-padded copy instead of gathered.
+PAD_LIMIT = 1 << 16
+
+
+def load_affine(buf: np.ndarray, const: int, terms: tuple[tuple[np.ndarray, int, int], ...], ndim: int,
+                gate: Any = True, alt: Any = 0) -> Any:
+    """``buf[const + sum(coefficient * axis value)]`` over this chunk's axes (``terms``: each axis' values, the axis,
+    its coefficient), where ``gate``, else ``alt``: a strided view of ``buf``, no index array and no gather.
+
+    Where a gated lane's index points outside the buffer (padding), the view is of a zero-padded copy, so nothing
+    outside the buffer is read; an index range too far out is gathered, as the interpreter does."""
+    shape, strides = [1] * ndim, [0] * ndim
+    start, low, high = const, 0, 0  # the index of the view's first element; the reach below and above it
+    for values, axis, coeff in terms:
+        n = shape[axis] = values.shape[axis]
+        strides[axis] = coeff * buf.itemsize
+        start += coeff * int(values.reshape(-1)[0]) if n else 0
+        low, high = low + min(0, coeff * (n - 1)), high + max(0, coeff * (n - 1))
+    if 0 in shape:
+        return np.zeros(shape, buf.dtype)
+    low, high = start + low, start + high
+    before, after = max(0, -low), max(0, high + 1 - buf.size)
+    if not before and not after:
+        view = np.lib.stride_tricks.as_strided(buf[start:], shape, strides, writeable=False)
+    elif gate is not True and before + after <= buf.size + PAD_LIMIT:
+        padded = np.zeros(before + buf.size + after, buf.dtype)
+        padded[before:before + buf.size] = buf
+        view = np.lib.stride_tricks.as_strided(padded[before + start:], shape, strides, writeable=False)
+    else:  # the interpreter's gather, with the same (int32) index
+        index = sum((values.astype(np.int64) * coeff for values, _, coeff in terms), np.int64(const)).astype(np.int32)
+        return buf[index] if gate is True else _gated_load(buf, index, gate, alt)
+    return view if gate is True else np.where(gate, view, alt)
 
 
 def _full_ndim(x: Any, ndim: int) -> np.ndarray:
@@ -143,5 +180,5 @@ def store_at(buf: np.ndarray, idx: Any, value: Any, gate: Any, shape: tuple[int,
     buf[idx[gate]] = value[gate]
 
 
-PRELUDE = {"_axis": axis_values, "_accumulate": accumulate, "_accumulate_product": accumulate_product,
-           "_store_run": store_run, "_store_at": store_at}
+PRELUDE = {"_axis": axis_values, "_load_affine": load_affine, "_accumulate": accumulate,
+           "_accumulate_product": accumulate_product, "_store_run": store_run, "_store_at": store_at}
