@@ -130,6 +130,9 @@ PROGRAMS: dict[str, Callable[[], Any]] = {
         Tensor(rand(4, 3, 3, 3)), stride=2, padding=1).numpy(),
     "float16 conv": lambda: Tensor(rand(2, 3, 6, 6, dtype=np.float16)).conv2d(
         Tensor(rand(2, 3, 3, 3, dtype=np.float16)), padding=1).numpy(),
+    "integer division by constants": lambda: [f(Tensor(np.arange(-50, 50, dtype=dt))).numpy()
+                                              for dt in (np.int32, np.int8)
+                                              for f in (lambda t: t // 7, lambda t: t % 7, lambda t: t // -3)],
     "gather by index": lambda: Tensor(rand(10, 4))[Tensor(np.array([3, 0, 9, 3], np.int32))].numpy(),
     "a conv net's training steps": conv_training_step,
 }

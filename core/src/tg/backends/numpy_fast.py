@@ -148,11 +148,15 @@ class FastRenderer(NumpyRenderer):
         self._div(u, "%")
 
     def _div(self, u: UOp, python_op: str) -> None:
+        a, b = u.src
         if id(u) in self.plan.spans:
             self._span(u)
         elif _floor_is_c_division(u):
-            a, b = self.operands(u)
-            self.define(u, f"({a} {python_op} {b})")
+            self.define(u, f"({self.names[id(a)]} {python_op} {self.names[id(b)]})")
+        elif u.op is Ops.IDIV and _positive_constant(b):  # C's division toward zero is floor((a + c - 1) / c) for a < 0
+            x, dtype = self.names[id(a)], u.dtype
+            assert isinstance(dtype, DType)
+            self.define(u, f"({x} + ({x} < 0) * {_const(b.arg - 1, dtype)}) // {self.names[id(b)]}")
         else:
             self.from_table(u)
 
@@ -212,10 +216,14 @@ class FastRenderer(NumpyRenderer):
             self.emit(f"_store_at({s[0]}, {s[1]}, {s[2]}, {gate}, _ts)")
 
 
+def _positive_constant(u: UOp) -> bool:
+    return u.is_const and isinstance(u.dtype, DType) and u.dtype.is_int and u.arg > 0
+
+
 def _floor_is_c_division(u: UOp) -> bool:
     """``a // c`` (and ``a % c``) equal C's truncating division: the dividend is proven non-negative and within its
     dtype (so no wrap-around made it negative) and the divisor is a positive constant."""
     a, b = u.src
-    if not (isinstance(u.dtype, DType) and u.dtype.is_int and b.is_const and b.arg > 0):
+    if not (isinstance(u.dtype, DType) and u.dtype.is_int and _positive_constant(b)):
         return False
     return bool(a.vmin >= 0 and a.vmax <= np.iinfo(np.dtype(u.dtype.name)).max)
