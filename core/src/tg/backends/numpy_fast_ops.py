@@ -143,9 +143,10 @@ def accumulate_product(acc: Any, p: Any, q: Any, axes: tuple[int, ...], ranges: 
 
 #: Multiply-adds of one BLAS call below which OpenBLAS stays on the calling thread (its SMP threshold).
 ONE_THREAD_MNK = 1 << 18
-#: Products up to this many multiply-adds run as one-thread calls (blocks of rows): spread over BLAS's worker
-#: threads they gain little, and on a busy machine each call may wait milliseconds for a worker to be scheduled.
-SMALL_PRODUCT = 1 << 24
+#: Products up to this many multiply-adds run as one-thread calls (blocks of at least 8 rows): spread over BLAS's
+#: worker threads they gain little, and on a busy machine each call may wait milliseconds for a worker to be
+#: scheduled.
+SMALL_PRODUCT = 1 << 22
 
 
 def blas_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -153,7 +154,7 @@ def blas_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     batch, m, k = a.shape
     n = b.shape[2]
     rows = max(1, ONE_THREAD_MNK // max(1, n * k))
-    if rows >= m or batch * m * n * k > SMALL_PRODUCT:
+    if rows >= m or rows < 8 or batch * m * n * k > SMALL_PRODUCT:
         return np.matmul(a, b)
     out = np.empty((batch, m, n), dtype=np.result_type(a, b))
     for start in range(0, m, rows):
