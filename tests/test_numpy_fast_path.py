@@ -111,6 +111,7 @@ def conv_training_step() -> Any:
 
 PROGRAMS: dict[str, Callable[[], Any]] = {
     "matmul": lambda: (Tensor(rand(33, 20)) @ Tensor(rand(20, 17))).numpy(),
+    "matmul in row blocks of one-thread BLAS calls": lambda: (Tensor(rand(600, 64)) @ Tensor(rand(64, 40))).numpy(),
     "batched matmul, transposed": lambda: (Tensor(rand(3, 20, 9)).transpose(-1, -2) @ Tensor(rand(3, 20, 5))).numpy(),
     "float16 matmul": lambda: (Tensor(rand(16, 24, dtype=np.float16)) @ Tensor(rand(24, 8, dtype=np.float16))).numpy(),
     "float64 matmul": lambda: (Tensor(rand(7, 9, dtype=np.float64)) @ Tensor(rand(9, 4, dtype=np.float64))).numpy(),
@@ -300,3 +301,13 @@ def test_affine_loads_past_the_ends_read_like_the_interpreter(monkeypatch: pytes
         assert "_load_affine(" in fast.source
         x = np.arange(5, dtype=np.float32) + 10
         np.testing.assert_array_equal(run(fast, 8, x), run(plain, 8, x))
+
+
+def test_small_products_are_split_into_row_blocks_that_give_the_same_product(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    matmul = np.matmul
+    monkeypatch.setattr(numpy_fast_ops.np, "matmul", lambda *a, **k: calls.append(a[0].shape) or matmul(*a, **k))
+    a, b = rand(2, 600, 64), rand(2, 64, 40)
+    np.testing.assert_allclose(numpy_fast_ops.blas_matmul(a, b), a @ b, rtol=1e-5, atol=1e-5)
+    rows = numpy_fast_ops.ONE_THREAD_MNK // (64 * 40)
+    assert calls == [(2, rows, 64)] * (600 // rows) + [(2, 600 % rows, 64)]
