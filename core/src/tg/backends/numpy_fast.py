@@ -1,12 +1,17 @@
 """The numpy backend's fast path: a kernel's micro-ops rendered as whole-array numpy over the kernel's own axes.
 
-Where the interpreter (:class:`~tg.backends.numpy_backend.NumpyRenderer`) computes every value for every thread
+Where the interpreter (:class:`~tg.backends.numpy_interpreter.NumpyRenderer`) computes every value for every thread
 and runs loops in Python, this renderer gives each output dimension and each loop an array axis of its own
 (:mod:`tg.backends.numpy_fast_plan`): values broadcast over the axes they depend on, a loop's body runs once for
 all its iterations, and its accumulation is a reduction along its axes, a matrix product (BLAS) when the body
-multiplies two float32/float64 values.  ALU ops, casts and loads render exactly as the interpreter renders them,
-so their dtype semantics are the interpreter's; only the order of a reduction's additions differs (and float16
-sums still round at every addition).  Big kernels run in chunks of threads and of loop iterations.
+multiplies two float32/float64 values.  A load whose index is affine in the axes is a strided view, not a gather.
+Big kernels run in chunks of threads and of loop iterations.
+
+ALU ops and casts render as the interpreter renders them, so their dtype semantics are the interpreter's.  What
+differs: the order of a reduction's additions (float16 sums still round at every addition; a BLAS product may
+skip the rounding of each float32 product), and a gated load's lane that the gate lets through with an index
+outside its buffer reads 0 where the interpreter raises (core never emits one; the interpreter, which the
+conformance kit runs with every capability, would find it).
 """
 
 from __future__ import annotations
