@@ -34,7 +34,9 @@ ENVIRONMENT: dict[str, str] = {
                      "no_pow, no_mod, no_sub, no_cmpeq, no_neg, no_recip (core decomposes the op), no_variables "
                      "(Python floats compiled in as constants), sin_is_sin2pi, "
                      "mulacc, tensor_cores, group_size=N, vector_width=N, upcast=N, unroll=N, launch_dims=N, "
-                     "no_<dtype>.",
+                     "no_<dtype>. Any setting runs the backend's micro-op interpreter; `interpret` alone runs it "
+                     "with the default capabilities. Unset or empty: the fast path (whole-array numpy, BLAS for "
+                     "contractions), the interpreter for a kernel it does not fit.",
     "TG_FUZZ_EXAMPLES": "Random programs the conformance kit's differential fuzzer (tg.testing.test_fuzz) compares "
                         "with the numpy backend (default 40).",
     "TG_CACHE_DIR": "Where plugins cache compiled kernels (default $XDG_CACHE_HOME/tg, else ~/.cache/tg), "

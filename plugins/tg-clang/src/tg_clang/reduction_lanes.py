@@ -277,9 +277,9 @@ def reduction_tile_kernel(uops: list[UOp], grid: tuple[int, ...], loop: Reductio
 def render_reduction_lanes(name: str, uops: list[UOp], grid: tuple[int, ...], loop: ReductionLoop,
                            plan: ReductionPlan) -> tuple[CKernel, float]:
     """The C file of a kernel whose lanes walk its reduction loop, and its estimated cost per output (the
-    tiled renderer's measure, :func:`tg_clang.tiling.tile_cost`)."""
+    tiled renderer's measure, :func:`tg_clang.lane_cost.tile_cost`)."""
+    from tg_clang.lane_cost import tile_cost
     from tg_clang.spmd import LaneRenderer, vector_typedefs
-    from tg_clang.tiling import tile_cost
 
     params = kernel_params(uops)
     sig, args = ", ".join(params), ", ".join(p.rsplit(" ", 1)[1] for p in params)
