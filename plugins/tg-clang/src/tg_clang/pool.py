@@ -213,6 +213,21 @@ def _load() -> NativePool | None:
     return NativePool(library, spin)
 
 
+def build_in_background() -> None:
+    """Start building the native pool in a thread (once per process), so that a program's first large launch
+    does not wait for its compile after the kernel's own (they overlap instead)."""
+    global _building
+    if _loaded or _building is not None:
+        return
+    with _lock:
+        if _building is None:
+            _building = threading.Thread(target=native_pool, name="tg-clang-pool-build", daemon=True)
+            _building.start()
+
+
+_building: threading.Thread | None = None
+
+
 def native_pool() -> NativePool | None:
     """The native pool (compiled into the kernel cache on first use; TG_CLANG_NATIVE_POOL=0 at that moment says
     not to), or None where it cannot be built."""

@@ -32,7 +32,7 @@ from tg.codegen.program import Program
 
 from tg_clang.compiler import DEBIAN_PACKAGE, KernelCache, compiler_name, find_compiler
 from tg_clang.memory import BufferCache, HostBuffer, new_buffer
-from tg_clang.pool import native_pool
+from tg_clang.pool import build_in_background, native_pool
 
 #: Estimated operations below which a launch stays on the calling thread: a launch that small takes ~10 us or
 #: less, and waking a sleeping worker costs ~20 us (a spinning one a few).
@@ -182,6 +182,7 @@ class ClangRuntime(Runtime):
         return Availability.yes()
 
     def compile(self, program: Program) -> ClangProgram:
+        build_in_background()  # the first large launch needs the native pool: its compile overlaps this one
         symbol = program.name
         library, cached = self.cache.load(program.source, symbol)
         n_bufs, variables = len(program.buffers), program.variables
