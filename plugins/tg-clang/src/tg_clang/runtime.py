@@ -182,7 +182,9 @@ class ClangRuntime(Runtime):
         return Availability.yes()
 
     def compile(self, program: Program) -> ClangProgram:
-        build_in_background()  # the first large launch needs the native pool: its compile overlaps this one
+        units = math.prod(program.global_size)
+        if units > 1 and units * int(program.attributes.get("cost", 1)) >= SPLIT_THRESHOLD:
+            build_in_background()  # its launch will need the native pool: that compile overlaps this one
         symbol = program.name
         library, cached = self.cache.load(program.source, symbol)
         n_bufs, variables = len(program.buffers), program.variables
