@@ -14,6 +14,9 @@ Programs:
   (1, 5) kernels, which is the same arithmetic.  The last column projects 3,000 steps.
 - ``digits cnn``: one step of examples/train_digits.py's CNN (its model, loss and Adam, batch 64, under
   ``tg.jit`` as the example runs it).
+- ``char gpt``: one training step of examples/train_gpt.py's GPT (its model: 2 blocks, 64 wide, 4 heads; AdamW;
+  batch 32 of 64 tokens, random tokens of its vocabulary's size), eagerly and under ``tg.jit``, beside the same
+  model written in PyTorch (eager).
 
 Every figure is the median of the timed steps after warm-up steps (which compile the kernels).  PyTorch runs
 with one thread, as the issue's reference does; it is a reference only (``pip install torch==2.13.0``).
@@ -98,10 +101,11 @@ def torch_mnist1d_step(torch: Any, x: np.ndarray, y: np.ndarray) -> Callable[[],
     return step
 
 
-def load_digits_example() -> Any:
-    if "train_digits" in sys.modules:
-        return sys.modules["train_digits"]
-    spec = importlib.util.spec_from_file_location("train_digits", EXAMPLES / "train_digits.py")
+def load_example(name: str) -> Any:
+    """``examples/<name>.py`` as a module (its dataclasses look their module up, so it is registered)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up
@@ -113,7 +117,7 @@ def tg_digits_step(batch: int = 64) -> Callable[[], Any]:
     import tg
     from tg import Tensor, optim
 
-    ex = load_digits_example()
+    ex = load_example("train_digits")
     data = ex.load_data(0)
     recipe = ex.RECIPES["cnn"]
     Tensor.manual_seed(0)
@@ -143,7 +147,7 @@ def tg_digits_step(batch: int = 64) -> Callable[[], Any]:
 
 def torch_digits_step(torch: Any, batch: int = 64) -> Callable[[], Any]:
     nn = torch.nn
-    ex = load_digits_example()
+    ex = load_example("train_digits")
     data = ex.load_data(0)
     torch.manual_seed(0)
     mean, std = data.x_train.mean(0, keepdims=True), data.x_train.std(0, keepdims=True) + 0.1
@@ -160,6 +164,97 @@ def torch_digits_step(torch: Any, batch: int = 64) -> Callable[[], Any]:
         loss.backward()
         opt.step()
         return loss.item()
+
+    return step
+
+
+GPT = {"vocab": 96, "block": 64, "embd": 64, "heads": 4, "layers": 2, "batch": 32, "lr": 3e-3}
+
+
+def gpt_batches(seed: int = 0) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+
+    def draw() -> tuple[np.ndarray, np.ndarray]:
+        tokens = rng.integers(0, GPT["vocab"], (GPT["batch"], GPT["block"] + 1)).astype(np.int32)
+        return tokens[:, :-1], tokens[:, 1:]
+
+    return draw
+
+
+def tg_gpt_step(jit: bool) -> Callable[[], Any]:
+    import tg
+    import tg.nn.functional as F
+    from tg import Tensor, optim
+
+    ex = load_example("train_gpt")
+    tg.manual_seed(0)
+    model = ex.GPT(GPT["vocab"], GPT["block"], GPT["embd"], GPT["heads"], GPT["layers"])
+    opt = optim.AdamW(model.parameters(), lr=GPT["lr"], weight_decay=0.01)
+
+    def train_step(x: Tensor, y: Tensor) -> Tensor:
+        logits = model(x)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    run = tg.jit(train_step) if jit else train_step
+    draw = gpt_batches()
+
+    def step() -> float:
+        x, y = draw()
+        return float(run(Tensor(x), Tensor(y)).item())
+
+    return step
+
+
+def torch_gpt_step(torch: Any) -> Callable[[], Any]:
+    """examples/train_gpt.py's model written in PyTorch: the same layers, sizes and optimizer."""
+    nn, F = torch.nn, torch.nn.functional
+    embd, heads = GPT["embd"], GPT["heads"]
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(embd), nn.LayerNorm(embd)
+            self.qkv, self.proj = nn.Linear(embd, 3 * embd), nn.Linear(embd, embd)
+            self.fc, self.out = nn.Linear(embd, 4 * embd), nn.Linear(4 * embd, embd)
+
+        def forward(self, x: Any) -> Any:
+            b, t, c = x.shape
+            q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
+            q, k, v = (z.reshape(b, t, heads, c // heads).transpose(1, 2) for z in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.proj(y.transpose(1, 2).reshape(b, t, c))
+            return x + self.out(F.gelu(self.fc(self.ln2(x))))
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tok, self.pos = nn.Embedding(GPT["vocab"], embd), nn.Embedding(GPT["block"], embd)
+            self.blocks = nn.ModuleList([Block() for _ in range(GPT["layers"])])
+            self.ln, self.head = nn.LayerNorm(embd), nn.Linear(embd, GPT["vocab"])
+
+        def forward(self, idx: Any) -> Any:
+            x = self.tok(idx) + self.pos(torch.arange(idx.shape[1]))
+            for block in self.blocks:
+                x = block(x)
+            return self.head(self.ln(x))
+
+    torch.manual_seed(0)
+    model = Model()
+    opt = torch.optim.AdamW(model.parameters(), lr=GPT["lr"], weight_decay=0.01)
+    draw = gpt_batches()
+
+    def step() -> float:
+        x, y = (torch.from_numpy(a).long() for a in draw())
+        logits = model(x)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return float(loss.item())
 
     return step
 
@@ -194,6 +289,10 @@ def main() -> None:
         ("mnist1d cnn, eager (b100)", lambda: tg_mnist1d_step(x, y),
          (lambda: torch_mnist1d_step(torch, x, y)) if torch is not None else None),
         ("digits cnn, tg.jit (b64)", tg_digits_step, (lambda: torch_digits_step(torch)) if torch is not None else None),
+        ("char gpt, eager (b32, T64)", lambda: tg_gpt_step(jit=False),
+         (lambda: torch_gpt_step(torch)) if torch is not None else None),
+        ("char gpt, tg.jit (b32, T64)", lambda: tg_gpt_step(jit=True),
+         (lambda: torch_gpt_step(torch)) if torch is not None else None),
     ]
     lines = []
     for name, make_tg, make_torch in programs:
