@@ -334,3 +334,28 @@ def test_too_many_registers_lowers_the_kernel_again_without_register_tiles_and_v
     plain = DeviceState(Backend(SmallRegisterFile(Capabilities(), refuse_all=True), NumpyRuntime()), PluginRegistry())
     with pytest.raises(tg.BackendError, match="needs 300 registers, the target has 256$"):
         build_program(kernel, plain)
+
+
+def test_a_python_float_is_a_launch_variable_only_where_emitter_and_runtime_both_take_float32() -> None:
+    """An emitter declaring float32 variables paired with a runtime that passes only int32 ones (the default) gets the
+    value compiled in: the runtime never receives a float it did not declare (it might pass it as an int)."""
+    from tg.backends.numpy_backend import NumpyEmitter, NumpyRuntime
+    from tg.engine.device import DeviceState
+    from tg.engine.realize import kernel_key, render_program
+    from tg.schedule.scheduler import create_schedule
+
+    class IntsOnly(NumpyRuntime):
+        variable_dtypes = frozenset({"int32"})
+
+    caps = Capabilities(variables=frozenset({"int32", "float32"}))
+    (kernel,) = [i for i in create_schedule([(tg.Tensor(np.arange(4, dtype=np.float32)) * 0.5).lazydata])
+                 if hasattr(i, "ast")]
+    assert kernel.params == [0.5]
+    both = DeviceState(Backend(NumpyEmitter(caps), NumpyRuntime()), PluginRegistry())
+    program, _ = render_program(kernel, both)
+    assert both.scalar_params and program.variables == ("p0",) and program.variable_dtypes == ("float32",)
+    ints = DeviceState(Backend(NumpyEmitter(caps), IntsOnly()), PluginRegistry())
+    program, _ = render_program(kernel, ints)
+    assert not ints.scalar_params and ints.capabilities.variables == {"int32"}
+    assert program.variables == () and "0.5" in program.source
+    assert kernel_key(kernel, with_param_values=True) != kernel_key(kernel, with_param_values=False)
