@@ -27,7 +27,14 @@ class MovementMixin:
     __slots__ = ()
 
     def reshape(self: Tensor, *shape: Any) -> Tensor:
-        new = list(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else list(shape)
+        given = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        if all(type(s) is int and s >= 0 for s in given):  # the common case: plain sizes, no -1 to infer
+            target = tuple(given)
+            if target == self.shape:
+                return self
+            if math.prod(target) == math.prod(self.shape):
+                return F.Reshape.apply(self, shape=target)
+        new = list(given)
         if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in new):
             raise TypeError(f"reshape: sizes must be ints, got {tuple(new)}")
         if new.count(-1) > 1:

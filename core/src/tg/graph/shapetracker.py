@@ -185,7 +185,7 @@ class ShapeTracker:
 
     @staticmethod
     def contiguous(shape: Shape) -> ShapeTracker:
-        return ShapeTracker((View.create(tuple(shape)),))
+        return _contiguous(tuple(shape))
 
     @property
     def shape(self) -> Shape:
@@ -252,3 +252,9 @@ class ShapeTracker:
             else:
                 result = ShapeTracker((*result.views, v))
         return result
+
+
+@functools.lru_cache(maxsize=4096)
+def _contiguous(shape: Shape) -> ShapeTracker:
+    """The contiguous tracker of ``shape``, made once per shape (trackers are immutable; every op's output has one)."""
+    return ShapeTracker((View.create(shape),))
