@@ -126,11 +126,12 @@ class MovementMixin:
         return out
 
     def shrink(self: Tensor, arg: Sequence[tuple[int, int] | None]) -> Tensor:
-        region = tuple((0, s) if a is None else (int(a[0]), int(a[1])) for a, s in zip(arg, self.shape))
-        for (lo, hi), s in zip(region, self.shape):
+        shape = self.shape
+        region = tuple([(0, s) if a is None else (int(a[0]), int(a[1])) for a, s in zip(arg, shape)])
+        for (lo, hi), s in zip(region, shape):
             if not 0 <= lo <= hi <= s:
-                raise ValueError(f"shrink: {region} is outside the shape {self.shape}")
-        return self if region == tuple((0, s) for s in self.shape) else F.Shrink.apply(self, arg=region)
+                raise ValueError(f"shrink: {region} is outside the shape {shape}")
+        return self if region == tuple([(0, s) for s in shape]) else F.Shrink.apply(self, arg=region)
 
     def flip(self: Tensor, axis: int | Sequence[int]) -> Tensor:
         axes = self._axes(axis, "flip")
