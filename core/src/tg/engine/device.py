@@ -183,9 +183,10 @@ class DeviceState:
             _notify(observers, "tg_kernel_compiled", KernelCompiled(self.backend.name, program, elapsed, cached))
         return binary
 
-    def launch(self, kernel: ReadyKernel, buffers: list[Buffer], values: Mapping[str, int | float] = EMPTY) -> None:
+    def launch(self, kernel: ReadyKernel, buffers: list[Buffer], values: Mapping[str, int | float] = EMPTY,
+               debug: int | None = None) -> None:
         """Run ``kernel`` over ``buffers`` (the output first, then the inputs: the program's buffer order) with the
-        launch variables ``values`` by name."""
+        launch variables ``values`` by name; ``debug`` is the TG_DEBUG level when the caller has read it already."""
         prog, bytes_moved = kernel.program, kernel.bytes_moved
         if 0 in prog.global_size or 0 in prog.local_size:  # an empty tensor: no work (and CUDA refuses the launch)
             return
@@ -194,7 +195,7 @@ class DeviceState:
         seconds = measured if measured is not None else time.perf_counter() - start
         self.kernel_count += 1
         self.kernel_seconds += seconds
-        if debug_level() >= 2:
+        if (debug_level() if debug is None else debug) >= 2:
             print(f"*** {self.backend.name:<10} {self.kernel_count:4d} {prog.name:<32} shape {str(kernel.shape):<16} "
                   f"global {prog.global_size} local {prog.local_size}  {seconds * 1e6:9.1f} us  "
                   f"{bytes_moved / 1e6:8.3f} MB  {bytes_moved / max(seconds, 1e-9) / 1e9:7.2f} GB/s")

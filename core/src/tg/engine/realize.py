@@ -114,13 +114,16 @@ def recording(refuse_reads_for: str | None = None) -> Iterator[Recorder]:
 def realize(outs: list[LazyBuffer]) -> None:
     """Compute every buffer in ``outs`` (and whatever they need) on its device."""
     schedule = create_schedule(outs)
+    debug = debug_level()  # (read once per realize, not per launch)
     for position, item in enumerate(schedule):
-        run_item(item, schedule, position)
+        run_item(item, schedule, position, debug)
 
 
-def run_item(item: ScheduleItem, schedule: Sequence[ScheduleItem] = (), position: int = 0) -> None:
+def run_item(item: ScheduleItem, schedule: Sequence[ScheduleItem] = (), position: int = 0,
+             debug: int | None = None) -> None:
     """Run ``item``; when it is a kernel not compiled yet, the kernels after ``position`` in ``schedule`` that are
-    not compiled either are compiled with it, in parallel where the runtime allows."""
+    not compiled either are compiled with it, in parallel where the runtime allows.  ``debug``: the TG_DEBUG level
+    (read here when None)."""
     out = item.output
     state = device_state(out.device)
     size = math.prod(out.shape)  # (numpy's prod costs ~5 us on a tuple, more than the rest of a small launch)
@@ -135,7 +138,7 @@ def run_item(item: ScheduleItem, schedule: Sequence[ScheduleItem] = (), position
         if recorder is not None:
             recorder.items.append(RecordedCopy(buf, source, out.arg if source is None else None, out.redraw))
     else:
-        buf = run_kernel(item, state, size, schedule, position)
+        buf = run_kernel(item, state, size, schedule, position, debug)
     out.realized = buf
     out.srcs = ()  # the graph under a realized buffer can be freed; a constant keeps its value (cast, reduce fold it)
     if out.op is not LazyOp.CONST:
@@ -143,16 +146,17 @@ def run_item(item: ScheduleItem, schedule: Sequence[ScheduleItem] = (), position
 
 
 def run_kernel(kernel: Kernel, state: DeviceState, size: int, schedule: Sequence[ScheduleItem] = (),
-               position: int = 0) -> Buffer:
-    key = kernel_key(kernel, not state.scalar_params)
+               position: int = 0, debug: int | None = None) -> Buffer:
+    scalar_params = state.scalar_params
+    key = kernel_key(kernel, not scalar_params)
     prog = state.kernels.get(key)
     if prog is None:  # a kernel of the same structure is lowered, emitted and compiled only once
         prog = build_programs(kernel, key, state, schedule[position + 1:])  # (the rest is sliced on a miss only)
     buf = Buffer(state.backend, size, kernel.output.dtype)
     buffers = [buf, *[inp.realized for inp in kernel.inputs]]
     # this kernel's own values, never the ones the cached program was built from
-    values = {f"p{i}": v for i, v in enumerate(kernel.params)} if kernel.params and state.scalar_params else EMPTY
-    state.launch(prog, buffers, values)
+    values = {f"p{i}": v for i, v in enumerate(kernel.params)} if kernel.params and scalar_params else EMPTY
+    state.launch(prog, buffers, values, debug)
     recorder = current_recorder()
     if recorder is not None:
         recorder.items.append(RecordedKernel(state, prog, tuple(buffers), values))
@@ -238,7 +242,7 @@ def kernel_key(kernel: Kernel, with_param_values: bool = True) -> tuple[object, 
     dtypes, exact constants), its output's shape and dtype, and its inputs' dtypes; and the exact values of its
     scalar parameters unless the backend takes them at launch (``with_param_values`` False)."""
     key = (kernel.structure, kernel.output.shape, kernel.output.dtype.name,
-           tuple(inp.dtype.name for inp in kernel.inputs))
+           tuple([inp.dtype.name for inp in kernel.inputs]))
     if with_param_values and kernel.params:
         return (*key, exact_key(tuple(kernel.params)))
     return key

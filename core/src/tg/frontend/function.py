@@ -10,7 +10,7 @@ import math
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from tg.frontend.grad_mode import grad_enabled
+from tg.frontend.grad_mode import _disabled
 from tg.graph.lazy import LazyBuffer
 from tg.support.dtype import dtypes
 from tg.support.ops import Ops
@@ -28,10 +28,14 @@ class Function:
     view = False
 
     def __init__(self, *tensors: Tensor):
-        self.needs_input_grad = [bool(t.requires_grad) for t in tensors]
-        self.requires_grad = self.differentiable and any(self.needs_input_grad) and grad_enabled()
-        self.parents = tensors if self.requires_grad else ()
-        for t in self.parents:
+        needs = self.needs_input_grad = [bool(t.requires_grad) for t in tensors]
+        self.requires_grad = self.differentiable and True in needs and not _disabled.get()  # (grad_enabled())
+        self.parents: tuple[Tensor, ...]
+        if not self.requires_grad:
+            self.parents = ()
+            return
+        self.parents = tensors
+        for t in tensors:
             if t._ctx is not None:  # an inner node: an in-place update of it re-points this use (inplace.py)
                 if t._uses is None:
                     t._uses = []
@@ -47,7 +51,7 @@ class Function:
     def apply(cls, *tensors: Tensor, **kwargs: Any) -> Tensor:
         ctx = cls(*tensors)
         data = ctx.forward(*[t.lazydata for t in tensors], **kwargs)
-        grad = ctx.requires_grad and data.dtype.is_float  # no gradient flows through integers or bools (PyTorch's rule)
+        grad = ctx.requires_grad and data.dtype.kind == "f"  # no gradient through integers or bools (PyTorch's rule)
         out = type(tensors[0])(data, requires_grad=grad)
         if grad:
             out._ctx = ctx

@@ -27,7 +27,14 @@ class MovementMixin:
     __slots__ = ()
 
     def reshape(self: Tensor, *shape: Any) -> Tensor:
-        new = list(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else list(shape)
+        given = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        if all(type(s) is int and s >= 0 for s in given):  # the common case: plain sizes, no -1 to infer
+            target = tuple(given)
+            if target == self.shape:
+                return self
+            if math.prod(target) == math.prod(self.shape):
+                return F.Reshape.apply(self, shape=target)
+        new = list(given)
         if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in new):
             raise TypeError(f"reshape: sizes must be ints, got {tuple(new)}")
         if new.count(-1) > 1:
@@ -119,11 +126,12 @@ class MovementMixin:
         return out
 
     def shrink(self: Tensor, arg: Sequence[tuple[int, int] | None]) -> Tensor:
-        region = tuple((0, s) if a is None else (int(a[0]), int(a[1])) for a, s in zip(arg, self.shape))
-        for (lo, hi), s in zip(region, self.shape):
+        shape = self.shape
+        region = tuple([(0, s) if a is None else (int(a[0]), int(a[1])) for a, s in zip(arg, shape)])
+        for (lo, hi), s in zip(region, shape):
             if not 0 <= lo <= hi <= s:
-                raise ValueError(f"shrink: {region} is outside the shape {self.shape}")
-        return self if region == tuple((0, s) for s in self.shape) else F.Shrink.apply(self, arg=region)
+                raise ValueError(f"shrink: {region} is outside the shape {shape}")
+        return self if region == tuple([(0, s) for s in shape]) else F.Shrink.apply(self, arg=region)
 
     def flip(self: Tensor, axis: int | Sequence[int]) -> Tensor:
         axes = self._axes(axis, "flip")

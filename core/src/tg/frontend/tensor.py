@@ -470,6 +470,8 @@ class Tensor(OperatorsMixin, MovementMixin, ReductionMixin, NNMixin, InPlaceMixi
     # -- casts ----------------------------------------------------------------------------------------------------
 
     def cast(self, dtype: DType | str) -> Tensor:
+        if dtype is self.lazydata.dtype:
+            return self
         dt = dtypes.from_any(dtype)
         return self if dt == self.dtype else F.Cast.apply(self, dtype=dt)
 

@@ -42,6 +42,7 @@ class LazyBuffer:
     def __init__(self, device: str, st: ShapeTracker, dtype: DType, op: LazyOp | None = None,
                  srcs: tuple[LazyBuffer, ...] = (), arg: Any = None, base: LazyBuffer | None = None):
         self.device, self.st, self.dtype = device, st, dtype
+        self.shape: Shape = st.shape  # (a tracker never changes: read on every op, kept as a plain attribute)
         self._base = base
         self.op, self.srcs, self.arg = op, srcs, arg
         self.realized: Any = None  # a device.Buffer once computed (bases only)
@@ -55,10 +56,6 @@ class LazyBuffer:
     @property
     def is_view(self) -> bool:
         return self._base is not None
-
-    @property
-    def shape(self) -> Shape:
-        return self.st.shape
 
     def __repr__(self) -> str:
         what = "realized" if self.base.realized is not None else (self.base.op.name if self.base.op else "?")

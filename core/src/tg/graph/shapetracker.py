@@ -54,8 +54,12 @@ def prod(xs: tuple[int, ...] | list[int]) -> int:
     return math.prod(xs)
 
 
-@dataclass(frozen=True)
+@dataclass(unsafe_hash=True)
 class View:
+    """Immutable by convention: never assign to a view's fields (its hash and the trackers that hold it rely on that;
+    it is not a frozen dataclass because a frozen one's constructor costs ~1 us more, and the front end makes
+    hundreds of views per training step)."""
+
     shape: Shape
     strides: tuple[int, ...]
     offset: int = 0
@@ -63,14 +67,18 @@ class View:
 
     @staticmethod
     def create(shape: Shape, strides: tuple[int, ...] | None = None, offset: int = 0, mask: Mask | None = None) -> View:
-        strides = strides_for(shape) if strides is None else tuple(st if s != 1 else 0 for s, st in zip(shape, strides))
+        shape = tuple(shape)
+        if strides is None:
+            strides = strides_for(shape)
+        else:
+            strides = tuple([st if s != 1 else 0 for s, st in zip(shape, strides)])
         if mask is not None:
-            if any(lo >= hi for lo, hi in mask):  # nothing is valid: keep the canonical empty mask
-                mask = tuple((0, 0) for _ in shape)
-                strides, offset = tuple(0 for _ in shape), 0
-            elif all(lo == 0 and hi == s for (lo, hi), s in zip(mask, shape)):
+            if any([lo >= hi for lo, hi in mask]):  # nothing is valid: keep the canonical empty mask
+                mask = tuple([(0, 0) for _ in shape])
+                strides, offset = tuple([0 for _ in shape]), 0
+            elif all([lo == 0 and hi == s for (lo, hi), s in zip(mask, shape)]):
                 mask = None
-        return View(tuple(shape), strides, offset, mask)
+        return View(shape, strides, offset, mask)
 
     @cached_property
     def contiguous(self) -> bool:
@@ -85,24 +93,24 @@ class View:
         if self.mask:
             mask = tuple(m if s == n else ((0, n) if m != (0, 0) else (0, 0))
                          for m, s, n in zip(self.mask, self.shape, shape))
-        return View.create(shape, tuple(st if s == n else 0 for st, s, n in zip(self.strides, self.shape, shape)),
+        return View.create(shape, tuple([st if s == n else 0 for st, s, n in zip(self.strides, self.shape, shape)]),
                            self.offset, mask)
 
     def shrink(self, arg: tuple[tuple[int, int], ...]) -> View:
-        offset = self.offset + sum(lo * st for (lo, _), st in zip(arg, self.strides))
+        offset = self.offset + sum([lo * st for (lo, _), st in zip(arg, self.strides)])
         mask = None
         if self.mask:
-            mask = tuple((max(mlo, lo) - lo, max(min(mhi, hi), max(mlo, lo)) - lo)
-                         for (mlo, mhi), (lo, hi) in zip(self.mask, arg))
-        return View.create(tuple(hi - lo for lo, hi in arg), self.strides, offset, mask)
+            mask = tuple([(max(mlo, lo) - lo, max(min(mhi, hi), max(mlo, lo)) - lo)
+                          for (mlo, mhi), (lo, hi) in zip(self.mask, arg)])
+        return View.create(tuple([hi - lo for lo, hi in arg]), self.strides, offset, mask)
 
     def pad(self, arg: tuple[tuple[int, int], ...]) -> View:
-        if all(b == 0 and a == 0 for b, a in arg):
+        if all([b == 0 and a == 0 for b, a in arg]):
             return self
-        shape = tuple(s + b + a for s, (b, a) in zip(self.shape, arg))
-        old_mask = self.mask or tuple((0, s) for s in self.shape)
-        mask = tuple((lo + b, hi + b) for (lo, hi), (b, _) in zip(old_mask, arg))
-        offset = self.offset - sum(b * st for (b, _), st in zip(arg, self.strides))
+        shape = tuple([s + b + a for s, (b, a) in zip(self.shape, arg)])
+        old_mask = self.mask or tuple([(0, s) for s in self.shape])
+        mask = tuple([(lo + b, hi + b) for (lo, hi), (b, _) in zip(old_mask, arg)])
+        offset = self.offset - sum([b * st for (b, _), st in zip(arg, self.strides)])
         return View.create(shape, self.strides, offset, mask)
 
     def flip(self, axes: tuple[int, ...]) -> View:
@@ -185,7 +193,7 @@ class ShapeTracker:
 
     @staticmethod
     def contiguous(shape: Shape) -> ShapeTracker:
-        return ShapeTracker((View.create(tuple(shape)),))
+        return _contiguous(tuple(shape))
 
     @property
     def shape(self) -> Shape:
@@ -252,3 +260,9 @@ class ShapeTracker:
             else:
                 result = ShapeTracker((*result.views, v))
         return result
+
+
+@functools.lru_cache(maxsize=4096)
+def _contiguous(shape: Shape) -> ShapeTracker:
+    """The contiguous tracker of ``shape``, made once per shape (trackers are immutable; every op's output has one)."""
+    return ShapeTracker((View.create(shape),))

@@ -124,6 +124,7 @@ class _Fusing:
     ops: int = 0
     entries: list[tuple[Any, ...]] = field(default_factory=list)  # the kernel's structure so far
     params: dict[int, int] = field(default_factory=dict)  # id(constant base) -> its parameter slot
+    slots: dict[int, int] = field(default_factory=dict)  # id(input base) -> its buffer slot (1 + its index in inputs)
 
     def made(self, node: KNode, arg: Any) -> KNode:
         """Record a new node's entry in the kernel's structure, with ``arg`` the key of its arg (its sources are
@@ -178,8 +179,11 @@ class Scheduler:
             memo = fusing.memo
             for i in range(len(nodes), len(srcs)):  # from the first source without a node
                 s = srcs[i]
-                sb = s.base
-                sst = s.st if st is None else s.st + st
+                sb = s._base or s  # (s.base, without the property call)
+                sst = s.st
+                if st is not None:
+                    views = sst.views  # s.st + st: a plain view of a contiguous one is the view itself
+                    sst = st if len(views) == 1 and views[0].contiguous and len(st.views) == 1 else sst + st
                 key = (id(sb), sst.key)
                 node = memo.get(key)
                 if node is None:
@@ -269,10 +273,11 @@ class Scheduler:
 
     @staticmethod
     def _load(fusing: _Fusing, b: LazyBuffer, st: ShapeTracker, key: tuple[int, Any]) -> KNode:
-        inputs = fusing.kernel.inputs
-        if b not in inputs:
+        slot = fusing.slots.get(id(b))
+        if slot is None:
+            inputs = fusing.kernel.inputs
             inputs.append(b)
-        slot = inputs.index(b) + 1
+            slot = fusing.slots[id(b)] = len(inputs)
         node = fusing.memo[key] = fusing.made(KNode("LOAD", b.dtype, (), (slot, st)), (slot, st.key))
         return node
 

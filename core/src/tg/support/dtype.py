@@ -42,6 +42,18 @@ class DType:
     def __repr__(self) -> str:
         return f"dtypes.{self.name}"
 
+    def __eq__(self, other: object) -> bool:
+        # the dtypes are singletons in practice: identity answers at once (the generated __eq__ builds two tuples)
+        if self is other:
+            return True
+        if not isinstance(other, DType):
+            return NotImplemented
+        return (self.name, self.itemsize, self.kind, self.priority) == \
+            (other.name, other.itemsize, other.kind, other.priority)
+
+    def __hash__(self) -> int:  # what the dataclass would make: the fields' tuple's
+        return hash((self.name, self.itemsize, self.kind, self.priority))
+
 
 class dtypes:  # noqa: N801 - a namespace spelt like the module users expect (tg.dtypes.float32)
     """The dtypes tg knows, as attributes: ``dtypes.float32``..."""
