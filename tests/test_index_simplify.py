@@ -55,3 +55,20 @@ def test_padded_window_index_needs_no_modulo() -> None:
     x, k = b.special("x", 8), b.special("k", 3)
     folded = b.alu(Ops.MOD, b.alu(Ops.ADD, x, b.alu(Ops.MUL, k, b.const(11, I32))), b.const(10, I32))
     assert folded.op is Ops.ADD and {s.arg[0] for s in folded.src} == {"x", "k"}
+
+
+def test_a_row_of_an_aligned_tile_divides_by_its_period_without_the_row_offset() -> None:
+    """``(8*t + r) // 32`` is ``t // 4`` and ``% 32`` is ``(t % 4)*8 + r`` for 0 <= r < 8 (the rows of an aligned
+    register tile share their quotient); with r >= 8 the offset is kept."""
+    b = KernelBuilder()
+    t = b.special("t", 100)
+    row = b.alu(Ops.ADD, b.alu(Ops.MUL, t, b.const(8, I32)), b.const(5, I32))
+    q, m = b.alu(Ops.IDIV, row, b.const(32, I32)), b.alu(Ops.MOD, row, b.const(32, I32))
+    assert q.op is Ops.IDIV and q.src[0] is t and q.src[1].arg == 4
+    assert m.op is Ops.ADD and m.src[1].arg == 5 and m.src[0].src[0].op is Ops.MOD and m.src[0].src[0].src[0] is t
+    far = b.alu(Ops.ADD, b.alu(Ops.MUL, t, b.const(8, I32)), b.const(9, I32))
+    assert b.alu(Ops.IDIV, far, b.const(32, I32)).src[0] is far
+    for value in range(100):
+        for r in (5, 9):
+            assert evaluate(b.alu(Ops.IDIV, b.alu(Ops.ADD, b.alu(Ops.MUL, t, b.const(8, I32)), b.const(r, I32)),
+                                  b.const(32, I32)), {"t": value}) == (8 * value + r) // 32

@@ -10,7 +10,7 @@ import pytest
 from tg import Tensor, dtypes
 from tg.codegen.capabilities import Capabilities
 from tg.codegen.lower import lower
-from tg.codegen.opts import KernelOpts, ShapedKernel, choose_opts, unroll_amount
+from tg.codegen.opts import KernelOpts, ShapedKernel, choose_opts, row_dim, unroll_amount
 from tg.codegen.uops import Ops
 from tg.schedule.scheduler import Kernel, create_schedule
 
@@ -70,3 +70,27 @@ def test_unrolling_keeps_the_order_of_accumulation_so_results_are_bit_identical(
         return subprocess.run([sys.executable, "-c", _SUM], capture_output=True, text=True, check=True, env=env).stdout
 
     assert run("unroll=8") == run("interpret")  # both on the interpreter, which adds in loop order
+
+
+def test_a_convolution_folds_its_output_channels_innermost_into_the_launch_rows() -> None:
+    """With two launch dimensions the rows fold batch, channels and image rows; the channel goes innermost (the
+    image load does not depend on it, so a register tile of channels shares it): ``gidx1 % 6`` is the channel."""
+    x = Tensor(np.ones((2, 3, 9, 9), np.float32)).realize()
+    w = Tensor(np.ones((6, 3, 3, 3), np.float32)).realize()
+    (kernel,) = [k for k in create_schedule([x.conv2d(w, padding=1).lazydata]) if isinstance(k, Kernel)]
+    caps = Capabilities(launch_dims=2)
+    lowered = lower(kernel, caps)
+    assert lowered.global_size == (9, 2 * 6 * 9)
+    divisors = {(u.op, u.src[1].arg) for u in lowered.uops if u.op in (Ops.IDIV, Ops.MOD)
+                and u.src[0].op is Ops.SPECIAL and u.src[0].arg[0] == "gidx1"}
+    assert (Ops.MOD, 6) in divisors and (Ops.IDIV, 6) in divisors, divisors
+
+
+def test_row_dim_keeps_the_innermost_fold_unless_another_is_shared_by_more_loads() -> None:
+    shape = (4, 8, 16, 32)  # batch, channels, image rows, columns (the launch's innermost)
+    image = ((4096, 0, 32, 1), None)  # varies along the columns, not the channels
+    weight = ((0, 3, 0, 0), None)  # a broadcast along the columns: shares nothing across lanes
+    assert row_dim(shape, [0, 1, 2], 3, [image, weight]) == 1
+    assert row_dim(shape, [0, 1, 2], 3, [weight]) == 2
+    masked = ((4096, 0, 32, 1), ((0, 4), (0, 4), (0, 16), (0, 32)))  # its mask depends on the channel
+    assert row_dim(shape, [0, 1, 2], 3, [masked]) == 2

@@ -232,3 +232,30 @@ def test_streaming_stores_and_masked_loads() -> None:
                                                    floats(4, 3, 3, 3, dtype="float64")], exact=False, rtol=1e-12)
     i = rng.integers(-100, 100, size=(2, 3, 10, 32), dtype=np.int32)
     check(lambda t: t[0].pad(((0, 0), (0, 0), (1, 1), (1, 1))) + 1, [i])
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "stride", "padding", "groups", "dtype"), [
+    ((2, 16, 32, 32), (32, 16, 3, 3), 1, 1, 1, "float32"),  # the benchmark's shape: tiles of 8 channels
+    ((2, 3, 17, 17), (5, 3, 3, 3), 1, 1, 1, "float32"),  # a prime channel count: one tile of 5
+    ((2, 4, 33, 33), (8, 4, 3, 3), 2, 1, 1, "float32"),
+    ((3, 6, 20, 20), (6, 3, 3, 3), 1, 1, 2, "float32"),  # groups: 3 channels a group
+    ((1, 5, 19, 40), (12, 5, 3, 3), 1, 0, 1, "float64"),  # columns past the last gang
+    ((2, 4, 16, 48), (14, 4, 5, 5), 1, 2, 1, "float16"),
+    ((2, 4, 16, 16), (7, 4, 3, 3), 1, 1, 1, "int32"),
+])
+def test_conv2d_tiles_of_output_channels(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: int,
+                                         padding: int, groups: int, dtype: str) -> None:
+    """A convolution's register tiles run neighbouring output channels (``tiledA``: tiles aligned to the channel
+    count, sharing the image row), at awkward channel counts, strides, padding and groups."""
+    if dtype == "int32":
+        x, w = rng.integers(-4, 4, x_shape).astype(dtype), rng.integers(-3, 3, w_shape).astype(dtype)
+    else:
+        x, w = floats(*x_shape, dtype=dtype), floats(*w_shape, dtype=dtype)
+    from tg.engine.device import device_state
+
+    before = {key for key, _ in device_state("clang").binaries.items()}
+    check(lambda t: t[0].conv2d(t[1], stride=stride, padding=padding, groups=groups), [x, w], exact=False,
+          rtol=1e-5 if dtype != "float16" else 1e-2)
+    new = {p.name: p.strategy for key, p in device_state("clang").binaries.items() if key not in before}
+    if dtype != "float16":  # (float16 kernels run the scalar rendering)
+        assert any(s.startswith("tiledA") for name, s in new.items() if "_r_" in name), new

@@ -234,6 +234,8 @@ class KernelBuilder:
                 rest.append(self._rescaled(t, k % c, out))
             else:
                 rest.append(t)
+        if not multiples and (scaled := self._common_factor(op, terms, c, out)) is not None:
+            return scaled
         if op is Ops.MOD:
             if not multiples:
                 if a.op is Ops.MOD and a.src[1].is_const and a.src[1].arg % c == 0:  # (x % kc) % c
@@ -248,6 +250,23 @@ class KernelBuilder:
         quotient = [self._div_exact(t, c, out) for t in multiples]
         rest_sum = self._sum(rest, out)
         return self._sum([*quotient, self.alu(Ops.IDIV, rest_sum, self.const(c, out))], out)
+
+    def _common_factor(self, op: Ops, terms: list[UOp], c: int, out: DType) -> UOp | None:
+        """``(g*x + y) // c`` as ``x // (c/g)`` and ``(g*x + y) % c`` as ``(x % (c/g))*g + y``, where ``g`` (above 1)
+        divides ``c`` and every non-constant term, ``0 <= y < g`` is the constant part and ``x >= 0``: a row of a
+        register tile (``g*tile + r``) whose tile height divides the period of the index (None otherwise)."""
+        variable = [t for t in terms if not t.is_const]
+        y = sum(int(t.arg) for t in terms if t.is_const)
+        g = 0
+        for t in variable:
+            g = math.gcd(g, abs(_coefficient(t)))
+        if not variable or g < 2 or c % g or not 0 <= y < g:
+            return None
+        x = self._sum([self._rescaled(t, _coefficient(t) // g, out) for t in variable], out)
+        if op is Ops.IDIV:
+            return self.alu(Ops.IDIV, x, self.const(c // g, out))
+        return self.alu(Ops.ADD, self.alu(Ops.MUL, self.alu(Ops.MOD, x, self.const(c // g, out)), self.const(g, out)),
+                        self.const(y, out))
 
     def _rescaled(self, t: UOp, k: int, out: DType) -> UOp:
         """Term ``t`` (a constant, x*k0 or x) with its constant factor replaced by ``k``."""

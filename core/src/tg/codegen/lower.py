@@ -16,7 +16,7 @@ from tg.codegen import contraction
 from tg.codegen.builder import KernelBuilder
 from tg.codegen.capabilities import Capabilities
 from tg.codegen.indexing import view_index
-from tg.codegen.opts import ShapedKernel, choose_opts
+from tg.codegen.opts import ShapedKernel, choose_opts, row_dim
 from tg.codegen.program import LoweredKernel
 from tg.codegen.uops import Ops, UOp, VecDType
 from tg.graph.shapetracker import Shape, ShapeTracker
@@ -217,6 +217,22 @@ class _Lowering:
             launch.append(folded)
         return indices[::-1], gate, tuple(launch), (group,) + (1,) * (len(launch) - 1)
 
+    def _fold_order(self, global_dims: list[int], dims: int) -> list[int]:
+        """``global_dims`` (outermost first) with the output dims that fold into the last launch dimension
+        reordered for a reduction so that the one chosen by :func:`~tg.codegen.opts.row_dim` is innermost: the
+        launch's neighbouring rows then share the loads that do not depend on it."""
+        folded = [j for j in global_dims[:len(global_dims) - (dims - 1)] if self.shape[j] > 1]
+        if self.reduce_op is None or len(folded) < 2 or self.opts.upcast:
+            return global_dims
+        loads = [(st.views[-1].strides, st.views[-1].mask) for st in _all_trackers(self.body, [])
+                 if len(st.views[-1].strides) == len(self.shape)]
+        best = row_dim(self.shape, folded, global_dims[-1], loads)
+        if best == folded[-1]:
+            return global_dims
+        moved = [j for j in global_dims if j != best]
+        at = len(global_dims) - dims  # just outside the dims that have launch dimensions of their own
+        return [*moved[:at], best, *moved[at:]]
+
     # -- strategies --------------------------------------------------------------------------------------------
 
     def _per_thread(self, n_outputs: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -228,7 +244,10 @@ class _Lowering:
         group = self._group_size(sizes[-1]) if sizes else 1
         dims = self._launch_dims(sizes, group) if self.caps.launch_dims > 1 else 1
         shaped = dims > 1
+        global_dims = self.global_dims
         if shaped:
+            global_dims = self._fold_order(global_dims, dims)
+            sizes = [self.shape[j] // amounts.get(j, 1) for j in global_dims]
             indices, gate, global_size, local_size = self._shaped_launch(sizes, group, dims)
         else:
             gid, gate, group = self._threads(n_threads)
@@ -237,7 +256,7 @@ class _Lowering:
         base: list[UOp] = [b.const(0, i32)] * len(self.shape)
         if not shaped:  # unravelled after the constant above: the flat kernels' micro-ops keep their order
             indices = self._unravel(gid, sizes)
-        for j, idx in zip(self.global_dims, indices):
+        for j, idx in zip(global_dims, indices):
             base[j] = b.alu(Ops.MUL, idx, b.const(amounts[j], i32)) if j in amounts else idx
         # the innermost planned dim becomes vector lanes when it is exactly the backend's vector width
         vec = len(plan) - 1 if plan and plan[-1][1] == self.caps.vector_width > 1 else None

@@ -112,3 +112,24 @@ def unroll_amount(k: ShapedKernel, caps: Capabilities) -> int:
     while amount > 1 and (length % amount or length < 2 * amount):
         amount //= 2
     return amount
+
+
+def row_dim(shape: tuple[int, ...], folded: list[int], inner: int,
+            loads: list[tuple[tuple[int, ...], tuple[tuple[int, int], ...] | None]]) -> int:
+    """Which of the ``folded`` output dims (innermost last) a shaped launch should fold innermost, so that
+    neighbouring rows of the launch differ along it: the dim that the most loads which vary along the launch's
+    innermost dim ``inner`` do not depend on (a convolution's output channel: its image row is the same for every
+    channel, so a register tile of channels loads it once).  ``loads`` gives each load's strides and mask over
+    ``shape`` (its outermost view's).  The innermost folded dim unless another is shared by strictly more."""
+    def independent(strides: tuple[int, ...], mask: tuple[tuple[int, int], ...] | None, d: int) -> bool:
+        return strides[d] == 0 and (mask is None or mask[d] == (0, shape[d]))
+
+    def shared(d: int) -> int:
+        return sum(1 for strides, mask in loads if not independent(strides, mask, inner)
+                   and independent(strides, mask, d))
+
+    best = folded[-1]
+    for d in folded:
+        if shape[d] > 1 and shared(d) > shared(best):
+            best = d
+    return best

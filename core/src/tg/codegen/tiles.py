@@ -13,9 +13,12 @@ too (one column per tile).  Rows shorter than G make the whole launch one long r
 :class:`TileReplay` rebuilds the micro-ops as one micro-tile: the kernel's ``gidx0``/``gidx1`` become
 ``col0 + lane`` and ``row0 + r`` (new ``SPECIAL`` micro-ops ``row0``, ``col0`` and ``lane``), once per row of the
 tile, through :class:`~tg.codegen.builder.KernelBuilder`, so what the rows share — indices, constants, a load of
-the same element of a read-only buffer in the same loop — is built once.  A target renders the result its own way
-(tg-clang: SIMD across ``lane``, scalar where a value is uniform) and may substitute the operands of an
-accumulation in a loop (:meth:`TileReplay.loop_operand`; tg-clang copies panels there).
+the same element of a read-only buffer in the same loop — is built once.  An *aligned* replay writes ``row0`` as
+``R * row_tile`` (a ``SPECIAL`` ``row_tile``; the target promises that full micro-tiles start at multiples of R),
+so the index builder sees that rows ``R*row_tile + r`` (r < R) have the same quotient by any multiple of R.
+A target renders the result its own way (tg-clang: SIMD across ``lane``, scalar where a value is uniform) and may
+substitute the operands of an accumulation in a loop (:meth:`TileReplay.loop_operand`; tg-clang copies panels
+there).
 """
 
 from __future__ import annotations
@@ -155,16 +158,25 @@ class TileReplay:
     docstring).  ``replay.b`` is the builder; ``row0``, ``col0`` and ``lane`` its new ``SPECIAL`` micro-ops;
     ``ranges`` the loops open at the op being replayed; ``readonly`` the ids of the read-only buffers."""
 
-    def __init__(self, t: Tiling, rows: int):
+    def __init__(self, t: Tiling, rows: int, aligned: bool = False):
         self.t, self.rows = t, rows
         self.b = b = KernelBuilder()
         i32 = dtypes.int32
+        self.row_tile: UOp | None = None
         if t.transposed:
             self.row0 = b.special("row0", t.full_rows - t.lanes + 1)
             self.col0 = b.special("col0", t.row_len - rows + 1)
             self.lane = b.special("lane", t.lanes)
             row = b.alu(Ops.ADD, self.row0, self.lane)
             self.coords = [(row, b.alu(Ops.ADD, self.col0, b.const(r, i32))) for r in range(rows)]
+        elif aligned:  # row0 is a multiple of the tile height: row0 = R * row_tile, which index arithmetic can use
+            assert rows == t.rows and t.n_rows % rows == 0 and t.block_rows % rows == 0, (t, rows)
+            self.row_tile = b.special("row_tile", t.n_rows // rows)
+            self.row0 = b.alu(Ops.MUL, self.row_tile, b.const(rows, i32))
+            self.col0 = b.special("col0", t.full_cols - t.lanes + 1)
+            self.lane = b.special("lane", t.lanes)
+            col = b.alu(Ops.ADD, self.col0, self.lane)
+            self.coords = [(b.alu(Ops.ADD, self.row0, b.const(r, i32)), col) for r in range(rows)]
         else:
             self.row0 = b.special("row0", t.n_rows - rows + 1)
             self.col0 = b.special("col0", t.full_cols - t.lanes + 1)

@@ -17,6 +17,11 @@ rows into one row of outputs: each register of the wide gang then accumulates on
 waiting for the one before).  Inside a work unit the column gangs are the outer loop and the micro-tiles of rows
 the inner one, so a packed panel serves many micro-tiles.
 
+A kernel whose launch rows fold several output dims (core puts innermost the one that loads varying across the
+lanes do not depend on: a convolution's output channel) may take *aligned* micro-tiles: a height that divides the
+innermost dim's size, starting at multiples of it, so every row of a tile has the same outer indices and the loads
+that depend only on them (the image row) are made once per tile (strategy ``tiledA``).
+
 A reduction whose outputs each read a contiguous run (a row sum) may instead run its lanes along its own loop
 (:mod:`tg_clang.reduction_lanes`); that rendering is taken where its cost estimate is clearly lower, or where the
 launch has fewer threads than a gang.
@@ -72,8 +77,9 @@ class PackingReplay(TileReplay):
     across lanes and sits in a loop, reads ``pk{index}``; ``find_packs`` makes those decisions.
     """
 
-    def __init__(self, t: Tiling, rows: int, packs: dict[int, Pack] | None = None, find_packs: bool = False):
-        super().__init__(t, rows)
+    def __init__(self, t: Tiling, rows: int, packs: dict[int, Pack] | None = None, find_packs: bool = False,
+                 aligned: bool = False):
+        super().__init__(t, rows, aligned)
         self.packs: dict[int, Pack] = {} if packs is None else packs
         self.find_packs = find_packs
         self.pack_bufs: dict[int, UOp] = {}
@@ -95,6 +101,7 @@ class PackingReplay(TileReplay):
             trips = math.prod(r.src[1].arg - r.src[0].arg for r in self.ranges)
             tile_coordinate = self.col0 if t.transposed else self.row0
             if id(self.lane) not in deps or id(tile_coordinate) in deps or \
+                    (self.row_tile is not None and id(self.row_tile) in deps) or \
                     trips * t.lanes * dtype.itemsize > PACK_LIMIT:
                 return value
             self.packs[id(orig)] = Pack(len(self.packs), dtype, trips * t.lanes,
@@ -151,13 +158,16 @@ def _streaming(uops: list[UOp], threads: int) -> bool:
     return bool(threads * out.dtype.base.itemsize >= STREAM_BYTES)
 
 
-def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int) -> tuple[list[str], list[Pack], float, bool]:
+def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int, aligned: bool = False
+                  ) -> tuple[list[str], list[Pack], float, bool]:
     """The C functions of a tiling's micro-tiles (and packs), their estimated cost per output, and whether the
-    tiles do anything lane by lane."""
+    tiles do anything lane by lane.  ``aligned``: the full micro-tiles start at multiples of their height, which
+    their index arithmetic may rely on (see :func:`aligned_rows`)."""
     params = kernel_params(uops)
     sig = ", ".join(params)
     # packing pays when a column gang's panel is read by several micro-tiles
-    wide = PackingReplay(t, t.rows, find_packs=(t.block_cols if t.transposed else t.block_rows) >= 2 * t.rows)
+    wide = PackingReplay(t, t.rows, find_packs=(t.block_cols if t.transposed else t.block_rows) >= 2 * t.rows,
+                         aligned=aligned)
     tiles = [(t.rows, wide.build(uops))]
     if t.remainder > 1:
         tiles.append((t.remainder, PackingReplay(t, t.remainder, packs=wide.packs).build(uops)))
@@ -174,7 +184,8 @@ def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int) -> tuple[li
     cost, lane_by_lane = 0.0, False
     for rows_here, tile_uops in tiles:
         streaming = _streaming(uops, t.n_rows * t.row_len)
-        renderer = LaneRenderer(tile_uops, lanes, {"row0": "row0", "col0": "col0"}, streaming)
+        specials = {"row0": "row0", "col0": "col0", "row_tile": f"(row0 / {t.rows})"}
+        renderer = LaneRenderer(tile_uops, lanes, specials, streaming)
         body = renderer.render()
         lane_by_lane = lane_by_lane or renderer.lane_by_lane
         if rows_here == t.rows:
@@ -219,6 +230,30 @@ def _gang_loops(name: str, args: str, pk_args: str, packs: list[Pack], t: Tiling
     return out
 
 
+def _accumulator_bytes() -> int:
+    """Register bytes a micro-tile's accumulators may take: eight AVX-512 registers, or eight AVX2 ones (the
+    loaded operands and the broadcasts need the rest)."""
+    from tg_clang.compiler import _host_cpu
+
+    return 512 if " avx512f" in _host_cpu() else 256
+
+
+def aligned_rows(uops: list[UOp], grid: tuple[int, ...], lanes: int) -> int:
+    """A micro-tile height for a kernel with loops whose launch rows (``gidx1``) are divided into several output
+    dims, the innermost of period ``p`` (``gidx1 % p``, ``gidx1 // p``): the largest divisor of ``p`` whose
+    accumulators fit :func:`_accumulator_bytes`, so that a tile starting at a multiple of its height stays within
+    one period and its rows share what depends only on ``gidx1 // p`` (a convolution's image row, shared by a tile
+    of output channels).  0 when the launch has no such rows."""
+    if len(grid) != 2 or grid[0] < lanes or not has_loops(uops):
+        return 0
+    periods = [u.src[1].arg for u in uops if u.op in (Ops.IDIV, Ops.MOD) and u.src[0].op is Ops.SPECIAL
+               and u.src[0].arg[0] == "gidx1" and u.src[1].op is Ops.CONST and u.src[1].arg > 1]
+    if not periods:
+        return 0
+    period, most = min(periods), max(1, _accumulator_bytes() // (lanes * _widest_item(uops)))
+    return next((h for h in range(min(period, most), 1, -1) if period % h == 0), 0)
+
+
 def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None:
     """The whole C file of a tiled kernel, or None when no tiling applies (work groups, or a launch of more
     than the two dimensions tg-clang declares)."""
@@ -250,6 +285,14 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
         other_functions, other_packs, other_cost, _ = _render_tiles(name, uops, other, lanes)
         if other_cost < 0.85 * cost:
             t, functions, packs, gang, cost = other, other_functions, other_packs, lanes, other_cost
+    height = aligned_rows(uops, grid, lanes)
+    aligned = False
+    if height and not t.transposed:
+        al = choose_tiling(uops, grid, lanes, height)
+        if al is not None and al.rows == height and al.block_rows % height == 0 and al.n_rows % height == 0:
+            al_functions, al_packs, al_cost, _ = _render_tiles(name, uops, al, lanes, aligned=True)
+            if al_cost < 0.85 * cost:
+                t, functions, packs, gang, cost, aligned = al, al_functions, al_packs, lanes, al_cost, True
     if reduction is not None:
         across_loop, across_loop_cost = render_reduction_lanes(name, uops, grid, *reduction)
         if across_loop_cost < 0.85 * cost:
@@ -258,7 +301,7 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
     params = kernel_params(uops)
     args = ", ".join([p.rsplit(" ", 1)[1] for p in params])
     sig = ", ".join(params)
-    strategy = f"tiled{'T' if t.transposed else ''}{t.rows}x{lanes}"
+    strategy = f"tiled{'T' if t.transposed else 'A' if aligned else ''}{t.rows}x{lanes}"
     cost = t.block_rows * t.block_cols * thread_cost(uops)
     out = [header(name, t.units, cost, strategy),
            PRELUDE, *vector_typedefs(lanes), *functions]
