@@ -183,22 +183,13 @@ def gpt_batches(seed: int = 0) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
 
 def tg_gpt_step(jit: bool) -> Callable[[], Any]:
     import tg
-    import tg.nn.functional as F
     from tg import Tensor, optim
 
     ex = load_example("train_gpt")
     tg.manual_seed(0)
     model = ex.GPT(GPT["vocab"], GPT["block"], GPT["embd"], GPT["heads"], GPT["layers"])
     opt = optim.AdamW(model.parameters(), lr=GPT["lr"], weight_decay=0.01)
-
-    def train_step(x: Tensor, y: Tensor) -> Tensor:
-        logits = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
-
+    train_step = ex.make_train_step(model, opt)
     run = tg.jit(train_step) if jit else train_step
     draw = gpt_batches()
 

@@ -16,6 +16,7 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 import tg
@@ -99,6 +100,20 @@ def batches(data: np.ndarray, block_size: int, batch_size: int, rng: np.random.G
         yield x, y
 
 
+def make_train_step(model: GPT, opt: optim.Optimizer) -> Callable[[Tensor, Tensor], Tensor]:
+    """One training step on a batch of (input, target) windows: the mean next-character cross entropy, its
+    gradients and an optimizer step; returns the loss (``main`` runs it under ``tg.jit``)."""
+    def train_step(x: Tensor, y: Tensor) -> Tensor:
+        logits = model(x)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    return train_step
+
+
 def evaluate(model: GPT, data: np.ndarray, block_size: int, batch_size: int, n_batches: int) -> float:
     """The mean loss over ``n_batches`` fixed windows of ``data``."""
     rng = np.random.default_rng(1234)
@@ -168,15 +183,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{n_params:,} parameters")
     opt = optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
 
-    @tg.jit
-    def train_step(x: Tensor, y: Tensor) -> Tensor:
-        logits = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
-
+    train_step = tg.jit(make_train_step(model, opt))
     it = batches(train, args.block_size, args.batch_size, np.random.default_rng(args.seed))
     curve: list[tuple[int, float]] = []
     start = time.perf_counter()
