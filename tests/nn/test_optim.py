@@ -177,3 +177,26 @@ def test_optimizer_argument_errors() -> None:
     p = Tensor([1.0])
     optim.SGD([p, p])  # duplicates are updated once
     assert p.requires_grad is True
+
+
+def test_a_parameter_or_state_replaced_between_steps_is_read_anew() -> None:
+    """A step reads the flat vector the previous step wrote only while the tensors still hold its views."""
+    a, b = Tensor([1.0, 2.0], requires_grad=True), Tensor([3.0], requires_grad=True)
+    opt = optim.SGD([a, b], lr=0.5, momentum=0.5)
+
+    def step() -> None:
+        opt.zero_grad()
+        ((a * a).sum() + (b * b).sum()).backward()  # gradient 2p
+        opt.step()
+
+    step()  # a = [0, 0], momentum [2, 4]; b = [0], momentum [6]
+    np.testing.assert_allclose(a.numpy(), [0.0, 0.0])
+    a.assign(Tensor([10.0, 20.0]))
+    opt.state[b]["momentum_buffer"].assign(Tensor([0.0]))
+    step()  # a: buf = 0.5*[2, 4] + [20, 40] = [21, 42] -> [-0.5, -1]; b: buf = 0 + 0 -> 0
+    np.testing.assert_allclose(a.numpy(), [-0.5, -1.0])
+    np.testing.assert_allclose(b.numpy(), [0.0])
+    np.testing.assert_allclose(opt.state[b]["momentum_buffer"].numpy(), [0.0])
+    step()  # unchanged since: the step's own vectors are read (a: buf = 0.5*[21, 42] + [-1, -2])
+    np.testing.assert_allclose(opt.state[a]["momentum_buffer"].numpy(), [9.5, 19.0])
+    np.testing.assert_allclose(a.numpy(), [-5.25, -10.5])

@@ -125,6 +125,9 @@ class Optimizer:
         self.state = OptimizerState()
         self._group_of: list[int] = []
         self._counts: list[int] = []  # updates so far, per parameter (decides which updates fuse)
+        #: (chunk, name) -> the flat vector a step wrote and the lazy data of the per-parameter views of it that it
+        #: handed out: while those views are still what the tensors hold, the next step reads the vector as is
+        self._flats: dict[tuple[tuple[int, ...], str], tuple[Tensor, list[Any]]] = {}
         self._hyper: dict[tuple[int, str, str], Tensor] = {}  # (group, device, dtype) -> the options on the device
         self._stepped = False
         items: list[Any] = list(params)
@@ -252,7 +255,7 @@ class Optimizer:
         params = [self.params[i] for i in chunk]
         with no_grad():
             grad = _flat([p.grad.detach() for p in params if p.grad is not None]).realize()
-            p = _flat(params)
+            p = self._cached_flat(chunk, "", params)
             hyper = self._hyper_tensors(index, p)
             extra: dict[str, Tensor] = {}
             if self.counts_steps:
@@ -273,15 +276,29 @@ class Optimizer:
                     self.state[i][name].assign(view)
                 else:
                     self.state[i][name] = view
+            if value.shape == new_p.shape and value.ndim:  # (a tensor that cast its view on assign misses)
+                self._flats[(tuple(chunk), name)] = (value, [view.lazydata for view in views])
         new_p.realize()
-        for param, view in zip(params, _slices(new_p, params)):
+        views = _slices(new_p, params)
+        for param, view in zip(params, views):
             param.assign(view)
+        self._flats[(tuple(chunk), "")] = (new_p, [view.lazydata for view in views])
         for i in chunk:
             self._counts[i] = step
+
+    def _cached_flat(self, chunk: list[int], name: str, tensors: list[Tensor]) -> Tensor:
+        """``_flat(tensors)``; the vector the last step wrote when ``tensors`` still hold its views, unchanged."""
+        cached = self._flats.get((tuple(chunk), name))
+        if cached is not None and len(cached[1]) == len(tensors) and \
+                all(t.lazydata is lb for t, lb in zip(tensors, cached[1])):
+            return cached[0]
+        return _flat(tensors)
 
     def flat_state(self, chunk: list[int], name: str, fill: float = 0.0) -> Tensor:
         """The flat vector of state ``name`` for the parameters in ``chunk`` (``fill`` where not set yet)."""
         pieces = [self.state[i].get(name) for i in chunk]
+        if all(t is not None for t in pieces):
+            return self._cached_flat(chunk, name, pieces)
         return _flat([t if t is not None else Tensor.full(self.params[i].shape, fill, dtype=self.params[i].dtype,
                                                            device=self.params[i].device)
                       for t, i in zip(pieces, chunk)])
