@@ -104,3 +104,12 @@ def test_wide_tiles_other_dtypes(monkeypatch: pytest.MonkeyPatch, dtype: str) ->
     else:
         a, b = rng.standard_normal((45, 620)).astype(dtype), rng.standard_normal((620, 70)).astype(dtype)
     _check(lambda t: t[0] @ t[1], [a, b], rtol={"float64": 1e-10, "float16": 5e-2}.get(dtype, 0.0))
+
+
+def test_gang_stays_narrow_where_the_wide_panel_would_not_pack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """K=2500 float32: the 16-lane panel (160 KB) packs, a 32-lane one (320 KB) would be past PACK_LIMIT and read
+    B down its stride in every tile; the gang stays 16 lanes."""
+    monkeypatch.setattr(tiling, "_register_bytes", lambda: 64)
+    a, b = rng.standard_normal((48, 2500)).astype("float32"), rng.standard_normal((2500, 64)).astype("float32")
+    new = _new_strategies(lambda: _check(lambda t: t[0] @ t[1], [a, b], rtol=2e-4))
+    assert "tiled6x16" in new.values(), new

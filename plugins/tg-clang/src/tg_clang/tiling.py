@@ -325,8 +325,9 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
         # vectors of each row, so each broadcast of a row's operand serves two FMAs
         wide = choose_tiling(uops, grid, 2 * lanes, rows)
         if wide is not None and wide.full_cols == t.full_cols and wide.rows == t.rows and not wide.transposed:
-            t, gang = wide, 2 * lanes
-            functions, packs, cost, _ = _render_tiles(name, uops, t, gang)
+            rendered = _render_tiles(name, uops, wide, 2 * lanes)
+            if len(rendered[1]) == len(packs):  # not where the wider panel is past PACK_LIMIT (it would read B strided)
+                t, gang, (functions, packs, cost, _) = wide, 2 * lanes, rendered
     if packs:
         t = _taller_units(t)
     other = transposed_tiling(uops, grid, lanes, rows)
