@@ -14,8 +14,11 @@ estimate of the rendered micro-tiles; and the gang width.  R is at most the conf
 configured lanes (16), halved (down to 4) for kernels with fewer threads than a gang, and up to 4 times wider
 for kernels with loops whose tiles have at most half the configured rows and run all SIMD (a reduction down the
 rows into one row of outputs: each register of the wide gang then accumulates on its own, instead of every add
-waiting for the one before).  Inside a work unit the column gangs are the outer loop and the micro-tiles of rows
-the inner one, so a packed panel serves many micro-tiles.
+waiting for the one before).  Full-height tiles double their gang where the CPU has the registers (AVX-512: a 6x32
+float32 matmul tile, each broadcast serving two FMAs) and the packed panel is past L1 at either width.  Inside a
+work unit the column gangs are the outer loop and the micro-tiles of rows the inner one, so a packed panel serves
+many micro-tiles; units that pack are made tall (about 512 rows), since copying a panel down a long stride costs
+as much as tens of rows of tiles using it.
 
 A kernel whose launch rows fold several output dims (core puts innermost the one that loads varying across the
 lanes do not depend on: a convolution's output channel) may take *aligned* micro-tiles: a height that divides the
@@ -29,6 +32,7 @@ launch has fewer threads than a gang.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -36,6 +40,7 @@ from tg.codegen.builder import KernelBuilder
 from tg.codegen.program import LoweredKernel
 from tg.codegen.tiles import (
     COPYABLE,
+    UNITS_TARGET,
     TileReplay,
     Tiling,
     choose_tiling,
@@ -238,6 +243,40 @@ def _accumulator_bytes() -> int:
     return 512 if " avx512f" in _host_cpu() else 256
 
 
+#: Rows a work unit with a packed panel aims at: copying the panel (a column slab of a matmul's B, one cache line
+#: of a row at a time down a long stride) costs about as much as 20-40 rows of tiles use it, so the taller the unit
+#: the less of it (2048 x 2048 float32 on one core: 128 rows 0.80x numpy, 512 rows 1.0x).
+PACKED_BLOCK_ROWS = 512
+
+
+def _taller_units(t: Tiling) -> Tiling:
+    """``t`` with work units of about PACKED_BLOCK_ROWS rows where it packs panels, as long as the launch still
+    makes UNITS_TARGET units for the cores to share (never shorter units than core chose)."""
+    if t.transposed:
+        return t
+    col_blocks = math.ceil(t.full_cols / t.block_cols)
+    row_blocks = math.ceil(UNITS_TARGET / col_blocks)
+    most = t.rows * math.ceil(math.ceil(t.full_rows / row_blocks) / t.rows)
+    block_rows = max(t.block_rows, min(t.rows * math.ceil(PACKED_BLOCK_ROWS / t.rows), most))
+    return dataclasses.replace(t, block_rows=block_rows)
+
+
+#: Vector registers a full-height tile's accumulators may take when its gang doubles (12 of AVX-512's 32: a 6x32
+#: float32 tile, two loads and six broadcasts per twelve FMAs instead of one and six per six; AVX2's 16 registers
+#: hold no more than the 6x16 tile).
+WIDE_TILE_REGISTERS = 12
+#: Bytes of packed panel a tile's gang may double past: a panel that fits L1 would no longer (512 x 512 float32 on
+#: Zen 4: 6x32 0.91-0.95x numpy, 6x16 1.0x; 1024 and 2048, whose panels are past L1 at either width, gain 3-6%).
+L1_PANEL = 32 << 10
+
+
+def _register_bytes() -> int:
+    """Bytes of one vector register of the CPU clang compiles for (-march=native): 64 with AVX-512, else 32."""
+    from tg_clang.compiler import _host_cpu
+
+    return 64 if " avx512f" in _host_cpu() else 32
+
+
 def aligned_rows(uops: list[UOp], grid: tuple[int, ...], lanes: int) -> int:
     """A micro-tile height for a kernel with loops whose launch rows (``gidx1``) are divided into several output
     dims, the innermost of period ``p`` (``gidx1 % p``, ``gidx1 // p``): the largest divisor of ``p`` whose
@@ -280,6 +319,17 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
                 functions, packs, cost, _ = _render_tiles(name, uops, t, gang)
                 break
             factor //= 2
+    elif t.rows == rows and not lane_by_lane and sum(p.elements * p.dtype.itemsize for p in packs) > L1_PANEL \
+            and 2 * rows * lanes * _widest_item(uops) <= WIDE_TILE_REGISTERS * _register_bytes():
+        # full-height tiles whose panel is past L1 anyway, on a CPU with registers for twice the accumulators: two
+        # vectors of each row, so each broadcast of a row's operand serves two FMAs
+        wide = choose_tiling(uops, grid, 2 * lanes, rows)
+        if wide is not None and wide.full_cols == t.full_cols and wide.rows == t.rows and not wide.transposed:
+            rendered = _render_tiles(name, uops, wide, 2 * lanes)
+            if len(rendered[1]) == len(packs):  # not where the wider panel is past PACK_LIMIT (it would read B strided)
+                t, gang, (functions, packs, cost, _) = wide, 2 * lanes, rendered
+    if packs:
+        t = _taller_units(t)
     other = transposed_tiling(uops, grid, lanes, rows)
     if other is not None:
         other_functions, other_packs, other_cost, _ = _render_tiles(name, uops, other, lanes)

@@ -1,0 +1,115 @@
+"""The clang backend's matmul tiles on CPUs with AVX-512: two vectors per row (6x32 float32) where the packed
+panel is past L1 anyway, and tall work units for tiles that pack (the copy of a panel is paid once per unit).
+
+The CPU is read from /proc/cpuinfo; the tests pin the register width (``tg_clang.tiling._register_bytes``) so they
+run the same on any x86 machine (32 lanes of 4 bytes are plain vector-extension C, whatever the CPU).  Each test
+uses shapes of its own: a process renders a kernel of a given structure once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from tg import Tensor
+from tg.codegen.tiles import UNITS_TARGET, Tiling
+from tg_clang import tiling
+
+rng = np.random.default_rng(11)
+
+
+def _new_strategies(fn: Callable[[], None]) -> dict[str, str]:
+    """The strategies of the kernels ``fn`` compiles."""
+    from tg.engine.device import device_state
+
+    before = {key for key, _ in device_state("clang").binaries.items()}
+    fn()
+    return {p.name: p.strategy for key, p in device_state("clang").binaries.items() if key not in before}
+
+
+def _check(graph: Callable[[list[Tensor]], Tensor], arrays: list[np.ndarray], rtol: float = 1e-4) -> None:
+    want = graph([Tensor(a, device="numpy") for a in arrays]).numpy()
+    got = graph([Tensor(a, device="clang") for a in arrays]).numpy()
+    assert got.dtype == want.dtype and got.shape == want.shape
+    if got.dtype.kind in "biu":
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize(("register_bytes", "strategy"), [(64, "tiled6x32"), (32, "tiled6x16")])
+def test_matmul_gang_doubles_only_with_avx512_registers(monkeypatch: pytest.MonkeyPatch, register_bytes: int,
+                                                        strategy: str) -> None:
+    """K=700 float32: a 16-lane panel is 44.8 KB, past L1, so AVX-512 (64-byte registers) takes 6x32; AVX2 keeps
+    6x16 (twelve accumulators of 32 bytes would not leave room in its sixteen registers)."""
+    monkeypatch.setattr(tiling, "_register_bytes", lambda: register_bytes)
+    m = 60 + register_bytes // 32  # a shape of its own per case
+    a, b = rng.standard_normal((m, 700)).astype("float32"), rng.standard_normal((700, 96)).astype("float32")
+    new = _new_strategies(lambda: _check(lambda t: t[0] @ t[1], [a, b]))
+    assert strategy in new.values(), new
+
+
+def test_small_panel_keeps_the_narrow_gang(monkeypatch: pytest.MonkeyPatch) -> None:
+    """K=256 float32: the 16-lane panel (16 KB) fits L1; doubling the gang would push it out."""
+    monkeypatch.setattr(tiling, "_register_bytes", lambda: 64)
+    a, b = rng.standard_normal((66, 256)).astype("float32"), rng.standard_normal((256, 64)).astype("float32")
+    new = _new_strategies(lambda: _check(lambda t: t[0] @ t[1], [a, b]))
+    assert "tiled6x16" in new.values(), new
+
+
+def test_tall_units_keep_enough_units() -> None:
+    """Packed tiles get units of about PACKED_BLOCK_ROWS rows, but never fewer than UNITS_TARGET units, and never
+    shorter units than core chose."""
+    big = Tiling(lanes=32, rows=6, row_len=2048, n_rows=2048, full_cols=2048, block_rows=132, block_cols=32)
+    assert tiling._taller_units(big).block_rows == 516
+    small = Tiling(lanes=32, rows=6, row_len=64, n_rows=600, full_cols=64, block_rows=24, block_cols=32)
+    tall = tiling._taller_units(small)
+    assert tall.block_rows % 6 == 0 and tall.block_rows >= 24 and tall.units >= UNITS_TARGET // 2
+    already = Tiling(lanes=16, rows=6, row_len=512, n_rows=4096, full_cols=512, block_rows=600, block_cols=16)
+    assert tiling._taller_units(already).block_rows == 600
+    transposed = Tiling(lanes=16, rows=6, row_len=512, n_rows=512, full_cols=512, block_rows=16, block_cols=132,
+                        transposed=True)
+    assert tiling._taller_units(transposed) == transposed
+
+
+SHAPES = [
+    ((61, 600), (600, 97)),  # rows and columns past whole tiles and gangs
+    ((1, 700), (700, 64)),  # one row
+    ((70, 600), (600, 1)),  # one column
+    ((3, 20, 530), (3, 530, 70)),  # batched
+]
+
+
+@pytest.mark.parametrize(("a_shape", "b_shape"), SHAPES)
+def test_wide_tiles_at_awkward_sizes(monkeypatch: pytest.MonkeyPatch, a_shape: tuple[int, ...],
+                                     b_shape: tuple[int, ...]) -> None:
+    monkeypatch.setattr(tiling, "_register_bytes", lambda: 64)
+    a, b = rng.standard_normal(a_shape).astype("float32"), rng.standard_normal(b_shape).astype("float32")
+    _check(lambda t: t[0] @ t[1], [a, b], rtol=1e-4)
+
+
+def test_wide_tiles_transposed_operands(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tiling, "_register_bytes", lambda: 64)
+    a, b = rng.standard_normal((610, 67)).astype("float32"), rng.standard_normal((99, 610)).astype("float32")
+    _check(lambda t: t[0].T @ t[1].T, [a, b], rtol=1e-4)
+    _check(lambda t: (t[1] @ t[0]).T, [a, b], rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float16", "int32"])
+def test_wide_tiles_other_dtypes(monkeypatch: pytest.MonkeyPatch, dtype: str) -> None:
+    monkeypatch.setattr(tiling, "_register_bytes", lambda: 64)
+    if dtype == "int32":
+        a, b = rng.integers(-50, 50, (45, 620)).astype(dtype), rng.integers(-50, 50, (620, 70)).astype(dtype)
+    else:
+        a, b = rng.standard_normal((45, 620)).astype(dtype), rng.standard_normal((620, 70)).astype(dtype)
+    _check(lambda t: t[0] @ t[1], [a, b], rtol={"float64": 1e-10, "float16": 5e-2}.get(dtype, 0.0))
+
+
+def test_gang_stays_narrow_where_the_wide_panel_would_not_pack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """K=2500 float32: the 16-lane panel (160 KB) packs, a 32-lane one (320 KB) would be past PACK_LIMIT and read
+    B down its stride in every tile; the gang stays 16 lanes."""
+    monkeypatch.setattr(tiling, "_register_bytes", lambda: 64)
+    a, b = rng.standard_normal((48, 2500)).astype("float32"), rng.standard_normal((2500, 64)).astype("float32")
+    new = _new_strategies(lambda: _check(lambda t: t[0] @ t[1], [a, b], rtol=2e-4))
+    assert "tiled6x16" in new.values(), new
