@@ -50,9 +50,9 @@ def tests(session: nox.Session) -> None:
 # so an assembly emitter only ever receives lowerings already proven correct.  "" runs its fast path (whole-array
 # numpy); every other setting its micro-op interpreter ("interpret": with the default capabilities).
 # (Independent capabilities share a run: each run of the kit costs about 20 s of CI.)
-NUMPY_CAPABILITIES = ["", "interpret", "no_div", "no_recip,launch_dims=3",
+NUMPY_CAPABILITIES = ["", "interpret", "no_recip,launch_dims=3",
                       "launch_dims=2,group_size=8,vector_width=4,upcast=16",
-                      "unroll=8,upcast=16,vector_width=4",
+                      "unroll=8,upcast=16,vector_width=4,no_div",
                       "group_size=4,vector_width=2,no_div,no_pow,no_mod,no_sub,no_cmpeq,no_neg,mulacc,sin_is_sin2pi",
                       "no_float64,no_int64,no_float16,no_variables", "tensor_cores,sin_is_sin2pi,no_pow,mulacc",
                       "tensor_cores,group_size=128,vector_width=4"]
