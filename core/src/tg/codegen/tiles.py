@@ -205,17 +205,10 @@ class TileReplay:
         shared: dict[int, UOp] = {}
         per_row: list[dict[int, UOp]] = [{} for _ in range(self.rows)]
         for u in uops:
-            if u.op is Ops.DEFINE_GLOBAL:
-                assert isinstance(u.dtype, PtrDType)
-                shared[id(u)] = new = b.define_global(u.arg[0], u.dtype.base, u.arg[2])
-                if not u.arg[2]:
+            if u.op in SHARED_LEAVES:
+                shared[id(u)] = new = shared_leaf(b, u)
+                if u.op is Ops.DEFINE_GLOBAL and not u.arg[2]:
                     self.readonly.add(id(new))
-            elif u.op is Ops.CONST:
-                assert isinstance(u.dtype, DType)
-                shared[id(u)] = b.const(u.arg, u.dtype)
-            elif u.op is Ops.DEFINE_VAR:
-                assert isinstance(u.dtype, DType)
-                shared[id(u)] = b.define_var(u.arg[0], u.dtype, *u.arg[1:])
             elif u.op is Ops.RANGE:
                 shared[id(u)] = rng = b.range(u.src[0].arg, u.src[1].arg)
                 self.ranges.append(rng)
@@ -286,6 +279,19 @@ def div_mod_sum(a: UOp, b: UOp) -> UOp | None:
                 if div.op is Ops.IDIV and div.src[0] is x and div.src[1] is k and factor is k:
                     return x
     return None
+
+
+#: The operand-free micro-ops every row (or lane) of a rebuilt kernel shares: buffers, constants, launch variables.
+SHARED_LEAVES = (Ops.DEFINE_GLOBAL, Ops.CONST, Ops.DEFINE_VAR)
+
+
+def shared_leaf(b: KernelBuilder, u: UOp) -> UOp:
+    """``u`` (one of :data:`SHARED_LEAVES`) rebuilt in builder ``b``, once for every row that reads it."""
+    if u.op is Ops.DEFINE_GLOBAL:
+        assert isinstance(u.dtype, PtrDType)
+        return b.define_global(u.arg[0], u.dtype.base, u.arg[2])
+    assert isinstance(u.dtype, DType)
+    return b.const(u.arg, u.dtype) if u.op is Ops.CONST else b.define_var(u.arg[0], u.dtype, *u.arg[1:])
 
 
 #: What an expression :func:`copy_expr` rebuilds may hold.

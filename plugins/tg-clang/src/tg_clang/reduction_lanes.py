@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from tg.codegen.builder import KernelBuilder
 from tg.codegen.lower import reduce_identity
 from tg.codegen.rewrites import eliminate_dead
-from tg.codegen.tiles import UNIT_OPS, div_mod_sum, thread_cost
-from tg.codegen.uops import Ops, PtrDType, UOp
+from tg.codegen.tiles import SHARED_LEAVES, UNIT_OPS, div_mod_sum, shared_leaf, thread_cost
+from tg.codegen.uops import Ops, UOp
 from tg.support.dtype import DType, dtypes
 
 from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params
@@ -122,15 +122,8 @@ class ReductionReplay:
         for u in uops:
             if in_body and u.op not in (Ops.ENDRANGE, Ops.CONST):  # constants are shared already
                 body.append(u)
-            if u.op is Ops.DEFINE_GLOBAL:
-                assert isinstance(u.dtype, PtrDType)
-                shared[id(u)] = b.define_global(u.arg[0], u.dtype.base, u.arg[2])
-            elif u.op is Ops.CONST:
-                assert isinstance(u.dtype, DType)
-                shared[id(u)] = b.const(u.arg, u.dtype)
-            elif u.op is Ops.DEFINE_VAR:  # a launch variable: defined before any loop, shared by every lane
-                assert isinstance(u.dtype, DType)
-                shared[id(u)] = b.define_var(u.arg[0], u.dtype, *u.arg[1:])
+            if u.op in SHARED_LEAVES:
+                shared[id(u)] = shared_leaf(b, u)
             elif u.op is Ops.DEFINE_ACC:
                 assert isinstance(u.dtype, DType)
                 for r in range(self.rows):
