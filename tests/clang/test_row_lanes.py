@@ -101,3 +101,25 @@ def test_only_the_shape_it_rebuilds_is_taken() -> None:
     assert find_row_passes(_two_loops(read_inside=True)) is None  # a partial sum read in its own loop
     assert find_row_passes(_two_loops(start=1.0)) is None  # would be counted once per lane
     assert find_row_passes(_two_loops(nested=True)) is None  # a loop inside a loop
+
+
+@pytest.mark.parametrize("length", [64, 1031])
+def test_a_later_pass_reads_back_the_exp_of_an_earlier_one(monkeypatch: pytest.MonkeyPatch, length: int) -> None:
+    """The softmax's third pass reads exp(x - max) from the stack array its second pass filled: the same bits as
+    computing it again (lanes and leftover alike)."""
+    from tg.engine.device import reset_devices
+    from tg_clang import row_lanes
+
+    x = _staggered(40, length)
+    reset_devices()
+    stashed = Tensor(x, device="clang").softmax(-1).numpy()
+    (strategy, source), = _binaries().values()
+    assert strategy.endswith("s") and "rc0[" in source and source.count("= tg_vexp2f(v") == 1, strategy
+    monkeypatch.setattr(row_lanes, "STASH_BYTES", 0)
+    reset_devices()
+    again = Tensor(x, device="clang").softmax(-1).numpy()
+    (strategy, source), = _binaries().values()
+    assert not strategy.endswith("s") and "rc0[" not in source, strategy
+    reset_devices()
+    np.testing.assert_array_equal(stashed, again)
+    np.testing.assert_allclose(stashed, reference.softmax(x.astype(np.float64)), rtol=1e-5, atol=1e-7)

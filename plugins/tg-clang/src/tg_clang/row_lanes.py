@@ -10,6 +10,11 @@ that combined, uniform value.  A store in a loop writes its lanes' elements at o
 
 So the row is read from memory once and from the cache by the later passes; the float sums are in another
 order than one thread's loop (G interleaved partial sums), as in :mod:`tg_clang.reduction_lanes`.
+
+A later pass that recomputes what an earlier one did over the same iterations (a softmax's ``exp(x - max)``, summed
+in the second pass, divided in the third) reads it back from a stack array the earlier pass filled (``rc<i>``,
+one element per iteration), where it took a transcendental or a division to compute: the same micro-ops over the
+same lanes give the same bits, so this only saves the work.
 """
 
 from __future__ import annotations
@@ -17,15 +22,16 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from tg.codegen.lower import reduce_identity
 from tg.codegen.rewrites import eliminate_dead
 from tg.codegen.tiles import SHARED_LEAVES, UNIT_OPS, shared_leaf, thread_cost
 from tg.codegen.uops import Ops, UOp
-from tg.support.dtype import DType, dtypes
+from tg.support.dtype import DType, dtypes, exact_key
 
 from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params
-from tg_clang.cprelude import PRELUDE
+from tg_clang.cprelude import PRELUDE, storage_type
 from tg_clang.reduction_lanes import COMBINABLE, WIDE_GANG_BYTES, ReductionLoop, ReductionReplay
 
 
@@ -107,10 +113,25 @@ def _update_op(value: UOp, acc: UOp) -> Ops | None:
 class RowPassReplay(ReductionReplay):
     """Rebuilds a row-pass kernel's micro-ops for one row (thread ``row0``) with ``lanes`` lanes along each loop."""
 
-    def __init__(self, passes: RowPasses, grid: tuple[int, ...], lanes: int):
+    def __init__(self, passes: RowPasses, grid: tuple[int, ...], lanes: int, stash: Stash | None = None):
         dummy = ReductionLoop(passes.loops[0], passes.trips[0], {})
         super().__init__(dummy, grid, lanes, 1)
         self.passes = passes
+        self.stash = stash or Stash({}, {}, [])
+        self.stash_bufs = [self.b.define_global(2000 + i, dtype, True, f"rc{i}")
+                           for i, (dtype, _) in enumerate(self.stash.arrays)]
+        self.iteration: UOp | None = None  # the current loop's iteration (from 0), lanes or leftover
+
+    def _replay_stashed(self, u: UOp, shared: dict[int, UOp], mine: dict[int, UOp]) -> UOp:
+        """``u`` replayed, or read back from its stash; an earlier pass's value that a later one reads, stored."""
+        b, at = self.b, self.iteration
+        if id(u) in self.stash.reads and at is not None:
+            assert isinstance(u.dtype, DType)
+            return b.load(self.stash_bufs[self.stash.reads[id(u)]], at, u.dtype)
+        value = self._replay(u, shared, mine, 0)
+        if id(u) in self.stash.sources and at is not None:
+            b.store(self.stash_bufs[self.stash.sources[id(u)]], at, value)
+        return value
 
     def build(self, uops: list[UOp]) -> list[UOp]:
         b, i32, lanes = self.b, dtypes.int32, self.lanes
@@ -135,6 +156,7 @@ class RowPassReplay(ReductionReplay):
                 trip = b.range(0, whole // lanes)
                 first = b.alu(Ops.ADD, b.alu(Ops.MUL, trip, b.const(lanes, i32)), self.lane)
                 shared[id(u)] = b.alu(Ops.ADD, first, b.const(u.src[0].arg, i32))
+                self.iteration = first
                 body = []
             elif u.op is Ops.ENDRANGE:
                 assert trip is not None
@@ -145,9 +167,9 @@ class RowPassReplay(ReductionReplay):
                     own_tails = {a: tails[a] for a in self.passes.accs[current]}
                     self._leftover_pass(body, shared, mine, own_tails, start + whole, start + trips, u.src[0])
                 self._combine_pass(mine, tails, self.passes.accs[current], whole < trips)
-                current = -1
+                current, self.iteration = -1, None
             else:
-                mine[id(u)] = self._replay(u, shared, mine, 0)
+                mine[id(u)] = self._replay_stashed(u, shared, mine)
         return eliminate_dead(b.uops)
 
     def _leftover_pass(self, body: list[UOp], shared: dict[int, UOp], mine: dict[int, UOp], tails: dict[int, UOp],
@@ -156,10 +178,11 @@ class RowPassReplay(ReductionReplay):
         loop's accumulators (``tails``; an earlier loop's accumulator is read as its combined value)."""
         b = self.b
         counter = b.range(lo, hi)
+        self.iteration = b.alu(Ops.SUB, counter, b.const(loop.src[0].arg, dtypes.int32))
         inner_shared = {**shared, id(loop): counter}
         mapping = {**mine, **tails}
         for u in body:
-            mapping[id(u)] = self._replay(u, inner_shared, mapping, 0)
+            mapping[id(u)] = self._replay_stashed(u, inner_shared, mapping)
         b.end_range(counter)
 
     def _combine_pass(self, mine: dict[int, UOp], tails: dict[int, UOp], accs: dict[int, Ops], leftover: bool) -> None:
@@ -177,6 +200,89 @@ class RowPassReplay(ReductionReplay):
             if leftover:
                 total = b.alu(op, total, tails[acc_id])
             mine[acc_id] = total
+
+
+#: Ops worth keeping a row of results of, rather than computing them again in a later pass.
+EXPENSIVE = frozenset({Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.SQRT, Ops.DIV, Ops.RECIP, Ops.POW})
+#: The most bytes of stashed values one row may keep on the stack.
+STASH_BYTES = 1 << 15
+
+
+@dataclass(frozen=True)
+class Stash:
+    """Values a later pass reads back instead of computing: ``sources`` (id of the earlier pass's micro-op ->
+    stash index), ``reads`` (id of the later pass's micro-op -> stash index), each stash's dtype and length."""
+
+    sources: dict[int, int]
+    reads: dict[int, int]
+    arrays: list[tuple[DType, int]]
+
+
+def find_stash(uops: list[UOp], passes: RowPasses) -> Stash:
+    """The values of a later pass that an earlier pass over the same iterations computed already, by structure (the
+    loop's counter standing for the iteration, values from outside the loops by identity, loads of read-only
+    buffers alike, every other load or update unique), varying with the iteration and costing an :data:`EXPENSIVE`
+    op; only the largest ones (those a later value that is not itself recomputed reads)."""
+    readonly = {id(u) for u in uops if u.op is Ops.DEFINE_GLOBAL and not u.arg[2]}
+    keys: dict[int, tuple[Any, ...]] = {}
+    varying: set[int] = set()
+    costly: set[int] = set()
+    owner: dict[int, int] = {}  # id(uop in a loop body) -> its loop
+    current = -1
+    for u in uops:
+        if u.op is Ops.RANGE:
+            current = passes.loops.index(u)
+            keys[id(u)] = ("iteration", u.src[0].arg, passes.trips[current])
+            varying.add(id(u))
+            continue
+        if u.op is Ops.ENDRANGE:
+            current = -1
+            continue
+        if current < 0:
+            keys[id(u)] = ("outside", id(u))
+            continue
+        owner[id(u)] = current
+        src_keys = tuple(keys.get(id(x), ("outside", id(x))) for x in u.src)
+        pure = u.op not in (Ops.ASSIGN, Ops.STORE, Ops.DEFINE_ACC) and \
+            (u.op is not Ops.LOAD or id(u.src[0]) in readonly)
+        arg = exact_key(u.arg) if u.op is Ops.CONST else u.arg  # -0.0 is not 0.0
+        keys[id(u)] = (u.op, u.dtype, arg, src_keys) if pure else ("unique", id(u))
+        if any(id(x) in varying for x in u.src):
+            varying.add(id(u))
+        if u.op in EXPENSIVE or any(id(x) in costly and owner.get(id(x)) == current for x in u.src):
+            costly.add(id(u))
+    first: dict[tuple[Any, ...], UOp] = {}
+    matched: dict[int, UOp] = {}  # id(later uop) -> the earlier uop with its value
+    for u in uops:
+        loop = owner.get(id(u))
+        if loop is None or keys[id(u)][0] in ("unique", "outside"):
+            continue
+        earlier = first.setdefault(keys[id(u)], u)
+        if earlier is not u and owner[id(earlier)] < loop and id(u) in varying and id(u) in costly and \
+                isinstance(u.dtype, DType):
+            matched[id(u)] = earlier
+    users: dict[int, list[UOp]] = {}
+    for u in uops:
+        for x in u.src:
+            users.setdefault(id(x), []).append(u)
+    sources: dict[int, int] = {}
+    reads: dict[int, int] = {}
+    arrays: list[tuple[DType, int]] = []
+    total = 0
+    for u in uops:
+        if id(u) not in matched or all(id(x) in matched for x in users.get(id(u), [])):
+            continue
+        earlier = matched[id(u)]
+        assert isinstance(u.dtype, DType)
+        if id(earlier) not in sources:
+            trips = passes.trips[owner[id(earlier)]]
+            if total + trips * u.dtype.itemsize > STASH_BYTES:
+                continue
+            total += trips * u.dtype.itemsize
+            sources[id(earlier)] = len(arrays)
+            arrays.append((u.dtype, trips))
+        reads[id(u)] = sources[id(earlier)]
+    return Stash(sources, reads, arrays)
 
 
 @dataclass(frozen=True)
@@ -214,9 +320,12 @@ def render_row_lanes(name: str, uops: list[UOp], grid: tuple[int, ...], passes: 
 
     params = kernel_params(uops)
     sig, args = ", ".join(params), ", ".join(p.rsplit(" ", 1)[1] for p in params)
-    tile = RowPassReplay(passes, grid, plan.lanes).build(uops)
+    stash = find_stash(uops, passes)
+    tile = RowPassReplay(passes, grid, plan.lanes, stash).build(uops)
     body = LaneRenderer(tile, plan.lanes, {"row0": "row0"}).render()
-    strategy = f"rows{len(passes.loops)}x{plan.lanes}"
+    body = [f"  {storage_type(dtype)} rc{i}[{n}] __attribute__((aligned(64)));"
+            for i, (dtype, n) in enumerate(stash.arrays)] + body
+    strategy = f"rows{len(passes.loops)}x{plan.lanes}" + ("s" if stash.arrays else "")
     unit_cost = plan.block * thread_cost(uops)
     lines = [header(name, plan.units, unit_cost, strategy), PRELUDE, *vector_typedefs(plan.lanes),
              f"static inline __attribute__((always_inline)) void {name}_row({sig}, int32_t row0) {{", *body, "}",
