@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import shutil
 import sys
 import warnings
@@ -55,30 +56,35 @@ def _record(cache: KernelCache, template: list[str]) -> None:
     cache.links.disk.put(key, json.dumps(template).encode())
 
 
-def test_a_listing_gives_its_one_command_with_placeholders() -> None:
-    listing = ('clang version 14\n "/usr/bin/ld.gold" "-shared" "-o" "/t/p.so" "/t/crti.o" "/t/p.o" "-lm"\n')
-    assert linking.parse_driver_output(listing, "/t/p.o", "/t/p.so") == [
+def test_a_verbose_build_gives_its_link_command_with_placeholders() -> None:
+    cc1 = ' "/usr/lib/llvm-14/bin/clang" "-cc1" "-O2" "-o" "/tmp/x-1.o" "-x" "c" "-"\n'
+    link = ' "/usr/bin/ld.gold" "-shared" "-o" "/t/k.so" "/t/crti.o" "/tmp/x-1.o" "-lm"\n'
+    listing = "clang version 14\n" + cc1 + "#include <...> search starts here:\n /usr/include\n" + link
+    assert linking.parse_driver_output(listing, "/t/k.so") == [
         "/usr/bin/ld.gold", "-shared", "-o", linking.OUTPUT, "/t/crti.o", linking.INPUT, "-lm"]
-    # clang -### exits 0 even when it reports an error, and then prints a line without the option it rejected
-    assert linking.parse_driver_output("clang: error: invalid linker name\n" + listing, "/t/p.o", "/t/p.so") is None
-    assert linking.parse_driver_output(listing + listing, "/t/p.o", "/t/p.so") is None  # two jobs: not just a link
-    assert linking.parse_driver_output(listing, "/t/q.o", "/t/p.so") is None  # the object is missing from the line
-    assert linking.parse_driver_output(' "ld" "/t/p.o" "-o" "/t/p.so"\n', "/t/p.o", "/t/p.so") is None  # no path
+    assert linking.parse_driver_output("clang: error: invalid linker name\n" + listing, "/t/k.so") is None
+    assert linking.parse_driver_output(listing + link, "/t/k.so") is None  # more commands than compile and link
+    assert linking.parse_driver_output(listing, "/t/other.so") is None  # the output is not in the line
+    assert linking.parse_driver_output(cc1 + link.replace("/tmp/x-1.o", "/tmp/y.o"), "/t/k.so") is None
+    assert linking.parse_driver_output(cc1 + ' "ld" "/tmp/x-1.o" "-o" "/t/k.so"\n', "/t/k.so") is None  # no path
 
 
 def test_kernels_link_directly_and_the_line_is_recorded(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = _commands(monkeypatch)
     cache = KernelCache(cache_dir.parent)
     assert _triple(cache) == 42
-    links = [argv for argv in seen if not argv[0].endswith("sh") and "-c" not in argv and "-shared" in argv]
-    assert links and all("clang" not in Path(argv[0]).name for argv in links), seen  # the linker itself ran
-    if shutil.which("ld.gold"):
-        assert any(Path(argv[0]).name == "ld.gold" for argv in links)
+    assert len(seen) == 1 and "-v" in seen[0]  # the first build: one driver run, which shows how it links
     assert len(_records(cache_dir.parent)) == 1
-    # another process (a new cache object) reads the record instead of asking the driver again
     seen.clear()
-    assert _triple(KernelCache(cache_dir.parent), SOURCE.replace("3 *", "3 * 1 *")) == 42
-    assert not any("-###" in " ".join(argv) for argv in seen), seen
+    assert _triple(cache, SOURCE.replace("3 *", "3 * 1 *")) == 42
+    assert len(seen) == 2 and "-c" in seen[0] and "-v" not in seen[0], seen
+    assert "clang" not in Path(seen[1][0]).name and any(a.endswith("kernel.o") for a in seen[1]), seen
+    if shutil.which("ld.gold"):
+        assert Path(seen[1][0]).name == "ld.gold"
+    # another process (a new cache object) reads the record: its first kernel links directly too
+    seen.clear()
+    assert _triple(KernelCache(cache_dir.parent), SOURCE.replace("3 *", "1 * 3 * 1 *")) == 42
+    assert len(seen) == 2 and "clang" not in Path(seen[1][0]).name, seen
 
 
 def test_other_flags_learn_their_own_line(cache_dir: Path) -> None:
@@ -140,9 +146,35 @@ def test_a_stale_or_damaged_record_is_learnt_again(cache_dir: Path) -> None:
 
 def test_no_usable_answer_from_the_driver_links_with_the_driver(cache_dir: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(linking, "parse_driver_output", lambda text, obj, out: None)
+    monkeypatch.setattr(linking, "parse_driver_output", lambda text, out: None)
     seen = _commands(monkeypatch)
-    assert _triple(KernelCache(cache_dir.parent)) == 42
+    cache = KernelCache(cache_dir.parent)
+    assert _triple(cache) == 42
     assert not _records(cache_dir.parent)
-    assert any("-c" in argv for argv in seen) and any(argv[-2:] != ["-o", "x"] and "-shared" in argv and
-                                                      any(a.endswith("kernel.o") for a in argv) for argv in seen)
+    seen.clear()
+    assert _triple(cache, SOURCE.replace("3 *", "3 * 1 *")) == 42
+    assert len(seen) == 2 and "-c" in seen[0] and Path(seen[1][0]).name.startswith("clang") and \
+        any(a.endswith("kernel.o") for a in seen[1]), seen
+
+
+def test_a_broken_preferred_linker_builds_the_usual_way(cache_dir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the first build asks for the preferred linker; where that linker fails, the kernel is still built (by the
+    # driver's own linker), and a compile error still reads as one
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    broken = bin_dir / "ld.tgbroken"
+    broken.write_text("#!/bin/sh\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(linking, "PREFERRED_LINKERS", ("tgbroken",))
+    seen = _commands(monkeypatch)
+    cache = KernelCache(cache_dir.parent)
+    assert _triple(cache) == 42
+    assert len(seen) == 2 and "-fuse-ld=tgbroken" in seen[0] and "-v" not in seen[1], seen
+    assert not _records(cache_dir.parent)
+    seen.clear()  # the next kernel does not try it again: clang -c, then the driver links the object
+    assert _triple(cache, SOURCE.replace("3 *", "3 * 1 *")) == 42
+    assert len(seen) == 2 and "-c" in seen[0] and not any("-fuse-ld=tgbroken" in argv for argv in seen), seen
+    with pytest.raises(compiler.CompileError, match="undeclared"):
+        KernelCache(cache_dir.parent).load("int tg_bad(void) { return tg_nothing; }\n", "tg_bad")

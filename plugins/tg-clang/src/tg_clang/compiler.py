@@ -239,16 +239,25 @@ class KernelCache:
             output = Path(tmp) / "kernel.so"
             linked = False
             if direct and linking.enabled():
-                line = self.links.start(compiler, identity, self.flags, _run)
-                obj = Path(tmp) / "kernel.o"
-                try:
+                template = self.links.known(identity, self.flags)
+                if template is False:  # the first build asks the driver to show how it links
+                    linked, learnt = linking.build_and_learn(source, output, compiler, self.flags, _run)
+                    if linked:
+                        self.links.learn(identity, self.flags, learnt)
+                    else:
+                        compile_to(source, output, compiler, self.flags)  # raises a compile error as itself
+                        self.links.learn(identity, self.flags, None)  # so it was the way of linking that failed
+                        linked = True
+                elif isinstance(template, list):
+                    obj = Path(tmp) / "kernel.o"
                     compile_object(source, obj, compiler, self.flags)
-                finally:  # a failed compile leaves no question to the driver running behind it
-                    template = line.result()
-                linked = link_object(template, obj, output) if template is not None else \
-                    link_with_driver(obj, output, compiler, self.flags)
-                if not linked and template is not None:
-                    self.links.forget(identity, self.flags)
+                    linked = link_object(template, obj, output)
+                    if not linked:
+                        self.links.forget(identity, self.flags)
+                else:
+                    obj = Path(tmp) / "kernel.o"
+                    compile_object(source, obj, compiler, self.flags)
+                    linked = link_with_driver(obj, output, compiler, self.flags)
             if not linked:
                 compile_to(source, output, compiler, self.flags)
             entry = self.disk.put(key, output.read_bytes())
