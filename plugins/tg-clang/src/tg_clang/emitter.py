@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 
-from tg.backends.contract import Capabilities, Emitter
+from tg.backends.contract import Capabilities, Emitter, NotSymbolic
 from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.tiles import thread_cost
 from tg.codegen.uops import Ops
@@ -103,7 +103,10 @@ class ClangEmitter(Emitter):
         if os.environ.get("TG_CLANG_SPMD", "1") != "0":
             extra = self.capabilities.extra
             rendered = render_tiled(kernel, int(extra.get("lanes", 16)), int(extra.get("rows", 6)))
+            if rendered is not None and kernel.launch_vars:  # tiles and work units are planned from the row count
+                raise NotSymbolic(f"tg-clang tiles {kernel.name} for its exact size")
         if rendered is None:
             rendered = render_scalar(kernel)
         program = Program.of(kernel, rendered.source, cost=rendered.cost, strategy=rendered.strategy)
-        return program.launched_as((rendered.units,), (1,))
+        # the scalar renderer's unit is core's work group: the launch follows the same variables
+        return program.launched_as((rendered.units,), (1,), kernel.launch_vars if len(kernel.global_size) == 1 else ())
