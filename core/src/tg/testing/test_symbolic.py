@@ -192,3 +192,15 @@ def test_sizes_alternate_with_one_binary() -> None:
     for n in (5, 9, 5, 70, 2):
         got, want = _elementwise(n, _rng(30 + n))
         assert_close(got.numpy(), want, msg=f"N={n}")
+
+
+def test_row_offsets_and_row_strides_are_kept() -> None:
+    """Views that differ only in where the rows start (``x[k:]``) or how far apart they are (the first 6 columns of
+    wider and wider rows) are different kernels (or one kernel given them), never one kernel's rows for another's."""
+    for k, (n, start) in enumerate([(3, 1), (3, 2), (5, 0), (4, 3), (3, 1)]):
+        x = _rng(40 + k).standard_normal((n + start, 6)).astype(np.float32)
+        assert_close((Tensor(x)[start:] * 3.0).numpy(), x[start:] * np.float32(3.0), msg=f"x[{start}:], N={n}")
+    for k, (n, width) in enumerate([(3, 12), (3, 18), (5, 6), (4, 30), (3, 12)]):
+        x = _rng(50 + k).standard_normal((n, width)).astype(np.float32)
+        assert_close((Tensor(x)[:, :6] + 1.0).numpy(), x[:, :6] + np.float32(1.0), msg=f"width {width}, N={n}")
+        assert_close(Tensor(x)[:, :6].sum(axis=1).numpy(), x[:, :6].sum(axis=1), msg=f"sum, width {width}, N={n}")
