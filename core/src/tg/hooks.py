@@ -76,7 +76,8 @@ removes dead values, and calls ``Emitter.render(kernel)``.  Core then guarantees
 - vector loads and stores (a ``LOAD`` whose dtype is a :class:`VecDType`, a ``STORE`` of a ``VECTORIZE``) cover
   ``count`` consecutive elements of any dtype the target declares, start at a multiple of ``count``, and are
   gated as a whole;
-- no dead values remain (:func:`tg.codegen.rewrites.eliminate_dead` already ran).
+- no dead values remain (:func:`tg.codegen.rewrites.eliminate_dead` already ran), but for launch variables
+  (``DEFINE_VAR``): each stays a parameter of the entry even where unused.
 
 An emitter for a target without register spilling raises :class:`TooManyRegisters` from ``render`` when a kernel
 keeps more values live than the registers hold; core then lowers that kernel again without register tiles, vector

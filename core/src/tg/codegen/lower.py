@@ -40,6 +40,26 @@ def _all_trackers(node: KNode, out: list[ShapeTracker]) -> list[ShapeTracker]:
     return out
 
 
+def _indexed_trackers(node: KNode, out: list[ShapeTracker]) -> list[ShapeTracker]:
+    """The views through which the loads and the masked constants under ``node`` index (a constant without a mask
+    reads nothing), appended to ``out``."""
+    return out + [n.arg[1] for n in _nodes(node) if n.op == "LOAD" or (n.op == "CONST" and n.arg[1].has_mask)]
+
+
+def _nodes(node: KNode) -> list[KNode]:
+    """Every node under ``node`` once."""
+    seen: set[int] = set()
+    stack, out = [node], []
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        out.append(n)
+        stack.extend(reversed(n.src))
+    return out
+
+
 def merge_dims(shape: Shape, reduce_axes: set[int], trackers: list[ShapeTracker], alone: int = -1
                ) -> list[tuple[int, ...]]:
     """Groups of adjacent axes that every tracker walks as one (same kind: all reduced or none); axis ``alone``
@@ -98,7 +118,7 @@ def symbolic_bound(kernel: Kernel, inner_threads: int, group: int, caps: Capabil
     axis = next(i for i, s in enumerate(kernel.output.shape) if s != 1)
     hi = INDEX_LIMIT // max(1, math.prod(kernel.output.shape[axis + 1:]))
     hi = min(hi, (INDEX_LIMIT - group) // max(1, inner_threads))
-    for st in _all_trackers(body, []):
+    for st in _indexed_trackers(body, []):
         v = st.views[0]
         inner = sum(max(0, (size - 1) * stride) for size, stride in zip(v.shape[axis + 1:], v.strides[axis + 1:]))
         room = INDEX_LIMIT - v.offset - inner
@@ -150,14 +170,16 @@ class _Lowering:
         axis = next((i for i, s in enumerate(full_shape) if s != 1), -1) if symbolic else -1
         if symbolic and (axis < 0 or any(a <= axis for a in reduce_axes)):
             raise NotSymbolic(f"kernel {kernel.name}: its outermost dimension is reduced")
-        groups = merge_dims(full_shape, reduce_axes, [*_all_trackers(body, []), out_st], axis)
+        # (a symbolic kernel's unmasked constants may have views of any size: they read nothing, so they do not count)
+        trackers = _indexed_trackers(body, [out_st]) if symbolic else [*_all_trackers(body, []), out_st]
+        groups = merge_dims(full_shape, reduce_axes, trackers, axis)
         self.shape = tuple(math.prod(full_shape[i] for i in g) for g in groups)
         self.reduce_dims = [j for j, g in enumerate(groups) if g[0] in reduce_axes]
         if self.shape != full_shape:
             body = _reshape_node(body, self.shape, {})
             out_st = out_st.reshape(self.shape)
         self.body, self.out_st = body, out_st
-        if symbolic and any(len(st.views) > 1 for st in _all_trackers(body, [out_st])):
+        if symbolic and any(len(st.views) > 1 for st in _indexed_trackers(body, [out_st])):
             raise NotSymbolic(f"kernel {kernel.name}: a view that does not merge its outer dimensions")
         self.global_dims = [j for j in range(len(self.shape)) if j not in self.reduce_dims]
         shaped = ShapedKernel(self.shape, tuple(self.reduce_dims), self.reduce_op, kernel.output.dtype, symbolic)
@@ -235,6 +257,33 @@ class _Lowering:
                     b.special("lidx0", group))
         return gid, b.alu(Ops.CMPLT, gid, b.alu(Ops.MUL, n, b.const(inner, i32))), (n_groups,), (group,)
 
+    def _symbolic_rows(self, sizes: list[int]) -> tuple[list[UOp], UOp, tuple[int, ...], tuple[int, ...]]:
+        """A launch of two dimensions whose first (``gidx0``, in work groups with ``lidx0``) walks the innermost
+        output dimension and whose second (``gidx1``) the rest, ``n0`` times the sizes between: the indices of
+        ``sizes`` (outermost first), the gate, and the launch at ``n0``'s upper bound (resolved at each launch)."""
+        b, i32 = self.b, dtypes.int32
+        cols, mid = sizes[-1], math.prod(sizes[1:-1])
+        group = self._group_size(cols)
+        n_groups = -(-cols // group)
+        if self.caps.launch_limits and n_groups > self.caps.launch_limits[0]:
+            raise NotSymbolic(f"kernel {self.kernel.name}: its rows are longer than the launch's first dimension")
+        limits = self.caps.launch_limits
+        hi = symbolic_bound(self.kernel, cols * mid, 1, replace(self.caps, launch_limits=()))
+        if len(limits) > 1:
+            hi = min(hi, limits[1] // max(1, mid))
+        if hi < 2:
+            raise NotSymbolic(f"kernel {self.kernel.name}: no room for a second row within 32-bit indices")
+        b.define_var("n0", i32, 2, hi)
+        self.launch_vars = ((1, SymbolicSize("n0", mid, 1)),)
+        if group > 1:
+            col = b.alu(Ops.ADD, b.alu(Ops.MUL, b.special("gidx0", n_groups), b.const(group, i32)),
+                        b.special("lidx0", group))
+            gate = b.alu(Ops.CMPLT, col, b.const(cols, i32))
+        else:
+            col, gate = b.special("gidx0", cols), b.const(True, dtypes.bool)
+        rows = self._unravel(b.special("gidx1", hi * mid), sizes[:-1])
+        return [*rows, col], gate, (n_groups, hi * mid), (group, 1)
+
     def _launch_dims(self, sizes: list[int], group: int) -> int:
         """How many launch dimensions the output ``sizes`` take: ``Capabilities.launch_dims``, or fewer where a
         dimension would pass the target's ``launch_limits`` (1: flat)."""
@@ -306,6 +355,9 @@ class _Lowering:
             global_dims = self._fold_order(global_dims, dims)
             sizes = [self.shape[j] // amounts.get(j, 1) for j in global_dims]
             indices, gate, global_size, local_size = self._shaped_launch(sizes, group, dims)
+        elif self.symbolic and self.caps.launch_dims > 1 and len(sizes) > 1:
+            indices, gate, global_size, local_size = self._symbolic_rows(sizes)
+            shaped = True
         elif self.symbolic:
             gid, gate, global_size, local_size = self._symbolic_threads(math.prod(sizes[1:]))
         else:

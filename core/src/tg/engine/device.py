@@ -157,6 +157,7 @@ class DeviceState:
         self.binaries: Recent[tuple[str, str], Any] = Recent(bound)  # (entry name, source) -> the runtime's binary
         self.kernels: Recent[tuple[object, ...], ReadyKernel] = Recent(bound)  # kernel structure -> ready kernel
         self.not_symbolic: set[tuple[object, ...]] = set()  # symbolic keys the backend builds for exact sizes only
+        self.symbolic_sizes: Recent[tuple[object, ...], int] = Recent(bound)  # symbolic key -> the first size seen
         self.exact_kernels: Recent[tuple[object, ...], ReadyKernel] = Recent(bound)  # TG_SYMBOLIC=verify's references
         self.symbolic_launch = bool(backend.runtime.symbolic_launch) and "int32" in self.capabilities.variables
         self.kernel_count = 0

@@ -211,11 +211,20 @@ def _exact_only(kernel: Kernel, key: tuple[object, ...], state: DeviceState, mod
 def _symbolic_ready(kernel: Kernel, key: tuple[object, ...], sym: tuple[object, ...], state: DeviceState,
                     verify: bool) -> ReadyKernel | None:
     """The kernel of symbolic key ``sym`` (built now if new) at ``kernel``'s outermost size, stored under ``key``;
-    None when the backend cannot build it or the size is past its bound (the exact kernel is built instead)."""
+    None when the backend cannot build it or the size is past its bound (the exact kernel is built instead).
+
+    It is built at the second size a symbolic key is met with, never the first: a shape that never changes (a weight's
+    gradient, a fixed-size training step) keeps the kernel made for its exact size, which may take strategies chosen
+    by the size (tg-clang's transposed tiles, work-group reductions)."""
+    n = kernel.output.shape[symbolic_axis(kernel.output.shape)]
     if sym in state.not_symbolic:
         return None
     base = state.kernels.get(sym)
     if base is None:
+        first = state.symbolic_sizes.get(sym)
+        if first is None or first == n:
+            state.symbolic_sizes[sym] = n
+            return None
         try:
             program, lowered = render_program(kernel, state, symbolic=True)
         except NotSymbolic as reason:
@@ -226,7 +235,6 @@ def _symbolic_ready(kernel: Kernel, key: tuple[object, ...], sym: tuple[object, 
         bound = next(u.arg[2] for u in lowered.uops if u.op is Ops.DEFINE_VAR and u.arg[0] == "n0")
         base = replace(_ready(kernel, state, program, lowered, state.compile(program)), bound=bound)
         state.kernels[sym] = base
-    n = kernel.output.shape[symbolic_axis(kernel.output.shape)]
     if not 2 <= n <= base.bound:
         return None
     values = {"n0": n}

@@ -48,7 +48,12 @@ def symbolic_key(kernel: Kernel, key: tuple[object, ...]) -> tuple[object, ...] 
     entries: list[tuple[Any, ...]] = []
     for entry in kernel.structure:
         op, dtype, arg, srcs = entry
-        if op in ("LOAD", "CONST"):
+        if op == "CONST" and all(view[3] is None for view in views_of(arg)):
+            vshape = arg[1][-1][0]  # a constant without a mask reads nothing: only its shape matters
+            if len(vshape) != ndim or vshape[axis] != n:
+                return None
+            entries.append((op, dtype, (arg[0], (*vshape[:axis], "n", *vshape[axis + 1:])), srcs))
+        elif op in ("LOAD", "CONST"):
             value, views = arg
             if len(views) != 1:
                 return None
@@ -64,6 +69,12 @@ def symbolic_key(kernel: Kernel, key: tuple[object, ...]) -> tuple[object, ...] 
         else:
             entries.append(entry)
     return ("symbolic", tuple(entries), shape[:axis], shape[axis + 1:], *key[2:])
+
+
+def views_of(arg: tuple[Any, Any]) -> tuple[tuple[Any, ...], ...]:
+    """The views (``ShapeTracker.key``) in a structure entry's arg of a load or a constant."""
+    views: tuple[tuple[Any, ...], ...] = arg[1]
+    return views
 
 
 def symbolic_axis(shape: tuple[int, ...]) -> int:

@@ -2,7 +2,8 @@
 
 Where the runtime declares ``Runtime.symbolic_launch``, core lowers a kernel whose outermost output dimension is
 not reduced and is read through plain views once for every size ``N >= 2`` of that dimension (the launch variable
-``n0``), unless the emitter refuses (``NotSymbolic``) and the kernel is built for each exact size.  Every answer
+``n0``) when it meets a second size of it (the first gets a kernel for its exact size), unless the emitter refuses
+(``NotSymbolic``) and the kernel is built for each exact size.  Every answer
 must be numpy's at every size, in any order of sizes (``N = 1`` first: its size-1 dimension has stride 0 and must
 not be reused for real rows), and where a kernel was built symbolically, a later size compiles nothing.  On a
 backend without symbolic launches the same programs run with a kernel per size.
@@ -105,9 +106,9 @@ GRAPHS: dict[str, Callable[[int, np.random.Generator], tuple[Tensor, np.ndarray]
 
 @pytest.mark.parametrize("graph", list(GRAPHS))
 def test_every_size_right_and_compiled_once(graph: str, compiles: list[Any]) -> None:
-    """The graph at each size of SIZES equals numpy; where its kernel was built for every size, the later sizes
-    compile nothing (outside TG_SYMBOLIC=verify, which builds the exact kernels too), and where it was not, the
-    backend either takes no symbolic launch or refused that kernel (``NotSymbolic``) and builds it per size."""
+    """The graph at each size of SIZES equals numpy; where its kernel was built for every size (at the second size),
+    the later sizes compile nothing (outside TG_SYMBOLIC=verify, which builds the exact kernels too), and where it
+    was not, the backend either takes no symbolic launch or refused that kernel (``NotSymbolic``)."""
     if graph == "int32":
         require("int32")
     if graph == "float16":
@@ -124,9 +125,9 @@ def test_every_size_right_and_compiled_once(graph: str, compiles: list[Any]) -> 
     assert len(set(names)) == len(names), f"{graph}: built for every size more than once: {names}"
     if symbolic:
         assert _symbolic_on() and all("_n" in name for name in names), names
-        assert not any(p.launch_vars for new in per_size[1:] for p in new), f"{graph}: {names}"
-        if not _verifying() and all(p.launch_vars for p in per_size[0]):
-            assert all(not new for new in per_size[1:]), \
+        assert not any(p.launch_vars for new in [per_size[0], *per_size[2:]] for p in new), f"{graph}: {names}"
+        if not _verifying() and all(p.launch_vars for p in per_size[1]):
+            assert all(not new for new in per_size[2:]), \
                 f"{graph}: compiled again at a new size: {[[p.name for p in new] for new in per_size]}"
     elif _symbolic_on():
         assert _state().not_symbolic, f"{graph}: symbolic launches are on, yet no kernel was built for every size " \
@@ -167,9 +168,9 @@ def lower_rows(n: int) -> Any:
 
 
 def test_one_row_first_then_more_rows() -> None:
-    """N=1 (whose size-1 dimension has stride 0, like a broadcast) is never reused for N=2 and 3, and N=2's kernel
-    serves N=3."""
-    for n in (1, 2, 3, 1, 3):
+    """N=1 (whose size-1 dimension has stride 0, like a broadcast) is never reused for N=2, 3 and 4, and the kernel
+    built for every size at N=3 serves N=4."""
+    for n in (1, 2, 3, 1, 4, 3):
         got, want = _elementwise(n, _rng(10 + n))
         assert_close(got.numpy(), want, msg=f"N={n}")
         got, want = _row_sums(n, _rng(20 + n))
