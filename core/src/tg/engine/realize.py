@@ -201,11 +201,22 @@ def build_programs(kernel: Kernel, key: tuple[object, ...], state: DeviceState, 
 
 
 def _exact_only(kernel: Kernel, key: tuple[object, ...], state: DeviceState, mode: str) -> bool:
-    """Whether ``kernel`` will be built for its exact size (a symbolic one waits for its turn: it may be reused)."""
+    """Whether ``kernel`` (of a schedule's kernels ahead) will be built for its exact size, so it may be compiled
+    now with the others: a first size of its symbolic key is (and is recorded as that key's first size here); one
+    that will reuse or build the symbolic kernel waits for its turn."""
     if mode == "0":
         return True
     sym = symbolic_key(kernel, key)
-    return sym is None or sym in state.not_symbolic
+    if sym is None or sym in state.not_symbolic:
+        return True
+    if state.kernels.get(sym) is not None:
+        return False
+    n = kernel.output.shape[symbolic_axis(kernel.output.shape)]
+    first = state.symbolic_sizes.get(sym)
+    if first is None or first == n:
+        state.symbolic_sizes[sym] = n
+        return True
+    return False
 
 
 def _symbolic_ready(kernel: Kernel, key: tuple[object, ...], sym: tuple[object, ...], state: DeviceState,
