@@ -50,9 +50,9 @@ ENVIRONMENT: dict[str, str] = {
                         "constant, a new kernel per value (default 1: it is a kernel parameter where the backend "
                         "takes float32 launch variables, so a value that changes every step reuses the kernel).",
     "TG_SYMBOLIC": "0: every kernel is compiled for its exact shape (default 1: where the backend's runtime takes "
-                   "symbolic launches, a kernel is compiled once for every size of its outermost dimension, so a new "
-                   "batch size or sequence length reuses it); verify: also run the exact kernel after each reuse and "
-                   "raise if any bit differs (for tests and CI).",
+                   "symbolic launches, a kernel is compiled once for every size of its outermost dimension when a "
+                   "second size comes, so a new batch size or sequence length reuses it); verify: also run the exact "
+                   "kernel after each reuse and raise if any bit differs (for tests and CI).",
     "TG_EXEC_JOBS": "External commands (compilers, assemblers) tg runs at once, e.g. compiling a schedule's new "
                     "kernels in parallel (default: one per CPU, at most 8).",
     "TG_EXEC_TIMEOUT": "Seconds an external command (a compiler, an assembler) may run before tg kills it with "
