@@ -56,6 +56,9 @@ NUMPY_CAPABILITIES = ["", "interpret", "no_recip,launch_dims=3",
                       "group_size=4,vector_width=2,no_div,no_pow,no_mod,no_sub,no_cmpeq,no_neg,mulacc,sin_is_sin2pi",
                       "no_float64,no_int64,no_float16,no_variables", "tensor_cores,sin_is_sin2pi,no_pow,mulacc",
                       "tensor_cores,group_size=128,vector_width=4"]
+#: Further settings of a run above: kernels reused across outermost sizes are checked bit for bit against the ones
+#: built for each exact size (on the interpreter with register tiles, vector lanes and unrolling, where reuse applies).
+NUMPY_ENV = {"unroll=8,upcast=16,vector_width=4,no_div": {"TG_SYMBOLIC": "verify"}}
 
 
 @nox.session
@@ -63,9 +66,10 @@ def conformance(session: nox.Session) -> None:
     """`TG_BACKEND=numpy pytest --pyargs tg.testing`, once per TG_NUMPY_CAPS setting above."""
     session.install("./core[testing]", "pytest-xdist")
     for caps in NUMPY_CAPABILITIES:
-        session.log(f"conformance kit on numpy with TG_NUMPY_CAPS={caps!r}")
+        extra = NUMPY_ENV.get(caps, {})
+        session.log(f"conformance kit on numpy with TG_NUMPY_CAPS={caps!r} {extra or ''}")
         session.run("pytest", "--pyargs", "tg.testing", "-q", "-n", "auto", "-p", "no:cacheprovider", *session.posargs,
-                    env={"TG_BACKEND": "numpy", "TG_NUMPY_CAPS": caps})
+                    env={"TG_BACKEND": "numpy", "TG_NUMPY_CAPS": caps, **extra})
 
 
 #: Random programs the differential fuzzer runs per backend in CI, 2,000 in all: most on ptx:emu, whose programs run

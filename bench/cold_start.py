@@ -13,11 +13,15 @@ Each case runs in a fresh process with an empty ``TG_CACHE_DIR``, and counts the
   generation with a growing context does.  Each new length is a new shape today, so new kernels.
 - ``first matmul``: a fresh process's first 1024x1024 float32 matmul read back to numpy, ``import numpy`` and
   ``import tg`` included (its "seconds"), checked against numpy's product afterwards.
+- ``new batch sizes``: a 2-layer MLP and a softmax run eagerly on batches of 1..24 rows (serving requests of any
+  size).
 - ``GPT training``: ``examples/train_gpt.py --steps N`` (with ``--gpt-steps N``): the issue's cold start.
 
 The steady state ("per later step": kernels compiled per step over the second half of the case) is the figure
-symbolic shapes and scalar parameters should bring to 0.  Each case runs twice: with Python floats compiled into
-kernels as constants (``TG_SCALAR_PARAMS=0``, the old way) and as kernel parameters (the default).
+symbolic shapes and scalar parameters should bring to 0.  Each case runs three times: with Python floats compiled
+into kernels as constants and every kernel built for its exact shape (``TG_SCALAR_PARAMS=0 TG_SYMBOLIC=0``, the old
+way), with floats as kernel parameters (``TG_SYMBOLIC=0``), and with both defaults (floats as parameters, kernels
+reused across outermost sizes where the backend can).
 """
 
 from __future__ import annotations
@@ -116,6 +120,23 @@ def case_first_matmul(n: int) -> dict[str, float]:
     return {"kernels": len(events), "seconds": seconds, "first step": len(events), "per extra step": float("nan")}
 
 
+def case_batches(largest: int) -> dict[str, float]:
+    import numpy as np
+    from tg import Tensor, nn, no_grad
+
+    events = _counting()
+    mlp = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10))
+    per_batch = []
+    start = time.perf_counter()
+    with no_grad():
+        for b in range(1, largest + 1):
+            before = len(events)
+            x = Tensor(np.random.default_rng(b).random((b, 32), dtype=np.float32))
+            mlp(x).softmax(axis=-1).numpy()
+            per_batch.append(len(events) - before)
+    return _figures(events, start, per_batch)
+
+
 def case_gpt(steps: int) -> dict[str, float]:
     import contextlib
     import io
@@ -135,6 +156,7 @@ def case_gpt(steps: int) -> dict[str, float]:
 
 CASES = {"lr as a Python float (20 SGD steps)": (case_lr, 20),
          "new sequence lengths (attention, T = 1..24)": (case_lengths, 24),
+         "new batch sizes (MLP forward and softmax, B = 1..24)": (case_batches, 24),
          "first matmul (1024, import included)": (case_first_matmul, 1024)}
 
 
@@ -153,14 +175,16 @@ def main() -> None:
     names = list(CASES) + ([f"GPT training ({args.gpt_steps} steps)"] if args.gpt_steps else [])
     backend = os.environ.get("TG_BACKEND", "the default backend")
     print(f"tg {tg.__version__} on {backend}, an empty kernel cache per case\n")
-    print("| case | Python floats | kernels compiled | first step | per later step | seconds |")
+    print("| case | Python floats, shapes | kernels compiled | first step | per later step | seconds |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name in names:
-        for floats, switch in (("constants", "0"), ("parameters", "1")):
+        for floats, switch, symbolic in (("constants, exact", "0", "0"), ("parameters, exact", "1", "0"),
+                                         ("parameters, symbolic", "1", "1")):
             with tempfile.TemporaryDirectory() as cache:
                 case = name if name in CASES else "gpt"
                 out = subprocess.run([sys.executable, __file__, "--case", case, "--gpt-steps", str(args.gpt_steps)],
-                                     env={**os.environ, "TG_CACHE_DIR": cache, "TG_SCALAR_PARAMS": switch},
+                                     env={**os.environ, "TG_CACHE_DIR": cache, "TG_SCALAR_PARAMS": switch,
+                                          "TG_SYMBOLIC": symbolic},
                                      capture_output=True, text=True)
                 if out.returncode:
                     print(f"| {name} | {floats} | failed: {out.stderr.strip().splitlines()[-1:]} | | | |")

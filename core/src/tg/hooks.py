@@ -76,7 +76,8 @@ removes dead values, and calls ``Emitter.render(kernel)``.  Core then guarantees
 - vector loads and stores (a ``LOAD`` whose dtype is a :class:`VecDType`, a ``STORE`` of a ``VECTORIZE``) cover
   ``count`` consecutive elements of any dtype the target declares, start at a multiple of ``count``, and are
   gated as a whole;
-- no dead values remain (:func:`tg.codegen.rewrites.eliminate_dead` already ran).
+- no dead values remain (:func:`tg.codegen.rewrites.eliminate_dead` already ran), but for launch variables
+  (``DEFINE_VAR``): each stays a parameter of the entry even where unused.
 
 An emitter for a target without register spilling raises :class:`TooManyRegisters` from ``render`` when a kernel
 keeps more values live than the registers hold; core then lowers that kernel again without register tiles, vector
@@ -100,6 +101,18 @@ launch dims ``global_size`` (work groups) and ``local_size`` (threads per group)
 launch; an emitter that splits the work its own way (tg-clang's work units) says so with ``Program.launched_as``.
 A runtime never parses the source to learn how to launch.
 
+Symbolic sizes: where the runtime declares ``Runtime.symbolic_launch`` (it reads ``program.global_size`` at every
+launch, and its emitters render the kernels below for every size), core lowers an eligible kernel once for every
+size ``N`` (at least 2) of its outermost output dimension: ``N`` is the int32 launch variable ``n0``
+(``DEFINE_VAR``, bounds ``2..hi``), the ``SPECIAL`` sizes are taken at ``hi``, the thread gate compares with
+``n0`` times the inner size, and ``Program.launch_vars`` says which launch dims follow ``n0``
+(:class:`SymbolicSize`); core resolves them (:meth:`Program.resolved`) before each launch.  The kernel's name reads
+``n`` for that dimension, so its source is the same for every ``N``.  An emitter that decomposes the work its own
+way passes its own ``launch_vars`` to ``Program.launched_as`` (without them the program is not reused), or raises
+:class:`NotSymbolic` when it cannot render the kernel without baking ``N`` in: core then builds the kernel for its
+exact size.  ``TG_SYMBOLIC=0`` turns symbolic sizes off; ``TG_SYMBOLIC=verify`` also runs the exact kernel on each
+reuse and raises if any bit differs.
+
 A :class:`Runtime` then follows this ABI:
 
 - ``compile(program)`` returns the runtime's binary; core calls it once per distinct (name, source) in a
@@ -121,9 +134,10 @@ A :class:`Runtime` then follows this ABI:
   the runtime declare its dtype.  With ``float32`` declared, core passes the Python floats of tensor arithmetic
   (``x * lr``, ``where(c, 0.5, x)``; never ints or ``**`` exponents) as parameters, so a learning rate that
   changes every step runs the same binary; a target without them gets those values as constants, a kernel per
-  value.  Buffers never alias within a launch.  The launch dims in the Program win
-  over the ``SPECIAL`` sizes, which describe core's plan; core never launches one with a 0 in either (an empty
-  tensor's kernel does no work).  It returns the kernel's time in seconds when measured (else None);
+  value.  Buffers never alias within a launch.  The launch dims in the Program win over the ``SPECIAL`` sizes,
+  which describe core's plan (an upper bound where the launch follows a variable); core never launches one with a
+  0 in either (an empty tensor's kernel does no work).  It returns the kernel's time in seconds when measured
+  (else None);
 - ``available()`` is cheap and never raises: an :class:`Availability` with the reason and the remedy (and,
   when it can run, an optional ``detail`` such as the device and library it will use).
 
@@ -203,6 +217,7 @@ from tg.backends.contract import (
     Emitter,
     KernelCompiled,
     KernelLaunched,
+    NotSymbolic,
     Runtime,
     TooManyRegisters,
 )
@@ -212,7 +227,7 @@ from tg.support.ops import OPTIONAL, Ops
 
 if TYPE_CHECKING:
     from tg.codegen.builder import KernelBuilder
-    from tg.codegen.program import KernelParam, LoweredKernel, Program, buffer_params
+    from tg.codegen.program import KernelParam, LoweredKernel, Program, SymbolicSize, buffer_params
     from tg.codegen.render import TextRenderer
     from tg.codegen.rewrites import eliminate_dead, replay
     from tg.codegen.tensor_cores import Fragment, TensorCore
@@ -224,6 +239,7 @@ if TYPE_CHECKING:
 # ``hookimpl``) must stay cheap, and these pull in numpy.
 _LAZY = {"KernelBuilder": "tg.codegen.builder", "KernelParam": "tg.codegen.program",
          "LoweredKernel": "tg.codegen.program", "Program": "tg.codegen.program", "buffer_params": "tg.codegen.program",
+         "SymbolicSize": "tg.codegen.program",
          "eliminate_dead": "tg.codegen.rewrites", "replay": "tg.codegen.rewrites", "PtrDType": "tg.codegen.uops",
          "UOp": "tg.codegen.uops", "VecDType": "tg.codegen.uops", "format_uops": "tg.codegen.uops",
          "DType": "tg.support.dtype", "dtypes": "tg.support.dtype", "TextRenderer": "tg.codegen.render",
@@ -330,6 +346,7 @@ def declared_version(reference: str) -> int | None:
 
 __all__ = ["HOOKSPEC_VERSION", "HOOK_NAMES", "OPTIONAL", "PROJECT", "Availability", "Backend", "CachedBinary",
            "Capabilities", "DType", "DiskCache", "Emitter", "Fragment", "KernelBuilder", "KernelCacheError",
-           "KernelCompiled", "KernelLaunched", "KernelParam", "LoweredKernel", "LoweringPass", "Ops", "Program",
-           "PtrDType", "Runtime", "TensorCore", "TextRenderer", "TooManyRegisters", "UOp", "VecDType", "buffer_params",
+           "KernelCompiled", "KernelLaunched", "KernelParam", "LoweredKernel", "LoweringPass", "NotSymbolic", "Ops",
+           "Program", "PtrDType", "Runtime", "SymbolicSize", "TensorCore", "TextRenderer", "TooManyRegisters", "UOp",
+           "VecDType", "buffer_params",
            "declared_version", "dtypes", "eliminate_dead", "format_uops", "hookimpl", "hookspec", "replay"]

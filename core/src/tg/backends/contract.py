@@ -12,7 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tg.codegen.capabilities import Capabilities
+from tg.codegen.capabilities import Capabilities, NotSymbolic
+
+__all__ = ["Availability", "Backend", "Capabilities", "Emitter", "KernelCompiled", "KernelLaunched", "NotSymbolic",
+           "Runtime", "TooManyRegisters"]
 
 if TYPE_CHECKING:  # annotations only: importing the contract stays cheap (no numpy)
     from tg.codegen.program import LoweredKernel, Program
@@ -95,6 +98,13 @@ class Runtime(abc.ABC):
     #: exactly (a float32 as a C ``float``: never as an int or a double).  Core never sends a variable of another
     #: dtype: it compiles that value into the kernel instead.
     variable_dtypes: frozenset[str] = frozenset({"int32"})
+    #: True when :meth:`launch` reads ``program.global_size`` and ``local_size`` at every launch (never sizes kept
+    #: from :meth:`compile`) and the backend's emitters render a kernel with ``launch_vars`` so that it runs right
+    #: at every size they allow (a ``SPECIAL``'s size is then an upper bound, not the launch).  Core then compiles
+    #: a kernel once for every size of its outermost dimension (a new batch size or sequence length reuses it),
+    #: passing the size as the int32 variable ``n0`` (``TG_SYMBOLIC=0`` turns that off).  Needs ``int32`` in
+    #: :attr:`variable_dtypes` and in the emitter's ``Capabilities.variables``.
+    symbolic_launch: bool = False
 
     def available(self) -> Availability:
         """Say, cheaply and without raising, whether this runtime can run here (and if not, why)."""

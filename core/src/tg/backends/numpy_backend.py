@@ -17,12 +17,13 @@ any setting runs the interpreter, and ``TG_NUMPY_CAPS=interpret`` runs it with t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from tg.backends.contract import Availability, Capabilities, Emitter, Runtime
+from tg.backends.contract import Availability, Capabilities, Emitter, NotSymbolic, Runtime
 from tg.backends.numpy_fast import render_fast
 from tg.backends.numpy_fast_ops import PRELUDE as FAST_PRELUDE
 from tg.backends.numpy_fast_plan import NotFast
@@ -50,6 +51,8 @@ class NumpyEmitter(Emitter):
         """The kernel on the fast path when ``fast`` and it fits (``attributes["path"] == "fast"``), else on the
         interpreter (``"interpreter"``, with ``attributes["not_fast"]`` saying why not when ``fast``)."""
         if self.fast:
+            if kernel.launch_vars:  # the fast path plans its arrays from the launch's size
+                raise NotSymbolic("the numpy fast path renders a kernel for its exact size")
             try:
                 return Program.of(kernel, render_fast(kernel, self.capabilities.sin_is_sin2pi), path="fast")
             except NotFast as reason:
@@ -57,11 +60,15 @@ class NumpyEmitter(Emitter):
         return Program.of(kernel, self.source(kernel), path="interpreter")
 
     def source(self, kernel: LoweredKernel) -> str:
-        """The interpreter's Python function ``name(bufs, vals)``: the kernel's micro-ops for every thread at once
-        (``vals``: the launch variables by name)."""
+        """The interpreter's Python function ``name(bufs, vals, n)``: the kernel's micro-ops for every thread at once
+        (``vals``: the launch variables by name; ``n``: how many threads the launch runs, read at each launch, so a
+        launch whose outermost dimension follows a variable runs at every size)."""
         name = kernel.name
+        last = len(kernel.global_size) - 1
+        if any(axis != last for axis, _ in kernel.launch_vars):
+            raise NotSymbolic("the numpy interpreter sizes only the outermost launch dimension at launch")
         renderer = NumpyRenderer(kernel.uops, kernel.global_size, kernel.local_size, self.capabilities.sin_is_sin2pi)
-        lines = [f"def {name}(bufs, vals):", f"  _t = np.arange({renderer.n_threads}, dtype=np.int32)",
+        lines = [f"def {name}(bufs, vals, n={renderer.n_threads}):", "  _t = np.arange(n, dtype=np.int32)",
                  *renderer.render_uops()]
         return "\n".join(lines) + "\n"
 
@@ -71,6 +78,7 @@ class NumpyRuntime(Runtime):
     name = "numpy"
     priority = 0
     variable_dtypes = frozenset({"int32", "float32"})
+    symbolic_launch = True  # the interpreter's thread count comes with each launch; the fast path refuses
 
     def available(self) -> Availability:
         return Availability.yes()
@@ -84,7 +92,10 @@ class NumpyRuntime(Runtime):
     def launch(self, program: Program, binary: Any, buffers: Sequence[Any],
                values: Mapping[str, int | float]) -> float | None:
         with np.errstate(all="ignore"):  # the device semantics (wrap-around, inf, nan) are intended
-            binary(buffers, values)
+            if program.attributes.get("path") == "fast":
+                binary(buffers, values)
+            else:  # the interpreter: the launch's threads (global_size is resolved at each launch)
+                binary(buffers, values, math.prod(program.global_size) * math.prod(program.local_size))
         return None
 
     def alloc(self, nbytes: int) -> Any:

@@ -67,7 +67,7 @@ class NumpyRenderer(TextRenderer):
 
     def render_define_local(self, u: UOp) -> None:
         assert isinstance(u.dtype, PtrDType)
-        groups = self.n_threads // self.n_lanes
+        groups = f"_t.size // {self.n_lanes}"
         self.define(u, f"np.zeros(({groups}, {u.arg[1]}), dtype={_np_type(u.dtype.base)})")
 
     def render_special(self, u: UOp) -> None:
@@ -100,7 +100,7 @@ class NumpyRenderer(TextRenderer):
 
     def render_define_acc(self, u: UOp) -> None:
         assert isinstance(u.dtype, DType)
-        self.define(u, f"np.full({self.n_threads}, {_const(u.arg, u.dtype)})")
+        self.define(u, f"np.full(_t.size, {_const(u.arg, u.dtype)})")
 
     def render_assign(self, u: UOp) -> None:
         acc, value = self.operands(u)

@@ -89,3 +89,11 @@ class Capabilities:
         if op is Ops.DEFINE_VAR:
             return bool(self.variables)
         return op not in OPTIONAL or op in self.renders
+
+
+class NotSymbolic(Exception):
+    """What ``Emitter.render`` raises when it cannot render a kernel whose launch follows a launch variable
+    (``LoweredKernel.launch_vars``: a kernel lowered once for every size of its outermost dimension) without baking
+    the size into its code, e.g. a renderer that plans its work units from the row count.  Core then lowers and
+    renders the kernel for its exact size instead, as it does on a target whose runtime has no
+    ``symbolic_launch``."""

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 from tg.codegen import contraction
 from tg.codegen.builder import KernelBuilder
-from tg.codegen.capabilities import Capabilities
+from tg.codegen.capabilities import Capabilities, NotSymbolic
 from tg.codegen.indexing import view_index
-from tg.codegen.opts import ShapedKernel, choose_opts, row_dim
-from tg.codegen.program import LoweredKernel
+from tg.codegen.opts import ShapedKernel, choose_opts, grouped_reduce_lanes, row_dim
+from tg.codegen.program import LoweredKernel, SymbolicSize
 from tg.codegen.uops import Ops, UOp, VecDType
 from tg.graph.shapetracker import Shape, ShapeTracker
 from tg.schedule.scheduler import Kernel, KNode, ScalarParam
@@ -41,12 +42,34 @@ def _all_trackers(node: KNode, out: list[ShapeTracker]) -> list[ShapeTracker]:
     return out
 
 
-def merge_dims(shape: Shape, reduce_axes: set[int], trackers: list[ShapeTracker]) -> list[tuple[int, ...]]:
-    """Groups of adjacent axes that every tracker walks as one (same kind: all reduced or none)."""
-    groups: list[list[int]] = [[0]] if shape else []
-    for i in range(1, len(shape)):
+def _indexed_trackers(node: KNode, out: list[ShapeTracker]) -> list[ShapeTracker]:
+    """The views through which the loads and the masked constants under ``node`` index (a constant without a mask
+    reads nothing), appended to ``out``."""
+    return out + [n.arg[1] for n in _nodes(node) if n.op == "LOAD" or (n.op == "CONST" and n.arg[1].has_mask)]
+
+
+def _nodes(node: KNode) -> list[KNode]:
+    """Every node under ``node`` once."""
+    seen: set[int] = set()
+    stack, out = [node], []
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        out.append(n)
+        stack.extend(reversed(n.src))
+    return out
+
+
+def merge_dims(shape: Shape, reduce_axes: set[int], trackers: list[ShapeTracker], alone: int = -1
+               ) -> list[tuple[int, ...]]:
+    """Groups of adjacent axes that every tracker walks as one (same kind: all reduced or none); axis ``alone``
+    (the symbolic one, all axes outside it of size 1) and those outside it make the first group, alone."""
+    groups: list[list[int]] = [list(range(max(0, alone) + 1))] if shape else []
+    for i in range(max(0, alone) + 1, len(shape)):
         prev = groups[-1][-1]
-        ok = (prev in reduce_axes) == (i in reduce_axes)
+        ok = (prev in reduce_axes) == (i in reduce_axes) and alone not in (prev, i)
         for st in trackers:
             v = st.views[-1]
             if not ok:
@@ -80,9 +103,34 @@ def _reshape_node(node: KNode, shape: Shape, memo: dict[int, KNode]) -> KNode:
     return memo[id(node)]
 
 
-def lower(kernel: Kernel, caps: Capabilities) -> LoweredKernel:
+def lower(kernel: Kernel, caps: Capabilities, symbolic: bool = False) -> LoweredKernel:
+    """``kernel`` as micro-ops for a target of ``caps``.  ``symbolic``: for every size of its outermost dimension
+    (the launch variable ``n0``; see :mod:`tg.engine.symbolic`), or :class:`NotSymbolic` where core cannot lower it
+    so (work-group reductions, tensor cores, no room for a second row)."""
     _check_index_range(kernel)
-    return _Lowering(kernel, caps).run()
+    return _Lowering(kernel, caps, symbolic).run()
+
+
+def symbolic_bound(kernel: Kernel, inner_threads: int, group: int, caps: Capabilities) -> int:
+    """The largest outermost size ``hi`` a symbolic lowering of ``kernel`` runs right at: every index of every view
+    (one view each, stride of dim 0 at least 0), the output's and the threads' counts fit int32, and the work
+    groups fit the target's first launch dimension.  Depends only on what the symbolic key holds."""
+    ast = kernel.ast
+    body = ast.src[0] if ast.op == "REDUCE" else ast
+    axis = next(i for i, s in enumerate(kernel.output.shape) if s != 1)
+    hi = INDEX_LIMIT // max(1, math.prod(kernel.output.shape[axis + 1:]))
+    hi = min(hi, (INDEX_LIMIT - group) // max(1, inner_threads))
+    for st in _indexed_trackers(body, []):
+        v = st.views[0]
+        inner = sum(max(0, (size - 1) * stride) for size, stride in zip(v.shape[axis + 1:], v.strides[axis + 1:]))
+        room = INDEX_LIMIT - v.offset - inner
+        if v.strides[axis] > 0:
+            hi = min(hi, room // v.strides[axis] + 1)
+        elif room < 0:
+            return 0
+    if caps.launch_limits:
+        hi = min(hi, caps.launch_limits[0] * group // max(1, inner_threads))
+    return hi
 
 
 def _check_index_range(kernel: Kernel) -> None:
@@ -112,8 +160,9 @@ class _Lowering:
     - a contraction the target's tensor cores fit: :mod:`tg.codegen.contraction`.
     """
 
-    def __init__(self, kernel: Kernel, caps: Capabilities):
-        self.kernel, self.caps = kernel, caps
+    def __init__(self, kernel: Kernel, caps: Capabilities, symbolic: bool = False):
+        self.kernel, self.caps, self.symbolic = kernel, caps, symbolic
+        self.launch_vars: tuple[tuple[int, SymbolicSize], ...] = ()
         ast = kernel.ast
         self.reduce_op = ast.arg[0] if ast.op == "REDUCE" else None
         body = ast.src[0] if ast.op == "REDUCE" else ast
@@ -121,7 +170,14 @@ class _Lowering:
         full_shape = _node_shape(body, kernel.output.shape)
         reduce_axes = set(ast.arg[1]) if ast.op == "REDUCE" else set(self.fused[0].arg[1]) if self.fused else set()
         out_st = ShapeTracker.contiguous(kernel.output.shape).expand(full_shape)
-        groups = merge_dims(full_shape, reduce_axes, [*_all_trackers(body, []), out_st])
+        axis = next((i for i, s in enumerate(full_shape) if s != 1), -1) if symbolic else -1
+        if symbolic and (axis < 0 or any(a <= axis for a in reduce_axes)):
+            raise NotSymbolic(f"kernel {kernel.name}: its outermost dimension is reduced")
+        if symbolic and self.fused:  # row passes launch a thread per row, counted at lowering
+            raise NotSymbolic(f"kernel {kernel.name}: row-fused reductions")
+        # (a symbolic kernel's unmasked constants may have views of any size: they read nothing, so they do not count)
+        trackers = _indexed_trackers(body, [out_st]) if symbolic else [*_all_trackers(body, []), out_st]
+        groups = merge_dims(full_shape, reduce_axes, trackers, axis)
         self.shape = tuple(math.prod(full_shape[i] for i in g) for g in groups)
         self.reduce_dims = [j for j, g in enumerate(groups) if g[0] in reduce_axes]
         if self.shape != full_shape:
@@ -130,9 +186,16 @@ class _Lowering:
             self.fused = [memo[id(n)] for n in self.fused]
             out_st = out_st.reshape(self.shape)
         self.body, self.out_st = body, out_st
+        if symbolic and any(len(st.views) > 1 for st in _indexed_trackers(body, [out_st])):
+            raise NotSymbolic(f"kernel {kernel.name}: a view that does not merge its outer dimensions")
         self.global_dims = [j for j in range(len(self.shape)) if j not in self.reduce_dims]
-        self.opts = choose_opts(ShapedKernel(self.shape, tuple(self.reduce_dims), self.reduce_op,
-                                             kernel.output.dtype), caps)
+        shaped = ShapedKernel(self.shape, tuple(self.reduce_dims), self.reduce_op, kernel.output.dtype, symbolic)
+        if symbolic and (0 in self.reduce_dims or (self.reduce_op is not None and caps.tensor_cores) or
+                         grouped_reduce_lanes(replace(shaped, shape=(2, *self.shape[1:])), caps) > 1):
+            # a work group per output is chosen by the number of outputs, and sums in another order than a thread
+            # per output: such a kernel is built for its exact size, so every size sums alike
+            raise NotSymbolic(f"kernel {kernel.name}: reduction on tensor cores or in work groups")
+        self.opts = choose_opts(shaped, caps)
         self.b = KernelBuilder()
         self.memo: dict[tuple[int, tuple[int, ...]], UOp] = {}
         self.vectors: dict[tuple[int, tuple[int, ...]], UOp] = {}
@@ -162,7 +225,8 @@ class _Lowering:
             global_size, local_size = self._per_thread(n_outputs)
         moved = out_dtype.itemsize * math.prod(self.kernel.output.shape) + sum(
             inp.dtype.itemsize * math.prod(inp.shape) for inp in self.kernel.inputs)
-        return LoweredKernel(self.kernel.name, b.uops, global_size, local_size, moved)
+        name = self.kernel.symbolic_name if self.symbolic else self.kernel.name
+        return LoweredKernel(name, b.uops, global_size, local_size, moved, self.launch_vars)
 
     # -- thread indexing --------------------------------------------------------------------------------------
 
@@ -184,6 +248,50 @@ class _Lowering:
                         b.special("lidx0", group))
             return gid, b.alu(Ops.CMPLT, gid, b.const(n_threads, i32)), group
         return b.special("gidx0", n_threads), b.const(True, dtypes.bool), 1
+
+    def _symbolic_threads(self, inner: int) -> tuple[UOp, UOp, tuple[int, ...], tuple[int, ...]]:
+        """A flat launch of ``n0 * inner`` threads, ``n0`` the outermost dimension's size (a launch variable):
+        the global thread id, its gate, and the launch at ``n0``'s upper bound (resolved at each launch)."""
+        b, i32 = self.b, dtypes.int32
+        group = max(1, self.caps.group_size)
+        hi = symbolic_bound(self.kernel, inner, group, self.caps)
+        if hi < 2:
+            raise NotSymbolic(f"kernel {self.kernel.name}: no room for a second row within 32-bit indices")
+        n = b.define_var("n0", i32, 2, hi)
+        self.launch_vars = ((0, SymbolicSize("n0", inner, group)),)
+        n_groups = -(-hi * inner // group)
+        if group == 1:  # the launch is exactly n0 * inner threads
+            return b.special("gidx0", n_groups), b.const(True, dtypes.bool), (n_groups,), (1,)
+        gid = b.alu(Ops.ADD, b.alu(Ops.MUL, b.special("gidx0", n_groups), b.const(group, i32)),
+                    b.special("lidx0", group))
+        return gid, b.alu(Ops.CMPLT, gid, b.alu(Ops.MUL, n, b.const(inner, i32))), (n_groups,), (group,)
+
+    def _symbolic_rows(self, sizes: list[int]) -> tuple[list[UOp], UOp, tuple[int, ...], tuple[int, ...]]:
+        """A launch of two dimensions whose first (``gidx0``, in work groups with ``lidx0``) walks the innermost
+        output dimension and whose second (``gidx1``) the rest, ``n0`` times the sizes between: the indices of
+        ``sizes`` (outermost first), the gate, and the launch at ``n0``'s upper bound (resolved at each launch)."""
+        b, i32 = self.b, dtypes.int32
+        cols, mid = sizes[-1], math.prod(sizes[1:-1])
+        group = self._group_size(cols)
+        n_groups = -(-cols // group)
+        if self.caps.launch_limits and n_groups > self.caps.launch_limits[0]:
+            raise NotSymbolic(f"kernel {self.kernel.name}: its rows are longer than the launch's first dimension")
+        limits = self.caps.launch_limits
+        hi = symbolic_bound(self.kernel, cols * mid, 1, replace(self.caps, launch_limits=()))
+        if len(limits) > 1:
+            hi = min(hi, limits[1] // max(1, mid))
+        if hi < 2:
+            raise NotSymbolic(f"kernel {self.kernel.name}: no room for a second row within 32-bit indices")
+        b.define_var("n0", i32, 2, hi)
+        self.launch_vars = ((1, SymbolicSize("n0", mid, 1)),)
+        if group > 1:
+            col = b.alu(Ops.ADD, b.alu(Ops.MUL, b.special("gidx0", n_groups), b.const(group, i32)),
+                        b.special("lidx0", group))
+            gate = b.alu(Ops.CMPLT, col, b.const(cols, i32))
+        else:
+            col, gate = b.special("gidx0", cols), b.const(True, dtypes.bool)
+        rows = self._unravel(b.special("gidx1", hi * mid), sizes[:-1])
+        return [*rows, col], gate, (n_groups, hi * mid), (group, 1)
 
     def _launch_dims(self, sizes: list[int], group: int) -> int:
         """How many launch dimensions the output ``sizes`` take: ``Capabilities.launch_dims``, or fewer where a
@@ -249,13 +357,18 @@ class _Lowering:
         sizes = [self.shape[j] // amounts.get(j, 1) for j in self.global_dims]
         n_threads = math.prod(sizes)
         group = self._group_size(sizes[-1]) if sizes else 1
-        dims = self._launch_dims(sizes, group) if self.caps.launch_dims > 1 else 1
+        dims = self._launch_dims(sizes, group) if self.caps.launch_dims > 1 and not self.symbolic else 1
         shaped = dims > 1
         global_dims = self.global_dims
         if shaped:
             global_dims = self._fold_order(global_dims, dims)
             sizes = [self.shape[j] // amounts.get(j, 1) for j in global_dims]
             indices, gate, global_size, local_size = self._shaped_launch(sizes, group, dims)
+        elif self.symbolic and self.caps.launch_dims > 1 and len(sizes) > 1:
+            indices, gate, global_size, local_size = self._symbolic_rows(sizes)
+            shaped = True
+        elif self.symbolic:
+            gid, gate, global_size, local_size = self._symbolic_threads(math.prod(sizes[1:]))
         else:
             gid, gate, group = self._threads(n_threads)
             global_size, local_size = (-(-n_threads // group),), (group,)

@@ -34,6 +34,7 @@ class ShapedKernel:
     reduce_dims: tuple[int, ...]
     reduce_op: Ops | None
     out_dtype: DType
+    symbolic: bool = False  # dim 0's size is a launch variable: no register tile or vector lanes along it
 
     @property
     def global_dims(self) -> list[int]:
@@ -73,7 +74,7 @@ def upcast_plan(k: ShapedKernel, caps: Capabilities) -> list[tuple[int, int]]:
     the tile (a matmul thread reuses each A value for a row of B values).
     """
     w, budget = caps.vector_width, caps.upcast
-    dims = [j for j in k.global_dims if k.shape[j] > 1]
+    dims = [j for j in k.global_dims if k.shape[j] > 1 and not (k.symbolic and j == 0)]
     if not dims:
         return []
     if k.reduce_op is None:

@@ -33,12 +33,31 @@ class KernelParam:
 
 
 @dataclass(frozen=True)
+class SymbolicSize:
+    """A launch dimension that follows the int32 launch variable ``var``: ``ceil(var * scale / divisor) * blocks``
+    work groups (a kernel lowered once for every size of its outermost dimension, see :mod:`tg.engine.symbolic`)."""
+
+    var: str
+    scale: int = 1
+    divisor: int = 1
+    blocks: int = 1
+
+    def of(self, value: int) -> int:
+        return -(-value * self.scale // self.divisor) * self.blocks
+
+
+LaunchVars = tuple[tuple[int, SymbolicSize], ...]
+
+
+@dataclass(frozen=True)
 class LoweredKernel:
     """One kernel as core lowered it: ``uops`` (see :mod:`tg.codegen.uops`) and the launch core planned.
 
     ``global_size`` counts work groups and ``local_size`` threads per group, per launch dimension (the
     ``SPECIAL`` micro-ops ``gidx<d>``/``lidx<d>`` index them).  ``bytes_moved`` is what the kernel reads and
-    writes at least, for bandwidth figures.
+    writes at least, for bandwidth figures.  ``launch_vars`` (launch dimension, :class:`SymbolicSize`) pairs say
+    which launch dims follow a launch variable: ``global_size`` then holds them at the variable's upper bound, and
+    core resolves them before each launch.
     """
 
     name: str
@@ -46,6 +65,7 @@ class LoweredKernel:
     global_size: tuple[int, ...]
     local_size: tuple[int, ...]
     bytes_moved: int = 0
+    launch_vars: LaunchVars = ()
 
     @property
     def buffers(self) -> tuple[KernelParam, ...]:
@@ -86,7 +106,10 @@ class Program:
     - ``global_size`` / ``local_size``: the launch dims: how many work groups, and threads per group, per
       dimension (an emitter may choose its own decomposition, e.g. tg-clang's work units);
     - ``attributes``: whatever else the emitter tells its runtime (a cost estimate, a strategy...).  Core
-      never reads it.
+      never reads it;
+    - ``launch_vars``: (launch dimension, :class:`SymbolicSize`) pairs: the dims of ``global_size`` that follow an
+      int32 launch variable (there ``global_size`` holds their upper bound).  Core resolves them with
+      :meth:`resolved` before each launch, so a runtime only ever sees concrete sizes.
     """
 
     name: str
@@ -97,6 +120,7 @@ class Program:
     variables: tuple[str, ...] = ()
     variable_dtypes: tuple[str, ...] = ()
     attributes: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    launch_vars: LaunchVars = ()
 
     @classmethod
     def of(cls, kernel: LoweredKernel, source: str, name: str | None = None, **attributes: Any) -> Program:
@@ -104,8 +128,18 @@ class Program:
         variables = variable_params(kernel.uops)
         return cls(name or kernel.name, source, kernel.buffers, kernel.global_size, kernel.local_size,
                    tuple(v.arg[0] for v in variables), tuple(_dtype_name(v) for v in variables),
-                   attributes=attributes)
+                   attributes=attributes, launch_vars=kernel.launch_vars)
 
-    def launched_as(self, global_size: tuple[int, ...], local_size: tuple[int, ...] = (1,)) -> Program:
-        """This program with other launch dims (an emitter that decomposes the work its own way)."""
-        return replace(self, global_size=global_size, local_size=local_size)
+    def launched_as(self, global_size: tuple[int, ...], local_size: tuple[int, ...] = (1,),
+                    launch_vars: LaunchVars = ()) -> Program:
+        """This program with other launch dims (an emitter that decomposes the work its own way).  ``launch_vars``
+        says which of the new dims follow a launch variable; without them the launch is fixed, and core does not
+        reuse the program for other sizes."""
+        return replace(self, global_size=global_size, local_size=local_size, launch_vars=launch_vars)
+
+    def resolved(self, values: Mapping[str, int | float]) -> Program:
+        """This program with the launch dims of ``launch_vars`` computed from the launch variables ``values``."""
+        sizes = list(self.global_size)
+        for axis, size in self.launch_vars:
+            sizes[axis] = size.of(int(values[size.var]))
+        return replace(self, global_size=tuple(sizes), launch_vars=())

@@ -129,8 +129,10 @@ def _mulacc(b: KernelBuilder, u: UOp, src: tuple[UOp, ...]) -> UOp | None:
 
 
 def eliminate_dead(uops: list[UOp]) -> list[UOp]:
-    """Drop values nothing uses (constants and index math left over by the lowering and the rewrites)."""
-    removable = PURE | {Ops.LOAD}
+    """Drop values nothing uses (constants and index math left over by the lowering and the rewrites); a launch
+    variable stays (a parameter of the entry even where unused: an emitter may size its work by it, and the entry's
+    signature stays the same)."""
+    removable = (PURE | {Ops.LOAD}) - {Ops.DEFINE_VAR}
     used: set[int] = set()
     keep: list[UOp] = []
     for u in reversed(uops):

@@ -16,7 +16,7 @@ import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
@@ -76,18 +76,25 @@ def live_buffer_count() -> int:
     return len(_live_buffers)
 
 
+#: The launch values of a kernel without variables (shared, read-only).
+EMPTY: Mapping[str, int | float] = MappingProxyType({})
+
 @dataclass(frozen=True)
 class ReadyKernel:
-    """A kernel ready to launch: the emitter's program, the runtime's binary of it, and figures for TG_DEBUG."""
+    """A kernel ready to launch: the emitter's program, the runtime's binary of it, and figures for TG_DEBUG.
+
+    A kernel built for every outermost size (:mod:`tg.engine.symbolic`) is stored with its ``bound`` (the largest
+    size it runs), and at each size it ran as a kernel of its own whose launch is resolved and whose ``values`` (the
+    size, ``n0``) go with every launch; ``verify``: TG_SYMBOLIC=verify was on when it was made."""
 
     program: Program
     binary: Any
     shape: tuple[int, ...] = ()
     bytes_moved: int = 0
+    values: Mapping[str, int | float] = field(default_factory=lambda: EMPTY)
+    bound: int = 0
+    verify: bool = False
 
-
-#: The launch values of a kernel without variables (shared, read-only).
-EMPTY: Mapping[str, int | float] = MappingProxyType({})
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -149,6 +156,10 @@ class DeviceState:
         bound = kernels_max()
         self.binaries: Recent[tuple[str, str], Any] = Recent(bound)  # (entry name, source) -> the runtime's binary
         self.kernels: Recent[tuple[object, ...], ReadyKernel] = Recent(bound)  # kernel structure -> ready kernel
+        self.not_symbolic: set[tuple[object, ...]] = set()  # symbolic keys the backend builds for exact sizes only
+        self.symbolic_sizes: Recent[tuple[object, ...], int] = Recent(bound)  # symbolic key -> the first size seen
+        self.exact_kernels: Recent[tuple[object, ...], ReadyKernel] = Recent(bound)  # TG_SYMBOLIC=verify's references
+        self.symbolic_launch = bool(backend.runtime.symbolic_launch) and "int32" in self.capabilities.variables
         self.kernel_count = 0
         self.kernel_seconds = 0.0
         passes = reg.manager.hook.tg_lowering_passes(target=backend.emitter.target,

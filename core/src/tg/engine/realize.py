@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from tg.backends.contract import Capabilities, TooManyRegisters
+from tg.backends.contract import Capabilities, NotSymbolic, TooManyRegisters
 from tg.codegen.lower import lower
 from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.rewrites import apply_capabilities, check_dtypes, check_rendered
-from tg.codegen.uops import format_uops
+from tg.codegen.uops import Ops, format_uops
 from tg.engine.device import EMPTY, Buffer, DeviceState, ReadyKernel, device_state
+from tg.engine.symbolic import symbolic_axis, symbolic_key, symbolic_mode
 from tg.graph.lazy import LazyBuffer, LazyOp
 from tg.schedule.scheduler import HostCopy, Kernel, ScheduleItem, create_schedule
 from tg.support.dtype import exact_key
@@ -156,7 +157,11 @@ def run_kernel(kernel: Kernel, state: DeviceState, size: int, schedule: Sequence
     buffers = [buf, *[inp.realized for inp in kernel.inputs]]
     # this kernel's own values, never the ones the cached program was built from
     values = {f"p{i}": v for i, v in enumerate(kernel.params)} if kernel.params and scalar_params else EMPTY
+    if prog.values:  # a kernel built for every outermost size, at this one
+        values = {**prog.values, **values} if values else prog.values
     state.launch(prog, buffers, values, debug)
+    if prog.verify:
+        _verify(kernel, key, state, buf, buffers, values)
     recorder = current_recorder()
     if recorder is not None:
         recorder.items.append(RecordedKernel(state, prog, tuple(buffers), values))
@@ -166,13 +171,22 @@ def run_kernel(kernel: Kernel, state: DeviceState, size: int, schedule: Sequence
 def build_programs(kernel: Kernel, key: tuple[object, ...], state: DeviceState, ahead: Sequence[ScheduleItem]
                    ) -> ReadyKernel:
     """``kernel`` built, and with it every kernel of ``ahead`` for the same backend that is not built yet, compiled
-    in parallel when the runtime allows (``Runtime.concurrent_compile``); each goes into ``state.kernels``."""
+    in parallel when the runtime allows (``Runtime.concurrent_compile``); each goes into ``state.kernels``.
+
+    A kernel that qualifies for a symbolic outermost size (:mod:`tg.engine.symbolic`) reuses, or builds, the kernel
+    of its symbolic key where the backend can, and is built for its exact size otherwise."""
+    mode = symbolic_mode() if state.symbolic_launch else "0"
+    if mode != "0":
+        sym = symbolic_key(kernel, key)
+        ready = _symbolic_ready(kernel, key, sym, state, mode == "verify") if sym is not None else None
+        if ready is not None:
+            return ready
     todo = {key: kernel}
     if state.backend.runtime.concurrent_compile and exec_jobs() > 1:
         for item in ahead:
             if isinstance(item, Kernel) and item.output.device == kernel.output.device:
                 other = kernel_key(item, not state.scalar_params)
-                if other not in todo and other not in state.kernels:
+                if other not in todo and other not in state.kernels and _exact_only(item, other, state, mode):
                     todo[other] = item
     if len(todo) == 1:
         state.kernels[key] = ready = build_program(kernel, state)
@@ -186,19 +200,96 @@ def build_programs(kernel: Kernel, key: tuple[object, ...], state: DeviceState, 
     return made[key]
 
 
+def _exact_only(kernel: Kernel, key: tuple[object, ...], state: DeviceState, mode: str) -> bool:
+    """Whether ``kernel`` (of a schedule's kernels ahead) will be built for its exact size, so it may be compiled
+    now with the others: a first size of its symbolic key is (and is recorded as that key's first size here); one
+    that will reuse or build the symbolic kernel waits for its turn."""
+    if mode == "0":
+        return True
+    sym = symbolic_key(kernel, key)
+    if sym is None or sym in state.not_symbolic:
+        return True
+    if state.kernels.get(sym) is not None:
+        return False
+    n = kernel.output.shape[symbolic_axis(kernel.output.shape)]
+    first = state.symbolic_sizes.get(sym)
+    if first is None or first == n:
+        state.symbolic_sizes[sym] = n
+        return True
+    return False
+
+
+def _symbolic_ready(kernel: Kernel, key: tuple[object, ...], sym: tuple[object, ...], state: DeviceState,
+                    verify: bool) -> ReadyKernel | None:
+    """The kernel of symbolic key ``sym`` (built now if new) at ``kernel``'s outermost size, stored under ``key``;
+    None when the backend cannot build it or the size is past its bound (the exact kernel is built instead).
+
+    It is built at the second size a symbolic key is met with, never the first: a shape that never changes (a weight's
+    gradient, a fixed-size training step) keeps the kernel made for its exact size, which may take strategies chosen
+    by the size (tg-clang's transposed tiles, work-group reductions)."""
+    n = kernel.output.shape[symbolic_axis(kernel.output.shape)]
+    if sym in state.not_symbolic:
+        return None
+    base = state.kernels.get(sym)
+    if base is None:
+        first = state.symbolic_sizes.get(sym)
+        if first is None or first == n:
+            state.symbolic_sizes[sym] = n
+            return None
+        try:
+            program, lowered = render_program(kernel, state, symbolic=True)
+        except NotSymbolic as reason:
+            if debug_level() >= 2:
+                print(f"{kernel.name}: built for its exact size ({reason})")
+            state.not_symbolic.add(sym)
+            return None
+        bound = next(u.arg[2] for u in lowered.uops if u.op is Ops.DEFINE_VAR and u.arg[0] == "n0")
+        base = replace(_ready(kernel, state, program, lowered, state.compile(program)), bound=bound)
+        state.kernels[sym] = base
+    if not 2 <= n <= base.bound:
+        return None
+    values = {"n0": n}
+    ready = ReadyKernel(base.program.resolved(values), base.binary, kernel.output.shape, _bytes_moved(kernel),
+                        values=values, verify=verify)
+    state.kernels[key] = ready
+    return ready
+
+
+def _verify(kernel: Kernel, key: tuple[object, ...], state: DeviceState, out: Buffer, buffers: list[Buffer],
+            values: Mapping[str, int | float]) -> None:
+    """TG_SYMBOLIC=verify: run the kernel built for ``kernel``'s exact size too and compare the outputs' bits."""
+    exact = state.exact_kernels.get(key)
+    if exact is None:
+        exact = build_program(kernel, state)
+        state.exact_kernels[key] = exact
+    ref = Buffer(state.backend, out.size, out.dtype)
+    state.launch(exact, [ref, *buffers[1:]], {k: v for k, v in values.items() if k != "n0"})
+    got, want = out.numpy(), ref.numpy()
+    if got.tobytes() != want.tobytes():
+        bad = int(np.flatnonzero(got.view(np.uint8) != want.view(np.uint8))[0]) // out.dtype.itemsize
+        raise BackendError(f"TG_SYMBOLIC=verify: kernel {kernel.name} on backend '{state.backend.name}', built for "
+                           f"every outermost size, differs from the kernel built for its shape {kernel.output.shape} "
+                           f"(element {bad}: {got[bad]!r}, exact {want[bad]!r}); TG_SYMBOLIC=0 avoids it")
+
+
+def _bytes_moved(kernel: Kernel) -> int:
+    return kernel.output.dtype.itemsize * math.prod(kernel.output.shape) + sum(
+        inp.dtype.itemsize * math.prod(inp.shape) for inp in kernel.inputs)
+
+
 def build_program(kernel: Kernel, state: DeviceState) -> ReadyKernel:
     """Lower ``kernel`` for ``state``'s backend, fit it to the target, render it and compile it."""
     program, lowered = render_program(kernel, state)
     return _ready(kernel, state, program, lowered, state.compile(program))
 
 
-def render_program(kernel: Kernel, state: DeviceState) -> tuple[Program, LoweredKernel]:
+def render_program(kernel: Kernel, state: DeviceState, symbolic: bool = False) -> tuple[Program, LoweredKernel]:
     """Lower ``kernel`` for ``state``'s backend, fit it to the target and render it; a kernel too large for the
     target's registers is lowered again without register tiles, vector lanes and unrolling (see ``TooManyRegisters``
-    in :mod:`tg.hooks`)."""
+    in :mod:`tg.hooks`).  ``symbolic``: for every outermost size (raises ``NotSymbolic`` where it cannot be)."""
     caps = state.capabilities
     try:
-        return _render(kernel, state, caps)
+        return _render(kernel, state, caps, symbolic)
     except TooManyRegisters as first:
         plain = replace(caps, upcast=1, vector_width=1, unroll=1)
         if plain == caps:
@@ -206,14 +297,15 @@ def render_program(kernel: Kernel, state: DeviceState) -> tuple[Program, Lowered
         if debug_level() >= 2:
             print(f"{kernel.name}: {first}; lowered again without register tiles, vector lanes and unrolling")
         try:
-            return _render(kernel, state, plain)
+            return _render(kernel, state, plain, symbolic)
         except TooManyRegisters as again:
             raise BackendError(f"backend '{state.backend.name}': {again} (even without register tiles, vector "
                                "lanes and unrolling)") from again
 
 
-def _render(kernel: Kernel, state: DeviceState, caps: Capabilities) -> tuple[Program, LoweredKernel]:
-    lowered = lower(kernel, caps)
+def _render(kernel: Kernel, state: DeviceState, caps: Capabilities, symbolic: bool = False
+            ) -> tuple[Program, LoweredKernel]:
+    lowered = lower(kernel, caps, symbolic)
     uops = apply_capabilities(lowered.uops, caps)
     for plugin_pass in state.plugin_passes:
         uops = plugin_pass(uops)
@@ -225,6 +317,8 @@ def _render(kernel: Kernel, state: DeviceState, caps: Capabilities) -> tuple[Pro
     if not isinstance(program, Program):
         raise BackendError(f"the emitter of backend '{state.backend.name}' returned {type(program).__name__} "
                            "from render(), not a tg.hooks.Program (hook spec v2); fix the plugin")
+    if symbolic and not program.launch_vars:
+        raise NotSymbolic(f"the emitter of backend '{state.backend.name}' fixed the launch of {kernel.name}")
     if debug_level() >= 4:
         print(program.source)
     return program, lowered

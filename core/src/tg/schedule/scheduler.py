@@ -82,6 +82,17 @@ class Kernel:
 
     @property
     def name(self) -> str:
+        shape = "_".join(str(s) for s in self.output.shape) or "1"
+        return f"{self._label()}_{shape}"
+
+    @property
+    def symbolic_name(self) -> str:
+        """The name of the kernel built for every size of its outermost dimension: ``n`` stands for that size."""
+        shape = self.output.shape
+        axis = next((i for i, s in enumerate(shape) if s != 1), 0)  # (tg.engine.symbolic.symbolic_axis)
+        return "_".join([self._label(), *(str(s) for s in shape[:axis]), "n", *(str(s) for s in shape[axis + 1:])])
+
+    def _label(self) -> str:
         # The op names in the order of their last appearance in a pre-order walk of the tree, reversed: that is the
         # order of first appearance in a post-order walk that visits sources right to left, which may skip a shared
         # subtree it has already walked (the subtree's names have appeared) and needs no recursion.
@@ -98,9 +109,7 @@ class Kernel:
                 done.add(id(n))
                 stack.append((n, True))
                 stack.extend((s, False) for s in n.src)
-        label = "_".join(ops) or "copy"
-        shape = "_".join(str(s) for s in self.output.shape) or "1"
-        return f"{label[:40]}_{shape}"
+        return ("_".join(ops) or "copy")[:40]
 
 
 @dataclass(eq=False)

@@ -52,6 +52,10 @@ ENVIRONMENT: dict[str, str] = {
     "TG_FUSE_ROWS": "0: a reduction read back over its own rows (a softmax's max and sum, a layernorm's mean and "
                     "variance) runs as a kernel of its own (default 1: it is fused into the kernel that reads it, "
                     "which runs one pass per reduction over each row of at most 16 KiB, then its own).",
+    "TG_SYMBOLIC": "0: every kernel is compiled for its exact shape (default 1: where the backend's runtime takes "
+                   "symbolic launches, a kernel is compiled once for every size of its outermost dimension when a "
+                   "second size comes, so a new batch size or sequence length reuses it); verify: also run the exact "
+                   "kernel after each reuse and raise if any bit differs (for tests and CI).",
     "TG_EXEC_JOBS": "External commands (compilers, assemblers) tg runs at once, e.g. compiling a schedule's new "
                     "kernels in parallel (default: one per CPU, at most 8).",
     "TG_EXEC_TIMEOUT": "Seconds an external command (a compiler, an assembler) may run before tg kills it with "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tg.codegen.program import buffer_params, variable_params
+from tg.codegen.program import LaunchVars, buffer_params, variable_params
 from tg.codegen.uops import UOp, base_dtype
 
 from tg_clang.cprelude import storage_type
@@ -20,6 +20,7 @@ class CKernel:
     units: int
     cost: int
     strategy: str
+    launch_vars: LaunchVars = ()  # the units follow a launch variable (see tg.codegen.program.SymbolicSize)
 
 
 def kernel_params(uops: list[UOp]) -> list[str]:

@@ -16,10 +16,11 @@ comes from the lane renderer (:mod:`tg_clang.spmd`: SIMD across threads or acros
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
-from tg.backends.contract import Capabilities, Emitter
+from tg.backends.contract import Capabilities, Emitter, NotSymbolic
 from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.tiles import thread_cost
 from tg.codegen.uops import Ops
@@ -103,7 +104,17 @@ class ClangEmitter(Emitter):
         if os.environ.get("TG_CLANG_SPMD", "1") != "0":
             extra = self.capabilities.extra
             rendered = render_tiled(kernel, int(extra.get("lanes", 16)), int(extra.get("rows", 6)))
+            if kernel.launch_vars and (rendered is None or not rendered.launch_vars):
+                # the exact kernel may take lanes (tiles, lanes across a loop) this one would lose
+                raise NotSymbolic(f"tg-clang renders {kernel.name} in lanes for its exact size only")
+        launch_vars = rendered.launch_vars if rendered is not None else ()
         if rendered is None:
             rendered = render_scalar(kernel)
+            # the scalar renderer's unit is a work group of core's launch: the one launch dim that follows a variable
+            # times the others
+            if len(kernel.launch_vars) == 1:
+                (axis, size), = kernel.launch_vars
+                others = math.prod(kernel.global_size) // kernel.global_size[axis]
+                launch_vars = ((0, dataclasses.replace(size, blocks=size.blocks * others)),)
         program = Program.of(kernel, rendered.source, cost=rendered.cost, strategy=rendered.strategy)
-        return program.launched_as((rendered.units,), (1,))
+        return program.launched_as((rendered.units,), (1,), launch_vars)

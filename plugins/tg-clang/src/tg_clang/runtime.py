@@ -170,6 +170,7 @@ class ClangRuntime(Runtime):
     priority = 100
     concurrent_compile = True  # each compile is a clang process of its own; the cache takes writers at once
     variable_dtypes = frozenset(_VARIABLE_TYPES)
+    symbolic_launch = True  # the work units come from each launch's global size
 
     def __init__(self) -> None:
         self.cache = KernelCache()
@@ -208,8 +209,8 @@ class ClangRuntime(Runtime):
                values: Mapping[str, int | float]) -> float | None:
         kernel = binary
         assert isinstance(kernel, ClangProgram)
-        units = kernel.units
-        if kernel.work < SPLIT_THRESHOLD or units < 2:
+        units = program.global_size[0]  # read at each launch: a launch may follow a variable (symbolic sizes)
+        if units * kernel.cost < SPLIT_THRESHOLD or units < 2:
             if kernel.variables:
                 kernel.function(*[b.arg for b in buffers], *[t(values[v]) for v, t in kernel.variables], 0, units)
             else:

@@ -40,7 +40,7 @@ import math
 from dataclasses import dataclass
 
 from tg.codegen.builder import KernelBuilder
-from tg.codegen.program import LoweredKernel
+from tg.codegen.program import LoweredKernel, SymbolicSize
 from tg.codegen.tiles import (
     COPYABLE,
     UNITS_TARGET,
@@ -167,7 +167,7 @@ def _streaming(uops: list[UOp], threads: int) -> bool:
     return bool(threads * out.dtype.base.itemsize >= STREAM_BYTES)
 
 
-def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int, aligned: bool = False
+def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int, aligned: bool = False, stream: bool = True
                   ) -> tuple[list[str], list[Pack], float, bool]:
     """The C functions of a tiling's micro-tiles (and packs), their estimated cost per output, and whether the
     tiles do anything lane by lane.  ``aligned``: the full micro-tiles start at multiples of their height, which
@@ -192,7 +192,7 @@ def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int, aligned: bo
                 f"pk{p.index}) {{", *body, "}"]
     cost, lane_by_lane = 0.0, False
     for rows_here, tile_uops in tiles:
-        streaming = _streaming(uops, t.n_rows * t.row_len)
+        streaming = stream and _streaming(uops, t.n_rows * t.row_len)
         specials = {"row0": "row0", "col0": "col0", "row_tile": f"(row0 / {t.rows})"}
         renderer = LaneRenderer(tile_uops, lanes, specials, streaming)
         body = renderer.render()
@@ -303,18 +303,28 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
     name, uops, grid = kernel.name, kernel.uops, kernel.global_size
     if math.prod(kernel.local_size) > 1 or len(grid) > 2 or not lane_supported(uops):
         return None
+    # A launch whose rows (gidx1) are n0 times ``mid`` (see tg.engine.symbolic): the tiling is chosen for the bound's
+    # row count, and the rows and work units come from n0 at run time; no transposed, aligned, streaming or
+    # across-the-loop alternative (each is chosen by the row count).
+    symbolic = bool(kernel.launch_vars)
+    if symbolic and (len(grid) != 2 or [axis for axis, _ in kernel.launch_vars] != [1]):
+        return None
     row_passes = plan_row_passes(uops, grid, lanes)
-    if row_passes is not None:
+    if row_passes is not None and not symbolic:
         return render_row_lanes(name, uops, grid, *row_passes)
     reduction = plan_reduction(uops, grid, lanes)
+    if symbolic and reduction is not None:  # lanes across the loop may win at some sizes, and sum in another order
+        return None
     t = choose_tiling(uops, grid, lanes, rows)
     while t is None and lanes >= 2 * MIN_LANES and math.prod(grid) < lanes:  # fewer threads than a gang: narrower
         lanes //= 2
         t = choose_tiling(uops, grid, lanes, rows)
     if t is None:
         return render_reduction_lanes(name, uops, grid, *reduction)[0] if reduction is not None else None
+    if symbolic and (t.row_len != grid[0] or t.transposed):
+        return None
     gang = lanes
-    functions, packs, cost, lane_by_lane = _render_tiles(name, uops, t, lanes)
+    functions, packs, cost, lane_by_lane = _render_tiles(name, uops, t, lanes, stream=not symbolic)
     if t.rows * 2 <= rows and not lane_by_lane and has_loops(uops):
         # few rows per tile and all SIMD: wider gangs, whose registers accumulate side by side instead of in a chain
         widest = max(1, WIDE_GANG_BYTES // (lanes * _widest_item(uops)))
@@ -323,7 +333,7 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
             wide = choose_tiling(uops, grid, lanes * factor, rows)
             if wide is not None and wide.full_cols == t.full_cols and not wide.transposed:
                 t, gang = wide, lanes * factor
-                functions, packs, cost, _ = _render_tiles(name, uops, t, gang)
+                functions, packs, cost, _ = _render_tiles(name, uops, t, gang, stream=not symbolic)
                 break
             factor //= 2
     elif t.rows == rows and not lane_by_lane and sum(p.elements * p.dtype.itemsize for p in packs) > L1_PANEL \
@@ -332,17 +342,17 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
         # vectors of each row, so each broadcast of a row's operand serves two FMAs
         wide = choose_tiling(uops, grid, 2 * lanes, rows)
         if wide is not None and wide.full_cols == t.full_cols and wide.rows == t.rows and not wide.transposed:
-            rendered = _render_tiles(name, uops, wide, 2 * lanes)
+            rendered = _render_tiles(name, uops, wide, 2 * lanes, stream=not symbolic)
             if len(rendered[1]) == len(packs):  # not where the wider panel is past PACK_LIMIT (it would read B strided)
                 t, gang, (functions, packs, cost, _) = wide, 2 * lanes, rendered
     if packs:
         t = _taller_units(t)
-    other = transposed_tiling(uops, grid, lanes, rows)
+    other = None if symbolic else transposed_tiling(uops, grid, lanes, rows)
     if other is not None:
         other_functions, other_packs, other_cost, _ = _render_tiles(name, uops, other, lanes)
         if other_cost < 0.85 * cost:
             t, functions, packs, gang, cost = other, other_functions, other_packs, lanes, other_cost
-    height = aligned_rows(uops, grid, lanes)
+    height = 0 if symbolic else aligned_rows(uops, grid, lanes)
     aligned = False
     if height and not t.transposed:
         al = choose_tiling(uops, grid, lanes, height)
@@ -363,6 +373,12 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
     out = [header(name, t.units, cost, strategy),
            PRELUDE, *vector_typedefs(lanes), *functions]
     row_tail = t.full_rows < t.n_rows
+    full_rows = str(t.full_rows)
+    launch_vars: tuple[tuple[int, SymbolicSize], ...] = ()
+    if symbolic:
+        size = kernel.launch_vars[0][1]
+        full_rows = f"({size.var} * {size.scale})"
+        launch_vars = ((0, SymbolicSize(size.var, size.scale, t.block_rows, math.ceil(t.full_cols / t.block_cols))),)
     col_tail = t.full_cols < t.row_len
     if row_tail or col_tail:
         if len(grid) == 1:
@@ -380,8 +396,8 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
     out += [f"  {storage_type(p.dtype)} pk{p.index}[{p.elements}] __attribute__((aligned(64)));" for p in packs]
     out += ["  for (int32_t u = start; u < end; u++) {",
             f"    int32_t rb = u / {n_col_blocks}, cb = u % {n_col_blocks};",
-            f"    int32_t r_lo = rb * {t.block_rows}, r_hi = r_lo + {t.block_rows} < {t.full_rows} ? "
-            f"r_lo + {t.block_rows} : {t.full_rows};",
+            f"    int32_t r_lo = rb * {t.block_rows}, r_hi = r_lo + {t.block_rows} < {full_rows} ? "
+            f"r_lo + {t.block_rows} : {full_rows};",
             f"    int32_t c_lo = cb * {t.block_cols}, c_hi = c_lo + {t.block_cols} < {t.full_cols} ? "
             f"c_lo + {t.block_cols} : {t.full_cols};"]
     if t.transposed:  # G rows by R columns: row gangs outside, columns inside
@@ -395,8 +411,8 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
         out += [f"    if (cb == {n_col_blocks - 1}) for (int32_t row = r_lo; row < r_hi; row++)",
                 f"      for (int32_t c = {t.full_cols}; c < {t.row_len}; c++) {name}_thread({args}, row * "
                 f"{t.row_len} + c);"]
-    if _streaming(uops, math.prod(grid)):
+    if not symbolic and _streaming(uops, math.prod(grid)):
         out += ["#if defined(__x86_64__) || defined(__i386__)",
                 "    __builtin_ia32_sfence();  /* order the non-temporal stores before anyone reads them */", "#endif"]
     out += ["  }", "}", dynamic_entry(name, params), ""]
-    return CKernel("\n".join(out), t.units, cost, strategy)
+    return CKernel("\n".join(out), t.units, cost, strategy, launch_vars)

@@ -25,6 +25,7 @@ class EmulatorRuntime(Runtime):
     name = "emu"
     priority = -100
     variable_dtypes = frozenset({"int32", "float32"})
+    symbolic_launch = True  # the emulator takes the launch dims of each launch
 
     def __init__(self) -> None:
         self.memory = GlobalMemory()

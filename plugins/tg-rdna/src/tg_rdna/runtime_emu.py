@@ -56,6 +56,7 @@ class EmulatorRuntime(Runtime):
     name = "emu"
     priority = -100
     variable_dtypes = frozenset(variables.FORMATS)
+    symbolic_launch = True  # the emulator takes the launch dims of each launch
 
     def __init__(self) -> None:
         self._memory: Any = None

@@ -1,0 +1,78 @@
+"""Symbolic outermost sizes past the kernel's bound, and the switches (TG_SYMBOLIC), on numpy's interpreter.
+
+The bound ``hi`` of ``n0`` comes from int32 indices and the target's launch limits; a size past it is built for
+its exact size, and right.  A launch limit of 40 work groups makes the bound small enough to cross here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+from tg import Tensor
+from tg.engine.device import device_state, reset_devices
+
+
+@pytest.fixture
+def interpreter(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The numpy backend on its interpreter (which takes symbolic launches), fresh, its compiles listed."""
+    monkeypatch.setenv("TG_BACKEND", "numpy")
+    monkeypatch.setenv("TG_NUMPY_CAPS", "interpret")
+    reset_devices()
+    state = device_state()
+    monkeypatch.setattr(state.backend.emitter, "fast", False)  # (the registry may have made it before the setting)
+    compiled: list[Any] = []
+    original = state.backend.runtime.compile
+    monkeypatch.setattr(state.backend.runtime, "compile", lambda p: compiled.append(p) or original(p))
+    state.compiled = compiled
+    yield state
+    reset_devices()
+
+
+def _run(n: int) -> None:
+    x = np.random.default_rng(n).standard_normal((n, 8)).astype(np.float32)
+    np.testing.assert_array_equal((Tensor(x) * 2.0 + 1.0).numpy(), x * np.float32(2.0) + np.float32(1.0))
+
+
+def test_past_the_bound_is_built_for_its_size(interpreter: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    emitter = interpreter.backend.emitter
+    monkeypatch.setattr(emitter, "capabilities", replace(emitter.capabilities, launch_limits=(40,)))
+    for n in (2, 5, 3):  # 8 threads a row, one per work group: rows up to 40 // 8 = 5 share the kernel
+        _run(n)
+    assert [p.name for p in interpreter.compiled] == ["mul_add_2_8", "mul_add_n_8"]  # built at the second size
+    assert [k.bound for k in interpreter.kernels.values() if k.bound] == [5]
+    _run(6)  # past it: its own kernel, sized exactly
+    assert [p.name for p in interpreter.compiled] == ["mul_add_2_8", "mul_add_n_8", "mul_add_6_8"]
+    assert not interpreter.compiled[2].launch_vars
+    _run(4)
+    assert len(interpreter.compiled) == 3
+
+
+def test_turned_off(interpreter: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_SYMBOLIC", "0")
+    for n in (2, 3):
+        _run(n)
+    assert [p.name for p in interpreter.compiled] == ["mul_add_2_8", "mul_add_3_8"]
+
+
+def test_verify_catches_a_kernel_that_is_wrong_at_another_size(interpreter: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """TG_SYMBOLIC=verify compares each reuse with the exact kernel: a launch resolved to a stale size (as a runtime
+    that kept its sizes from compile would run it) is an error, not a silent wrong answer."""
+    from tg.codegen.program import Program
+    from tg.support.errors import BackendError
+
+    monkeypatch.setenv("TG_SYMBOLIC", "verify")
+    _run(2)
+    monkeypatch.setattr(Program, "resolved", lambda self, values: self.launched_as((16,), (1,)))  # always N = 2
+    with pytest.raises(BackendError, match="TG_SYMBOLIC=verify"):
+        _run(3)
+
+
+def test_a_bad_setting_is_refused(interpreter: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_SYMBOLIC", "yes please")
+    with pytest.raises(ValueError, match="TG_SYMBOLIC"):
+        _run(2)
