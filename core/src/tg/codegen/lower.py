@@ -19,88 +19,20 @@ from tg.codegen import contraction
 from tg.codegen.builder import KernelBuilder
 from tg.codegen.capabilities import Capabilities, NotSymbolic
 from tg.codegen.indexing import view_index
+from tg.codegen.kernel_tree import (
+    all_trackers,
+    fused_reductions,
+    indexed_trackers,
+    merge_dims,
+    node_shape,
+    reshape_node,
+)
 from tg.codegen.opts import ShapedKernel, choose_opts, grouped_reduce_lanes, row_dim
 from tg.codegen.program import LoweredKernel, SymbolicSize
 from tg.codegen.uops import Ops, UOp, VecDType
-from tg.graph.shapetracker import Shape, ShapeTracker
+from tg.graph.shapetracker import ShapeTracker
 from tg.schedule.scheduler import Kernel, KNode, ScalarParam
 from tg.support.dtype import INDEX_LIMIT, DType, dtypes
-
-
-def _all_trackers(node: KNode, out: list[ShapeTracker]) -> list[ShapeTracker]:
-    """The views of every load and constant under ``node`` (a shared subtree's once), appended to ``out``."""
-    seen: set[int] = set()
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if id(n) in seen:
-            continue
-        seen.add(id(n))
-        if n.op in ("LOAD", "CONST"):
-            out.append(n.arg[1])
-        stack.extend(reversed(n.src))
-    return out
-
-
-def _indexed_trackers(node: KNode, out: list[ShapeTracker]) -> list[ShapeTracker]:
-    """The views through which the loads and the masked constants under ``node`` index (a constant without a mask
-    reads nothing), appended to ``out``."""
-    return out + [n.arg[1] for n in _nodes(node) if n.op == "LOAD" or (n.op == "CONST" and n.arg[1].has_mask)]
-
-
-def _nodes(node: KNode) -> list[KNode]:
-    """Every node under ``node`` once."""
-    seen: set[int] = set()
-    stack, out = [node], []
-    while stack:
-        n = stack.pop()
-        if id(n) in seen:
-            continue
-        seen.add(id(n))
-        out.append(n)
-        stack.extend(reversed(n.src))
-    return out
-
-
-def merge_dims(shape: Shape, reduce_axes: set[int], trackers: list[ShapeTracker], alone: int = -1
-               ) -> list[tuple[int, ...]]:
-    """Groups of adjacent axes that every tracker walks as one (same kind: all reduced or none); axis ``alone``
-    (the symbolic one, all axes outside it of size 1) and those outside it make the first group, alone."""
-    groups: list[list[int]] = [list(range(max(0, alone) + 1))] if shape else []
-    for i in range(max(0, alone) + 1, len(shape)):
-        prev = groups[-1][-1]
-        ok = (prev in reduce_axes) == (i in reduce_axes) and alone not in (prev, i)
-        for st in trackers:
-            v = st.views[-1]
-            if not ok:
-                break
-            if v.strides[prev] != v.strides[i] * shape[i]:
-                ok = False
-            elif v.mask is not None and (v.mask[prev] != (0, shape[prev]) or v.mask[i] != (0, shape[i])):
-                ok = False
-        if ok:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return [tuple(g) for g in groups]
-
-
-def _reshape_node(node: KNode, shape: Shape, memo: dict[int, KNode]) -> KNode:
-    """``node``'s tree with every view reshaped to ``shape`` (sources before the nodes that use them)."""
-    stack = [node]
-    while stack:
-        n = stack[-1]
-        if id(n) in memo:
-            stack.pop()
-        elif n.op in ("LOAD", "CONST"):
-            memo[id(n)] = KNode(n.op, n.dtype, (), (n.arg[0], n.arg[1].reshape(shape)))
-            stack.pop()
-        elif any(id(s) not in memo for s in n.src):
-            stack.extend(s for s in n.src if id(s) not in memo)
-        else:
-            memo[id(n)] = KNode(n.op, n.dtype, tuple(memo[id(s)] for s in n.src), n.arg)
-            stack.pop()
-    return memo[id(node)]
 
 
 def lower(kernel: Kernel, caps: Capabilities, symbolic: bool = False) -> LoweredKernel:
@@ -120,7 +52,7 @@ def symbolic_bound(kernel: Kernel, inner_threads: int, group: int, caps: Capabil
     axis = next(i for i, s in enumerate(kernel.output.shape) if s != 1)
     hi = INDEX_LIMIT // max(1, math.prod(kernel.output.shape[axis + 1:]))
     hi = min(hi, (INDEX_LIMIT - group) // max(1, inner_threads))
-    for st in _indexed_trackers(body, []):
+    for st in indexed_trackers(body, []):
         v = st.views[0]
         inner = sum(max(0, (size - 1) * stride) for size, stride in zip(v.shape[axis + 1:], v.strides[axis + 1:]))
         room = INDEX_LIMIT - v.offset - inner
@@ -138,7 +70,7 @@ def _check_index_range(kernel: Kernel) -> None:
     output's and every input buffer's element count, and the length of the reduction, must fit."""
     ast = kernel.ast
     body = ast.src[0] if ast.op == "REDUCE" else ast
-    full = _node_shape(body, kernel.output.shape)
+    full = node_shape(body, kernel.output.shape)
     reduced = math.prod(full[a] for a in ast.arg[1]) if ast.op == "REDUCE" else 1
     sizes = {"output": math.prod(kernel.output.shape), "reduction": reduced}
     sizes.update({f"input {i + 1}": math.prod(inp.shape) for i, inp in enumerate(kernel.inputs)})
@@ -166,8 +98,8 @@ class _Lowering:
         ast = kernel.ast
         self.reduce_op = ast.arg[0] if ast.op == "REDUCE" else None
         body = ast.src[0] if ast.op == "REDUCE" else ast
-        self.fused = _fused_reductions(body)
-        full_shape = _node_shape(body, kernel.output.shape)
+        self.fused = fused_reductions(body)
+        full_shape = node_shape(body, kernel.output.shape)
         reduce_axes = set(ast.arg[1]) if ast.op == "REDUCE" else set(self.fused[0].arg[1]) if self.fused else set()
         out_st = ShapeTracker.contiguous(kernel.output.shape).expand(full_shape)
         axis = next((i for i, s in enumerate(full_shape) if s != 1), -1) if symbolic else -1
@@ -176,17 +108,17 @@ class _Lowering:
         if symbolic and self.fused:  # row passes launch a thread per row, counted at lowering
             raise NotSymbolic(f"kernel {kernel.name}: row-fused reductions")
         # (a symbolic kernel's unmasked constants may have views of any size: they read nothing, so they do not count)
-        trackers = _indexed_trackers(body, [out_st]) if symbolic else [*_all_trackers(body, []), out_st]
+        trackers = indexed_trackers(body, [out_st]) if symbolic else [*all_trackers(body, []), out_st]
         groups = merge_dims(full_shape, reduce_axes, trackers, axis)
         self.shape = tuple(math.prod(full_shape[i] for i in g) for g in groups)
         self.reduce_dims = [j for j, g in enumerate(groups) if g[0] in reduce_axes]
         if self.shape != full_shape:
             memo: dict[int, KNode] = {}
-            body = _reshape_node(body, self.shape, memo)
+            body = reshape_node(body, self.shape, memo)
             self.fused = [memo[id(n)] for n in self.fused]
             out_st = out_st.reshape(self.shape)
         self.body, self.out_st = body, out_st
-        if symbolic and any(len(st.views) > 1 for st in _indexed_trackers(body, [out_st])):
+        if symbolic and any(len(st.views) > 1 for st in indexed_trackers(body, [out_st])):
             raise NotSymbolic(f"kernel {kernel.name}: a view that does not merge its outer dimensions")
         self.global_dims = [j for j in range(len(self.shape)) if j not in self.reduce_dims]
         shaped = ShapedKernel(self.shape, tuple(self.reduce_dims), self.reduce_op, kernel.output.dtype, symbolic)
@@ -339,7 +271,7 @@ class _Lowering:
         folded = [j for j in global_dims[:len(global_dims) - (dims - 1)] if self.shape[j] > 1]
         if self.reduce_op is None or len(folded) < 2 or self.opts.upcast:
             return global_dims
-        loads = [(st.views[-1].strides, st.views[-1].mask) for st in _all_trackers(self.body, [])
+        loads = [(st.views[-1].strides, st.views[-1].mask) for st in all_trackers(self.body, [])
                  if len(st.views[-1].strides) == len(self.shape)]
         best = row_dim(self.shape, folded, global_dims[-1], loads)
         if best == folded[-1]:
@@ -581,25 +513,6 @@ class _Lowering:
         return b.load(buf, index, node.dtype, None if _true(gate) else gate, alt)
 
 
-def _fused_reductions(body: KNode) -> list[KNode]:
-    """The REDUCE nodes in ``body`` (row fusion), each after the ones in its own source."""
-    order: list[KNode] = []
-    seen: set[int] = set()
-    stack: list[tuple[KNode, bool]] = [(body, False)]
-    while stack:
-        n, expanded = stack.pop()
-        if expanded:
-            if n.op == "REDUCE":
-                order.append(n)
-            continue
-        if id(n) in seen:
-            continue
-        seen.add(id(n))
-        stack.append((n, True))
-        stack.extend((s, False) for s in reversed(n.src))
-    return order
-
-
 def _vectorizable(st: ShapeTracker, dim: int, width: int) -> bool:
     """A load can read ``width`` lanes at once: one view, unit stride and no mask on ``dim``, aligned start."""
     if len(st.views) != 1:
@@ -612,15 +525,6 @@ def _vectorizable(st: ShapeTracker, dim: int, width: int) -> bool:
 
 def _true(u: UOp) -> bool:
     return u.op is Ops.CONST and u.arg is True
-
-
-def _node_shape(node: KNode, default: Shape) -> Shape:
-    """The shape of the first load or constant down the first sources (``default`` when there is none)."""
-    while node.op not in ("LOAD", "CONST"):
-        if not node.src:
-            return default
-        node = node.src[0]
-    return node.arg[1].shape
 
 
 def reduce_identity(op: Ops, dtype: DType) -> float | int | bool:
