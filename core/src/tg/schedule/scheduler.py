@@ -70,6 +70,11 @@ class Kernel:
     inputs: list[LazyBuffer] = field(default_factory=list)
     structure: tuple[tuple[Any, ...], ...] = ()
     params: list[Any] = field(default_factory=list)
+    #: the constant bases whose values ``params`` holds, by slot (a cached schedule takes the values from them)
+    param_bases: list[LazyBuffer] = field(default_factory=list)
+    #: False when a Python float was compiled in as a value (past MAX_PARAMS): the structure then holds a value
+    #: that the graph's structure alone does not, so the schedule cache must not keep this schedule
+    cacheable: bool = True
 
     @property
     def name(self) -> str:
@@ -249,6 +254,7 @@ class Scheduler:
         elif b.op is LazyOp.CONST:
             st = ShapeTracker.contiguous(b.shape)
             node = fusing.made(KNode("CONST", b.dtype, (), (b.arg, st)), (exact_key(b.arg), st.key))
+            fusing.kernel.cacheable = not b.param  # a parameter's value compiled in
             self._scheduled_kernel(fusing, node)
         else:
             if b.op in (LazyOp.ALU, LazyOp.CAST):
@@ -267,8 +273,10 @@ class Scheduler:
             if slot is None and len(params) < MAX_PARAMS:
                 slot = fusing.params[id(b)] = len(params)
                 params.append(b.arg)
+                fusing.kernel.param_bases.append(b)
             if slot is not None:
                 return fusing.made(KNode("CONST", b.dtype, (), (ScalarParam(slot), st)), (("param", slot), st.key))
+            fusing.kernel.cacheable = False
         return fusing.made(KNode("CONST", b.dtype, (), (b.arg, st)), (exact_key(b.arg), st.key))
 
     @staticmethod
