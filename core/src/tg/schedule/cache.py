@@ -11,9 +11,10 @@ its scalar parameters come from (their values are read from the current graph, n
 
 What a hit never reuses: a buffer's contents or a constant compiled into a kernel (in the key), a parameter's value
 (read now), a view (in the key), which nodes are realized (in the key: a buffer realized in between changes it).
-A schedule that compiled a Python float in as a value (past ``MAX_PARAMS``) is not kept; nor is one whose items
-name a buffer the walk did not number.  The scheduler's tuning constants are part of the key.
-``TG_SCHEDULE_CACHE=0`` turns the cache off.
+Where a kernel compiled a Python float in as a value (past ``MAX_PARAMS``; the key has floats as parameters, not
+values), the cached schedule keeps the exact value and a hit must find the same one there (else it is a miss, and
+the new schedule replaces the old).  A schedule whose items name a buffer the walk did not number is not kept.
+The scheduler's tuning constants are part of the key.  ``TG_SCHEDULE_CACHE=0`` turns the cache off.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ CACHE_MAX = 256
 enabled: bool = getenv("TG_SCHEDULE_CACHE", True)
 
 _ARG_OPS = (LazyOp.ALU, LazyOp.REDUCE, LazyOp.CAST)
-_cache: OrderedDict[tuple[Any, ...], list[tuple[Any, ...]]] = OrderedDict()
+# key -> (items by number, guards: (number of a constant base, exact key of the value compiled in))
+_cache: OrderedDict[tuple[Any, ...], tuple[list[tuple[Any, ...]], tuple[tuple[int, Any], ...]]] = OrderedDict()
 stats = {"hits": 0, "misses": 0}
 _lock = threading.Lock()  # realizes from several threads share the cache
 
@@ -85,12 +87,13 @@ def lookup(outs: list[LazyBuffer]) -> tuple[list[ScheduleItem] | None, Any]:
     """The schedule of ``outs`` from the cache (re-bound to this graph), else None and a token for :func:`store`."""
     key, index, nodes = graph_key(outs)
     with _lock:
-        template = _cache.get(key)
-        if template is None:
+        cached = _cache.get(key)
+        if cached is None or any(exact_key(nodes[i].arg) != value for i, value in cached[1]):
             stats["misses"] += 1
             return None, (key, index)
         _cache.move_to_end(key)
         stats["hits"] += 1
+    template = cached[0]
     items: list[ScheduleItem] = []
     for entry in template:
         if entry[0] is None:  # a copy: (None, output, source base or None)
@@ -107,20 +110,20 @@ def store(token: Any, items: list[ScheduleItem]) -> None:
     """Keep ``items``, the schedule just made for the graph ``token`` (from :func:`lookup`) describes."""
     key, index = token
     template: list[tuple[Any, ...]] = []
+    guards: list[tuple[int, Any]] = []
     try:
         for item in items:
             if isinstance(item, HostCopy):
                 source = item.source.base if item.source is not None else None
                 template.append((None, index[id(item.output)], index[id(source)] if source is not None else None))
             else:
-                if not item.cacheable:
-                    return
+                guards += [(index[id(b)], exact_key(b.arg)) for b in item.baked_bases]
                 template.append((item.ast, index[id(item.output)], tuple([index[id(b)] for b in item.inputs]),
                                  tuple([index[id(b)] for b in item.param_bases]), item.structure))
     except KeyError:  # an item names a buffer the walk did not number: keep nothing
         return
     with _lock:
-        _cache[key] = template
+        _cache[key] = (template, tuple(guards))
         while len(_cache) > CACHE_MAX:
             _cache.popitem(last=False)
 

@@ -72,9 +72,9 @@ class Kernel:
     params: list[Any] = field(default_factory=list)
     #: the constant bases whose values ``params`` holds, by slot (a cached schedule takes the values from them)
     param_bases: list[LazyBuffer] = field(default_factory=list)
-    #: False when a Python float was compiled in as a value (past MAX_PARAMS): the structure then holds a value
-    #: that the graph's structure alone does not, so the schedule cache must not keep this schedule
-    cacheable: bool = True
+    #: the constant bases of Python floats compiled in as values (past MAX_PARAMS, or a kernel that is one): the
+    #: structure holds their values, so the schedule cache reuses this kernel only for a graph with the same ones
+    baked_bases: list[LazyBuffer] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -254,7 +254,8 @@ class Scheduler:
         elif b.op is LazyOp.CONST:
             st = ShapeTracker.contiguous(b.shape)
             node = fusing.made(KNode("CONST", b.dtype, (), (b.arg, st)), (exact_key(b.arg), st.key))
-            fusing.kernel.cacheable = not b.param  # a parameter's value compiled in
+            if b.param:  # a parameter's value compiled in
+                fusing.kernel.baked_bases.append(b)
             self._scheduled_kernel(fusing, node)
         else:
             if b.op in (LazyOp.ALU, LazyOp.CAST):
@@ -276,7 +277,7 @@ class Scheduler:
                 fusing.kernel.param_bases.append(b)
             if slot is not None:
                 return fusing.made(KNode("CONST", b.dtype, (), (ScalarParam(slot), st)), (("param", slot), st.key))
-            fusing.kernel.cacheable = False
+            fusing.kernel.baked_bases.append(b)
         return fusing.made(KNode("CONST", b.dtype, (), (b.arg, st)), (exact_key(b.arg), st.key))
 
     @staticmethod
