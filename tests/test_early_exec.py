@@ -344,3 +344,18 @@ def test_import_is_light() -> None:
     done = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert done.stdout.strip() == "[]"
+
+
+def test_the_helper_starts_without_importing_tg_or_cloudpickle() -> None:
+    # its start-up is on the path of a program's first compile: the package (pluggy, typing, ...) and cloudpickle
+    # would be most of it; an error it has to send still arrives (plain pickle)
+    from tg.support import early_exec as module
+
+    out = subprocess.run([sys.executable, "-X", "importtime", module._SERVER, str(os.getpid())],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time")}
+    assert "subprocess" in imported, out.stderr  # the listing is what it claims to be
+    assert not {m for m in imported if m == "tg" or m.startswith(("tg.", "cloudpickle"))}, sorted(imported)
+    with pytest.raises(FileNotFoundError):
+        EarlyExec()(["/nonexistent/tool"])

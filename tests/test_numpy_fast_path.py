@@ -136,6 +136,10 @@ PROGRAMS: dict[str, Callable[[], Any]] = {
         Tensor(np.array([[1, np.nan, 2], [np.inf, 1, 2], [-np.inf, -np.inf, 0]], np.float32)).max(axis=1).numpy(),
         (Tensor(np.array([[np.nan, 1], [np.inf, 0]], np.float32)) @ Tensor(np.ones((2, 2), np.float32))).numpy()],
     "bool reductions": lambda: [(Tensor(rand(4, 9)) > 1).any(axis=1).numpy(), (Tensor(rand(4, 9)) > -2).all().numpy()],
+    "row-fused softmax, log_softmax, layernorm (stores inside loops)": lambda: [
+        f(Tensor(rand(9, 33) * np.arange(1, 10, dtype=np.float32)[:, None] * 20)).numpy()
+        for f in (lambda t: t.softmax(-1), lambda t: t.log_softmax(-1), lambda t: t.layernorm(-1),
+                  lambda t: t.transpose(0, 1).softmax(-1), lambda t: t.softmax(0))],
     "softmax and cumsum": lambda: [Tensor(rand(5, 11)).softmax(-1).numpy(), Tensor(rand(4, 13)).cumsum(1).numpy()],
     "padding and strided conv (gated loads)": lambda: Tensor(rand(2, 3, 9, 7)).conv2d(
         Tensor(rand(4, 3, 3, 3)), stride=2, padding=1).numpy(),
@@ -242,9 +246,33 @@ def test_a_loop_that_is_not_a_pure_accumulation_runs_on_the_interpreter(name: st
         np.testing.assert_allclose(run(fast, 4, x), want, rtol=1e-6)
 
 
-def test_a_store_inside_a_loop_runs_on_the_interpreter() -> None:
+def test_a_store_inside_a_loop_runs_on_the_interpreter_where_it_reads_its_accumulator_or_may_repeat() -> None:
     fast, _ = both(looped_kernel(lambda b, acc, x: b.alu(Ops.ADD, acc, x), store_in_loop=True))
-    assert fast.attributes["not_fast"] == "a store inside a loop"
+    assert fast.attributes["not_fast"].startswith("an accumulator read before its loops end")
+    b = KernelBuilder()
+    f32, i32 = dtypes.float32, dtypes.int32
+    out, inp = b.define_global(0, f32, True), b.define_global(1, f32, False)
+    g = b.special("gidx0", 4)
+    r = b.range(0, 8)
+    b.store(out, g, b.load(inp, b.alu(Ops.ADD, b.alu(Ops.MUL, g, b.const(8, i32)), r), f32))  # 8 times to out[g]
+    b.end_range(r)
+    fast, plain = both(LoweredKernel("repeat", b.uops, (4,), (1,)))
+    assert fast.attributes["not_fast"] == "a store inside a loop whose index may repeat"
+    x = rand(32)
+    np.testing.assert_array_equal(run(fast, 4, x), x.reshape(4, 8)[:, -1])  # the last iteration's store wins
+
+
+def test_row_passes_store_through_strided_views_in_chunks(shadowed: Shadow, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row-fused softmax stores inside its last loop: through a view of the output, per chunk of threads and of
+    the loop's iterations."""
+    monkeypatch.setattr(numpy_fast_plan, "CHUNK_BYTES", 1 << 12)
+    x = rand(37, 300) * 10
+    e = np.exp(x - x.max(1, keepdims=True))
+    np.testing.assert_allclose(Tensor(x).softmax(-1).numpy(), e / e.sum(1, keepdims=True), rtol=1e-5, atol=1e-7)
+    assert shadowed.paths["interpreter"] == 0 and "_store_affine(" in shadowed.sources(), shadowed.paths
+    chunked = [(name, int(size), int(step)) for name, size, step in
+               re.findall(r"for (_c|_k\d+) in range\(0, (\d+), (\d+)\)", shadowed.sources())]
+    assert any(name != "_c" and step < size for name, size, step in chunked), chunked
 
 
 def test_a_pure_accumulation_written_by_hand_takes_the_fast_path() -> None:

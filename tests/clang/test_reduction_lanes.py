@@ -126,5 +126,6 @@ def test_a_row_sum_of_a_scaled_input_takes_its_scale_at_launch(fresh_devices: No
         np.testing.assert_allclose((t * scale).softmax(-1).numpy(), e / e.sum(-1, keepdims=True), rtol=1e-5,
                                    atol=1e-7)
     strategies = _strategies()
-    assert len(strategies) == len(set(strategies)) and any(s.startswith("reduce") for s in strategies.values())
+    assert len(strategies) == len(set(strategies)), strategies
+    assert any(s.startswith(("reduce", "rows")) for s in strategies.values()), strategies  # the softmax: row passes
     assert "float p0" in _source("mul_r_add")

@@ -92,6 +92,8 @@ class FastRenderer(NumpyRenderer):
             return (acc.acc, *(acc.factors or (acc.value,)), *acc.ranges)
         if u.op is Ops.STORE and id(u) in p.contiguous_stores:
             return (u.src[0], *u.src[2:])
+        if u.op is Ops.STORE and id(u) in p.loop_stores:
+            return (u.src[0], *u.src[2:], *(self.ranges[a] for a in p.loop_stores_affine[id(u)][1] if a in self.ranges))
         if id(u) in self.affine_loads:
             return (u.src[0], *u.src[2:], *(self.ranges[a] for a in self.affine_loads[id(u)][1] if a in self.ranges))
         if u.op is Ops.ENDRANGE or id(u) in p.spans:
@@ -213,11 +215,17 @@ class FastRenderer(NumpyRenderer):
 
     def render_store(self, u: UOp) -> None:
         offset = self.plan.contiguous_stores.get(id(u))
-        s = [self.names[id(x)] if i != 1 or offset is None else "" for i, x in enumerate(u.src)]
+        affine_index = offset is not None or id(u) in self.plan.loop_stores  # no index array
+        s = [self.names[id(x)] if i != 1 or not affine_index else "" for i, x in enumerate(u.src)]
         gate = s[3] if len(s) > 3 else "True"
         if offset is not None:
             stride = self.plan.cuts[self.plan.n_digits - 1]  # threads per step of axis 0
             self.emit(f"_store_run({s[0]}, {offset} + _c * {stride}, {s[2]}, {gate}, _ts)")
+        elif id(u) in self.plan.loop_stores:  # over the chunk's threads and the loops' iterations: a strided view
+            const, terms = self.plan.loop_stores_affine[id(u)]
+            args = ", ".join(f"({self._axis_name(a)}, {a}, {k})" for a, k in sorted(terms.items()))
+            self.emit(f"_store_affine({s[0]}, {const}, ({args}{',' if len(terms) == 1 else ''}), {self.plan.ndim}, "
+                      f"{s[2]}, {gate})")
         else:
             self.emit(f"_store_at({s[0]}, {s[1]}, {s[2]}, {gate}, _ts)")
 

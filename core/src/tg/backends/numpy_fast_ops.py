@@ -57,6 +57,29 @@ def load_affine(buf: np.ndarray, const: int, terms: tuple[tuple[np.ndarray, int,
     return view if gate is True else np.where(gate, view, alt)
 
 
+def store_affine(buf: np.ndarray, const: int, terms: tuple[tuple[np.ndarray, int, int], ...], ndim: int,
+                 value: Any, gate: Any) -> None:
+    """``buf[const + sum(coefficient * axis value)] = value`` over this chunk's axes, where ``gate``: a store through a
+    strided view of ``buf``.  The caller proved each point has an element of its own; one out of the buffer raises,
+    as the interpreter's store would."""
+    shape, strides = [1] * ndim, [0] * ndim
+    start, low, high = const, 0, 0
+    for values, axis, coeff in terms:
+        n = shape[axis] = values.shape[axis]
+        strides[axis] = coeff * buf.itemsize
+        start += coeff * int(values.reshape(-1)[0]) if n else 0
+        low, high = low + min(0, coeff * (n - 1)), high + max(0, coeff * (n - 1))
+    if 0 in shape:
+        return
+    if start + low < 0 or start + high >= buf.size:
+        raise IndexError(f"store at {start + low}..{start + high} into a buffer of {buf.size}")
+    view = np.lib.stride_tricks.as_strided(buf[start:], shape, strides)
+    if gate is True:
+        np.copyto(view, value, casting="unsafe")
+    else:
+        np.copyto(view, value, casting="unsafe", where=np.asarray(gate, dtype=bool))
+
+
 def _full_ndim(x: Any, ndim: int) -> np.ndarray:
     x = np.asarray(x)
     return x.reshape((1,) * (ndim - x.ndim) + x.shape) if x.ndim < ndim else x
@@ -182,4 +205,5 @@ def store_at(buf: np.ndarray, idx: Any, value: Any, gate: Any, shape: tuple[int,
 
 
 PRELUDE = {"_axis": axis_values, "_load_affine": load_affine, "_accumulate": accumulate,
-           "_accumulate_product": accumulate_product, "_store_run": store_run, "_store_at": store_at}
+           "_accumulate_product": accumulate_product, "_store_run": store_run, "_store_at": store_at,
+           "_store_affine": store_affine}

@@ -72,6 +72,8 @@ class Plan:
     skipped: set[int] = field(default_factory=set)  # uops folded into another (never rendered)
     outer_ranges: set[int] = field(default_factory=set)  # id(RANGE) of loops that are not inside another loop
     contiguous_stores: dict[int, int] = field(default_factory=dict)  # id(STORE) -> constant offset of index - gidx0
+    loop_stores: dict[int, tuple[UOp, ...]] = field(default_factory=dict)  # id(STORE) in loops -> its open loops
+    loop_stores_affine: dict[int, tuple[int, dict[int, int]]] = field(default_factory=dict)  # -> its index's form
     thread_chunk: int = 1  # threads along axis 0 per chunk
     range_chunk: dict[int, int] = field(default_factory=dict)  # id(outer RANGE) -> iterations per chunk
 
@@ -194,7 +196,7 @@ def _loops(p: Plan, uops: list[UOp], users: dict[int, list[UOp]]) -> None:
             if open_ranges:
                 raise NotFast("an accumulator defined inside a loop")
         elif u.op is Ops.STORE and open_ranges:
-            raise NotFast("a store inside a loop")
+            p.loop_stores[id(u)] = tuple(open_ranges)  # _stores checks it writes each element once
         if id(u) not in updates:
             for s in u.src:
                 if s.op in (Ops.DEFINE_ACC, Ops.ASSIGN):
@@ -290,14 +292,37 @@ def _combine(op: Ops, a: tuple[int, dict[int, int]] | None,
 
 
 def _stores(p: Plan, uops: list[UOp]) -> None:
-    """Stores whose index is ``gidx0 + c``: they write a contiguous run of the buffer per chunk of threads."""
+    """Stores whose index is ``gidx0 + c``: they write a contiguous run of the buffer per chunk of threads.  A store
+    inside loops (a row pass of core's row fusion) is taken where its index is affine in the thread digits and the
+    loops' axes and gives every (thread, iteration) an element of its own: then the one array store of all of them
+    is what the loops' stores, in any order, write."""
     memo: dict[int, tuple[int, dict[int, int]] | None] = {}
     thread = {p.digit_axis(i): p.cuts[i] for i in range(p.n_digits) if p.cuts[i + 1] > p.cuts[i]}
     for u in uops:
-        if u.op is Ops.STORE:
+        if id(u) in p.loop_stores:
+            form = affine(p, u.src[1], memo)
+            axes = set(thread) | {p.range_axis[id(r)] for r in p.loop_stores[id(u)]}
+            if form is None or not _injective({a: k for a, k in form[1].items() if p.sizes[a] > 1}, p.sizes,
+                                              {a for a in axes if p.sizes[a] > 1}):
+                raise NotFast("a store inside a loop whose index may repeat")
+            p.loop_stores_affine[id(u)] = form
+        elif u.op is Ops.STORE:
             form = affine(p, u.src[1], memo)
             if form is not None and form[1] == thread and p.n_digits > 0:
                 p.contiguous_stores[id(u)] = form[0]
+
+
+def _injective(terms: dict[int, int], sizes: list[int], axes: set[int]) -> bool:
+    """Whether ``sum(terms[a] * i_a)`` differs for every point of ``axes`` (each ``0 <= i_a < sizes[a]``): it reads
+    exactly those axes, and each coefficient is past the span of the smaller ones (a mixed radix, gaps allowed)."""
+    if set(terms) != axes:
+        return False
+    span = 0
+    for a, k in sorted(terms.items(), key=lambda t: abs(t[1])):
+        if abs(k) <= span:
+            return False
+        span += abs(k) * (sizes[a] - 1)
+    return True
 
 
 def _nbytes(u: UOp) -> int:

@@ -4,7 +4,9 @@ The kernel's shape is simplified first (adjacent dimensions that every buffer wa
 merged), then each output element gets one thread: ``gidx0`` (times the work-group size plus ``lidx0``
 when the backend runs work groups) is unravelled into per-dimension indices, reductions loop over
 their axes in each thread, and every load and store goes through its view's index and validity
-expressions.  The capability-driven rewrites of :mod:`tg.codegen.rewrites` then fit the list to the backend.
+expressions.  A kernel with row-fused reductions (REDUCE nodes below its root, see :mod:`tg.schedule.scheduler`)
+gets one thread per row, which runs each fused reduction's loop in turn, then the kernel's own loop.  The
+capability-driven rewrites of :mod:`tg.codegen.rewrites` then fit the list to the backend.
 """
 
 from __future__ import annotations
@@ -115,14 +117,17 @@ class _Lowering:
         ast = kernel.ast
         self.reduce_op = ast.arg[0] if ast.op == "REDUCE" else None
         body = ast.src[0] if ast.op == "REDUCE" else ast
+        self.fused = _fused_reductions(body)
         full_shape = _node_shape(body, kernel.output.shape)
-        reduce_axes = set(ast.arg[1]) if ast.op == "REDUCE" else set()
+        reduce_axes = set(ast.arg[1]) if ast.op == "REDUCE" else set(self.fused[0].arg[1]) if self.fused else set()
         out_st = ShapeTracker.contiguous(kernel.output.shape).expand(full_shape)
         groups = merge_dims(full_shape, reduce_axes, [*_all_trackers(body, []), out_st])
         self.shape = tuple(math.prod(full_shape[i] for i in g) for g in groups)
         self.reduce_dims = [j for j, g in enumerate(groups) if g[0] in reduce_axes]
         if self.shape != full_shape:
-            body = _reshape_node(body, self.shape, {})
+            memo: dict[int, KNode] = {}
+            body = _reshape_node(body, self.shape, memo)
+            self.fused = [memo[id(n)] for n in self.fused]
             out_st = out_st.reshape(self.shape)
         self.body, self.out_st = body, out_st
         self.global_dims = [j for j in range(len(self.shape)) if j not in self.reduce_dims]
@@ -146,8 +151,10 @@ class _Lowering:
             self.params = [b.define_var(f"p{i}", dtypes.float32) for i in range(len(self.kernel.params))]
         n_outputs = math.prod(self.shape[j] for j in self.global_dims)
         lanes = self.opts.group_lanes
-        on_cores = contraction.plan(self) if self.caps.tensor_cores else None
-        if on_cores is not None:
+        on_cores = contraction.plan(self) if self.caps.tensor_cores and not self.fused else None
+        if self.fused:
+            global_size, local_size = self._row_passes(n_outputs)
+        elif on_cores is not None:
             global_size, local_size = contraction.lower_contraction(self, on_cores)
         elif lanes > 1:
             global_size, local_size = self._grouped_reduce(n_outputs, lanes)
@@ -294,6 +301,51 @@ class _Lowering:
         self._store_lanes(results, lane_idxs, lanes, vec)
         return global_size, local_size
 
+    def _row_passes(self, n_rows: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """A kernel with row-fused reductions: one thread per row (the output's index without the reduced dims),
+        which runs the loop of each fused reduction in turn (sources first), then the kernel's own loop: its
+        reduction, or the elementwise values it stores one by one.  A fused reduction's value is its accumulator,
+        read after its loop; nothing else rendered inside one loop is reused in another."""
+        b, i32 = self.b, dtypes.int32
+        gid, gate, group = self._threads(n_rows)
+        self.gate = gate
+        idxs: list[UOp] = [b.const(0, i32)] * len(self.shape)
+        for j, idx in zip(self.global_dims, self._unravel(gid, [self.shape[j] for j in self.global_dims])):
+            idxs[j] = idx
+        accs = [b.define_acc(reduce_identity(n.arg[0], n.dtype), n.dtype) for n in self.fused]
+        own = None
+        if self.reduce_op is not None:
+            dtype = self.kernel.output.dtype
+            own = b.define_acc(reduce_identity(self.reduce_op, dtype), dtype)
+        done: dict[tuple[int, tuple[int, ...]], UOp] = {}
+
+        def loop(body: KNode, acc: UOp | None, op: Ops | None) -> None:
+            self.memo = dict(done)  # values of another loop's iterations are out of scope here
+            ranges = [b.range(0, self.shape[j]) for j in self.reduce_dims]
+            for j, r in zip(self.reduce_dims, ranges):
+                idxs[j] = r
+            value = self._render(body, idxs)
+            if acc is None:
+                index, _ = view_index(b, self.out_st, idxs)
+                b.store(self.out_buf, index, value, None if _true(gate) else gate)
+            else:
+                assert op is not None
+                b.assign(acc, b.alu(op, acc, value))
+            for r in reversed(ranges):
+                b.end_range(r)
+
+        for node, acc in zip(self.fused, accs):
+            loop(node.src[0], acc, node.arg[0])
+            done[(id(node), ())] = acc
+        loop(self.body, own, self.reduce_op)
+        self.memo = {}
+        if own is not None:
+            for j in self.reduce_dims:
+                idxs[j] = b.const(0, i32)
+            index, _ = view_index(b, self.out_st, idxs)
+            b.store(self.out_buf, index, own, None if _true(gate) else gate)
+        return (-(-n_rows // group),), (group,)
+
     def _store_lanes(self, results: list[UOp], lane_idxs: list[list[UOp]], lanes: list[tuple[int, ...]],
                      vec: int | None) -> None:
         b, gate = self.b, self.gate
@@ -414,6 +466,25 @@ class _Lowering:
         index, valid = view_index(b, st, idxs)
         gate = b.alu(Ops.AND, valid, self.gate)
         return b.load(buf, index, node.dtype, None if _true(gate) else gate, alt)
+
+
+def _fused_reductions(body: KNode) -> list[KNode]:
+    """The REDUCE nodes in ``body`` (row fusion), each after the ones in its own source."""
+    order: list[KNode] = []
+    seen: set[int] = set()
+    stack: list[tuple[KNode, bool]] = [(body, False)]
+    while stack:
+        n, expanded = stack.pop()
+        if expanded:
+            if n.op == "REDUCE":
+                order.append(n)
+            continue
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        stack.append((n, True))
+        stack.extend((s, False) for s in reversed(n.src))
+    return order
 
 
 def _vectorizable(st: ShapeTracker, dim: int, width: int) -> bool:

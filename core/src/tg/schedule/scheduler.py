@@ -7,6 +7,13 @@ own buffer first (padding must read 0, not ``op(0)``), and so is one that a redu
 many times over (a broadcast chain of several ops, e.g. a ReLU gradient feeding a weight-gradient
 matmul): computing it once is cheaper than recomputing it for every output.
 
+Row fusion: a reduction that a kernel sees broadcast back over the axes it reduced (a softmax's row max and row sum,
+a layernorm's mean and variance) is computed inside that kernel rather than into a buffer of its own, when its
+source has the kernel's full shape, it reduces the same axes as the kernel's other fused reductions (and as the
+kernel's own reduction, if it has one), and one row of its source is at most ``ROW_FUSE_BYTES``.  The kernel then
+holds REDUCE nodes below its root; lowering runs them one after the other for each row, then the kernel's own
+loop, so the row is read from the cache after its first pass.  ``TG_FUSE_ROWS=0`` turns this off.
+
 A kernel fuses at most ``MAX_FUSED_OPS`` ALU and CAST ops.  Its expression is built from the output down,
 sources depth first and left to right; once it holds that many ops, every further elementwise source is
 computed into a buffer of its own (by a kernel capped the same way) and loaded.  A chain of N elementwise
@@ -27,6 +34,7 @@ from typing import Any
 from tg.graph.lazy import LazyBuffer, LazyOp
 from tg.graph.shapetracker import ShapeTracker
 from tg.support.dtype import DType, exact_key
+from tg.support.helpers import getenv
 
 
 @dataclass(eq=False, slots=True)
@@ -34,7 +42,8 @@ class KNode:
     """A node of a kernel's expression tree, evaluated at every index of the kernel's shape.
 
     op is "LOAD" (arg: (input slot, ShapeTracker)), "CONST" (arg: (value, ShapeTracker)), "ALU" (arg: Ops),
-    "CAST" (arg: bitcast flag) or "REDUCE" (arg: (Ops.ADD | Ops.MAX, axes); only at the root).
+    "CAST" (arg: bitcast flag) or "REDUCE" (arg: (Ops.ADD | Ops.MAX, axes)).  A REDUCE below the root is a row
+    fusion's (see the module's docstring): its value at an index is its reduction over that index's row.
     """
 
     op: str
@@ -118,6 +127,10 @@ RECOMPUTE_MIN_FACTOR = 8
 MAX_FUSED_OPS = 256
 #: A kernel takes at most this many scalar parameters; further ones are compiled in as constants.
 MAX_PARAMS = 16
+#: Row fusion: the most bytes of a fused reduction's source one row may hold (it stays in L1 between the passes),
+#: and the most reductions one kernel fuses below its root.
+ROW_FUSE_BYTES = 16384
+ROW_FUSE_MAX = 4
 
 
 @dataclass(eq=False)
@@ -130,6 +143,8 @@ class _Fusing:
     entries: list[tuple[Any, ...]] = field(default_factory=list)  # the kernel's structure so far
     params: dict[int, int] = field(default_factory=dict)  # id(constant base) -> its parameter slot
     slots: dict[int, int] = field(default_factory=dict)  # id(input base) -> its buffer slot (1 + its index in inputs)
+    row: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # row fusion: (full shape, reduced axes), once set
+    fused: int = 0  # reductions fused below the root
 
     def made(self, node: KNode, arg: Any) -> KNode:
         """Record a new node's entry in the kernel's structure, with ``arg`` the key of its arg (its sources are
@@ -198,7 +213,10 @@ class Scheduler:
                         node = memo[key] = self._const(fusing, sb, sst)
                     elif self._inline(fusing, sb, sst, reducing):
                         fusing.ops += 1
-                        stack.append((_NODE, fusing, sb, sst, reducing, key, [], nodes))
+                        if sb.op is LazyOp.REDUCE:  # row fusion: its source is seen as it is, in the full shape
+                            stack.append((_NODE, fusing, sb, None, True, key, [], nodes))
+                        else:
+                            stack.append((_NODE, fusing, sb, sst, reducing, key, [], nodes))
                         break
                     elif id(sb) in scheduled:
                         node = self._load(fusing, sb, sst, key)
@@ -215,7 +233,7 @@ class Scheduler:
         """All sources of ``frame``'s base have nodes: make its node, and finish its kernel if it is the output."""
         kind, fusing, b, _, _, key, nodes, out = frame
         op = b.op
-        if kind == _REDUCE:
+        if kind == _REDUCE or op is LazyOp.REDUCE:
             node = fusing.made(KNode("REDUCE", b.dtype, (nodes[0],), b.arg), (b.arg[0]._name_, b.arg[1]))
         elif op is LazyOp.ALU:
             node = fusing.made(KNode("ALU", b.dtype, tuple(nodes), b.arg), b.arg._name_)
@@ -250,6 +268,7 @@ class Scheduler:
             return
         fusing = _Fusing(Kernel(KNode("CONST", b.dtype), b))  # placeholder ast until the sources are built
         if b.op is LazyOp.REDUCE:
+            fusing.row = (b.srcs[0].shape, b.arg[1])
             stack.append((_REDUCE, fusing, b, None, True, None, [], None))
         elif b.op is LazyOp.CONST:
             st = ShapeTracker.contiguous(b.shape)
@@ -293,6 +312,8 @@ class Scheduler:
     def _inline(self, fusing: _Fusing, b: LazyBuffer, st: ShapeTracker, reducing: bool) -> bool:
         """Whether unrealized ``b`` (not a constant) seen through ``st`` is computed inside this kernel rather
         than loaded from a buffer of its own."""
+        if b.op is LazyOp.REDUCE:
+            return self._fuse_row(fusing, b, st)
         if b.op not in (LazyOp.ALU, LazyOp.CAST) or st.has_mask:
             return False
         if reducing:
@@ -300,6 +321,26 @@ class Scheduler:
             if factor >= RECOMPUTE_MIN_FACTOR and self._cost(b) >= RECOMPUTE_MIN_OPS:
                 return False
         return fusing.ops < MAX_FUSED_OPS
+
+    def _fuse_row(self, fusing: _Fusing, b: LazyBuffer, st: ShapeTracker) -> bool:
+        """Whether reduction ``b``, seen through ``st``, is computed inside this kernel (row fusion)."""
+        if id(b) in self._scheduled or fusing.fused >= ROW_FUSE_MAX or fusing.ops >= MAX_FUSED_OPS or \
+                not getenv("TG_FUSE_ROWS", True):
+            return False
+        full, axes = b.srcs[0].shape, b.arg[1]
+        row = fusing.row
+        if row is None:  # an elementwise kernel: its shape must be the reduction's source's
+            if fusing.kernel.output.shape != full:
+                return False
+        elif row != (full, axes):
+            return False
+        if st.key != ShapeTracker.contiguous(b.shape).expand(full).key:  # broadcast back over its row, no other view
+            return False
+        if math.prod(full[a] for a in axes) * b.srcs[0].dtype.itemsize > ROW_FUSE_BYTES:
+            return False
+        fusing.row = (full, axes)
+        fusing.fused += 1
+        return True
 
     def _cost(self, b: LazyBuffer) -> int:
         """How many ops computing unrealized ``b`` inline takes (up to realized buffers and constants)."""

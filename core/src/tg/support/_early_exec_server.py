@@ -24,7 +24,21 @@ import sys
 import time
 from typing import IO, Any
 
-from tg.support._frames import pack_exception, read_payload, write_frame
+if __package__:  # python -m tg.support._early_exec_server
+    from tg.support._frames import pack_exception, read_payload, write_plain_frame
+else:  # run by its path (tg.support.early_exec does): _frames is loaded from beside it, and the tg package, whose
+    # import would be most of this helper's start-up (on the path of a program's first compile), is not imported
+    import importlib.util
+
+    if sys.path and os.path.realpath(sys.path[0]) == os.path.dirname(os.path.realpath(__file__)):
+        del sys.path[0]  # so that unpickling a request never imports one of tg/support's modules by a bare name
+    _spec = importlib.util.spec_from_file_location(
+        "_tg_early_exec_frames", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_frames.py"))
+    assert _spec is not None and _spec.loader is not None
+    _frames = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_frames)
+    pack_exception, read_payload, write_plain_frame = (_frames.pack_exception, _frames.read_payload,
+                                                       _frames.write_plain_frame)
 
 _PR_SET_PDEATHSIG = 1
 _PARENT_DIED = signal.SIGUSR1  # sent by the kernel when the thread that started us ends (see _watch_parent)
@@ -79,7 +93,7 @@ def run(argv: Any, input_: bytes | None, cwd: Any, env: Any, timeout: float | No
     _running = proc.pid
     try:
         try:
-            write_frame(replies, ("started", proc.pid))
+            write_plain_frame(replies, ("started", proc.pid))
         except OSError:  # BrokenPipeError: the parent is gone
             _die(0)
         out, err, finished = _communicate(proc, input_ or b"", timeout, requests)
@@ -194,7 +208,7 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001 - every error goes to the caller
             reply = ("error", pack_exception(exc))
         try:
-            write_frame(replies, reply)
+            write_plain_frame(replies, reply)
         except OSError:  # the parent is gone (BrokenPipeError): nobody is left to answer
             return
 

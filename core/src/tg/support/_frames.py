@@ -8,8 +8,6 @@ import struct
 import traceback
 from typing import IO, Any
 
-import cloudpickle
-
 _HEADER = struct.Struct("!Q")
 
 # The directory holding the `tg` package, so `python -m tg.<helper>` works even where tg is on sys.path only.
@@ -38,7 +36,20 @@ def write_payload(out: IO[bytes] | int, payload: bytes) -> None:
 
 def write_frame(out: IO[bytes] | int, obj: Any) -> None:
     """Pickle obj with cloudpickle (before writing anything, so a pickling error leaves no half frame)."""
-    write_payload(out, cloudpickle.dumps(obj))
+    write_payload(out, _cloudpickle().dumps(obj))
+
+
+def write_plain_frame(out: IO[bytes] | int, obj: Any) -> None:
+    """Pickle obj (plain data: no functions or classes by value) with the standard pickle module, and write it."""
+    write_payload(out, pickle.dumps(obj))
+
+
+def _cloudpickle() -> Any:
+    # imported on first use: the early-exec helper sends plain data only, and its start-up is on the path of a
+    # program's first compile
+    import cloudpickle
+
+    return cloudpickle
 
 
 def _read_exact(inp: IO[bytes] | int, size: int, clean_eof: bool) -> bytes:
@@ -80,11 +91,15 @@ def pack_exception(exc: BaseException) -> tuple[bytes | None, str, str, str]:
     """(pickled exception or None when it does not survive a round trip, type name, message, traceback)."""
     text = "".join(traceback.format_exception(exc))
     blob: bytes | None
-    try:
-        blob = cloudpickle.dumps(exc)
-        pickle.loads(blob)
-    except Exception:  # noqa: BLE001 - whatever breaks the round trip, fall back to type name and message
-        blob = None
+    blob = None
+    for dumps in (pickle.dumps, lambda obj: _cloudpickle().dumps(obj)):  # cloudpickle for classes by value
+        try:
+            candidate = dumps(exc)
+            pickle.loads(candidate)
+        except Exception:  # noqa: BLE001 - whatever breaks the round trip, fall back to type name and message
+            continue
+        blob = candidate
+        break
     return blob, f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc), text
 
 

@@ -35,6 +35,8 @@ from tg.support.helpers import getenv
 __all__ = ["DEFAULT_TIMEOUT", "EarlyExec", "EarlyExecError", "EarlyExecTimeout", "early_exec", "enable_early_exec",
            "exec_jobs"]
 
+#: The helper's script, run by its path: ``python -m`` would import the tg package first, most of its start-up.
+_SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_early_exec_server.py")
 #: Seconds a command may run when neither the caller nor TG_EXEC_TIMEOUT says otherwise.
 DEFAULT_TIMEOUT = 120.0
 _HELPER_GRACE_S = 10.0  # beyond a command's limit, how long the helper may take to kill it and answer
@@ -87,7 +89,7 @@ def command_timeout(timeout: float | None = None) -> tuple[float | None, bool]:
 
 
 class EarlyExec:
-    """One helper process (`python -m tg.support._early_exec_server`) and the lock that serialises requests to it."""
+    """One helper process (`python tg/support/_early_exec_server.py`) and the lock that serialises its requests."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -100,7 +102,7 @@ class EarlyExec:
         self._owner = os.getpid()  # a forked child must neither use nor close its parent's helper
         # A session of its own: Ctrl-C goes to this process, which then stops the helper (see __call__).
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "tg.support._early_exec_server", str(self._owner)],
+            [sys.executable, _SERVER, str(self._owner)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=helper_env(), start_new_session=True,
         )
 

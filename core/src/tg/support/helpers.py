@@ -52,6 +52,9 @@ ENVIRONMENT: dict[str, str] = {
     "TG_SCALAR_PARAMS": "0: a Python float in tensor arithmetic (`x * lr`) is compiled into each kernel as a "
                         "constant, a new kernel per value (default 1: it is a kernel parameter where the backend "
                         "takes float32 launch variables, so a value that changes every step reuses the kernel).",
+    "TG_FUSE_ROWS": "0: a reduction read back over its own rows (a softmax's max and sum, a layernorm's mean and "
+                    "variance) runs as a kernel of its own (default 1: it is fused into the kernel that reads it, "
+                    "which runs one pass per reduction over each row of at most 16 KiB, then its own).",
     "TG_EXEC_JOBS": "External commands (compilers, assemblers) tg runs at once, e.g. compiling a schedule's new "
                     "kernels in parallel (default: one per CPU, at most 8).",
     "TG_EXEC_TIMEOUT": "Seconds an external command (a compiler, an assembler) may run before tg kills it with "

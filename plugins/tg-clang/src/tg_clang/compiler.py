@@ -12,6 +12,7 @@ cache hit costs reading and hashing the file, a look at its ELF headers and a ``
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
 import functools
 import hashlib
@@ -23,8 +24,10 @@ import tempfile
 import threading
 from pathlib import Path
 
-from tg.hooks import DiskCache
+from tg.hooks import CachedBinary, DiskCache
 from tg.support.errors import BackendError
+
+from tg_clang import linking
 
 #: Bumped whenever the emitted C or the flags change meaning, so stale binaries are never reused.
 CACHE_VERSION = "2"  # 2: entries end in core's build record (tg.hooks.DiskCache)
@@ -130,20 +133,60 @@ def cache_key(source: str, compiler: str, flags: tuple[str, ...]) -> str:
     return h.hexdigest()[:40]
 
 
-def compile_to(source: str, output: Path, compiler: str, flags: tuple[str, ...]) -> None:
-    """Compile ``source`` into the shared object ``output`` with the early-exec helper."""
+def _run(argv: list[str], input: bytes | None = None) -> bytes:
     from tg.support.helpers import early_exec
 
-    options = [f for f in flags if not f.startswith("-l")]
-    argv = [compiler, *options, "-x", "c", "-", "-o", str(output), *(f for f in flags if f.startswith("-l"))]
+    return early_exec(argv, input=input)
+
+
+def _compile_error(compiler: str, argv: list[str], exc: subprocess.CalledProcessError) -> CompileError:
+    stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+    return CompileError(f"tg-clang: {os.path.basename(compiler)} failed (exit {exc.returncode}) on this kernel:\n"
+                        f"{stderr.strip()}\ncommand: {' '.join(argv)}")
+
+
+def compile_to(source: str, output: Path, compiler: str, flags: tuple[str, ...]) -> None:
+    """Compile ``source`` into the shared object ``output`` with one driver run (compile and link) in the
+    early-exec helper."""
+    options, libraries = linking.split_flags(flags)
+    argv = [compiler, *options, "-shared", "-x", "c", "-", "-o", str(output), *libraries]
     try:
-        early_exec(argv, input=source.encode())
+        _run(argv, input=source.encode())
     except subprocess.CalledProcessError as exc:
-        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
-        raise CompileError(f"tg-clang: {os.path.basename(compiler)} failed (exit {exc.returncode}) on this kernel:\n"
-                           f"{stderr.strip()}\ncommand: {' '.join(argv)}") from exc
+        raise _compile_error(compiler, argv, exc) from exc
     except FileNotFoundError as exc:
         raise CompilerNotFoundError(missing_compiler_message(compiler)) from exc
+
+
+def compile_object(source: str, obj: Path, compiler: str, flags: tuple[str, ...]) -> None:
+    """Compile ``source`` into the object file ``obj`` (``clang -c``: the driver compiles in its own process)."""
+    options, _ = linking.split_flags(flags)
+    argv = [compiler, *options, "-c", "-x", "c", "-", "-o", str(obj)]
+    try:
+        _run(argv, input=source.encode())
+    except subprocess.CalledProcessError as exc:
+        raise _compile_error(compiler, argv, exc) from exc
+    except FileNotFoundError as exc:
+        raise CompilerNotFoundError(missing_compiler_message(compiler)) from exc
+
+
+def link_object(template: list[str], obj: Path, output: Path) -> bool:
+    """Link ``obj`` into ``output`` with a learnt linker command line; whether that worked."""
+    try:
+        _run(linking.instantiate(template, obj, output))
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return output.is_file()
+
+
+def link_with_driver(obj: Path, output: Path, compiler: str, flags: tuple[str, ...]) -> bool:
+    """Link ``obj`` into ``output`` with the compiler's driver (when no linker command line is known)."""
+    options, libraries = linking.split_flags(flags)
+    try:
+        _run([compiler, *options, "-shared", str(obj), "-o", str(output), *libraries])
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return output.is_file()
 
 
 class KernelCache:
@@ -153,6 +196,7 @@ class KernelCache:
 
     def __init__(self, directory: Path | None = None, flags: tuple[str, ...] | None = None):
         self.disk = DiskCache(CACHE_PLUGIN, suffix=".so", root=directory)
+        self.links = linking.LinkLines(CACHE_PLUGIN, directory)
         self.flags = flags if flags is not None else default_flags()
         self.hits = 0
         self.misses = 0
@@ -175,15 +219,49 @@ class KernelCache:
             self.disk.discard(key, f"does not load or lacks '{symbol}'")
         with self._count:
             self.misses += 1
-        with tempfile.TemporaryDirectory(prefix="tg-clang-") as tmp:  # private (0700), the compiler writes here
-            output = Path(tmp) / "kernel.so"
-            compile_to(source, output, compiler, self.flags)
-            entry = self.disk.put(key, output.read_bytes())
-        lib = _try_load(entry.path, entry.data, symbol)
+        entry, lib, direct = self._build(source, symbol, compiler, key, direct=True)
+        if lib is None and direct:  # the direct link made something that does not load: the driver links it
+            self.links.forget(_compiler_identity(compiler), self.flags)
+            entry, lib, _ = self._build(source, symbol, compiler, key, direct=False)
         if lib is None:
             raise CompileError(f"tg-clang: the freshly compiled kernel {entry.location} does not load or lacks "
                                f"'{symbol}'")
         return lib, False
+
+    def _build(self, source: str, symbol: str, compiler: str, key: str,
+               direct: bool) -> tuple[CachedBinary, ctypes.CDLL | None, bool]:
+        """Compile ``source`` into the cache and load it: (the entry, the library or None if it does not load,
+        whether the linker ran directly).  ``direct``: compile with ``clang -c`` and run the linker directly when
+        its command line is known (see :mod:`tg_clang.linking`); else, or when that link fails, the driver
+        compiles and links."""
+        identity = _compiler_identity(compiler)
+        with tempfile.TemporaryDirectory(prefix="tg-clang-") as tmp:  # private (0700), the compiler writes here
+            output = Path(tmp) / "kernel.so"
+            linked = False
+            if direct and linking.enabled():
+                template = self.links.known(identity, self.flags)
+                if template is False:  # the first build asks the driver to show how it links
+                    linked, learnt = linking.build_and_learn(source, output, compiler, self.flags, _run)
+                    if linked:
+                        self.links.learn(identity, self.flags, learnt)
+                    else:
+                        compile_to(source, output, compiler, self.flags)  # raises a compile error as itself
+                        self.links.learn(identity, self.flags, None)  # so it was the way of linking that failed
+                        linked = True
+                elif isinstance(template, list):
+                    obj = Path(tmp) / "kernel.o"
+                    compile_object(source, obj, compiler, self.flags)
+                    linked = link_object(template, obj, output)
+                    if not linked:
+                        self.links.forget(identity, self.flags)
+                else:
+                    obj = Path(tmp) / "kernel.o"
+                    compile_object(source, obj, compiler, self.flags)
+                    linked = link_with_driver(obj, output, compiler, self.flags)
+            if not linked:
+                compile_to(source, output, compiler, self.flags)
+            entry = self.disk.put(key, output.read_bytes())
+        return entry, _try_load(entry.path, entry.data, symbol), linked
 
 
 def elf_complete(image: bytes) -> bool:
@@ -211,7 +289,12 @@ def _try_load(path: str, image: bytes, symbol: str) -> ctypes.CDLL | None:
         return None
     try:
         lib = ctypes.CDLL(path)
+    except OSError:
+        return None
+    try:
         getattr(lib, symbol)
-    except (OSError, AttributeError):
+    except AttributeError:
+        # unloaded, or a rebuilt library at the same path would be this one again (dlopen goes by name)
+        _ctypes.dlclose(lib._handle)
         return None
     return lib

@@ -30,6 +30,8 @@ ENVIRONMENT: dict[str, str] = {
     "TG_CLANG_THREADS": "Threads per launch (default: every core).",
     "TG_CLANG_NATIVE_POOL": "0 splits launches with Python threads instead of the native pthread pool.",
     "TG_CLANG_SPIN_US": "Microseconds an idle pool thread spins (yielding) before it sleeps (default 1000).",
+    "TG_CLANG_DIRECT_LINK": "0 lets clang's driver link each kernel (default: the linker runs directly, ld.gold "
+                            "where installed).",
     "TG_CLANG_SPMD": "0 renders every kernel one thread at a time (no SIMD across threads).",
     "TG_CLANG_LANES": "Threads run together in SIMD lanes (default 16).",
     "TG_CLANG_ROWS": "Rows of a register tile (default 6).",

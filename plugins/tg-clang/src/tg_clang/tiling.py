@@ -27,6 +27,9 @@ lanes do not depend on: a convolution's output channel) may take *aligned* micro
 innermost dim's size, starting at multiples of it, so every row of a tile has the same outer indices and the loads
 that depend only on them (the image row) are made once per tile (strategy ``tiledA``).
 
+A kernel of row passes (core's row fusion: a softmax's max, sum and quotient in one kernel) runs its lanes along
+each of its loops (:mod:`tg_clang.row_lanes`) when its rows are at least a gang long.
+
 A reduction whose outputs each read a contiguous run (a row sum) may instead run its lanes along its own loop
 (:mod:`tg_clang.reduction_lanes`); that rendering is taken where its cost estimate is clearly lower, or where the
 launch has fewer threads than a gang.
@@ -59,6 +62,7 @@ from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params, launch
 from tg_clang.cprelude import PRELUDE, storage_type
 from tg_clang.lane_cost import tile_cost
 from tg_clang.reduction_lanes import plan_reduction, render_reduction_lanes
+from tg_clang.row_lanes import plan_row_passes, render_row_lanes
 from tg_clang.scalar import ScalarRenderer
 from tg_clang.spmd import LaneRenderer, lane_supported, vector_typedefs
 
@@ -307,6 +311,9 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
     name, uops, grid = kernel.name, kernel.uops, kernel.global_size
     if math.prod(kernel.local_size) > 1 or len(grid) > 2 or not lane_supported(uops):
         return None
+    row_passes = plan_row_passes(uops, grid, lanes)
+    if row_passes is not None:
+        return render_row_lanes(name, uops, grid, *row_passes)
     reduction = plan_reduction(uops, grid, lanes)
     t = choose_tiling(uops, grid, lanes, rows)
     while t is None and lanes >= 2 * MIN_LANES and math.prod(grid) < lanes:  # fewer threads than a gang: narrower

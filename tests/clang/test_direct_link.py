@@ -1,0 +1,180 @@
+"""Kernels linked by running the linker directly (tg_clang.linking): the learnt command line, its record in the
+kernel cache, and the fallbacks to the driver when the line is missing, stale or broken (never a wrong kernel)."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+from tg.support.errors import KernelCacheWarning
+from tg_clang import compiler, linking
+from tg_clang.compiler import KernelCache
+
+SOURCE = "int tg_triple(int x) { return 3 * x; }\n"
+
+
+@pytest.fixture(autouse=True)
+def _unique_sources(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's kernels are new to the process: a library is loaded by its path in the cache, which an earlier
+    test's identical kernel may have had (``/proc/self/fd/N/KEY.so``), and dlopen would hand that one back."""
+    monkeypatch.setattr(sys.modules[__name__], "SOURCE", f"/* {request.node.name} */\n{SOURCE}")
+
+
+def _triple(cache: KernelCache, source: str | None = None) -> int:
+    lib, _ = cache.load(source or SOURCE, "tg_triple")
+    fn = lib.tg_triple
+    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+    return int(fn(14))
+
+
+def _commands(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Record every command the compiler module runs."""
+    seen: list[list[str]] = []
+    original = compiler._run
+
+    def spy(argv: list[str], input: bytes | None = None) -> bytes:
+        seen.append(list(argv))
+        return original(argv, input)
+
+    monkeypatch.setattr(compiler, "_run", spy)
+    return seen
+
+
+def _records(root: Path) -> list[Path]:
+    return sorted((root / "clang").glob("link-*.link"))
+
+
+def _record(cache: KernelCache, template: list[str]) -> None:
+    """Write ``template`` as the cache's record for its flags (as a probe would)."""
+    key = cache.links.key(compiler._compiler_identity(compiler.require_compiler()), cache.flags)
+    cache.links.disk.put(key, json.dumps(template).encode())
+
+
+def test_a_verbose_build_gives_its_link_command_with_placeholders() -> None:
+    cc1 = ' "/usr/lib/llvm-14/bin/clang" "-cc1" "-O2" "-o" "/tmp/x-1.o" "-x" "c" "-"\n'
+    link = ' "/usr/bin/ld.gold" "-shared" "-o" "/t/k.so" "/t/crti.o" "/tmp/x-1.o" "-lm"\n'
+    listing = "clang version 14\n" + cc1 + "#include <...> search starts here:\n /usr/include\n" + link
+    assert linking.parse_driver_output(listing, "/t/k.so") == [
+        "/usr/bin/ld.gold", "-shared", "-o", linking.OUTPUT, "/t/crti.o", linking.INPUT, "-lm"]
+    assert linking.parse_driver_output("clang: error: invalid linker name\n" + listing, "/t/k.so") is None
+    assert linking.parse_driver_output(listing + link, "/t/k.so") is None  # more commands than compile and link
+    assert linking.parse_driver_output(listing, "/t/other.so") is None  # the output is not in the line
+    assert linking.parse_driver_output(cc1 + link.replace("/tmp/x-1.o", "/tmp/y.o"), "/t/k.so") is None
+    assert linking.parse_driver_output(cc1 + ' "ld" "/tmp/x-1.o" "-o" "/t/k.so"\n', "/t/k.so") is None  # no path
+
+
+def test_kernels_link_directly_and_the_line_is_recorded(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _commands(monkeypatch)
+    cache = KernelCache(cache_dir.parent)
+    assert _triple(cache) == 42
+    assert len(seen) == 1 and "-v" in seen[0]  # the first build: one driver run, which shows how it links
+    assert len(_records(cache_dir.parent)) == 1
+    seen.clear()
+    assert _triple(cache, SOURCE.replace("3 *", "3 * 1 *")) == 42
+    assert len(seen) == 2 and "-c" in seen[0] and "-v" not in seen[0], seen
+    assert "clang" not in Path(seen[1][0]).name and any(a.endswith("kernel.o") for a in seen[1]), seen
+    if shutil.which("ld.gold"):
+        assert Path(seen[1][0]).name == "ld.gold"
+    # another process (a new cache object) reads the record: its first kernel links directly too
+    seen.clear()
+    assert _triple(KernelCache(cache_dir.parent), SOURCE.replace("3 *", "1 * 3 * 1 *")) == 42
+    assert len(seen) == 2 and "clang" not in Path(seen[1][0]).name, seen
+
+
+def test_other_flags_learn_their_own_line(cache_dir: Path) -> None:
+    KernelCache(cache_dir.parent).load(SOURCE, "tg_triple")
+    KernelCache(cache_dir.parent, flags=(*compiler.default_flags(), "-pthread")).load(SOURCE, "tg_triple")
+    assert len(_records(cache_dir.parent)) == 2
+
+
+def test_switched_off_the_driver_links(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_CLANG_DIRECT_LINK", "0")
+    seen = _commands(monkeypatch)
+    assert _triple(KernelCache(cache_dir.parent)) == 42
+    assert len(seen) == 1 and "-shared" in seen[0] and Path(seen[0][0]).name.startswith("clang")
+    assert not _records(cache_dir.parent)
+
+
+def test_a_failing_line_falls_back_to_the_driver_and_is_forgotten(cache_dir: Path) -> None:
+    cache = KernelCache(cache_dir.parent)
+    false = shutil.which("false")
+    assert false is not None
+    _record(cache, [false, linking.INPUT, "-o", linking.OUTPUT])
+    with pytest.warns(KernelCacheWarning, match="linked a kernel that failed"):
+        assert _triple(cache) == 42
+    assert not _records(cache_dir.parent)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _triple(cache, SOURCE.replace("3 *", "1 * 3 *")) == 42  # the driver from now on, quietly
+
+
+def test_a_line_that_links_garbage_never_gives_a_wrong_kernel(cache_dir: Path) -> None:
+    # a "linker" that exits 0 after writing a shared object of another function (returning x + 1): the library
+    # loads but lacks the kernel's symbol, so the kernel is rebuilt by the driver
+    other = cache_dir.parent / "other.so"
+    KernelCache(cache_dir.parent / "elsewhere").load("int tg_other(int x) { return x + 1; }\n", "tg_other")
+    built = next((cache_dir.parent / "elsewhere" / "clang").glob("*.so"))
+    other.write_bytes(built.read_bytes())
+    cache = KernelCache(cache_dir.parent)
+    _record(cache, ["/bin/sh", "-c", 'cp "$1" "$2"', "sh", str(other), linking.OUTPUT, linking.INPUT])
+    with pytest.warns(KernelCacheWarning):
+        assert _triple(cache) == 42
+    # a truncated ELF file is caught too (before dlopen, which would crash on it)
+    other.write_bytes(built.read_bytes()[:200])
+    _record(cache, ["/bin/sh", "-c", 'cp "$1" "$2"', "sh", str(other), linking.OUTPUT, linking.INPUT])
+    with pytest.warns(KernelCacheWarning):
+        assert _triple(KernelCache(cache_dir.parent), SOURCE.replace("3 *", "1 * 3 *")) == 42
+
+
+def test_a_stale_or_damaged_record_is_learnt_again(cache_dir: Path) -> None:
+    cache = KernelCache(cache_dir.parent)
+    _record(cache, ["/nonexistent/ld.gold", linking.INPUT, "-o", linking.OUTPUT])  # an upgrade removed it
+    with pytest.warns(KernelCacheWarning, match="not a usable linker command line"):
+        assert _triple(cache) == 42
+    record = _records(cache_dir.parent)
+    assert len(record) == 1 and "/nonexistent" not in record[0].read_text(errors="replace")
+    _record(cache, ["no placeholders"])
+    with pytest.warns(KernelCacheWarning, match="not a usable linker command line"):
+        assert _triple(KernelCache(cache_dir.parent), SOURCE.replace("3 *", "1 * 3 *")) == 42
+
+
+def test_no_usable_answer_from_the_driver_links_with_the_driver(cache_dir: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(linking, "parse_driver_output", lambda text, out: None)
+    seen = _commands(monkeypatch)
+    cache = KernelCache(cache_dir.parent)
+    assert _triple(cache) == 42
+    assert not _records(cache_dir.parent)
+    seen.clear()
+    assert _triple(cache, SOURCE.replace("3 *", "3 * 1 *")) == 42
+    assert len(seen) == 2 and "-c" in seen[0] and Path(seen[1][0]).name.startswith("clang") and \
+        any(a.endswith("kernel.o") for a in seen[1]), seen
+
+
+def test_a_broken_preferred_linker_builds_the_usual_way(cache_dir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the first build asks for the preferred linker; where that linker fails, the kernel is still built (by the
+    # driver's own linker), and a compile error still reads as one
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    broken = bin_dir / "ld.tgbroken"
+    broken.write_text("#!/bin/sh\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(linking, "PREFERRED_LINKERS", ("tgbroken",))
+    seen = _commands(monkeypatch)
+    cache = KernelCache(cache_dir.parent)
+    assert _triple(cache) == 42
+    assert len(seen) == 2 and "-fuse-ld=tgbroken" in seen[0] and "-v" not in seen[1], seen
+    assert not _records(cache_dir.parent)
+    seen.clear()  # the next kernel does not try it again: clang -c, then the driver links the object
+    assert _triple(cache, SOURCE.replace("3 *", "3 * 1 *")) == 42
+    assert len(seen) == 2 and "-c" in seen[0] and not any("-fuse-ld=tgbroken" in argv for argv in seen), seen
+    with pytest.raises(compiler.CompileError, match="undeclared"):
+        KernelCache(cache_dir.parent).load("int tg_bad(void) { return tg_nothing; }\n", "tg_bad")
