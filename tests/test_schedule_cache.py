@@ -39,10 +39,12 @@ def _arr(*shape: int) -> np.ndarray:
 
 def test_a_hit_rebinds_the_buffers() -> None:
     a, b, c, d = _arr(5), _arr(5), _arr(5), _arr(5)
-    np.testing.assert_allclose((Tensor(a) * Tensor(b) + 1).numpy(), a * b + 1, rtol=1e-6)
+    first = (Tensor(a) * Tensor(b) + 1).realize()  # (realize, not numpy: a read also realizes pending index checks)
     before = _hits()
-    np.testing.assert_allclose((Tensor(c) * Tensor(d) + 1).numpy(), c * d + 1, rtol=1e-6)
+    second = (Tensor(c) * Tensor(d) + 1).realize()
     assert _hits() > before  # the second graph has the first one's structure: it hit
+    np.testing.assert_allclose(first.numpy(), a * b + 1, rtol=1e-6)
+    np.testing.assert_allclose(second.numpy(), c * d + 1, rtol=1e-6)
 
 
 def test_a_hit_never_keeps_an_old_compiled_constant() -> None:
@@ -70,8 +72,9 @@ def test_parameters_past_max_params_are_never_reused_stale() -> None:
         for v in values:  # one kernel of more Python floats than it takes as parameters
             t, want = t + v, want + np.float32(v)
         hits = _hits()
-        np.testing.assert_allclose(t.numpy(), want, rtol=1e-5)
+        t.realize()
         hit.append(_hits() > hits)
+        np.testing.assert_allclose(t.numpy(), want, rtol=1e-5)
     assert hit == [False, False, True]  # new values compiled in miss; the same ones again hit (as GELU's do)
 
 
@@ -209,3 +212,19 @@ def test_programs_give_the_same_bits_with_and_without_the_cache(monkeypatch: pyt
     for off, on in zip(*runs):
         for x, y in zip(off, on):
             np.testing.assert_array_equal(x, y)
+
+
+def test_row_fusion_switch_is_part_of_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TG_FUSE_ROWS is read while scheduling: a schedule made with it on is not reused with it off."""
+    from tg.engine.device import device_state
+
+    m = _arr(4, 8)
+    state = device_state(Tensor([0.0]).device)
+    counts = []
+    for setting in ("1", "1", "0"):
+        monkeypatch.setenv("TG_FUSE_ROWS", setting)
+        before = state.kernel_count
+        want = np.exp(m - m.max(-1, keepdims=True))
+        np.testing.assert_allclose(Tensor(m).softmax(-1).numpy(), want / want.sum(-1, keepdims=True), rtol=1e-5)
+        counts.append(state.kernel_count - before)
+    assert counts[0] == counts[1] < counts[2]  # off: the row's max and sum are kernels of their own again

@@ -14,7 +14,7 @@ What a hit never reuses: a buffer's contents or a constant compiled into a kerne
 Where a kernel compiled a Python float in as a value (past ``MAX_PARAMS``; the key has floats as parameters, not
 values), the cached schedule keeps the exact value and a hit must find the same one there (else it is a miss, and
 the new schedule replaces the old).  A schedule whose items name a buffer the walk did not number is not kept.
-The scheduler's tuning constants are part of the key.  ``TG_SCHEDULE_CACHE=0`` turns the cache off.
+The scheduler's tuning constants and TG_FUSE_ROWS are part of the key.  ``TG_SCHEDULE_CACHE=0`` turns the cache off.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ def graph_key(outs: list[LazyBuffer]) -> tuple[tuple[Any, ...], dict[int, int], 
             arg = None
         entries[index[id(b)]] = (op, b.dtype.name, b.device, b.shape, arg, tuple(srcs))
     key = (scheduler.MAX_FUSED_OPS, scheduler.MAX_PARAMS, scheduler.RECOMPUTE_MIN_OPS,
-           scheduler.RECOMPUTE_MIN_FACTOR, tuple(roots), tuple(entries))
+           scheduler.RECOMPUTE_MIN_FACTOR, scheduler.ROW_FUSE_BYTES, scheduler.ROW_FUSE_MAX,
+           getenv("TG_FUSE_ROWS", True), tuple(roots), tuple(entries))
     return key, index, nodes
 
 
