@@ -25,6 +25,7 @@ from tg.codegen.uops import Ops, format_uops
 from tg.engine.device import EMPTY, Buffer, DeviceState, ReadyKernel, device_state
 from tg.engine.symbolic import symbolic_axis, symbolic_key, symbolic_mode
 from tg.graph.lazy import LazyBuffer, LazyOp
+from tg.schedule import cache as schedule_cache
 from tg.schedule.scheduler import HostCopy, Kernel, ScheduleItem, create_schedule
 from tg.support.dtype import exact_key
 from tg.support.early_exec import exec_jobs
@@ -114,7 +115,13 @@ def recording(refuse_reads_for: str | None = None) -> Iterator[Recorder]:
 
 def realize(outs: list[LazyBuffer]) -> None:
     """Compute every buffer in ``outs`` (and whatever they need) on its device."""
-    schedule = create_schedule(outs)
+    if schedule_cache.enabled:
+        schedule, token = schedule_cache.lookup(outs)
+        if schedule is None:
+            schedule = create_schedule(outs)
+            schedule_cache.store(token, schedule)
+    else:
+        schedule = create_schedule(outs)
     debug = debug_level()  # (read once per realize, not per launch)
     for position, item in enumerate(schedule):
         run_item(item, schedule, position, debug)

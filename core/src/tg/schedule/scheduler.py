@@ -79,6 +79,11 @@ class Kernel:
     inputs: list[LazyBuffer] = field(default_factory=list)
     structure: tuple[tuple[Any, ...], ...] = ()
     params: list[Any] = field(default_factory=list)
+    #: the constant bases whose values ``params`` holds, by slot (a cached schedule takes the values from them)
+    param_bases: list[LazyBuffer] = field(default_factory=list)
+    #: the constant bases of Python floats compiled in as values (past MAX_PARAMS, or a kernel that is one): the
+    #: structure holds their values, so the schedule cache reuses this kernel only for a graph with the same ones
+    baked_bases: list[LazyBuffer] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -277,6 +282,8 @@ class Scheduler:
         elif b.op is LazyOp.CONST:
             st = ShapeTracker.contiguous(b.shape)
             node = fusing.made(KNode("CONST", b.dtype, (), (b.arg, st)), (exact_key(b.arg), st.key))
+            if b.param:  # a parameter's value compiled in
+                fusing.kernel.baked_bases.append(b)
             self._scheduled_kernel(fusing, node)
         else:
             if b.op in (LazyOp.ALU, LazyOp.CAST):
@@ -295,8 +302,10 @@ class Scheduler:
             if slot is None and len(params) < MAX_PARAMS:
                 slot = fusing.params[id(b)] = len(params)
                 params.append(b.arg)
+                fusing.kernel.param_bases.append(b)
             if slot is not None:
                 return fusing.made(KNode("CONST", b.dtype, (), (ScalarParam(slot), st)), (("param", slot), st.key))
+            fusing.kernel.baked_bases.append(b)
         return fusing.made(KNode("CONST", b.dtype, (), (b.arg, st)), (exact_key(b.arg), st.key))
 
     @staticmethod

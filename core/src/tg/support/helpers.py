@@ -46,6 +46,9 @@ ENVIRONMENT: dict[str, str] = {
                        "recently are removed.",
     "TG_KERNELS_MAX": "Compiled kernels each backend keeps loaded in a process (default 2048); past it, the one "
                       "used least recently is let go (unloaded once nothing runs it; the disk cache brings it back).",
+    "TG_SCHEDULE_CACHE": "0: every realize schedules its graph afresh (default 1: a graph of the structure of one "
+                         "scheduled before, as an eager training step builds every step, reuses that schedule, "
+                         "re-bound to the new graph's buffers and parameter values).",
     "TG_SCALAR_PARAMS": "0: a Python float in tensor arithmetic (`x * lr`) is compiled into each kernel as a "
                         "constant, a new kernel per value (default 1: it is a kernel parameter where the backend "
                         "takes float32 launch variables, so a value that changes every step reuses the kernel).",

@@ -11,7 +11,9 @@ What it adds to core's pass: *packing* — values that every row of a tile reads
 are copied once per column gang into a contiguous stack buffer (no cache-set conflicts at power-of-two strides,
 and the panel stays in L1/L2 while the rows change); the choice between core's two orientations by a cost
 estimate of the rendered micro-tiles; and the gang width.  R is at most the configured rows (6); G is the
-configured lanes (16), halved (down to 4) for kernels with fewer threads than a gang, and up to 4 times wider
+configured lanes (16), halved (down to 4) for kernels with fewer threads than a gang or whose
+rows a narrower gang covers with clearly less left to the scalar tail (rows of 25: 24 columns in gangs of 8, not 16
+in one gang of 16 and 9 scalar), and up to 4 times wider
 for kernels with loops whose tiles have at most half the configured rows and run all SIMD (a reduction down the
 rows into one row of outputs: each register of the wide gang then accumulates on its own, instead of every add
 waiting for the one before).  Full-height tiles double their gang where the CPU has the registers (AVX-512: a 6x32
@@ -297,6 +299,12 @@ def aligned_rows(uops: list[UOp], grid: tuple[int, ...], lanes: int) -> int:
     return next((h for h in range(min(period, most), 1, -1) if period % h == 0), 0)
 
 
+def _with_tail(t: Tiling, tile_cost_per_output: float, uops: list[UOp]) -> float:
+    """Estimated instructions of a whole non-transposed launch: the micro-tiles over the full gangs of columns, and
+    the scalar rendering (one instruction per op of a thread) over the columns past the last full gang."""
+    return t.n_rows * (t.full_cols * tile_cost_per_output + (t.row_len - t.full_cols) * thread_cost(uops))
+
+
 def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None:
     """The whole C file of a tiled kernel, or None when no tiling applies (work groups, or a launch of more
     than the two dimensions tg-clang declares)."""
@@ -325,6 +333,18 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
         return None
     gang = lanes
     functions, packs, cost, lane_by_lane = _render_tiles(name, uops, t, lanes, stream=not symbolic)
+    if t.full_cols < t.row_len:  # a scalar column tail: a narrower gang may leave less of the row to it
+        total = _with_tail(t, cost, uops)
+        narrower = lanes // 2
+        while narrower >= MIN_LANES:
+            n = choose_tiling(uops, grid, narrower, rows)
+            fits = n is not None and not (symbolic and (n.row_len != grid[0] or n.transposed))
+            if n is not None and fits and n.full_cols > t.full_cols:
+                rendered = _render_tiles(name, uops, n, narrower, stream=not symbolic)
+                if _with_tail(n, rendered[2], uops) < 0.85 * total:
+                    t, lanes, gang, (functions, packs, cost, lane_by_lane) = n, narrower, narrower, rendered
+                    total = _with_tail(t, cost, uops)
+            narrower //= 2
     if t.rows * 2 <= rows and not lane_by_lane and has_loops(uops):
         # few rows per tile and all SIMD: wider gangs, whose registers accumulate side by side instead of in a chain
         widest = max(1, WIDE_GANG_BYTES // (lanes * _widest_item(uops)))
