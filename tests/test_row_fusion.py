@@ -98,3 +98,33 @@ def test_lowered_as_one_thread_per_row_with_a_loop_per_pass() -> None:
         assert depth in (0, 1)  # the loops one after another, none inside another
         stores_in_loop += op is Ops.STORE and depth == 1
     assert stores_in_loop == 1
+
+
+@pytest.mark.parametrize("caps, launched", [("", 1), ("interpret", 1), ("group_size=8", 3)])
+def test_the_engine_fuses_rows_only_where_the_backend_runs_no_work_groups(monkeypatch: pytest.MonkeyPatch,
+                                                                           caps: str, launched: int) -> None:
+    """A backend that reduces a row across a work group's lanes (a GPU: group_size > 1) keeps its three kernels, in
+    which the lanes share each row; one that runs a row as one thread's loop anyway gets the fused kernel.  The
+    schedule cache, cleared by ``reset_devices``, never hands one backend's choice to another."""
+    from tg.backends.discovery import reset_registry
+    from tg.engine.device import reset_devices
+    from tg.engine.realize import RecordedKernel, recording
+
+    monkeypatch.setenv("TG_BACKEND", "numpy")
+    monkeypatch.setenv("TG_NUMPY_CAPS", caps)
+    reset_registry()  # the numpy backend reads TG_NUMPY_CAPS when it is made
+    reset_devices()
+    try:
+        x = realized(64, 256)
+        y = x.softmax(-1)
+        with recording() as recorder:
+            y.realize()
+        names = [item.kernel.program.name for item in recorder.items if isinstance(item, RecordedKernel)]
+        got = y.numpy()
+        e = np.exp(x.numpy() - x.numpy().max(axis=1, keepdims=True))
+        np.testing.assert_allclose(got, e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
+        assert len(names) == launched, names
+    finally:
+        monkeypatch.undo()
+        reset_registry()
+        reset_devices()

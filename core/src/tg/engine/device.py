@@ -26,6 +26,7 @@ from tg.backends.contract import Backend, Capabilities, KernelCompiled, KernelLa
 from tg.backends.discovery import PluginRegistry, registry
 from tg.backends.selection import parse_backend_list, resolve, select
 from tg.codegen.program import Program
+from tg.schedule import cache as schedule_cache
 from tg.support.dtype import DType
 from tg.support.errors import BackendError
 from tg.support.helpers import debug_level, getenv
@@ -307,3 +308,4 @@ def reset_devices() -> None:
         _default = None
         _states.clear()
         _torch_resolved.clear()
+    schedule_cache.clear()  # schedules made under the old backends' capabilities (row fusion) are not reused

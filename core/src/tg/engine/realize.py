@@ -118,13 +118,20 @@ def realize(outs: list[LazyBuffer]) -> None:
     if schedule_cache.enabled:
         schedule, token = schedule_cache.lookup(outs)
         if schedule is None:
-            schedule = create_schedule(outs)
+            schedule = create_schedule(outs, fuses_rows)
             schedule_cache.store(token, schedule)
     else:
-        schedule = create_schedule(outs)
+        schedule = create_schedule(outs, fuses_rows)
     debug = debug_level()  # (read once per realize, not per launch)
     for position, item in enumerate(schedule):
         run_item(item, schedule, position, debug)
+
+
+def fuses_rows(device: str) -> bool:
+    """Whether the scheduler fuses row reductions into their readers on ``device``: only where its backend runs no
+    work groups (see :mod:`tg.schedule.scheduler`).  Fixed per device until ``reset_devices``, which clears the
+    schedule cache."""
+    return device_state(device).capabilities.group_size <= 1
 
 
 def run_item(item: ScheduleItem, schedule: Sequence[ScheduleItem] = (), position: int = 0,

@@ -14,7 +14,9 @@ What a hit never reuses: a buffer's contents or a constant compiled into a kerne
 Where a kernel compiled a Python float in as a value (past ``MAX_PARAMS``; the key has floats as parameters, not
 values), the cached schedule keeps the exact value and a hit must find the same one there (else it is a miss, and
 the new schedule replaces the old).  A schedule whose items name a buffer the walk did not number is not kept.
-The scheduler's tuning constants and TG_FUSE_ROWS are part of the key.  ``TG_SCHEDULE_CACHE=0`` turns the cache off.
+The scheduler's tuning constants and TG_FUSE_ROWS are part of the key; whether a device fuses rows follows its
+backend's capabilities, fixed until ``reset_devices``, which clears this cache.  ``TG_SCHEDULE_CACHE=0`` turns the
+cache off.
 """
 
 from __future__ import annotations

@@ -12,7 +12,10 @@ a layernorm's mean and variance) is computed inside that kernel rather than into
 source has the kernel's full shape, it reduces the same axes as the kernel's other fused reductions (and as the
 kernel's own reduction, if it has one), and one row of its source is at most ``ROW_FUSE_BYTES``.  The kernel then
 holds REDUCE nodes below its root; lowering runs them one after the other for each row, then the kernel's own
-loop, so the row is read from the cache after its first pass.  ``TG_FUSE_ROWS=0`` turns this off.
+loop, so the row is read from the cache after its first pass.  ``TG_FUSE_ROWS=0`` turns this off.  The engine
+asks for it only on devices whose backend runs no work groups (``Capabilities.group_size`` 1: a row is one thread's
+loop either way, so fusing only saves memory passes); where a work group's lanes share a row's reduction (a GPU), one
+thread walking each row alone would be far slower.
 
 A kernel fuses at most ``MAX_FUSED_OPS`` ALU and CAST ops.  Its expression is built from the output down,
 sources depth first and left to right; once it holds that many ops, every further elementwise source is
@@ -28,6 +31,7 @@ constant, a load of a buffer realized or scheduled) is handled where it is met, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,7 +180,8 @@ _COPY = 4    # (_COPY, base): base's source is scheduled now; so is the copy
 
 
 class Scheduler:
-    def __init__(self) -> None:
+    def __init__(self, fuses_rows: Callable[[str], bool] | None = None) -> None:
+        self.fuses_rows = fuses_rows  # row fusion on a device (None: everywhere; see the module's docstring)
         self.items: list[ScheduleItem] = []
         self._scheduled: set[int] = set()
         self._costs: dict[int, int] = {}
@@ -334,7 +339,7 @@ class Scheduler:
     def _fuse_row(self, fusing: _Fusing, b: LazyBuffer, st: ShapeTracker) -> bool:
         """Whether reduction ``b``, seen through ``st``, is computed inside this kernel (row fusion)."""
         if id(b) in self._scheduled or fusing.fused >= ROW_FUSE_MAX or fusing.ops >= MAX_FUSED_OPS or \
-                not getenv("TG_FUSE_ROWS", True):
+                not getenv("TG_FUSE_ROWS", True) or (self.fuses_rows is not None and not self.fuses_rows(b.device)):
             return False
         full, axes = b.srcs[0].shape, b.arg[1]
         row = fusing.row
@@ -373,9 +378,10 @@ class Scheduler:
         return costs[id(b)]
 
 
-def create_schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:
-    """The kernels and copies, in order, that realize every buffer in ``outs``."""
-    scheduler = Scheduler()
+def create_schedule(outs: list[LazyBuffer], fuses_rows: Callable[[str], bool] | None = None) -> list[ScheduleItem]:
+    """The kernels and copies, in order, that realize every buffer in ``outs``.  ``fuses_rows``: whether row fusion
+    applies on a device (None: on every device)."""
+    scheduler = Scheduler(fuses_rows)
     for lb in outs:
         scheduler.realize(lb)
     return scheduler.items

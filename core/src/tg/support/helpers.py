@@ -53,8 +53,9 @@ ENVIRONMENT: dict[str, str] = {
                         "constant, a new kernel per value (default 1: it is a kernel parameter where the backend "
                         "takes float32 launch variables, so a value that changes every step reuses the kernel).",
     "TG_FUSE_ROWS": "0: a reduction read back over its own rows (a softmax's max and sum, a layernorm's mean and "
-                    "variance) runs as a kernel of its own (default 1: it is fused into the kernel that reads it, "
-                    "which runs one pass per reduction over each row of at most 16 KiB, then its own).",
+                    "variance) runs as a kernel of its own (default 1: on backends without work groups, it is fused "
+                    "into the kernel that reads it, which runs one pass per reduction over each row of at most "
+                    "16 KiB, then its own).",
     "TG_SYMBOLIC": "0: every kernel is compiled for its exact shape (default 1: where the backend's runtime takes "
                    "symbolic launches, a kernel is compiled once for every size of its outermost dimension when a "
                    "second size comes, so a new batch size or sequence length reuses it); verify: also run the exact "
