@@ -27,6 +27,20 @@ def axis_values(lo: int, hi: int, axis: int, ndim: int) -> np.ndarray:
 PAD_LIMIT = 1 << 16
 
 
+def _affine_view(buf: np.ndarray, const: int, terms: tuple[tuple[np.ndarray, int, int], ...], ndim: int
+                 ) -> tuple[list[int], list[int], int, int, int]:
+    """The strided view of ``buf`` an affine index walks over this chunk's axes: its shape, its byte strides, the
+    index of its first element, and the lowest and highest index it reaches."""
+    shape, strides = [1] * ndim, [0] * ndim
+    start, low, high = const, 0, 0
+    for values, axis, coeff in terms:
+        n = shape[axis] = values.shape[axis]
+        strides[axis] = coeff * buf.itemsize
+        start += coeff * int(values.reshape(-1)[0]) if n else 0
+        low, high = low + min(0, coeff * (n - 1)), high + max(0, coeff * (n - 1))
+    return shape, strides, start, start + low, start + high
+
+
 def load_affine(buf: np.ndarray, const: int, terms: tuple[tuple[np.ndarray, int, int], ...], ndim: int,
                 gate: Any = True, alt: Any = 0) -> Any:
     """``buf[const + sum(coefficient * axis value)]`` over this chunk's axes (``terms``: each axis' values, the axis,
@@ -34,16 +48,9 @@ def load_affine(buf: np.ndarray, const: int, terms: tuple[tuple[np.ndarray, int,
 
     Where a gated lane's index points outside the buffer (padding), the view is of a zero-padded copy, so nothing
     outside the buffer is read; an index range too far out is gathered, as the interpreter does."""
-    shape, strides = [1] * ndim, [0] * ndim
-    start, low, high = const, 0, 0  # the index of the view's first element; the reach below and above it
-    for values, axis, coeff in terms:
-        n = shape[axis] = values.shape[axis]
-        strides[axis] = coeff * buf.itemsize
-        start += coeff * int(values.reshape(-1)[0]) if n else 0
-        low, high = low + min(0, coeff * (n - 1)), high + max(0, coeff * (n - 1))
+    shape, strides, start, low, high = _affine_view(buf, const, terms, ndim)
     if 0 in shape:
         return np.zeros(shape, buf.dtype)
-    low, high = start + low, start + high
     before, after = max(0, -low), max(0, high + 1 - buf.size)
     if not before and not after:
         view = np.lib.stride_tricks.as_strided(buf[start:], shape, strides, writeable=False)
@@ -62,17 +69,11 @@ def store_affine(buf: np.ndarray, const: int, terms: tuple[tuple[np.ndarray, int
     """``buf[const + sum(coefficient * axis value)] = value`` over this chunk's axes, where ``gate``: a store through a
     strided view of ``buf``.  The caller proved each point has an element of its own; one out of the buffer raises,
     as the interpreter's store would."""
-    shape, strides = [1] * ndim, [0] * ndim
-    start, low, high = const, 0, 0
-    for values, axis, coeff in terms:
-        n = shape[axis] = values.shape[axis]
-        strides[axis] = coeff * buf.itemsize
-        start += coeff * int(values.reshape(-1)[0]) if n else 0
-        low, high = low + min(0, coeff * (n - 1)), high + max(0, coeff * (n - 1))
+    shape, strides, start, low, high = _affine_view(buf, const, terms, ndim)
     if 0 in shape:
         return
-    if start + low < 0 or start + high >= buf.size:
-        raise IndexError(f"store at {start + low}..{start + high} into a buffer of {buf.size}")
+    if low < 0 or high >= buf.size:
+        raise IndexError(f"store at {low}..{high} into a buffer of {buf.size}")
     view = np.lib.stride_tricks.as_strided(buf[start:], shape, strides)
     if gate is True:
         np.copyto(view, value, casting="unsafe")

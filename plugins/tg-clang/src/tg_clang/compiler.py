@@ -139,35 +139,30 @@ def _run(argv: list[str], input: bytes | None = None) -> bytes:
     return early_exec(argv, input=input)
 
 
-def _compile_error(compiler: str, argv: list[str], exc: subprocess.CalledProcessError) -> CompileError:
-    stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
-    return CompileError(f"tg-clang: {os.path.basename(compiler)} failed (exit {exc.returncode}) on this kernel:\n"
-                        f"{stderr.strip()}\ncommand: {' '.join(argv)}")
+def _compile(argv: list[str], source: str, compiler: str) -> None:
+    """Run the compiler command ``argv`` on ``source`` (its standard input); a failure is a :class:`CompileError`
+    with the compiler's messages, a missing compiler a :class:`CompilerNotFoundError`."""
+    try:
+        _run(argv, input=source.encode())
+    except subprocess.CalledProcessError as exc:
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+        raise CompileError(f"tg-clang: {os.path.basename(compiler)} failed (exit {exc.returncode}) on this kernel:\n"
+                           f"{stderr.strip()}\ncommand: {' '.join(argv)}") from exc
+    except FileNotFoundError as exc:
+        raise CompilerNotFoundError(missing_compiler_message(compiler)) from exc
 
 
 def compile_to(source: str, output: Path, compiler: str, flags: tuple[str, ...]) -> None:
     """Compile ``source`` into the shared object ``output`` with one driver run (compile and link) in the
     early-exec helper."""
     options, libraries = linking.split_flags(flags)
-    argv = [compiler, *options, "-shared", "-x", "c", "-", "-o", str(output), *libraries]
-    try:
-        _run(argv, input=source.encode())
-    except subprocess.CalledProcessError as exc:
-        raise _compile_error(compiler, argv, exc) from exc
-    except FileNotFoundError as exc:
-        raise CompilerNotFoundError(missing_compiler_message(compiler)) from exc
+    _compile([compiler, *options, "-shared", "-x", "c", "-", "-o", str(output), *libraries], source, compiler)
 
 
 def compile_object(source: str, obj: Path, compiler: str, flags: tuple[str, ...]) -> None:
     """Compile ``source`` into the object file ``obj`` (``clang -c``: the driver compiles in its own process)."""
     options, _ = linking.split_flags(flags)
-    argv = [compiler, *options, "-c", "-x", "c", "-", "-o", str(obj)]
-    try:
-        _run(argv, input=source.encode())
-    except subprocess.CalledProcessError as exc:
-        raise _compile_error(compiler, argv, exc) from exc
-    except FileNotFoundError as exc:
-        raise CompilerNotFoundError(missing_compiler_message(compiler)) from exc
+    _compile([compiler, *options, "-c", "-x", "c", "-", "-o", str(obj)], source, compiler)
 
 
 def link_object(template: list[str], obj: Path, output: Path) -> bool:
