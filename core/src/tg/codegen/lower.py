@@ -155,10 +155,8 @@ class _Lowering:
             global_size, local_size = self._grouped_reduce(n_outputs, lanes)
         else:
             global_size, local_size = self._per_thread(n_outputs)
-        moved = out_dtype.itemsize * math.prod(self.kernel.output.shape) + sum(
-            inp.dtype.itemsize * math.prod(inp.shape) for inp in self.kernel.inputs)
         name = self.kernel.symbolic_name if self.symbolic else self.kernel.name
-        return LoweredKernel(name, b.uops, global_size, local_size, moved, self.launch_vars)
+        return LoweredKernel(name, b.uops, global_size, local_size, self.kernel.bytes_moved, self.launch_vars)
 
     # -- thread indexing --------------------------------------------------------------------------------------
 

@@ -225,12 +225,16 @@ def _exact_only(kernel: Kernel, key: tuple[object, ...], state: DeviceState, mod
         return True
     if state.kernels.get(sym) is not None:
         return False
+    return _first_size(state, sym, kernel)
+
+
+def _first_size(state: DeviceState, sym: tuple[object, ...], kernel: Kernel) -> bool:
+    """Whether ``kernel``'s outermost size is the first one its symbolic key ``sym`` met (recorded here if so)."""
     n = kernel.output.shape[symbolic_axis(kernel.output.shape)]
     first = state.symbolic_sizes.get(sym)
-    if first is None or first == n:
-        state.symbolic_sizes[sym] = n
-        return True
-    return False
+    if first is None:
+        state.symbolic_sizes[sym] = first = n
+    return first == n
 
 
 def _symbolic_ready(kernel: Kernel, key: tuple[object, ...], sym: tuple[object, ...], state: DeviceState,
@@ -246,9 +250,7 @@ def _symbolic_ready(kernel: Kernel, key: tuple[object, ...], sym: tuple[object, 
         return None
     base = state.kernels.get(sym)
     if base is None:
-        first = state.symbolic_sizes.get(sym)
-        if first is None or first == n:
-            state.symbolic_sizes[sym] = n
+        if _first_size(state, sym, kernel):
             return None
         try:
             program, lowered = render_program(kernel, state, symbolic=True)
@@ -263,7 +265,7 @@ def _symbolic_ready(kernel: Kernel, key: tuple[object, ...], sym: tuple[object, 
     if not 2 <= n <= base.bound:
         return None
     values = {"n0": n}
-    ready = ReadyKernel(base.program.resolved(values), base.binary, kernel.output.shape, _bytes_moved(kernel),
+    ready = ReadyKernel(base.program.resolved(values), base.binary, kernel.output.shape, kernel.bytes_moved,
                         values=values, verify=verify)
     state.kernels[key] = ready
     return ready
@@ -284,11 +286,6 @@ def _verify(kernel: Kernel, key: tuple[object, ...], state: DeviceState, out: Bu
         raise BackendError(f"TG_SYMBOLIC=verify: kernel {kernel.name} on backend '{state.backend.name}', built for "
                            f"every outermost size, differs from the kernel built for its shape {kernel.output.shape} "
                            f"(element {bad}: {got[bad]!r}, exact {want[bad]!r}); TG_SYMBOLIC=0 avoids it")
-
-
-def _bytes_moved(kernel: Kernel) -> int:
-    return kernel.output.dtype.itemsize * math.prod(kernel.output.shape) + sum(
-        inp.dtype.itemsize * math.prod(inp.shape) for inp in kernel.inputs)
 
 
 def build_program(kernel: Kernel, state: DeviceState) -> ReadyKernel:

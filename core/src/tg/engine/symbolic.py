@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tg.schedule.scheduler import Kernel
+from tg.schedule.scheduler import Kernel, symbolic_axis
 from tg.support.helpers import getenv
 
 MODES = ("0", "1", "verify")
@@ -75,8 +75,3 @@ def views_of(arg: tuple[Any, Any]) -> tuple[tuple[Any, ...], ...]:
     """The views (``ShapeTracker.key``) in a structure entry's arg of a load or a constant."""
     views: tuple[tuple[Any, ...], ...] = arg[1]
     return views
-
-
-def symbolic_axis(shape: tuple[int, ...]) -> int:
-    """The dimension of ``shape`` a symbolic kernel varies in: the outermost one whose size is not 1 (-1: none)."""
-    return next((i for i, s in enumerate(shape) if s != 1), -1)

@@ -98,8 +98,14 @@ class Kernel:
     def symbolic_name(self) -> str:
         """The name of the kernel built for every size of its outermost dimension: ``n`` stands for that size."""
         shape = self.output.shape
-        axis = next((i for i, s in enumerate(shape) if s != 1), 0)  # (tg.engine.symbolic.symbolic_axis)
+        axis = max(symbolic_axis(shape), 0)
         return "_".join([self._label(), *(str(s) for s in shape[:axis]), "n", *(str(s) for s in shape[axis + 1:])])
+
+    @property
+    def bytes_moved(self) -> int:
+        """Bytes the kernel reads and writes once each: its output and every input buffer, whole."""
+        return self.output.dtype.itemsize * math.prod(self.output.shape) + sum(
+            inp.dtype.itemsize * math.prod(inp.shape) for inp in self.inputs)
 
     def _label(self) -> str:
         # The op names in the order of their last appearance in a pre-order walk of the tree, reversed: that is the
@@ -376,6 +382,12 @@ class Scheduler:
             costs[id(x)] = 1 + sum(costs[id(s.base)] for s in x.srcs)
             stack.pop()
         return costs[id(b)]
+
+
+def symbolic_axis(shape: tuple[int, ...]) -> int:
+    """The dimension of ``shape`` a kernel built for every outermost size varies in: the outermost one whose size is
+    not 1 (-1: none; see :mod:`tg.engine.symbolic`)."""
+    return next((i for i, s in enumerate(shape) if s != 1), -1)
 
 
 def create_schedule(outs: list[LazyBuffer], fuses_rows: Callable[[str], bool] | None = None) -> list[ScheduleItem]:
