@@ -72,3 +72,20 @@ def test_a_row_of_an_aligned_tile_divides_by_its_period_without_the_row_offset()
         for r in (5, 9):
             assert evaluate(b.alu(Ops.IDIV, b.alu(Ops.ADD, b.alu(Ops.MUL, t, b.const(8, I32)), b.const(r, I32)),
                                   b.const(32, I32)), {"t": value}) == (8 * value + r) // 32
+
+
+def test_a_row_of_a_view_unravelled_by_a_multiple_of_its_length_drops_the_column() -> None:
+    """``(21*row + col + 1) // 525`` is ``row // 25`` and ``% 525`` is ``(row % 25)*21 + col + 1`` for col < 19: the
+    column's range (not only a constant) keeps the sum inside one row; with col < 21 it could cross, and stays."""
+    b = KernelBuilder()
+    row, col, wide = b.special("row", 2500), b.special("col", 19), b.special("wide", 21)
+    flat = b.alu(Ops.ADD, b.alu(Ops.ADD, b.alu(Ops.MUL, row, b.const(21, I32)), col), b.const(1, I32))
+    q, m = b.alu(Ops.IDIV, flat, b.const(525, I32)), b.alu(Ops.MOD, flat, b.const(525, I32))
+    assert q.op is Ops.IDIV and q.src[0] is row and q.src[1].arg == 25
+    crossing = b.alu(Ops.ADD, b.alu(Ops.ADD, b.alu(Ops.MUL, row, b.const(21, I32)), wide), b.const(1, I32))
+    assert b.alu(Ops.IDIV, crossing, b.const(525, I32)).src[0] is crossing
+    for r in (0, 24, 25, 1234, 2499):
+        for c in range(19):
+            want = 21 * r + c + 1
+            assert evaluate(q, {"row": r, "col": c}) == want // 525
+            assert evaluate(m, {"row": r, "col": c}) == want % 525

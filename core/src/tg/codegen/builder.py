@@ -253,20 +253,25 @@ class KernelBuilder:
 
     def _common_factor(self, op: Ops, terms: list[UOp], c: int, out: DType) -> UOp | None:
         """``(g*x + y) // c`` as ``x // (c/g)`` and ``(g*x + y) % c`` as ``(x % (c/g))*g + y``, where ``g`` (above 1)
-        divides ``c`` and every non-constant term, ``0 <= y < g`` is the constant part and ``x >= 0``: a row of a
-        register tile (``g*tile + r``) whose tile height divides the period of the index (None otherwise)."""
+        divides ``c`` and the coefficients of the terms of ``g*x``, ``y`` is the sum of the other terms, between 0
+        and ``g - 1`` by their ranges, and ``x >= 0``: a row of a register tile (``g*tile + r``) whose tile height
+        divides the period of the index, or a row of a view (``row*g + col``, ``col < g``) unravelled by a multiple of
+        its length (None otherwise)."""
         variable = [t for t in terms if not t.is_const]
-        y = sum(int(t.arg) for t in terms if t.is_const)
-        g = 0
-        for t in variable:
-            g = math.gcd(g, abs(_coefficient(t)))
-        if not variable or g < 2 or c % g or not 0 <= y < g:
-            return None
-        x = self._sum([self._rescaled(t, _coefficient(t) // g, out) for t in variable], out)
-        if op is Ops.IDIV:
-            return self.alu(Ops.IDIV, x, self.const(c // g, out))
-        return self.alu(Ops.ADD, self.alu(Ops.MUL, self.alu(Ops.MOD, x, self.const(c // g, out)), self.const(g, out)),
-                        self.const(y, out))
+        for g in sorted({math.gcd(abs(_coefficient(t)), c) for t in variable}, reverse=True):
+            if g < 2:
+                break
+            big = [t for t in variable if _coefficient(t) % g == 0]
+            small = [t for t in terms if t.is_const or _coefficient(t) % g]
+            if sum(t.vmin for t in small) < 0 or sum(t.vmax for t in small) >= g:
+                continue
+            x = self._sum([self._rescaled(t, _coefficient(t) // g, out) for t in big], out)
+            if op is Ops.IDIV:
+                return self.alu(Ops.IDIV, x, self.const(c // g, out))
+            y = self._sum(small, out)
+            return self.alu(Ops.ADD, self.alu(Ops.MUL, self.alu(Ops.MOD, x, self.const(c // g, out)),
+                                              self.const(g, out)), y)
+        return None
 
     def _rescaled(self, t: UOp, k: int, out: DType) -> UOp:
         """Term ``t`` (a constant, x*k0 or x) with its constant factor replaced by ``k``."""

@@ -1,0 +1,88 @@
+"""view_index over stacks of views: the index and validity it builds agree with the views' own arithmetic at every
+element, and a masked outer view (a pad or shrink of a reshaped, masked view: a strided convolution's input
+gradient) leaves its inner views no division or remainder but by the stride."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from test_index_simplify import evaluate
+from tg.codegen.builder import KernelBuilder
+from tg.codegen.indexing import view_index
+from tg.codegen.uops import Ops, UOp
+from tg.graph.shapetracker import ShapeTracker
+
+
+def reference(st: ShapeTracker, idx: tuple[int, ...]) -> int | None:
+    """The buffer element at ``idx`` by walking the views one by one (None where a mask hides it)."""
+    for view in reversed(st.views):
+        if view.mask is not None and any(not lo <= i < hi for i, (lo, hi) in zip(idx, view.mask)):
+            return None
+        flat = view.offset + sum(i * s for i, s in zip(idx, view.strides))
+        if view is st.views[0]:
+            return flat
+        inner = st.views[st.views.index(view) - 1].shape
+        idx = tuple((flat // max(1, _prod(inner[k + 1:]))) % inner[k] for k in range(len(inner)))
+    raise AssertionError("unreachable")
+
+
+def _prod(xs: tuple[int, ...]) -> int:
+    out = 1
+    for x in xs:
+        out *= x
+    return out
+
+
+def unstrided(n: int, c: int, o: int, stride: int, offset: int, length: int) -> ShapeTracker:
+    """(n, c, o) spread to positions offset, offset + stride, ... of a zero axis of ``length`` (conv.py's _unstride)."""
+    st = ShapeTracker.contiguous((n, c, o)).reshape((n, c, o, 1)).pad(((0, 0), (0, 0), (0, 0), (0, stride - 1)))
+    st = st.reshape((n, c, o * stride)).shrink(((0, n), (0, c), (0, stride * (o - 1) + 1)))
+    span = stride * (o - 1) + 1
+    return st.pad(((0, 0), (0, 0), (offset, length - offset - span)))
+
+
+def divisors(u: UOp) -> set[int]:
+    """The constants that ``u`` divides or takes a remainder by."""
+    seen, stack, out = set(), [u], set()
+    while stack:
+        x = stack.pop()
+        if id(x) not in seen:
+            seen.add(id(x))
+            if x.op in (Ops.IDIV, Ops.MOD):
+                out.add(x.src[1].arg)
+            stack.extend(x.src)
+    return out
+
+
+@pytest.mark.parametrize("stride,offset", [(2, 0), (2, 3), (3, 1), (1, 2)])
+def test_unstrided_gradient_view_index_is_exact_and_divides_only_by_the_stride(stride: int, offset: int) -> None:
+    n, c, o = 3, 4, 5
+    length = stride * (o - 1) + 1 + offset + 2
+    st = unstrided(n, c, o, stride, offset, length)
+    assert len(st.views) == (2 if stride > 1 else 1)
+    b = KernelBuilder()
+    idxs = [b.special(f"i{k}", s) for k, s in enumerate(st.shape)]
+    index, valid = view_index(b, st, idxs)
+    assert divisors(index) <= {stride}  # the position within a stride, not the rows of the inner view
+    for point in itertools.product(*(range(s) for s in st.shape)):
+        values = {f"i{k}": v for k, v in enumerate(point)}
+        want = reference(st, point)
+        assert bool(evaluate(valid, values)) == (want is not None), point
+        if want is not None:
+            assert evaluate(index, values) == want, point
+
+
+def test_masked_views_in_a_stack_index_like_their_reference() -> None:
+    """Pads, shrinks and flips around reshapes that do not merge: every valid element's index is the reference's."""
+    st = ShapeTracker.contiguous((4, 6)).pad(((1, 0), (0, 2))).reshape((5, 2, 4)).flip((2,))
+    st = st.shrink(((1, 5), (0, 2), (1, 4))).pad(((0, 1), (1, 0), (0, 0))).reshape((5, 9))
+    b = KernelBuilder()
+    idxs = [b.special(f"i{k}", s) for k, s in enumerate(st.shape)]
+    index, valid = view_index(b, st, idxs)
+    for point in itertools.product(*(range(s) for s in st.shape)):
+        values = {f"i{k}": v for k, v in enumerate(point)}
+        want = reference(st, point)
+        assert bool(evaluate(valid, values)) == (want is not None), point
+        if want is not None:
+            assert evaluate(index, values) == want, point
