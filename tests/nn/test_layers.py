@@ -69,14 +69,16 @@ def test_manual_seed_makes_initialisation_reproducible() -> None:
         np.testing.assert_array_equal(x, y)
 
 
-@pytest.mark.parametrize(("stride", "padding", "dilation"), [(1, 1, 1), (2, 0, 1), (1, 2, 2), (2, 1, 1)])
-def test_conv2d_forward_and_gradients_match_numpy(stride: int, padding: int, dilation: int) -> None:
+@pytest.mark.parametrize(("stride", "padding", "dilation", "batch"),
+                         [(1, 1, 1, 2), (2, 0, 1, 2), (1, 2, 2, 2), (2, 1, 1, 2), (2, 1, 1, 6), (1, 1, 1, 9)])
+def test_conv2d_forward_and_gradients_match_numpy(stride: int, padding: int, dilation: int, batch: int) -> None:
+    """Batches 6 and 9 reduce the weight's gradient by groups of images (2 of 3, 3 of 3), batch 2 by flat rows."""
     Tensor.manual_seed(1)
     conv = nn.Conv2d(3, 4, 3, stride=stride, padding=padding, dilation=dilation)
     bound = 1 / math.sqrt(3 * 3 * 3)
     assert conv.weight.shape == (4, 3, 3, 3) and np.abs(conv.weight.numpy()).max() <= bound
     rng = np.random.default_rng(2)
-    x_np = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
+    x_np = rng.standard_normal((batch, 3, 7, 6)).astype(np.float32)
     w_np = conv.weight.numpy()
     assert conv.bias is not None
     b_np = conv.bias.numpy()

@@ -1,12 +1,14 @@
 """Conv2d, computed as one matrix product over image patches (im2col), laid out for fast gradients.
 
-The patches of every output position are gathered into a buffer of shape (N*OH*OW, C*KH*KW); the
-output is that matrix times the flattened weight.  The patches are one autograd node (``_Patches``): a copy of
-``Tensor._pool``'s movement-only window view going forward, the sum of the taps' spread-out gradients going back
-(kh*kw slices and a stack built ~140 nodes per layer; measured against ``Tensor.conv2d``'s single reduction,
-this path is faster on clang and numpy for the MNIST-1D and digits CNNs).
-The weight's gradient is a sum over all N*OH*OW positions: it is split into two reductions of about
-sqrt(N*OH*OW) terms each (by broadcasting the weight in two steps), because a backend that loops over a
+The patches of every output position are gathered into a buffer of shape (N*OH*OW, KH*KW*C), tap-major: each
+row is KH*KW runs of the C channels, so that the gather's innermost dim is long (C) and the padding masks depend
+only on the row and the tap (a channel-minor layout made a CPU gather divide every element's index by KH*KW);
+the output is that matrix times the weight flattened in the same order.  The patches are one autograd node
+(``_Patches``): a copy of ``Tensor._pool``'s movement-only window view going forward, the sum of the taps'
+spread-out gradients going back (kh*kw slices and a stack built ~140 nodes per layer; measured against
+``Tensor.conv2d``'s single reduction, this path is faster on clang and numpy for the MNIST-1D and digits CNNs).
+The product is one autograd node too (``_PatchProduct``): the weight's gradient is a sum over all N*OH*OW
+positions, split into two reductions (a group of images, then the groups), because a backend that loops over a
 reduction serially (numpy, emulators) would otherwise walk thousands of terms for each of a few outputs.
 Grouped convolutions use ``Tensor.conv2d``.
 """
@@ -22,6 +24,7 @@ from tg.graph.lazy import LazyBuffer
 from tg.nn import init
 from tg.nn.grad import materialize_grad
 from tg.nn.module import Module
+from tg.support.dtype import dtypes
 from tg.support.ops import Ops
 
 
@@ -54,7 +57,7 @@ def _unstride(g: LazyBuffer, axis: int, stride: int, offset: int, length: int) -
 
 
 class _Patches(Function):
-    """(N, C, H, W) -> (N, OH, OW, C, KH*KW), one autograd node: forward copies a movement-only window view
+    """(N, C, H, W) -> (N, OH, OW, KH*KW, C), one autograd node: forward copies a movement-only window view
     (``Tensor._pool``) of the zero-padded input; backward adds each tap's gradient, spread back to the input
     positions it was read from (one fused elementwise kernel, as the gradient of kh*kw slices would be)."""
 
@@ -68,7 +71,7 @@ class _Patches(Function):
         if ph or pw:
             xp = xp.pad(((0, 0), (0, 0), (ph, ph), (pw, pw)))
         windows = xp._pool(kernel, stride, dilation)  # (N, C, OH, OW, KH, KW), a view
-        return windows.permute(0, 2, 3, 1, 4, 5).reshape(n, oh, ow, c, kh * kw).lazydata.contiguous()
+        return windows.permute(0, 2, 3, 4, 5, 1).reshape(n, oh, ow, kh * kw, c).lazydata.contiguous()
 
     def backward(self, grad: LazyBuffer) -> LazyBuffer:
         (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = self.args
@@ -77,7 +80,7 @@ class _Patches(Function):
         for i in range(kh):
             for j in range(kw):
                 t = i * kw + j
-                tap = grad.shrink(((0, n), (0, oh), (0, ow), (0, c), (t, t + 1))).reshape((n, oh, ow, c))
+                tap = grad.shrink(((0, n), (0, oh), (0, ow), (t, t + 1), (0, c))).reshape((n, oh, ow, c))
                 tap = _unstride(_unstride(tap.permute((0, 3, 1, 2)), 2, sh, i * dh, h + 2 * ph), 3, sw, j * dw,
                                 w + 2 * pw)
                 total = tap if total is None else total.alu(Ops.ADD, tap)
@@ -87,7 +90,7 @@ class _Patches(Function):
 
 def patches(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
             dilation: tuple[int, int]) -> Tensor:
-    """(N, C, H, W) -> (N, OH, OW, C, KH*KW): the input window of every output position."""
+    """(N, C, H, W) -> (N, OH, OW, KH*KW, C): the input window of every output position, tap by tap."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     h, w = x.shape[2:]
     oh, ow = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
@@ -108,6 +111,68 @@ def matmul_rows(rows: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     if bias is not None:
         out = out + bias.reshape(1, 1, o).expand(a, 1, o)
     return materialize_grad(out).reshape(m, o)
+
+
+def _sum(x: LazyBuffer, axes: tuple[int, ...]) -> LazyBuffer:
+    """``x`` summed over ``axes`` (float16 accumulated in float32, as ``Tensor.sum`` does)."""
+    if x.dtype == dtypes.float16:
+        return x.cast(dtypes.float32).reduce(Ops.ADD, axes).cast(dtypes.float16)
+    return x.reduce(Ops.ADD, axes)
+
+
+class _PatchProduct(Function):
+    """(N, OH, OW, K) patches times the (O, K) weight, transposed -> (N*OH*OW, O), one autograd node.
+
+    Going back, the patches' gradient is the output gradient times the weight over flat rows, and the weight's is
+    a sum over all rows in two stages split along the batch (``a`` groups of N/a images, see :func:`_split`): the
+    first reduces a group's images and output positions as loops of their own, so that an output gradient laid out
+    (N, O, OH, OW) is read without dividing a flat row index by OW at every step (a batch without such a divisor
+    splits the flat rows instead)."""
+
+    def forward(self, x: LazyBuffer, w: LazyBuffer) -> LazyBuffer:
+        self.x, self.w = x, w
+        n, oh, ow, k = x.shape
+        m, o = n * oh * ow, w.shape[0]
+        full = (m, o, k)
+        return _sum(x.reshape((m, 1, k)).expand(full).alu(Ops.MUL, w.reshape((1, o, k)).expand(full)),
+                    (2,)).reshape((m, o))
+
+    def backward(self, grad: LazyBuffer) -> tuple[LazyBuffer | None, LazyBuffer | None]:
+        x, w = self.x, self.w
+        n, oh, ow, k = x.shape
+        m, o = n * oh * ow, w.shape[0]
+        dx = dw = None
+        if self.needs_input_grad[0]:
+            full = (m, o, k)
+            dx = _sum(grad.reshape((m, o, 1)).expand(full).alu(Ops.MUL, w.reshape((1, o, k)).expand(full)),
+                      (1,)).reshape(x.shape)
+        if self.needs_input_grad[1]:
+            a = _split(n)
+            groups = (a, n // a, oh, ow) if a > 1 else (_split(m), m // _split(m))
+            inner = tuple(range(1, len(groups)))
+            if k >= o:  # the patches' columns innermost: what a row of the partial sums reads is contiguous
+                full = (*groups, o, k)
+                g = grad.reshape((*groups, o, 1)).expand(full)
+                partial = _sum(g.alu(Ops.MUL, x.reshape((*groups, 1, k)).expand(full)), inner)
+                dw = _sum(partial, (0,)).reshape((o, k))
+            else:  # few columns (a first layer's C*KH*KW): the output channels innermost, as long rows
+                full = (*groups, k, o)
+                g = grad.reshape((*groups, 1, o)).expand(full)
+                partial = _sum(g.alu(Ops.MUL, x.reshape((*groups, k, 1)).expand(full)), inner)
+                dw = _sum(partial, (0,)).reshape((k, o)).permute((1, 0))
+        return dx, dw
+
+
+def matmul_patches(cols: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """(N, OH, OW, K) patches times the (O, K) weight, transposed, plus bias -> (N, OH, OW, O)."""
+    n, oh, ow, _ = cols.shape
+    o = weight.shape[0]
+    out = _PatchProduct.apply(cols, weight)
+    m = n * oh * ow
+    if bias is not None:  # its gradient sums over a groups of m/a rows, then over the groups
+        a = _split(m)
+        out = (out.reshape(a, m // a, o) + bias.reshape(1, 1, o).expand(a, 1, o)).reshape(m, o)
+    return materialize_grad(out).reshape(n, oh, ow, o)
 
 
 class Conv2d(Module):
@@ -143,10 +208,9 @@ class Conv2d(Module):
         if self.groups != 1:
             return x.conv2d(self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups)
         cols = patches(x, self.kernel_size, self.stride, (top, left), self.dilation)
-        n, oh, ow = cols.shape[:3]
-        rows = cols.reshape(n * oh * ow, -1)
-        out = matmul_rows(rows, self.weight.reshape(self.out_channels, -1), self.bias)
-        return out.reshape(n, oh, ow, self.out_channels).permute(0, 3, 1, 2)
+        weight = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)  # (O, KH*KW*C), as the patches
+        out = matmul_patches(cols.reshape(*cols.shape[:3], -1), weight, self.bias)
+        return out.permute(0, 3, 1, 2)
 
     def _padding_amounts(self, padding: Any) -> tuple[int, int, int, int]:
         if padding == "valid":
