@@ -5,15 +5,17 @@ tg-clang declares two launch dimensions, so core keeps the output's shape (``gid
 lanes and work units of blocks of them, and replays the micro-ops as one micro-tile; this module chooses R, G and
 the orientation, renders each micro-tile with the lane renderer (:mod:`tg_clang.spmd`: what the G lanes share
 becomes scalar, the rest SIMD across lanes), and writes the C loops over tiles and units.  The columns past the
-last full gang, and kernels the lane renderer cannot take, run the scalar rendering.
+last full gang run as one more gang whose lanes past the row are masked (:class:`MaskedReplay`), in tiles as tall
+as the full ones, where the cost estimate puts that below the scalar rendering of those columns; kernels the lane
+renderer cannot take run the scalar rendering.
 
 What it adds to core's pass: *packing* — values that every row of a tile reads in its loop (a matmul's B panel)
 are copied once per column gang into a contiguous stack buffer (no cache-set conflicts at power-of-two strides,
 and the panel stays in L1/L2 while the rows change); the choice between core's two orientations by a cost
 estimate of the rendered micro-tiles; and the gang width.  R is at most the configured rows (6); G is the
 configured lanes (16), halved (down to 4) for kernels with fewer threads than a gang or whose
-rows a narrower gang covers with clearly less left to the scalar tail (rows of 25: 24 columns in gangs of 8, not 16
-in one gang of 16 and 9 scalar), and up to 4 times wider
+rows a narrower gang covers at a clearly lower estimate, tail included (rows of 19 in gangs of 4 and 3 scalar columns
+or one gang of 16 and a masked one), and up to 4 times wider
 for kernels with loops whose tiles have at most half the configured rows and run all SIMD (a reduction down the
 rows into one row of outputs: each register of the wide gang then accumulates on its own, instead of every add
 waiting for the one before).  Full-height tiles double their gang where the CPU has the registers (AVX-512: a 6x32
@@ -155,6 +157,45 @@ class PackingReplay(TileReplay):
         return pb.uops
 
 
+class MaskedReplay(PackingReplay):
+    """Rows of the last, partial gang of the rows (columns ``col0 .. row_len - 1`` of ``col0 .. col0 + G - 1``): core's
+    replay with every load and store whose address depends on the lane gated by ``col < row_len``.
+
+    ``col0`` is declared up to the last gang's start, so that no simplification assumes a lane in range.  A lane past
+    the row computes garbage that nothing reads or writes: a load whose address does not depend on the lane is the
+    one the first lane (always in the row) makes, and stays ungated.  Where the launch's rows are the tiling's, the
+    launch indices are the column and the row themselves (right for every lane in the row), not a division of a flat
+    index that the widened column range would keep.  Its packed panels (:class:`PackingReplay`) are the gang's own,
+    copied by loads gated the same way."""
+
+    def __init__(self, t: Tiling, rows: int, packs: dict[int, Pack] | None = None, find_packs: bool = False):
+        super().__init__(dataclasses.replace(t, full_cols=t.full_cols + t.lanes), rows, packs, find_packs)
+        _, col = self.coords[0]
+        self.lane_ok = self.b.alu(Ops.CMPLT, col, self.b.const(t.row_len, dtypes.int32))
+
+    def _gate(self, index: UOp, gate: UOp | None) -> UOp | None:
+        if id(self.lane) not in dependencies(index):
+            return gate
+        return self.lane_ok if gate is None else self.b.alu(Ops.AND, gate, self.lane_ok)
+
+    def _replay(self, u: UOp, src: tuple[UOp, ...], row: UOp, col: UOp) -> UOp:
+        b, t = self.b, self.t
+        if u.op is Ops.SPECIAL and t.grid_cols == t.row_len and t.n_rows > 1:
+            return col if u.arg[0] == "gidx0" else row
+        if u.op is Ops.LOAD:
+            gate = self._gate(src[1], src[2] if len(src) > 2 else None)
+            if gate is not None:
+                assert isinstance(u.dtype, DType)
+                alt = src[3] if len(src) > 3 else b.const(0, u.dtype)
+                src = (src[0], src[1], gate, alt)
+            return self._load(u, src)
+        if u.op is Ops.STORE:
+            gate = self._gate(src[1], src[3] if len(src) > 3 else None)
+            b.store(src[0], src[1], src[2], gate)
+            return src[2]
+        return super()._replay(u, src, row, col)
+
+
 #: Outputs of at least this many bytes are written with non-temporal stores by kernels without loops.
 STREAM_BYTES = 8 << 20
 
@@ -204,6 +245,51 @@ def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int, aligned: bo
         out += [f"static inline __attribute__((always_inline)) void {name}_tile{rows_here}({sig}, int32_t row0, "
                 f"int32_t col0{pk_params}) {{", *body, "}"]
     return out, packs, cost, lane_by_lane
+
+
+def _render_masked(name: str, uops: list[UOp], t: Tiling, lanes: int) -> tuple[list[str], list[Pack], float]:
+    """The C functions of micro-tiles of the last, partial gang of the rows (:class:`MaskedReplay`; as tall as the
+    full tiles, the remainder, and one row: ``NAME_tileM<rows>``) and of its packs (``NAME_packM<index>``), the packs,
+    and the tiles' estimated cost per row; none (cost infinite) for a tiling without such a gang or with lanes down
+    the rows."""
+    if t.transposed or t.full_cols >= t.row_len:
+        return [], [], math.inf
+    wide = MaskedReplay(t, t.rows, find_packs=t.block_rows >= 2 * t.rows)
+    tiles = [(t.rows, wide.build(uops))]
+    for rows in sorted({t.remainder, 1} - {0, t.rows}, reverse=True):
+        tiles.append((rows, MaskedReplay(t, rows, packs=wide.packs).build(uops)))
+    packs = sorted(wide.packs.values(), key=lambda p: p.index)
+    sig = ", ".join(kernel_params(uops))
+    pk_params = "".join(f", const {storage_type(p.dtype)} *restrict pk{p.index}" for p in packs)
+    out, cost = [], math.inf
+    for p in packs:
+        body = LaneRenderer(p.source, lanes, {"col0": "col0"}).render()
+        out += [f"static void {name}_packM{p.index}({sig}, int32_t col0, {storage_type(p.dtype)} *restrict "
+                f"pk{p.index}) {{", *body, "}"]
+    for rows, tile_uops in tiles:
+        renderer = LaneRenderer(tile_uops, lanes, {"row0": "row0", "col0": "col0"})
+        body = renderer.render()
+        if rows == t.rows:
+            cost = tile_cost(renderer, tile_uops, rows * lanes) * lanes
+        out += [f"static inline __attribute__((always_inline)) void {name}_tileM{rows}({sig}, int32_t row0, "
+                f"int32_t col0{pk_params}) {{", *body, "}"]
+    return out, packs, cost
+
+
+def _masked_loop(name: str, args: str, t: Tiling, last_block: int, packs: list[Pack]) -> list[str]:
+    """The rows of a work unit's share of the last, partial gang: its packs, then micro-tiles as tall as the full
+    ones."""
+    pk_args = "".join(f", pkM{p.index}" for p in packs)
+    call = f"({args}, row0, {t.full_cols}{pk_args});"
+    out = [f"    if (cb == {last_block}) {{"]
+    out += [f"      {name}_packM{p.index}({args}, {t.full_cols}, pkM{p.index});" for p in packs]
+    out.append("      int32_t row0 = r_lo;")
+    if t.rows > 1:
+        out.append(f"      for (; row0 + {t.rows} <= r_hi; row0 += {t.rows}) {name}_tileM{t.rows}{call}")
+    if t.remainder > 1:
+        out.append(f"      if (row0 + {t.remainder} <= r_hi) {{ {name}_tileM{t.remainder}{call[:-1]}; "
+                   f"row0 += {t.remainder}; }}")
+    return [*out, f"      for (; row0 < r_hi; row0++) {name}_tileM1{call}", "    }"]
 
 
 #: How many times wider than configured a gang of a kernel with loops and few rows per tile may get: each of its
@@ -299,10 +385,12 @@ def aligned_rows(uops: list[UOp], grid: tuple[int, ...], lanes: int) -> int:
     return next((h for h in range(min(period, most), 1, -1) if period % h == 0), 0)
 
 
-def _with_tail(t: Tiling, tile_cost_per_output: float, uops: list[UOp]) -> float:
+def _with_tail(t: Tiling, tile_cost_per_output: float, uops: list[UOp], masked_row: float = math.inf) -> float:
     """Estimated instructions of a whole non-transposed launch: the micro-tiles over the full gangs of columns, and
-    the scalar rendering (one instruction per op of a thread) over the columns past the last full gang."""
-    return t.n_rows * (t.full_cols * tile_cost_per_output + (t.row_len - t.full_cols) * thread_cost(uops))
+    over the columns past the last full gang the cheaper of the scalar rendering (one instruction per op of a
+    thread) and a masked gang (``masked_row`` per row)."""
+    return t.n_rows * (t.full_cols * tile_cost_per_output + min((t.row_len - t.full_cols) * thread_cost(uops),
+                                                                 masked_row))
 
 
 def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None:
@@ -333,17 +421,18 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
         return None
     gang = lanes
     functions, packs, cost, lane_by_lane = _render_tiles(name, uops, t, lanes, stream=not symbolic)
-    if t.full_cols < t.row_len:  # a scalar column tail: a narrower gang may leave less of the row to it
-        total = _with_tail(t, cost, uops)
+    if t.full_cols < t.row_len:  # a column tail: a narrower gang may leave less of the row to it
+        total = _with_tail(t, cost, uops, math.inf if symbolic else _render_masked(name, uops, t, lanes)[2])
         narrower = lanes // 2
         while narrower >= MIN_LANES:
             n = choose_tiling(uops, grid, narrower, rows)
             fits = n is not None and not (symbolic and (n.row_len != grid[0] or n.transposed))
             if n is not None and fits and n.full_cols > t.full_cols:
                 rendered = _render_tiles(name, uops, n, narrower, stream=not symbolic)
-                if _with_tail(n, rendered[2], uops) < 0.85 * total:
+                masked_row = math.inf if symbolic else _render_masked(name, uops, n, narrower)[2]
+                if _with_tail(n, rendered[2], uops, masked_row) < 0.85 * total:
                     t, lanes, gang, (functions, packs, cost, lane_by_lane) = n, narrower, narrower, rendered
-                    total = _with_tail(t, cost, uops)
+                    total = _with_tail(t, cost, uops, masked_row)
             narrower //= 2
     if t.rows * 2 <= rows and not lane_by_lane and has_loops(uops):
         # few rows per tile and all SIMD: wider gangs, whose registers accumulate side by side instead of in a chain
@@ -400,7 +489,12 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
         full_rows = f"({size.var} * {size.scale})"
         launch_vars = ((0, SymbolicSize(size.var, size.scale, t.block_rows, math.ceil(t.full_cols / t.block_cols))),)
     col_tail = t.full_cols < t.row_len
-    if row_tail or col_tail:
+    masked, masked_packs, masked_row = ([], [], math.inf) if symbolic else _render_masked(name, uops, t, lanes)
+    if col_tail and masked_row < (t.row_len - t.full_cols) * thread_cost(uops):
+        out += masked
+    else:
+        masked, masked_packs = [], []
+    if row_tail or (col_tail and not masked):
         if len(grid) == 1:
             decls, phases = ScalarRenderer(uops, {"gidx0": "gidx0"}).render()
             head = [f"static void {name}_thread({sig}, int32_t gidx0) {{"]
@@ -414,6 +508,8 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
     n_col_blocks = math.ceil(t.full_cols / t.block_cols)
     out += [f"void {name}({sig}, int32_t start, int32_t end) {{"]
     out += [f"  {storage_type(p.dtype)} pk{p.index}[{p.elements}] __attribute__((aligned(64)));" for p in packs]
+    out += [f"  {storage_type(p.dtype)} pkM{p.index}[{p.elements}] __attribute__((aligned(64)));"
+            for p in masked_packs]
     out += ["  for (int32_t u = start; u < end; u++) {",
             f"    int32_t rb = u / {n_col_blocks}, cb = u % {n_col_blocks};",
             f"    int32_t r_lo = rb * {t.block_rows}, r_hi = r_lo + {t.block_rows} < {full_rows} ? "
@@ -427,7 +523,9 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
                     f"      for (int32_t c = c_lo; c < c_hi; c++) {name}_thread({args}, row * {t.row_len} + c);"]
     else:  # R rows by G columns: column gangs outside (their packed panel stays in cache), rows inside
         out += _gang_loops(name, args, pk_args, packs, t, lanes, ("col0", "c_lo", "c_hi"), ("row0", "r_lo", "r_hi"))
-    if col_tail:
+    if masked:
+        out += _masked_loop(name, args, t, n_col_blocks - 1, masked_packs)
+    elif col_tail:
         out += [f"    if (cb == {n_col_blocks - 1}) for (int32_t row = r_lo; row < r_hi; row++)",
                 f"      for (int32_t c = {t.full_cols}; c < {t.row_len}; c++) {name}_thread({args}, row * "
                 f"{t.row_len} + c);"]
