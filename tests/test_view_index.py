@@ -55,34 +55,33 @@ def divisors(u: UOp) -> set[int]:
     return out
 
 
+def indexed_like_reference(st: ShapeTracker) -> UOp:
+    """view_index's index of ``st`` (over one launch index per dim), after checking its index and validity against
+    :func:`reference` at every element."""
+    b = KernelBuilder()
+    idxs = [b.special(f"i{k}", s) for k, s in enumerate(st.shape)]
+    index, valid = view_index(b, st, idxs)
+    for point in itertools.product(*(range(s) for s in st.shape)):
+        values = {f"i{k}": v for k, v in enumerate(point)}
+        want = reference(st, point)
+        assert bool(evaluate(valid, values)) == (want is not None), point
+        if want is not None:
+            assert evaluate(index, values) == want, point
+    return index
+
+
 @pytest.mark.parametrize("stride,offset", [(2, 0), (2, 3), (3, 1), (1, 2)])
 def test_unstrided_gradient_view_index_is_exact_and_divides_only_by_the_stride(stride: int, offset: int) -> None:
     n, c, o = 3, 4, 5
     length = stride * (o - 1) + 1 + offset + 2
     st = unstrided(n, c, o, stride, offset, length)
     assert len(st.views) == (2 if stride > 1 else 1)
-    b = KernelBuilder()
-    idxs = [b.special(f"i{k}", s) for k, s in enumerate(st.shape)]
-    index, valid = view_index(b, st, idxs)
+    index = indexed_like_reference(st)
     assert divisors(index) <= {stride}  # the position within a stride, not the rows of the inner view
-    for point in itertools.product(*(range(s) for s in st.shape)):
-        values = {f"i{k}": v for k, v in enumerate(point)}
-        want = reference(st, point)
-        assert bool(evaluate(valid, values)) == (want is not None), point
-        if want is not None:
-            assert evaluate(index, values) == want, point
 
 
 def test_masked_views_in_a_stack_index_like_their_reference() -> None:
     """Pads, shrinks and flips around reshapes that do not merge: every valid element's index is the reference's."""
     st = ShapeTracker.contiguous((4, 6)).pad(((1, 0), (0, 2))).reshape((5, 2, 4)).flip((2,))
     st = st.shrink(((1, 5), (0, 2), (1, 4))).pad(((0, 1), (1, 0), (0, 0))).reshape((5, 9))
-    b = KernelBuilder()
-    idxs = [b.special(f"i{k}", s) for k, s in enumerate(st.shape)]
-    index, valid = view_index(b, st, idxs)
-    for point in itertools.product(*(range(s) for s in st.shape)):
-        values = {f"i{k}": v for k, v in enumerate(point)}
-        want = reference(st, point)
-        assert bool(evaluate(valid, values)) == (want is not None), point
-        if want is not None:
-            assert evaluate(index, values) == want, point
+    indexed_like_reference(st)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+from tg import Tensor
 from tg.codegen.builder import KernelBuilder
 from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.uops import Ops
@@ -31,3 +34,14 @@ def run_fill(runtime: object, program: Program, n: int = 64) -> np.ndarray:
     out = np.empty(n, np.float32)
     runtime.copyout(out.data.cast("B"), buf)
     return out
+
+
+def matches_numpy(graph: Callable[[list[Tensor]], Tensor], arrays: list[np.ndarray], rtol: float = 1e-4) -> None:
+    """``graph`` of ``arrays`` on clang equals (integers, bools) or is close to (floats) the same on numpy."""
+    want = graph([Tensor(a, device="numpy") for a in arrays]).numpy()
+    got = graph([Tensor(a, device="clang") for a in arrays]).numpy()
+    assert got.dtype == want.dtype and got.shape == want.shape
+    if got.dtype.kind in "biu":
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from tg import Tensor
+from clang_helpers import matches_numpy
 from tg.codegen.tiles import UNITS_TARGET, Tiling
 from tg_clang import tiling
 
@@ -28,16 +28,6 @@ def _new_strategies(fn: Callable[[], None]) -> dict[str, str]:
     return {p.name: p.strategy for key, p in device_state("clang").binaries.items() if key not in before}
 
 
-def _check(graph: Callable[[list[Tensor]], Tensor], arrays: list[np.ndarray], rtol: float = 1e-4) -> None:
-    want = graph([Tensor(a, device="numpy") for a in arrays]).numpy()
-    got = graph([Tensor(a, device="clang") for a in arrays]).numpy()
-    assert got.dtype == want.dtype and got.shape == want.shape
-    if got.dtype.kind in "biu":
-        np.testing.assert_array_equal(got, want)
-    else:
-        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
-
-
 @pytest.mark.parametrize(("register_bytes", "strategy"), [(64, "tiled6x32"), (32, "tiled6x16")])
 def test_matmul_gang_doubles_only_with_avx512_registers(monkeypatch: pytest.MonkeyPatch, register_bytes: int,
                                                         strategy: str) -> None:
@@ -46,7 +36,7 @@ def test_matmul_gang_doubles_only_with_avx512_registers(monkeypatch: pytest.Monk
     monkeypatch.setattr(tiling, "_register_bytes", lambda: register_bytes)
     m = 60 + register_bytes // 32  # a shape of its own per case
     a, b = rng.standard_normal((m, 700)).astype("float32"), rng.standard_normal((700, 96)).astype("float32")
-    new = _new_strategies(lambda: _check(lambda t: t[0] @ t[1], [a, b]))
+    new = _new_strategies(lambda: matches_numpy(lambda t: t[0] @ t[1], [a, b]))
     assert strategy in new.values(), new
 
 
@@ -54,7 +44,7 @@ def test_small_panel_keeps_the_narrow_gang(monkeypatch: pytest.MonkeyPatch) -> N
     """K=256 float32: the 16-lane panel (16 KB) fits L1; doubling the gang would push it out."""
     monkeypatch.setattr(tiling, "_register_bytes", lambda: 64)
     a, b = rng.standard_normal((66, 256)).astype("float32"), rng.standard_normal((256, 64)).astype("float32")
-    new = _new_strategies(lambda: _check(lambda t: t[0] @ t[1], [a, b]))
+    new = _new_strategies(lambda: matches_numpy(lambda t: t[0] @ t[1], [a, b]))
     assert "tiled6x16" in new.values(), new
 
 
@@ -86,14 +76,14 @@ def test_wide_tiles_at_awkward_sizes(monkeypatch: pytest.MonkeyPatch, a_shape: t
                                      b_shape: tuple[int, ...]) -> None:
     monkeypatch.setattr(tiling, "_register_bytes", lambda: 64)
     a, b = rng.standard_normal(a_shape).astype("float32"), rng.standard_normal(b_shape).astype("float32")
-    _check(lambda t: t[0] @ t[1], [a, b], rtol=1e-4)
+    matches_numpy(lambda t: t[0] @ t[1], [a, b], rtol=1e-4)
 
 
 def test_wide_tiles_transposed_operands(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tiling, "_register_bytes", lambda: 64)
     a, b = rng.standard_normal((610, 67)).astype("float32"), rng.standard_normal((99, 610)).astype("float32")
-    _check(lambda t: t[0].T @ t[1].T, [a, b], rtol=1e-4)
-    _check(lambda t: (t[1] @ t[0]).T, [a, b], rtol=1e-4)
+    matches_numpy(lambda t: t[0].T @ t[1].T, [a, b], rtol=1e-4)
+    matches_numpy(lambda t: (t[1] @ t[0]).T, [a, b], rtol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float16", "int32"])
@@ -103,7 +93,7 @@ def test_wide_tiles_other_dtypes(monkeypatch: pytest.MonkeyPatch, dtype: str) ->
         a, b = rng.integers(-50, 50, (45, 620)).astype(dtype), rng.integers(-50, 50, (620, 70)).astype(dtype)
     else:
         a, b = rng.standard_normal((45, 620)).astype(dtype), rng.standard_normal((620, 70)).astype(dtype)
-    _check(lambda t: t[0] @ t[1], [a, b], rtol={"float64": 1e-10, "float16": 5e-2}.get(dtype, 0.0))
+    matches_numpy(lambda t: t[0] @ t[1], [a, b], rtol={"float64": 1e-10, "float16": 5e-2}.get(dtype, 0.0))
 
 
 def test_gang_stays_narrow_where_the_wide_panel_would_not_pack(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,7 +101,7 @@ def test_gang_stays_narrow_where_the_wide_panel_would_not_pack(monkeypatch: pyte
     B down its stride in every tile; the gang stays 16 lanes."""
     monkeypatch.setattr(tiling, "_register_bytes", lambda: 64)
     a, b = rng.standard_normal((48, 2500)).astype("float32"), rng.standard_normal((2500, 64)).astype("float32")
-    new = _new_strategies(lambda: _check(lambda t: t[0] @ t[1], [a, b], rtol=2e-4))
+    new = _new_strategies(lambda: matches_numpy(lambda t: t[0] @ t[1], [a, b], rtol=2e-4))
     assert "tiled6x16" in new.values(), new
 
 
@@ -120,12 +110,12 @@ def test_rows_of_25_keep_the_full_gang_with_a_masked_tail() -> None:
     the full ones (2x faster than gangs of 8 with one scalar column, which were 4.5x faster than a scalar tail of
     9).  The results match numpy's."""
     a, b = rng.standard_normal((902, 125)).astype("float32"), rng.standard_normal((125, 25)).astype("float32")
-    new = _new_strategies(lambda: _check(lambda t: t[0] @ t[1], [a, b]))
+    new = _new_strategies(lambda: matches_numpy(lambda t: t[0] @ t[1], [a, b]))
     assert "tiled6x16" in new.values(), new
 
 
 def test_rows_of_19_keep_the_full_gang() -> None:
     """N=19: gangs of 8 would still leave 3 columns to the tail, as one gang of 16 does; the full gang stays."""
     a, b = rng.standard_normal((903, 125)).astype("float32"), rng.standard_normal((125, 19)).astype("float32")
-    new = _new_strategies(lambda: _check(lambda t: t[0] @ t[1], [a, b]))
+    new = _new_strategies(lambda: matches_numpy(lambda t: t[0] @ t[1], [a, b]))
     assert "tiled6x16" in new.values(), new
