@@ -159,7 +159,7 @@ class PackingReplay(TileReplay):
 
 class MaskedReplay(PackingReplay):
     """Rows of the last, partial gang of the rows (columns ``col0 .. row_len - 1`` of ``col0 .. col0 + G - 1``): core's
-    replay with every load and store whose address depends on the lane gated by ``col < row_len``.
+    replay with every store, and every load whose address depends on the lane, gated by ``col < row_len``.
 
     ``col0`` is declared up to the last gang's start, so that no simplification assumes a lane in range.  A lane past
     the row computes garbage that nothing reads or writes: a load whose address does not depend on the lane is the
@@ -173,8 +173,9 @@ class MaskedReplay(PackingReplay):
         _, col = self.coords[0]
         self.lane_ok = self.b.alu(Ops.CMPLT, col, self.b.const(t.row_len, dtypes.int32))
 
-    def _gate(self, index: UOp, gate: UOp | None) -> UOp | None:
-        if id(self.lane) not in dependencies(index):
+    def _gate(self, index: UOp | None, gate: UOp | None) -> UOp | None:
+        """``gate`` and the lane's being in the row, unless ``index`` (an address) does not depend on the lane."""
+        if index is not None and id(self.lane) not in dependencies(index):
             return gate
         return self.lane_ok if gate is None else self.b.alu(Ops.AND, gate, self.lane_ok)
 
@@ -190,8 +191,7 @@ class MaskedReplay(PackingReplay):
                 src = (src[0], src[1], gate, alt)
             return self._load(u, src)
         if u.op is Ops.STORE:
-            gate = self._gate(src[1], src[3] if len(src) > 3 else None)
-            b.store(src[0], src[1], src[2], gate)
+            b.store(src[0], src[1], src[2], self._gate(None, src[3] if len(src) > 3 else None))  # every store
             return src[2]
         return super()._replay(u, src, row, col)
 
