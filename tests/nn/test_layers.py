@@ -96,6 +96,29 @@ def test_conv2d_forward_and_gradients_match_numpy(stride: int, padding: int, dil
     np.testing.assert_allclose(conv.bias.grad.numpy(), db, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("batch", [2, 6])
+def test_float16_conv2d_accumulates_like_float32(batch: int) -> None:
+    """A float16 convolution's products and gradients (their sums accumulated in float32, the weight's in two
+    stages) match float64 numpy on the float16 values within float16 rounding."""
+    Tensor.manual_seed(3)
+    conv = nn.Conv2d(3, 4, 3, stride=2, padding=1, dtype="float16")
+    rng = np.random.default_rng(4)
+    x_np = rng.standard_normal((batch, 3, 7, 6)).astype(np.float16)
+    assert conv.bias is not None
+    w_np, b_np = conv.weight.numpy(), conv.bias.numpy()
+    x = Tensor(x_np, requires_grad=True)
+    out = conv(x)
+    expected = conv2d_ref(x_np.astype(np.float64), w_np.astype(np.float64), b_np.astype(np.float64), 2, 1, 1)
+    assert out.dtype == x.dtype and out.shape == expected.shape
+    np.testing.assert_allclose(out.numpy().astype(np.float64), expected, rtol=1e-2, atol=1e-2)
+    r = rng.standard_normal(expected.shape).astype(np.float16)
+    (out * Tensor(r)).sum().backward()
+    dx, dw, _ = conv2d_grads_ref(x_np.astype(np.float64), w_np.astype(np.float64), r.astype(np.float64), 2, 1, 1)
+    assert x.grad is not None and conv.weight.grad is not None and conv.weight.grad.dtype == x.dtype
+    np.testing.assert_allclose(x.grad.numpy().astype(np.float64), dx, rtol=1e-2, atol=2e-2)
+    np.testing.assert_allclose(conv.weight.grad.numpy().astype(np.float64), dw, rtol=1e-2, atol=5e-2)
+
+
 def test_grouped_conv2d_and_errors() -> None:
     conv = nn.Conv2d(4, 6, (3, 1), padding=(1, 0), groups=2, bias=False)
     assert conv.weight.shape == (6, 2, 3, 1)
