@@ -28,7 +28,10 @@ class Function:
     view = False
 
     def __init__(self, *tensors: Tensor):
-        needs = self.needs_input_grad = [bool(t.requires_grad) for t in tensors]
+        # (one and two inputs spelt out: a list comprehension is a function call before Python 3.12)
+        needs = self.needs_input_grad = [bool(tensors[0].requires_grad)] if len(tensors) == 1 else \
+            [bool(tensors[0].requires_grad), bool(tensors[1].requires_grad)] if len(tensors) == 2 else \
+            [bool(t.requires_grad) for t in tensors]
         self.requires_grad = self.differentiable and True in needs and not _disabled.get()  # (grad_enabled())
         self.parents: tuple[Tensor, ...]
         if not self.requires_grad:
@@ -50,7 +53,10 @@ class Function:
     @classmethod
     def apply(cls, *tensors: Tensor, **kwargs: Any) -> Tensor:
         ctx = cls(*tensors)
-        data = ctx.forward(*[t.lazydata for t in tensors], **kwargs)
+        n = len(tensors)
+        data = ctx.forward(tensors[0].lazydata, **kwargs) if n == 1 else \
+            ctx.forward(tensors[0].lazydata, tensors[1].lazydata, **kwargs) if n == 2 else \
+            ctx.forward(*[t.lazydata for t in tensors], **kwargs)
         grad = ctx.requires_grad and data.dtype.kind == "f"  # no gradient through integers or bools (PyTorch's rule)
         out = type(tensors[0])(data, requires_grad=grad)
         if grad:

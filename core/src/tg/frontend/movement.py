@@ -53,7 +53,9 @@ class MovementMixin:
 
     def permute(self: Tensor, *order: Any) -> Tensor:
         perm = tuple(order[0]) if len(order) == 1 and isinstance(order[0], (tuple, list)) else tuple(order)
-        perm = tuple(normalize_axis(a, self.ndim, "permute") for a in perm)
+        ndim = len(self.shape)
+        if not all(type(a) is int and 0 <= a < ndim for a in perm):  # (the common case needs no normalizing)
+            perm = tuple(normalize_axis(a, ndim, "permute") for a in perm)
         if sorted(perm) != list(range(self.ndim)):
             raise ValueError(f"permute: {perm} is not a permutation of the {self.ndim} axes of {self.shape}")
         return self if perm == tuple(range(self.ndim)) else F.Permute.apply(self, order=perm)

@@ -19,6 +19,8 @@ from typing import Any, Generic, TypeVar, overload
 Shape = tuple[int, ...]
 Mask = tuple[tuple[int, int], ...]
 T = TypeVar("T")
+#: Movement results a tracker remembers at most (see ``ShapeTracker._derived``).
+MEMO_MAX = 64
 
 
 class cached_property(Generic[T]):  # noqa: N801 - used like functools.cached_property
@@ -195,6 +197,9 @@ class ShapeTracker:
     def contiguous(shape: Shape) -> ShapeTracker:
         return _contiguous(tuple(shape))
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {"views": self.views}  # not the memo of derived trackers, nor cached properties
+
     @property
     def shape(self) -> Shape:
         return self.views[-1].shape
@@ -219,22 +224,39 @@ class ShapeTracker:
     def _replace_last(self, view: View) -> ShapeTracker:
         return ShapeTracker((*self.views[:-1], view))
 
+    def _derived(self, key: tuple[Any, ...], make: Callable[[], ShapeTracker]) -> ShapeTracker:
+        """The tracker ``make()`` gives, remembered under ``key`` (the movement op and its argument): trackers are
+        immutable, and an eager step applies the same movement ops to the same trackers every step, so the second
+        time costs one dict lookup and returns the very same tracker (whose own memo then hits too)."""
+        memo = self.__dict__.get("_memo")
+        if memo is None:
+            memo = self.__dict__["_memo"] = {}  # (a frozen dataclass: the instance dict is written directly)
+        st = memo.get(key)
+        if st is None:
+            st = make()
+            if len(memo) < MEMO_MAX:
+                memo[key] = st
+        return st
+
     def permute(self, order: tuple[int, ...]) -> ShapeTracker:
-        return self._replace_last(self.views[-1].permute(order))
+        return self._derived(("permute", order), lambda: self._replace_last(self.views[-1].permute(order)))
 
     def expand(self, shape: Shape) -> ShapeTracker:
-        return self._replace_last(self.views[-1].expand(shape))
+        return self._derived(("expand", shape), lambda: self._replace_last(self.views[-1].expand(shape)))
 
     def shrink(self, arg: tuple[tuple[int, int], ...]) -> ShapeTracker:
-        return self._replace_last(self.views[-1].shrink(arg))
+        return self._derived(("shrink", arg), lambda: self._replace_last(self.views[-1].shrink(arg)))
 
     def pad(self, arg: tuple[tuple[int, int], ...]) -> ShapeTracker:
-        return self._replace_last(self.views[-1].pad(arg))
+        return self._derived(("pad", arg), lambda: self._replace_last(self.views[-1].pad(arg)))
 
     def flip(self, axes: tuple[int, ...]) -> ShapeTracker:
-        return self._replace_last(self.views[-1].flip(axes))
+        return self._derived(("flip", axes), lambda: self._replace_last(self.views[-1].flip(axes)))
 
     def reshape(self, shape: Shape) -> ShapeTracker:
+        return self._derived(("reshape", shape), lambda: self._reshape(shape))
+
+    def _reshape(self, shape: Shape) -> ShapeTracker:
         view = self.views[-1].reshape(shape)
         if view is not None:
             return self._replace_last(view)

@@ -1,0 +1,133 @@
+"""The eager step's Python shortcuts (#14) build the very graphs of the general paths they skip.
+
+Each shortcut here makes fewer Python objects per op: trackers derived once per movement op and argument, a scalar
+operand made at its final shape at once, the optimizer's flat vectors and per-parameter views made on LazyBuffers,
+its hyperparameter views made once.  A shortcut that built a different graph would compile other kernels (or give a
+wrong answer), so each is compared with the general path: trackers by value, graphs by the schedule cache's key
+(equal keys are isomorphic graphs: the same kernels), values against numpy.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+
+import numpy as np
+import pytest
+from tg import Tensor, no_grad, optim
+from tg.graph.lazy import LazyBuffer
+from tg.graph.shapetracker import MEMO_MAX, ShapeTracker, View
+from tg.optim.optimizer import _flat, _slices
+from tg.schedule.cache import graph_key
+from tg.support.dtype import as_value, dtypes
+
+rng = np.random.default_rng(14)
+
+
+def _fresh(views: tuple[View, ...]) -> ShapeTracker:
+    return ShapeTracker(tuple(View(v.shape, v.strides, v.offset, v.mask) for v in views))
+
+
+def test_a_derived_tracker_is_remembered_and_equals_a_fresh_derivation() -> None:
+    base = _fresh(ShapeTracker.contiguous((4, 6)).views)
+    steps = [("reshape", (2, 2, 6)), ("permute", (2, 0, 1)), ("pad", ((1, 0), (0, 0), (0, 2))),
+             ("shrink", ((1, 6), (0, 2), (1, 3))), ("expand", (5, 2, 2)), ("flip", (0, 2)), ("reshape", (10, 2))]
+    st, fresh = base, _fresh(base.views)
+    for op, arg in steps:
+        derived = getattr(st, op)(arg)
+        assert getattr(st, op)(arg) is derived  # the second time: the same tracker, from the memo
+        fresh = getattr(_fresh(fresh.views), op)(arg)  # a tracker with an empty memo derives it afresh
+        assert derived == fresh and derived.key == fresh.key and derived.shape == fresh.shape
+        st = derived
+    assert st.views[-1].shape == (10, 2) and len(st.views) == 2
+
+
+def test_the_memo_keeps_different_arguments_apart_and_stays_bounded() -> None:
+    st = _fresh(ShapeTracker.contiguous((6,)).views)
+    assert st.reshape((2, 3)).shape == (2, 3) and st.reshape((3, 2)).shape == (3, 2)
+    assert st.pad(((1, 0),)).views[-1].offset == -1 and st.pad(((0, 1),)).views[-1].offset == 0
+    for k in range(MEMO_MAX + 10):
+        assert st.shrink(((0, k % 6 + 1),)).shape == (k % 6 + 1,)
+        assert st.pad(((k, 0),)).shape == (6 + k,)
+    assert len(st.__dict__["_memo"]) <= MEMO_MAX
+
+
+def test_a_pickled_tracker_leaves_its_memo_behind() -> None:
+    st = ShapeTracker.contiguous((3, 4)).permute((1, 0))
+    st.reshape((12,))
+    copy = pickle.loads(pickle.dumps(st))
+    assert copy == st and "_memo" not in copy.__dict__ and copy.reshape((12,)) == st.reshape((12,))
+
+
+@pytest.mark.parametrize("value", [0.1, -0.0, 1e-46, 3.4028235e38, 3.4028236e38, 1e39, -1e39, float("inf"),
+                                   float("nan"), 2.0 ** -149 * 1.5, 7, True, np.float64(1 / 3)])
+def test_float32_constants_round_like_numpy(value: float) -> None:
+    with np.errstate(over="ignore"):
+        want = float(np.asarray(value, np.float32))
+    got = as_value(value, dtypes.float32)
+    assert struct.pack("<d", got) == struct.pack("<d", want) or (np.isnan(want) and np.isnan(got))
+
+
+def test_a_scalar_operand_is_the_broadcast_constant_of_the_general_path() -> None:
+    x = Tensor(rng.standard_normal((2, 3)).astype(np.float32), requires_grad=True)
+    for out, scalar_first in ((x * 2.5, False), (2.5 - x, True), (x.int() + 3, False)):
+        const = out.lazydata.base.srcs[0 if scalar_first else 1]
+        general = LazyBuffer.const(2.5, dtypes.float32, x.device).reshape((1, 1)).expand((2, 3))
+        assert const.st == general.st and const.base.op is general.base.op and const.shape == (2, 3)
+    (x * 2.5 + (1.0 - x)).sum().backward()
+    assert x.grad is not None
+    np.testing.assert_allclose(x.grad.numpy(), np.full((2, 3), 1.5, np.float32))
+    zero_d = Tensor(np.float32(2.0))
+    assert (zero_d * 3.0).shape == () and (zero_d * 3.0).item() == 6.0
+
+
+def _cat_flat(tensors: list[Tensor]) -> Tensor:
+    pieces = [t.reshape(-1) for t in tensors]
+    return pieces[0] if len(pieces) == 1 else Tensor.cat(*pieces)
+
+
+def test_the_optimizers_flat_vector_is_the_graph_of_cat() -> None:
+    shapes = [(3, 4), (4,), (2, 1, 3), (5,)]
+    with no_grad():
+        ts = [Tensor(rng.standard_normal(s).astype(np.float32)) * 2.0 for s in shapes]
+        ours, general = _flat(ts), _cat_flat(ts)
+        assert graph_key([ours.lazydata])[0] == graph_key([general.lazydata])[0]
+        np.testing.assert_array_equal(ours.numpy(), np.concatenate([t.numpy().reshape(-1) for t in ts]))
+        one = [Tensor(rng.standard_normal((2, 3)).astype(np.float32))]
+        assert graph_key([_flat(one).lazydata])[0] == graph_key([_cat_flat(one).lazydata])[0]
+        mixed = [Tensor(np.ones(2, np.float16)), Tensor(np.ones(3, np.float32))]
+        assert _flat(mixed).dtype == dtypes.float32  # cat's promotion
+
+
+def test_the_optimizers_slices_are_the_views_of_shrink_and_reshape() -> None:
+    like = [Tensor(np.zeros(s, np.float32)) for s in [(3, 4), (4,), (2, 1, 3)]]
+    flat = Tensor(np.arange(22, dtype=np.float32)).realize()
+    offset = 0
+    for view, t in zip(_slices(flat, like), like):
+        general = flat.shrink(((offset, offset + t.numel()),)).reshape(t.shape)
+        assert view.lazydata.st == general.lazydata.st and view.lazydata.base is flat.lazydata.base
+        assert view._view and view.requires_grad is False and view.shape == t.shape
+        np.testing.assert_array_equal(view.numpy(), np.arange(offset, offset + t.numel()).reshape(t.shape))
+        offset += t.numel()
+    whole = Tensor(np.zeros(22, np.float32))
+    assert _slices(flat, [whole])[0] is flat  # the whole vector, as shrink and reshape return it
+
+
+def test_adams_hyperparameter_views_are_made_once_and_read_the_current_values() -> None:
+    w0 = rng.standard_normal(4).astype(np.float32)
+    w = Tensor(w0.copy(), requires_grad=True)
+    opt = optim.Adam([w], lr=0.1)
+
+    def step() -> None:
+        (w * w).sum().backward()
+        opt.step()
+        opt.zero_grad()
+
+    step()
+    views = dict(opt._hyper_views)
+    step()
+    assert all(opt._hyper_views[k][2]["lr"] is v[2]["lr"] for k, v in views.items())
+    before = w.numpy()
+    opt.param_groups[0]["lr"] = 0.0  # written into the vector the views read
+    step()
+    np.testing.assert_array_equal(w.numpy(), before)
