@@ -131,3 +131,58 @@ def test_adams_hyperparameter_views_are_made_once_and_read_the_current_values() 
     opt.param_groups[0]["lr"] = 0.0  # written into the vector the views read
     step()
     np.testing.assert_array_equal(w.numpy(), before)
+
+
+def test_windows_without_autograd_are_the_view_of_the_movement_ops() -> None:
+    from tg.frontend.nn_ops import _pool_ops, pool
+
+    x = Tensor(rng.standard_normal((2, 3, 9, 8)).astype(np.float32))
+    args = ((3, 2), (2, 1), (1, 2))
+    general = _pool_ops(x, *args)
+    for _ in range(2):  # made by the ops the first time, from the tracker's memo the second
+        fast = pool(x, *args)
+        assert fast.lazydata.st == general.lazydata.st and fast.lazydata.base is x.lazydata.base
+        assert fast._view and fast.requires_grad is False and fast._ctx is None
+        np.testing.assert_array_equal(fast.numpy(), general.numpy())
+    w = Tensor(rng.standard_normal((1, 1, 5, 5)).astype(np.float32), requires_grad=True)
+    windows = pool(w, (2, 2), (1, 1), (1, 1))
+    assert windows._ctx is not None  # with autograd, the ops themselves (their gradients)
+    windows.sum().backward()
+    assert w.grad is not None
+    np.testing.assert_array_equal(w.grad.numpy()[0, 0], np.outer([1, 2, 2, 2, 1], [1, 2, 2, 2, 1]).astype(np.float32))
+    with no_grad():
+        assert pool(w, (2, 2), (1, 1), (1, 1))._ctx is None
+
+
+def test_tracker_numbers_tell_keys_apart_and_a_new_table_only_misses(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tg.graph import shapetracker
+    from tg.schedule import cache
+
+    a = ShapeTracker.contiguous((4, 6)).permute((1, 0))
+    same = _fresh(a.views)
+    other = ShapeTracker.contiguous((6, 4))
+    assert a.key_id == same.key_id and a.key_id != other.key_id
+    x0, y0 = rng.standard_normal((4, 6)).astype(np.float32), rng.standard_normal((6, 4)).astype(np.float32)
+    monkeypatch.setattr(cache, "enabled", True)
+    first = (Tensor(x0).permute(1, 0) + Tensor(y0)).numpy()
+    monkeypatch.setattr(shapetracker, "KEY_IDS_MAX", 0)  # every new tracker starts the table again
+    shapetracker._key_ids.clear()
+    fresh = _fresh(a.views)
+    assert fresh.key_id not in (a.key_id, other.key_id)  # an equal tracker's new number: never an old one
+    second = (Tensor(y0).permute(1, 0) + Tensor(x0)).numpy()  # the transposed graph: a different structure
+    np.testing.assert_array_equal(first, x0.T + y0)
+    np.testing.assert_array_equal(second, y0.T + x0)
+
+
+def test_a_thread_that_never_recorded_reads_no_recorder() -> None:
+    import threading
+
+    from tg.engine.realize import current_recorder, recording
+
+    seen: list[object] = []
+    thread = threading.Thread(target=lambda: seen.append(current_recorder()))
+    with recording() as recorder:
+        assert current_recorder() is recorder
+        thread.start()
+        thread.join()
+    assert seen == [None] and current_recorder() is None

@@ -87,13 +87,18 @@ class Recorder:
 
 # The active recorder is per thread, so a later issue can make tg.jit per-thread; today jit's captures and
 # device state are still shared, so tracing from several threads at once is not supported.
-_active = threading.local()
+class _ThreadRecorder(threading.local):
+    #: (a class default every thread sees: reading it is an attribute read, where a missing attribute made every read
+    #: of a thread that never recorded raise and catch an AttributeError inside getattr)
+    recorder: Recorder | None = None
+
+
+_active = _ThreadRecorder()
 
 
 def current_recorder() -> Recorder | None:
     """The recorder of the call this thread is tracing, or None when it traces nothing."""
-    recorder: Recorder | None = getattr(_active, "recorder", None)
-    return recorder
+    return _active.recorder
 
 
 @contextmanager

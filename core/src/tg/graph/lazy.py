@@ -22,6 +22,10 @@ SPLIT_REDUCE_MAX_OUTPUTS = 256  # ...into at most this many outputs are split in
 
 
 class LazyOp(enum.Enum):
+    # members are singletons compared by identity: hash them so too, in C (Enum's own __hash__ is a Python call,
+    # and graph keys, schedule memos and rewrite tables hash thousands of them per step)
+    __hash__ = object.__hash__
+
     FROM_HOST = enum.auto()   # arg: numpy array to copy in
     EMPTY = enum.auto()       # uninitialized memory
     CONST = enum.auto()       # arg: Python scalar; shape () then expanded by views

@@ -5,8 +5,9 @@ trees, their structures) costs more Python than reading its structure does.  :fu
 under the buffers to realize down to realized buffers and leaves, numbering every base by first discovery, and
 writes down for each what the scheduler's decisions depend on: realized or not, op, arg (an ALU/REDUCE/CAST arg;
 a constant's exact value unless it is a launch parameter), dtype, device, shape, and every source as (its base's
-number, the exact view through which it is read).  Equal keys are isomorphic graphs, so the schedule made for one
-fits the other when each kernel and copy is re-bound by number: its output, its inputs, and the constant bases
+number, the exact view through which it is read: the number ``ShapeTracker.key_id`` gives its tracker's key, equal
+for equal views, hashed as one int).  Equal keys are isomorphic graphs, so the schedule made for one fits the other
+when each kernel and copy is re-bound by number: its output, its inputs, and the constant bases
 its scalar parameters come from (their values are read from the current graph, never the cached one).
 
 What a hit never reuses: a buffer's contents or a constant compiled into a kernel (in the key), a parameter's value
@@ -72,7 +73,7 @@ def graph_key(outs: list[LazyBuffer]) -> tuple[tuple[Any, ...], dict[int, int], 
                 nodes.append(sb)
                 entries.append(None)
                 stack.append(sb)
-            srcs.append((i, s.st.key))
+            srcs.append((i, s.st.key_id))
         if op in _ARG_OPS:
             arg = b.arg
         elif op is LazyOp.CONST:

@@ -51,8 +51,8 @@ class DType:
             return True
         if not isinstance(other, DType):
             return NotImplemented
-        return (self.name, self.itemsize, self.kind, self.priority) == \
-            (other.name, other.itemsize, other.kind, other.priority)
+        return self.name == other.name and self.itemsize == other.itemsize and self.kind == other.kind and \
+            self.priority == other.priority  # (the names differ at once for most unequal pairs)
 
     def __hash__(self) -> int:  # what the dataclass would make: the fields' tuple's
         return hash((self.name, self.itemsize, self.kind, self.priority))
