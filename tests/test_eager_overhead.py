@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+from typing import Any
 
 import numpy as np
 import pytest
@@ -186,3 +187,54 @@ def test_a_thread_that_never_recorded_reads_no_recorder() -> None:
         thread.start()
         thread.join()
     assert seen == [None] and current_recorder() is None
+
+
+def _kernels_of(out: Tensor) -> list[Any]:
+    from tg.engine import realize as engine
+    from tg.schedule import cache
+    from tg.schedule.scheduler import Kernel
+
+    items, _ = cache.lookup([out.lazydata])
+    assert items is not None, "expected a schedule-cache hit"
+    engine.realize([out.lazydata])
+    return [k for k in items if isinstance(k, Kernel)]
+
+
+def test_a_hit_shares_its_templates_programs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tg.engine.device import device_state
+    from tg.engine.realize import kernel_key
+    from tg.schedule import cache
+
+    monkeypatch.setattr(cache, "enabled", True)
+    a = Tensor(rng.standard_normal(7).astype(np.float32)).realize()
+    (a * 1.5 + 2.0).realize()
+    (a * 1.5 + 2.0).realize()  # the template's programs are filled by this launch
+    (kernel,) = _kernels_of(a * 0.25 + 3.0)  # a hit: a new kernel object on the same template
+    state = device_state(a.device)
+    assert kernel.ready is not None and kernel.ready[state] is state.kernels.get(kernel_key(kernel, not
+                                                                                             state.scalar_params))
+    np.testing.assert_array_equal((a * -4.0 + 0.5).numpy(), a.numpy() * np.float32(-4.0) + np.float32(0.5))
+
+
+def test_a_backend_without_launch_variables_never_shares_a_program_across_values(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tg.backends.discovery import reset_registry
+    from tg.engine.device import device_state, reset_devices
+    from tg.schedule import cache
+
+    monkeypatch.setattr(cache, "enabled", True)
+    monkeypatch.setenv("TG_NUMPY_CAPS", "no_variables")  # floats compiled into kernels as constants
+    reset_registry()
+    reset_devices()
+    try:
+        assert not device_state("numpy").scalar_params
+        x = rng.standard_normal(5).astype(np.float32)
+        a = Tensor(x, device="numpy").realize()
+        for v in (1.5, 1.5, -3.0, 0.75):  # one structure: hits, each value its own program
+            np.testing.assert_array_equal((a * v).numpy(), x * np.float32(v))
+        (kernel,) = _kernels_of(a * 9.0)
+        assert kernel.ready == {}  # never filled: the program follows the value
+    finally:
+        monkeypatch.delenv("TG_NUMPY_CAPS")
+        reset_registry()
+        reset_devices()

@@ -102,11 +102,11 @@ def lookup(outs: list[LazyBuffer]) -> tuple[list[ScheduleItem] | None, Any]:
     for entry in template:
         if entry[0] is None:  # a copy: (None, output, source base or None)
             items.append(HostCopy(nodes[entry[1]], nodes[entry[2]] if entry[2] is not None else None))
-        else:  # a kernel: (ast, output, inputs, parameter bases, structure)
-            ast, out, inputs, param_bases, structure = entry
+        else:  # a kernel: (ast, output, inputs, parameter bases, structure, ready programs by device state)
+            ast, out, inputs, param_bases, structure, ready = entry
             bases = [nodes[i] for i in param_bases]
             items.append(Kernel(ast, nodes[out], [nodes[i] for i in inputs], structure, [b.arg for b in bases],
-                                bases))
+                                bases, ready=ready))
     return items, None
 
 
@@ -123,7 +123,7 @@ def store(token: Any, items: list[ScheduleItem]) -> None:
             else:
                 guards += [(index[id(b)], exact_key(b.arg)) for b in item.baked_bases]
                 template.append((item.ast, index[id(item.output)], tuple([index[id(b)] for b in item.inputs]),
-                                 tuple([index[id(b)] for b in item.param_bases]), item.structure))
+                                 tuple([index[id(b)] for b in item.param_bases]), item.structure, {}))
     except KeyError:  # an item names a buffer the walk did not number: keep nothing
         return
     with _lock:
