@@ -238,3 +238,24 @@ def test_a_backend_without_launch_variables_never_shares_a_program_across_values
         monkeypatch.delenv("TG_NUMPY_CAPS")
         reset_registry()
         reset_devices()
+
+
+def test_broadcasting_without_autograd_makes_the_views_of_reshape_and_expand() -> None:
+    from tg.frontend.shapes import broadcast_shape
+
+    assert broadcast_shape("op", (3, 1, 5), (1, 4, 5)) == (3, 4, 5) and broadcast_shape("op", (2,), (2,)) == (2,)
+    assert broadcast_shape("op", (4,), (3, 1)) == (3, 4)
+    with pytest.raises(ValueError, match="cannot be broadcast"):
+        broadcast_shape("add", (3, 2), (2, 3))
+    b = Tensor(rng.standard_normal((4, 1)).astype(np.float32))
+    out = b._expand_to((2, 4, 3))
+    general = b.lazydata.reshape((1, 4, 1)).expand((2, 4, 3))
+    assert out.lazydata.st == general.st and out._view and out.requires_grad is False and out._ctx is None
+    w = Tensor(rng.standard_normal((4, 1)).astype(np.float32), requires_grad=True)
+    grown = w._expand_to((2, 4, 3))
+    assert grown._ctx is not None and grown.lazydata.st == general.st  # with autograd: the Functions, same view
+    grown.sum().backward()
+    assert w.grad is not None
+    np.testing.assert_array_equal(w.grad.numpy(), np.full((4, 1), 6, np.float32))
+    with pytest.raises(ValueError, match="cannot expand"):
+        b._expand_to((3, 1))

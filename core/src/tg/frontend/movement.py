@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tg.frontend import function as F
+from tg.frontend.grad_mode import grad_enabled
 from tg.frontend.indexing import getitem
 from tg.frontend.shapes import normalize_axis
 from tg.graph.lazy import LazyBuffer
@@ -83,6 +84,11 @@ class MovementMixin:
         padded = (1,) * (len(shape) - self.ndim) + self.shape
         if any(a != b and a != 1 for a, b in zip(padded, shape)):
             raise ValueError(f"{op}: cannot expand shape {self.shape} to {shape}")
+        if not (self.requires_grad and grad_enabled()):  # no autograd graph: the two views on the LazyBuffer at once
+            lb = self.lazydata.reshape(padded)
+            out = type(self)(lb.expand(shape) if padded != shape else lb, requires_grad=False)
+            out._view = True  # as Reshape's and Expand's outputs are
+            return out
         x = self.reshape(padded)
         return x if padded == shape else F.Expand.apply(x, shape=shape)
 
