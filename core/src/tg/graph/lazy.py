@@ -46,7 +46,7 @@ class LazyBuffer:
     def __init__(self, device: str, st: ShapeTracker, dtype: DType, op: LazyOp | None = None,
                  srcs: tuple[LazyBuffer, ...] = (), arg: Any = None, base: LazyBuffer | None = None):
         self.device, self.st, self.dtype = device, st, dtype
-        self.shape: Shape = st.shape  # (a tracker never changes: read on every op, kept as a plain attribute)
+        self.shape: Shape = st.views[-1].shape  # (st.shape without a call: read on every op, kept as an attribute)
         self._base = base
         self.op, self.srcs, self.arg = op, srcs, arg
         self.realized: Any = None  # a device.Buffer once computed (bases only)
