@@ -259,3 +259,20 @@ def test_broadcasting_without_autograd_makes_the_views_of_reshape_and_expand() -
     np.testing.assert_array_equal(w.grad.numpy(), np.full((4, 1), 6, np.float32))
     with pytest.raises(ValueError, match="cannot expand"):
         b._expand_to((3, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_a_broadcast_node_has_the_gradient_graph_of_reshape_then_expand(dtype: type) -> None:
+    from tg.frontend import function as F
+
+    data = rng.standard_normal((4, 1)).astype(dtype)
+    c = Tensor(rng.standard_normal((2, 4, 3)).astype(dtype)).realize()
+    w1, w2 = Tensor(data, requires_grad=True), Tensor(data, requires_grad=True)
+    out1 = w1._expand_to((2, 4, 3))
+    assert isinstance(out1._ctx, F.Broadcast)
+    out2 = F.Expand.apply(F.Reshape.apply(w2, shape=(1, 4, 1)), shape=(2, 4, 3))
+    (out1 * c).sum().backward()
+    (out2 * c).sum().backward()
+    assert w1.grad is not None and w2.grad is not None
+    assert graph_key([w1.grad.lazydata])[0] == graph_key([w2.grad.lazydata])[0]
+    np.testing.assert_array_equal(w1.grad.numpy(), w2.grad.numpy())

@@ -379,6 +379,22 @@ class Expand(Function):
         return summed.reduce(Ops.ADD, self.axes).cast(grad.dtype)
 
 
+class Broadcast(Function):
+    """``Reshape`` to ``padded`` (ones in front) then ``Expand`` to ``shape``, as one node: the same views going
+    forward and the same gradient (the sum over the expanded axes, then the reshape back), one Function fewer."""
+
+    view = True
+
+    def forward(self, x: LazyBuffer, padded: tuple[int, ...] = (), shape: tuple[int, ...] = ()) -> LazyBuffer:
+        self.input_shape = x.shape
+        self.axes = tuple(i for i, (a, b) in enumerate(zip(padded, shape)) if a != b)
+        return x.reshape(padded).expand(shape)
+
+    def backward(self, grad: LazyBuffer) -> LazyBuffer:
+        summed = grad.cast(dtypes.float32) if grad.dtype == dtypes.float16 else grad  # as Expand's
+        return summed.reduce(Ops.ADD, self.axes).cast(grad.dtype).reshape(self.input_shape)
+
+
 class Permute(Function):
     view = True
 

@@ -89,6 +89,8 @@ class MovementMixin:
             out = type(self)(lb.expand(shape) if padded != shape else lb, requires_grad=False)
             out._view = True  # as Reshape's and Expand's outputs are
             return out
+        if padded != self.shape and padded != shape:
+            return F.Broadcast.apply(self, padded=padded, shape=shape)
         x = self.reshape(padded)
         return x if padded == shape else F.Expand.apply(x, shape=shape)
 
