@@ -276,3 +276,26 @@ def test_a_broadcast_node_has_the_gradient_graph_of_reshape_then_expand(dtype: t
     assert w1.grad is not None and w2.grad is not None
     assert graph_key([w1.grad.lazydata])[0] == graph_key([w2.grad.lazydata])[0]
     np.testing.assert_array_equal(w1.grad.numpy(), w2.grad.numpy())
+
+
+def test_patch_gradients_from_remembered_taps_are_the_graph_of_the_movement_ops() -> None:
+    from tg.nn.conv import patches
+    from tg.support.ops import Ops
+
+    x = Tensor(rng.standard_normal((2, 3, 7, 9)).astype(np.float32), requires_grad=True)
+    for _ in range(2):  # the taps' trackers made by the ops the first time, from grad's tracker's memo the second
+        cols = patches(x, (2, 3), (2, 1), (1, 0), (1, 2))
+        ctx = cols._ctx
+        assert ctx is not None
+        g = Tensor(rng.standard_normal(cols.shape).astype(np.float32)).realize().lazydata
+        got = ctx.backward(g)
+        fresh = LazyBuffer(g.device, _fresh(g.st.views), g.dtype, base=g.base)  # a tracker with an empty memo
+        total = None
+        for i in range(2):
+            for j in range(3):
+                tap = fresh._view(ctx._tap(fresh, i, j))
+                total = tap if total is None else total.alu(Ops.ADD, tap)
+        assert total is not None
+        want = total.shrink(((0, 2), (0, 3), (1, 8), (0, 9)))
+        assert got.shape == x.shape and graph_key([got])[0] == graph_key([want])[0]
+        np.testing.assert_array_equal(Tensor(got).numpy(), Tensor(want).numpy())

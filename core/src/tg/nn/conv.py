@@ -14,11 +14,13 @@ Grouped convolutions use ``Tensor.conv2d``.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 from tg.frontend.function import Function
 from tg.frontend.tensor import Tensor
 from tg.graph.lazy import LazyBuffer
+from tg.graph.shapetracker import ShapeTracker
 from tg.nn import init
 from tg.nn.grad import materialize_grad
 from tg.nn.module import Module
@@ -71,18 +73,27 @@ class _Patches(Function):
         return windows.permute(0, 2, 3, 1, 4, 5).reshape(n, oh, ow, c, kh * kw).lazydata.contiguous()
 
     def backward(self, grad: LazyBuffer) -> LazyBuffer:
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = self.args
+        (kh, kw), _, (ph, pw), _, _ = self.args
         n, c, h, w = self.in_shape
         total: LazyBuffer | None = None
         for i in range(kh):
             for j in range(kw):
-                t = i * kw + j
-                tap = grad.shrink(((0, n), (0, oh), (0, ow), (0, c), (t, t + 1))).reshape((n, oh, ow, c))
-                tap = _unstride(_unstride(tap.permute((0, 3, 1, 2)), 2, sh, i * dh, h + 2 * ph), 3, sw, j * dw,
-                                w + 2 * pw)
+                # a tap is a view of grad: its tracker is remembered on grad's, so later steps make one view
+                st = grad.st.derived(("patches tap", self.args, self.in_shape, i, j), partial(self._tap, grad, i, j))
+                tap = grad._view(st)
                 total = tap if total is None else total.alu(Ops.ADD, tap)
         assert total is not None
         return total.shrink(((0, n), (0, c), (ph, ph + h), (pw, pw + w))) if ph or pw else total
+
+    def _tap(self, grad: LazyBuffer, i: int, j: int) -> ShapeTracker:
+        """The view of ``grad`` that is tap (i, j)'s gradient spread back to the (padded) input positions it was read
+        from (movement ops only: a tracker over grad's base)."""
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = self.args
+        n, c, h, w = self.in_shape
+        t = i * kw + j
+        tap = grad.shrink(((0, n), (0, oh), (0, ow), (0, c), (t, t + 1))).reshape((n, oh, ow, c))
+        return _unstride(_unstride(tap.permute((0, 3, 1, 2)), 2, sh, i * dh, h + 2 * ph), 3, sw, j * dw,
+                         w + 2 * pw).st
 
 
 def patches(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
