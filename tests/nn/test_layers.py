@@ -119,6 +119,17 @@ def test_float16_conv2d_accumulates_like_float32(batch: int) -> None:
     np.testing.assert_allclose(conv.weight.grad.numpy().astype(np.float64), dw, rtol=1e-2, atol=5e-2)
 
 
+def test_conv2d_promotes_a_float16_input_against_float32_weights() -> None:
+    """A float16 input through a float32 Conv2d computes in float32 (as ``x * w`` promotes), the same values as the
+    input cast first: the product node multiplies LazyBuffers, which do not promote by themselves."""
+    Tensor.manual_seed(5)
+    conv = nn.Conv2d(2, 3, 3, padding=1)
+    x = np.random.default_rng(6).random((2, 2, 5, 5)).astype(np.float16)
+    out = conv(Tensor(x))
+    assert out.dtype == conv.weight.dtype
+    np.testing.assert_allclose(out.numpy(), conv(Tensor(x.astype(np.float32))).numpy(), rtol=1e-6, atol=1e-6)
+
+
 def test_grouped_conv2d_and_errors() -> None:
     conv = nn.Conv2d(4, 6, (3, 1), padding=(1, 0), groups=2, bias=False)
     assert conv.weight.shape == (6, 2, 3, 1)

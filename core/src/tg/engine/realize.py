@@ -87,13 +87,18 @@ class Recorder:
 
 # The active recorder is per thread, so a later issue can make tg.jit per-thread; today jit's captures and
 # device state are still shared, so tracing from several threads at once is not supported.
-_active = threading.local()
+class _ThreadRecorder(threading.local):
+    #: (a class default every thread sees: reading it is an attribute read, where a missing attribute made every read
+    #: of a thread that never recorded raise and catch an AttributeError inside getattr)
+    recorder: Recorder | None = None
+
+
+_active = _ThreadRecorder()
 
 
 def current_recorder() -> Recorder | None:
     """The recorder of the call this thread is tracing, or None when it traces nothing."""
-    recorder: Recorder | None = getattr(_active, "recorder", None)
-    return recorder
+    return _active.recorder
 
 
 @contextmanager
@@ -163,10 +168,18 @@ def run_item(item: ScheduleItem, schedule: Sequence[ScheduleItem] = (), position
 def run_kernel(kernel: Kernel, state: DeviceState, size: int, schedule: Sequence[ScheduleItem] = (),
                position: int = 0, debug: int | None = None) -> Buffer:
     scalar_params = state.scalar_params
-    key = kernel_key(kernel, not scalar_params)
-    prog = state.kernels.get(key)
-    if prog is None:  # a kernel of the same structure is lowered, emitted and compiled only once
-        prog = build_programs(kernel, key, state, schedule[position + 1:])  # (the rest is sliced on a miss only)
+    # a kernel the schedule cache made shares its template's programs by state, unless its key holds its parameters'
+    # values (a backend without launch variables): then the program follows the values
+    ready = kernel.ready if scalar_params or not kernel.params else None
+    prog = ready.get(state) if ready is not None else None
+    key: tuple[object, ...] | None = None
+    if prog is None:
+        key = kernel_key(kernel, not scalar_params)
+        prog = state.kernels.get(key)
+        if prog is None:  # a kernel of the same structure is lowered, emitted and compiled only once
+            prog = build_programs(kernel, key, state, schedule[position + 1:])  # (the rest is sliced on a miss only)
+        if ready is not None:
+            ready[state] = prog
     buf = Buffer(state.backend, size, kernel.output.dtype)
     buffers = [buf, *[inp.realized for inp in kernel.inputs]]
     # this kernel's own values, never the ones the cached program was built from
@@ -175,7 +188,7 @@ def run_kernel(kernel: Kernel, state: DeviceState, size: int, schedule: Sequence
         values = {**prog.values, **values} if values else prog.values
     state.launch(prog, buffers, values, debug)
     if prog.verify:
-        _verify(kernel, key, state, buf, buffers, values)
+        _verify(kernel, key or kernel_key(kernel, not scalar_params), state, buf, buffers, values)
     recorder = current_recorder()
     if recorder is not None:
         recorder.items.append(RecordedKernel(state, prog, tuple(buffers), values))

@@ -28,7 +28,10 @@ class Function:
     view = False
 
     def __init__(self, *tensors: Tensor):
-        needs = self.needs_input_grad = [bool(t.requires_grad) for t in tensors]
+        # (one and two inputs spelt out: a list comprehension is a function call before Python 3.12)
+        needs = self.needs_input_grad = [bool(tensors[0].requires_grad)] if len(tensors) == 1 else \
+            [bool(tensors[0].requires_grad), bool(tensors[1].requires_grad)] if len(tensors) == 2 else \
+            [bool(t.requires_grad) for t in tensors]
         self.requires_grad = self.differentiable and True in needs and not _disabled.get()  # (grad_enabled())
         self.parents: tuple[Tensor, ...]
         if not self.requires_grad:
@@ -50,7 +53,10 @@ class Function:
     @classmethod
     def apply(cls, *tensors: Tensor, **kwargs: Any) -> Tensor:
         ctx = cls(*tensors)
-        data = ctx.forward(*[t.lazydata for t in tensors], **kwargs)
+        n = len(tensors)
+        data = ctx.forward(tensors[0].lazydata, **kwargs) if n == 1 else \
+            ctx.forward(tensors[0].lazydata, tensors[1].lazydata, **kwargs) if n == 2 else \
+            ctx.forward(*[t.lazydata for t in tensors], **kwargs)
         grad = ctx.requires_grad and data.dtype.kind == "f"  # no gradient through integers or bools (PyTorch's rule)
         out = type(tensors[0])(data, requires_grad=grad)
         if grad:
@@ -371,6 +377,22 @@ class Expand(Function):
     def backward(self, grad: LazyBuffer) -> LazyBuffer:
         summed = grad.cast(dtypes.float32) if grad.dtype == dtypes.float16 else grad  # accumulate halves in float
         return summed.reduce(Ops.ADD, self.axes).cast(grad.dtype)
+
+
+class Broadcast(Function):
+    """``Reshape`` to ``padded`` (ones in front) then ``Expand`` to ``shape``, as one node: the same views going
+    forward and the same gradient (the sum over the expanded axes, then the reshape back), one Function fewer."""
+
+    view = True
+
+    def forward(self, x: LazyBuffer, padded: tuple[int, ...] = (), shape: tuple[int, ...] = ()) -> LazyBuffer:
+        self.input_shape = x.shape
+        self.axes = tuple(i for i, (a, b) in enumerate(zip(padded, shape)) if a != b)
+        return x.reshape(padded).expand(shape)
+
+    def backward(self, grad: LazyBuffer) -> LazyBuffer:
+        summed = grad.cast(dtypes.float32) if grad.dtype == dtypes.float16 else grad  # as Expand's
+        return summed.reduce(Ops.ADD, self.axes).cast(grad.dtype).reshape(self.input_shape)
 
 
 class Permute(Function):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tg.frontend import function as F
+from tg.frontend.grad_mode import grad_enabled
 from tg.frontend.indexing import getitem
 from tg.frontend.shapes import normalize_axis
 from tg.graph.lazy import LazyBuffer
@@ -53,7 +54,9 @@ class MovementMixin:
 
     def permute(self: Tensor, *order: Any) -> Tensor:
         perm = tuple(order[0]) if len(order) == 1 and isinstance(order[0], (tuple, list)) else tuple(order)
-        perm = tuple(normalize_axis(a, self.ndim, "permute") for a in perm)
+        ndim = len(self.shape)
+        if not all(type(a) is int and 0 <= a < ndim for a in perm):  # (the common case needs no normalizing)
+            perm = tuple(normalize_axis(a, ndim, "permute") for a in perm)
         if sorted(perm) != list(range(self.ndim)):
             raise ValueError(f"permute: {perm} is not a permutation of the {self.ndim} axes of {self.shape}")
         return self if perm == tuple(range(self.ndim)) else F.Permute.apply(self, order=perm)
@@ -81,6 +84,13 @@ class MovementMixin:
         padded = (1,) * (len(shape) - self.ndim) + self.shape
         if any(a != b and a != 1 for a, b in zip(padded, shape)):
             raise ValueError(f"{op}: cannot expand shape {self.shape} to {shape}")
+        if not (self.requires_grad and grad_enabled()):  # no autograd graph: the two views on the LazyBuffer at once
+            lb = self.lazydata.reshape(padded)
+            out = type(self)(lb.expand(shape) if padded != shape else lb, requires_grad=False)
+            out._view = True  # as Reshape's and Expand's outputs are
+            return out
+        if padded != self.shape and padded != shape:
+            return F.Broadcast.apply(self, padded=padded, shape=shape)
         x = self.reshape(padded)
         return x if padded == shape else F.Expand.apply(x, shape=shape)
 

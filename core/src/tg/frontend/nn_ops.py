@@ -13,11 +13,13 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from tg.frontend import deferred_checks
+from tg.frontend.grad_mode import grad_enabled
 from tg.frontend.shapes import broadcast_shape
 from tg.support.dtype import dtypes
 
 if TYPE_CHECKING:
     from tg.frontend.tensor import Tensor
+    from tg.graph.shapetracker import ShapeTracker
 
 
 def _pair(v: Any, name: str) -> tuple[int, int]:
@@ -37,6 +39,27 @@ def _pair(v: Any, name: str) -> tuple[int, int]:
 
 
 def pool(x: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]) -> Tensor:
+    if x.requires_grad and grad_enabled():
+        return _pool_ops(x, kernel, stride, dilation)
+    # No autograd graph to record: the movement ops below make one view of x's base, whose tracker depends on x's
+    # alone; it is remembered on x's tracker, and later calls make that one view (a Conv2d's patches, every step).
+    lb = x.lazydata
+    args = (tuple(kernel), tuple(stride), tuple(dilation))
+    made: list[Tensor] = []
+
+    def make() -> ShapeTracker:
+        made.append(_pool_ops(x, *args))
+        return made[0].lazydata.st
+
+    st = lb.st.derived(("pool", *args), make)
+    if made:
+        return made[0]
+    out = type(x)(lb._view(st), requires_grad=False)
+    out._view = True  # as the permute that ends the ops makes it
+    return out
+
+
+def _pool_ops(x: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]) -> Tensor:
     nd = len(kernel)
     prefix, spatial = x.shape[:-nd], x.shape[-nd:]
     keep = [(0, s) for s in prefix]

@@ -60,6 +60,8 @@ class ReductionMixin:
     def _axes(self: Tensor, axis: int | Sequence[int] | None, op: str) -> tuple[int, ...]:
         if axis is None:
             return tuple(range(self.ndim))
+        if type(axis) is int and self.shape:  # (the common case: one plain int)
+            return (normalize_axis(axis, len(self.shape), op),)
         if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer, tuple, list)):
             raise TypeError(f"{op}: axis must be an int or a tuple of ints, got {type(axis).__name__} {axis!r}")
         axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)

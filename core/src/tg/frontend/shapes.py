@@ -12,6 +12,20 @@ def normalize_axis(axis: int, ndim: int, op: str) -> int:
 
 
 def broadcast_shape(op: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
+    if len(shapes) == 2 and len(shapes[0]) == len(shapes[1]):  # the common case, without a set per dimension
+        a, b = shapes
+        if a == b:
+            return a
+        out = []
+        for x, y in zip(a, b):
+            if x == y or y == 1:
+                out.append(x)
+            elif x == 1:
+                out.append(y)
+            else:
+                break
+        else:
+            return tuple(out)
     ndim = max(len(s) for s in shapes)
     padded = [(1,) * (ndim - len(s)) + s for s in shapes]
     out = []

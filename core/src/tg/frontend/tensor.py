@@ -290,8 +290,11 @@ class Tensor(OperatorsMixin, MovementMixin, ReductionMixin, NNMixin, InPlaceMixi
         else:
             dt = scalar_dtype(other, x.dtype)
             check_scalar_fits(other, dt)
-            # a power's exponent stays a constant: it is rarely a per-step value, and integer powers read it
-            y = Tensor(LazyBuffer.const(other, dt, x.device, param=op != "pow" and scalar_param(other, dt)))
+            x = x.cast(dt)
+            # a power's exponent stays a constant: it is rarely a per-step value, and integer powers read it; the
+            # constant is made at x's shape at once (the views _broadcast_pair would give it, without two Functions)
+            y = Tensor(LazyBuffer.const(other, dt, x.device, x.shape, param=op != "pow" and scalar_param(other, dt)))
+            return (y, x) if reverse else (x, y)
         x, y = x.cast(dt), y.cast(dt)
         if reverse:
             x, y = y, x

@@ -22,6 +22,10 @@ SPLIT_REDUCE_MAX_OUTPUTS = 256  # ...into at most this many outputs are split in
 
 
 class LazyOp(enum.Enum):
+    # members are singletons compared by identity: hash them so too, in C (Enum's own __hash__ is a Python call,
+    # and graph keys, schedule memos and rewrite tables hash thousands of them per step)
+    __hash__ = object.__hash__
+
     FROM_HOST = enum.auto()   # arg: numpy array to copy in
     EMPTY = enum.auto()       # uninitialized memory
     CONST = enum.auto()       # arg: Python scalar; shape () then expanded by views
@@ -42,7 +46,7 @@ class LazyBuffer:
     def __init__(self, device: str, st: ShapeTracker, dtype: DType, op: LazyOp | None = None,
                  srcs: tuple[LazyBuffer, ...] = (), arg: Any = None, base: LazyBuffer | None = None):
         self.device, self.st, self.dtype = device, st, dtype
-        self.shape: Shape = st.shape  # (a tracker never changes: read on every op, kept as a plain attribute)
+        self.shape: Shape = st.views[-1].shape  # (st.shape without a call: read on every op, kept as an attribute)
         self._base = base
         self.op, self.srcs, self.arg = op, srcs, arg
         self.realized: Any = None  # a device.Buffer once computed (bases only)
@@ -165,7 +169,7 @@ class LazyBuffer:
     # -- movement ops (make a view) ---------------------------------------------------------------------
 
     def _view(self, st: ShapeTracker) -> LazyBuffer:
-        if st == self.st:
+        if st is self.st or (st.views[-1].shape == self.shape and st == self.st):  # (cheap tests first)
             return self
         return LazyBuffer(self.device, st, self.dtype, base=self.base)
 

@@ -11,7 +11,9 @@ over micro-ops.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
@@ -19,6 +21,13 @@ from typing import Any, Generic, TypeVar, overload
 Shape = tuple[int, ...]
 Mask = tuple[tuple[int, int], ...]
 T = TypeVar("T")
+#: Movement results a tracker remembers at most (see ``ShapeTracker.derived``).
+MEMO_MAX = 64
+#: Tracker keys numbered at most before the table of ``ShapeTracker.key_id`` starts again.
+KEY_IDS_MAX = 1 << 16
+_key_ids: dict[tuple[tuple[Any, ...], ...], int] = {}
+_key_numbers = itertools.count()
+_key_ids_lock = threading.Lock()
 
 
 class cached_property(Generic[T]):  # noqa: N801 - used like functools.cached_property
@@ -195,6 +204,9 @@ class ShapeTracker:
     def contiguous(shape: Shape) -> ShapeTracker:
         return _contiguous(tuple(shape))
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {"views": self.views}  # not the memo of derived trackers, nor cached properties
+
     @property
     def shape(self) -> Shape:
         return self.views[-1].shape
@@ -213,28 +225,59 @@ class ShapeTracker:
         a Python call per view (kernel keys and the scheduler's memo hold it)."""
         return tuple((v.shape, v.strides, v.offset, v.mask) for v in self.views)
 
+    @cached_property
+    def key_id(self) -> int:
+        """A number for :attr:`key`: trackers with different keys never share one, and equal trackers get the same
+        one while :data:`KEY_IDS_MAX` keys have not been numbered since the first of them (then the table starts
+        again, and an equal tracker may get a new number: a schedule-cache miss, never a wrong hit).  Hashed like
+        an int, where a key is a tuple of tuples hashed afresh by every graph key that holds it."""
+        with _key_ids_lock:
+            number = _key_ids.get(self.key)
+            if number is None:
+                if len(_key_ids) >= KEY_IDS_MAX:
+                    _key_ids.clear()
+                number = _key_ids[self.key] = next(_key_numbers)  # (never reused: the counter only grows)
+            return number
+
     def size(self) -> int:
         return prod(self.shape)
 
     def _replace_last(self, view: View) -> ShapeTracker:
         return ShapeTracker((*self.views[:-1], view))
 
+    def derived(self, key: tuple[Any, ...], make: Callable[[], ShapeTracker]) -> ShapeTracker:
+        """The tracker ``make()`` gives, remembered under ``key`` (the movement op and its argument): trackers are
+        immutable, and an eager step applies the same movement ops to the same trackers every step, so the second
+        time costs one dict lookup and returns the very same tracker (whose own memo then hits too)."""
+        memo = self.__dict__.get("_memo")
+        if memo is None:
+            memo = self.__dict__["_memo"] = {}  # (a frozen dataclass: the instance dict is written directly)
+        st = memo.get(key)
+        if st is None:
+            st = make()
+            if len(memo) < MEMO_MAX:
+                memo[key] = st
+        return st
+
     def permute(self, order: tuple[int, ...]) -> ShapeTracker:
-        return self._replace_last(self.views[-1].permute(order))
+        return self.derived(("permute", order), lambda: self._replace_last(self.views[-1].permute(order)))
 
     def expand(self, shape: Shape) -> ShapeTracker:
-        return self._replace_last(self.views[-1].expand(shape))
+        return self.derived(("expand", shape), lambda: self._replace_last(self.views[-1].expand(shape)))
 
     def shrink(self, arg: tuple[tuple[int, int], ...]) -> ShapeTracker:
-        return self._replace_last(self.views[-1].shrink(arg))
+        return self.derived(("shrink", arg), lambda: self._replace_last(self.views[-1].shrink(arg)))
 
     def pad(self, arg: tuple[tuple[int, int], ...]) -> ShapeTracker:
-        return self._replace_last(self.views[-1].pad(arg))
+        return self.derived(("pad", arg), lambda: self._replace_last(self.views[-1].pad(arg)))
 
     def flip(self, axes: tuple[int, ...]) -> ShapeTracker:
-        return self._replace_last(self.views[-1].flip(axes))
+        return self.derived(("flip", axes), lambda: self._replace_last(self.views[-1].flip(axes)))
 
     def reshape(self, shape: Shape) -> ShapeTracker:
+        return self.derived(("reshape", shape), lambda: self._reshape(shape))
+
+    def _reshape(self, shape: Shape) -> ShapeTracker:
         view = self.views[-1].reshape(shape)
         if view is not None:
             return self._replace_last(view)

@@ -16,15 +16,17 @@ Grouped convolutions use ``Tensor.conv2d``.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 from tg.frontend.function import Function
 from tg.frontend.tensor import Tensor
 from tg.graph.lazy import LazyBuffer
+from tg.graph.shapetracker import ShapeTracker
 from tg.nn import init
 from tg.nn.grad import materialize_grad
 from tg.nn.module import Module
-from tg.support.dtype import dtypes
+from tg.support.dtype import dtypes, promote
 from tg.support.ops import Ops
 
 
@@ -74,18 +76,27 @@ class _Patches(Function):
         return windows.permute(0, 2, 3, 4, 5, 1).reshape(n, oh, ow, kh * kw, c).lazydata.contiguous()
 
     def backward(self, grad: LazyBuffer) -> LazyBuffer:
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = self.args
+        (kh, kw), _, (ph, pw), _, _ = self.args
         n, c, h, w = self.in_shape
         total: LazyBuffer | None = None
         for i in range(kh):
             for j in range(kw):
-                t = i * kw + j
-                tap = grad.shrink(((0, n), (0, oh), (0, ow), (t, t + 1), (0, c))).reshape((n, oh, ow, c))
-                tap = _unstride(_unstride(tap.permute((0, 3, 1, 2)), 2, sh, i * dh, h + 2 * ph), 3, sw, j * dw,
-                                w + 2 * pw)
+                # a tap is a view of grad: its tracker is remembered on grad's, so later steps make one view
+                st = grad.st.derived(("patches tap", self.args, self.in_shape, i, j), partial(self._tap, grad, i, j))
+                tap = grad._view(st)
                 total = tap if total is None else total.alu(Ops.ADD, tap)
         assert total is not None
         return total.shrink(((0, n), (0, c), (ph, ph + h), (pw, pw + w))) if ph or pw else total
+
+    def _tap(self, grad: LazyBuffer, i: int, j: int) -> ShapeTracker:
+        """The view of ``grad`` that is tap (i, j)'s gradient spread back to the (padded) input positions it was read
+        from (movement ops only: a tracker over grad's base)."""
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = self.args
+        n, c, h, w = self.in_shape
+        t = i * kw + j
+        tap = grad.shrink(((0, n), (0, oh), (0, ow), (t, t + 1), (0, c))).reshape((n, oh, ow, c))
+        return _unstride(_unstride(tap.permute((0, 3, 1, 2)), 2, sh, i * dh, h + 2 * ph), 3, sw, j * dw,
+                         w + 2 * pw).st
 
 
 def patches(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
@@ -98,19 +109,6 @@ def patches(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding
         raise ValueError(f"Conv2d: kernel {kernel} (dilation {dilation}, padding {padding}) does not fit in an "
                          f"input of spatial size {(h, w)}")
     return _Patches.apply(x, kernel=kernel, stride=stride, padding=padding, dilation=dilation, out=(oh, ow))
-
-
-def matmul_rows(rows: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """(M, K) @ (O, K).T + bias -> (M, O), with the weight's gradient reduced in two stages."""
-    m, k = rows.shape
-    o = weight.shape[0]
-    a = _split(m)
-    x = rows.reshape(a, m // a, 1, k)
-    w = weight.reshape(1, 1, o, k).expand(a, 1, o, k)  # first broadcast: its gradient sums over the a groups
-    out = (x * w).sum(-1)  # (a, m // a, o)
-    if bias is not None:
-        out = out + bias.reshape(1, 1, o).expand(a, 1, o)
-    return materialize_grad(out).reshape(m, o)
 
 
 def _sum(x: LazyBuffer, axes: tuple[int, ...]) -> LazyBuffer:
@@ -167,6 +165,9 @@ def matmul_patches(cols: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """(N, OH, OW, K) patches times the (O, K) weight, transposed, plus bias -> (N, OH, OW, O)."""
     n, oh, ow, _ = cols.shape
     o = weight.shape[0]
+    if cols.dtype != weight.dtype:  # promoted as ``cols * weight`` would be (the node multiplies LazyBuffers)
+        common = promote(cols.dtype, weight.dtype)
+        cols, weight = cols.cast(common), weight.cast(common)
     out = _PatchProduct.apply(cols, weight)
     m = n * oh * ow
     if bias is not None:  # its gradient sums over a groups of m/a rows, then over the groups

@@ -27,22 +27,52 @@ import numpy as np
 from tg.engine.realize import current_recorder
 from tg.frontend.grad_mode import no_grad
 from tg.frontend.tensor import Tensor
+from tg.graph.lazy import LazyBuffer
 from tg.support.dtype import DType, dtypes
 from tg.support.errors import JitError
+from tg.support.ops import Ops
 
 MAX_FUSED = 16  # parameters updated by one kernel at most (each adds a masked load to every element)
 
 
 def _flat(tensors: list[Tensor]) -> Tensor:
-    pieces = [t.reshape(-1) for t in tensors]
-    return pieces[0] if len(pieces) == 1 else Tensor.cat(*pieces)
+    """``Tensor.cat`` of the tensors flattened, as data outside autograd: the same lazy graph (each piece reshaped,
+    zero-padded to the total length, the pieces added in order) made on the LazyBuffers directly, without a Function
+    per op (a step calls this under ``no_grad`` on every parameter's gradient)."""
+    if any(t.dtype != tensors[0].dtype for t in tensors):  # mixed dtypes: cat's promotion rules decide
+        pieces = [t.reshape(-1) for t in tensors]
+        return pieces[0] if len(pieces) == 1 else Tensor.cat(*pieces)
+    if len(tensors) == 1:
+        return tensors[0].reshape(-1)
+    total = sum(t.numel() for t in tensors)
+    out: LazyBuffer | None = None
+    offset = 0
+    for t in tensors:
+        n = t.numel()
+        piece = t.lazydata.reshape((n,)).pad(((offset, total - offset - n),))
+        out = piece if out is None else out.alu(Ops.ADD, piece)
+        offset += n
+    assert out is not None
+    return Tensor(out, requires_grad=False)
 
 
 def _slices(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
+    """``flat.shrink(...).reshape(t.shape)`` for each tensor ``t`` of ``like`` in turn, made on the LazyBuffers (as
+    :func:`_flat`); each is a view (``flat`` itself where it is the whole of it, as ``shrink`` and ``reshape`` give)."""
     out, offset = [], 0
+    lb, length = flat.lazydata, flat.shape[0]
     for t in like:
-        out.append(flat.shrink(((offset, offset + t.numel()),)).reshape(t.shape))
-        offset += t.numel()
+        n = t.numel()
+        view = lb if (offset, n) == (0, length) else lb.shrink(((offset, offset + n),))
+        if view.shape != t.shape:
+            view = view.reshape(t.shape)
+        if view is lb:
+            out.append(flat)
+        else:
+            piece = Tensor(view, requires_grad=False)
+            piece._view = True
+            out.append(piece)
+        offset += n
     return out
 
 
@@ -129,6 +159,8 @@ class Optimizer:
         #: handed out: while those views are still what the tensors hold, the next step reads the vector as is
         self._flats: dict[tuple[tuple[int, ...], str], tuple[Tensor, list[Any]]] = {}
         self._hyper: dict[tuple[int, str, str], Tensor] = {}  # (group, device, dtype) -> the options on the device
+        #: the same key -> (the vector's lazy data, the option names, the 0-d views of it by name), made once
+        self._hyper_views: dict[tuple[int, str, str], tuple[Any, tuple[str, ...], dict[str, Tensor]]] = {}
         self._stepped = False
         items: list[Any] = list(params)
         if not items:
@@ -226,7 +258,13 @@ class Optimizer:
         if key not in self._hyper:
             self._hyper[key] = Tensor(self._hyper_array(group, dtype), device=like.device).realize()
         vector = self._hyper[key]
-        return {name: vector.shrink(((k, k + 1),)).reshape(()) for k, name in enumerate(self.hyper(group))}
+        names = tuple(self.hyper(group))
+        views = self._hyper_views.get(key)
+        if views is None or views[0] is not vector.lazydata or views[1] != names:  # made once per vector
+            views = (vector.lazydata, names, {name: vector.shrink(((k, k + 1),)).reshape(())
+                                              for k, name in enumerate(names)})
+            self._hyper_views[key] = views
+        return dict(views[2])
 
     # -- steps -----------------------------------------------------------------------------------------------
 
@@ -254,7 +292,7 @@ class Optimizer:
     def _step_chunk(self, index: int, chunk: list[int], step: int) -> None:
         params = [self.params[i] for i in chunk]
         with no_grad():
-            grad = _flat([p.grad.detach() for p in params if p.grad is not None]).realize()
+            grad = _flat([p.grad for p in params if p.grad is not None]).realize()
             p = self._cached_flat(chunk, "", params)
             hyper = self._hyper_tensors(index, p)
             extra: dict[str, Tensor] = {}

@@ -5,8 +5,9 @@ trees, their structures) costs more Python than reading its structure does.  :fu
 under the buffers to realize down to realized buffers and leaves, numbering every base by first discovery, and
 writes down for each what the scheduler's decisions depend on: realized or not, op, arg (an ALU/REDUCE/CAST arg;
 a constant's exact value unless it is a launch parameter), dtype, device, shape, and every source as (its base's
-number, the exact view through which it is read).  Equal keys are isomorphic graphs, so the schedule made for one
-fits the other when each kernel and copy is re-bound by number: its output, its inputs, and the constant bases
+number, the exact view through which it is read: the number ``ShapeTracker.key_id`` gives its tracker's key, equal
+for equal views, hashed as one int).  Equal keys are isomorphic graphs, so the schedule made for one fits the other
+when each kernel and copy is re-bound by number: its output, its inputs, and the constant bases
 its scalar parameters come from (their values are read from the current graph, never the cached one).
 
 What a hit never reuses: a buffer's contents or a constant compiled into a kernel (in the key), a parameter's value
@@ -72,7 +73,7 @@ def graph_key(outs: list[LazyBuffer]) -> tuple[tuple[Any, ...], dict[int, int], 
                 nodes.append(sb)
                 entries.append(None)
                 stack.append(sb)
-            srcs.append((i, s.st.key))
+            srcs.append((i, s.st.key_id))
         if op in _ARG_OPS:
             arg = b.arg
         elif op is LazyOp.CONST:
@@ -101,11 +102,11 @@ def lookup(outs: list[LazyBuffer]) -> tuple[list[ScheduleItem] | None, Any]:
     for entry in template:
         if entry[0] is None:  # a copy: (None, output, source base or None)
             items.append(HostCopy(nodes[entry[1]], nodes[entry[2]] if entry[2] is not None else None))
-        else:  # a kernel: (ast, output, inputs, parameter bases, structure)
-            ast, out, inputs, param_bases, structure = entry
+        else:  # a kernel: (ast, output, inputs, parameter bases, structure, ready programs by device state)
+            ast, out, inputs, param_bases, structure, ready = entry
             bases = [nodes[i] for i in param_bases]
             items.append(Kernel(ast, nodes[out], [nodes[i] for i in inputs], structure, [b.arg for b in bases],
-                                bases))
+                                bases, ready=ready))
     return items, None
 
 
@@ -122,7 +123,7 @@ def store(token: Any, items: list[ScheduleItem]) -> None:
             else:
                 guards += [(index[id(b)], exact_key(b.arg)) for b in item.baked_bases]
                 template.append((item.ast, index[id(item.output)], tuple([index[id(b)] for b in item.inputs]),
-                                 tuple([index[id(b)] for b in item.param_bases]), item.structure))
+                                 tuple([index[id(b)] for b in item.param_bases]), item.structure, {}))
     except KeyError:  # an item names a buffer the walk did not number: keep nothing
         return
     with _lock:

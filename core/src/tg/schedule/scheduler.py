@@ -88,6 +88,9 @@ class Kernel:
     #: the constant bases of Python floats compiled in as values (past MAX_PARAMS, or a kernel that is one): the
     #: structure holds their values, so the schedule cache reuses this kernel only for a graph with the same ones
     baked_bases: list[LazyBuffer] = field(default_factory=list)
+    #: the engine's ready program per device state, shared by every kernel the schedule cache makes from one template
+    #: (a launch then skips hashing ``structure`` again); None where nothing is shared
+    ready: dict[Any, Any] | None = None
 
     @property
     def name(self) -> str:

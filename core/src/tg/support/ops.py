@@ -9,6 +9,10 @@ import enum
 
 
 class Ops(enum.Enum):
+    # members are singletons compared by identity: hash them so too, in C (Enum's own __hash__ is a Python call,
+    # and graph keys, schedule memos and rewrite tables hash thousands of them per step)
+    __hash__ = object.__hash__
+
     DEFINE_GLOBAL = enum.auto()
     DEFINE_LOCAL = enum.auto()
     SPECIAL = enum.auto()
