@@ -76,3 +76,26 @@ def test_a_bad_setting_is_refused(interpreter: Any, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("TG_SYMBOLIC", "yes please")
     with pytest.raises(ValueError, match="TG_SYMBOLIC"):
         _run(2)
+
+
+def test_row_fused_kernels_and_two_view_biases_are_built_once(interpreter: Any) -> None:
+    """A softmax, a layernorm (row-fused reductions: rows counted from ``n0`` at run time) and Linear-relu-Linear (its
+    second matmul reads the first bias through two views) get their kernels for every size at the second size, and
+    the sizes after it compile nothing."""
+    rng = np.random.default_rng(3)
+    w1, b1, w2 = (rng.standard_normal(s).astype(np.float32) for s in ((6, 20), (20,), (20, 9)))
+    for n in (2, 3, 7, 4, 30):
+        x = rng.standard_normal((n, 6)).astype(np.float32)
+        e = np.exp(x - x.max(1, keepdims=True))
+        np.testing.assert_allclose(Tensor(x).softmax(-1).numpy(), e / e.sum(1, keepdims=True), rtol=1e-6, atol=1e-7)
+        centered = x - x.mean(1, keepdims=True)
+        want = centered / np.sqrt((centered * centered).mean(1, keepdims=True) + 1e-5)
+        np.testing.assert_allclose(Tensor(x).layernorm(-1).numpy(), want, rtol=1e-5, atol=1e-5)
+        got = ((Tensor(x) @ Tensor(w1) + Tensor(b1)).relu() @ Tensor(w2)).numpy()
+        np.testing.assert_allclose(got, np.maximum(x @ w1 + b1, 0) @ w2, rtol=1e-5, atol=1e-5)
+        if n == 2:
+            exact = len(interpreter.compiled)
+    built = [p.name for p in interpreter.compiled[exact:]]
+    assert len(built) == exact and all("_n_" in name for name in built), built
+    assert {"r_max_sub_mul_exp2_r_add_div_n_6", "r_add_mul_sub_add_sqrt_recip_n_6"} <= set(built), built
+    assert any(name.startswith("add_max_mul_r_add_n_9") for name in built), built

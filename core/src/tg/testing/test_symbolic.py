@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tg import Tensor
-from tg.testing import assert_close, require
+from tg.testing import assert_close, reference, require
 
 SIZES = [2, 3, 64, 65, 127, 128, 129, 1000]
 
@@ -103,10 +103,42 @@ def _softmax(n: int, rng: np.random.Generator) -> tuple[Tensor, np.ndarray]:
     return Tensor(x).softmax(-1), e / e.sum(axis=1, keepdims=True)
 
 
+def _layernorm(n: int, rng: np.random.Generator) -> tuple[Tensor, np.ndarray]:
+    """Rows of 40 (two gangs of 16 and a leftover on tg-clang), in a batch of ``n`` sequences of 3 tokens; rows far
+    apart in scale and offset, so a row that read another's mean or variance is off."""
+    x = (rng.standard_normal((n, 3, 40)) * (1 + np.arange(3 * n).reshape(n, 3, 1) % 5)).astype(np.float32)
+    return Tensor(x).layernorm(-1), reference.layernorm(x.astype(np.float64))
+
+
+def _log_softmax(n: int, rng: np.random.Generator) -> tuple[Tensor, np.ndarray]:
+    x = (rng.standard_normal((n, 33)) * 3 - 7.0 * np.arange(n).reshape(n, 1)).astype(np.float32)
+    return Tensor(x).log_softmax(-1), reference.log_softmax(x.astype(np.float64))
+
+
+def _two_layers(n: int, rng: np.random.Generator) -> tuple[Tensor, np.ndarray]:
+    """Linear, relu, Linear: the second matmul reads the first's bias through two views (broadcast to the rows, then
+    to the second's output columns), fused with the relu."""
+    x = rng.standard_normal((n, 12)).astype(np.float32)
+    w1 = np.linspace(-1, 1, 12 * 20, dtype=np.float32).reshape(12, 20)
+    b1 = np.linspace(-0.5, 0.5, 20, dtype=np.float32)
+    w2 = np.linspace(1, -1, 20 * 32, dtype=np.float32).reshape(20, 32)
+    h = (Tensor(x) @ Tensor(w1) + Tensor(b1)).relu()
+    return h @ Tensor(w2), np.maximum(x @ w1 + b1, 0) @ w2
+
+
+def _centered_over_rows(n: int, rng: np.random.Generator) -> tuple[Tensor, np.ndarray]:
+    """A mean across the rows, which row fusion may put in the kernel that subtracts it: never one kernel for every
+    number of rows."""
+    x = rng.standard_normal((n, 16)).astype(np.float32)
+    return Tensor(x) - Tensor(x).mean(0), x - x.mean(0, dtype=np.float64).astype(np.float32)
+
+
 GRAPHS: dict[str, Callable[[int, np.random.Generator], tuple[Tensor, np.ndarray]]] = {
     "elementwise with a broadcast bias": _elementwise, "last-axis reduction": _row_sums, "matmul": _matmul,
     "rows 1: of a tensor": _shifted, "int32": _int32, "float16": _float16,
     "a batch of one sequence": _one_sequence, "softmax (row-fused reductions)": _softmax,
+    "layernorm of sequences (row-fused)": _layernorm, "log_softmax (row-fused)": _log_softmax,
+    "a bias read through two views": _two_layers, "centered over the rows": _centered_over_rows,
 }
 
 
@@ -180,6 +212,17 @@ def test_one_row_first_then_more_rows() -> None:
         got, want = _elementwise(n, _rng(10 + n))
         assert_close(got.numpy(), want, msg=f"N={n}")
         got, want = _row_sums(n, _rng(20 + n))
+        assert_close(got.numpy(), want, msg=f"N={n}")
+
+
+@pytest.mark.parametrize("graph", ["softmax (row-fused reductions)", "layernorm of sequences (row-fused)",
+                                   "a bias read through two views"])
+def test_row_fused_and_two_view_kernels_from_one_row(graph: str) -> None:
+    """One row first, then odd and even sizes, one row again, and sizes below and above the one the kernel for every
+    size was built at: every row of every size is its own."""
+    make = GRAPHS[graph]
+    for k, n in enumerate((1, 2, 5, 1, 3, 9, 2)):
+        got, want = make(n, _rng(60 + k))
         assert_close(got.numpy(), want, msg=f"N={n}")
 
 
