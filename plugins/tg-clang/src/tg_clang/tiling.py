@@ -327,6 +327,8 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
     reduction = plan_reduction(uops, grid, lanes)
     if symbolic and reduction is not None:  # lanes across the loop may win at some sizes, and sum in another order
         return None
+    while symbolic and grid[0] < lanes and lanes >= 2 * MIN_LANES:  # rows shorter than a gang tile as one long row,
+        lanes //= 2  # whose length follows n0: a narrower gang keeps them rows (each output's loop is the same)
     t = choose_tiling(uops, grid, lanes, rows)
     while t is None and lanes >= 2 * MIN_LANES and math.prod(grid) < lanes:  # fewer threads than a gang: narrower
         lanes //= 2
