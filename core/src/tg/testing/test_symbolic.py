@@ -104,14 +104,14 @@ def _softmax(n: int, rng: np.random.Generator) -> tuple[Tensor, np.ndarray]:
 
 
 def _layernorm(n: int, rng: np.random.Generator) -> tuple[Tensor, np.ndarray]:
-    """Rows of 40 (two gangs of 16 and a leftover on tg-clang), in a batch of ``n`` sequences of 3 tokens; rows far
+    """Rows of 38 (two gangs of 16 and a leftover on tg-clang), in a batch of ``n`` sequences of 3 tokens; rows far
     apart in scale and offset, so a row that read another's mean or variance is off."""
-    x = (rng.standard_normal((n, 3, 40)) * (1 + np.arange(3 * n).reshape(n, 3, 1) % 5)).astype(np.float32)
+    x = (rng.standard_normal((n, 3, 38)) * (1 + np.arange(3 * n).reshape(n, 3, 1) % 5)).astype(np.float32)
     return Tensor(x).layernorm(-1), reference.layernorm(x.astype(np.float64))
 
 
 def _log_softmax(n: int, rng: np.random.Generator) -> tuple[Tensor, np.ndarray]:
-    x = (rng.standard_normal((n, 33)) * 3 - 7.0 * np.arange(n).reshape(n, 1)).astype(np.float32)
+    x = (rng.standard_normal((n, 35)) * 3 - 7.0 * np.arange(n).reshape(n, 1)).astype(np.float32)
     return Tensor(x).log_softmax(-1), reference.log_softmax(x.astype(np.float64))
 
 
@@ -253,9 +253,11 @@ def test_row_offsets_and_row_strides_are_kept() -> None:
 
 def test_a_mean_across_the_rows_is_never_built_for_every_size(compiles: list[Any]) -> None:
     """A mean over the outermost dimension, which row fusion may put in the kernel that subtracts it, sums every row:
-    no kernel of it is built for every size, and each size is right."""
+    no kernel that reduces (``r`` in its name) is built for every size, and each size is right.  (Without row fusion
+    the subtraction is a kernel of its own, which may be.)"""
     for k, n in enumerate((2, 3, 7, 4)):
         x = _rng(70 + k).standard_normal((n, 16)).astype(np.float32)
         got = (Tensor(x) - Tensor(x).mean(0)).numpy()
         assert_close(got, x - x.mean(0, dtype=np.float64).astype(np.float32), msg=f"N={n}")
-    assert not any(p.launch_vars for p in compiles), [p.name for p in compiles if p.launch_vars]
+    reducing = [p.name for p in compiles if p.launch_vars and "r" in p.name.split("_")]
+    assert not reducing, reducing
