@@ -520,7 +520,10 @@ class _Lowering:
 
 def _rows_under(st: ShapeTracker, n: int) -> bool:
     """Whether every view under ``st``'s outermost one walks the ``n`` rows in its first dimension, unmasked, with a
-    stride of at least 0: unravelling an index into it then never reads ``n`` (see :mod:`tg.engine.symbolic`)."""
+    stride of at least 0, under an unmasked outermost view: unravelling an index into it then never reads ``n`` (see
+    :mod:`tg.engine.symbolic`; a masked view's index that another view unravels may be clamped into the mask)."""
+    if len(st.views) > 1 and st.views[-1].mask is not None:
+        return False
     return all(v.shape and v.shape[0] == n and v.strides[0] >= 0 and v.mask is None for v in st.views[:-1])
 
 

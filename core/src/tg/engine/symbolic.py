@@ -6,8 +6,9 @@ size-1 dimension has stride 0, so a kernel traced at ``N = 1`` looks like a broa
 outside it is reduced (by the kernel or by a reduction fused into its rows), and every load and constant reads
 through a view whose size there is ``N``, unmasked, with a stride of at least 0; a second view under it (a bias
 broadcast, then reshaped: ``(N, C)`` strides ``(0, 1)`` under ``(N, K, C)``) qualifies when its first dimension is
-``N``, with a stride of at least 0, and it has no mask: unravelling a flat index into a view never reads its first
-size.  Its *symbolic key* is its kernel key with every such size written
+``N``, with a stride of at least 0, and neither it nor the view over it has a mask: unravelling a flat index into
+a view never reads its first size (a masked view's index may be clamped into its mask before another view unravels
+it, and that clamp would read ``N``).  Its *symbolic key* is its kernel key with every such size written
 ``"n"``; strides, offsets, inner sizes, masks, constants and dtypes stay literal.  Two kernels with equal symbolic
 keys then compute the same function of each row and differ only in how
 many rows they compute (a stride that depends on ``N``, such as a transposed input's, differs between the two, so
@@ -66,8 +67,8 @@ def symbolic_key(kernel: Kernel, key: tuple[object, ...]) -> tuple[object, ...] 
                     return None
                 mask = (*mask[:axis], "n", *mask[axis + 1:])
             inner = [_inner_view(view, n) for view in under]
-            if any(view is None for view in inner):
-                return None
+            if any(view is None for view in inner) or (under and mask is not None):
+                return None  # (a masked view over another one may clamp its indices into its mask, which holds N)
             entries.append((op, dtype, (value, (*inner, ((*vshape[:axis], "n", *vshape[axis + 1:]), strides, offset,
                                                           mask))), srcs))
         elif op == "REDUCE" and min(arg[1], default=ndim) <= axis:
