@@ -71,6 +71,22 @@ def test_rows_shorter_than_a_gang_keep_lanes_across_rows(fresh_devices: None) ->
     assert not any(s.startswith("rows") for s, _ in _binaries().values())
 
 
+def test_one_row_pass_kernel_for_every_row_count(fresh_devices: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Met at a second row count, a softmax's row-pass kernel is built once for every count (its rows and work units
+    follow ``n0``), in lanes with its stash as the exact kernels are, and gives their bits at counts below and above
+    it (TG_SYMBOLIC=verify compares each launch with the exact kernel's output)."""
+    monkeypatch.setenv("TG_SYMBOLIC", "verify")
+    for rows in (2, 5, 1, 33, 3):
+        x = _staggered(rows, 37)
+        np.testing.assert_allclose(Tensor(x, device="clang").softmax(-1).numpy(), reference.softmax(x), rtol=2e-5,
+                                   atol=1e-6)
+    symbolic = [(name, strategy, src) for name, (strategy, src) in _binaries().items() if "_n_" in name]
+    assert len(symbolic) == 1, [name for name, _, _ in symbolic]
+    (_, strategy, source), = symbolic
+    assert strategy.startswith("rows3x"), strategy
+    assert "(n0 * 1)" in source  # the rows counted from the launch variable
+
+
 def _two_loops(read_inside: bool = False, start: float = 0.0, nested: bool = False) -> list[UOp]:
     """acc = sum of row i; then out[i, j] = x[i, j] / acc, as core lowers a row fusion (or broken as asked)."""
     b, i32, f32 = KernelBuilder(), dtypes.int32, dtypes.float32

@@ -5,7 +5,8 @@ merged), then each output element gets one thread: ``gidx0`` (times the work-gro
 when the backend runs work groups) is unravelled into per-dimension indices, reductions loop over
 their axes in each thread, and every load and store goes through its view's index and validity
 expressions.  A kernel with row-fused reductions (REDUCE nodes below its root, see :mod:`tg.schedule.scheduler`)
-gets one thread per row, which runs each fused reduction's loop in turn, then the kernel's own loop.  The
+gets one thread per row, which runs each fused reduction's loop in turn, then the kernel's own loop (symbolic: as
+many threads as the launch variable ``n0`` says).  The
 capability-driven rewrites of :mod:`tg.codegen.rewrites` then fit the list to the backend.
 """
 
@@ -45,21 +46,23 @@ def lower(kernel: Kernel, caps: Capabilities, symbolic: bool = False) -> Lowered
 
 def symbolic_bound(kernel: Kernel, inner_threads: int, group: int, caps: Capabilities) -> int:
     """The largest outermost size ``hi`` a symbolic lowering of ``kernel`` runs right at: every index of every view
-    (one view each, stride of dim 0 at least 0), the output's and the threads' counts fit int32, and the work
-    groups fit the target's first launch dimension.  Depends only on what the symbolic key holds."""
+    (the outermost view's dim ``axis`` and a view under it's dim 0 of size ``N``, strides at least 0), the output's
+    and the threads' counts fit int32, and the work groups fit the target's first launch dimension.  Depends only on
+    what the symbolic key holds."""
     ast = kernel.ast
     body = ast.src[0] if ast.op == "REDUCE" else ast
     axis = next(i for i, s in enumerate(kernel.output.shape) if s != 1)
     hi = INDEX_LIMIT // max(1, math.prod(kernel.output.shape[axis + 1:]))
     hi = min(hi, (INDEX_LIMIT - group) // max(1, inner_threads))
     for st in indexed_trackers(body, []):
-        v = st.views[0]
-        inner = sum(max(0, (size - 1) * stride) for size, stride in zip(v.shape[axis + 1:], v.strides[axis + 1:]))
-        room = INDEX_LIMIT - v.offset - inner
-        if v.strides[axis] > 0:
-            hi = min(hi, room // v.strides[axis] + 1)
-        elif room < 0:
-            return 0
+        for v in st.views:
+            dim = axis if v is st.views[-1] else 0
+            inner = sum(max(0, (size - 1) * stride) for size, stride in zip(v.shape[dim + 1:], v.strides[dim + 1:]))
+            room = INDEX_LIMIT - v.offset - inner
+            if v.strides[dim] > 0:
+                hi = min(hi, room // v.strides[dim] + 1)
+            elif room < 0:
+                return 0
     if caps.launch_limits:
         hi = min(hi, caps.launch_limits[0] * group // max(1, inner_threads))
     return hi
@@ -103,10 +106,9 @@ class _Lowering:
         reduce_axes = set(ast.arg[1]) if ast.op == "REDUCE" else set(self.fused[0].arg[1]) if self.fused else set()
         out_st = ShapeTracker.contiguous(kernel.output.shape).expand(full_shape)
         axis = next((i for i, s in enumerate(full_shape) if s != 1), -1) if symbolic else -1
-        if symbolic and (axis < 0 or any(a <= axis for a in reduce_axes)):
+        every_reduced = reduce_axes.union(*(n.arg[1] for n in self.fused))
+        if symbolic and (axis < 0 or any(a <= axis for a in every_reduced)):
             raise NotSymbolic(f"kernel {kernel.name}: its outermost dimension is reduced")
-        if symbolic and self.fused:  # row passes launch a thread per row, counted at lowering
-            raise NotSymbolic(f"kernel {kernel.name}: row-fused reductions")
         # (a symbolic kernel's unmasked constants may have views of any size: they read nothing, so they do not count)
         trackers = indexed_trackers(body, [out_st]) if symbolic else [*all_trackers(body, []), out_st]
         groups = merge_dims(full_shape, reduce_axes, trackers, axis)
@@ -118,7 +120,7 @@ class _Lowering:
             self.fused = [memo[id(n)] for n in self.fused]
             out_st = out_st.reshape(self.shape)
         self.body, self.out_st = body, out_st
-        if symbolic and any(len(st.views) > 1 for st in indexed_trackers(body, [out_st])):
+        if symbolic and not all(_rows_under(st, full_shape[axis]) for st in indexed_trackers(body, [out_st])):
             raise NotSymbolic(f"kernel {kernel.name}: a view that does not merge its outer dimensions")
         self.global_dims = [j for j in range(len(self.shape)) if j not in self.reduce_dims]
         shaped = ShapedKernel(self.shape, tuple(self.reduce_dims), self.reduce_op, kernel.output.dtype, symbolic)
@@ -350,7 +352,12 @@ class _Lowering:
         reduction, or the elementwise values it stores one by one.  A fused reduction's value is its accumulator,
         read after its loop; nothing else rendered inside one loop is reused in another."""
         b, i32 = self.b, dtypes.int32
-        gid, gate, group = self._threads(n_rows)
+        if self.symbolic:  # n0 rows times the output dims inside the outermost one, counted at each launch
+            gid, gate, global_size, local_size = self._symbolic_threads(
+                math.prod(self.shape[j] for j in self.global_dims[1:]))
+        else:
+            gid, gate, group = self._threads(n_rows)
+            global_size, local_size = (-(-n_rows // group),), (group,)
         self.gate = gate
         idxs: list[UOp] = [b.const(0, i32)] * len(self.shape)
         for j, idx in zip(self.global_dims, self._unravel(gid, [self.shape[j] for j in self.global_dims])):
@@ -387,7 +394,7 @@ class _Lowering:
                 idxs[j] = b.const(0, i32)
             index, _ = view_index(b, self.out_st, idxs)
             b.store(self.out_buf, index, own, None if _true(gate) else gate)
-        return (-(-n_rows // group),), (group,)
+        return global_size, local_size
 
     def _store_lanes(self, results: list[UOp], lane_idxs: list[list[UOp]], lanes: list[tuple[int, ...]],
                      vec: int | None) -> None:
@@ -509,6 +516,15 @@ class _Lowering:
         index, valid = view_index(b, st, idxs)
         gate = b.alu(Ops.AND, valid, self.gate)
         return b.load(buf, index, node.dtype, None if _true(gate) else gate, alt)
+
+
+def _rows_under(st: ShapeTracker, n: int) -> bool:
+    """Whether every view under ``st``'s outermost one walks the ``n`` rows in its first dimension, unmasked, with a
+    stride of at least 0, under an unmasked outermost view: unravelling an index into it then never reads ``n`` (see
+    :mod:`tg.engine.symbolic`; a masked view's index that another view unravels may be clamped into the mask)."""
+    if len(st.views) > 1 and st.views[-1].mask is not None:
+        return False
+    return all(v.shape and v.shape[0] == n and v.strides[0] >= 0 and v.mask is None for v in st.views[:-1])
 
 
 def _vectorizable(st: ShapeTracker, dim: int, width: int) -> bool:

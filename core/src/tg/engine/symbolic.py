@@ -3,8 +3,12 @@
 The symbolic dimension is the output's outermost dimension whose size is not 1 (a batch of one sequence of
 ``N`` tokens, ``(1, N, C)``, varies in ``N``).  A kernel qualifies when that dimension has ``N >= 2`` rows (a
 size-1 dimension has stride 0, so a kernel traced at ``N = 1`` looks like a broadcast), neither it nor a dimension
-outside it is reduced, and every load and constant reads through one view whose size there is ``N``, unmasked,
-with a stride of at least 0.  Its *symbolic key* is its kernel key with every size of that dimension written
+outside it is reduced (by the kernel or by a reduction fused into its rows), and every load and constant reads
+through a view whose size there is ``N``, unmasked, with a stride of at least 0; a second view under it (a bias
+broadcast, then reshaped: ``(N, C)`` strides ``(0, 1)`` under ``(N, K, C)``) qualifies when its first dimension is
+``N``, with a stride of at least 0, and neither it nor the view over it has a mask: unravelling a flat index into
+a view never reads its first size (a masked view's index may be clamped into its mask before another view unravels
+it, and that clamp would read ``N``).  Its *symbolic key* is its kernel key with every such size written
 ``"n"``; strides, offsets, inner sizes, masks, constants and dtypes stay literal.  Two kernels with equal symbolic
 keys then compute the same function of each row and differ only in how
 many rows they compute (a stride that depends on ``N``, such as a transposed input's, differs between the two, so
@@ -55,20 +59,32 @@ def symbolic_key(kernel: Kernel, key: tuple[object, ...]) -> tuple[object, ...] 
             entries.append((op, dtype, (arg[0], (*vshape[:axis], "n", *vshape[axis + 1:])), srcs))
         elif op in ("LOAD", "CONST"):
             value, views = arg
-            if len(views) != 1:
-                return None
-            vshape, strides, offset, mask = views[0]
+            *under, (vshape, strides, offset, mask) = views
             if len(vshape) != ndim or vshape[axis] != n or strides[axis] < 0:
                 return None
             if mask is not None:
                 if mask[axis] != (0, n):
                     return None
                 mask = (*mask[:axis], "n", *mask[axis + 1:])
-            entries.append((op, dtype, (value, ((*vshape[:axis], "n", *vshape[axis + 1:]), strides, offset, mask)),
-                            srcs))
+            inner = [_inner_view(view, n) for view in under]
+            if any(view is None for view in inner) or (under and mask is not None):
+                return None  # (a masked view over another one may clamp its indices into its mask, which holds N)
+            entries.append((op, dtype, (value, (*inner, ((*vshape[:axis], "n", *vshape[axis + 1:]), strides, offset,
+                                                          mask))), srcs))
+        elif op == "REDUCE" and min(arg[1], default=ndim) <= axis:
+            return None  # a reduction fused into the rows that sums across them
         else:
             entries.append(entry)
     return ("symbolic", tuple(entries), shape[:axis], shape[axis + 1:], *key[2:])
+
+
+def _inner_view(view: tuple[Any, ...], n: int) -> tuple[Any, ...] | None:
+    """A view under a load's outermost one with its first size written ``"n"``, or None unless that size is ``n``,
+    its stride is at least 0, and the view has no mask."""
+    vshape, strides, offset, mask = view
+    if not vshape or vshape[0] != n or strides[0] < 0 or mask is not None:
+        return None
+    return (("n", *vshape[1:]), strides, offset, None)
 
 
 def views_of(arg: tuple[Any, Any]) -> tuple[tuple[Any, ...], ...]:

@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 
 from tg import Tensor
-from tg.testing import assert_close, require
+from tg.testing import assert_close, reference, require
 
 SIZES = [2, 3, 64, 65, 127, 128, 129, 1000]
+#: Fewer sizes for the graphs of several kernels (each size is a launch of each on an emulator)
+FEWER_SIZES = [2, 3, 65, 128, 129]
 
 
 def _state() -> Any:
@@ -103,25 +105,53 @@ def _softmax(n: int, rng: np.random.Generator) -> tuple[Tensor, np.ndarray]:
     return Tensor(x).softmax(-1), e / e.sum(axis=1, keepdims=True)
 
 
+def _layernorm(n: int, rng: np.random.Generator) -> tuple[Tensor, np.ndarray]:
+    """Rows of 38 (two gangs of 16 and a leftover on tg-clang), in a batch of ``n`` sequences of 3 tokens; rows far
+    apart in scale and offset, so a row that read another's mean or variance is off."""
+    x = (rng.standard_normal((n, 3, 38)) * (1 + np.arange(3 * n).reshape(n, 3, 1) % 5)).astype(np.float32)
+    return Tensor(x).layernorm(-1), reference.layernorm(x.astype(np.float64))
+
+
+def _log_softmax(n: int, rng: np.random.Generator) -> tuple[Tensor, np.ndarray]:
+    x = (rng.standard_normal((n, 35)) * 3 - 7.0 * np.arange(n).reshape(n, 1)).astype(np.float32)
+    return Tensor(x).log_softmax(-1), reference.log_softmax(x.astype(np.float64))
+
+
+def _two_layers(n: int, rng: np.random.Generator) -> tuple[Tensor, np.ndarray]:
+    """Linear, relu, Linear: the second matmul reads the first's bias through two views (broadcast to the rows, then
+    to the second's output columns), fused with the relu."""
+    x = rng.standard_normal((n, 12)).astype(np.float32)
+    w1 = np.linspace(-1, 1, 12 * 20, dtype=np.float32).reshape(12, 20)
+    b1 = np.linspace(-0.5, 0.5, 20, dtype=np.float32)
+    w2 = np.linspace(1, -1, 20 * 32, dtype=np.float32).reshape(20, 32)
+    h = (Tensor(x) @ Tensor(w1) + Tensor(b1)).relu()
+    return h @ Tensor(w2), np.maximum(x @ w1 + b1, 0) @ w2
+
+
+
+
 GRAPHS: dict[str, Callable[[int, np.random.Generator], tuple[Tensor, np.ndarray]]] = {
     "elementwise with a broadcast bias": _elementwise, "last-axis reduction": _row_sums, "matmul": _matmul,
     "rows 1: of a tensor": _shifted, "int32": _int32, "float16": _float16,
     "a batch of one sequence": _one_sequence, "softmax (row-fused reductions)": _softmax,
+    "layernorm of sequences (row-fused)": _layernorm, "log_softmax (row-fused)": _log_softmax,
+    "a bias read through two views": _two_layers,
 }
+SEVERAL_KERNELS = {"layernorm of sequences (row-fused)", "log_softmax (row-fused)", "a bias read through two views"}
 
 
 @pytest.mark.parametrize("graph", list(GRAPHS))
 def test_every_size_right_and_compiled_once(graph: str, compiles: list[Any]) -> None:
-    """The graph at each size of SIZES equals numpy; where its kernel was built for every size (at the second size),
-    the later sizes compile nothing (outside TG_SYMBOLIC=verify, which builds the exact kernels too), and where it
-    was not, the backend either takes no symbolic launch or refused that kernel (``NotSymbolic``)."""
+    """The graph at each size of SIZES (FEWER_SIZES) equals numpy; where its kernel was built for every size (at the
+    second size), the later sizes compile nothing (outside TG_SYMBOLIC=verify, which builds the exact kernels too),
+    and where it was not, the backend either takes no symbolic launch or refused that kernel (``NotSymbolic``)."""
     if graph == "int32":
         require("int32")
     if graph == "float16":
         require("float16")
     make = GRAPHS[graph]
     per_size = []
-    for k, n in enumerate(SIZES):
+    for k, n in enumerate(FEWER_SIZES if graph in SEVERAL_KERNELS else SIZES):
         before = len(compiles)
         got, want = make(n, _rng(k))
         assert_close(got.numpy(), want, "float16" if graph == "float16" else "float32", msg=f"N={n}")
@@ -183,6 +213,16 @@ def test_one_row_first_then_more_rows() -> None:
         assert_close(got.numpy(), want, msg=f"N={n}")
 
 
+@pytest.mark.parametrize("graph", ["layernorm of sequences (row-fused)", "a bias read through two views"])
+def test_row_fused_and_two_view_kernels_from_one_row(graph: str) -> None:
+    """One row first, then odd and even sizes, one row again, and sizes below and above the one the kernel for every
+    size was built at: every row of every size is its own."""
+    make = GRAPHS[graph]
+    for k, n in enumerate((1, 2, 5, 1, 3, 9)):
+        got, want = make(n, _rng(60 + k))
+        assert_close(got.numpy(), want, msg=f"N={n}")
+
+
 @pytest.mark.parametrize("n", [3, 5, 4, 3])
 def test_flipped_and_transposed_rows(n: int) -> None:
     """A flip along the outermost dimension (its offset depends on N) and a transposed input (its stride does) are
@@ -211,3 +251,15 @@ def test_row_offsets_and_row_strides_are_kept() -> None:
         x = _rng(50 + k).standard_normal((n, width)).astype(np.float32)
         assert_close((Tensor(x)[:, :6] + 1.0).numpy(), x[:, :6] + np.float32(1.0), msg=f"width {width}, N={n}")
         assert_close(Tensor(x)[:, :6].sum(axis=1).numpy(), x[:, :6].sum(axis=1), msg=f"sum, width {width}, N={n}")
+
+
+def test_a_mean_across_the_rows_is_never_built_for_every_size(compiles: list[Any]) -> None:
+    """A mean over the outermost dimension, which row fusion may put in the kernel that subtracts it, sums every row:
+    no kernel that reduces (``r`` in its name) is built for every size, and each size is right.  (Without row fusion
+    the subtraction is a kernel of its own, which may be.)"""
+    for k, n in enumerate((2, 3, 7, 4)):
+        x = _rng(70 + k).standard_normal((n, 16)).astype(np.float32)
+        got = (Tensor(x) - Tensor(x).mean(0)).numpy()
+        assert_close(got, x - x.mean(0, dtype=np.float64).astype(np.float32), msg=f"N={n}")
+    reducing = [p.name for p in compiles if p.launch_vars and "r" in p.name.split("_")]
+    assert not reducing, reducing

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tg.codegen.lower import reduce_identity
+from tg.codegen.program import SymbolicSize
 from tg.codegen.rewrites import eliminate_dead
 from tg.codegen.tiles import SHARED_LEAVES, UNIT_OPS, shared_leaf, thread_cost
 from tg.codegen.uops import Ops, UOp
@@ -314,8 +315,12 @@ def plan_row_passes(uops: list[UOp], grid: tuple[int, ...], lanes: int) -> tuple
     return passes, RowPlan(lanes, threads, block)
 
 
-def render_row_lanes(name: str, uops: list[UOp], grid: tuple[int, ...], passes: RowPasses, plan: RowPlan) -> CKernel:
-    """The C file of a row-pass kernel whose lanes walk each of its loops."""
+def render_row_lanes(name: str, uops: list[UOp], grid: tuple[int, ...], passes: RowPasses, plan: RowPlan,
+                     rows: SymbolicSize | None = None) -> CKernel:
+    """The C file of a row-pass kernel whose lanes walk each of its loops.  ``rows``: the launch's threads follow the
+    launch variable (a kernel for every outermost size, see :mod:`tg.engine.symbolic`): ``grid`` holds them at its
+    upper bound, and the rows and work units are counted from the variable at run time.  Each row's code is the
+    same at every count (the gang follows the loops' trips), so every size gets the bits of its exact kernel."""
     from tg_clang.spmd import LaneRenderer, vector_typedefs
 
     params = kernel_params(uops)
@@ -327,11 +332,16 @@ def render_row_lanes(name: str, uops: list[UOp], grid: tuple[int, ...], passes: 
             for i, (dtype, n) in enumerate(stash.arrays)] + body
     strategy = f"rows{len(passes.loops)}x{plan.lanes}" + ("s" if stash.arrays else "")
     unit_cost = plan.block * thread_cost(uops)
+    threads, launch_vars = str(plan.threads), ()
+    if rows is not None:
+        assert rows.divisor == rows.blocks == 1, rows  # a thread per row, no work groups
+        threads = f"({rows.var} * {rows.scale})"
+        launch_vars = ((0, SymbolicSize(rows.var, rows.scale, plan.block)),)
     lines = [header(name, plan.units, unit_cost, strategy), PRELUDE, *vector_typedefs(plan.lanes),
              f"static inline __attribute__((always_inline)) void {name}_row({sig}, int32_t row0) {{", *body, "}",
              f"void {name}({sig}, int32_t start, int32_t end) {{",
              "  for (int32_t u = start; u < end; u++) {",
-             f"    int32_t row0 = u * {plan.block}, hi = row0 + {plan.block} < {plan.threads} ? "
-             f"row0 + {plan.block} : {plan.threads};",
+             f"    int32_t row0 = u * {plan.block}, hi = row0 + {plan.block} < {threads} ? "
+             f"row0 + {plan.block} : {threads};",
              f"    for (; row0 < hi; row0++) {name}_row({args}, row0);", "  }", "}", dynamic_entry(name, params), ""]
-    return CKernel("\n".join(lines), plan.units, unit_cost, strategy)
+    return CKernel("\n".join(lines), plan.units, unit_cost, strategy, launch_vars)

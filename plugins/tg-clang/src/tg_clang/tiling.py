@@ -403,14 +403,20 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
     # row count, and the rows and work units come from n0 at run time; no transposed, aligned, streaming or
     # across-the-loop alternative (each is chosen by the row count).
     symbolic = bool(kernel.launch_vars)
+    row_passes = plan_row_passes(uops, grid, lanes)
+    if row_passes is not None:  # taken at every size, so a kernel for every size (threads n0 times) takes it too
+        if not symbolic:
+            return render_row_lanes(name, uops, grid, *row_passes)
+        if len(grid) == 1 and [axis for axis, _ in kernel.launch_vars] == [0]:
+            return render_row_lanes(name, uops, grid, *row_passes, kernel.launch_vars[0][1])
+        return None
     if symbolic and (len(grid) != 2 or [axis for axis, _ in kernel.launch_vars] != [1]):
         return None
-    row_passes = plan_row_passes(uops, grid, lanes)
-    if row_passes is not None and not symbolic:
-        return render_row_lanes(name, uops, grid, *row_passes)
     reduction = plan_reduction(uops, grid, lanes)
     if symbolic and reduction is not None:  # lanes across the loop may win at some sizes, and sum in another order
         return None
+    while symbolic and grid[0] < lanes and lanes >= 2 * MIN_LANES:  # rows shorter than a gang tile as one long row,
+        lanes //= 2  # whose length follows n0: a narrower gang keeps them rows (each output's loop is the same)
     t = choose_tiling(uops, grid, lanes, rows)
     while t is None and lanes >= 2 * MIN_LANES and math.prod(grid) < lanes:  # fewer threads than a gang: narrower
         lanes //= 2
