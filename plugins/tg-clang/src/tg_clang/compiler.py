@@ -226,37 +226,45 @@ class KernelCache:
     def _build(self, source: str, symbol: str, compiler: str, key: str,
                direct: bool) -> tuple[CachedBinary, ctypes.CDLL | None, bool]:
         """Compile ``source`` into the cache and load it: (the entry, the library or None if it does not load,
-        whether the linker ran directly).  ``direct``: compile with ``clang -c`` and run the linker directly when
-        its command line is known (see :mod:`tg_clang.linking`); else, or when that link fails, the driver
-        compiles and links."""
+        whether the linker ran directly).  ``direct``: compile with ``clang -c`` and run the linker directly
+        (see :mod:`tg_clang.linking`), the driver linking where no line is known or the line fails; else, or
+        when even that link fails, the driver compiles and links."""
         identity = _compiler_identity(compiler)
         with tempfile.TemporaryDirectory(prefix="tg-clang-") as tmp:  # private (0700), the compiler writes here
             output = Path(tmp) / "kernel.so"
             linked = False
             if direct and linking.enabled():
                 template = self.links.known(identity, self.flags)
-                if template is False:  # the first build asks the driver to show how it links
-                    linked, learnt = linking.build_and_learn(source, output, compiler, self.flags, _run)
-                    if linked:
-                        self.links.learn(identity, self.flags, learnt)
-                    else:
-                        compile_to(source, output, compiler, self.flags)  # raises a compile error as itself
-                        self.links.learn(identity, self.flags, None)  # so it was the way of linking that failed
-                        linked = True
-                elif isinstance(template, list):
-                    obj = Path(tmp) / "kernel.o"
-                    compile_object(source, obj, compiler, self.flags)
+                # not known yet: the driver is asked for it while this kernel compiles
+                asked = self.links.ask(compiler, identity, self.flags, _run) if template is False else None
+                obj = Path(tmp) / "kernel.o"
+                compile_object(source, obj, compiler, self.flags)
+                if asked is not None:
+                    template = asked.line()
+                if isinstance(template, list):
                     linked = link_object(template, obj, output)
-                    if not linked:
+                    if linked and asked is not None:
+                        self.links.learn(identity, self.flags, template)  # recorded once it has linked a kernel
+                    elif not linked:
                         self.links.forget(identity, self.flags)
-                else:
-                    obj = Path(tmp) / "kernel.o"
-                    compile_object(source, obj, compiler, self.flags)
+                elif asked is not None:
+                    self.links.learn(identity, self.flags, None)  # the driver links from now on in this process
+                if not linked:
                     linked = link_with_driver(obj, output, compiler, self.flags)
             if not linked:
                 compile_to(source, output, compiler, self.flags)
             entry = self.disk.put(key, output.read_bytes())
         return entry, _try_load(entry.path, entry.data, symbol), linked
+
+    def prepare(self) -> None:
+        """Ask the driver for the linker's command line now (in a thread) if it is not known: a program's first
+        kernel then finds it (see :mod:`tg_clang.linking`)."""
+        if linking.enabled():
+            compiler = find_compiler()
+            if compiler is not None:
+                identity = _compiler_identity(compiler)
+                if self.links.known(identity, self.flags) is False:
+                    self.links.ask(compiler, identity, self.flags, _run)
 
 
 def elf_complete(image: bytes) -> bool:

@@ -175,6 +175,24 @@ class ClangRuntime(Runtime):
     def __init__(self) -> None:
         self.cache = KernelCache()
         self.freed = BufferCache()
+        self._warming = False
+
+    def _warm_up(self) -> None:
+        """At the first buffer (a program is about to run kernels here): start the early-exec helpers, which take
+        tens of milliseconds to start, and ask the driver for the linker's command line, in a thread, so that the
+        first compile, a few lowerings later, waits for neither."""
+        self._warming = True
+
+        def warm() -> None:
+            from tg.support.helpers import enable_early_exec
+
+            try:
+                enable_early_exec()
+                self.cache.prepare()
+            except Exception:  # noqa: BLE001 - only a head start: the first compile reports what is wrong
+                pass
+
+        threading.Thread(target=warm, name="tg-clang-warm-up", daemon=True).start()
 
     def available(self) -> Availability:
         if find_compiler() is None:
@@ -183,6 +201,8 @@ class ClangRuntime(Runtime):
         return Availability.yes()
 
     def compile(self, program: Program) -> ClangProgram:
+        if not self._warming:
+            self._warm_up()
         units = math.prod(program.global_size)
         if units > 1 and units * int(program.attributes.get("cost", 1)) >= SPLIT_THRESHOLD:
             build_in_background()  # its launch will need the native pool: that compile overlaps this one
@@ -222,7 +242,7 @@ class ClangRuntime(Runtime):
             kernel.function(*args, 0, units)
             return None
         chunk = max(1, units // (threads * CHUNKS_PER_THREAD))
-        native = native_pool()
+        native = native_pool(wait=False)  # still compiling: this launch goes to Python threads
         if native is not None and kernel.parallel is not None:
             kernel.parallel(*args, native.run_address, units, chunk, threads)
             return None
@@ -231,6 +251,8 @@ class ClangRuntime(Runtime):
         return None
 
     def alloc(self, nbytes: int) -> HostBuffer:
+        if not self._warming:
+            self._warm_up()
         return self.freed.take(nbytes) or new_buffer(nbytes)
 
     def free(self, buffer: Any) -> None:
