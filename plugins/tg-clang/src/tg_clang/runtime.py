@@ -203,11 +203,14 @@ class ClangRuntime(Runtime):
     def compile(self, program: Program) -> ClangProgram:
         if not self._warming:
             self._warm_up()
-        units = math.prod(program.global_size)
-        if units > 1 and units * int(program.attributes.get("cost", 1)) >= SPLIT_THRESHOLD:
-            build_in_background()  # its launch will need the native pool: that compile overlaps this one
         symbol = program.name
         library, cached = self.cache.load(program.source, symbol)
+        units = math.prod(program.global_size)
+        if units > 1 and units * int(program.attributes.get("cost", 1)) >= SPLIT_THRESHOLD:
+            # its launches split across threads: the native pool is built now, after this kernel, whose compile
+            # it would otherwise delay (both wait for the early-exec helpers); until it is ready, launches split
+            # across Python threads
+            build_in_background()
         n_bufs, variables = len(program.buffers), program.variables
         function, dynamic = getattr(library, symbol), getattr(library, symbol + "_dyn")
         parallel = getattr(library, symbol + "_par", None)  # absent from kernels written before the native pool
@@ -216,7 +219,6 @@ class ClangRuntime(Runtime):
             parallel.restype = None
         types = [_VARIABLE_TYPES[dtype] for dtype in program.variable_dtypes or ["int32"] * len(variables)]
         dynamic.argtypes = [ctypes.c_void_p] * n_bufs + types + [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32]
-        units = math.prod(program.global_size)
         loaded = ClangProgram(symbol, function, dynamic, units, int(program.attributes.get("cost", 1)),
                               tuple(zip(variables, types)), str(program.attributes.get("strategy", "")), library,
                               cached, parallel)
