@@ -22,12 +22,13 @@ import struct
 import subprocess
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 
 from tg.hooks import CachedBinary, DiskCache
 from tg.support.errors import BackendError
 
-from tg_clang import linking
+from tg_clang import linking, prestart
 
 #: Bumped whenever the emitted C or the flags change meaning, so stale binaries are never reused.
 CACHE_VERSION = "2"  # 2: entries end in core's build record (tg.hooks.DiskCache)
@@ -145,11 +146,15 @@ def _compile(argv: list[str], source: str, compiler: str) -> None:
     try:
         _run(argv, input=source.encode())
     except subprocess.CalledProcessError as exc:
-        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
-        raise CompileError(f"tg-clang: {os.path.basename(compiler)} failed (exit {exc.returncode}) on this kernel:\n"
-                           f"{stderr.strip()}\ncommand: {' '.join(argv)}") from exc
+        raise _compile_error(exc, argv, compiler) from exc
     except FileNotFoundError as exc:
         raise CompilerNotFoundError(missing_compiler_message(compiler)) from exc
+
+
+def _compile_error(exc: subprocess.CalledProcessError, argv: list[str], compiler: str) -> CompileError:
+    stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+    return CompileError(f"tg-clang: {os.path.basename(compiler)} failed (exit {exc.returncode}) on this kernel:\n"
+                        f"{stderr.strip()}\ncommand: {' '.join(argv)}")
 
 
 def compile_to(source: str, output: Path, compiler: str, flags: tuple[str, ...]) -> None:
@@ -195,6 +200,8 @@ class KernelCache:
         self.flags = flags if flags is not None else default_flags()
         self.hits = 0
         self.misses = 0
+        self._prestarted: prestart.Prestarted | None = None  # see prepare()
+        self._compiled = False  # whether a kernel was compiled here yet
         self._count = threading.Lock()  # kernels compile in several threads at once
 
     def path_for(self, source: str) -> Path:
@@ -238,7 +245,8 @@ class KernelCache:
                 # not known yet: the driver is asked for it while this kernel compiles
                 asked = self.links.ask(compiler, identity, self.flags, _run) if template is False else None
                 obj = Path(tmp) / "kernel.o"
-                compile_object(source, obj, compiler, self.flags)
+                if not self._compile_prestarted(source, obj, compiler):
+                    compile_object(source, obj, compiler, self.flags)
                 if asked is not None:
                     template = asked.line()
                 if isinstance(template, list):
@@ -256,13 +264,41 @@ class KernelCache:
             entry = self.disk.put(key, output.read_bytes())
         return entry, _try_load(entry.path, entry.data, symbol), linked
 
+    def _compile_prestarted(self, source: str, obj: Path, compiler: str) -> bool:
+        """Compile ``source`` into ``obj`` with the compiler :meth:`prepare` started, if this is the first kernel
+        that can take it; False when it did not (the caller compiles the usual way).  A compile error is raised."""
+        self._compiled = True
+        pre, options = self._prestarted, linking.split_flags(self.flags)[0]
+        if pre is None or not pre.take(compiler, options):
+            return False
+        try:
+            if not pre.feed(source.encode()):
+                return False
+            try:
+                pre.finish()
+            except subprocess.CalledProcessError as exc:
+                raise _compile_error(exc, pre.argv, compiler) from exc
+            except (OSError, subprocess.SubprocessError):  # its helper failed, not the kernel: the usual way
+                return False
+            if not pre.obj.is_file():
+                return False
+            os.replace(pre.obj, obj)
+            return True
+        finally:
+            pre.cleanup()
+
     def prepare(self) -> None:
-        """Ask the driver for the linker's command line now (in a thread) if it is not known: a program's first
-        kernel then finds it (see :mod:`tg_clang.linking`)."""
+        """Before a program's first kernel (see :mod:`tg_clang.prestart` and :mod:`tg_clang.linking`): start the
+        compiler that kernel will take, and ask the driver for the linker's command line if it is not known (each
+        in a thread of its own)."""
         if linking.enabled():
             compiler = find_compiler()
             if compiler is not None:
                 identity = _compiler_identity(compiler)
+                if self._prestarted is None and not self._compiled:  # (none once a kernel went the usual way)
+                    self._prestarted = prestart.start_once(compiler, linking.split_flags(self.flags)[0], _run)
+                    if self._prestarted is not None:  # a cache dropped unused frees the helper it holds
+                        weakref.finalize(self, self._prestarted.release)
                 if self.links.known(identity, self.flags) is False:
                     self.links.ask(compiler, identity, self.flags, _run)
 
