@@ -176,23 +176,22 @@ class ClangRuntime(Runtime):
         self.cache = KernelCache()
         self.freed = BufferCache()
         self._warming = False
-
-    def _warm_up(self) -> None:
-        """At the first buffer (a program is about to run kernels here): start the early-exec helpers, which take
-        tens of milliseconds to start, and ask the driver for the linker's command line, in a thread, so that the
-        first compile, a few lowerings later, waits for neither."""
-        self._warming = True
-
-        def warm() -> None:
+        if find_compiler() is not None:
+            # The backend is being chosen: its compiles run in the early-exec helpers, whose start (a Python process
+            # each, tens of milliseconds) then overlaps the program's first tensors instead of its first compile.
             from tg.support.helpers import enable_early_exec
 
-            try:
-                enable_early_exec()
-                self.cache.prepare()
-            except Exception:  # noqa: BLE001 - only a head start: the first compile reports what is wrong
-                pass
+            enable_early_exec()
 
-        threading.Thread(target=warm, name="tg-clang-warm-up", daemon=True).start()
+    def _warm_up(self) -> None:
+        """At the first buffer (a program is about to run kernels here): start the compiler the first kernel will
+        take and ask the driver for the linker's command line (see :meth:`KernelCache.prepare`), so that the first
+        compile, a few lowerings later, waits for neither."""
+        self._warming = True
+        try:
+            self.cache.prepare()  # (its work runs in threads of its own)
+        except Exception:  # noqa: BLE001 - only a head start: the first compile reports what is wrong
+            pass
 
     def available(self) -> Availability:
         if find_compiler() is None:
