@@ -37,8 +37,10 @@ DEBIAN_PACKAGE = "clang"
 CACHE_PLUGIN = "clang"
 #: IEEE semantics are kept (no -ffast-math): inf, nan, signed zeros and denormals behave as numpy's.
 #: -fwrapv: signed integers wrap like the IR's; -fno-math-errno only lets sqrt be an instruction.
+#: -Werror=implicit-function-declaration: a call to an undeclared function (see tg_clang.cprelude) is an error, never
+#: a call whose C type the compiler guessed.
 BASE_FLAGS = ("-std=gnu11", "-O2", "-march=native", "-fPIC", "-shared", "-fwrapv", "-fno-math-errno",
-              "-ffp-contract=on", "-Wno-psabi")
+              "-ffp-contract=on", "-Wno-psabi", "-Werror=implicit-function-declaration")
 #: The libmvec functions the lane renderer calls (glibc >= 2.35 has them all).
 LIBMVEC_SYMBOLS = ("_ZGVdN8v_exp2f", "_ZGVdN8v_log2f", "_ZGVdN8v_sinf", "_ZGVdN4v_exp2", "_ZGVdN4v_log2",
                    "_ZGVdN4v_sin", "_ZGVeN16v_exp2f", "_ZGVeN16v_log2f", "_ZGVeN16v_sinf", "_ZGVeN8v_exp2",
