@@ -3,7 +3,6 @@ kernel cache, and the fallbacks to the driver when the line is missing, stale or
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -12,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from clang_helpers import record_commands, triple
 from tg.support.errors import KernelCacheWarning
 from tg_clang import compiler, linking
 from tg_clang.compiler import KernelCache
@@ -27,23 +27,11 @@ def _unique_sources(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
 
 
 def _triple(cache: KernelCache, source: str | None = None) -> int:
-    lib, _ = cache.load(source or SOURCE, "tg_triple")
-    fn = lib.tg_triple
-    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
-    return int(fn(14))
+    return triple(cache, source or SOURCE)
 
 
 def _commands(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Record every command the compiler module runs."""
-    seen: list[list[str]] = []
-    original = compiler._run
-
-    def spy(argv: list[str], input: bytes | None = None) -> bytes:
-        seen.append(list(argv))
-        return original(argv, input)
-
-    monkeypatch.setattr(compiler, "_run", spy)
-    return seen
+    return record_commands(monkeypatch)
 
 
 def _records(root: Path) -> list[Path]:

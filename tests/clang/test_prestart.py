@@ -3,13 +3,13 @@ error still reads as one, a compiler that is gone means the usual compile, and o
 
 from __future__ import annotations
 
-import ctypes
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
+from clang_helpers import record_commands, triple
 from tg_clang import compiler, linking
 from tg_clang.compiler import KernelCache
 from tg_clang.prestart import Prestarted
@@ -28,22 +28,11 @@ def _unique_sources(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
 
 
 def _triple(cache: KernelCache, source: str | None = None) -> int:
-    lib, _ = cache.load(source or SOURCE, "tg_triple")
-    fn = lib.tg_triple
-    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
-    return int(fn(14))
+    return triple(cache, source or SOURCE)
 
 
 def _commands(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    seen: list[list[str]] = []
-    original = compiler._run
-
-    def spy(argv: list[str], input: bytes | None = None) -> bytes:
-        seen.append(list(argv))
-        return original(argv, input)
-
-    monkeypatch.setattr(compiler, "_run", spy)
-    return seen
+    return record_commands(monkeypatch)
 
 
 def _options() -> list[str]:
