@@ -40,7 +40,11 @@ class Prestarted:
         self.folder = Path(tempfile.mkdtemp(prefix="tg-clang-"))  # private (0700)
         self.pipe = self.folder / "kernel.c"
         self.obj = self.folder / "kernel.o"
-        os.mkfifo(self.pipe, 0o600)
+        try:
+            os.mkfifo(self.pipe, 0o600)
+        except OSError:
+            self.cleanup()
+            raise
         self.argv = [compiler, *options, "-c", "-x", "c", str(self.pipe), "-o", str(self.obj)]
         self.error: BaseException | None = None
         self._pid = os.getpid()
