@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from tg import Tensor
@@ -45,3 +47,24 @@ def matches_numpy(graph: Callable[[list[Tensor]], Tensor], arrays: list[np.ndarr
         np.testing.assert_array_equal(got, want)
     else:
         np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
+def record_commands(monkeypatch: Any) -> list[list[str]]:
+    """Record every command tg_clang.compiler runs (``monkeypatch``: pytest's fixture)."""
+    from tg_clang import compiler
+
+    seen: list[list[str]] = []
+    original = compiler._run
+
+    def spy(argv: list[str], input: bytes | None = None) -> bytes:
+        seen.append(list(argv))
+        return original(argv, input)
+
+    monkeypatch.setattr(compiler, "_run", spy)
+    return seen
+
+
+def triple(cache: Any, source: str) -> int:
+    """Load ``source`` (which defines ``int tg_triple(int)``) through the KernelCache ``cache``; tg_triple(14)."""
+    lib, _ = cache.load(source, "tg_triple")
+    fn = lib.tg_triple
+    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+    return int(fn(14))

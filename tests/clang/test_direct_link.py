@@ -3,7 +3,6 @@ kernel cache, and the fallbacks to the driver when the line is missing, stale or
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -12,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from clang_helpers import record_commands, triple
 from tg.support.errors import KernelCacheWarning
 from tg_clang import compiler, linking
 from tg_clang.compiler import KernelCache
@@ -27,23 +27,11 @@ def _unique_sources(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
 
 
 def _triple(cache: KernelCache, source: str | None = None) -> int:
-    lib, _ = cache.load(source or SOURCE, "tg_triple")
-    fn = lib.tg_triple
-    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
-    return int(fn(14))
+    return triple(cache, source or SOURCE)
 
 
 def _commands(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Record every command the compiler module runs."""
-    seen: list[list[str]] = []
-    original = compiler._run
-
-    def spy(argv: list[str], input: bytes | None = None) -> bytes:
-        seen.append(list(argv))
-        return original(argv, input)
-
-    monkeypatch.setattr(compiler, "_run", spy)
-    return seen
+    return record_commands(monkeypatch)
 
 
 def _records(root: Path) -> list[Path]:
@@ -56,7 +44,7 @@ def _record(cache: KernelCache, template: list[str]) -> None:
     cache.links.disk.put(key, json.dumps(template).encode())
 
 
-def test_a_verbose_build_gives_its_link_command_with_placeholders() -> None:
+def test_the_drivers_listing_gives_its_link_command_with_placeholders() -> None:
     cc1 = ' "/usr/lib/llvm-14/bin/clang" "-cc1" "-O2" "-o" "/tmp/x-1.o" "-x" "c" "-"\n'
     link = ' "/usr/bin/ld.gold" "-shared" "-o" "/t/k.so" "/t/crti.o" "/tmp/x-1.o" "-lm"\n'
     listing = "clang version 14\n" + cc1 + "#include <...> search starts here:\n /usr/include\n" + link
@@ -69,15 +57,46 @@ def test_a_verbose_build_gives_its_link_command_with_placeholders() -> None:
     assert linking.parse_driver_output(cc1 + ' "ld" "/tmp/x-1.o" "-o" "/t/k.so"\n', "/t/k.so") is None  # no path
 
 
+def test_the_driver_is_asked_without_building_anything() -> None:
+    runs: list[list[str]] = []
+
+    def run(argv: list[str], input: bytes | None = None) -> bytes:
+        runs.append(argv)
+        return compiler._run(argv, input)
+
+    line = linking.ask_driver(compiler.require_compiler(), compiler.default_flags(), run)
+    assert len(runs) == 1 and "-###" in runs[0]
+    assert line is not None and line.count(linking.INPUT) == 1 and line.count(linking.OUTPUT) == 1
+    assert os.path.isabs(line[0]) and "clang" not in Path(line[0]).name
+    assert not os.path.exists("/tg-clang-probe")
+
+
+def _kinds(seen: list[list[str]]) -> list[str]:
+    """What each command was, in a stable order (the driver is asked in a thread of its own): ``ask`` (``-###``),
+    ``compile`` (``clang -c``), ``link`` (the linker run directly), ``driver`` (clang linking an object)."""
+    kinds = []
+    for argv in seen:
+        if "-###" in argv:
+            kinds.append("ask")
+        elif "-c" in argv:
+            kinds.append("compile")
+        elif "clang" in Path(argv[0]).name:
+            kinds.append("driver" if any(a.endswith("kernel.o") for a in argv) else "build")
+        else:
+            kinds.append("link" if any(a.endswith("kernel.o") for a in argv) else "?")
+    return sorted(kinds)
+
+
 def test_kernels_link_directly_and_the_line_is_recorded(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = _commands(monkeypatch)
     cache = KernelCache(cache_dir.parent)
     assert _triple(cache) == 42
-    assert len(seen) == 1 and "-v" in seen[0]  # the first build: one driver run, which shows how it links
+    # the first build: compiled to an object while the driver is asked how it links, then linked directly
+    assert _kinds(seen) == ["ask", "compile", "link"], seen
     assert len(_records(cache_dir.parent)) == 1
     seen.clear()
     assert _triple(cache, SOURCE.replace("3 *", "3 * 1 *")) == 42
-    assert len(seen) == 2 and "-c" in seen[0] and "-v" not in seen[0], seen
+    assert len(seen) == 2 and "-c" in seen[0] and "-###" not in seen[0], seen
     assert "clang" not in Path(seen[1][0]).name and any(a.endswith("kernel.o") for a in seen[1]), seen
     if shutil.which("ld.gold"):
         assert Path(seen[1][0]).name == "ld.gold"
@@ -85,6 +104,15 @@ def test_kernels_link_directly_and_the_line_is_recorded(cache_dir: Path, monkeyp
     seen.clear()
     assert _triple(KernelCache(cache_dir.parent), SOURCE.replace("3 *", "1 * 3 * 1 *")) == 42
     assert len(seen) == 2 and "clang" not in Path(seen[1][0]).name, seen
+
+
+def test_prepare_asks_before_the_first_kernel(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _commands(monkeypatch)
+    cache = KernelCache(cache_dir.parent)
+    cache.prepare()
+    assert _triple(cache) == 42
+    assert _kinds(seen) == ["ask", "compile", "link"], seen  # asked once, by prepare
+    assert len(_records(cache_dir.parent)) == 1
 
 
 def test_other_flags_learn_their_own_line(cache_dir: Path) -> None:
@@ -150,6 +178,7 @@ def test_no_usable_answer_from_the_driver_links_with_the_driver(cache_dir: Path,
     seen = _commands(monkeypatch)
     cache = KernelCache(cache_dir.parent)
     assert _triple(cache) == 42
+    assert _kinds(seen) == ["ask", "compile", "driver"], seen
     assert not _records(cache_dir.parent)
     seen.clear()
     assert _triple(cache, SOURCE.replace("3 *", "3 * 1 *")) == 42
@@ -159,8 +188,8 @@ def test_no_usable_answer_from_the_driver_links_with_the_driver(cache_dir: Path,
 
 def test_a_broken_preferred_linker_builds_the_usual_way(cache_dir: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    # the first build asks for the preferred linker; where that linker fails, the kernel is still built (by the
-    # driver's own linker), and a compile error still reads as one
+    # the driver is asked for the preferred linker; where that linker fails, the kernel is still built (the driver
+    # links it with its own linker), and a compile error still reads as one
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     broken = bin_dir / "ld.tgbroken"
@@ -171,7 +200,9 @@ def test_a_broken_preferred_linker_builds_the_usual_way(cache_dir: Path, tmp_pat
     seen = _commands(monkeypatch)
     cache = KernelCache(cache_dir.parent)
     assert _triple(cache) == 42
-    assert len(seen) == 2 and "-fuse-ld=tgbroken" in seen[0] and "-v" not in seen[1], seen
+    assert _kinds(seen) == ["ask", "compile", "driver", "link"], seen
+    assert any("-fuse-ld=tgbroken" in argv for argv in seen if "-###" in argv), seen
+    assert any(Path(argv[0]).name == "ld.tgbroken" for argv in seen), seen
     assert not _records(cache_dir.parent)
     seen.clear()  # the next kernel does not try it again: clang -c, then the driver links the object
     assert _triple(cache, SOURCE.replace("3 *", "3 * 1 *")) == 42

@@ -111,7 +111,7 @@ def test_native_pool_splits_give_the_same_bits(monkeypatch: pytest.MonkeyPatch, 
     assert pool is not None
     native = _matmul_and_exp()
     assert pool.workers() >= 2
-    monkeypatch.setattr(rt, "native_pool", lambda: None)  # no native pool: Python threads
+    monkeypatch.setattr(rt, "native_pool", lambda wait=True: None)  # no native pool: Python threads
     python = _matmul_and_exp()
     for s, n, p in zip(single, native, python):
         np.testing.assert_array_equal(s, n)

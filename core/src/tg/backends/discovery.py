@@ -93,11 +93,12 @@ class PluginRegistry:
         for name, module in BUILTIN_PLUGINS.items():
             self.plugins[name] = PluginInfo(name, module, "tg-core", __version__, hooks.HOOKSPEC_VERSION,
                                             builtin=True)
-        declared = {(_dist_name(ep), ep.name): hooks.declared_version(ep.value)
+        declared = {(_dist_headers(ep)[0], ep.name): hooks.declared_version(ep.value)
                     for ep in importlib_metadata.entry_points(group=HOOKSPEC_GROUP)}
-        entries = sorted(importlib_metadata.entry_points(group=ENTRY_GROUP), key=lambda ep: (_dist_name(ep), ep.name))
-        infos = [PluginInfo(ep.name, ep.value, _dist_name(ep), ep.dist.version if ep.dist else "?",
-                            declared.get((_dist_name(ep), ep.name))) for ep in entries]
+        entries = sorted(((ep, *_dist_headers(ep)) for ep in importlib_metadata.entry_points(group=ENTRY_GROUP)),
+                         key=lambda entry: (entry[1], entry[0].name))
+        infos = [PluginInfo(ep.name, ep.value, dist, version, declared.get((dist, ep.name)))
+                 for ep, dist, version in entries]
         allowed = [i for i in infos if self.allowed is None or {i.name, i.distribution} & self.allowed]
         for info in allowed:
             first = self.plugins.get(info.name)
@@ -326,8 +327,24 @@ class PluginRegistry:
                       PluginWarning, stacklevel=4)
 
 
-def _dist_name(ep: importlib_metadata.EntryPoint) -> str:
-    return ep.dist.metadata["Name"] if ep.dist is not None else "?"
+def _dist_headers(ep: importlib_metadata.EntryPoint) -> tuple[str, str]:
+    """(name, version) of the distribution that declares ``ep``, read from the top of its metadata file: the
+    ``email`` parser behind ``Distribution.metadata`` (its import and a parse per distribution) was most of
+    discovery's time, which a program's first tensor waits for."""
+    dist = ep.dist
+    if dist is None:
+        return "?", "?"
+    found: dict[str, str] = {}
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the end of the headers
+        key, colon, value = line.partition(":")
+        if colon and not line[0].isspace() and key.strip().lower() in ("name", "version"):
+            found.setdefault(key.strip().lower(), value.strip())
+        if len(found) == 2:
+            return found["name"], found["version"]
+    return dist.metadata["Name"], dist.version  # unusual headers: the full parse
 
 
 def _cause(exc: BaseException) -> str:

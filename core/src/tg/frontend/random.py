@@ -21,22 +21,26 @@ from tg.support.dtype import DType, dtypes
 if TYPE_CHECKING:
     from tg.frontend.tensor import Tensor
 
-_generator: list[np.random.Generator] = [np.random.default_rng()]  # the process's generator (replaced by seeding)
+# The process's generator, made on first use (importing numpy.random is a tenth of the Python a program's first
+# matmul waits for), replaced by seeding.
+_generator: list[np.random.Generator] = []
 
 
 def manual_seed(seed: int) -> None:
     """Seed the generator every random tensor is drawn from (parameter initialisation and dropout included)."""
-    _generator[0] = np.random.default_rng(seed)
+    _generator[:] = [np.random.default_rng(seed)]
 
 
 def _rng() -> np.random.Generator:
+    if not _generator:
+        _generator.append(np.random.default_rng())  # (two threads at once: both get the first one appended)
     return _generator[0]
 
 
 def host_generator() -> np.random.Generator:
     """The process's numpy generator that random tensors are drawn from (seeded by :func:`manual_seed`), for host-side
     draws that ``tg.manual_seed`` must make reproducible too (a DataLoader's shuffling)."""
-    return _generator[0]
+    return _rng()
 
 
 class RandomMixin:

@@ -28,7 +28,12 @@ def kernel_params(uops: list[UOp]) -> list[str]:
     launch variables (``DEFINE_VAR``, each named as in the micro-op)."""
     params = [f"{'' if p.writable else 'const '}{storage_type(p.dtype)} *restrict {p.name}"
               for p in buffer_params(uops)]
-    return params + [f"{_VARIABLE_C_TYPES[base_dtype(v.dtype).name]} {v.arg[0]}" for v in variable_params(uops)]
+    return params + [f"{_variable_c_type(v)} {v.arg[0]}" for v in variable_params(uops)]
+
+
+def _variable_c_type(v: UOp) -> str:
+    assert v.dtype is not None, v  # (a DEFINE_VAR always has its dtype)
+    return _VARIABLE_C_TYPES[base_dtype(v.dtype).name]
 
 
 _VARIABLE_C_TYPES = {"int32": "int32_t", "float32": "float"}

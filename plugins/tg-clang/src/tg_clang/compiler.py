@@ -22,12 +22,13 @@ import struct
 import subprocess
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 
 from tg.hooks import CachedBinary, DiskCache
 from tg.support.errors import BackendError
 
-from tg_clang import linking
+from tg_clang import linking, prestart
 
 #: Bumped whenever the emitted C or the flags change meaning, so stale binaries are never reused.
 CACHE_VERSION = "2"  # 2: entries end in core's build record (tg.hooks.DiskCache)
@@ -36,8 +37,10 @@ DEBIAN_PACKAGE = "clang"
 CACHE_PLUGIN = "clang"
 #: IEEE semantics are kept (no -ffast-math): inf, nan, signed zeros and denormals behave as numpy's.
 #: -fwrapv: signed integers wrap like the IR's; -fno-math-errno only lets sqrt be an instruction.
+#: -Werror=implicit-function-declaration: a call to an undeclared function (see tg_clang.cprelude) is an error, never
+#: a call whose C type the compiler guessed.
 BASE_FLAGS = ("-std=gnu11", "-O2", "-march=native", "-fPIC", "-shared", "-fwrapv", "-fno-math-errno",
-              "-ffp-contract=on", "-Wno-psabi")
+              "-ffp-contract=on", "-Wno-psabi", "-Werror=implicit-function-declaration")
 #: The libmvec functions the lane renderer calls (glibc >= 2.35 has them all).
 LIBMVEC_SYMBOLS = ("_ZGVdN8v_exp2f", "_ZGVdN8v_log2f", "_ZGVdN8v_sinf", "_ZGVdN4v_exp2", "_ZGVdN4v_log2",
                    "_ZGVdN4v_sin", "_ZGVeN16v_exp2f", "_ZGVeN16v_log2f", "_ZGVeN16v_sinf", "_ZGVeN8v_exp2",
@@ -145,11 +148,15 @@ def _compile(argv: list[str], source: str, compiler: str) -> None:
     try:
         _run(argv, input=source.encode())
     except subprocess.CalledProcessError as exc:
-        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
-        raise CompileError(f"tg-clang: {os.path.basename(compiler)} failed (exit {exc.returncode}) on this kernel:\n"
-                           f"{stderr.strip()}\ncommand: {' '.join(argv)}") from exc
+        raise _compile_error(exc, argv, compiler) from exc
     except FileNotFoundError as exc:
         raise CompilerNotFoundError(missing_compiler_message(compiler)) from exc
+
+
+def _compile_error(exc: subprocess.CalledProcessError, argv: list[str], compiler: str) -> CompileError:
+    stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+    return CompileError(f"tg-clang: {os.path.basename(compiler)} failed (exit {exc.returncode}) on this kernel:\n"
+                        f"{stderr.strip()}\ncommand: {' '.join(argv)}")
 
 
 def compile_to(source: str, output: Path, compiler: str, flags: tuple[str, ...]) -> None:
@@ -195,6 +202,8 @@ class KernelCache:
         self.flags = flags if flags is not None else default_flags()
         self.hits = 0
         self.misses = 0
+        self._prestarted: prestart.Prestarted | None = None  # see prepare()
+        self._compiled = False  # whether a kernel was compiled here yet
         self._count = threading.Lock()  # kernels compile in several threads at once
 
     def path_for(self, source: str) -> Path:
@@ -226,37 +235,74 @@ class KernelCache:
     def _build(self, source: str, symbol: str, compiler: str, key: str,
                direct: bool) -> tuple[CachedBinary, ctypes.CDLL | None, bool]:
         """Compile ``source`` into the cache and load it: (the entry, the library or None if it does not load,
-        whether the linker ran directly).  ``direct``: compile with ``clang -c`` and run the linker directly when
-        its command line is known (see :mod:`tg_clang.linking`); else, or when that link fails, the driver
-        compiles and links."""
+        whether the linker ran directly).  ``direct``: compile with ``clang -c`` and run the linker directly
+        (see :mod:`tg_clang.linking`), the driver linking where no line is known or the line fails; else, or
+        when even that link fails, the driver compiles and links."""
         identity = _compiler_identity(compiler)
         with tempfile.TemporaryDirectory(prefix="tg-clang-") as tmp:  # private (0700), the compiler writes here
             output = Path(tmp) / "kernel.so"
             linked = False
             if direct and linking.enabled():
                 template = self.links.known(identity, self.flags)
-                if template is False:  # the first build asks the driver to show how it links
-                    linked, learnt = linking.build_and_learn(source, output, compiler, self.flags, _run)
-                    if linked:
-                        self.links.learn(identity, self.flags, learnt)
-                    else:
-                        compile_to(source, output, compiler, self.flags)  # raises a compile error as itself
-                        self.links.learn(identity, self.flags, None)  # so it was the way of linking that failed
-                        linked = True
-                elif isinstance(template, list):
-                    obj = Path(tmp) / "kernel.o"
+                # not known yet: the driver is asked for it while this kernel compiles
+                asked = self.links.ask(compiler, identity, self.flags, _run) if template is False else None
+                obj = Path(tmp) / "kernel.o"
+                if not self._compile_prestarted(source, obj, compiler):
                     compile_object(source, obj, compiler, self.flags)
+                if asked is not None:
+                    template = asked.line()
+                if isinstance(template, list):
                     linked = link_object(template, obj, output)
-                    if not linked:
+                    if linked and asked is not None:
+                        self.links.learn(identity, self.flags, template)  # recorded once it has linked a kernel
+                    elif not linked:
                         self.links.forget(identity, self.flags)
-                else:
-                    obj = Path(tmp) / "kernel.o"
-                    compile_object(source, obj, compiler, self.flags)
+                elif asked is not None:
+                    self.links.learn(identity, self.flags, None)  # the driver links from now on in this process
+                if not linked:
                     linked = link_with_driver(obj, output, compiler, self.flags)
             if not linked:
                 compile_to(source, output, compiler, self.flags)
             entry = self.disk.put(key, output.read_bytes())
         return entry, _try_load(entry.path, entry.data, symbol), linked
+
+    def _compile_prestarted(self, source: str, obj: Path, compiler: str) -> bool:
+        """Compile ``source`` into ``obj`` with the compiler :meth:`prepare` started, if this is the first kernel
+        that can take it; False when it did not (the caller compiles the usual way).  A compile error is raised."""
+        self._compiled = True
+        pre, options = self._prestarted, linking.split_flags(self.flags)[0]
+        if pre is None or not pre.take(compiler, options):
+            return False
+        try:
+            if not pre.feed(source.encode()):
+                return False
+            try:
+                pre.finish()
+            except subprocess.CalledProcessError as exc:
+                raise _compile_error(exc, pre.argv, compiler) from exc
+            except (OSError, subprocess.SubprocessError):  # its helper failed, not the kernel: the usual way
+                return False
+            if not pre.obj.is_file():
+                return False
+            os.replace(pre.obj, obj)
+            return True
+        finally:
+            pre.cleanup()
+
+    def prepare(self) -> None:
+        """Before a program's first kernel (see :mod:`tg_clang.prestart` and :mod:`tg_clang.linking`): start the
+        compiler that kernel will take, and ask the driver for the linker's command line if it is not known (each
+        in a thread of its own)."""
+        if linking.enabled():
+            compiler = find_compiler()
+            if compiler is not None:
+                identity = _compiler_identity(compiler)
+                if self._prestarted is None and not self._compiled:  # (none once a kernel went the usual way)
+                    self._prestarted = prestart.start_once(compiler, linking.split_flags(self.flags)[0], _run)
+                    if self._prestarted is not None:  # a cache dropped unused frees the helper it holds
+                        weakref.finalize(self, self._prestarted.release)
+                if self.links.known(identity, self.flags) is False:
+                    self.links.ask(compiler, identity, self.flags, _run)
 
 
 def elf_complete(image: bytes) -> bool:

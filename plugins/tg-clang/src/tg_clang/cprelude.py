@@ -2,6 +2,10 @@
 file starts with (float16 conversion, saturating float -> int, C-safe integer division, numpy's maximum, vector
 helpers).
 
+The file's C starts with :data:`PRELUDE`, which declares the few libm functions the renderers call instead of
+including ``<math.h>`` (a tenth of a small kernel's compile, to parse); a renderer that calls
+another must declare it there: the compiler refuses an undeclared call.
+
 float16 is stored as ``uint16_t`` and computed in ``float``: every float16 result is rounded back to half
 precision (``tg_rh``), which gives the same bits as numpy's per-op float16 rounding for + - * / sqrt (float
 has more than twice half's precision).  Conversions use the F16C instructions when the compiler targets a
@@ -80,7 +84,14 @@ def half_bits(value: float) -> int:
 PRELUDE = r"""
 #include <stdint.h>
 #include <string.h>
-#include <math.h>
+/* the libm functions kernels call (<math.h> itself is a tenth of a small kernel's compile); the compiler is told to
+   refuse a call to anything undeclared (-Werror=implicit-function-declaration), never to guess its type */
+float exp2f(float); double exp2(double); float log2f(float); double log2(double); float sinf(float);
+double sin(double); float sqrtf(float); double sqrt(double); float truncf(float); double trunc(double);
+float powf(float, float); double pow(double, double); float fmodf(float, float); double fmod(double, double);
+double fabs(double);
+#define isinf(x) __builtin_isinf(x)
+#define isnan(x) __builtin_isnan(x)
 
 #define TG_INLINE static inline __attribute__((always_inline))
 

@@ -4,18 +4,18 @@
 in its own process only when it has a single job to run) and the linker.  Each clang process spends ~25 ms
 loading LLVM's shared libraries before it does anything, a fifth of a small kernel's compile.  So kernels are
 compiled with ``clang -c`` (driver and compiler in one process) and linked by running the linker directly, with
-the command line the driver itself runs: the first kernel built with a set of flags is built the usual way, in
-one driver run with ``-v``, which shows that line (no process is added to learn it).  Where ``ld.gold`` is
-installed the driver is asked for it (``-fuse-ld=gold``): it links a kernel's small shared object in about half
-the time of the default ``ld.bfd``; ``ld.lld-19`` was slower than both here (its own start-up costs as much as
-``ld.bfd``'s whole link), so it is not tried.
+the command line the driver itself would run.  That line is learnt by asking the driver with ``-###`` (it prints
+the commands of a build and runs none), in another thread while the first kernel compiles, so the first kernel
+waits for no extra process either.  Where ``ld.gold`` is installed the driver is asked for it (``-fuse-ld=gold``):
+it links a kernel's small shared object in about half the time of the default ``ld.bfd``; ``ld.lld-19`` was slower
+than both here (its own start-up costs as much as ``ld.bfd``'s whole link), so it is not tried.
 
-The learnt line is kept in the kernel cache (:class:`tg.hooks.DiskCache`, so its folder's ownership and
-permission checks apply: a line another user wrote is never run), keyed by the compiler's identity, the flags and
-the linker asked for.  It is only an optimisation: when the build shows no usable line (an error, other commands
-than one compile and one link, a file it names is gone) the driver links each object file; when the direct link
-fails or makes a library that does not load, the kernel is built the usual way and the line is forgotten.
-``TG_CLANG_DIRECT_LINK=0`` always builds the usual way.
+A learnt line is kept in the kernel cache once it has linked a kernel (:class:`tg.hooks.DiskCache`, so its
+folder's ownership and permission checks apply: a line another user wrote is never run), keyed by the compiler's
+identity, the flags and the linker asked for.  It is only an optimisation: when the driver shows no usable line
+(an error, other commands than one compile and one link, a file it names is gone) the driver links each object
+file; when the direct link fails or makes a library that does not load, the kernel is linked by the driver, or
+built the usual way, and the line is forgotten.  ``TG_CLANG_DIRECT_LINK=0`` always builds the usual way.
 """
 
 from __future__ import annotations
@@ -82,23 +82,43 @@ def instantiate(template: list[str], obj: Path, out: Path) -> list[str]:
     return [str(obj) if a == INPUT else str(out) if a == OUTPUT else a for a in template]
 
 
-def build_and_learn(source: str, output: Path, compiler: str, flags: tuple[str, ...],
-                    run: Runner) -> tuple[bool, list[str] | None]:
-    """Build ``source`` into ``output`` with one driver run (a preferred linker asked for) that shows its commands
-    (``-v``): (whether that built it, the linker's command line it showed or None).  A failed run builds nothing:
-    the caller builds the usual way, which also reports a compile error as usual."""
+def ask_driver(compiler: str, flags: tuple[str, ...], run: Runner) -> list[str] | None:
+    """The linker's command line the driver would run to build a kernel with ``flags`` (a preferred linker asked
+    for), from what ``-###`` prints (no compile, no link: just the driver's start-up); None when it shows no usable
+    line or the driver fails."""
     options, libraries = split_flags(flags)
     linker = [f"-fuse-ld={name}" for name in PREFERRED_LINKERS if shutil.which(f"ld.{name}")][:1]
-    argv = ["/bin/sh", "-c", 'exec "$0" "$@" 2>&1', compiler, *options, "-shared", *linker, "-v", "-x", "c", "-",
-            "-o", str(output), *libraries]
+    out = "/tg-clang-probe/kernel.so"  # never written: -### runs nothing
+    argv = ["/bin/sh", "-c", 'exec "$0" "$@" 2>&1', compiler, *options, "-shared", *linker, "-###", "-x", "c", "-",
+            "-o", out, *libraries]
     try:
-        text = run(argv, source.encode()).decode(errors="replace")
+        text = run(argv, b"").decode(errors="replace")
     except (OSError, subprocess.SubprocessError):
-        return False, None
-    if not output.is_file():
-        return False, None
-    template = parse_driver_output(text, str(output))
-    return True, template if template is not None and usable(template) else None
+        return None
+    template = parse_driver_output(text, out)
+    return template if template is not None and usable(template) else None
+
+
+class Answer:
+    """The driver's answer to :func:`ask_driver`, computed in a thread of its own; :meth:`line` waits for it."""
+
+    def __init__(self, compiler: str, flags: tuple[str, ...], run: Runner):
+        self._line: list[str] | None = None
+        self._done = threading.Event()
+        threading.Thread(target=self._ask, args=(compiler, flags, run), name="tg-clang-link-line",
+                         daemon=True).start()
+
+    def _ask(self, compiler: str, flags: tuple[str, ...], run: Runner) -> None:
+        try:
+            self._line = ask_driver(compiler, flags, run)
+        except Exception:  # noqa: BLE001 - no line: the driver links (an error of the helper itself shows there)
+            self._line = None
+        finally:
+            self._done.set()
+
+    def line(self) -> list[str] | None:
+        self._done.wait()
+        return self._line
 
 
 class LinkLines:
@@ -108,6 +128,7 @@ class LinkLines:
     def __init__(self, plugin: str, root: Path | None):
         self.disk = DiskCache(plugin, suffix=".link", root=root)
         self._lines: dict[str, list[str] | None] = {}
+        self._asked: dict[str, Answer] = {}  # lines being asked of the driver, at most once per key at a time
         self._lock = threading.Lock()
 
     @staticmethod
@@ -132,11 +153,21 @@ class LinkLines:
             self._lines[key] = template
         return template
 
+    def ask(self, compiler: str, compiler_identity: str, flags: tuple[str, ...], run: Runner) -> Answer:
+        """The driver's answer for ``flags``, asked in a thread now unless it is being asked already."""
+        key = self.key(compiler_identity, flags)
+        with self._lock:
+            answer = self._asked.get(key)
+            if answer is None:
+                answer = self._asked[key] = Answer(compiler, flags, run)
+        return answer
+
     def learn(self, compiler_identity: str, flags: tuple[str, ...], template: list[str] | None) -> None:
         """Remember what a build showed (None: link with the driver from now on in this process); record a line."""
         key = self.key(compiler_identity, flags)
         with self._lock:
             self._lines[key] = template
+            self._asked.pop(key, None)
         if template is not None:
             self.disk.put(key, json.dumps(template).encode())
 
@@ -159,5 +190,6 @@ class LinkLines:
         key = self.key(compiler_identity, flags)
         with self._lock:
             self._lines[key] = None
+            self._asked.pop(key, None)
         if self.disk.get(key) is not None:
             self.disk.discard(key, "linked a kernel that failed")

@@ -228,11 +228,15 @@ def build_in_background() -> None:
 _building: threading.Thread | None = None
 
 
-def native_pool() -> NativePool | None:
+def native_pool(wait: bool = True) -> NativePool | None:
     """The native pool (compiled into the kernel cache on first use; TG_CLANG_NATIVE_POOL=0 at that moment says
-    not to), or None where it cannot be built."""
+    not to), or None where it cannot be built; without ``wait``, also None while :func:`build_in_background` is
+    still building it."""
     if _loaded:
         return _loaded[0]
+    building = _building
+    if not wait and building is not None and building.is_alive():
+        return None
     with _lock:
         if not _loaded:
             _loaded.append(_load())

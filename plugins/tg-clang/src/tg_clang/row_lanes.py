@@ -332,7 +332,8 @@ def render_row_lanes(name: str, uops: list[UOp], grid: tuple[int, ...], passes: 
             for i, (dtype, n) in enumerate(stash.arrays)] + body
     strategy = f"rows{len(passes.loops)}x{plan.lanes}" + ("s" if stash.arrays else "")
     unit_cost = plan.block * thread_cost(uops)
-    threads, launch_vars = str(plan.threads), ()
+    threads = str(plan.threads)
+    launch_vars: tuple[tuple[int, SymbolicSize], ...] = ()
     if rows is not None:
         assert rows.divisor == rows.blocks == 1, rows  # a thread per row, no work groups
         threads = f"({rows.var} * {rows.scale})"

@@ -175,6 +175,23 @@ class ClangRuntime(Runtime):
     def __init__(self) -> None:
         self.cache = KernelCache()
         self.freed = BufferCache()
+        self._warming = False
+        if find_compiler() is not None:
+            # The backend is being chosen: its compiles run in the early-exec helpers, whose start (a Python process
+            # each, tens of milliseconds) then overlaps the program's first tensors instead of its first compile.
+            from tg.support.helpers import enable_early_exec
+
+            enable_early_exec()
+
+    def _warm_up(self) -> None:
+        """At the first buffer (a program is about to run kernels here): start the compiler the first kernel will
+        take and ask the driver for the linker's command line (see :meth:`KernelCache.prepare`), so that the first
+        compile, a few lowerings later, waits for neither."""
+        self._warming = True
+        try:
+            self.cache.prepare()  # (its work runs in threads of its own)
+        except Exception:  # noqa: BLE001 - only a head start: the first compile reports what is wrong
+            pass
 
     def available(self) -> Availability:
         if find_compiler() is None:
@@ -183,11 +200,16 @@ class ClangRuntime(Runtime):
         return Availability.yes()
 
     def compile(self, program: Program) -> ClangProgram:
-        units = math.prod(program.global_size)
-        if units > 1 and units * int(program.attributes.get("cost", 1)) >= SPLIT_THRESHOLD:
-            build_in_background()  # its launch will need the native pool: that compile overlaps this one
+        if not self._warming:
+            self._warm_up()
         symbol = program.name
         library, cached = self.cache.load(program.source, symbol)
+        units = math.prod(program.global_size)
+        if units > 1 and units * int(program.attributes.get("cost", 1)) >= SPLIT_THRESHOLD:
+            # its launches split across threads: the native pool is built now, after this kernel, whose compile
+            # it would otherwise delay (both wait for the early-exec helpers); until it is ready, launches split
+            # across Python threads
+            build_in_background()
         n_bufs, variables = len(program.buffers), program.variables
         function, dynamic = getattr(library, symbol), getattr(library, symbol + "_dyn")
         parallel = getattr(library, symbol + "_par", None)  # absent from kernels written before the native pool
@@ -196,7 +218,6 @@ class ClangRuntime(Runtime):
             parallel.restype = None
         types = [_VARIABLE_TYPES[dtype] for dtype in program.variable_dtypes or ["int32"] * len(variables)]
         dynamic.argtypes = [ctypes.c_void_p] * n_bufs + types + [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32]
-        units = math.prod(program.global_size)
         loaded = ClangProgram(symbol, function, dynamic, units, int(program.attributes.get("cost", 1)),
                               tuple(zip(variables, types)), str(program.attributes.get("strategy", "")), library,
                               cached, parallel)
@@ -222,7 +243,7 @@ class ClangRuntime(Runtime):
             kernel.function(*args, 0, units)
             return None
         chunk = max(1, units // (threads * CHUNKS_PER_THREAD))
-        native = native_pool()
+        native = native_pool(wait=False)  # still compiling: this launch goes to Python threads
         if native is not None and kernel.parallel is not None:
             kernel.parallel(*args, native.run_address, units, chunk, threads)
             return None
@@ -231,6 +252,8 @@ class ClangRuntime(Runtime):
         return None
 
     def alloc(self, nbytes: int) -> HostBuffer:
+        if not self._warming:
+            self._warm_up()
         return self.freed.take(nbytes) or new_buffer(nbytes)
 
     def free(self, buffer: Any) -> None:

@@ -62,6 +62,7 @@ from tg.support.dtype import DType, dtypes
 
 from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params, launch_indices
 from tg_clang.cprelude import PRELUDE, storage_type
+from tg_clang.crender import NO_UNROLL
 from tg_clang.lane_cost import tile_cost
 from tg_clang.reduction_lanes import plan_reduction, render_reduction_lanes
 from tg_clang.row_lanes import plan_row_passes, render_row_lanes
@@ -230,7 +231,9 @@ def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int, aligned: bo
     out: list[str] = []
     gang = "row0" if t.transposed else "col0"
     for p in packs:
-        body = LaneRenderer(p.source, lanes, {gang: gang}).render()
+        pack = LaneRenderer(p.source, lanes, {gang: gang})
+        pack.unroll_limit = _unroll_limit(t)
+        body = pack.render()
         out += [f"static void {name}_pack{p.index}({sig}, int32_t {gang}, {storage_type(p.dtype)} *restrict "
                 f"pk{p.index}) {{", *body, "}"]
     cost, lane_by_lane = 0.0, False
@@ -238,6 +241,7 @@ def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int, aligned: bo
         streaming = stream and _streaming(uops, t.n_rows * t.row_len)
         specials = {"row0": "row0", "col0": "col0", "row_tile": f"(row0 / {t.rows})"}
         renderer = LaneRenderer(tile_uops, lanes, specials, streaming)
+        renderer.unroll_limit = _unroll_limit(t)
         body = renderer.render()
         lane_by_lane = lane_by_lane or renderer.lane_by_lane
         if rows_here == t.rows:
@@ -292,6 +296,24 @@ def _masked_loop(name: str, args: str, t: Tiling, last_block: int, packs: list[P
     return [*out, f"      for (; row0 < r_hi; row0++) {name}_tileM1{call}", "    }"]
 
 
+#: Micro-tiles of at least this many rows keep their long loops and the loops over them rolled (see
+#: :mod:`tg_clang.crender`): each iteration is already that many independent multiply-adds per vector, so unrolling
+#: gains nothing at run time and costs a third of the kernel's compile.
+ROLLED_ROWS = 4
+#: ... loops of at most this many iterations (a convolution's window) are still clang's to unroll fully.
+ROLLED_TRIPS = 16
+
+
+def _unroll_limit(t: Tiling) -> int | None:
+    return ROLLED_TRIPS if t.rows >= ROLLED_ROWS else None
+
+
+def _no_unroll(t: Tiling) -> str:
+    """What precedes a loop over work units, gangs or micro-tiles of ``t``: an always-inlined micro-tile unrolled
+    is the same tile copied, for nothing."""
+    return NO_UNROLL if t.rows >= ROLLED_ROWS else ""
+
+
 #: How many times wider than configured a gang of a kernel with loops and few rows per tile may get: each of its
 #: registers carries an accumulation of its own, so the adds of a reduction overlap instead of waiting in a chain.
 MAX_WIDEN = 4
@@ -315,15 +337,16 @@ def _gang_loops(name: str, args: str, pk_args: str, packs: list[Pack], t: Tiling
     then micro-tiles of ``t.rows`` (a smaller remainder tile, then single ones) along ``tiles``."""
     (gv, g_lo, g_hi), (tv, t_lo, t_hi) = gangs, tiles
     call = f"({args}, row0, col0{pk_args});"
-    out = [f"    for (int32_t {gv} = {g_lo}; {gv} < {g_hi}; {gv} += {lanes}) {{"]
+    rolled = _no_unroll(t)
+    out = [f"    {rolled}for (int32_t {gv} = {g_lo}; {gv} < {g_hi}; {gv} += {lanes}) {{"]
     out += [f"      {name}_pack{p.index}({args}, {gv}, pk{p.index});" for p in packs]
     out.append(f"      int32_t {tv} = {t_lo};")
     if t.rows > 1:
-        out.append(f"      for (; {tv} + {t.rows} <= {t_hi}; {tv} += {t.rows}) {name}_tile{t.rows}{call}")
+        out.append(f"      {rolled}for (; {tv} + {t.rows} <= {t_hi}; {tv} += {t.rows}) {name}_tile{t.rows}{call}")
     if t.remainder > 1:
         out.append(f"      if ({tv} + {t.remainder} <= {t_hi}) {{ {name}_tile{t.remainder}{call[:-1]}; "
                    f"{tv} += {t.remainder}; }}")
-    out += [f"      for (; {tv} < {t_hi}; {tv}++) {name}_tile1{call}", "    }"]
+    out += [f"      {rolled}for (; {tv} < {t_hi}; {tv}++) {name}_tile1{call}", "    }"]
     return out
 
 
@@ -516,7 +539,7 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
     out += [f"  {storage_type(p.dtype)} pk{p.index}[{p.elements}] __attribute__((aligned(64)));" for p in packs]
     out += [f"  {storage_type(p.dtype)} pkM{p.index}[{p.elements}] __attribute__((aligned(64)));"
             for p in masked_packs]
-    out += ["  for (int32_t u = start; u < end; u++) {",
+    out += [f"  {_no_unroll(t)}for (int32_t u = start; u < end; u++) {{",
             f"    int32_t rb = u / {n_col_blocks}, cb = u % {n_col_blocks};",
             f"    int32_t r_lo = rb * {t.block_rows}, r_hi = r_lo + {t.block_rows} < {full_rows} ? "
             f"r_lo + {t.block_rows} : {full_rows};",
