@@ -48,9 +48,11 @@ def matches_numpy(graph: Callable[[list[Tensor]], Tensor], arrays: list[np.ndarr
     else:
         np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
 def record_commands(monkeypatch: Any) -> list[list[str]]:
-    """Record every command tg_clang.compiler runs (``monkeypatch``: pytest's fixture)."""
-    from tg_clang import compiler
+    """Record every command tg_clang.compiler runs from now on (``monkeypatch``: pytest's fixture); a native pool
+    that an earlier test's launch started building in a thread is waited for first, so its commands are not seen."""
+    from tg_clang import compiler, pool
 
+    pool.wait_for_background_build()
     seen: list[list[str]] = []
     original = compiler._run
 

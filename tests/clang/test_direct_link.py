@@ -209,3 +209,16 @@ def test_a_broken_preferred_linker_builds_the_usual_way(cache_dir: Path, tmp_pat
     assert len(seen) == 2 and "-c" in seen[0] and not any("-fuse-ld=tgbroken" in argv for argv in seen), seen
     with pytest.raises(compiler.CompileError, match="undeclared"):
         KernelCache(cache_dir.parent).load("int tg_bad(void) { return tg_nothing; }\n", "tg_bad")
+
+
+def test_a_pool_still_building_from_an_earlier_launch_is_not_counted(cache_dir: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large launch starts the native pool's build in a thread that outlives it; a test counting the compiler's
+    commands right after must not see that build's (it once read an extra link in CI)."""
+    from tg_clang import pool
+
+    monkeypatch.setattr(pool, "_loaded", [])  # as in a process that has not built it yet, into this empty cache
+    monkeypatch.setattr(pool, "_building", None)
+    pool.build_in_background()
+    seen = _commands(monkeypatch)
+    assert seen == [] and pool._loaded, seen  # the build had ended before the spy was installed

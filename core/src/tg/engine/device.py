@@ -158,7 +158,8 @@ class DeviceState:
         bound = kernels_max()
         self.binaries: Recent[tuple[str, str], Any] = Recent(bound)  # (entry name, source) -> the runtime's binary
         self.kernels: Recent[tuple[object, ...], ReadyKernel] = Recent(bound)  # kernel structure -> ready kernel
-        self.not_symbolic: set[tuple[object, ...]] = set()  # symbolic keys the backend builds for exact sizes only
+        #: symbolic keys the backend builds for exact sizes only (bounded: a forgotten one is refused again, no more)
+        self.not_symbolic: Recent[tuple[object, ...], bool] = Recent(bound)
         self.symbolic_sizes: Recent[tuple[object, ...], int] = Recent(bound)  # symbolic key -> the first size seen
         self.exact_kernels: Recent[tuple[object, ...], ReadyKernel] = Recent(bound)  # TG_SYMBOLIC=verify's references
         self.symbolic_launch = bool(backend.runtime.symbolic_launch) and "int32" in self.capabilities.variables

@@ -270,7 +270,7 @@ def _symbolic_ready(kernel: Kernel, key: tuple[object, ...], sym: tuple[object, 
         except NotSymbolic as reason:
             if debug_level() >= 2:
                 print(f"{kernel.name}: built for its exact size ({reason})")
-            state.not_symbolic.add(sym)
+            state.not_symbolic[sym] = True
             return None
         bound = next(u.arg[2] for u in lowered.uops if u.op is Ops.DEFINE_VAR and u.arg[0] == "n0")
         base = replace(_ready(kernel, state, program, lowered, state.compile(program)), bound=bound)

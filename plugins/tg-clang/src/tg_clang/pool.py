@@ -228,6 +228,14 @@ def build_in_background() -> None:
 _building: threading.Thread | None = None
 
 
+def wait_for_background_build() -> None:
+    """Wait until a build that :func:`build_in_background` started has ended (what counts the compiler's commands
+    must not see that build's)."""
+    building = _building
+    if building is not None:
+        building.join()
+
+
 def native_pool(wait: bool = True) -> NativePool | None:
     """The native pool (compiled into the kernel cache on first use; TG_CLANG_NATIVE_POOL=0 at that moment says
     not to), or None where it cannot be built; without ``wait``, also None while :func:`build_in_background` is
