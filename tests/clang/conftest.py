@@ -14,6 +14,11 @@ if shutil.which("clang") is None:  # CI installs it (see the nox session); a bar
 
 @pytest.fixture
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An empty kernel cache for this test (TG_CACHE_DIR)."""
+    """An empty kernel cache for this test (TG_CACHE_DIR).  A native pool that an earlier test's launch is still
+    building in a thread is waited for first: that build makes its kernel cache when it runs, and would otherwise
+    write into this test's (CI once found the pool's link record beside the one a test counted)."""
+    from tg_clang import pool
+
+    pool.wait_for_background_build()
     monkeypatch.setenv("TG_CACHE_DIR", str(tmp_path))
     yield tmp_path / "clang"

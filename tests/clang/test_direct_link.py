@@ -222,3 +222,24 @@ def test_a_pool_still_building_from_an_earlier_launch_is_not_counted(cache_dir: 
     pool.build_in_background()
     seen = _commands(monkeypatch)
     assert seen == [] and pool._loaded, seen  # the build had ended before the spy was installed
+
+
+def test_a_pool_build_from_an_earlier_test_writes_nothing_into_this_ones_cache(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache_dir fixture waits for a native pool build still running before it points TG_CACHE_DIR at a new
+    folder (the build makes its kernel cache when it runs, from TG_CACHE_DIR at that moment)."""
+    import threading
+
+    from conftest import cache_dir as fixture
+    from tg_clang import pool
+
+    release = threading.Event()
+    monkeypatch.setattr(pool, "_loaded", [])
+    monkeypatch.setattr(pool, "_building", None)
+    monkeypatch.setattr(pool, "native_pool", lambda wait=True: (release.wait(10), pool._load())[1])
+    monkeypatch.setenv("TG_CACHE_DIR", str(tmp_path / "earlier"))
+    pool.build_in_background()  # held until released: a build that an earlier test's launch started
+    threading.Timer(0.2, release.set).start()
+    folder = next(fixture.__wrapped__(tmp_path / "this", monkeypatch))  # type: ignore[attr-defined]
+    assert not pool._building.is_alive()  # type: ignore[union-attr]
+    assert not list(folder.parent.rglob("*.link")), "the pool's build wrote into this test's cache"
