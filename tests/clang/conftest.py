@@ -22,3 +22,13 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     pool.wait_for_background_build()
     monkeypatch.setenv("TG_CACHE_DIR", str(tmp_path))
     yield tmp_path / "clang"
+
+
+@pytest.fixture
+def fresh_devices() -> Iterator[None]:
+    """Devices (compiled kernels, schedule cache, capabilities) made afresh before and after the test."""
+    from tg.engine.device import reset_devices
+
+    reset_devices()
+    yield
+    reset_devices()

@@ -9,7 +9,6 @@ launches split over the native thread pool (and over Python threads where there 
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -24,15 +23,6 @@ def floats(*shape: int, dtype: str = "float32") -> np.ndarray:
 
 def run(graph, arrays: list[np.ndarray]) -> np.ndarray:  # type: ignore[no-untyped-def]
     return graph([Tensor(a, device="clang") for a in arrays]).numpy()
-
-
-@pytest.fixture
-def fresh_devices() -> Iterator[None]:
-    from tg.engine.device import reset_devices
-
-    reset_devices()
-    yield
-    reset_devices()
 
 
 def _programs() -> dict[str, object]:

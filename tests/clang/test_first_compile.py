@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +15,6 @@ from tg import Tensor
 from tg_clang.crender import NO_UNROLL
 
 rng = np.random.default_rng(21)
-
-
-@pytest.fixture
-def fresh_devices() -> Iterator[None]:
-    from tg.engine.device import reset_devices
-
-    reset_devices()
-    yield
-    reset_devices()
 
 
 def _new_sources(fn: Callable[[], None]) -> dict[str, tuple[str, str]]:

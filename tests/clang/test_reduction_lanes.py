@@ -4,22 +4,11 @@ dtype, for MAX with NaN, for sums that wrap, and through padded (gated) loads.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from tg import Tensor
 
 rng = np.random.default_rng(5)
-
-
-@pytest.fixture
-def fresh_devices() -> Iterator[None]:
-    from tg.engine.device import reset_devices
-
-    reset_devices()
-    yield
-    reset_devices()
 
 
 def _strategies() -> dict[str, str]:

@@ -4,7 +4,7 @@ in a pass that reads an earlier pass's accumulator), and only kernels of the sha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -21,15 +21,6 @@ OPS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[np.ndarray], np.ndarr
     "log_softmax": (lambda t: t.log_softmax(-1), reference.log_softmax),
     "layernorm": (lambda t: t.layernorm(-1), reference.layernorm),
 }
-
-
-@pytest.fixture
-def fresh_devices() -> Iterator[None]:
-    from tg.engine.device import reset_devices
-
-    reset_devices()
-    yield
-    reset_devices()
 
 
 def _binaries() -> dict[str, tuple[str, str]]:

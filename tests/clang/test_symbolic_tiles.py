@@ -4,20 +4,8 @@ whole launch as one long row; each output's own loop is the same, so every size 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
-import pytest
 from tg import Tensor
-
-
-@pytest.fixture
-def fresh_devices() -> Iterator[None]:
-    from tg.engine.device import reset_devices
-
-    reset_devices()
-    yield
-    reset_devices()
 
 
 def test_ten_columns_take_a_gang_of_eight(fresh_devices: None) -> None:
