@@ -127,11 +127,11 @@ def test_views_under_a_load_that_qualify() -> None:
 
 
 def test_lowering_takes_the_same_views() -> None:
-    from tg.codegen.lower import _rows_under
+    from tg.codegen.lower import rows_under
     from tg.graph.shapetracker import ShapeTracker, View
 
     inner, outer = View.create((3, 4), (0, 1)), View.create((3, 4), (4, 1))
-    assert _rows_under(ShapeTracker((inner, outer)), 3)
-    assert not _rows_under(ShapeTracker((inner, View.create((3, 4), (4, 1), 0, ((0, 3), (0, 2))))), 3)
-    assert not _rows_under(ShapeTracker((View.create((3, 4), (0, 1), 0, ((0, 3), (1, 4))), outer)), 3)
-    assert not _rows_under(ShapeTracker((View.create((1, 12), (0, 1)), outer)), 3)
+    assert rows_under(ShapeTracker((inner, outer)).key, 3)
+    assert not rows_under(ShapeTracker((inner, View.create((3, 4), (4, 1), 0, ((0, 3), (0, 2))))).key, 3)
+    assert not rows_under(ShapeTracker((View.create((3, 4), (0, 1), 0, ((0, 3), (1, 4))), outer)).key, 3)
+    assert not rows_under(ShapeTracker((View.create((1, 12), (0, 1)), outer)).key, 3)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import replace
+from typing import Any
 
 from tg.codegen import contraction
 from tg.codegen.builder import KernelBuilder
@@ -120,7 +121,7 @@ class _Lowering:
             self.fused = [memo[id(n)] for n in self.fused]
             out_st = out_st.reshape(self.shape)
         self.body, self.out_st = body, out_st
-        if symbolic and not all(_rows_under(st, full_shape[axis]) for st in indexed_trackers(body, [out_st])):
+        if symbolic and not all(rows_under(st.key, full_shape[axis]) for st in indexed_trackers(body, [out_st])):
             raise NotSymbolic(f"kernel {kernel.name}: a view that does not merge its outer dimensions")
         self.global_dims = [j for j in range(len(self.shape)) if j not in self.reduce_dims]
         shaped = ShapedKernel(self.shape, tuple(self.reduce_dims), self.reduce_op, kernel.output.dtype, symbolic)
@@ -518,13 +519,15 @@ class _Lowering:
         return b.load(buf, index, node.dtype, None if _true(gate) else gate, alt)
 
 
-def _rows_under(st: ShapeTracker, n: int) -> bool:
-    """Whether every view under ``st``'s outermost one walks the ``n`` rows in its first dimension, unmasked, with a
-    stride of at least 0, under an unmasked outermost view: unravelling an index into it then never reads ``n`` (see
-    :mod:`tg.engine.symbolic`; a masked view's index that another view unravels may be clamped into the mask)."""
-    if len(st.views) > 1 and st.views[-1].mask is not None:
+def rows_under(views: tuple[tuple[Any, ...], ...], n: int) -> bool:
+    """Whether every view under the outermost one of ``views`` (``ShapeTracker.key``: shape, strides, offset, mask
+    each) walks the ``n`` rows in its first dimension, unmasked, with a stride of at least 0, under an unmasked
+    outermost view: unravelling an index into it then never reads ``n``, so a kernel for every outermost size may read
+    through it (the rule of the symbolic key, :mod:`tg.engine.symbolic`, and of symbolic lowering; a masked view's
+    index that another view unravels may be clamped into the mask, which holds ``n``)."""
+    if len(views) > 1 and views[-1][3] is not None:
         return False
-    return all(v.shape and v.shape[0] == n and v.strides[0] >= 0 and v.mask is None for v in st.views[:-1])
+    return all(shape and shape[0] == n and strides[0] >= 0 and mask is None for shape, strides, _, mask in views[:-1])
 
 
 def _vectorizable(st: ShapeTracker, dim: int, width: int) -> bool:

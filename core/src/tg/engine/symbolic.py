@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tg.codegen.lower import rows_under
 from tg.schedule.scheduler import Kernel, symbolic_axis
 from tg.support.helpers import getenv
 
@@ -66,9 +67,9 @@ def symbolic_key(kernel: Kernel, key: tuple[object, ...]) -> tuple[object, ...] 
                 if mask[axis] != (0, n):
                     return None
                 mask = (*mask[:axis], "n", *mask[axis + 1:])
-            inner = [_inner_view(view, n) for view in under]
-            if any(view is None for view in inner) or (under and mask is not None):
-                return None  # (a masked view over another one may clamp its indices into its mask, which holds N)
+            if under and not rows_under(views, n):
+                return None
+            inner = [(("n", *ushape[1:]), ustrides, uoffset, None) for ushape, ustrides, uoffset, _ in under]
             entries.append((op, dtype, (value, (*inner, ((*vshape[:axis], "n", *vshape[axis + 1:]), strides, offset,
                                                           mask))), srcs))
         elif op == "REDUCE" and min(arg[1], default=ndim) <= axis:
@@ -76,15 +77,6 @@ def symbolic_key(kernel: Kernel, key: tuple[object, ...]) -> tuple[object, ...] 
         else:
             entries.append(entry)
     return ("symbolic", tuple(entries), shape[:axis], shape[axis + 1:], *key[2:])
-
-
-def _inner_view(view: tuple[Any, ...], n: int) -> tuple[Any, ...] | None:
-    """A view under a load's outermost one with its first size written ``"n"``, or None unless that size is ``n``,
-    its stride is at least 0, and the view has no mask."""
-    vshape, strides, offset, mask = view
-    if not vshape or vshape[0] != n or strides[0] < 0 or mask is not None:
-        return None
-    return (("n", *vshape[1:]), strides, offset, None)
 
 
 def views_of(arg: tuple[Any, Any]) -> tuple[tuple[Any, ...], ...]:

@@ -375,8 +375,7 @@ class Expand(Function):
         return x.expand(shape)
 
     def backward(self, grad: LazyBuffer) -> LazyBuffer:
-        summed = grad.cast(dtypes.float32) if grad.dtype == dtypes.float16 else grad  # accumulate halves in float
-        return summed.reduce(Ops.ADD, self.axes).cast(grad.dtype)
+        return sum_accumulated(grad, self.axes)
 
 
 class Broadcast(Function):
@@ -391,8 +390,14 @@ class Broadcast(Function):
         return x.reshape(padded).expand(shape)
 
     def backward(self, grad: LazyBuffer) -> LazyBuffer:
-        summed = grad.cast(dtypes.float32) if grad.dtype == dtypes.float16 else grad  # as Expand's
-        return summed.reduce(Ops.ADD, self.axes).cast(grad.dtype).reshape(self.input_shape)
+        return sum_accumulated(grad, self.axes).reshape(self.input_shape)
+
+
+def sum_accumulated(x: LazyBuffer, axes: tuple[int, ...]) -> LazyBuffer:
+    """``x`` summed over ``axes``, float16 accumulated in float32 (as ``Tensor.sum`` does) and rounded back once."""
+    if x.dtype == dtypes.float16:
+        return x.cast(dtypes.float32).reduce(Ops.ADD, axes).cast(dtypes.float16)
+    return x.reduce(Ops.ADD, axes)
 
 
 class Permute(Function):

@@ -19,14 +19,14 @@ import math
 from functools import partial
 from typing import Any
 
-from tg.frontend.function import Function
+from tg.frontend.function import Function, sum_accumulated
 from tg.frontend.tensor import Tensor
 from tg.graph.lazy import LazyBuffer
 from tg.graph.shapetracker import ShapeTracker
 from tg.nn import init
 from tg.nn.grad import materialize_grad
 from tg.nn.module import Module
-from tg.support.dtype import dtypes, promote
+from tg.support.dtype import promote
 from tg.support.ops import Ops
 
 
@@ -111,13 +111,6 @@ def patches(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding
     return _Patches.apply(x, kernel=kernel, stride=stride, padding=padding, dilation=dilation, out=(oh, ow))
 
 
-def _sum(x: LazyBuffer, axes: tuple[int, ...]) -> LazyBuffer:
-    """``x`` summed over ``axes`` (float16 accumulated in float32, as ``Tensor.sum`` does)."""
-    if x.dtype == dtypes.float16:
-        return x.cast(dtypes.float32).reduce(Ops.ADD, axes).cast(dtypes.float16)
-    return x.reduce(Ops.ADD, axes)
-
-
 class _PatchProduct(Function):
     """(N, OH, OW, K) patches times the (O, K) weight, transposed -> (N*OH*OW, O), one autograd node.
 
@@ -132,7 +125,7 @@ class _PatchProduct(Function):
         n, oh, ow, k = x.shape
         m, o = n * oh * ow, w.shape[0]
         full = (m, o, k)
-        return _sum(x.reshape((m, 1, k)).expand(full).alu(Ops.MUL, w.reshape((1, o, k)).expand(full)),
+        return sum_accumulated(x.reshape((m, 1, k)).expand(full).alu(Ops.MUL, w.reshape((1, o, k)).expand(full)),
                     (2,)).reshape((m, o))
 
     def backward(self, grad: LazyBuffer) -> tuple[LazyBuffer | None, LazyBuffer | None]:
@@ -142,7 +135,7 @@ class _PatchProduct(Function):
         dx = dw = None
         if self.needs_input_grad[0]:
             full = (m, o, k)
-            dx = _sum(grad.reshape((m, o, 1)).expand(full).alu(Ops.MUL, w.reshape((1, o, k)).expand(full)),
+            dx = sum_accumulated(grad.reshape((m, o, 1)).expand(full).alu(Ops.MUL, w.reshape((1, o, k)).expand(full)),
                       (1,)).reshape(x.shape)
         if self.needs_input_grad[1]:
             a = _split(n)
@@ -151,13 +144,13 @@ class _PatchProduct(Function):
             if k >= o:  # the patches' columns innermost: what a row of the partial sums reads is contiguous
                 full = (*groups, o, k)
                 g = grad.reshape((*groups, o, 1)).expand(full)
-                partial = _sum(g.alu(Ops.MUL, x.reshape((*groups, 1, k)).expand(full)), inner)
-                dw = _sum(partial, (0,)).reshape((o, k))
+                partial = sum_accumulated(g.alu(Ops.MUL, x.reshape((*groups, 1, k)).expand(full)), inner)
+                dw = sum_accumulated(partial, (0,)).reshape((o, k))
             else:  # few columns (a first layer's C*KH*KW): the output channels innermost, as long rows
                 full = (*groups, k, o)
                 g = grad.reshape((*groups, 1, o)).expand(full)
-                partial = _sum(g.alu(Ops.MUL, x.reshape((*groups, k, 1)).expand(full)), inner)
-                dw = _sum(partial, (0,)).reshape((k, o)).permute((1, 0))
+                partial = sum_accumulated(g.alu(Ops.MUL, x.reshape((*groups, k, 1)).expand(full)), inner)
+                dw = sum_accumulated(partial, (0,)).reshape((k, o)).permute((1, 0))
         return dx, dw
 
 

@@ -40,8 +40,7 @@ def _flat(tensors: list[Tensor]) -> Tensor:
     zero-padded to the total length, the pieces added in order) made on the LazyBuffers directly, without a Function
     per op (a step calls this under ``no_grad`` on every parameter's gradient)."""
     if any(t.dtype != tensors[0].dtype for t in tensors):  # mixed dtypes: cat's promotion rules decide
-        pieces = [t.reshape(-1) for t in tensors]
-        return pieces[0] if len(pieces) == 1 else Tensor.cat(*pieces)
+        return Tensor.cat(*[t.reshape(-1) for t in tensors])
     if len(tensors) == 1:
         return tensors[0].reshape(-1)
     total = sum(t.numel() for t in tensors)

@@ -449,16 +449,26 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
     if symbolic and (t.row_len != grid[0] or t.transposed):
         return None
     gang = lanes
+    masked_by: dict[tuple[Tiling, int], tuple[list[str], list[Pack], float]] = {}
+
+    def masked_gang(tiling: Tiling, width: int) -> tuple[list[str], list[Pack], float]:
+        """:func:`_render_masked` of ``tiling`` at gang ``width``, rendered once (none for a kernel for every size)."""
+        if symbolic:
+            return [], [], math.inf
+        if (tiling, width) not in masked_by:
+            masked_by[tiling, width] = _render_masked(name, uops, tiling, width)
+        return masked_by[tiling, width]
+
     functions, packs, cost, lane_by_lane = _render_tiles(name, uops, t, lanes, stream=not symbolic)
     if t.full_cols < t.row_len:  # a column tail: a narrower gang may leave less of the row to it
-        total = _with_tail(t, cost, uops, math.inf if symbolic else _render_masked(name, uops, t, lanes)[2])
+        total = _with_tail(t, cost, uops, masked_gang(t, lanes)[2])
         narrower = lanes // 2
         while narrower >= MIN_LANES:
             n = choose_tiling(uops, grid, narrower, rows)
             fits = n is not None and not (symbolic and (n.row_len != grid[0] or n.transposed))
             if n is not None and fits and n.full_cols > t.full_cols:
                 rendered = _render_tiles(name, uops, n, narrower, stream=not symbolic)
-                masked_row = math.inf if symbolic else _render_masked(name, uops, n, narrower)[2]
+                masked_row = masked_gang(n, narrower)[2]
                 if _with_tail(n, rendered[2], uops, masked_row) < 0.85 * total:
                     t, lanes, gang, (functions, packs, cost, lane_by_lane) = n, narrower, narrower, rendered
                     total = _with_tail(t, cost, uops, masked_row)
@@ -518,7 +528,7 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
         full_rows = f"({size.var} * {size.scale})"
         launch_vars = ((0, SymbolicSize(size.var, size.scale, t.block_rows, math.ceil(t.full_cols / t.block_cols))),)
     col_tail = t.full_cols < t.row_len
-    masked, masked_packs, masked_row = ([], [], math.inf) if symbolic else _render_masked(name, uops, t, lanes)
+    masked, masked_packs, masked_row = masked_gang(t, lanes)
     if col_tail and masked_row < (t.row_len - t.full_cols) * thread_cost(uops):
         out += masked
     else:
