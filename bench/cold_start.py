@@ -10,7 +10,9 @@ Each case runs in a fresh process with an empty ``TG_CACHE_DIR``, and counts the
 - ``lr as a Python float``: 20 steps of hand-written SGD on a 2-layer MLP, ``p.sub_(lr * p.grad)`` with a learning rate
   that decays as a Python float.  Each new value is a new constant today, so a new kernel per parameter shape.
 - ``new sequence lengths``: a causal self-attention block run eagerly on sequences of length 1..24, as text
-  generation with a growing context does.  Each new length is a new shape today, so new kernels.
+  generation with a growing context does.  Each new length is a new shape, so new kernels, unless the backend takes
+  dynamic shapes (``Runtime.dynamic_shapes``: numpy's interpreter, ``TG_NUMPY_CAPS=interpret``), where the kernels
+  whose sizes follow the length are built for every length at the third one.
 - ``first matmul``: a fresh process's first 1024x1024 float32 matmul read back to numpy, ``import numpy`` and
   ``import tg`` included (its "seconds"), checked against numpy's product afterwards.
 - ``new batch sizes``: a 2-layer MLP and a softmax run eagerly on batches of 1..24 rows (serving requests of any

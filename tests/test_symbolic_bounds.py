@@ -6,30 +6,12 @@ its exact size, and right.  A launch limit of 40 work groups makes the bound sma
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 from tg import Tensor
-from tg.engine.device import device_state, reset_devices
-
-
-@pytest.fixture
-def interpreter(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The numpy backend on its interpreter (which takes symbolic launches), fresh, its compiles listed."""
-    monkeypatch.setenv("TG_BACKEND", "numpy")
-    monkeypatch.setenv("TG_NUMPY_CAPS", "interpret")
-    reset_devices()
-    state = device_state()
-    monkeypatch.setattr(state.backend.emitter, "fast", False)  # (the registry may have made it before the setting)
-    compiled: list[Any] = []
-    original = state.backend.runtime.compile
-    monkeypatch.setattr(state.backend.runtime, "compile", lambda p: compiled.append(p) or original(p))
-    state.compiled = compiled
-    yield state
-    reset_devices()
 
 
 def _run(n: int) -> None:

@@ -105,6 +105,12 @@ class Runtime(abc.ABC):
     #: passing the size as the int32 variable ``n0`` (``TG_SYMBOLIC=0`` turns that off).  Needs ``int32`` in
     #: :attr:`variable_dtypes` and in the emitter's ``Capabilities.variables``.
     symbolic_launch: bool = False
+    #: True when, beyond :attr:`symbolic_launch`, the backend's emitters render right at every size a kernel in which
+    #: ``n0`` appears anywhere in int32 arithmetic (strides, loop ends, masks, gates; a ``SPECIAL``'s size is an upper
+    #: bound) and whose ``launch_vars`` may be quadratic (``SymbolicSize.square``, ``offset``), or raise
+    #: :class:`NotSymbolic`.  Core then builds one kernel for every value of a size that appears anywhere in a
+    #: kernel, such as a sequence length (see :mod:`tg.engine.dynamic`).
+    dynamic_shapes: bool = False
 
     def available(self) -> Availability:
         """Say, cheaply and without raising, whether this runtime can run here (and if not, why)."""

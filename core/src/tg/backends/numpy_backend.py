@@ -60,15 +60,14 @@ class NumpyEmitter(Emitter):
         return Program.of(kernel, self.source(kernel), path="interpreter")
 
     def source(self, kernel: LoweredKernel) -> str:
-        """The interpreter's Python function ``name(bufs, vals, n)``: the kernel's micro-ops for every thread at once
-        (``vals``: the launch variables by name; ``n``: how many threads the launch runs, read at each launch, so a
-        launch whose outermost dimension follows a variable runs at every size)."""
+        """The interpreter's Python function ``name(bufs, vals, n, _g)``: the kernel's micro-ops for every thread at
+        once (``vals``: the launch variables by name; ``n``: how many threads the launch runs and ``_g`` its groups
+        per launch dimension, read at each launch, so a launch whose dimensions follow a variable runs at every
+        size)."""
         name = kernel.name
-        last = len(kernel.global_size) - 1
-        if any(axis != last for axis, _ in kernel.launch_vars):
-            raise NotSymbolic("the numpy interpreter sizes only the outermost launch dimension at launch")
         renderer = NumpyRenderer(kernel.uops, kernel.global_size, kernel.local_size, self.capabilities.sin_is_sin2pi)
-        lines = [f"def {name}(bufs, vals, n={renderer.n_threads}):", "  _t = np.arange(n, dtype=np.int32)",
+        lines = [f"def {name}(bufs, vals, n={renderer.n_threads}, _g={kernel.global_size}):",
+                 "  _t = np.arange(n, dtype=np.int32)",
                  *renderer.render_uops()]
         return "\n".join(lines) + "\n"
 
@@ -79,6 +78,11 @@ class NumpyRuntime(Runtime):
     priority = 0
     variable_dtypes = frozenset({"int32", "float32"})
     symbolic_launch = True  # the interpreter's thread count comes with each launch; the fast path refuses
+
+    def __init__(self) -> None:
+        # the interpreter computes every index, loop end and gate from the micro-ops at each launch; the fast path
+        # renders exact sizes only, so without TG_NUMPY_CAPS there is nothing to gain
+        self.dynamic_shapes = not fast_path_from_env()
 
     def available(self) -> Availability:
         return Availability.yes()
@@ -95,7 +99,8 @@ class NumpyRuntime(Runtime):
             if program.attributes.get("path") == "fast":
                 binary(buffers, values)
             else:  # the interpreter: the launch's threads (global_size is resolved at each launch)
-                binary(buffers, values, math.prod(program.global_size) * math.prod(program.local_size))
+                binary(buffers, values, math.prod(program.global_size) * math.prod(program.local_size),
+                       program.global_size)
         return None
 
     def alloc(self, nbytes: int) -> Any:

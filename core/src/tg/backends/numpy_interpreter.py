@@ -75,10 +75,10 @@ class NumpyRenderer(TextRenderer):
         if u.arg[0] == "lidx0":
             self.define(u, f"_t % {self.n_lanes}")
             return
-        k = int(u.arg[0][4:])
-        stride = self.n_lanes * math.prod(self.groups[:k])
+        k = int(u.arg[0][4:])  # the launch's groups ``_g`` come with each launch (they may follow a variable)
+        stride = "*".join([str(self.n_lanes), *(f"_g[{j}]" for j in range(k))])
         outermost = k == len(self.groups) - 1
-        self.define(u, f"_t // {stride}" if outermost else f"(_t // {stride}) % {self.groups[k]}")
+        self.define(u, f"_t // ({stride})" if outermost else f"(_t // ({stride})) % _g[{k}]")
 
     def render_define_var(self, u: UOp) -> None:
         assert isinstance(u.dtype, DType)

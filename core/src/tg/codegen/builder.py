@@ -101,9 +101,10 @@ class KernelBuilder:
     def const(self, value: Any, dtype: DType) -> UOp:
         return self._add(Ops.CONST, dtype, (), as_value(value, dtype))
 
-    def range(self, start: int, end: int) -> UOp:
-        u = self._add(Ops.RANGE, dtypes.int32, (self.const(start, dtypes.int32), self.const(end, dtypes.int32)),
-                      len([x for x in self.uops if x.op is Ops.RANGE]), pure=False)
+    def range(self, start: int | UOp, end: int | UOp) -> UOp:
+        """A loop from ``start`` to ``end`` (constants, or int32 values defined outside it)."""
+        bounds = tuple(x if isinstance(x, UOp) else self.const(x, dtypes.int32) for x in (start, end))
+        u = self._add(Ops.RANGE, dtypes.int32, bounds, len([x for x in self.uops if x.op is Ops.RANGE]), pure=False)
         self._scopes.append([])
         return u
 

@@ -35,15 +35,20 @@ class KernelParam:
 @dataclass(frozen=True)
 class SymbolicSize:
     """A launch dimension that follows the int32 launch variable ``var``: ``ceil(var * scale / divisor) * blocks``
-    work groups (a kernel lowered once for every size of its outermost dimension, see :mod:`tg.engine.symbolic`)."""
+    work groups (a kernel lowered once for every size of its outermost dimension, see :mod:`tg.engine.symbolic`).
+    A kernel lowered for every size of a dimension anywhere (:mod:`tg.engine.dynamic`, only for a runtime that
+    declares ``dynamic_shapes``) may follow a quadratic: ``var * var * square + var * scale + offset`` in place of
+    ``var * scale``."""
 
     var: str
     scale: int = 1
     divisor: int = 1
     blocks: int = 1
+    square: int = 0
+    offset: int = 0
 
     def of(self, value: int) -> int:
-        return -(-value * self.scale // self.divisor) * self.blocks
+        return -(-((self.square * value + self.scale) * value + self.offset) // self.divisor) * self.blocks
 
 
 LaunchVars = tuple[tuple[int, SymbolicSize], ...]
@@ -57,7 +62,9 @@ class LoweredKernel:
     ``SPECIAL`` micro-ops ``gidx<d>``/``lidx<d>`` index them).  ``bytes_moved`` is what the kernel reads and
     writes at least, for bandwidth figures.  ``launch_vars`` (launch dimension, :class:`SymbolicSize`) pairs say
     which launch dims follow a launch variable: ``global_size`` then holds them at the variable's upper bound, and
-    core resolves them before each launch.
+    core resolves them before each launch.  ``dynamic``: the kernel was built for every value of a size that may
+    appear anywhere in it (:mod:`tg.engine.dynamic`, only for a runtime that declares ``dynamic_shapes``): ``n0``
+    may be a factor of any int32 value, a ``RANGE``'s end included, and the launch is one-dimensional.
     """
 
     name: str
@@ -66,6 +73,7 @@ class LoweredKernel:
     local_size: tuple[int, ...]
     bytes_moved: int = 0
     launch_vars: LaunchVars = ()
+    dynamic: bool = False
 
     @property
     def buffers(self) -> tuple[KernelParam, ...]:

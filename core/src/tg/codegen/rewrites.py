@@ -34,7 +34,7 @@ def replay(uops: list[UOp], rule: Rule) -> list[UOp]:
         new = rule(b, u, src) if u.op in ALU else None
         if new is None:
             if u.op is Ops.RANGE:
-                new = b.range(src[0].arg, src[1].arg)
+                new = b.range(src[0], src[1])
             elif u.op is Ops.ENDRANGE:
                 b.end_range(src[0])
                 continue

@@ -23,6 +23,7 @@ from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.rewrites import apply_capabilities, check_dtypes, check_rendered
 from tg.codegen.uops import Ops, format_uops
 from tg.engine.device import EMPTY, Buffer, DeviceState, ReadyKernel, device_state
+from tg.engine.dynamic import dynamic_ready, may_follow_a_size
 from tg.engine.symbolic import symbolic_axis, symbolic_key, symbolic_mode
 from tg.graph.lazy import LazyBuffer, LazyOp
 from tg.schedule import cache as schedule_cache
@@ -206,6 +207,9 @@ def build_programs(kernel: Kernel, key: tuple[object, ...], state: DeviceState, 
     if mode != "0":
         sym = symbolic_key(kernel, key)
         ready = _symbolic_ready(kernel, key, sym, state, mode == "verify") if sym is not None else None
+        if ready is None and state.dynamic_shapes:
+            ready = dynamic_ready(kernel, key, state, mode == "verify",
+                                  lambda lowered, caps, symbolic: _emit(kernel, lowered, state, caps, symbolic))
         if ready is not None:
             return ready
     todo = {key: kernel}
@@ -233,6 +237,8 @@ def _exact_only(kernel: Kernel, key: tuple[object, ...], state: DeviceState, mod
     that will reuse or build the symbolic kernel waits for its turn."""
     if mode == "0":
         return True
+    if may_follow_a_size(state, key):
+        return False
     sym = symbolic_key(kernel, key)
     if sym is None or sym in state.not_symbolic:
         return True
@@ -330,6 +336,12 @@ def render_program(kernel: Kernel, state: DeviceState, symbolic: bool = False) -
 def _render(kernel: Kernel, state: DeviceState, caps: Capabilities, symbolic: bool = False
             ) -> tuple[Program, LoweredKernel]:
     lowered = lower(kernel, caps, symbolic)
+    return _emit(kernel, lowered, state, caps, symbolic), lowered
+
+
+def _emit(kernel: Kernel, lowered: LoweredKernel, state: DeviceState, caps: Capabilities, symbolic: bool) -> Program:
+    """``lowered`` fitted to ``caps`` and rendered by the backend's emitter (``symbolic``: it must follow its launch
+    variables, or ``NotSymbolic`` is raised)."""
     uops = apply_capabilities(lowered.uops, caps)
     for plugin_pass in state.plugin_passes:
         uops = plugin_pass(uops)
@@ -341,11 +353,11 @@ def _render(kernel: Kernel, state: DeviceState, caps: Capabilities, symbolic: bo
     if not isinstance(program, Program):
         raise BackendError(f"the emitter of backend '{state.backend.name}' returned {type(program).__name__} "
                            "from render(), not a tg.hooks.Program (hook spec v2); fix the plugin")
-    if symbolic and not program.launch_vars:
+    if symbolic and lowered.launch_vars and not program.launch_vars:
         raise NotSymbolic(f"the emitter of backend '{state.backend.name}' fixed the launch of {kernel.name}")
     if debug_level() >= 4:
         print(program.source)
-    return program, lowered
+    return program
 
 
 def _ready(kernel: Kernel, state: DeviceState, program: Program, lowered: LoweredKernel, binary: Any) -> ReadyKernel:

@@ -75,3 +75,19 @@ def _clean_state() -> Iterator[None]:
     Tensor.manual_seed(1234)
     yield
     Tensor.training = training
+
+
+@pytest.fixture
+def compiles(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """The programs the backend under test compiles from here on (its runtime's ``compile``)."""
+    from tg.engine.device import device_state
+
+    runtime = device_state().backend.runtime
+    original, programs = runtime.compile, []
+
+    def counting(program: Any) -> Any:
+        programs.append(program)
+        return original(program)
+
+    monkeypatch.setattr(runtime, "compile", counting)
+    yield programs

@@ -11,7 +11,7 @@ backend without symbolic launches the same programs run with a kernel per size.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -41,20 +41,6 @@ def _verifying() -> bool:
     from tg.engine.symbolic import symbolic_mode
 
     return symbolic_mode() == "verify"
-
-
-@pytest.fixture
-def compiles(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """The programs the backend under test compiles from here on (its runtime's ``compile``)."""
-    runtime = _state().backend.runtime
-    original, programs = runtime.compile, []
-
-    def counting(program: Any) -> Any:
-        programs.append(program)
-        return original(program)
-
-    monkeypatch.setattr(runtime, "compile", counting)
-    yield programs
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -129,7 +115,6 @@ def _two_layers(n: int, rng: np.random.Generator) -> tuple[Tensor, np.ndarray]:
 
 
 
-
 GRAPHS: dict[str, Callable[[int, np.random.Generator], tuple[Tensor, np.ndarray]]] = {
     "elementwise with a broadcast bias": _elementwise, "last-axis reduction": _row_sums, "matmul": _matmul,
     "rows 1: of a tensor": _shifted, "int32": _int32, "float16": _float16,
@@ -158,10 +143,17 @@ def test_every_size_right_and_compiled_once(graph: str, compiles: list[Any]) -> 
         per_size.append(compiles[before:])
     symbolic = [p for new in per_size for p in new if p.launch_vars]
     names = [p.name for p in symbolic]
-    assert len(set(names)) == len(names), f"{graph}: built for every size more than once: {names}"
+    # once; with dynamic shapes, again where a later size misfit the formulas of the first build (a refit)
+    from tg.engine.dynamic import MAX_REFITS
+
+    most = 1 + MAX_REFITS if _state().dynamic_shapes else 1
+    assert all(names.count(name) <= most for name in names), f"{graph}: built for every size too often: {names}"
     if symbolic:
         assert _symbolic_on() and all("_n" in name for name in names), names
-        assert not any(p.launch_vars for new in [per_size[0], *per_size[2:]] for p in new), f"{graph}: {names}"
+        # built at the second size; with dynamic shapes, a kernel refused there may be built at the third size of its
+        # lowered structure (tg.engine.dynamic), never at the first
+        later = [] if _state().dynamic_shapes else per_size[2:]
+        assert not any(p.launch_vars for new in [per_size[0], *later] for p in new), f"{graph}: {names}"
         if not _verifying() and all(p.launch_vars for p in per_size[1]):
             assert all(not new for new in per_size[2:]), \
                 f"{graph}: compiled again at a new size: {[[p.name for p in new] for new in per_size]}"

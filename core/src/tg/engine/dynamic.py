@@ -1,0 +1,195 @@
+"""Dynamic shapes: one compiled kernel for every value of a size that appears anywhere in a kernel (a sequence length).
+
+:mod:`tg.engine.symbolic` reuses a kernel across sizes of its outermost dimension only.  Attention over a growing
+sequence of ``t`` tokens makes kernels where ``t`` is an inner size, a stride (``t*t``, ``t``) and a reduction's
+length at once.  For a runtime that declares ``Runtime.dynamic_shapes``, core groups the kernels it builds by the
+structure of their exact lowering (:func:`tg.codegen.generalize.skeleton`: the micro-ops with every int32 constant,
+``SPECIAL`` size and launch dim left out).  A structure met at three sizes ``t`` (the first dimension of the
+kernel's full shape that differs between them) whose integers fit polynomials of degree two in ``t``
+(:func:`~tg.codegen.generalize.fit`) gets one kernel built for every ``t`` up to a bound, ``t`` being the int32
+launch variable ``n0`` (:func:`~tg.codegen.generalize.generalize`); the third size already launches it.
+
+A later kernel reuses it only after its own exact lowering showed the same structure and integers equal to the
+polynomials at its ``t``: then the generalized kernel computes exactly what that lowering would (lowering costs
+milliseconds of Python; compiling is what is saved).  Anything else (another structure, a misfit, a size past the
+bound, an emitter that raises ``NotSymbolic``) builds the exact kernel, as without dynamic shapes.
+``TG_SYMBOLIC=0`` turns this off with the rest of symbolic sizes; ``TG_SYMBOLIC=verify`` checks every reuse against
+the exact kernel's bits.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from tg.backends.contract import Capabilities, NotSymbolic, TooManyRegisters
+from tg.codegen.generalize import Poly, bound, evaluate, fit, generalize, skeleton
+from tg.codegen.kernel_tree import node_shape
+from tg.codegen.lower import lower
+from tg.codegen.program import LoweredKernel, Program
+from tg.engine.device import DeviceState, ReadyKernel
+from tg.schedule.scheduler import Kernel
+from tg.support.helpers import debug_level
+
+#: Sizes a structure is met with before its generalized kernel is built (three points fix a quadratic).
+SIZES_TO_FIT = 3
+#: Times a family's formulas are fitted again after a size of its shape misfit them.
+MAX_REFITS = 2
+
+
+@dataclass
+class Family:
+    """Kernels of one lowered structure whose full shapes differ only in the dims ``dims``, which hold one size
+    ``t`` (attention's ``(1, H, t, t, D)``): the sizes and integers of their exact lowerings, and once fitted, the
+    kernel built for every size (``ready``) with the polynomials it follows."""
+
+    shape: tuple[int, ...]  # the first one's full shape
+    name: str  # the first one's name
+    ints: tuple[int, ...]  # the first one's integers
+    dims: tuple[int, ...] = ()  # the dims that hold the size (empty: one kernel seen so far)
+    samples: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)
+    polys: tuple[Poly, ...] = ()
+    lo: int = 0
+    hi: int = -1
+    ready: ReadyKernel | None = None
+    failed: bool = False
+    refits: int = 0  # times a kernel of the family's shape misfit the formulas and they were fitted again
+
+    def size_of(self, shape: tuple[int, ...]) -> int | None:
+        """The size ``t`` of a kernel of full shape ``shape`` in this family (its dims ``dims`` hold ``t``, the others
+        are the first one's), or None."""
+        if len(shape) != len(self.shape) or not self.dims:
+            return None
+        t = shape[self.dims[0]]
+        ok = all(shape[d] == t if d in self.dims else shape[d] == self.shape[d] for d in range(len(shape)))
+        return t if ok else None
+
+    def second(self, shape: tuple[int, ...], ints: tuple[int, ...]) -> bool:
+        """Take a second kernel of full shape ``shape`` when it differs from the first in dims that held one size
+        there and hold one size here, and no other dim held that size (which dims follow the size is then plain)."""
+        if len(shape) != len(self.shape):
+            return False
+        dims = tuple(d for d, (a, b) in enumerate(zip(self.shape, shape)) if a != b)
+        if not dims or len({self.shape[d] for d in dims}) != 1 or len({shape[d] for d in dims}) != 1:
+            return False
+        t0 = self.shape[dims[0]]
+        if any(self.shape[d] == t0 for d in range(len(shape)) if d not in dims):
+            return False
+        self.dims, self.samples = dims, [(t0, self.ints), (shape[dims[0]], ints)]
+        return True
+
+
+_lock = threading.Lock()
+
+#: Families kept per lowered structure (kernels of one structure over other fixed sizes: 4 heads of 8, 3 of 12).
+FAMILIES_PER_STRUCTURE = 4
+
+
+def shape_hint(key: tuple[object, ...]) -> tuple[object, ...]:
+    """A kernel key with every integer written ``"#"``: kernels that may differ in sizes only share it."""
+    def erase(x: Any) -> Any:
+        if isinstance(x, tuple):
+            return tuple(erase(v) for v in x)
+        return "#" if isinstance(x, int) and not isinstance(x, bool) else x
+    return erase(key)
+
+
+def family_capabilities(state: DeviceState) -> Capabilities:
+    """What kernels of families are lowered for: the backend's capabilities with a one-dimensional launch (one launch
+    dim to follow the size; a kernel per thread computes what it would in any launch)."""
+    return replace(state.capabilities, launch_dims=1)
+
+
+def may_follow_a_size(state: DeviceState, key: tuple[object, ...]) -> bool:
+    """Whether a kernel of ``key`` shares its hint with a kernel met before (so it may reuse or build a kernel for
+    every size, and should not be compiled for its exact size ahead of its turn)."""
+    return state.dynamic_shapes and state.family_hints.get(shape_hint(key)) is not None
+
+
+def dynamic_ready(kernel: Kernel, key: tuple[object, ...], state: DeviceState, verify: bool,
+                  emit: Callable[[LoweredKernel, Capabilities, bool], Program]) -> ReadyKernel | None:
+    """The kernel built for every size of ``kernel``'s structure, at ``kernel``'s size (built now when this size is
+    the third of a structure that fits), stored under ``key``; None when the exact kernel is to be built."""
+    state.family_hints[shape_hint(key)] = True
+    caps = family_capabilities(state)
+    try:
+        lowered = lower(kernel, caps)
+    except (TooManyRegisters, ValueError):
+        return None  # the exact build raises it again with its own message, or lowers without register tiles
+    structure, ints = skeleton(lowered)
+    body = kernel.ast.src[0] if kernel.ast.op == "REDUCE" else kernel.ast
+    shape = node_shape(body, kernel.output.shape)
+    with _lock:  # a family's formulas and kernel change together (threads realizing at once)
+        return _reuse_or_build(kernel, key, state, verify, emit, lowered, structure, ints, shape)
+
+
+def _reuse_or_build(kernel: Kernel, key: tuple[object, ...], state: DeviceState, verify: bool,
+                    emit: Callable[[LoweredKernel, Capabilities, bool], Program], lowered: LoweredKernel,
+                    structure: tuple[object, ...], ints: tuple[int, ...], shape: tuple[int, ...]) -> ReadyKernel | None:
+    families: list[Family] = state.families.get(structure) or []
+    for family in families:
+        t = family.size_of(shape)
+        if t is None or family.failed:
+            continue
+        if family.ready is None:
+            if all(t != seen for seen, _ in family.samples):
+                family.samples.append((t, ints))
+            if len(family.samples) < SIZES_TO_FIT or not _build(family, kernel, lowered, t, state, emit):
+                return None
+        elif not (family.lo <= t <= family.hi and evaluate(family.polys, t) == ints):
+            # three sizes agreed on a formula this one breaks (ceil(t / 8) looks constant from 9 to 15): fit again
+            # with it, a few times at most
+            if family.refits >= MAX_REFITS or any(t == seen for seen, _ in family.samples):
+                return None
+            family.refits += 1
+            family.samples.append((t, ints))
+            if not _build(family, kernel, lowered, t, state, emit):
+                return None
+        assert family.ready is not None
+        if family.lo <= t <= family.hi and evaluate(family.polys, t) == ints:
+            values = {"n0": t}
+            ready = ReadyKernel(family.ready.program.resolved(values), family.ready.binary, kernel.output.shape,
+                                kernel.bytes_moved, values=values, verify=verify)
+            state.kernels[key] = ready
+            return ready
+        return None
+    if not any(not family.dims and family.second(shape, ints) for family in families):
+        state.families[structure] = [*families, Family(shape, kernel.name, ints)][-FAMILIES_PER_STRUCTURE:]
+    return None
+
+
+def _build(family: Family, kernel: Kernel, lowered: LoweredKernel, t: int, state: DeviceState,
+           emit: Callable[[LoweredKernel, Capabilities, bool], Program]) -> bool:
+    """Fit ``family``'s samples and build its kernel for every size; False when the integers do not fit, the bound
+    leaves no room, or the backend cannot render it."""
+    polys = fit(family.samples, lowered.local_size)
+    caps = family_capabilities(state)
+    lo = 1
+    launch = len(lowered.global_size)
+    hi = bound(polys, lo, launch, caps.launch_limits) if polys is not None else 0
+    if polys is None or hi < max(seen for seen, _ in family.samples):
+        _give_up(family, kernel, "its integers do not follow one size by a quadratic")
+        return False
+    first, now = family.name.split("_"), kernel.name.split("_")
+    name = "_".join(a if a == b else "n" for a, b in zip(first, now)) if len(first) == len(now) else f"{kernel.name}_n"
+    generalized = generalize(lowered, polys, lo, hi, name)
+    try:
+        program = emit(generalized.kernel, caps, True)
+    except (NotSymbolic, TooManyRegisters) as reason:
+        _give_up(family, kernel, str(reason))
+        return False
+    family.polys, family.lo, family.hi = polys, lo, hi
+    binary = state.compile(program)
+    family.ready = replace(ReadyKernel(program, binary, kernel.output.shape, lowered.bytes_moved), bound=hi)
+    return True
+
+
+def _give_up(family: Family, kernel: Kernel, reason: str) -> None:
+    """No (new) kernel for every size of ``family``: one built before still serves the sizes its formulas fit."""
+    if family.ready is None:
+        family.failed = True
+    family.refits = MAX_REFITS
+    if debug_level() >= 2:
+        print(f"{kernel.name}: built for its exact size ({reason})")

@@ -1,0 +1,95 @@
+"""Dynamic shapes (tg.engine.dynamic, tg.codegen.generalize): formulas fitted to lowerings at three sizes, the kernel
+built from them, and the engine's rules for reusing it, on numpy's interpreter (which declares dynamic shapes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from tg import Tensor
+from tg.codegen.capabilities import Capabilities
+from tg.codegen.generalize import bound, evaluate, fit, skeleton
+from tg.codegen.lower import lower
+from tg.schedule.scheduler import Kernel, create_schedule
+from tg.support.dtype import INDEX_LIMIT
+
+
+def _samples(formulas: list[Any], sizes: list[int]) -> list[tuple[int, tuple[int, ...]]]:
+    return [(t, tuple(f(t) for f in formulas)) for t in sizes]
+
+
+def test_fit_finds_polynomials_and_quotients() -> None:
+    formulas = [lambda t: 7, lambda t: 3 * t + 1, lambda t: 4 * t * t - t, lambda t: 3 * t * t,
+                lambda t: -(-3 * t * t // 128), lambda t: t - 1]
+    polys = fit(_samples(formulas, [13, 17, 19]), divisors=(128,))
+    assert polys == ((0, 0, 7, 1), (0, 3, 1, 1), (4, -1, 0, 1), (3, 0, 0, 1), (3, 0, 0, 128), (0, 1, -1, 1))
+    assert evaluate(polys, 40) == tuple(f(40) for f in formulas)
+
+
+def test_fit_takes_an_exact_quotient_when_no_divisor_explains_it() -> None:
+    """(3t² + 1) / 4 at odd t (an integer there, with rational coefficients): the quotient of its coefficients."""
+    polys = fit(_samples([lambda t: (3 * t * t + 1) // 4], [5, 7, 9, 11]))
+    assert polys == ((3, 0, 1, 4),)
+
+
+def test_fit_refuses() -> None:
+    assert fit(_samples([lambda t: t], [3, 4])) is None  # two sizes fix no quadratic
+    assert fit(_samples([lambda t: 2 ** t], [2, 3, 4, 5])) is None  # a quadratic through 3 sizes misses the 4th
+    assert fit(_samples([lambda t: t ** 3], [2, 3, 4])) is not None  # ... which three sizes alone cannot tell
+
+
+def test_bound_keeps_every_step_within_int32_and_launch_limits() -> None:
+    hi = bound(((1, 0, 0, 1),), 1, 0)
+    assert hi * hi + 1 <= INDEX_LIMIT < (hi + 1) * (hi + 1) + 1
+    assert bound(((0, 1, 0, 1), (0, 8, 0, 1)), 1, 1, (800,)) == 100  # the launch dim 8t fits 800 up to t = 100
+    assert bound(((INDEX_LIMIT, 0, 0, 1),), 1, 0) == 0  # not even t = 1: no kernel
+
+
+def _kernel(t: int) -> Kernel:
+    """Attention's weighted sum: (1, 4, t, t) weights times values read from a (1, t, 96) projection."""
+    qkv = Tensor(np.ones((1, t, 96), dtype=np.float32)).reshape(1, t, 3, 4, 8).permute(2, 0, 3, 1, 4)
+    out = Tensor(np.ones((1, 4, t, t), dtype=np.float32)) @ (qkv[2] + 1.0)
+    (kernel,) = [k for k in create_schedule([out.lazydata]) if isinstance(k, Kernel) and "r" in k.name.split("_")]
+    return kernel
+
+
+def test_skeleton_is_blind_to_sizes_that_coincide() -> None:
+    """At t = 12 the stride 8t is 96, the projection's row: the builder shares one constant for both, and the
+    structure must not change (constants count where used)."""
+    caps = Capabilities()
+    structures = {t: skeleton(lower(_kernel(t), caps)) for t in (5, 12)}
+    assert structures[5][0] == structures[12][0]
+    assert structures[5][1] != structures[12][1]
+
+
+def _sum_over(t: int) -> None:
+    x = np.random.default_rng(t).standard_normal((3, t, 4)).astype(np.float32)
+    np.testing.assert_allclose(Tensor(x).sum(axis=1).numpy(), x.sum(axis=1), rtol=1e-5, atol=1e-5)
+
+
+def test_built_at_the_third_size_then_reused(interpreter: Any) -> None:
+    for t in (5, 6, 7, 9, 2, 40):
+        _sum_over(t)
+    names = [p.name for p in interpreter.compiled]
+    assert names == ["r_add_3_1_4", "r_add_3_1_4", "r_add_3_1_4"], names  # (named by the output's shape)
+    assert [bool(p.launch_vars) or "n0" in p.variables for p in interpreter.compiled] == [False, False, True]
+
+
+def test_a_misfit_is_built_for_its_size(interpreter: Any) -> None:
+    """A cube's t³ elements: the quadratic through 2, 3 and 4 is wrong at 5, 6 and 7, which are built (and right)
+    for their exact sizes after refits that find no quadratic through four sizes or more."""
+    for t in (2, 3, 4, 5, 6, 7, 3):
+        x = np.random.default_rng(t).standard_normal((t, t, t)).astype(np.float32)
+        np.testing.assert_array_equal((Tensor(x) * 3.0).relu().numpy(), np.maximum(x * np.float32(3.0), 0))
+    names = [p.name for p in interpreter.compiled]
+    assert names == ["mul_max_2_2_2", "mul_max_3_3_3", "mul_max_n_n_n", "mul_max_5_5_5", "mul_max_6_6_6",
+                     "mul_max_7_7_7"], names
+    assert [bool(p.launch_vars) for p in interpreter.compiled] == [False, False, True, False, False, False]
+
+
+def test_turned_off(interpreter: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_SYMBOLIC", "0")
+    for t in (5, 6, 7, 9):
+        _sum_over(t)
+    assert len(interpreter.compiled) == 4 and not any(p.launch_vars for p in interpreter.compiled)
