@@ -37,12 +37,16 @@ from tg.schedule.scheduler import Kernel, KNode, ScalarParam
 from tg.support.dtype import INDEX_LIMIT, DType, dtypes
 
 
-def lower(kernel: Kernel, caps: Capabilities, symbolic: bool = False) -> LoweredKernel:
+def lower(kernel: Kernel, caps: Capabilities, symbolic: bool = False, stable: bool = False) -> LoweredKernel:
     """``kernel`` as micro-ops for a target of ``caps``.  ``symbolic``: for every size of its outermost dimension
     (the launch variable ``n0``; see :mod:`tg.engine.symbolic`), or :class:`NotSymbolic` where core cannot lower it
-    so (work-group reductions, tensor cores, no room for a second row)."""
+    so (work-group reductions, tensor cores, no room for a second row).  ``stable``: work groups of
+    ``caps.group_size`` threads whatever the sizes (not fewer for a small launch), so that lowerings at other sizes
+    have the same micro-ops (:mod:`tg.engine.dynamic`)."""
     _check_index_range(kernel)
-    return _Lowering(kernel, caps, symbolic).run()
+    lowering = _Lowering(kernel, caps, symbolic)
+    lowering.stable = stable
+    return lowering.run()
 
 
 def symbolic_bound(kernel: Kernel, inner_threads: int, group: int, caps: Capabilities) -> int:
@@ -137,8 +141,10 @@ class _Lowering:
         self.vec_dim = -1  # the kernel dim whose consecutive elements are vector lanes (-1: none)
         self.params: list[UOp] = []  # the scalar parameters' DEFINE_VARs, by slot (none: they are constants)
 
+    stable = False  # see lower()
+
     def _group_size(self, n_threads: int) -> int:
-        return max(1, min(self.caps.group_size, n_threads))
+        return max(1, self.caps.group_size if self.stable else min(self.caps.group_size, n_threads))
 
     def run(self) -> LoweredKernel:
         b = self.b

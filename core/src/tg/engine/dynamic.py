@@ -97,9 +97,14 @@ def shape_hint(key: tuple[object, ...]) -> tuple[object, ...]:
 
 
 def family_capabilities(state: DeviceState) -> Capabilities:
-    """What kernels of families are lowered for: the backend's capabilities with a one-dimensional launch (one launch
-    dim to follow the size; a kernel per thread computes what it would in any launch)."""
-    return replace(state.capabilities, launch_dims=1)
+    """What kernels of families are lowered for (a thread computes what it would in any launch, so the exact kernels
+    at each size compute the same values): the backend's capabilities without register tiles, vector lanes and
+    unrolling, whose amounts follow how a size divides; and without work groups, a one-dimensional launch (the
+    units of a CPU's renderer).  With work groups the launch keeps its dimensions: a flat launch would divide its
+    groups' thread ids by sizes that follow ``t`` (``(128 * g + l) // t`` splits into ``128 % t``, no quadratic)."""
+    caps = state.capabilities
+    dims = 1 if caps.group_size <= 1 else caps.launch_dims
+    return replace(caps, upcast=1, vector_width=1, unroll=1, launch_dims=dims)
 
 
 def may_follow_a_size(state: DeviceState, key: tuple[object, ...]) -> bool:
@@ -115,7 +120,7 @@ def dynamic_ready(kernel: Kernel, key: tuple[object, ...], state: DeviceState, v
     state.family_hints[shape_hint(key)] = True
     caps = family_capabilities(state)
     try:
-        lowered = lower(kernel, caps)
+        lowered = lower(kernel, caps, stable=True)
     except (TooManyRegisters, ValueError):
         return None  # the exact build raises it again with its own message, or lowers without register tiles
     structure, ints = skeleton(lowered)

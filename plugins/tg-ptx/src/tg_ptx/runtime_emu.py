@@ -26,6 +26,7 @@ class EmulatorRuntime(Runtime):
     priority = -100
     variable_dtypes = frozenset({"int32", "float32"})
     symbolic_launch = True  # the emulator takes the launch dims of each launch
+    dynamic_shapes = True  # the emitter renders a dynamic kernel's n0 anywhere (a loop end in a register)
 
     def __init__(self) -> None:
         self.memory = GlobalMemory()
