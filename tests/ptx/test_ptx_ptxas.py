@@ -6,6 +6,8 @@ import os
 import stat
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -161,3 +163,56 @@ def test_a_hung_ptxas_times_out_naming_it(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(EarlyExecTimeout, match=r"ptxas -arch=sm_80 .*within 1 s.*TG_EXEC_TIMEOUT"):
         ptxas.assemble(P.all_programs()[0].ptx(), "sm_80", "stuck")
     assert time.monotonic() - start < 15
+
+
+class _Reporter:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write_line(self, line: str, **markup: bool) -> None:
+        self.lines.append(line)
+
+
+@pytest.fixture
+def plugin(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """tg_ptx.pytest_plugin with a fresh tally and process verifier (TG_PTX_VERIFY=sm_80,sm_90, batches of 10)."""
+    from tg_ptx import pytest_plugin
+
+    monkeypatch.setenv("TG_PTX_VERIFY", "sm_80,sm_90")
+    monkeypatch.setenv("TG_PTX_VERIFY_BATCH", "10")
+    monkeypatch.setattr(pytest_plugin, "_failure", [])
+    monkeypatch.setattr(pytest_plugin, "_accepted", {})
+    monkeypatch.setattr(ptxas, "verifier", ptxas.Verifier())
+    return pytest_plugin
+
+
+@needs_ptxas
+def test_an_xdist_worker_checks_its_pending_kernels_and_hands_the_verdict_on(plugin: Any) -> None:
+    ptxas.verify(BROKEN, "add_float16")  # pending (a batch of 10) when the worker's session ends
+    session = SimpleNamespace(config=SimpleNamespace(workeroutput={}), exitstatus=0)
+    plugin.pytest_sessionfinish(session, 0)
+    verdict = session.config.workeroutput["tg_ptx_verify"]
+    assert session.exitstatus == pytest.ExitCode.TESTS_FAILED and not ptxas.verifier.pending
+    assert verdict["accepted"] == {} and len(verdict["failures"]) == 1
+    assert "ptxas -arch=sm_80 rejected kernel add_float16" in verdict["failures"][0]
+
+
+def test_the_xdist_controller_adds_up_the_workers_and_fails_for_a_rejection(plugin: Any) -> None:
+    def worker(name: str, accepted: dict[str, int], failures: list[str]) -> SimpleNamespace:
+        verdict = {"accepted": accepted, "failures": failures}
+        return SimpleNamespace(gateway=SimpleNamespace(id=name), workeroutput={"tg_ptx_verify": verdict})
+
+    plugin.pytest_testnodedown(worker("gw0", {"sm_80": 3, "sm_90": 3}, []), None)
+    plugin.pytest_testnodedown(worker("gw1", {"sm_80": 2, "sm_90": 2}, []), None)
+    session = SimpleNamespace(config=SimpleNamespace(), exitstatus=0)
+    plugin.pytest_sessionfinish(session, 0)
+    reporter = _Reporter()
+    plugin.pytest_terminal_summary(reporter, 0, session.config)
+    assert session.exitstatus == 0 and reporter.lines == ["tg-ptx: ptxas accepted 5 kernels for sm_80, 5 kernels for "
+                                                          "sm_90"]
+    plugin.pytest_testnodedown(worker("gw2", {}, ["ptxas -arch=sm_80 rejected kernel k"]), None)
+    plugin.pytest_testnodedown(SimpleNamespace(gateway=SimpleNamespace(id="gw3"), workeroutput={}), None)
+    plugin.pytest_sessionfinish(session, 0)
+    assert session.exitstatus == pytest.ExitCode.TESTS_FAILED
+    assert plugin._failure == ["gw2: ptxas -arch=sm_80 rejected kernel k",
+                               "gw3 ended without ptxas's verdict on its kernels"]

@@ -32,6 +32,7 @@ SIZES = (4, 8, 16)
 class Copy:
     load: UOp
     nbytes: int
+    itemsize: int  # bytes per lane of the load's vector
 
 
 @dataclass
@@ -61,7 +62,8 @@ def plan(uops: list[UOp]) -> Plan:
         if store.op is not Ops.STORE or len(store.src) != 3 or not _local(store.src[0]):
             continue
         vec = store.src[2]
-        if vec.op is not Ops.VECTORIZE or users.get(id(vec)) != [store] or not vec.src:
+        if (vec.op is not Ops.VECTORIZE or not isinstance(vec.dtype, VecDType) or users.get(id(vec)) != [store]
+                or not vec.src):
             continue
         load = vec.src[0].src[0] if vec.src[0].op is Ops.GEP else None
         if load is None or load.op is not Ops.LOAD or _local(load.src[0]) or not isinstance(load.dtype, VecDType):
@@ -77,7 +79,7 @@ def plan(uops: list[UOp]) -> Plan:
             continue
         if len(load.src) > 2 and not (load.src[3].op is Ops.VECTORIZE and all(_zero(a) for a in load.src[3].src)):
             continue
-        out.by_store[id(store)] = Copy(load, nbytes)
+        out.by_store[id(store)] = Copy(load, nbytes, load.dtype.base.itemsize)
         out.skip |= {id(load), id(vec), *(id(g) for g in geps)}
     return out
 
@@ -85,7 +87,7 @@ def plan(uops: list[UOp]) -> Plan:
 def render(k: _Kernel, store: UOp, copy: Copy) -> None:
     """One cp.async for ``store`` (of ``copy``): the destination in shared memory, the source the load's address."""
     w = k.w
-    size = copy.load.dtype.base.itemsize
+    size = copy.itemsize
     dst, dst_off = k.address(store.src[0], store.src[1], size)
     src, src_off = k.address(copy.load.src[0], copy.load.src[1], size)
     cache = "cg" if copy.nbytes == 16 else "ca"  # .cg (L2 only) takes 16 bytes only

@@ -186,10 +186,12 @@ class Verifier:
                     raise
                 self.counts[arch] = self.counts.get(arch, 0) + len(group)
 
-    def summary(self) -> str:
-        if not self.counts:
-            return "ptxas checked no kernels"
-        return "ptxas accepted " + ", ".join(f"{n} kernels for {arch}" for arch, n in sorted(self.counts.items()))
+
+def summary(counts: dict[str, int]) -> str:
+    """What ptxas accepted, from the kernels accepted per target."""
+    if not counts:
+        return "ptxas checked no kernels"
+    return "ptxas accepted " + ", ".join(f"{n} kernels for {arch}" for arch, n in sorted(counts.items()))
 
 
 _executor: ThreadPoolExecutor | None = None

@@ -27,7 +27,7 @@ _NOT_AMD = ("portable computing language", "pocl", "clover", "rusticl", "mesa")
 def find_device() -> tuple[Any, str | None, str]:
     """The gfx11 OpenCL device to use, or (None, problem, remedy)."""
     try:
-        import pyopencl as cl  # type: ignore[import-not-found, import-untyped, unused-ignore]
+        import pyopencl as cl
     except ImportError:
         return None, "pyopencl is not installed", "pip install './plugins/tg-rdna[opencl]'" + EMU_HINT
     try:

@@ -65,7 +65,7 @@ class EmulatorRuntime(Runtime):
     @property
     def memory(self) -> Any:
         if self._memory is None:
-            from tg_rdna.emulator import Memory  # type: ignore[import-not-found, unused-ignore]
+            from tg_rdna.emulator import Memory
 
             self._memory = Memory()
         return self._memory
@@ -80,7 +80,7 @@ class EmulatorRuntime(Runtime):
         return Availability.yes("gfx1100 code objects built by LLVM, run by tg-rdna's emulator on the CPU")
 
     def compile(self, program: Program) -> Any:
-        from tg_rdna.emulator import CodeObject  # type: ignore[import-not-found, unused-ignore]
+        from tg_rdna.emulator import CodeObject
 
         return CodeObject(build.build(program.source, program.name))
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from cuda.bindings import driver as cu  # type: ignore[import-untyped]
+from cuda.bindings import driver as cu
 
 from tg_ptx.gpu.device import CudaDevice, CudaError
 

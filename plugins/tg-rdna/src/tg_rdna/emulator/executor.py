@@ -107,6 +107,7 @@ def _run(steps: list[Step], st: Waves, kernel: str, memory: Memory) -> int:
     n_steps = 0
     track = st.track
     together = -1  # the counter of every wave when all run the next step together, else -1
+    w: np.ndarray | slice  # the waves at this step: all of them, or their indices
     while True:
         if together >= 0:
             p, w = together, slice(None)
