@@ -158,6 +158,36 @@ def test_a_variable_read_in_a_loop_stays_live_through_it(cache_dir: Path) -> Non
 
 
 @needs_llvm
+def test_a_loop_end_computed_from_a_variable_lives_through_the_loop(cache_dir: Path) -> None:
+    """``out[i] = sum over r < 2*n0 + 1 of x[r] * (r + 1)``: the loop's end is a register (a kernel built for every
+    size, tg.engine.dynamic), compared at the top of every trip, so the values of the loop's body must not take it."""
+    b = KernelBuilder()
+    out, x = b.define_global(0, F32, True), b.define_global(1, F32, False)
+    n = b.define_var("n0", I32, 0, 3)
+    i = b.special("gidx0", 4)
+    acc = b.define_acc(0.0, F32)
+    r = b.range(b.const(0, I32), b.alu(Ops.ADD, b.alu(Ops.MUL, n, b.const(2, I32)), b.const(1, I32)))
+    term = b.alu(Ops.MUL, b.load(x, r, F32), b.cast(b.alu(Ops.ADD, r, b.const(1, I32)), F32))
+    acc = b.assign(acc, b.alu(Ops.ADD, acc, term))
+    b.end_range(r)
+    b.store(out, i, acc)
+    program = RDNAEmitter().render(LoweredKernel("loop_end_var", eliminate_dead(b.uops), (4,), (1,)))
+    rt = EmulatorRuntime()
+    xs = np.arange(7, dtype=np.float32) - 3
+    handles = [rt.alloc(16), rt.alloc(28)]
+    rt.copyin(handles[1], memoryview(xs.view(np.uint8)))
+    for n0 in (0, 1, 3, 2):
+        rt.launch(program, rt.compile(program), handles, {"n0": n0})
+        got = np.zeros(4, np.float32)
+        rt.copyout(memoryview(got.view(np.uint8)), handles[0])
+        trips = 2 * n0 + 1
+        want = np.float32(0)
+        for k in range(trips):
+            want = np.float32(want + xs[k] * np.float32(k + 1))
+        np.testing.assert_array_equal(got, np.full(4, want), err_msg=f"n0={n0}")
+
+
+@needs_llvm
 def test_a_variable_read_before_its_load_is_done_is_caught(cache_dir: Path) -> None:
     from tg_rdna.emulator import EmulatorError  # type: ignore[import-not-found, unused-ignore]
 

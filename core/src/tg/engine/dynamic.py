@@ -29,6 +29,7 @@ from tg.codegen.generalize import Poly, bound, evaluate, fit, generalize, skelet
 from tg.codegen.kernel_tree import node_shape
 from tg.codegen.lower import lower
 from tg.codegen.program import LoweredKernel, Program
+from tg.codegen.rewrites import eliminate_dead
 from tg.engine.device import DeviceState, ReadyKernel
 from tg.schedule.scheduler import Kernel
 from tg.support.helpers import debug_level
@@ -123,6 +124,8 @@ def dynamic_ready(kernel: Kernel, key: tuple[object, ...], state: DeviceState, v
         lowered = lower(kernel, caps, stable=True)
     except (TooManyRegisters, ValueError):
         return None  # the exact build raises it again with its own message, or lowers without register tiles
+    # index math the lowering left unused may hold integers no formula follows (128 % t, of a view simplified away)
+    lowered = replace(lowered, uops=eliminate_dead(lowered.uops))
     structure, ints = skeleton(lowered)
     body = kernel.ast.src[0] if kernel.ast.op == "REDUCE" else kernel.ast
     shape = node_shape(body, kernel.output.shape)

@@ -3,8 +3,9 @@ reused.
 
 :func:`last_uses` computes, for every micro-op, the position after which its value is dead: its last reader, moved
 to the ``ENDRANGE`` of the outermost loop that reads it but began after it was defined (the loop reads it again on
-its next trip).  An accumulator (``DEFINE_ACC``) and the ``ASSIGN`` s that overwrite it share one register, live
-until the last reader of any of them; a loop counter (``RANGE``) lives until its ``ENDRANGE``.
+its next trip), or of the loop it bounds (a ``RANGE``'s end is compared at the top of every trip).  An accumulator
+(``DEFINE_ACC``) and the ``ASSIGN`` s that overwrite it share one register, live until the last reader of any of
+them; a loop counter (``RANGE``) lives until its ``ENDRANGE``.
 
 :class:`Registers` hands out VGPRs (v0 holds the work-item ids and is never given out) and SGPRs, lowest free
 first, and remembers the highest used (the descriptor's ``next_free_vgpr``/``next_free_sgpr``).
@@ -36,7 +37,7 @@ def last_uses(uops: list[UOp]) -> dict[int, int]:
             last[id(u)] = max(last[id(u)], end_of[id(u)])
         for s in u.src:
             defined = position.get(id(s), -1)
-            end = i
+            end = end_of[id(u)] if u.op is Ops.RANGE else i  # a loop's bounds are read again at the top of each trip
             for start, stop in loops:  # the outermost loop that began after the value and holds this use
                 if defined < start < i <= stop:
                     end = max(end, stop)

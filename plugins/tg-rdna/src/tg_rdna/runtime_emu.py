@@ -57,6 +57,7 @@ class EmulatorRuntime(Runtime):
     priority = -100
     variable_dtypes = frozenset(variables.FORMATS)
     symbolic_launch = True  # the emulator takes the launch dims of each launch
+    dynamic_shapes = True  # the emitter renders a dynamic kernel's n0 anywhere (a loop end in a register)
 
     def __init__(self) -> None:
         self._memory: Any = None
