@@ -93,3 +93,21 @@ def test_without_lanes_every_kernel_is_taken(clang: dict[str, list[Any]], monkey
         np.testing.assert_allclose(Tensor(x, device="clang").sum(axis=1).numpy(), x.sum(axis=1), rtol=1e-5,
                                    atol=1e-5)
     assert not clang["refused"] and any("n0" in p.variables for p in clang["compiled"])
+
+
+def test_a_launch_whose_inner_dimension_follows_the_size_is_refused() -> None:
+    """The scalar renderer splits a unit into the launch's indices by the inner dims' sizes as constants (their
+    bounds, in a kernel for every size): right where only the outermost dim follows ``n0``, or where the one that
+    does is the only dim above 1, and refused otherwise (work groups keep a family's launch two-dimensional)."""
+    from tg.codegen.program import LoweredKernel, SymbolicSize
+    from tg_clang.dynamic import refusal
+
+    def launch(grid: tuple[int, ...], *axes: int) -> LoweredKernel:
+        return LoweredKernel("k", [], grid, (1,) * len(grid), launch_vars=tuple((a, SymbolicSize("n0")) for a in axes),
+                             dynamic=True)
+
+    assert refusal(launch((100, 3), 1), 16) is None
+    assert refusal(launch((100, 1), 0), 16) is None
+    assert refusal(launch((100,), 0), 16) is None
+    for refused in (launch((100, 3), 0), launch((100, 3), 0, 1)):
+        assert "other than the outermost" in (refusal(refused, 16, spmd=False) or ""), refused

@@ -16,11 +16,15 @@ its strategy (chosen by the size) changes the arithmetic:
   sign), chosen where the loop is at least a gang long.
 
 :func:`refusal` names the first of those a kernel could meet at some size (core then builds exact kernels).
-Without the lane renderer (``TG_CLANG_SPMD=0``) every exact kernel is a scalar one, and every kernel is taken.
+Without the lane renderer (``TG_CLANG_SPMD=0``) every exact kernel is a scalar one, and every kernel is taken whose
+launch the scalar renderer follows (one launch dimension follows ``n0``: the outermost, or the only one above 1).
 """
 
 from __future__ import annotations
 
+import math
+
+from tg.codegen.program import LoweredKernel
 from tg.codegen.uops import Ops, UOp
 from tg.support.dtype import DType
 
@@ -28,14 +32,18 @@ from tg.support.dtype import DType
 VECTOR_MATH = (Ops.EXP2, Ops.LOG2, Ops.SIN)
 
 
-def refusal(uops: list[UOp], lanes: int, spmd: bool = True) -> str | None:
-    """Why the scalar rendering of ``uops`` (a kernel for every size) could differ in some bit from the exact kernel
-    of some size in its bounds, or None when it cannot.  ``lanes``: the lane renderer's gang (the shortest loop it
-    runs across lanes is one gang); ``spmd``: whether exact kernels may take the lane renderer at all."""
+def refusal(kernel: LoweredKernel, lanes: int, spmd: bool = True) -> str | None:
+    """Why the scalar rendering of ``kernel`` (a kernel for every size) could be wrong or differ in some bit from the
+    exact kernel of some size in its bounds, or None when it cannot.  ``lanes``: the lane renderer's gang (the
+    shortest loop it runs across lanes is one gang); ``spmd``: whether exact kernels may take the lane renderer."""
+    grid, follow = kernel.global_size, [axis for axis, _ in kernel.launch_vars]
+    if len(follow) > 1 or any(axis != len(grid) - 1 and math.prod(grid) > grid[axis] for axis in follow):
+        # (the scalar renderer splits a unit into the launch's indices by the inner dims' sizes, as constants)
+        return "a launch dimension other than the outermost follows the size"
     if not spmd:
         return None
     loops: list[UOp] = []
-    for u in uops:
+    for u in kernel.uops:
         if u.op is Ops.RANGE:
             loops.append(u)
         elif u.op is Ops.ENDRANGE:
