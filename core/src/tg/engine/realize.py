@@ -23,7 +23,7 @@ from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.rewrites import apply_capabilities, check_dtypes, check_rendered
 from tg.codegen.uops import Ops, format_uops
 from tg.engine.device import EMPTY, Buffer, DeviceState, ReadyKernel, device_state
-from tg.engine.dynamic import dynamic_ready, may_follow_a_size
+from tg.engine.dynamic import dynamic_ready, may_follow_a_size, shape_hint
 from tg.engine.symbolic import symbolic_axis, symbolic_key, symbolic_mode
 from tg.graph.lazy import LazyBuffer, LazyOp
 from tg.schedule import cache as schedule_cache
@@ -239,6 +239,8 @@ def _exact_only(kernel: Kernel, key: tuple[object, ...], state: DeviceState, mod
         return True
     if may_follow_a_size(state, key):
         return False
+    if state.dynamic_shapes:  # met here first: at its next size it waits for its own turn (tg.engine.dynamic), or a
+        state.family_hints[shape_hint(key)] = True  # kernel always built ahead of one that misses would never get one
     sym = symbolic_key(kernel, key)
     if sym is None or sym in state.not_symbolic:
         return True

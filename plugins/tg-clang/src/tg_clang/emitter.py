@@ -27,6 +27,7 @@ from tg.codegen.uops import Ops
 
 from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params, launch_indices
 from tg_clang.cprelude import PRELUDE
+from tg_clang.dynamic import refusal
 from tg_clang.scalar import ScalarRenderer
 
 ALL_DTYPES = frozenset({"bool", "uint8", "int8", "int32", "int64", "float16", "float32", "float64"})
@@ -101,8 +102,12 @@ class ClangEmitter(Emitter):
         from tg_clang.tiling import render_tiled
 
         rendered = None
-        if os.environ.get("TG_CLANG_SPMD", "1") != "0":
-            extra = self.capabilities.extra
+        spmd, extra = os.environ.get("TG_CLANG_SPMD", "1") != "0", self.capabilities.extra
+        if kernel.dynamic:  # built for every value of a size: one thread at a time, if its bits are the exact ones
+            reason = refusal(kernel, int(extra.get("lanes", 16)), spmd)
+            if reason is not None:
+                raise NotSymbolic(f"tg-clang builds {kernel.name} for its exact sizes: {reason}")
+        elif spmd:
             rendered = render_tiled(kernel, int(extra.get("lanes", 16)), int(extra.get("rows", 6)))
             if kernel.launch_vars and (rendered is None or not rendered.launch_vars):
                 # the exact kernel may take lanes (tiles, lanes across a loop) this one would lose

@@ -171,6 +171,9 @@ class ClangRuntime(Runtime):
     concurrent_compile = True  # each compile is a clang process of its own; the cache takes writers at once
     variable_dtypes = frozenset(_VARIABLE_TYPES)
     symbolic_launch = True  # the work units come from each launch's global size
+    #: kernels built for every value of a size render one thread at a time, or are refused where their bits could
+    #: differ from the exact kernels' (see tg_clang.dynamic)
+    dynamic_shapes = True
 
     def __init__(self) -> None:
         self.cache = KernelCache()

@@ -1,0 +1,113 @@
+"""tg-clang's kernels built for every value of a size (tg.engine.dynamic, tg_clang.dynamic): rendered one thread at a
+time and right at every size, bit for bit the exact kernels' (TG_SYMBOLIC=verify), or refused where the exact
+kernels' SIMD lanes could give other bits (then built per size, and still right)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from tg import Tensor
+from tg.backends.contract import NotSymbolic
+
+
+@pytest.fixture
+def clang(monkeypatch: pytest.MonkeyPatch, fresh_devices: None) -> Iterator[dict[str, list[Any]]]:
+    """The clang device, fresh, with TG_SYMBOLIC=verify (every reuse checked against the exact kernel's bits): the
+    programs it compiles, the sizes ``n0`` its launches passed, and why its emitter refused kernels for every size."""
+    from tg.engine.device import device_state
+
+    monkeypatch.setenv("TG_SYMBOLIC", "verify")
+    state = device_state("clang")
+    seen: dict[str, list[Any]] = {"compiled": [], "refused": [], "sizes": []}
+    compile_, render, launch = state.backend.runtime.compile, state.backend.emitter.render, state.launch
+
+    def rendering(kernel: Any) -> Any:
+        try:
+            return render(kernel)
+        except NotSymbolic as reason:
+            if kernel.dynamic:
+                seen["refused"].append(str(reason))
+            raise
+
+    def compiling(program: Any) -> Any:
+        seen["compiled"].append(program)
+        return compile_(program)
+
+    def launching(ready: Any, buffers: Any, values: Any, *rest: Any) -> Any:
+        seen["sizes"].append(values.get("n0"))
+        return launch(ready, buffers, values, *rest)
+
+    monkeypatch.setattr(state.backend.runtime, "compile", compiling)
+    monkeypatch.setattr(state.backend.emitter, "render", rendering)
+    monkeypatch.setattr(state, "launch", launching)
+    yield seen
+
+
+def _scores(t: int) -> tuple[np.ndarray, np.ndarray]:
+    """(t, t) products over 8 of a (t, 8) input with itself transposed: the size is both dims and a stride."""
+    x = np.random.default_rng(t).standard_normal((t, 8)).astype(np.float32)
+    a = Tensor(x, device="clang")
+    return (a @ a.T).numpy(), x.astype(np.float64) @ x.T.astype(np.float64)
+
+
+def test_one_kernel_for_every_size_right_below_and_above(clang: dict[str, list[Any]]) -> None:
+    """Built at the third size (5, 6, 7), then launched at sizes below and above them; verify compares each launch
+    with the exact kernel's bits (and raises if one differs)."""
+    for t in (5, 6, 7, 2, 33):
+        got, want = _scores(t)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=f"t={t}")
+    dynamic = [p for p in clang["compiled"] if "n0" in p.variables]
+    assert [p.attributes["strategy"] for p in dynamic] == ["scalar"], dynamic
+    assert [n for n in clang["sizes"] if n is not None] == [7, 2, 33], clang["sizes"]
+    assert not clang["refused"], clang["refused"]
+
+
+def test_a_sum_over_the_size_is_refused_and_built_per_size(clang: dict[str, list[Any]]) -> None:
+    """A float sum whose loop follows the size: the exact kernels may run it across SIMD lanes (another order), so
+    no kernel for every size is made; every size gets its exact kernel, right."""
+    for t in (5, 6, 7, 9):
+        x = np.random.default_rng(t).standard_normal((3, t, 5)).astype(np.float32)
+        np.testing.assert_allclose(Tensor(x, device="clang").sum(axis=1).numpy(), x.sum(axis=1), rtol=1e-5,
+                                   atol=1e-5)
+    assert clang["refused"] and "float reduction whose loop follows the size" in clang["refused"][0], clang["refused"]
+    assert not any("n0" in p.variables for p in clang["compiled"])
+
+
+def test_exp2_is_refused(clang: dict[str, list[Any]]) -> None:
+    """exp of a (t, t) transposed input: libmvec in the exact kernels' lanes, libm in scalar code."""
+    for t in (5, 6, 7):
+        x = np.random.default_rng(t).standard_normal((t, t)).astype(np.float32)
+        np.testing.assert_allclose(Tensor(x, device="clang").T.exp().numpy(), np.exp(x.T), rtol=1e-5)
+    assert clang["refused"] and "EXP2" in clang["refused"][0], clang["refused"]
+
+
+def test_without_lanes_every_kernel_is_taken(clang: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """TG_CLANG_SPMD=0: the exact kernels are scalar too, so a sum over the size gets one kernel for every size, bit
+    for bit theirs."""
+    monkeypatch.setenv("TG_CLANG_SPMD", "0")
+    for t in (5, 6, 7, 33):
+        x = np.random.default_rng(t).standard_normal((3, t, 5)).astype(np.float32)
+        np.testing.assert_allclose(Tensor(x, device="clang").sum(axis=1).numpy(), x.sum(axis=1), rtol=1e-5,
+                                   atol=1e-5)
+    assert not clang["refused"] and any("n0" in p.variables for p in clang["compiled"])
+
+
+def test_a_launch_whose_inner_dimension_follows_the_size_is_refused() -> None:
+    """The scalar renderer splits a unit into the launch's indices by the inner dims' sizes as constants (their
+    bounds, in a kernel for every size): right where only the outermost dim follows ``n0``, or where the one that
+    does is the only dim above 1, and refused otherwise (work groups keep a family's launch two-dimensional)."""
+    from tg.codegen.program import LoweredKernel, SymbolicSize
+    from tg_clang.dynamic import refusal
+
+    def launch(grid: tuple[int, ...], *axes: int) -> LoweredKernel:
+        return LoweredKernel("k", [], grid, (1,) * len(grid), launch_vars=tuple((a, SymbolicSize("n0")) for a in axes),
+                             dynamic=True)
+
+    assert refusal(launch((100, 3), 1), 16) is None
+    assert refusal(launch((100, 1), 0), 16) is None
+    assert refusal(launch((100,), 0), 16) is None
+    for refused in (launch((100, 3), 0), launch((100, 3), 0, 1)):
+        assert "other than the outermost" in (refusal(refused, 16, spmd=False) or ""), refused
