@@ -93,3 +93,23 @@ def test_turned_off(interpreter: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     for t in (5, 6, 7, 9):
         _sum_over(t)
     assert len(interpreter.compiled) == 4 and not any(p.launch_vars for p in interpreter.compiled)
+
+
+def test_a_size_launched_often_gets_its_exact_kernel(interpreter: Any) -> None:
+    """The family's kernel serves size 9 for EXACT_AFTER launches; then 9 gets a kernel of its own (the same bits),
+    and 10, met once, still shares the family's."""
+    from tg.engine.dynamic import EXACT_AFTER
+
+    for t in (5, 6, 7):
+        _sum_over(t)
+    assert len(interpreter.compiled) == 3
+    for _ in range(EXACT_AFTER - 1):
+        _sum_over(9)
+    assert len(interpreter.compiled) == 3
+    _sum_over(9)
+    exact = interpreter.compiled[3:]
+    assert len(exact) == 1 and not exact[0].launch_vars and "n0" not in exact[0].variables
+    for _ in range(3):
+        _sum_over(9)
+    _sum_over(10)
+    assert len(interpreter.compiled) == 4

@@ -87,7 +87,8 @@ class ReadyKernel:
 
     A kernel built for every outermost size (:mod:`tg.engine.symbolic`) is stored with its ``bound`` (the largest
     size it runs), and at each size it ran as a kernel of its own whose launch is resolved and whose ``values`` (the
-    size, ``n0``) go with every launch; ``verify``: TG_SYMBOLIC=verify was on when it was made."""
+    size, ``n0``) go with every launch; ``verify``: TG_SYMBOLIC=verify was on when it was made; ``dynamic``: it is a
+    kernel built for every value of a size (:mod:`tg.engine.dynamic`) at one size."""
 
     program: Program
     binary: Any
@@ -96,6 +97,7 @@ class ReadyKernel:
     values: Mapping[str, int | float] = field(default_factory=lambda: EMPTY)
     bound: int = 0
     verify: bool = False
+    dynamic: bool = False
 
 
 K = TypeVar("K")
@@ -168,6 +170,7 @@ class DeviceState:
         self.dynamic_shapes = self.symbolic_launch and bool(getattr(backend.runtime, "dynamic_shapes", False))
         self.families: Recent[tuple[object, ...], Any] = Recent(bound)
         self.family_hints: Recent[tuple[object, ...], bool] = Recent(bound)
+        self.dynamic_launches: Recent[int, int] = Recent(bound)  # id of a ReadyKernel at one size -> its launches
         self.kernel_count = 0
         self.kernel_seconds = 0.0
         passes = reg.manager.hook.tg_lowering_passes(target=backend.emitter.target,

@@ -38,6 +38,8 @@ from tg.support.helpers import debug_level
 SIZES_TO_FIT = 3
 #: Times a family's formulas are fitted again after a size of its shape misfit them.
 MAX_REFITS = 2
+#: Launches of a family's kernel at one size after which that size gets its exact kernel.
+EXACT_AFTER = 16
 
 
 @dataclass
@@ -159,7 +161,7 @@ def _reuse_or_build(kernel: Kernel, key: tuple[object, ...], state: DeviceState,
         if family.lo <= t <= family.hi and evaluate(family.polys, t) == ints:
             values = {"n0": t}
             ready = ReadyKernel(family.ready.program.resolved(values), family.ready.binary, kernel.output.shape,
-                                kernel.bytes_moved, values=values, verify=verify)
+                                kernel.bytes_moved, values=values, verify=verify, dynamic=True)
             state.kernels[key] = ready
             return ready
         return None
@@ -201,3 +203,14 @@ def _give_up(family: Family, kernel: Kernel, reason: str) -> None:
     family.refits = MAX_REFITS
     if debug_level() >= 2:
         print(f"{kernel.name}: built for its exact size ({reason})")
+
+
+def wants_exact(ready: ReadyKernel, state: DeviceState) -> bool:
+    """Count a launch of ``ready`` (a family's kernel at one size); True at its :data:`EXACT_AFTER`-th.  A kernel for
+    every size may run slower than the exact kernel of a size (tg-clang renders it one thread at a time, where the
+    exact one takes SIMD tiles): a size launched that often (a training run at one length) gets its exact kernel,
+    which computes the same bits (``TG_SYMBOLIC=verify`` checks that contract), while lengths met a few times each
+    (text generation) keep sharing one."""
+    launches = (state.dynamic_launches.get(id(ready)) or 0) + 1
+    state.dynamic_launches[id(ready)] = launches
+    return launches == EXACT_AFTER

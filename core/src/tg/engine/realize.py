@@ -23,7 +23,7 @@ from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.rewrites import apply_capabilities, check_dtypes, check_rendered
 from tg.codegen.uops import Ops, format_uops
 from tg.engine.device import EMPTY, Buffer, DeviceState, ReadyKernel, device_state
-from tg.engine.dynamic import dynamic_ready, may_follow_a_size, shape_hint
+from tg.engine.dynamic import dynamic_ready, may_follow_a_size, shape_hint, wants_exact
 from tg.engine.symbolic import symbolic_axis, symbolic_key, symbolic_mode
 from tg.graph.lazy import LazyBuffer, LazyOp
 from tg.schedule import cache as schedule_cache
@@ -190,6 +190,11 @@ def run_kernel(kernel: Kernel, state: DeviceState, size: int, schedule: Sequence
     state.launch(prog, buffers, values, debug)
     if prog.verify:
         _verify(kernel, key or kernel_key(kernel, not scalar_params), state, buf, buffers, values)
+    if prog.dynamic and wants_exact(prog, state):  # a size launched often enough gets its exact kernel from now on
+        exact = build_program(kernel, state)
+        state.kernels[key or kernel_key(kernel, not scalar_params)] = exact
+        if ready is not None:
+            ready[state] = exact
     recorder = current_recorder()
     if recorder is not None:
         recorder.items.append(RecordedKernel(state, prog, tuple(buffers), values))
