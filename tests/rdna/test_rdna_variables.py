@@ -145,16 +145,25 @@ def test_a_variable_read_in_a_loop_stays_live_through_it(cache_dir: Path) -> Non
     acc = b.assign(acc, b.alu(Ops.ADD, acc, b.alu(Ops.MUL, b.load(x, r, F32), p)))
     b.end_range(r)
     b.store(out, i, acc)
-    program = RDNAEmitter().render(LoweredKernel("loop_var", eliminate_dead(b.uops), (4,), (1,)))
-    rt = EmulatorRuntime()
     xs = np.arange(8, dtype=np.float32) - 3
-    handles = [rt.alloc(16), rt.alloc(32)]
+    for scale, got in _launches(b, "loop_var", xs, [{"p0": 0.5}, {"p0": -2.0}]):
+        np.testing.assert_array_equal(got, np.full(4, (xs * np.float32(scale["p0"])).sum(dtype=np.float32)))
+
+
+def _launches(b: KernelBuilder, name: str, xs: np.ndarray, values: list[dict[str, Any]]
+              ) -> list[tuple[dict[str, Any], np.ndarray]]:
+    """The kernel ``b`` built (4 float32 outputs, input ``xs``) launched on the emulator with each of ``values``."""
+    program = RDNAEmitter().render(LoweredKernel(name, eliminate_dead(b.uops), (4,), (1,)))
+    rt = EmulatorRuntime()
+    handles = [rt.alloc(16), rt.alloc(xs.nbytes)]
     rt.copyin(handles[1], memoryview(xs.view(np.uint8)))
-    for scale in (0.5, -2.0):
-        rt.launch(program, rt.compile(program), handles, {"p0": scale})
+    out = []
+    for vals in values:
+        rt.launch(program, rt.compile(program), handles, vals)
         got = np.zeros(4, np.float32)
         rt.copyout(memoryview(got.view(np.uint8)), handles[0])
-        np.testing.assert_array_equal(got, np.full(4, (xs * np.float32(scale)).sum(dtype=np.float32)))
+        out.append((vals, got))
+    return out
 
 
 @needs_llvm
@@ -171,20 +180,12 @@ def test_a_loop_end_computed_from_a_variable_lives_through_the_loop(cache_dir: P
     acc = b.assign(acc, b.alu(Ops.ADD, acc, term))
     b.end_range(r)
     b.store(out, i, acc)
-    program = RDNAEmitter().render(LoweredKernel("loop_end_var", eliminate_dead(b.uops), (4,), (1,)))
-    rt = EmulatorRuntime()
     xs = np.arange(7, dtype=np.float32) - 3
-    handles = [rt.alloc(16), rt.alloc(28)]
-    rt.copyin(handles[1], memoryview(xs.view(np.uint8)))
-    for n0 in (0, 1, 3, 2):
-        rt.launch(program, rt.compile(program), handles, {"n0": n0})
-        got = np.zeros(4, np.float32)
-        rt.copyout(memoryview(got.view(np.uint8)), handles[0])
-        trips = 2 * n0 + 1
+    for vals, got in _launches(b, "loop_end_var", xs, [{"n0": n0} for n0 in (0, 1, 3, 2)]):
         want = np.float32(0)
-        for k in range(trips):
+        for k in range(2 * vals["n0"] + 1):
             want = np.float32(want + xs[k] * np.float32(k + 1))
-        np.testing.assert_array_equal(got, np.full(4, want), err_msg=f"n0={n0}")
+        np.testing.assert_array_equal(got, np.full(4, want), err_msg=f"{vals}")
 
 
 @needs_llvm
