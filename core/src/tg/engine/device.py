@@ -165,11 +165,9 @@ class DeviceState:
         self.symbolic_sizes: Recent[tuple[object, ...], int] = Recent(bound)  # symbolic key -> the first size seen
         self.exact_kernels: Recent[tuple[object, ...], ReadyKernel] = Recent(bound)  # TG_SYMBOLIC=verify's references
         self.symbolic_launch = bool(backend.runtime.symbolic_launch) and "int32" in self.capabilities.variables
-        #: kernels built for every value of a size anywhere (tg.engine.dynamic): by lowered structure, and the
-        #: shape-free keys met so far
+        #: kernels built for every value of a size anywhere (tg.engine.dynamic), by lowered structure
         self.dynamic_shapes = self.symbolic_launch and bool(getattr(backend.runtime, "dynamic_shapes", False))
         self.families: Recent[tuple[object, ...], Any] = Recent(bound)
-        self.family_hints: Recent[tuple[object, ...], bool] = Recent(bound)
         self.dynamic_launches: Recent[int, int] = Recent(bound)  # id of a ReadyKernel at one size -> its launches
         self.kernel_count = 0
         self.kernel_seconds = 0.0

@@ -22,7 +22,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from tg.backends.contract import Capabilities, NotSymbolic, TooManyRegisters
 from tg.codegen.generalize import Poly, bound, evaluate, fit, generalize, skeleton
@@ -90,15 +89,6 @@ _lock = threading.Lock()
 FAMILIES_PER_STRUCTURE = 4
 
 
-def shape_hint(key: tuple[object, ...]) -> tuple[object, ...]:
-    """A kernel key with every integer written ``"#"``: kernels that may differ in sizes only share it."""
-    def erase(x: Any) -> Any:
-        if isinstance(x, tuple):
-            return tuple(erase(v) for v in x)
-        return "#" if isinstance(x, int) and not isinstance(x, bool) else x
-    return erase(key)
-
-
 def family_capabilities(state: DeviceState) -> Capabilities:
     """What kernels of families are lowered for (a thread computes what it would in any launch, so the exact kernels
     at each size compute the same values): the backend's capabilities without register tiles, vector lanes and
@@ -110,29 +100,60 @@ def family_capabilities(state: DeviceState) -> Capabilities:
     return replace(caps, upcast=1, vector_width=1, unroll=1, launch_dims=dims)
 
 
-def may_follow_a_size(state: DeviceState, key: tuple[object, ...]) -> bool:
-    """Whether a kernel of ``key`` shares its hint with a kernel met before (so it may reuse or build a kernel for
-    every size, and should not be compiled for its exact size ahead of its turn)."""
-    return state.dynamic_shapes and state.family_hints.get(shape_hint(key)) is not None
-
-
 def dynamic_ready(kernel: Kernel, key: tuple[object, ...], state: DeviceState, verify: bool,
                   emit: Callable[[LoweredKernel, Capabilities, bool], Program]) -> ReadyKernel | None:
     """The kernel built for every size of ``kernel``'s structure, at ``kernel``'s size (built now when this size is
     the third of a structure that fits), stored under ``key``; None when the exact kernel is to be built."""
-    state.family_hints[shape_hint(key)] = True
-    caps = family_capabilities(state)
+    observed = _observe(kernel, state)
+    if observed is None:
+        return None
+    with _lock:  # a family's formulas and kernel change together (threads realizing at once)
+        return _reuse_or_build(kernel, key, state, verify, emit, *observed)
+
+
+def exact_ahead(kernel: Kernel, state: DeviceState) -> bool:
+    """Whether a kernel met ahead in a schedule (compiled with the others, in parallel) may be built for its exact
+    size now, recorded as a size of its family; False when at its turn it will reuse its family's kernel or build it
+    (the third size of a structure), or fit it again."""
+    observed = _observe(kernel, state)
+    if observed is None:
+        return True
+    _, structure, ints, shape = observed
+    with _lock:
+        families: list[Family] = state.families.get(structure) or []
+        for family in families:
+            t = family.size_of(shape)
+            if t is None or family.failed:
+                continue
+            if family.ready is not None or len({seen for seen, _ in family.samples} | {t}) >= SIZES_TO_FIT:
+                return False
+            if all(t != seen for seen, _ in family.samples):
+                family.samples.append((t, ints))
+            return True
+        _new_sample(state, structure, families, kernel, ints, shape)
+        return True
+
+
+def _observe(kernel: Kernel, state: DeviceState
+             ) -> tuple[LoweredKernel, tuple[object, ...], tuple[int, ...], tuple[int, ...]] | None:
+    """``kernel`` lowered for families, its skeleton's structure and integers, and its full shape (None: it does not
+    lower; its exact build raises that again, or lowers it without register tiles)."""
     try:
-        lowered = lower(kernel, caps, stable=True)
+        lowered = lower(kernel, family_capabilities(state), stable=True)
     except (TooManyRegisters, ValueError):
-        return None  # the exact build raises it again with its own message, or lowers without register tiles
+        return None
     # index math the lowering left unused may hold integers no formula follows (128 % t, of a view simplified away)
     lowered = replace(lowered, uops=eliminate_dead(lowered.uops))
     structure, ints = skeleton(lowered)
     body = kernel.ast.src[0] if kernel.ast.op == "REDUCE" else kernel.ast
-    shape = node_shape(body, kernel.output.shape)
-    with _lock:  # a family's formulas and kernel change together (threads realizing at once)
-        return _reuse_or_build(kernel, key, state, verify, emit, lowered, structure, ints, shape)
+    return lowered, structure, ints, node_shape(body, kernel.output.shape)
+
+
+def _new_sample(state: DeviceState, structure: tuple[object, ...], families: list[Family], kernel: Kernel,
+                ints: tuple[int, ...], shape: tuple[int, ...]) -> None:
+    """A kernel that no family of its structure took: the second of a family met once, or the first of a new one."""
+    if not any(not family.dims and family.second(shape, ints) for family in families):
+        state.families[structure] = [*families, Family(shape, kernel.name, ints)][-FAMILIES_PER_STRUCTURE:]
 
 
 def _reuse_or_build(kernel: Kernel, key: tuple[object, ...], state: DeviceState, verify: bool,
@@ -165,8 +186,7 @@ def _reuse_or_build(kernel: Kernel, key: tuple[object, ...], state: DeviceState,
             state.kernels[key] = ready
             return ready
         return None
-    if not any(not family.dims and family.second(shape, ints) for family in families):
-        state.families[structure] = [*families, Family(shape, kernel.name, ints)][-FAMILIES_PER_STRUCTURE:]
+    _new_sample(state, structure, families, kernel, ints, shape)
     return None
 
 

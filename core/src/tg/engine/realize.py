@@ -23,7 +23,7 @@ from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.rewrites import apply_capabilities, check_dtypes, check_rendered
 from tg.codegen.uops import Ops, format_uops
 from tg.engine.device import EMPTY, Buffer, DeviceState, ReadyKernel, device_state
-from tg.engine.dynamic import dynamic_ready, may_follow_a_size, shape_hint, wants_exact
+from tg.engine.dynamic import dynamic_ready, exact_ahead, wants_exact
 from tg.engine.symbolic import symbolic_axis, symbolic_key, symbolic_mode
 from tg.graph.lazy import LazyBuffer, LazyOp
 from tg.schedule import cache as schedule_cache
@@ -238,20 +238,16 @@ def build_programs(kernel: Kernel, key: tuple[object, ...], state: DeviceState, 
 
 def _exact_only(kernel: Kernel, key: tuple[object, ...], state: DeviceState, mode: str) -> bool:
     """Whether ``kernel`` (of a schedule's kernels ahead) will be built for its exact size, so it may be compiled
-    now with the others: a first size of its symbolic key is (and is recorded as that key's first size here); one
-    that will reuse or build the symbolic kernel waits for its turn."""
+    now with the others: a first size of its symbolic key is (and is recorded as that key's first size here), and a
+    size its family records (tg.engine.dynamic); one that will reuse or build a kernel for every size waits for its
+    turn."""
     if mode == "0":
         return True
-    if may_follow_a_size(state, key):
-        return False
-    if state.dynamic_shapes:  # met here first: at its next size it waits for its own turn (tg.engine.dynamic), or a
-        state.family_hints[shape_hint(key)] = True  # kernel always built ahead of one that misses would never get one
     sym = symbolic_key(kernel, key)
-    if sym is None or sym in state.not_symbolic:
-        return True
-    if state.kernels.get(sym) is not None:
+    if sym is not None and sym not in state.not_symbolic and (state.kernels.get(sym) is not None or
+                                                              not _first_size(state, sym, kernel)):
         return False
-    return _first_size(state, sym, kernel)
+    return not state.dynamic_shapes or exact_ahead(kernel, state)
 
 
 def _first_size(state: DeviceState, sym: tuple[object, ...], kernel: Kernel) -> bool:
