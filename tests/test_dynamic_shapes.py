@@ -113,3 +113,25 @@ def test_a_size_launched_often_gets_its_exact_kernel(interpreter: Any) -> None:
         _sum_over(9)
     _sum_over(10)
     assert len(interpreter.compiled) == 4
+
+
+def test_a_family_the_emitter_refuses_is_not_tried_again(interpreter: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An emitter that refuses kernels for every size (NotSymbolic) is asked once per family, not at every third
+    size; each size is built exactly, and right."""
+    from tg.backends.contract import NotSymbolic
+
+    emitter, asked = interpreter.backend.emitter, []
+    render = emitter.render
+
+    def refusing(kernel: Any) -> Any:
+        if kernel.dynamic:
+            asked.append(kernel.name)
+            raise NotSymbolic("refused here")
+        return render(kernel)
+
+    monkeypatch.setattr(emitter, "render", refusing)
+    for t in (5, 6, 7, 9, 10, 11, 12, 13, 14):
+        _sum_over(t)
+    assert len(asked) == 1, asked
+    assert len(interpreter.compiled) == 9 and not any(p.launch_vars or "n0" in p.variables
+                                                       for p in interpreter.compiled)

@@ -57,6 +57,7 @@ class Family:
     hi: int = -1
     ready: ReadyKernel | None = None
     failed: bool = False
+    refused: bool = False  # the backend's emitter refused its kernel (NotSymbolic): its sizes are built exactly
     refits: int = 0  # times a kernel of the family's shape misfit the formulas and they were fitted again
 
     def size_of(self, shape: tuple[int, ...]) -> int | None:
@@ -123,8 +124,10 @@ def exact_ahead(kernel: Kernel, state: DeviceState) -> bool:
         families: list[Family] = state.families.get(structure) or []
         for family in families:
             t = family.size_of(shape)
-            if t is None or family.failed:
+            if t is None or (family.failed and not family.refused):
                 continue
+            if family.refused:
+                return True
             if family.ready is not None or len({seen for seen, _ in family.samples} | {t}) >= SIZES_TO_FIT:
                 return False
             if all(t != seen for seen, _ in family.samples):
@@ -162,8 +165,10 @@ def _reuse_or_build(kernel: Kernel, key: tuple[object, ...], state: DeviceState,
     families: list[Family] = state.families.get(structure) or []
     for family in families:
         t = family.size_of(shape)
-        if t is None or family.failed:
+        if t is None or (family.failed and not family.refused):
             continue
+        if family.refused:  # (not a new family every three sizes, each lowered, fitted and rendered again)
+            return None
         if family.ready is None:
             if all(t != seen for seen, _ in family.samples):
                 family.samples.append((t, ints))
@@ -209,6 +214,7 @@ def _build(family: Family, kernel: Kernel, lowered: LoweredKernel, t: int, state
         program = emit(generalized.kernel, caps, True)
     except (NotSymbolic, TooManyRegisters) as reason:
         _give_up(family, kernel, str(reason))
+        family.refused = family.failed
         return False
     family.polys, family.lo, family.hi = polys, lo, hi
     binary = state.compile(program)
