@@ -118,9 +118,9 @@ Dynamic shapes: where the runtime also declares ``Runtime.dynamic_shapes``, a si
 such a kernel exactly at three sizes, fits each integer of the lowering (int32 constants, ``SPECIAL`` sizes, launch
 dims) as a quadratic in ``t`` (or ``ceil`` of one over a work group), and rebuilds the micro-ops with each integer
 computed from ``n0`` (bounds ``1..hi``; ``LoweredKernel.dynamic`` says so): ``n0`` may then be a stride's or a loop
-end's factor (a ``RANGE``'s end is a micro-op, not always a ``CONST``), the launch is one-dimensional, a
-``SPECIAL``'s size is an upper bound, and ``launch_vars`` may be quadratic (``SymbolicSize.square`` and
-``offset``).  An emitter renders such a kernel right at every ``n0`` in its bounds, or
+end's factor (a ``RANGE``'s end is a micro-op, not always a ``CONST``), the launch is one-dimensional unless the
+target has work groups, a ``SPECIAL``'s size is an upper bound, and ``launch_vars`` may be quadratic
+(``SymbolicSize.square`` and ``offset``).  An emitter renders such a kernel right at every ``n0`` in its bounds, or
 raises :class:`NotSymbolic`.  Core launches it at a size only when that size's own lowering has the same micro-ops
 and integers equal to the formulas there (see :mod:`tg.engine.dynamic`).
 

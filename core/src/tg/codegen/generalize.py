@@ -17,7 +17,6 @@ equals its formula there, so the kernel computes, micro-op for micro-op, what th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from fractions import Fraction
 
 from tg.codegen.builder import KernelBuilder
@@ -135,17 +134,7 @@ def bound(polys: tuple[Poly, ...], lo: int, launch: int, launch_limits: tuple[in
     return good
 
 
-@dataclass(frozen=True)
-class Generalized:
-    """A kernel lowered for every size ``lo..hi`` (the launch variable ``n0``), and the formulas it follows."""
-
-    kernel: LoweredKernel
-    polys: tuple[Poly, ...]
-    lo: int
-    hi: int
-
-
-def generalize(kernel: LoweredKernel, polys: tuple[Poly, ...], lo: int, hi: int, name: str) -> Generalized:
+def generalize(kernel: LoweredKernel, polys: tuple[Poly, ...], lo: int, hi: int, name: str) -> LoweredKernel:
     """``kernel`` (one lowering of the structure ``polys`` were fitted to, at any size) rebuilt for every size
     ``lo..hi``: each integer follows ``n0`` by its formula, a ``SPECIAL``'s size and each launch dim are the
     largest their formula reaches on ``lo..hi`` (a bound: the launch at ``n0`` comes from ``launch_vars``)."""
@@ -203,8 +192,7 @@ def generalize(kernel: LoweredKernel, polys: tuple[Poly, ...], lo: int, hi: int,
     global_size = tuple(largest(p) for p in launch)
     launch_vars = tuple((axis, SymbolicSize("n0", c1, d, 1, a, c0)) for axis, (a, c1, c0, d) in enumerate(launch)
                         if a or c1)
-    lowered = LoweredKernel(name, b.uops, global_size, kernel.local_size, kernel.bytes_moved, launch_vars, dynamic=True)
-    return Generalized(lowered, polys, lo, hi)
+    return LoweredKernel(name, b.uops, global_size, kernel.local_size, kernel.bytes_moved, launch_vars, dynamic=True)
 
 
 def _replay(b: KernelBuilder, u: UOp, src: tuple[UOp, ...]) -> UOp:

@@ -44,9 +44,7 @@ def lower(kernel: Kernel, caps: Capabilities, symbolic: bool = False, stable: bo
     ``caps.group_size`` threads whatever the sizes (not fewer for a small launch), so that lowerings at other sizes
     have the same micro-ops (:mod:`tg.engine.dynamic`)."""
     _check_index_range(kernel)
-    lowering = _Lowering(kernel, caps, symbolic)
-    lowering.stable = stable
-    return lowering.run()
+    return _Lowering(kernel, caps, symbolic, stable).run()
 
 
 def symbolic_bound(kernel: Kernel, inner_threads: int, group: int, caps: Capabilities) -> int:
@@ -100,8 +98,8 @@ class _Lowering:
     - a contraction the target's tensor cores fit: :mod:`tg.codegen.contraction`.
     """
 
-    def __init__(self, kernel: Kernel, caps: Capabilities, symbolic: bool = False):
-        self.kernel, self.caps, self.symbolic = kernel, caps, symbolic
+    def __init__(self, kernel: Kernel, caps: Capabilities, symbolic: bool = False, stable: bool = False):
+        self.kernel, self.caps, self.symbolic, self.stable = kernel, caps, symbolic, stable
         self.launch_vars: tuple[tuple[int, SymbolicSize], ...] = ()
         ast = kernel.ast
         self.reduce_op = ast.arg[0] if ast.op == "REDUCE" else None
@@ -140,8 +138,6 @@ class _Lowering:
         self.vectors: dict[tuple[int, tuple[int, ...]], UOp] = {}
         self.vec_dim = -1  # the kernel dim whose consecutive elements are vector lanes (-1: none)
         self.params: list[UOp] = []  # the scalar parameters' DEFINE_VARs, by slot (none: they are constants)
-
-    stable = False  # see lower()
 
     def _group_size(self, n_threads: int) -> int:
         return max(1, self.caps.group_size if self.stable else min(self.caps.group_size, n_threads))

@@ -64,7 +64,8 @@ class LoweredKernel:
     which launch dims follow a launch variable: ``global_size`` then holds them at the variable's upper bound, and
     core resolves them before each launch.  ``dynamic``: the kernel was built for every value of a size that may
     appear anywhere in it (:mod:`tg.engine.dynamic`, only for a runtime that declares ``dynamic_shapes``): ``n0``
-    may be a factor of any int32 value, a ``RANGE``'s end included, and the launch is one-dimensional.
+    may be a factor of any int32 value, a ``RANGE``'s end included, and the launch is one-dimensional unless the
+    target has work groups.
     """
 
     name: str

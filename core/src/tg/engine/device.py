@@ -99,6 +99,12 @@ class ReadyKernel:
     verify: bool = False
     dynamic: bool = False
 
+    def at(self, kernel_shape: tuple[int, ...], bytes_moved: int, values: Mapping[str, int | float], verify: bool,
+           dynamic: bool = False) -> ReadyKernel:
+        """This kernel for every size, at the size of launch variables ``values`` (its launch resolved)."""
+        return ReadyKernel(self.program.resolved(values), self.binary, kernel_shape, bytes_moved, values=values,
+                           verify=verify, dynamic=dynamic)
+
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -166,7 +172,7 @@ class DeviceState:
         self.exact_kernels: Recent[tuple[object, ...], ReadyKernel] = Recent(bound)  # TG_SYMBOLIC=verify's references
         self.symbolic_launch = bool(backend.runtime.symbolic_launch) and "int32" in self.capabilities.variables
         #: kernels built for every value of a size anywhere (tg.engine.dynamic), by lowered structure
-        self.dynamic_shapes = self.symbolic_launch and bool(getattr(backend.runtime, "dynamic_shapes", False))
+        self.dynamic_shapes = self.symbolic_launch and bool(backend.runtime.dynamic_shapes)
         self.families: Recent[tuple[object, ...], Any] = Recent(bound)
         self.dynamic_launches: Recent[int, int] = Recent(bound)  # id of a ReadyKernel at one size -> its launches
         self.kernel_count = 0

@@ -102,7 +102,7 @@ def family_capabilities(state: DeviceState) -> Capabilities:
 
 
 def dynamic_ready(kernel: Kernel, key: tuple[object, ...], state: DeviceState, verify: bool,
-                  emit: Callable[[LoweredKernel, Capabilities, bool], Program]) -> ReadyKernel | None:
+                  emit: Callable[[LoweredKernel, Capabilities], Program]) -> ReadyKernel | None:
     """The kernel built for every size of ``kernel``'s structure, at ``kernel``'s size (built now when this size is
     the third of a structure that fits), stored under ``key``; None when the exact kernel is to be built."""
     observed = _observe(kernel, state)
@@ -160,7 +160,7 @@ def _new_sample(state: DeviceState, structure: tuple[object, ...], families: lis
 
 
 def _reuse_or_build(kernel: Kernel, key: tuple[object, ...], state: DeviceState, verify: bool,
-                    emit: Callable[[LoweredKernel, Capabilities, bool], Program], lowered: LoweredKernel,
+                    emit: Callable[[LoweredKernel, Capabilities], Program], lowered: LoweredKernel,
                     structure: tuple[object, ...], ints: tuple[int, ...], shape: tuple[int, ...]) -> ReadyKernel | None:
     families: list[Family] = state.families.get(structure) or []
     for family in families:
@@ -172,7 +172,7 @@ def _reuse_or_build(kernel: Kernel, key: tuple[object, ...], state: DeviceState,
         if family.ready is None:
             if all(t != seen for seen, _ in family.samples):
                 family.samples.append((t, ints))
-            if len(family.samples) < SIZES_TO_FIT or not _build(family, kernel, lowered, t, state, emit):
+            if len(family.samples) < SIZES_TO_FIT or not _build(family, kernel, lowered, state, emit):
                 return None
         elif not (family.lo <= t <= family.hi and evaluate(family.polys, t) == ints):
             # three sizes agreed on a formula this one breaks (ceil(t / 8) looks constant from 9 to 15): fit again
@@ -181,13 +181,12 @@ def _reuse_or_build(kernel: Kernel, key: tuple[object, ...], state: DeviceState,
                 return None
             family.refits += 1
             family.samples.append((t, ints))
-            if not _build(family, kernel, lowered, t, state, emit):
+            if not _build(family, kernel, lowered, state, emit):
                 return None
         assert family.ready is not None
         if family.lo <= t <= family.hi and evaluate(family.polys, t) == ints:
             values = {"n0": t}
-            ready = ReadyKernel(family.ready.program.resolved(values), family.ready.binary, kernel.output.shape,
-                                kernel.bytes_moved, values=values, verify=verify, dynamic=True)
+            ready = family.ready.at(kernel.output.shape, kernel.bytes_moved, values, verify, dynamic=True)
             state.kernels[key] = ready
             return ready
         return None
@@ -195,8 +194,8 @@ def _reuse_or_build(kernel: Kernel, key: tuple[object, ...], state: DeviceState,
     return None
 
 
-def _build(family: Family, kernel: Kernel, lowered: LoweredKernel, t: int, state: DeviceState,
-           emit: Callable[[LoweredKernel, Capabilities, bool], Program]) -> bool:
+def _build(family: Family, kernel: Kernel, lowered: LoweredKernel, state: DeviceState,
+           emit: Callable[[LoweredKernel, Capabilities], Program]) -> bool:
     """Fit ``family``'s samples and build its kernel for every size; False when the integers do not fit, the bound
     leaves no room, or the backend cannot render it."""
     polys = fit(family.samples, lowered.local_size)
@@ -209,12 +208,10 @@ def _build(family: Family, kernel: Kernel, lowered: LoweredKernel, t: int, state
         return False
     first, now = family.name.split("_"), kernel.name.split("_")
     name = "_".join(a if a == b else "n" for a, b in zip(first, now)) if len(first) == len(now) else f"{kernel.name}_n"
-    generalized = generalize(lowered, polys, lo, hi, name)
     try:
-        program = emit(generalized.kernel, caps, True)
+        program = emit(generalize(lowered, polys, lo, hi, name), caps)
     except (NotSymbolic, TooManyRegisters) as reason:
-        _give_up(family, kernel, str(reason))
-        family.refused = family.failed
+        _give_up(family, kernel, str(reason), refused=True)
         return False
     family.polys, family.lo, family.hi = polys, lo, hi
     binary = state.compile(program)
@@ -222,10 +219,11 @@ def _build(family: Family, kernel: Kernel, lowered: LoweredKernel, t: int, state
     return True
 
 
-def _give_up(family: Family, kernel: Kernel, reason: str) -> None:
-    """No (new) kernel for every size of ``family``: one built before still serves the sizes its formulas fit."""
+def _give_up(family: Family, kernel: Kernel, reason: str, refused: bool = False) -> None:
+    """No (new) kernel for every size of ``family``: one built before still serves the sizes its formulas fit
+    (``refused``: the emitter would not render it)."""
     if family.ready is None:
-        family.failed = True
+        family.failed, family.refused = True, refused
     family.refits = MAX_REFITS
     if debug_level() >= 2:
         print(f"{kernel.name}: built for its exact size ({reason})")

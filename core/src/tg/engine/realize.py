@@ -214,7 +214,7 @@ def build_programs(kernel: Kernel, key: tuple[object, ...], state: DeviceState, 
         ready = _symbolic_ready(kernel, key, sym, state, mode == "verify") if sym is not None else None
         if ready is None and state.dynamic_shapes:
             ready = dynamic_ready(kernel, key, state, mode == "verify",
-                                  lambda lowered, caps, symbolic: _emit(kernel, lowered, state, caps, symbolic))
+                                  lambda lowered, caps: _emit(kernel, lowered, state, caps, symbolic=True))
         if ready is not None:
             return ready
     todo = {key: kernel}
@@ -287,8 +287,7 @@ def _symbolic_ready(kernel: Kernel, key: tuple[object, ...], sym: tuple[object, 
     if not 2 <= n <= base.bound:
         return None
     values = {"n0": n}
-    ready = ReadyKernel(base.program.resolved(values), base.binary, kernel.output.shape, kernel.bytes_moved,
-                        values=values, verify=verify)
+    ready = base.at(kernel.output.shape, kernel.bytes_moved, values, verify)
     state.kernels[key] = ready
     return ready
 
