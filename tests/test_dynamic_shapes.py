@@ -135,3 +135,25 @@ def test_a_family_the_emitter_refuses_is_not_tried_again(interpreter: Any, monke
     assert len(asked) == 1, asked
     assert len(interpreter.compiled) == 9 and not any(p.launch_vars or "n0" in p.variables
                                                        for p in interpreter.compiled)
+
+
+def test_a_size_whose_exact_rendering_differs_is_built_exactly(interpreter: Any, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """An emitter that overrides ``same_bits`` is asked at each size with the kernel for every size and the size's
+    exact kernel; where it answers False (its exact rendering would sum in another order), that size is built exactly,
+    the others share the family's kernel."""
+    asked: list[int] = []
+
+    def same_bits(self: Any, dynamic: Any, exact: Any, values: Any) -> bool:
+        assert "n0" in dynamic.variables and not exact.dynamic
+        (loop,) = [u for u in exact.uops if u.op.name == "RANGE"]  # the sum over t, a constant loop here
+        asked.append(loop.src[1].arg)
+        assert values == {"n0": asked[-1]}
+        return asked[-1] != 9
+
+    monkeypatch.setattr(type(interpreter.backend.emitter), "same_bits", same_bits)
+    for t in (5, 6, 7, 9, 10, 9):
+        _sum_over(t)
+    assert asked == [7, 9, 10], asked  # (9 again has its kernel)
+    built = interpreter.compiled
+    assert len(built) == 4 and not built[3].launch_vars and "n0" not in built[3].variables  # 9's own kernel

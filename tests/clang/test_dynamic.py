@@ -65,15 +65,36 @@ def test_one_kernel_for_every_size_right_below_and_above(clang: dict[str, list[A
     assert not clang["refused"], clang["refused"]
 
 
-def test_a_sum_over_the_size_is_refused_and_built_per_size(clang: dict[str, list[Any]]) -> None:
-    """A float sum whose loop follows the size: the exact kernels may run it across SIMD lanes (another order), so
-    no kernel for every size is made; every size gets its exact kernel, right."""
-    for t in (5, 6, 7, 9):
-        x = np.random.default_rng(t).standard_normal((3, t, 5)).astype(np.float32)
+def test_a_sum_over_the_size_is_built_per_size_only_where_lanes_split_its_loop(clang: dict[str, list[Any]]) -> None:
+    """A float sum whose loop follows the size: one kernel for every size (its loop one thread at a time), except at
+    sizes whose exact kernel runs the loop across SIMD lanes (long rows: another order), which get their own."""
+    for t in (5, 6, 7, 9, 300, 2):
+        x = np.random.default_rng(t).standard_normal((3, t)).astype(np.float32)
         np.testing.assert_allclose(Tensor(x, device="clang").sum(axis=1).numpy(), x.sum(axis=1), rtol=1e-5,
                                    atol=1e-5)
-    assert clang["refused"] and "float reduction whose loop follows the size" in clang["refused"][0], clang["refused"]
-    assert not any("n0" in p.variables for p in clang["compiled"])
+    assert not clang["refused"], clang["refused"]
+    assert [n for n in clang["sizes"] if n is not None] == [7, 9, 2], clang["sizes"]
+    # (verify builds each size's exact kernel too: only 300's takes lanes across the loop)
+    strategies = [p.attributes["strategy"] for p in clang["compiled"] if "n0" not in p.variables]
+    assert [s for s in strategies if not s.startswith("scalar")] == ["reduce1x64"], strategies
+
+
+def test_row_passes_over_the_size_take_the_exact_kernels_lanes(clang: dict[str, list[Any]]) -> None:
+    """A row-pass kernel (max, then sum, then divide, over rows of the size): one kernel for every size runs one
+    thread per row where rows are shorter than a gang and the exact kernels' row lanes (16) where they are not (32:
+    no leftover iterations; 33: one), bit for bit (verify); rows of 130, whose exact kernel takes a wider gang, are
+    built for their size."""
+    for t in (5, 6, 7, 3, 17, 32, 33, 130):
+        x = np.random.default_rng(t).standard_normal((4, t, t)).astype(np.float32)
+        a = Tensor(x, device="clang")
+        y = a - a.max(axis=-1, keepdim=True)
+        want = x - x.max(-1, keepdims=True)
+        np.testing.assert_allclose((y / y.sum(axis=-1, keepdim=True)).numpy(), want / want.sum(-1, keepdims=True),
+                                   rtol=1e-4, atol=1e-4, err_msg=f"t={t}")
+    assert not clang["refused"], clang["refused"]
+    assert [n for n in clang["sizes"] if n is not None] == [7, 3, 17, 32, 33], clang["sizes"]
+    dynamic = [p.attributes["strategy"] for p in clang["compiled"] if "n0" in p.variables]
+    assert dynamic == ["rows3x16n"], dynamic
 
 
 def test_exp2_is_refused(clang: dict[str, list[Any]]) -> None:

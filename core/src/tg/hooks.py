@@ -122,7 +122,9 @@ end's factor (a ``RANGE``'s end is a micro-op, not always a ``CONST``), the laun
 target has work groups, a ``SPECIAL``'s size is an upper bound, and ``launch_vars`` may be quadratic
 (``SymbolicSize.square`` and ``offset``).  An emitter renders such a kernel right at every ``n0`` in its bounds, or
 raises :class:`NotSymbolic`.  Core launches it at a size only when that size's own lowering has the same micro-ops
-and integers equal to the formulas there (see :mod:`tg.engine.dynamic`).
+and integers equal to the formulas there (see :mod:`tg.engine.dynamic`), and, for an emitter that overrides
+``Emitter.same_bits``, when the emitter says its rendering of that size's kernel gives the same bits (a renderer that
+picks SIMD lanes across a float reduction by a cost estimate sums in another order at some sizes).
 
 A :class:`Runtime` then follows this ABI:
 

@@ -76,6 +76,18 @@ class Emitter(abc.ABC):
         ``attributes``.  A kernel that does not fit the target's registers raises :class:`TooManyRegisters`.
         """
 
+    def same_bits(self, dynamic: Program, exact: LoweredKernel, values: Mapping[str, int]) -> bool:
+        """Whether ``dynamic``, this emitter's rendering of a kernel for every size (``LoweredKernel.dynamic``, see
+        :attr:`Runtime.dynamic_shapes`), launched with ``values`` (``{"n0": t}``) gives every element the bits that
+        its rendering of ``exact`` would give: the kernel of that size, as :meth:`render` would receive it.  Core asks
+        at each size before it launches ``dynamic`` there, and builds ``exact`` where the answer is False.
+
+        Override it where a rendering chooses its arithmetic by the sizes: SIMD lanes across a float reduction
+        where a cost estimate favours them sum in another order than one thread's loop, with the same micro-ops.
+        Only an emitter that overrides it is asked (core lowers the exact kernel for the question).
+        """
+        return True
+
 
 class Runtime(abc.ABC):
     """Compiles what an emitter rendered and runs it on a device.

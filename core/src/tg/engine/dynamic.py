@@ -102,14 +102,22 @@ def family_capabilities(state: DeviceState) -> Capabilities:
 
 
 def dynamic_ready(kernel: Kernel, key: tuple[object, ...], state: DeviceState, verify: bool,
-                  emit: Callable[[LoweredKernel, Capabilities], Program]) -> ReadyKernel | None:
+                  emit: Callable[[LoweredKernel, Capabilities], Program],
+                  same_bits: Callable[[Program, int], bool] = lambda program, t: True) -> ReadyKernel | None:
     """The kernel built for every size of ``kernel``'s structure, at ``kernel``'s size (built now when this size is
-    the third of a structure that fits), stored under ``key``; None when the exact kernel is to be built."""
+    the third of a structure that fits), stored under ``key``; None when the exact kernel is to be built.
+    ``same_bits``: whether the backend's emitter says a kernel for every size gives, at a size, that size's bits."""
     observed = _observe(kernel, state)
     if observed is None:
         return None
     with _lock:  # a family's formulas and kernel change together (threads realizing at once)
-        return _reuse_or_build(kernel, key, state, verify, emit, *observed)
+        found = _reuse_or_build(kernel, state, emit, *observed)
+    if found is None or not same_bits(found[0].program, found[1]):
+        return None
+    family_kernel, t = found
+    ready = family_kernel.at(kernel.output.shape, kernel.bytes_moved, {"n0": t}, verify, dynamic=True)
+    state.kernels[key] = ready
+    return ready
 
 
 def exact_ahead(kernel: Kernel, state: DeviceState) -> bool:
@@ -159,9 +167,11 @@ def _new_sample(state: DeviceState, structure: tuple[object, ...], families: lis
         state.families[structure] = [*families, Family(shape, kernel.name, ints)][-FAMILIES_PER_STRUCTURE:]
 
 
-def _reuse_or_build(kernel: Kernel, key: tuple[object, ...], state: DeviceState, verify: bool,
-                    emit: Callable[[LoweredKernel, Capabilities], Program], lowered: LoweredKernel,
-                    structure: tuple[object, ...], ints: tuple[int, ...], shape: tuple[int, ...]) -> ReadyKernel | None:
+def _reuse_or_build(kernel: Kernel, state: DeviceState, emit: Callable[[LoweredKernel, Capabilities], Program],
+                    lowered: LoweredKernel, structure: tuple[object, ...], ints: tuple[int, ...],
+                    shape: tuple[int, ...]) -> tuple[ReadyKernel, int] | None:
+    """The kernel for every size of ``kernel``'s family (built now at the family's third size) and ``kernel``'s size
+    ``t`` in it; None when ``kernel`` is to be built exactly."""
     families: list[Family] = state.families.get(structure) or []
     for family in families:
         t = family.size_of(shape)
@@ -185,10 +195,7 @@ def _reuse_or_build(kernel: Kernel, key: tuple[object, ...], state: DeviceState,
                 return None
         assert family.ready is not None
         if family.lo <= t <= family.hi and evaluate(family.polys, t) == ints:
-            values = {"n0": t}
-            ready = family.ready.at(kernel.output.shape, kernel.bytes_moved, values, verify, dynamic=True)
-            state.kernels[key] = ready
-            return ready
+            return family.ready, t
         return None
     _new_sample(state, structure, families, kernel, ints, shape)
     return None

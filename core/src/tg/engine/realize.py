@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from tg.backends.contract import Capabilities, NotSymbolic, TooManyRegisters
+from tg.backends.contract import Capabilities, Emitter, NotSymbolic, TooManyRegisters
 from tg.codegen.lower import lower
 from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.rewrites import apply_capabilities, check_dtypes, check_rendered
@@ -214,7 +214,8 @@ def build_programs(kernel: Kernel, key: tuple[object, ...], state: DeviceState, 
         ready = _symbolic_ready(kernel, key, sym, state, mode == "verify") if sym is not None else None
         if ready is None and state.dynamic_shapes:
             ready = dynamic_ready(kernel, key, state, mode == "verify",
-                                  lambda lowered, caps: _emit(kernel, lowered, state, caps, symbolic=True))
+                                  lambda lowered, caps: _emit(kernel, lowered, state, caps, symbolic=True),
+                                  lambda program, t: _same_bits(kernel, state, program, t))
         if ready is not None:
             return ready
     todo = {key: kernel}
@@ -341,17 +342,23 @@ def _render(kernel: Kernel, state: DeviceState, caps: Capabilities, symbolic: bo
     return _emit(kernel, lowered, state, caps, symbolic), lowered
 
 
-def _emit(kernel: Kernel, lowered: LoweredKernel, state: DeviceState, caps: Capabilities, symbolic: bool) -> Program:
-    """``lowered`` fitted to ``caps`` and rendered by the backend's emitter (``symbolic``: it must follow its launch
-    variables, or ``NotSymbolic`` is raised)."""
+def _fit(lowered: LoweredKernel, state: DeviceState, caps: Capabilities) -> LoweredKernel:
+    """``lowered`` fitted to ``caps`` and passed through the plugins' passes: what the emitter renders."""
     uops = apply_capabilities(lowered.uops, caps)
     for plugin_pass in state.plugin_passes:
         uops = plugin_pass(uops)
     check_dtypes(uops, caps, state.backend.name)
     check_rendered(uops, caps, state.backend.name)
+    return replace(lowered, uops=uops)
+
+
+def _emit(kernel: Kernel, lowered: LoweredKernel, state: DeviceState, caps: Capabilities, symbolic: bool) -> Program:
+    """``lowered`` fitted to ``caps`` and rendered by the backend's emitter (``symbolic``: it must follow its launch
+    variables, or ``NotSymbolic`` is raised)."""
+    fitted = _fit(lowered, state, caps)
     if debug_level() >= 6:
-        print(format_uops(uops))
-    program = state.backend.emitter.render(replace(lowered, uops=uops))
+        print(format_uops(fitted.uops))
+    program = state.backend.emitter.render(fitted)
     if not isinstance(program, Program):
         raise BackendError(f"the emitter of backend '{state.backend.name}' returned {type(program).__name__} "
                            "from render(), not a tg.hooks.Program (hook spec v2); fix the plugin")
@@ -360,6 +367,23 @@ def _emit(kernel: Kernel, lowered: LoweredKernel, state: DeviceState, caps: Capa
     if debug_level() >= 4:
         print(program.source)
     return program
+
+
+def _same_bits(kernel: Kernel, state: DeviceState, dynamic: Program, t: int) -> bool:
+    """Whether the backend's emitter says ``dynamic`` (a kernel for every size, at ``t``) gives ``kernel``'s exact bits
+    (``Emitter.same_bits``, asked only where the emitter overrides it; a kernel that does not lower exactly is left
+    to its exact build, which reports why)."""
+    emitter = state.backend.emitter
+    if type(emitter).same_bits is Emitter.same_bits:
+        return True
+    try:
+        exact = _fit(lower(kernel, state.capabilities), state, state.capabilities)
+    except (TooManyRegisters, ValueError):
+        return False
+    agrees = emitter.same_bits(dynamic, exact, {"n0": t})
+    if not agrees and debug_level() >= 2:
+        print(f"{kernel.name}: built for its exact size (the emitter's exact rendering computes it in another order)")
+    return agrees
 
 
 def _ready(kernel: Kernel, state: DeviceState, program: Program, lowered: LoweredKernel, binary: Any) -> ReadyKernel:

@@ -4,6 +4,7 @@ split a launch across threads."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tg.codegen.program import LaunchVars, buffer_params, variable_params
 from tg.codegen.uops import UOp, base_dtype
@@ -21,6 +22,7 @@ class CKernel:
     cost: int
     strategy: str
     launch_vars: LaunchVars = ()  # the units follow a launch variable (see tg.codegen.program.SymbolicSize)
+    lane_rule: Any = None  # a kernel for every size: when it runs row lanes (see tg_clang.dynamic_rows.LaneRule)
 
 
 def kernel_params(uops: list[UOp]) -> list[str]:

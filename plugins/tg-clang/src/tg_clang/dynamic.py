@@ -13,9 +13,11 @@ its strategy (chosen by the size) changes the arithmetic:
   libm's: other bits, on elements that depend on where the tiling puts them;
 - lanes across a reduction loop (:mod:`tg_clang.reduction_lanes`, :mod:`tg_clang.row_lanes`) keep one partial
   result per lane and combine them in a tree: a float sum in another order (and a float max may keep another zero's
-  sign), chosen where the loop is at least a gang long.
+  sign), chosen by the loop's length and a cost estimate.  That choice is made per size: core asks
+  :func:`same_order` of each size's exact kernel (``ClangEmitter.same_bits``) before it launches a kernel for
+  every size there, and builds that size's exact kernel where the answer is yes.
 
-:func:`refusal` names the first of those a kernel could meet at some size (core then builds exact kernels).
+:func:`refusal` names the first of the others a kernel could meet at some size (core then builds exact kernels).
 Without the lane renderer (``TG_CLANG_SPMD=0``) every exact kernel is a scalar one, and every kernel is taken whose
 launch the scalar renderer follows (one launch dimension follows ``n0``: the outermost, or the only one above 1).
 """
@@ -24,8 +26,8 @@ from __future__ import annotations
 
 import math
 
-from tg.codegen.program import LoweredKernel
-from tg.codegen.uops import Ops, UOp
+from tg.codegen.program import LoweredKernel, Program
+from tg.codegen.uops import Ops
 from tg.support.dtype import DType
 
 #: The transcendental micro-ops whose SIMD version (libmvec) differs from the scalar one (libm).
@@ -42,27 +44,29 @@ def refusal(kernel: LoweredKernel, lanes: int, spmd: bool = True) -> str | None:
         return "a launch dimension other than the outermost follows the size"
     if not spmd:
         return None
-    loops: list[UOp] = []
     for u in kernel.uops:
-        if u.op is Ops.RANGE:
-            loops.append(u)
-        elif u.op is Ops.ENDRANGE:
-            loops.pop()
-        elif u.op in VECTOR_MATH and isinstance(u.dtype, DType) and u.dtype.name in ("float32", "float64"):
+        if u.op in VECTOR_MATH and isinstance(u.dtype, DType) and u.dtype.name in ("float32", "float64"):
             return (f"its {u.op.name} runs in libmvec in the exact kernels' SIMD lanes and in libm in scalar code, "
                     "with other bits")
-        elif u.op is Ops.ASSIGN and isinstance(u.dtype, DType) and u.dtype.is_float:
-            for trips in map(_trips, loops):
-                if trips is None or trips >= lanes:
-                    length = "follows the size" if trips is None else f"is {trips} long"
-                    return (f"a float reduction whose loop {length}: the exact kernels may run it across SIMD lanes, "
-                            "in another order")
     return None
 
 
-def _trips(loop: UOp) -> int | None:
-    """A loop's trip count, None where it is not a constant (it follows ``n0``)."""
-    start, end = loop.src[0], loop.src[1]
-    if start.op is Ops.CONST and end.op is Ops.CONST:
-        return int(end.arg) - int(start.arg)
-    return None
+def same_order(dynamic: Program, exact: LoweredKernel, t: int, lanes: int, rows: int) -> bool:
+    """Whether tg-clang's rendering of ``exact`` (the kernel of size ``t``) runs its float reductions in the order
+    ``dynamic`` (a kernel for every size) does at ``t``: one thread's loop, or a row-pass kernel's gang of ``lanes``
+    (:mod:`tg_clang.dynamic_rows`, where its ``lane_rule`` attribute says so)."""
+    from tg_clang.dynamic_rows import lanes_at
+    from tg_clang.tiling import render_tiled
+
+    if not any(u.op is Ops.DEFINE_ACC and isinstance(u.dtype, DType) and u.dtype.is_float for u in exact.uops):
+        return True
+    rendered = render_tiled(exact, lanes, rows)
+    order = rendered.strategy if rendered is not None else "scalar"
+    rule = dynamic.attributes.get("lane_rule")
+    if rule is not None and lanes_at(rule, t):
+        return order.rstrip("s") == str(dynamic.attributes["strategy"]).removesuffix("n")
+    return not order.startswith(ACROSS_LANES)
+
+
+#: The strategies (:mod:`tg_clang.reduction_lanes`, :mod:`tg_clang.row_lanes`) whose lanes split a reduction's loop.
+ACROSS_LANES = ("reduce", "rows")

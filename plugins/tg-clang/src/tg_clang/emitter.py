@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Mapping
 
 from tg.backends.contract import Capabilities, Emitter, NotSymbolic
 from tg.codegen.program import LoweredKernel, Program
@@ -27,7 +28,8 @@ from tg.codegen.uops import Ops
 
 from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params, launch_indices
 from tg_clang.cprelude import PRELUDE
-from tg_clang.dynamic import refusal
+from tg_clang.dynamic import refusal, same_order
+from tg_clang.dynamic_rows import render_dynamic_rows
 from tg_clang.scalar import ScalarRenderer
 
 ALL_DTYPES = frozenset({"bool", "uint8", "int8", "int32", "int64", "float16", "float32", "float64"})
@@ -107,6 +109,8 @@ class ClangEmitter(Emitter):
             reason = refusal(kernel, int(extra.get("lanes", 16)), spmd)
             if reason is not None:
                 raise NotSymbolic(f"tg-clang builds {kernel.name} for its exact sizes: {reason}")
+            if spmd:  # a row-pass kernel (a softmax over the size): the exact kernels' row lanes where they take them
+                rendered = render_dynamic_rows(kernel, int(extra.get("lanes", 16)))
         elif spmd:
             rendered = render_tiled(kernel, int(extra.get("lanes", 16)), int(extra.get("rows", 6)))
             if kernel.launch_vars and (rendered is None or not rendered.launch_vars):
@@ -121,5 +125,16 @@ class ClangEmitter(Emitter):
                 (axis, size), = kernel.launch_vars
                 others = math.prod(kernel.global_size) // kernel.global_size[axis]
                 launch_vars = ((0, dataclasses.replace(size, blocks=size.blocks * others)),)
-        program = Program.of(kernel, rendered.source, cost=rendered.cost, strategy=rendered.strategy)
+        program = Program.of(kernel, rendered.source, cost=rendered.cost, strategy=rendered.strategy,
+                             lane_rule=rendered.lane_rule)
         return program.launched_as((rendered.units,), (1,), launch_vars)
+
+    def same_bits(self, dynamic: Program, exact: LoweredKernel, values: Mapping[str, int]) -> bool:
+        """A kernel for every size runs each reduction one thread at a time, or a row-pass kernel's loops across the
+        exact kernels' narrowest gang at the sizes where those take row lanes (:mod:`tg_clang.dynamic_rows`): the
+        exact kernel of a size gives its bits where it sums in that same order (lanes across a loop are chosen by
+        the loop's length and a cost estimate)."""
+        if os.environ.get("TG_CLANG_SPMD", "1") == "0":
+            return True
+        extra = self.capabilities.extra
+        return same_order(dynamic, exact, values["n0"], int(extra.get("lanes", 16)), int(extra.get("rows", 6)))

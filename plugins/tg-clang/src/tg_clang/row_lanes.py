@@ -41,19 +41,29 @@ class RowPasses:
     """The loops of a row-pass kernel, in order, each with its trip count and the accumulators it updates."""
 
     loops: tuple[UOp, ...]
-    trips: tuple[int, ...]
+    trips: tuple[int | None, ...]  # None: the loop's end is computed at run time (a kernel for every size)
     accs: tuple[dict[int, Ops], ...]  # per loop: id(DEFINE_ACC) -> ADD or MAX
 
+    @property
+    def lengths(self) -> tuple[int, ...]:
+        """The trip counts, where every loop has constant bounds (a kernel of one size)."""
+        assert all(trips is not None for trips in self.trips), self.trips
+        return tuple(trips for trips in self.trips if trips is not None)
 
-def find_row_passes(uops: list[UOp]) -> RowPasses | None:
+
+def find_row_passes(uops: list[UOp], computed_ends: bool = False) -> RowPasses | None:
     """The kernel's passes, when it has the shape this module rebuilds: at least two loops, none inside another,
-    with constant bounds; accumulators defined before the first loop at their op's identity, each updated in one
-    loop only, once, as ``acc = op(acc, x)`` with ``op`` ADD or MAX (or ``acc = a*b + acc``), and read only after
-    that loop."""
+    with constant bounds (``computed_ends``: constant starts, ends computed before the first loop); accumulators
+    defined before the first loop at their op's identity, each updated in one loop only, once, as
+    ``acc = op(acc, x)`` with ``op`` ADD or MAX (or ``acc = a*b + acc``), and read only after that loop."""
     ranges = [u for u in uops if u.op is Ops.RANGE]
-    if len(ranges) < 2 or any(r.src[0].op is not Ops.CONST or r.src[1].op is not Ops.CONST for r in ranges):
+    if len(ranges) < 2 or any(r.src[0].op is not Ops.CONST or r.src[1].op is not Ops.CONST for r in ranges
+                              if not computed_ends):
         return None
     first_range = uops.index(ranges[0])
+    after = {id(u) for u in uops[first_range:]}
+    if any(r.src[0].op is not Ops.CONST or (r.src[1].op is not Ops.CONST and id(r.src[1]) in after) for r in ranges):
+        return None
     defined: dict[int, UOp] = {}
     owner: dict[int, int] = {}  # id(acc) -> index of the loop that updates it
     closed: set[int] = set()  # accumulators whose loop has ended
@@ -97,7 +107,7 @@ def find_row_passes(uops: list[UOp]) -> RowPasses | None:
         assert isinstance(acc.dtype, DType)
         if acc.arg != reduce_identity(loop_accs[loop][acc_id], acc.dtype):
             return None  # a start elsewhere than at the identity would count G times
-    trips = tuple(r.src[1].arg - r.src[0].arg for r in ranges)
+    trips = tuple(r.src[1].arg - r.src[0].arg if r.src[1].op is Ops.CONST else None for r in ranges)
     return RowPasses(tuple(ranges), trips, tuple(loop_accs))
 
 
@@ -115,7 +125,7 @@ class RowPassReplay(ReductionReplay):
     """Rebuilds a row-pass kernel's micro-ops for one row (thread ``row0``) with ``lanes`` lanes along each loop."""
 
     def __init__(self, passes: RowPasses, grid: tuple[int, ...], lanes: int, stash: Stash | None = None):
-        dummy = ReductionLoop(passes.loops[0], passes.trips[0], {})
+        dummy = ReductionLoop(passes.loops[0], 0, {})
         super().__init__(dummy, grid, lanes, 1)
         self.passes = passes
         self.stash = stash or Stash({}, {}, [])
@@ -142,6 +152,8 @@ class RowPassReplay(ReductionReplay):
         body: list[UOp] = []
         current = -1
         trip: UOp | None = None
+        trips: int | UOp = 0
+        whole: int | UOp = 0
         for u in uops:
             if current >= 0 and u.op not in (Ops.ENDRANGE, Ops.CONST):
                 body.append(u)
@@ -153,8 +165,9 @@ class RowPassReplay(ReductionReplay):
                 tails[id(u)] = b.define_acc(u.arg, u.dtype)
             elif u.op is Ops.RANGE:
                 current = self.passes.loops.index(u)
-                whole = self.passes.trips[current] - self.passes.trips[current] % lanes
-                trip = b.range(0, whole // lanes)
+                trips, whole = self._whole_gangs(u, self.passes.trips[current], shared, mine)
+                gangs = whole // lanes if isinstance(whole, int) else b.alu(Ops.IDIV, whole, b.const(lanes, i32))
+                trip = b.range(0, gangs)
                 first = b.alu(Ops.ADD, b.alu(Ops.MUL, trip, b.const(lanes, i32)), self.lane)
                 shared[id(u)] = b.alu(Ops.ADD, first, b.const(u.src[0].arg, i32))
                 self.iteration = first
@@ -162,19 +175,36 @@ class RowPassReplay(ReductionReplay):
             elif u.op is Ops.ENDRANGE:
                 assert trip is not None
                 b.end_range(trip)
-                start, trips = u.src[0].src[0].arg, self.passes.trips[current]
-                whole = trips - trips % lanes
-                if whole < trips:
+                start = u.src[0].src[0].arg
+                if isinstance(trips, int) and isinstance(whole, int):
+                    leftover: bool | UOp = whole < trips
+                else:
+                    assert isinstance(trips, UOp) and isinstance(whole, UOp)
+                    leftover = b.alu(Ops.CMPLT, whole, trips)
+                if leftover is not False:
                     own_tails = {a: tails[a] for a in self.passes.accs[current]}
-                    self._leftover_pass(body, shared, mine, own_tails, start + whole, start + trips, u.src[0])
-                self._combine_pass(mine, tails, self.passes.accs[current], whole < trips)
+                    lo = start + whole if isinstance(whole, int) else b.alu(Ops.ADD, whole, b.const(start, i32))
+                    hi = start + trips if isinstance(trips, int) else b.alu(Ops.ADD, trips, b.const(start, i32))
+                    self._leftover_pass(body, shared, mine, own_tails, lo, hi, u.src[0])
+                self._combine_pass(mine, tails, self.passes.accs[current], leftover)
                 current, self.iteration = -1, None
             else:
                 mine[id(u)] = self._replay_stashed(u, shared, mine)
         return eliminate_dead(b.uops)
 
+    def _whole_gangs(self, loop: UOp, trips: int | None, shared: dict[int, UOp], mine: dict[int, UOp]
+                     ) -> tuple[int | UOp, int | UOp]:
+        """A loop's trip count and the iterations its whole gangs run: constants, or micro-ops where its end is
+        computed at run time (from the replayed end)."""
+        if trips is not None:
+            return trips, trips - trips % self.lanes
+        b, i32 = self.b, dtypes.int32
+        end = shared.get(id(loop.src[1])) or mine[id(loop.src[1])]
+        count = b.alu(Ops.SUB, end, b.const(loop.src[0].arg, i32))
+        return count, b.alu(Ops.SUB, count, b.alu(Ops.MOD, count, b.const(self.lanes, i32)))
+
     def _leftover_pass(self, body: list[UOp], shared: dict[int, UOp], mine: dict[int, UOp], tails: dict[int, UOp],
-                       lo: int, hi: int, loop: UOp) -> None:
+                       lo: int | UOp, hi: int | UOp, loop: UOp) -> None:
         """The iterations past the last whole gang, one at a time (uniform), into the leftover accumulators of this
         loop's accumulators (``tails``; an earlier loop's accumulator is read as its combined value)."""
         b = self.b
@@ -186,9 +216,12 @@ class RowPassReplay(ReductionReplay):
             mapping[id(u)] = self._replay_stashed(u, inner_shared, mapping)
         b.end_range(counter)
 
-    def _combine_pass(self, mine: dict[int, UOp], tails: dict[int, UOp], accs: dict[int, Ops], leftover: bool) -> None:
+    def _combine_pass(self, mine: dict[int, UOp], tails: dict[int, UOp], accs: dict[int, Ops],
+                      leftover: bool | UOp) -> None:
         """After a loop: each of its accumulators becomes its lanes' partials combined in a tree, then with the
-        leftover accumulator; the micro-ops after the loop read that."""
+        leftover accumulator (where the loop left iterations to it: ``leftover`` may be a condition computed at run
+        time; without any, the tree alone, as ``0.0 + -0.0`` is not ``-0.0``); the micro-ops after the loop read
+        that."""
         b = self.b
         for acc_id, op in accs.items():
             acc = mine[acc_id]
@@ -198,7 +231,9 @@ class RowPassReplay(ReductionReplay):
                 half = len(parts) // 2
                 parts = [b.alu(op, parts[i], parts[i + half]) for i in range(half)] + parts[2 * half:]
             total = parts[0]
-            if leftover:
+            if isinstance(leftover, UOp):
+                total = b.alu(Ops.WHERE, leftover, b.alu(op, total, tails[acc_id]), total)
+            elif leftover:
                 total = b.alu(op, total, tails[acc_id])
             mine[acc_id] = total
 
@@ -233,7 +268,7 @@ def find_stash(uops: list[UOp], passes: RowPasses) -> Stash:
     for u in uops:
         if u.op is Ops.RANGE:
             current = passes.loops.index(u)
-            keys[id(u)] = ("iteration", u.src[0].arg, passes.trips[current])
+            keys[id(u)] = ("iteration", u.src[0].arg, passes.lengths[current])
             varying.add(id(u))
             continue
         if u.op is Ops.ENDRANGE:
@@ -276,7 +311,7 @@ def find_stash(uops: list[UOp], passes: RowPasses) -> Stash:
         earlier = matched[id(u)]
         assert isinstance(u.dtype, DType)
         if id(earlier) not in sources:
-            trips = passes.trips[owner[id(earlier)]]
+            trips = passes.lengths[owner[id(earlier)]]
             if total + trips * u.dtype.itemsize > STASH_BYTES:
                 continue
             total += trips * u.dtype.itemsize
@@ -304,11 +339,11 @@ def plan_row_passes(uops: list[UOp], grid: tuple[int, ...], lanes: int) -> tuple
     gang).  The gang is ``lanes`` wide, or up to four times that where every loop has at least four of the wider
     gangs (several registers of partial results, whose updates overlap)."""
     passes = find_row_passes(uops)
-    if passes is None or min(passes.trips) < lanes:
+    if passes is None or min(passes.lengths) < lanes:
         return None
     widest = max((u.dtype.itemsize for u in uops if u.op is Ops.DEFINE_ACC and isinstance(u.dtype, DType)),
                  default=4)
-    while lanes * 2 * widest <= WIDE_GANG_BYTES and min(passes.trips) >= 8 * lanes:
+    while lanes * 2 * widest <= WIDE_GANG_BYTES and min(passes.lengths) >= 8 * lanes:
         lanes *= 2
     threads = math.prod(grid)
     block = max(1, min(threads, math.ceil(UNIT_OPS / thread_cost(uops))))
