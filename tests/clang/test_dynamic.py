@@ -76,12 +76,22 @@ def test_a_sum_over_the_size_is_refused_and_built_per_size(clang: dict[str, list
     assert not any("n0" in p.variables for p in clang["compiled"])
 
 
-def test_exp2_is_refused(clang: dict[str, list[Any]]) -> None:
-    """exp of a (t, t) transposed input: libmvec in the exact kernels' lanes, libm in scalar code."""
-    for t in (5, 6, 7):
-        x = np.random.default_rng(t).standard_normal((t, t)).astype(np.float32)
-        np.testing.assert_allclose(Tensor(x, device="clang").T.exp().numpy(), np.exp(x.T), rtol=1e-5)
-    assert clang["refused"] and "EXP2" in clang["refused"][0], clang["refused"]
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_exp2_log2_sin_get_one_kernel_for_every_size(clang: dict[str, list[Any]], dtype: str) -> None:
+    """exp, log and sin of a (t, t) transposed input: the exact kernels' lanes and the scalar code call the same
+    functions, so one scalar kernel serves every size, bit for bit the exact kernels' (verify raises otherwise), at
+    sizes whose exact kernels run full gangs, narrower ones and a masked last gang."""
+    for t in (5, 6, 7, 2, 16, 33):
+        x = np.random.default_rng(t).standard_normal((t, t)).astype(dtype) * 30
+        a = Tensor(x, device="clang").T
+        got = (a.exp() + a.abs().log() + a.sin()).numpy()
+        want = np.exp(x.T) + np.log(np.abs(x.T)) + np.sin(x.T)
+        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-5)
+    assert not clang["refused"], clang["refused"]
+    dynamic = [p for p in clang["compiled"] if "n0" in p.variables]
+    assert dynamic and {p.attributes["strategy"] for p in dynamic} == {"scalar"}, dynamic
+    assert "tg_exp2" in dynamic[0].source and "tg_sin" in dynamic[0].source
+    assert [n for n in clang["sizes"] if n is not None] == [7, 2, 16, 33], clang["sizes"]
 
 
 def test_without_lanes_every_kernel_is_taken(clang: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,16 +6,14 @@ renderer (:mod:`tg_clang.tiling`), which read sizes and loop lengths as constant
 thread at a time by the scalar renderer, which computes every index and loop end from the micro-ops at run time.
 
 Core launches it at a size in place of that size's exact kernel, so each element must get the exact kernel's bits.
-The exact kernel renders each element with the same micro-ops, in the same order, as a scalar thread, except where
-its strategy (chosen by the size) changes the arithmetic:
+The exact kernel renders each element with the same micro-ops, in the same order, as a scalar thread (``exp2``,
+``log2`` and ``sin`` included: SIMD lanes and scalar code call the same function, see :mod:`tg_clang.cprelude`),
+except where its strategy (chosen by the size) changes the arithmetic: lanes across a reduction loop
+(:mod:`tg_clang.reduction_lanes`, :mod:`tg_clang.row_lanes`) keep one partial result per lane and combine them in a
+tree: a float sum in another order (and a float max may keep another zero's sign), chosen where the loop is at least
+a gang long.
 
-- SIMD lanes call libmvec's ``exp2``, ``log2`` and ``sin`` where the scalar code (and the tail of a tiling) calls
-  libm's: other bits, on elements that depend on where the tiling puts them;
-- lanes across a reduction loop (:mod:`tg_clang.reduction_lanes`, :mod:`tg_clang.row_lanes`) keep one partial
-  result per lane and combine them in a tree: a float sum in another order (and a float max may keep another zero's
-  sign), chosen where the loop is at least a gang long.
-
-:func:`refusal` names the first of those a kernel could meet at some size (core then builds exact kernels).
+:func:`refusal` says whether a kernel could meet that at some size (core then builds exact kernels).
 Without the lane renderer (``TG_CLANG_SPMD=0``) every exact kernel is a scalar one, and every kernel is taken whose
 launch the scalar renderer follows (one launch dimension follows ``n0``: the outermost, or the only one above 1).
 """
@@ -27,9 +25,6 @@ import math
 from tg.codegen.program import LoweredKernel
 from tg.codegen.uops import Ops, UOp
 from tg.support.dtype import DType
-
-#: The transcendental micro-ops whose SIMD version (libmvec) differs from the scalar one (libm).
-VECTOR_MATH = (Ops.EXP2, Ops.LOG2, Ops.SIN)
 
 
 def refusal(kernel: LoweredKernel, lanes: int, spmd: bool = True) -> str | None:
@@ -48,9 +43,6 @@ def refusal(kernel: LoweredKernel, lanes: int, spmd: bool = True) -> str | None:
             loops.append(u)
         elif u.op is Ops.ENDRANGE:
             loops.pop()
-        elif u.op in VECTOR_MATH and isinstance(u.dtype, DType) and u.dtype.name in ("float32", "float64"):
-            return (f"its {u.op.name} runs in libmvec in the exact kernels' SIMD lanes and in libm in scalar code, "
-                    "with other bits")
         elif u.op is Ops.ASSIGN and isinstance(u.dtype, DType) and u.dtype.is_float:
             for trips in map(_trips, loops):
                 if trips is None or trips >= lanes:
