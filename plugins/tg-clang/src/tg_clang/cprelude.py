@@ -4,7 +4,9 @@ helpers).
 
 The file's C starts with :data:`PRELUDE`, which declares the few libm functions the renderers call instead of
 including ``<math.h>`` (a tenth of a small kernel's compile, to parse); a renderer that calls
-another must declare it there: the compiler refuses an undeclared call.
+another must declare it there: the compiler refuses an undeclared call.  ``exp2``, ``log2`` and ``sin`` of float32 and
+float64 are called as ``tg_exp2f`` & co, which the SIMD lanes' ``tg_vexp2f`` (:mod:`tg_clang.spmd`) share: libmvec's
+vector function when the compiler has it, else libm, so a value gets the same bits in any lane and in scalar code.
 
 float16 is stored as ``uint16_t`` and computed in ``float``: every float16 result is rounded back to half
 precision (``tg_rh``), which gives the same bits as numpy's per-op float16 rounding for + - * / sqrt (float
