@@ -114,8 +114,9 @@ def test_the_prelude_declares_what_kernels_call_and_refuses_the_rest(cache_dir: 
     with pytest.raises(CompileError, match="implicit"):  # undeclared: an error, never a call of a guessed type
         cache.load(PRELUDE + "float tg_f(float x) { return expm1f(x); }\n", "tg_f")
     calls = {"exp2": "exp2{s}(x)", "log2": "log2{s}(x)", "sin": "sin{s}(x)", "sqrt": "sqrt{s}(x)",
-             "trunc": "trunc{s}(x * 3)", "pow": "pow{s}(x, y)", "fmod": "fmod{s}(x * 7, y)"}
-    body = "".join(f"void tg_{name}{s}(const {t} *a, const {t} *b, {t} *out, int n) {{ for (int i = 0; i < n; i++) "
+             "trunc": "trunc{s}(x * 3)", "pow": "pow{s}(x, y)", "fmod": "fmod{s}(x * 7, y)",
+             "tg_exp2": "tg_exp2{s}(x)", "tg_log2": "tg_log2{s}(x)", "tg_sin": "tg_sin{s}(x)"}
+    body = "".join(f"void call_{name}{s}(const {t} *a, const {t} *b, {t} *out, int n) {{ for (int i = 0; i < n; i++) "
                    f"{{ {t} x = a[i], y = b[i]; out[i] = {call.format(s=s)}; }} }}\n"
                    for name, call in calls.items() for s, t in (("f", "float"), ("", "double")))
     body += "int tg_inf(double x) { return isinf(x) + 2 * isnan(x) + 4 * (fabs(x) == 2.0); }\n"
@@ -125,11 +126,12 @@ def test_the_prelude_declares_what_kernels_call_and_refuses_the_rest(cache_dir: 
     assert [fn(v) for v in (np.inf, -np.inf, np.nan, -2.0, 1.5)] == [1, 1, 2, 4, 0]
     numpy = {"exp2": lambda x, y: np.exp2(x), "log2": lambda x, y: np.log2(x), "sin": lambda x, y: np.sin(x),
              "sqrt": lambda x, y: np.sqrt(x), "trunc": lambda x, y: np.trunc(x * 3), "pow": np.power,
-             "fmod": lambda x, y: np.fmod(x * 7, y)}
+             "fmod": lambda x, y: np.fmod(x * 7, y), "tg_exp2": lambda x, y: np.exp2(x),
+             "tg_log2": lambda x, y: np.log2(x), "tg_sin": lambda x, y: np.sin(x)}
     for dtype, s in ((np.float32, "f"), (np.float64, "")):
         a = rng.uniform(0.1, 4.0, 64).astype(dtype)
         b = rng.uniform(0.5, 2.0, 64).astype(dtype)
         for name, want in numpy.items():
             out = np.empty_like(a)
-            getattr(lib, f"tg_{name}{s}")(*(ctypes.c_void_p(v.ctypes.data) for v in (a, b, out)), ctypes.c_int(64))
+            getattr(lib, f"call_{name}{s}")(*(ctypes.c_void_p(v.ctypes.data) for v in (a, b, out)), ctypes.c_int(64))
             np.testing.assert_allclose(out, want(a, b), rtol=1e-6 if s else 1e-12, err_msg=name + s)

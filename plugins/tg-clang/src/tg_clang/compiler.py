@@ -58,7 +58,8 @@ def has_libmvec() -> bool:
 
 
 def default_flags() -> tuple[str, ...]:
-    """The compiler flags (libraries last): with libmvec, SIMD lanes call its exp2/log2/sin (<= 2 ulp)."""
+    """The compiler flags (libraries last): with libmvec, kernels call its exp2/log2/sin (<= 2 ulp), in SIMD lanes
+    and in scalar code alike (see :data:`tg_clang.cprelude.PRELUDE`)."""
     if has_libmvec():
         return (*BASE_FLAGS, "-DTG_LIBMVEC=1", "-lmvec", "-lm")
     return (*BASE_FLAGS, "-lm")

@@ -4,7 +4,9 @@ helpers).
 
 The file's C starts with :data:`PRELUDE`, which declares the few libm functions the renderers call instead of
 including ``<math.h>`` (a tenth of a small kernel's compile, to parse); a renderer that calls
-another must declare it there: the compiler refuses an undeclared call.
+another must declare it there: the compiler refuses an undeclared call.  ``exp2``, ``log2`` and ``sin`` of float32 and
+float64 are called as ``tg_exp2f`` & co, which the SIMD lanes' ``tg_vexp2f`` (:mod:`tg_clang.spmd`) share: libmvec's
+vector function when the compiler has it, else libm, so a value gets the same bits in any lane and in scalar code.
 
 float16 is stored as ``uint16_t`` and computed in ``float``: every float16 result is rounded back to half
 precision (``tg_rh``), which gives the same bits as numpy's per-op float16 rounding for + - * / sqrt (float
@@ -94,6 +96,38 @@ double fabs(double);
 #define isnan(x) __builtin_isnan(x)
 
 #define TG_INLINE static inline __attribute__((always_inline))
+
+/* exp2, log2, sin: one function per op and dtype wherever a kernel computes them, so a value gets the same bits in
+   any SIMD lane and in scalar code.  With libmvec (TG_LIBMVEC), its widest version for the target (AVX-512: 16
+   floats or 8 doubles a call, AVX2: 8 or 4); scalar code calls it on a vector whose lane 0 holds x (libmvec computes
+   each lane from its own input alone; special inputs go through glibc's scalar code lane by lane).  Else libm. */
+#if defined(TG_LIBMVEC) && (defined(__AVX512F__) || defined(__AVX2__))
+#if defined(__AVX512F__)
+#define TG_MV(fn, avx512_width, avx2_width, suffix) _ZGVeN##avx512_width##v_##fn##suffix
+#define TG_MV_BYTES 64
+#else
+#define TG_MV(fn, avx512_width, avx2_width, suffix) _ZGVdN##avx2_width##v_##fn##suffix
+#define TG_MV_BYTES 32
+#endif
+typedef float tg_mvf __attribute__((vector_size(TG_MV_BYTES)));
+typedef double tg_mvd __attribute__((vector_size(TG_MV_BYTES)));
+#define TG_MV_FN(fn) \
+  tg_mvf TG_MV(fn, 16, 8, f)(tg_mvf); tg_mvd TG_MV(fn, 8, 4, )(tg_mvd); \
+  TG_INLINE tg_mvf tg_mv_##fn##f(tg_mvf x) { return TG_MV(fn, 16, 8, f)(x); } \
+  TG_INLINE tg_mvd tg_mv_##fn(tg_mvd x) { return TG_MV(fn, 8, 4, )(x); } \
+  TG_INLINE float tg_##fn##f(float x) { tg_mvf v = {x}; return tg_mv_##fn##f(v)[0]; } \
+  TG_INLINE double tg_##fn(double x) { tg_mvd v = {x}; return tg_mv_##fn(v)[0]; }
+TG_MV_FN(exp2)
+TG_MV_FN(log2)
+TG_MV_FN(sin)
+#else
+#define tg_exp2f exp2f
+#define tg_exp2 exp2
+#define tg_log2f log2f
+#define tg_log2 log2
+#define tg_sinf sinf
+#define tg_sin sin
+#endif
 
 /* a float launch variable passes through the thread pool's argument array (of pointers) as its bits */
 TG_INLINE void *tg_f32_arg(float x) { uint32_t u; memcpy(&u, &x, 4); return (void *)(uintptr_t)u; }

@@ -106,7 +106,7 @@ class ClangEmitter(Emitter):
         rendered = None
         spmd, extra = os.environ.get("TG_CLANG_SPMD", "1") != "0", self.capabilities.extra
         if kernel.dynamic:  # built for every value of a size: one thread at a time, if its bits are the exact ones
-            reason = refusal(kernel, int(extra.get("lanes", 16)), spmd)
+            reason = refusal(kernel)
             if reason is not None:
                 raise NotSymbolic(f"tg-clang builds {kernel.name} for its exact sizes: {reason}")
             if spmd:  # a row-pass kernel (a softmax over the size): the exact kernels' row lanes where they take them

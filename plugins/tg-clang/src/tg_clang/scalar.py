@@ -17,6 +17,9 @@ from tg_clang.crender import CRenderer
 _INFIX = {Ops.ADD: "+", Ops.SUB: "-", Ops.MUL: "*", Ops.DIV: "/", Ops.CMPLT: "<", Ops.CMPNE: "!=",
           Ops.CMPEQ: "==", Ops.AND: "&", Ops.OR: "|", Ops.XOR: "^"}
 _MATH = {Ops.EXP2: "exp2", Ops.LOG2: "log2", Ops.SIN: "sin", Ops.SQRT: "sqrt", Ops.TRUNC: "trunc"}
+#: Functions the prelude defines once for scalar code and SIMD lanes (libmvec where the compiler has it, see
+#: :data:`tg_clang.cprelude.PRELUDE`): ``tg_exp2f(x)`` and the vector ``tg_vexp2f(v)`` give the same bits.
+SHARED_MATH = frozenset({Ops.EXP2, Ops.LOG2, Ops.SIN})
 
 
 def vec_type(base: DType, count: int) -> str:
@@ -38,7 +41,9 @@ def scalar_alu(op: Ops, dtype: DType, srcs: list[str], src_dtypes: list[DType]) 
     if op is Ops.NEG:
         return f"(-{a})" if dtype.name != "bool" else f"(!{a})"
     if op in _MATH:
-        return f"{_MATH[op]}{MATH_SUFFIX[dtype.name]}({a})"
+        # exp2, log2, sin: the prelude's tg_ versions, which SIMD lanes share (float16 is never in lanes: libm)
+        prefix = "tg_" if op in SHARED_MATH and dtype.name in ("float32", "float64") else ""
+        return f"{prefix}{_MATH[op]}{MATH_SUFFIX[dtype.name]}({a})"
     if op is Ops.RECIP:
         return f"({literal(1.0, dtypes.float64 if dtype.name == 'float64' else dtypes.float32)} / {a})"
     if op is Ops.MAX:

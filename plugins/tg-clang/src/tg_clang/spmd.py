@@ -60,27 +60,18 @@ def vector_typedefs(lanes: int) -> list[str]:
 
 
 def _vector_math(lanes: int) -> list[str]:
-    """tg_vexp2f & co on G lanes: glibc's libmvec versions when the compiler defines TG_LIBMVEC, the AVX-512 ones
-    (16 floats or 8 doubles a call) where the target has AVX-512F, else the AVX2 ones (8 or 4); at most 2 ulp
-    (glibc's table for both); libm lane by lane otherwise."""
-    out: list[str] = []
-    for guard, isa, nbytes in (("defined(TG_LIBMVEC) && defined(__AVX512F__)", "e", 64),
-                               ("defined(TG_LIBMVEC) && defined(__AVX2__)", "d", 32)):
-        out.append(f"#{'if' if not out else 'elif'} {guard}")
-        part = {"float": f"tg_mvf{nbytes}", "double": f"tg_mvd{nbytes}"}
-        out += [f"typedef {ctype} {name} __attribute__((vector_size({nbytes})));" for ctype, name in part.items()]
-        for fn in ("exp2", "log2", "sin"):
-            for suffix, ctype in (("f", "float"), ("", "double")):
-                width = nbytes // (4 if ctype == "float" else 8)
-                mangled, vt, pt = f"_ZGV{isa}N{width}v_{fn}{suffix}", f"tg_{ctype}_v", part[ctype]
-                head = f"TG_INLINE {vt} tg_v{fn}{suffix}({vt} x) {{ {vt} r; "
-                if lanes % width:
-                    out.append(head + f"for (int l = 0; l < {lanes}; l++) r[l] = {fn}{suffix}(x[l]); return r; }}")
-                    continue
-                out.append(f"{pt} {mangled}({pt});")
-                out.append(head + f"for (int i = 0; i < {lanes}; i += {width}) {{ {pt} p; "
-                                  f"memcpy(&p, (char *)&x + i * sizeof({ctype}), sizeof(p)); p = {mangled}(p); "
-                                  f"memcpy((char *)&r + i * sizeof({ctype}), &p, sizeof(p)); }} return r; }}")
+    """tg_vexp2f & co on G lanes: with libmvec (the prelude's ``TG_MV_BYTES``), its function for the target's widest
+    vector on each slice of that many lanes, the last one padded with zeros when G is not a multiple of it (the
+    same function as the scalar ``tg_exp2f``: the same bits in any lane); libm lane by lane otherwise."""
+    out = ["#if defined(TG_MV_BYTES)"]
+    for fn in ("exp2", "log2", "sin"):
+        for suffix, ctype, part in (("f", "float", "tg_mvf"), ("", "double", "tg_mvd")):
+            vt, width = f"tg_{ctype}_v", f"(int)(sizeof({part}) / sizeof({ctype}))"
+            out.append(f"TG_INLINE {vt} tg_v{fn}{suffix}({vt} x) {{ {vt} r; "
+                       f"for (int i = 0; i < {lanes}; i += {width}) {{ {part} p = {{0}}; "
+                       f"int n = {lanes} - i < {width} ? {lanes} - i : {width}; "
+                       f"memcpy(&p, (char *)&x + i * sizeof({ctype}), n * sizeof({ctype})); p = tg_mv_{fn}{suffix}(p); "
+                       f"memcpy((char *)&r + i * sizeof({ctype}), &p, n * sizeof({ctype})); }} return r; }}")
     out.append("#else")
     for fn in ("exp2", "log2", "sin"):
         for suffix, ctype in (("f", "float"), ("", "double")):
