@@ -48,8 +48,10 @@ def render_dynamic_rows(kernel: LoweredKernel, lanes: int) -> CKernel | None:
     if len(kernel.global_size) != 1 or len(kernel.launch_vars) != 1 or math.prod(kernel.local_size) != 1 or \
             kernel.launch_vars[0][1].divisor != 1 or kernel.launch_vars[0][1].blocks != 1:
         return None
+    from tg_clang.spmd import lane_supported
+
     passes = find_row_passes(kernel.uops, computed_ends=True)
-    if passes is None:
+    if passes is None or not lane_supported(kernel.uops):  # (float16: the exact kernels are scalar)
         return None
     ends = [_formula(loop.src[1]) for loop in passes.loops]
     if any(end is None for end in ends):
