@@ -42,11 +42,12 @@ def strategy(passes: RowPasses, lanes: int) -> str:
 
 
 def render_dynamic_rows(kernel: LoweredKernel, lanes: int) -> CKernel | None:
-    """The C file of a row-pass kernel for every size (one launch dim, one thread per row), or None where it is not
+    """The C file of a row-pass kernel for every size (one launch dim, one thread per row: a constant count, or one
+    that follows ``n0``), or None where it is not
     one or a loop's end is computed otherwise than :data:`_INFIX`, division, remainder and max of ``n0`` and
     constants (the scalar renderer takes it then)."""
-    if len(kernel.global_size) != 1 or len(kernel.launch_vars) != 1 or math.prod(kernel.local_size) != 1 or \
-            kernel.launch_vars[0][1].divisor != 1 or kernel.launch_vars[0][1].blocks != 1:
+    if len(kernel.global_size) != 1 or len(kernel.launch_vars) > 1 or math.prod(kernel.local_size) != 1 or \
+            any(size.divisor != 1 or size.blocks != 1 for _, size in kernel.launch_vars):
         return None
     from tg_clang.spmd import lane_supported
 
@@ -125,8 +126,9 @@ def _render(kernel: LoweredKernel, passes: RowPasses, rule: LaneRule) -> CKernel
     body = LaneRenderer(tile, lanes, {"row0": "row0"}).render()
     decls, phases = ScalarRenderer(uops, {"gidx0": "row0"}).render()
     assert not decls and len(phases) == 1
-    (_, rows), = kernel.launch_vars
-    threads = f"(({rows.square} * {rows.var} + {rows.scale}) * {rows.var} + {rows.offset})"
+    rows = kernel.launch_vars[0][1] if kernel.launch_vars else None  # the rows follow n0, or are a constant
+    threads = f"(({rows.square} * {rows.var} + {rows.scale}) * {rows.var} + {rows.offset})" if rows else \
+        str(kernel.global_size[0])
     block = max(1, math.ceil(UNIT_OPS / thread_cost(uops)))
     shortest = " && ".join(f"{_c(end)} - {start} >= {lanes}" for start, end in loops)
     unit_cost = block * thread_cost(uops)
@@ -141,6 +143,6 @@ def _render(kernel: LoweredKernel, passes: RowPasses, rule: LaneRule) -> CKernel
              f"    if (in_lanes) for (; row0 < hi; row0++) {name}_row({args}, row0);",
              f"    else for (; row0 < hi; row0++) {name}_thread({args}, row0);",
              "  }", "}", dynamic_entry(name, params), ""]
-    launch = SymbolicSize(rows.var, rows.scale, block, 1, rows.square, rows.offset)
+    launch = ((0, SymbolicSize(rows.var, rows.scale, block, 1, rows.square, rows.offset)),) if rows else ()
     return CKernel("\n".join(lines), -(-kernel.global_size[0] // block), unit_cost, strategy(passes, lanes),
-                   ((0, launch),), rule)
+                   launch, rule)
