@@ -50,7 +50,7 @@ def verified(monkeypatch: pytest.MonkeyPatch, fresh_devices: None, cache_dir: ob
     yield
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(graph=st.sampled_from(GRAPHS), rows=st.integers(2, 4),
        sizes=st.lists(st.integers(1, 40), min_size=4, max_size=6))
 def test_random_sizes_match_the_exact_kernels(verified: None, graph: Graph, rows: int, sizes: list[int]) -> None:
