@@ -129,20 +129,29 @@ def exact_ahead(kernel: Kernel, state: DeviceState) -> bool:
         return True
     _, structure, ints, shape = observed
     with _lock:
-        families: list[Family] = state.families.get(structure) or []
-        for family in families:
-            t = family.size_of(shape)
-            if t is None or (family.failed and not family.refused):
-                continue
-            if family.refused:
-                return True
-            if family.ready is not None or len({seen for seen, _ in family.samples} | {t}) >= SIZES_TO_FIT:
-                return False
-            if all(t != seen for seen, _ in family.samples):
-                family.samples.append((t, ints))
+        found = _family_of(state, structure, shape)
+        if found is None:
+            _new_sample(state, structure, kernel, ints, shape)
             return True
-        _new_sample(state, structure, families, kernel, ints, shape)
+        family, t = found
+        if family.refused:
+            return True
+        if family.ready is not None or len({seen for seen, _ in family.samples} | {t}) >= SIZES_TO_FIT:
+            return False
+        if all(t != seen for seen, _ in family.samples):
+            family.samples.append((t, ints))
         return True
+
+
+def _family_of(state: DeviceState, structure: tuple[object, ...], shape: tuple[int, ...]
+               ) -> tuple[Family, int] | None:
+    """The family of ``structure`` whose shape pattern takes ``shape``, and the size ``t`` there (a family that
+    failed to fit is passed over: a later one of the same pattern may fit; one the emitter refused is not)."""
+    for family in state.families.get(structure) or []:
+        t = family.size_of(shape)
+        if t is not None and (family.refused or not family.failed):
+            return family, t
+    return None
 
 
 def _observe(kernel: Kernel, state: DeviceState
@@ -160,9 +169,10 @@ def _observe(kernel: Kernel, state: DeviceState
     return lowered, structure, ints, node_shape(body, kernel.output.shape)
 
 
-def _new_sample(state: DeviceState, structure: tuple[object, ...], families: list[Family], kernel: Kernel,
-                ints: tuple[int, ...], shape: tuple[int, ...]) -> None:
+def _new_sample(state: DeviceState, structure: tuple[object, ...], kernel: Kernel, ints: tuple[int, ...],
+                shape: tuple[int, ...]) -> None:
     """A kernel that no family of its structure took: the second of a family met once, or the first of a new one."""
+    families: list[Family] = state.families.get(structure) or []
     if not any(not family.dims and family.second(shape, ints) for family in families):
         state.families[structure] = [*families, Family(shape, kernel.name, ints)][-FAMILIES_PER_STRUCTURE:]
 
@@ -172,32 +182,30 @@ def _reuse_or_build(kernel: Kernel, state: DeviceState, emit: Callable[[LoweredK
                     shape: tuple[int, ...]) -> tuple[ReadyKernel, int] | None:
     """The kernel for every size of ``kernel``'s family (built now at the family's third size) and ``kernel``'s size
     ``t`` in it; None when ``kernel`` is to be built exactly."""
-    families: list[Family] = state.families.get(structure) or []
-    for family in families:
-        t = family.size_of(shape)
-        if t is None or (family.failed and not family.refused):
-            continue
-        if family.refused:  # (not a new family every three sizes, each lowered, fitted and rendered again)
-            return None
-        if family.ready is None:
-            if all(t != seen for seen, _ in family.samples):
-                family.samples.append((t, ints))
-            if len(family.samples) < SIZES_TO_FIT or not _build(family, kernel, lowered, state, emit):
-                return None
-        elif not (family.lo <= t <= family.hi and evaluate(family.polys, t) == ints):
-            # three sizes agreed on a formula this one breaks (ceil(t / 8) looks constant from 9 to 15): fit again
-            # with it, a few times at most
-            if family.refits >= MAX_REFITS or any(t == seen for seen, _ in family.samples):
-                return None
-            family.refits += 1
-            family.samples.append((t, ints))
-            if not _build(family, kernel, lowered, state, emit):
-                return None
-        assert family.ready is not None
-        if family.lo <= t <= family.hi and evaluate(family.polys, t) == ints:
-            return family.ready, t
+    found = _family_of(state, structure, shape)
+    if found is None:
+        _new_sample(state, structure, kernel, ints, shape)
         return None
-    _new_sample(state, structure, families, kernel, ints, shape)
+    family, t = found
+    if family.refused:  # (not a new family every three sizes, each lowered, fitted and rendered again)
+        return None
+    if family.ready is None:
+        if all(t != seen for seen, _ in family.samples):
+            family.samples.append((t, ints))
+        if len(family.samples) < SIZES_TO_FIT or not _build(family, kernel, lowered, state, emit):
+            return None
+    elif not (family.lo <= t <= family.hi and evaluate(family.polys, t) == ints):
+        # three sizes agreed on a formula this one breaks (ceil(t / 8) looks constant from 9 to 15): fit again with
+        # it, a few times at most
+        if family.refits >= MAX_REFITS or any(t == seen for seen, _ in family.samples):
+            return None
+        family.refits += 1
+        family.samples.append((t, ints))
+        if not _build(family, kernel, lowered, state, emit):
+            return None
+    assert family.ready is not None
+    if family.lo <= t <= family.hi and evaluate(family.polys, t) == ints:
+        return family.ready, t
     return None
 
 
