@@ -157,3 +157,21 @@ def test_a_size_whose_exact_rendering_differs_is_built_exactly(interpreter: Any,
     assert asked == [7, 9, 10], asked  # (9 again has its kernel)
     built = interpreter.compiled
     assert len(built) == 4 and not built[3].launch_vars and "n0" not in built[3].variables  # 9's own kernel
+
+
+def test_a_size_whose_work_dwarfs_a_compile_is_built_exactly(interpreter: Any, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    """A kernel for every size runs without the exact kernels' tiles (tg-clang: one thread at a time), so a size whose
+    work is EXACT_WORK or more gets its exact kernel at once, and is no sample of a family; the small sizes around
+    it still share one."""
+    from tg.codegen.tiles import thread_cost
+    from tg.engine import dynamic
+
+    x = Tensor(np.ones((3, 30, 4), dtype=np.float32)).sum(axis=1)
+    (kernel,) = [k for k in create_schedule([x.lazydata]) if isinstance(k, Kernel)]
+    lowered = lower(kernel, Capabilities())
+    monkeypatch.setattr(dynamic, "EXACT_WORK", thread_cost(lowered.uops) * 12)  # sums over 30 and more are heavy
+    for t in (5, 40, 6, 7, 9, 30, 10):
+        _sum_over(t)
+    dynamic_sizes = [bool(p.launch_vars) or "n0" in p.variables for p in interpreter.compiled]
+    assert dynamic_sizes == [False, False, False, True, False], dynamic_sizes  # 5, 40, 6, then every size; 30

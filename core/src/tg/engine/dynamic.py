@@ -19,6 +19,7 @@ the exact kernel's bits.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,7 @@ from tg.codegen.kernel_tree import node_shape
 from tg.codegen.lower import lower
 from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.rewrites import eliminate_dead
+from tg.codegen.tiles import thread_cost
 from tg.engine.device import DeviceState, ReadyKernel
 from tg.schedule.scheduler import Kernel
 from tg.support.helpers import debug_level
@@ -39,6 +41,11 @@ SIZES_TO_FIT = 3
 MAX_REFITS = 2
 #: Launches of a family's kernel at one size after which that size gets its exact kernel.
 EXACT_AFTER = 16
+#: Operations of a kernel (:func:`~tg.codegen.tiles.thread_cost` times its threads) from which its size is built
+#: exactly: a kernel for every size spares a compile (tens to hundreds of milliseconds), and runs without the register
+#: tiles, vectors and unrolling its exact kernels may take (tg-clang's one thread at a time: 10 to 100 times slower
+#: than its tiles on a large matmul), so where one launch costs about a compile, the exact kernel wins at once.
+EXACT_WORK = 1 << 26
 
 
 @dataclass
@@ -108,7 +115,7 @@ def dynamic_ready(kernel: Kernel, key: tuple[object, ...], state: DeviceState, v
     the third of a structure that fits), stored under ``key``; None when the exact kernel is to be built.
     ``same_bits``: whether the backend's emitter says a kernel for every size gives, at a size, that size's bits."""
     observed = _observe(kernel, state)
-    if observed is None:
+    if observed is None or _heavy(observed[0]):
         return None
     with _lock:  # a family's formulas and kernel change together (threads realizing at once)
         found = _reuse_or_build(kernel, state, emit, *observed)
@@ -125,7 +132,7 @@ def exact_ahead(kernel: Kernel, state: DeviceState) -> bool:
     size now, recorded as a size of its family; False when at its turn it will reuse its family's kernel or build it
     (the third size of a structure), or fit it again."""
     observed = _observe(kernel, state)
-    if observed is None:
+    if observed is None or _heavy(observed[0]):
         return True
     _, structure, ints, shape = observed
     with _lock:
@@ -141,6 +148,13 @@ def exact_ahead(kernel: Kernel, state: DeviceState) -> bool:
         if all(t != seen for seen, _ in family.samples):
             family.samples.append((t, ints))
         return True
+
+
+def _heavy(lowered: LoweredKernel) -> bool:
+    """Whether a kernel's work at its size is :data:`EXACT_WORK` or more (it is built exactly, and no family counts
+    it)."""
+    threads = math.prod(lowered.global_size) * math.prod(lowered.local_size)
+    return thread_cost(lowered.uops) * threads >= EXACT_WORK
 
 
 def _family_of(state: DeviceState, structure: tuple[object, ...], shape: tuple[int, ...]
