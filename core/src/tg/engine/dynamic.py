@@ -110,7 +110,7 @@ def family_capabilities(state: DeviceState) -> Capabilities:
 
 def dynamic_ready(kernel: Kernel, key: tuple[object, ...], state: DeviceState, verify: bool,
                   emit: Callable[[LoweredKernel, Capabilities], Program],
-                  same_bits: Callable[[Program, int], bool] = lambda program, t: True) -> ReadyKernel | None:
+                  same_bits: Callable[[Program, int], bool]) -> ReadyKernel | None:
     """The kernel built for every size of ``kernel``'s structure, at ``kernel``'s size (built now when this size is
     the third of a structure that fits), stored under ``key``; None when the exact kernel is to be built.
     ``same_bits``: whether the backend's emitter says a kernel for every size gives, at a size, that size's bits."""

@@ -4,12 +4,15 @@ split a launch across threads."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tg.codegen.program import LaunchVars, buffer_params, variable_params
 from tg.codegen.uops import UOp, base_dtype
 
 from tg_clang.cprelude import storage_type
+
+if TYPE_CHECKING:
+    from tg_clang.dynamic_rows import LaneRule
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,7 @@ class CKernel:
     cost: int
     strategy: str
     launch_vars: LaunchVars = ()  # the units follow a launch variable (see tg.codegen.program.SymbolicSize)
-    lane_rule: Any = None  # a kernel for every size: when it runs row lanes (see tg_clang.dynamic_rows.LaneRule)
+    lane_rule: LaneRule | None = None  # a kernel for every size: when it runs row lanes (tg_clang.dynamic_rows)
 
 
 def kernel_params(uops: list[UOp]) -> list[str]:

@@ -104,15 +104,15 @@ class ClangEmitter(Emitter):
         from tg_clang.tiling import render_tiled
 
         rendered = None
-        spmd, extra = os.environ.get("TG_CLANG_SPMD", "1") != "0", self.capabilities.extra
+        spmd = os.environ.get("TG_CLANG_SPMD", "1") != "0"
         if kernel.dynamic:  # built for every value of a size: one thread at a time, if its bits are the exact ones
             reason = refusal(kernel)
             if reason is not None:
                 raise NotSymbolic(f"tg-clang builds {kernel.name} for its exact sizes: {reason}")
             if spmd:  # a row-pass kernel (a softmax over the size): the exact kernels' row lanes where they take them
-                rendered = render_dynamic_rows(kernel, int(extra.get("lanes", 16)))
+                rendered = render_dynamic_rows(kernel, self._gang()[0])
         elif spmd:
-            rendered = render_tiled(kernel, int(extra.get("lanes", 16)), int(extra.get("rows", 6)))
+            rendered = render_tiled(kernel, *self._gang())
             if kernel.launch_vars and (rendered is None or not rendered.launch_vars):
                 # the exact kernel may take lanes (tiles, lanes across a loop) this one would lose
                 raise NotSymbolic(f"tg-clang renders {kernel.name} in lanes for its exact size only")
@@ -136,5 +136,9 @@ class ClangEmitter(Emitter):
         the loop's length and a cost estimate)."""
         if os.environ.get("TG_CLANG_SPMD", "1") == "0":
             return True
+        return same_order(dynamic, exact, values["n0"], *self._gang())
+
+    def _gang(self) -> tuple[int, int]:
+        """The lane renderer's gang and micro-tile rows (``TG_CLANG_LANES``, ``TG_CLANG_ROWS``)."""
         extra = self.capabilities.extra
-        return same_order(dynamic, exact, values["n0"], int(extra.get("lanes", 16)), int(extra.get("rows", 6)))
+        return int(extra.get("lanes", 16)), int(extra.get("rows", 6))

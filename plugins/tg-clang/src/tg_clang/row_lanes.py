@@ -152,8 +152,7 @@ class RowPassReplay(ReductionReplay):
         body: list[UOp] = []
         current = -1
         trip: UOp | None = None
-        trips: int | UOp = 0
-        whole: int | UOp = 0
+        whole = end = b.const(0, i32)
         for u in uops:
             if current >= 0 and u.op not in (Ops.ENDRANGE, Ops.CONST):
                 body.append(u)
@@ -165,46 +164,34 @@ class RowPassReplay(ReductionReplay):
                 tails[id(u)] = b.define_acc(u.arg, u.dtype)
             elif u.op is Ops.RANGE:
                 current = self.passes.loops.index(u)
-                trips, whole = self._whole_gangs(u, self.passes.trips[current], shared, mine)
-                gangs = whole // lanes if isinstance(whole, int) else b.alu(Ops.IDIV, whole, b.const(lanes, i32))
-                trip = b.range(0, gangs)
+                # the iterations the whole gangs run: constants folded by the builder, or computed at run time from
+                # the replayed end (a kernel for every size)
+                start, end = b.const(u.src[0].arg, i32), shared.get(id(u.src[1])) or mine[id(u.src[1])]
+                count = b.alu(Ops.SUB, end, start)
+                whole = b.alu(Ops.SUB, count, b.alu(Ops.MOD, count, b.const(lanes, i32)))
+                trip = b.range(0, b.alu(Ops.IDIV, whole, b.const(lanes, i32)))
                 first = b.alu(Ops.ADD, b.alu(Ops.MUL, trip, b.const(lanes, i32)), self.lane)
-                shared[id(u)] = b.alu(Ops.ADD, first, b.const(u.src[0].arg, i32))
+                shared[id(u)] = b.alu(Ops.ADD, first, start)
                 self.iteration = first
                 body = []
             elif u.op is Ops.ENDRANGE:
                 assert trip is not None
                 b.end_range(trip)
-                start = u.src[0].src[0].arg
-                if isinstance(trips, int) and isinstance(whole, int):
-                    leftover: bool | UOp = whole < trips
-                else:
-                    assert isinstance(trips, UOp) and isinstance(whole, UOp)
-                    leftover = b.alu(Ops.CMPLT, whole, trips)
+                start = b.const(u.src[0].src[0].arg, i32)
+                lo = b.alu(Ops.ADD, whole, start)
+                cond = b.alu(Ops.CMPLT, lo, end)
+                leftover: bool | UOp = bool(cond.arg) if cond.op is Ops.CONST else cond
                 if leftover is not False:
                     own_tails = {a: tails[a] for a in self.passes.accs[current]}
-                    lo = start + whole if isinstance(whole, int) else b.alu(Ops.ADD, whole, b.const(start, i32))
-                    hi = start + trips if isinstance(trips, int) else b.alu(Ops.ADD, trips, b.const(start, i32))
-                    self._leftover_pass(body, shared, mine, own_tails, lo, hi, u.src[0])
+                    self._leftover_pass(body, shared, mine, own_tails, lo, end, u.src[0])
                 self._combine_pass(mine, tails, self.passes.accs[current], leftover)
                 current, self.iteration = -1, None
             else:
                 mine[id(u)] = self._replay_stashed(u, shared, mine)
         return eliminate_dead(b.uops)
 
-    def _whole_gangs(self, loop: UOp, trips: int | None, shared: dict[int, UOp], mine: dict[int, UOp]
-                     ) -> tuple[int | UOp, int | UOp]:
-        """A loop's trip count and the iterations its whole gangs run: constants, or micro-ops where its end is
-        computed at run time (from the replayed end)."""
-        if trips is not None:
-            return trips, trips - trips % self.lanes
-        b, i32 = self.b, dtypes.int32
-        end = shared.get(id(loop.src[1])) or mine[id(loop.src[1])]
-        count = b.alu(Ops.SUB, end, b.const(loop.src[0].arg, i32))
-        return count, b.alu(Ops.SUB, count, b.alu(Ops.MOD, count, b.const(self.lanes, i32)))
-
     def _leftover_pass(self, body: list[UOp], shared: dict[int, UOp], mine: dict[int, UOp], tails: dict[int, UOp],
-                       lo: int | UOp, hi: int | UOp, loop: UOp) -> None:
+                       lo: UOp, hi: UOp, loop: UOp) -> None:
         """The iterations past the last whole gang, one at a time (uniform), into the leftover accumulators of this
         loop's accumulators (``tails``; an earlier loop's accumulator is read as its combined value)."""
         b = self.b
