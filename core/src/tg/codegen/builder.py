@@ -65,12 +65,16 @@ class KernelBuilder:
 
     def _add(self, op: Ops, dtype: AnyDType | None, src: tuple[UOp, ...] = (), arg: Any = None,
              pure: bool = True) -> UOp:
-        key = (op, dtype, tuple(id(s) for s in src), exact_key(arg) if op is Ops.CONST else arg)  # -0.0 is not 0.0
-        if pure and key in self._cache:
-            return self._cache[key]
-        vmin, vmax = (-math.inf, math.inf)
-        if dtype is not None and isinstance(dtype, DType) and (dtype.is_int or dtype == dtypes.bool):
+        # (the hottest function of a lowering: written for speed)
+        if pure:
+            key = (op, dtype, tuple(map(id, src)), exact_key(arg) if op is Ops.CONST else arg)  # -0.0 is not 0.0
+            found = self._cache.get(key)
+            if found is not None:
+                return found
+        if dtype.__class__ is DType and dtype.kind in "iub":  # integers and bools
             vmin, vmax = _int_bounds(op, src, arg)
+        else:
+            vmin, vmax = -math.inf, math.inf
         u = UOp(op, dtype, src, arg, vmin, vmax)
         self.uops.append(u)
         if pure:
@@ -167,14 +171,14 @@ class KernelBuilder:
 
     def _simplify(self, op: Ops, src: tuple[UOp, ...], out: DType) -> UOp | None:
         """Algebraic and range-based rewrites; None when nothing applies."""
-        if all(s.is_const for s in src) and op in ALU:
+        if src[0].op is Ops.CONST and all(s.op is Ops.CONST for s in src) and op in ALU:
             try:
                 value = fold(op, [s.arg for s in src], out)
             except (ArithmeticError, ValueError):
                 value = None
             if value is not None:
                 return self.const(value, out)
-        if not (out.is_int or out == dtypes.bool):
+        if out.kind not in "iub":  # (integers and bools)
             return None
         a = src[0]
         b = src[1] if len(src) > 1 else None
@@ -318,23 +322,25 @@ def _coefficient(u: UOp) -> int:
 def fold(op: Ops, args: list[Any], dtype: DType) -> Any:
     """Evaluate an ALU op on Python constants as the device does (see :mod:`tg.testing.test_semantics`):
     C's truncating division, ``x / 0 == x % 0 == 0``, wrap-around; bool NEG is NOT.  None if unsure."""
-    a = args[0]
     if dtype.is_int or dtype == dtypes.bool or op in COMPARISONS:
-        table: dict[Ops, Any] = {
-            Ops.NEG: lambda: -a if dtype != dtypes.bool else not a, Ops.ADD: lambda: a + args[1],
-            Ops.SUB: lambda: a - args[1], Ops.MUL: lambda: a * args[1], Ops.MAX: lambda: max(a, args[1]),
-            Ops.IDIV: lambda: _idiv(int(a), int(args[1])), Ops.MOD: lambda: _mod(int(a), int(args[1])),
-            Ops.CMPLT: lambda: a < args[1], Ops.CMPNE: lambda: a != args[1], Ops.CMPEQ: lambda: a == args[1],
-            Ops.AND: lambda: a & args[1], Ops.OR: lambda: a | args[1], Ops.XOR: lambda: a ^ args[1],
-            Ops.WHERE: lambda: args[1] if a else args[2], Ops.MULACC: lambda: a * args[1] + args[2],
-        }
-        if op not in table:
+        rule = _INT_FOLDS.get(op)
+        if rule is None:
             return None
-        value = table[op]()
+        value = rule(args, dtype)
         if value is None or op in COMPARISONS or dtype == dtypes.bool:
             return value
         return as_value(value, dtype)  # wraps like the hardware (MIN / -1 == MIN)
     return None  # floats are left to the device, whose rounding the oracle checks
+
+
+_INT_FOLDS: dict[Ops, Any] = {  # op -> (operands, dtype) -> value, for integers, bools and comparisons
+    Ops.NEG: lambda x, dt: -x[0] if dt != dtypes.bool else not x[0], Ops.ADD: lambda x, dt: x[0] + x[1],
+    Ops.SUB: lambda x, dt: x[0] - x[1], Ops.MUL: lambda x, dt: x[0] * x[1], Ops.MAX: lambda x, dt: max(x[0], x[1]),
+    Ops.IDIV: lambda x, dt: _idiv(int(x[0]), int(x[1])), Ops.MOD: lambda x, dt: _mod(int(x[0]), int(x[1])),
+    Ops.CMPLT: lambda x, dt: x[0] < x[1], Ops.CMPNE: lambda x, dt: x[0] != x[1], Ops.CMPEQ: lambda x, dt: x[0] == x[1],
+    Ops.AND: lambda x, dt: x[0] & x[1], Ops.OR: lambda x, dt: x[0] | x[1], Ops.XOR: lambda x, dt: x[0] ^ x[1],
+    Ops.WHERE: lambda x, dt: x[1] if x[0] else x[2], Ops.MULACC: lambda x, dt: x[0] * x[1] + x[2],
+}
 
 
 def _idiv(a: int, b: int) -> int:

@@ -54,8 +54,8 @@ class DType:
         return self.name == other.name and self.itemsize == other.itemsize and self.kind == other.kind and \
             self.priority == other.priority  # (the names differ at once for most unequal pairs)
 
-    def __hash__(self) -> int:  # what the dataclass would make: the fields' tuple's
-        return hash((self.name, self.itemsize, self.kind, self.priority))
+    def __hash__(self) -> int:  # (equal dtypes have equal names; a str caches its hash)
+        return hash(self.name)
 
 
 class dtypes:  # noqa: N801 - a namespace spelt like the module users expect (tg.dtypes.float32)
@@ -113,6 +113,8 @@ def as_value(value: Any, dtype: DType) -> bool | int | float:
     """``value`` as a Python scalar of ``dtype``, exactly as the device holds it: integers wrap around like the
     hardware's, floats are rounded to the dtype once (float16 65520 -> inf), and a float given for an integer
     dtype converts like a cast does (truncated toward zero, saturated to the dtype's range, NaN -> 0)."""
+    if dtype is dtypes.int32 and value.__class__ is int and -0x80000000 <= value <= 0x7FFFFFFF:
+        return value  # (index arithmetic: most calls)
     if dtype == dtypes.bool:
         return bool(value)
     if dtype.is_int:
