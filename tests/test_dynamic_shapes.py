@@ -76,6 +76,37 @@ def test_built_at_the_third_size_then_reused(interpreter: Any) -> None:
     assert [bool(p.launch_vars) or "n0" in p.variables for p in interpreter.compiled] == [False, False, True]
 
 
+def test_a_kernel_met_at_one_size_is_not_lowered_for_families(interpreter: Any, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """A family's lowering is a second one on top of the exact build: a kernel whose outline (its structure without
+    views and int32 constants) is new skips it; the second kernel of the outline brings the first one's lowering
+    (kept without its buffers: they go when the program drops them), so the third size still builds the family."""
+    import gc
+    import weakref
+
+    from tg.engine import dynamic
+
+    lowered: list[tuple[int, ...]] = []
+    original = dynamic._lower_for_families
+
+    def counting(kernel: Kernel, state: Any) -> Any:
+        lowered.append(kernel.output.shape)
+        return original(kernel, state)
+
+    monkeypatch.setattr(dynamic, "_lower_for_families", counting)
+    x = Tensor(np.ones((3, 5, 4), dtype=np.float32))
+    out = x.sum(axis=1).realize()
+    assert lowered == []
+    gone = weakref.ref(out.lazydata.base.realized)
+    del out
+    gc.collect()
+    assert gone() is None  # (the kept kernel holds no buffer)
+    _sum_over(6)
+    assert lowered == [(3, 1, 4), (3, 1, 4)]  # the first one's, then the second's
+    _sum_over(7)
+    assert [bool(p.launch_vars) or "n0" in p.variables for p in interpreter.compiled] == [False, False, True]
+
+
 def test_a_misfit_is_built_for_its_size(interpreter: Any) -> None:
     """A cube's t³ elements: the quadratic through 2, 3 and 4 is wrong at 5, 6 and 7, which are built (and right)
     for their exact sizes after refits that find no quadratic through four sizes or more."""

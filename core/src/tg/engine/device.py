@@ -174,6 +174,7 @@ class DeviceState:
         #: kernels built for every value of a size anywhere (tg.engine.dynamic), by lowered structure
         self.dynamic_shapes = self.symbolic_launch and bool(backend.runtime.dynamic_shapes)
         self.families: Recent[tuple[object, ...], Any] = Recent(bound)
+        self.outlines: Recent[tuple[object, ...], Any] = Recent(bound)  # kernels' outlines met (tg.engine.dynamic)
         self.dynamic_launches: Recent[int, int] = Recent(bound)  # id of a ReadyKernel at one size -> its launches
         self.kernel_count = 0
         self.kernel_seconds = 0.0

@@ -23,6 +23,7 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
 from tg.backends.contract import Capabilities, NotSymbolic, TooManyRegisters
 from tg.codegen.generalize import Poly, bound, evaluate, fit, generalize, skeleton
@@ -33,6 +34,7 @@ from tg.codegen.rewrites import eliminate_dead
 from tg.codegen.tiles import thread_cost
 from tg.engine.device import DeviceState, ReadyKernel
 from tg.schedule.scheduler import Kernel
+from tg.support.dtype import DType
 from tg.support.helpers import debug_level
 
 #: Sizes a structure is met with before its generalized kernel is built (three points fix a quadratic).
@@ -171,7 +173,60 @@ def _family_of(state: DeviceState, structure: tuple[object, ...], shape: tuple[i
 def _observe(kernel: Kernel, state: DeviceState
              ) -> tuple[LoweredKernel, tuple[object, ...], tuple[int, ...], tuple[int, ...]] | None:
     """``kernel`` lowered for families, its skeleton's structure and integers, and its full shape (None: it does not
-    lower; its exact build raises that again, or lowers it without register tiles)."""
+    lower, its exact build raises that again or lowers it without register tiles; or its outline is new, see
+    :func:`_first_of_outline`)."""
+    earlier = _first_of_outline(kernel, state)
+    if earlier is None:
+        return None
+    if earlier is not kernel:  # the first kernel of this outline joins the families now, as it would have then
+        first = _lower_for_families(earlier, state)
+        if first is not None and not _heavy(first[0]):
+            with _lock:
+                if _family_of(state, first[1], first[3]) is None:
+                    _new_sample(state, first[1], earlier, first[2], first[3])
+    return _lower_for_families(kernel, state)
+
+
+def _first_of_outline(kernel: Kernel, state: DeviceState) -> Kernel | None:
+    """None when ``kernel`` is the first kernel of its outline (kept, light, for later); else the first one if it has
+    not joined the families yet, or ``kernel`` itself.
+
+    A kernel's outline is its structure without views and int32 constants: two kernels a family could group (whose
+    lowerings differ only in integers) have one outline.  Most kernels of a program are met at one size only, so a
+    kernel is lowered for families (a second lowering, on top of its exact build) only once a second kernel of its
+    outline is met; the first is lowered then, so a family still starts from the first size it met."""
+    outline = (len(kernel.output.shape), tuple(
+        (op, dtype, None if op == "CONST" and dtype == "int32" else arg[0] if op in ("CONST", "LOAD") else arg, srcs)
+        for op, dtype, arg, srcs in kernel.structure))
+    with _lock:
+        earlier = state.outlines.get(outline)
+        state.outlines[outline] = _MET_TWICE if earlier is not None else _light(kernel)
+    if earlier is None:
+        return None
+    return kernel if earlier is _MET_TWICE else earlier
+
+
+@dataclass(frozen=True)
+class _Sized:
+    """What a lowering reads of a buffer: its shape and dtype."""
+
+    shape: tuple[int, ...]
+    dtype: DType
+
+
+def _light(kernel: Kernel) -> Kernel:
+    """``kernel`` without its buffers (which may be large, and go when the program lets them go): what lowering reads,
+    its tree, its parameters' values and its output's and inputs' shapes and dtypes."""
+    return Kernel(kernel.ast, cast(Any, _Sized(kernel.output.shape, kernel.output.dtype)),
+                  [cast(Any, _Sized(i.shape, i.dtype)) for i in kernel.inputs], kernel.structure, list(kernel.params))
+
+
+#: The value of an outline met twice or more (its kernels are lowered for families when met).
+_MET_TWICE = Kernel(cast(Any, None), cast(Any, None))
+
+
+def _lower_for_families(kernel: Kernel, state: DeviceState
+                        ) -> tuple[LoweredKernel, tuple[object, ...], tuple[int, ...], tuple[int, ...]] | None:
     try:
         lowered = lower(kernel, family_capabilities(state), stable=True)
     except (TooManyRegisters, ValueError):
