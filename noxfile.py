@@ -10,6 +10,10 @@ machine).  `nox -s fuzz` (not run by plain `nox`) fuzzes for long.  `nox -s NAME
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nox
@@ -25,6 +29,28 @@ nox.options.reuse_existing_virtualenvs = False
 # uv creates the environments and installs into them in seconds where pip takes ten or more; without uv installed,
 # nox falls back to virtualenv and pip (session.install works the same on both)
 nox.options.default_venv_backend = "uv|virtualenv"
+
+
+@contextmanager
+def beside(session: nox.Session, args: list[str], env: dict[str, str], what: str) -> Iterator[None]:
+    """Run ``args`` (a command of the session's environment) in the background while the block runs: a one-process
+    job beside a pytest run that does not fill both cores.  Its output is shown after the block; the session fails
+    if it fails, and it is killed if the block fails."""
+    log = Path(session.create_tmp()) / f"{what.replace(' ', '-')}.log"
+    session.log(f"{what}, in the background: {' '.join(args)} (output: {log})")
+    path = f"{session.bin}{os.pathsep}{os.environ.get('PATH', '')}"
+    with log.open("wb") as out:
+        job = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PATH": path, **env})
+    try:
+        yield
+    except BaseException:
+        job.kill()
+        job.wait()
+        raise
+    code = job.wait()
+    print(log.read_text(errors="replace"), end="", flush=True)
+    if code != 0:
+        session.error(f"{what} failed (exit code {code}): {' '.join(args)}")
 
 
 @nox.session
@@ -88,8 +114,6 @@ FUZZ_CI_EXAMPLES = {"ptx:emu": "1500", "clang": "500"}
 def fuzz(session: nox.Session) -> None:
     """A long differential fuzzing run (not part of `nox`): random programs on clang and ptx:emu against the numpy
     backend, TG_FUZZ_EXAMPLES each (default 20,000; e.g. `TG_FUZZ_EXAMPLES=100000 nox -s fuzz`)."""
-    import os
-
     session.install("./core[testing]", "./plugins/tg-clang", "./plugins/tg-ptx")
     examples = os.environ.get("TG_FUZZ_EXAMPLES", "20000")
     cache = str(Path(session.create_tmp()) / "tg-cache")
@@ -115,9 +139,7 @@ def ptx(session: nox.Session) -> None:
     sm_90 (in batches).  Without a CUDA toolkit, ptxas comes from NVIDIA's wheel (the ``tg-ptx[ptxas]``
     extra); if even that cannot be had, the check is skipped, saying so (with CI set, the session fails).
     """
-    import os
-
-    session.install("./core[testing]", "./plugins/tg-ptx")
+    session.install("./core[testing]", "./plugins/tg-ptx", "pytest-xdist")
     env = {"TG_PLUGINS": "ptx"}
     session.run("pytest", "tests/ptx", *session.posargs, env=env)
 
@@ -135,10 +157,11 @@ def ptx(session: nox.Session) -> None:
         message = ("ptxas not found: the kit runs on ptx:emu without the assembler check "
                    "(install the CUDA toolkit, or pip install './plugins/tg-ptx[ptxas]')")
         session.error(message) if os.environ.get("CI") else session.warn(message)
-    session.run("pytest", "--pyargs", "tg.testing", "-p", "tg_ptx.pytest_plugin", *session.posargs,
-                env={**env, "TG_BACKEND": "ptx:emu", **verify})
-    session.run("pytest", "--pyargs", "tg.testing.test_fuzz", "-q",
-                env={**env, "TG_BACKEND": "ptx:emu", "TG_FUZZ_EXAMPLES": FUZZ_CI_EXAMPLES["ptx:emu"]})
+    fuzz = ["pytest", "--pyargs", "tg.testing.test_fuzz", "-q", "-p", "no:cacheprovider"]
+    with beside(session, fuzz, {**env, "TG_BACKEND": "ptx:emu", "TG_FUZZ_EXAMPLES": FUZZ_CI_EXAMPLES["ptx:emu"]},
+                "differential fuzzer on ptx:emu"):
+        session.run("pytest", "--pyargs", "tg.testing", "-n", "auto", "-p", "tg_ptx.pytest_plugin",
+                    *session.posargs, env={**env, "TG_BACKEND": "ptx:emu", **verify})
     # the one-command GPU check, at small sizes on the emulator, so that it never rots
     session.run("python", "-m", "tg_ptx.check", "--dry-run", "--out", f"{session.create_tmp()}/tg-ptx-check.md",
                 env=env)
@@ -148,15 +171,13 @@ def ptx(session: nox.Session) -> None:
 def rdna(session: nox.Session) -> None:
     """tg-rdna: its tests (every corpus kernel assembled and linked by LLVM, the emulator's instruction tests), then
     the conformance kit on rdna:emu (each kernel built into a code object by llvm-mc + ld.lld and run by the
-    emulator from LLVM's disassembly of it), then the digits example's quick run trained on rdna:emu (both
+    emulator from LLVM's disassembly of it), and beside it the digits example's quick run trained on rdna:emu (both
     models must pass 50% test accuracy, where chance is 10%).
 
     Needs LLVM 15 or newer with lld (Debian 12: `apt-get install -y llvm-19 lld-19`; CI's .ci/run installs them).
     Without it the session fails under CI (CI set) and is skipped elsewhere.  Code objects are cached in the
     session's tmp dir.
     """
-    import os
-
     session.install("./core[testing,examples]", "./plugins/tg-rdna", "pytest-xdist")
     env = {"TG_PLUGINS": "rdna", "TG_CACHE_DIR": f"{session.create_tmp()}/tg-cache"}
     problem = session.run("python", "-c", "from tg_rdna.toolchain import problem; print(problem() or '')",
@@ -165,10 +186,11 @@ def rdna(session: nox.Session) -> None:
     if problem:
         session.error(problem) if os.environ.get("CI") else session.skip(problem)
     session.run("pytest", "tests/rdna", "-n", "auto", *session.posargs, env=env)
-    session.run("pytest", "--pyargs", "tg.testing", "-q", "-n", "auto", "-p", "no:cacheprovider", *session.posargs,
-                env={**env, "TG_BACKEND": "rdna:emu"})
-    session.run("python", "examples/train_digits.py", "--quick", "--require-accuracy", "0.5",
-                "--checkpoint-dir", f"{session.create_tmp()}/checkpoints", env={**env, "TG_BACKEND": "rdna:emu"})
+    digits = ["python", "examples/train_digits.py", "--quick", "--require-accuracy", "0.5", "--checkpoint-dir",
+              f"{session.create_tmp()}/checkpoints"]
+    with beside(session, digits, {**env, "TG_BACKEND": "rdna:emu"}, "digits example on rdna:emu"):
+        session.run("pytest", "--pyargs", "tg.testing", "-q", "-n", "auto", "-p", "no:cacheprovider",
+                    *session.posargs, env={**env, "TG_BACKEND": "rdna:emu"})
 
 
 @nox.session
@@ -178,7 +200,6 @@ def clang(session: nox.Session) -> None:
     Needs clang (Debian 12: `apt-get install -y clang`, clang 14; CI's .ci/run installs it).  Without it the
     session fails under CI (CI set) and is skipped elsewhere.  Kernels are cached in the session's tmp dir.
     """
-    import os
     import shutil
 
     compiler = os.environ.get("TG_CC") or "clang"
@@ -189,9 +210,10 @@ def clang(session: nox.Session) -> None:
     env = {"TG_PLUGINS": "clang", "TG_CACHE_DIR": str(Path(session.create_tmp()) / "tg-cache")}
     session.run("pytest", "tests/clang", "-n", "auto", *session.posargs, env=env)
     # a cold kit run is mostly compiling ~1,700 kernels: one pytest worker per core compiles them in parallel
-    session.run("pytest", "--pyargs", "tg.testing", "-q", "-n", "auto", env={**env, "TG_BACKEND": "clang"})
-    session.run("pytest", "--pyargs", "tg.testing.test_fuzz", "-q",
-                env={**env, "TG_BACKEND": "clang", "TG_FUZZ_EXAMPLES": FUZZ_CI_EXAMPLES["clang"]})
+    fuzz = ["pytest", "--pyargs", "tg.testing.test_fuzz", "-q", "-p", "no:cacheprovider"]
+    with beside(session, fuzz, {**env, "TG_BACKEND": "clang", "TG_FUZZ_EXAMPLES": FUZZ_CI_EXAMPLES["clang"]},
+                "differential fuzzer on clang"):
+        session.run("pytest", "--pyargs", "tg.testing", "-q", "-n", "auto", env={**env, "TG_BACKEND": "clang"})
     session.run("python", "bench/cpu.py", "--quick", "--no-peers", env={**env, "TG_BACKEND": "clang"})
 
 
