@@ -36,7 +36,7 @@ def beside(session: nox.Session, args: list[str], env: dict[str, str], what: str
     """Run ``args`` (a command of the session's environment) in the background while the block runs: a one-process
     job beside a pytest run that does not fill both cores.  Its output is shown after the block; the session fails
     if it fails, and it is killed if the block fails."""
-    log = Path(session.create_tmp()) / f"{what.replace(' ', '-')}.log"
+    log = Path(session.create_tmp()) / ("".join(c if c.isalnum() else "-" for c in what) + ".log")
     session.log(f"{what}, in the background: {' '.join(args)} (output: {log})")
     path = f"{session.bin}{os.pathsep}{os.environ.get('PATH', '')}"
     with log.open("wb") as out:
