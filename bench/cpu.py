@@ -4,10 +4,11 @@
     python bench/cpu.py            # the full run (a few minutes)
     python bench/cpu.py --quick    # small sizes, two repeats: a smoke test for CI
 
-Every figure is the median of several runs, all taken in this one process; a result is checked against
-numpy's before it is timed.  OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed before numpy loads, so
-numpy's BLAS picks its own kernels for this CPU.  PyTorch and tinygrad are references only: nothing of tg
-depends on them (``pip install torch==2.13.0 tinygrad==0.14.0`` to include them).
+Every figure is the median of several runs, all taken in this one process, in rounds that take the libraries in
+turn (a shared machine whose load changes slows them alike); a result is checked against numpy's before it is
+timed.  OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed before numpy loads, so numpy's BLAS picks its own
+kernels for this CPU.  PyTorch and tinygrad are references only: nothing of tg depends on them
+(``pip install torch==2.13.0 tinygrad==0.14.0`` to include them).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Row:
         return self.unit not in ("ms", "us")
 
 
-def median_seconds(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> float:
+def run_times(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> list[float]:
     for _ in range(warmup):
         fn()
     times = []
@@ -50,7 +51,16 @@ def median_seconds(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> float
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> float:
+    return statistics.median(run_times(fn, repeat, warmup))
+
+
+#: Rounds a row's runs are taken in, each implementation in turn per round: a machine whose load changes during a row
+#: (a shared host) slows every implementation alike, so the ratios hold better than with each one's runs in a block.
+ROUNDS = 3
 
 
 class Peers:
@@ -84,11 +94,17 @@ class Peers:
 
 def measure(rows: list[Row], name: str, unit: str, amount: float, impls: dict[str, Callable[[], Any]],
             repeat: int, show: bool = True) -> Row:
-    """Time each implementation; ``amount`` is FLOPs or bytes per call (None for plain milliseconds)."""
+    """Time each implementation, ``repeat`` runs each taken in :data:`ROUNDS` rounds of every implementation in turn,
+    and keep each one's median; ``amount`` is FLOPs or bytes per call (None for plain milliseconds)."""
     row = Row(name, unit)
-    for label, fn in impls.items():
-        time.sleep(0.2)  # let the previous library's worker threads stop spinning (OpenBLAS, OpenMP)
-        seconds = median_seconds(fn, repeat)
+    times: dict[str, list[float]] = {label: [] for label in impls}
+    rounds = min(ROUNDS, repeat)
+    for r in range(rounds):
+        for label, fn in impls.items():
+            time.sleep(0.2)  # let the previous library's worker threads stop spinning (OpenBLAS, OpenMP)
+            times[label] += run_times(fn, repeat // rounds + (r < repeat % rounds))  # (a warm-up call each round)
+    for label, runs in times.items():
+        seconds = statistics.median(runs)
         row.figures[label] = {"ms": seconds * 1e3, "us": seconds * 1e6}.get(unit, amount / seconds / 1e9)
     rows.append(row)
     if show:
