@@ -119,3 +119,26 @@ def test_rows_of_19_keep_the_full_gang() -> None:
     a, b = rng.standard_normal((903, 125)).astype("float32"), rng.standard_normal((125, 19)).astype("float32")
     new = _new_strategies(lambda: matches_numpy(lambda t: t[0] @ t[1], [a, b]))
     assert "tiled6x16" in new.values(), new
+
+
+def test_tiles_planned_for_avx512_compile_to_512_bit_registers() -> None:
+    """The 6x32 tiles are planned for 64-byte registers; clang's tuning for recent Xeons splits vectors into 256-bit
+    halves unless told otherwise (-mprefer-vector-width=512 in tg_clang.compiler.BASE_FLAGS), which halves a
+    matmul's FMA throughput.  The kernel's machine code must use the zmm registers."""
+    import subprocess
+
+    from tg_clang import compiler
+
+    if " avx512f" not in compiler._host_cpu():
+        pytest.skip("needs a CPU with AVX-512 (this machine's /proc/cpuinfo flags lack avx512f)")
+    a, b = rng.standard_normal((70, 700)).astype("float32"), rng.standard_normal((700, 160)).astype("float32")
+    from tg.engine.device import device_state
+
+    before = {key for key, _ in device_state("clang").binaries.items()}
+    matches_numpy(lambda t: t[0] @ t[1], [a, b])
+    ((source, program),) = [(key[1], p) for key, p in device_state("clang").binaries.items() if key not in before]
+    assert program.strategy == "tiled6x32", program.strategy
+    flags = [f for f in compiler.default_flags() if f != "-shared" and not f.startswith("-l")]
+    asm = subprocess.run([compiler.require_compiler(), *flags, "-S", "-x", "c", "-", "-o", "-"], check=True,
+                         input=source.encode(), capture_output=True).stdout.decode()
+    assert "vfmadd231ps\t%zmm" in asm or "vfmadd231ps %zmm" in asm, "no 512-bit FMA in the matmul kernel"
