@@ -19,7 +19,8 @@ or one gang of 16 and a masked one), and up to 4 times wider
 for kernels with loops whose tiles have at most half the configured rows and run all SIMD (a reduction down the
 rows into one row of outputs: each register of the wide gang then accumulates on its own, instead of every add
 waiting for the one before).  Full-height tiles double their gang where the CPU has the registers (AVX-512: a 6x32
-float32 matmul tile, each broadcast serving two FMAs) and the packed panel is past L1 at either width.  Inside a
+float32 matmul tile, each broadcast serving two FMAs), on AMD's Zen 4 only where the packed panel is past L1 at
+either width (its 512-bit FMAs are two halves).  Inside a
 work unit the column gangs are the outer loop and the micro-tiles of rows the inner one, so a packed panel serves
 many micro-tiles; units that pack are made tall (about 512 rows), since copying a panel down a long stride costs
 as much as tens of rows of tiles using it.
@@ -380,9 +381,18 @@ def _taller_units(t: Tiling) -> Tiling:
 #: float32 tile, two loads and six broadcasts per twelve FMAs instead of one and six per six; AVX2's 16 registers
 #: hold no more than the 6x16 tile).
 WIDE_TILE_REGISTERS = 12
-#: Bytes of packed panel a tile's gang may double past: a panel that fits L1 would no longer (512 x 512 float32 on
-#: Zen 4: 6x32 0.91-0.95x numpy, 6x16 1.0x; 1024 and 2048, whose panels are past L1 at either width, gain 3-6%).
+#: Bytes of packed panel a tile's gang may double past on AMD's Zen 4, whose 512-bit FMAs are two 256-bit halves: a
+#: panel that fits L1 would no longer (512 x 512 float32: 6x32 0.91-0.95x numpy, 6x16 1.0x; 1024 and 2048, whose
+#: panels are past L1 at either width, gain 3-6%).  Intel's AVX-512 cores have whole 512-bit FMA units, and the wider
+#: gang wins at any panel (Xeon model 207, 512 x 512, three alternating pairs: 6x16 119-144 GFLOPS, 6x32 151-157).
 L1_PANEL = 32 << 10
+
+
+def _wide_gang_panel() -> int:
+    """The packed panel's size in bytes past which a full-height tile doubles its gang (see :data:`L1_PANEL`)."""
+    from tg_clang.compiler import _host_cpu
+
+    return L1_PANEL if "AuthenticAMD" in _host_cpu() else 0
 
 
 def _register_bytes() -> int:
@@ -484,10 +494,10 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
                 functions, packs, cost, _ = _render_tiles(name, uops, t, gang, stream=not symbolic)
                 break
             factor //= 2
-    elif t.rows == rows and not lane_by_lane and sum(p.elements * p.dtype.itemsize for p in packs) > L1_PANEL \
-            and 2 * rows * lanes * _widest_item(uops) <= WIDE_TILE_REGISTERS * _register_bytes():
-        # full-height tiles whose panel is past L1 anyway, on a CPU with registers for twice the accumulators: two
-        # vectors of each row, so each broadcast of a row's operand serves two FMAs
+    elif t.rows == rows and not lane_by_lane and sum(p.elements * p.dtype.itemsize for p in packs) > \
+            _wide_gang_panel() and 2 * rows * lanes * _widest_item(uops) <= WIDE_TILE_REGISTERS * _register_bytes():
+        # full-height tiles (on Zen 4, whose panel is past L1 anyway), on a CPU with registers for twice the
+        # accumulators: two vectors of each row, so each broadcast of a row's operand serves two FMAs
         wide = choose_tiling(uops, grid, 2 * lanes, rows)
         if wide is not None and wide.full_cols == t.full_cols and wide.rows == t.rows and not wide.transposed:
             rendered = _render_tiles(name, uops, wide, 2 * lanes, stream=not symbolic)
