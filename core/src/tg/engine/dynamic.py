@@ -7,7 +7,9 @@ structure of their exact lowering (:func:`tg.codegen.generalize.skeleton`: the m
 ``SPECIAL`` size and launch dim left out).  A structure met at three sizes ``t`` (the first dimension of the
 kernel's full shape that differs between them) whose integers fit polynomials of degree two in ``t``
 (:func:`~tg.codegen.generalize.fit`) gets one kernel built for every ``t`` up to a bound, ``t`` being the int32
-launch variable ``n0`` (:func:`~tg.codegen.generalize.generalize`); the third size already launches it.
+launch variable ``n0`` (:func:`~tg.codegen.generalize.generalize`); the third size already launches it.  (The
+lowering for families is a second one on top of a kernel's exact build: it is made only once a second kernel of the
+same *outline*, its structure without views and int32 constants, is met, and the first one's is made then.)
 
 A later kernel reuses it only after its own exact lowering showed the same structure and integers equal to the
 polynomials at its ``t``: then the generalized kernel computes exactly what that lowering would (lowering costs
