@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import threading
-import weakref
 from dataclasses import replace
 from typing import Any
 
@@ -45,26 +43,8 @@ def lower(kernel: Kernel, caps: Capabilities, symbolic: bool = False, stable: bo
     so (work-group reductions, tensor cores, no room for a second row).  ``stable``: work groups of
     ``caps.group_size`` threads whatever the sizes (not fewer for a small launch), so that lowerings at other sizes
     have the same micro-ops (:mod:`tg.engine.dynamic`)."""
-    stable = stable and caps.group_size > 1  # (without work groups it changes nothing)
-    last = _last.lowering
-    if last is not None and last[0]() is kernel and last[1:4] == (symbolic, stable, caps):
-        return last[4]
     _check_index_range(kernel)
-    lowered = _Lowering(kernel, caps, symbolic, stable).run()
-    _last.lowering = (weakref.ref(kernel), symbolic, stable, caps, lowered)  # (not the kernel: its buffers may go)
-    return lowered
-
-
-class _LastLowering(threading.local):
-    """The last lowering made on this thread: the engine lowers a new kernel for its dynamic-shapes family and, when
-    it is built for its exact size, again for the backend, which are often the same capabilities (a backend without
-    register tiles, vectors and work groups); a lowering is a pure function of the kernel and its arguments, and
-    neither ever changes (a LoweredKernel is frozen, its micro-ops too)."""
-
-    lowering: tuple[weakref.ref[Kernel], bool, bool, Capabilities, LoweredKernel] | None = None
-
-
-_last = _LastLowering()
+    return _Lowering(kernel, caps, symbolic, stable).run()
 
 
 def symbolic_bound(kernel: Kernel, inner_threads: int, group: int, caps: Capabilities) -> int:

@@ -202,10 +202,10 @@ def _first_of_outline(kernel: Kernel, state: DeviceState) -> Kernel | None:
         for op, dtype, arg, srcs in kernel.structure))
     with _lock:
         earlier = state.outlines.get(outline)
-        state.outlines[outline] = _MET_TWICE if earlier is not None else _light(kernel)
+        state.outlines[outline] = True if earlier is not None else _light(kernel)  # True: met twice or more
     if earlier is None:
         return None
-    return kernel if earlier is _MET_TWICE else earlier
+    return kernel if earlier is True else earlier
 
 
 @dataclass(frozen=True)
@@ -221,10 +221,6 @@ def _light(kernel: Kernel) -> Kernel:
     its tree, its parameters' values and its output's and inputs' shapes and dtypes."""
     return Kernel(kernel.ast, cast(Any, _Sized(kernel.output.shape, kernel.output.dtype)),
                   [cast(Any, _Sized(i.shape, i.dtype)) for i in kernel.inputs], kernel.structure, list(kernel.params))
-
-
-#: The value of an outline met twice or more (its kernels are lowered for families when met).
-_MET_TWICE = Kernel(cast(Any, None), cast(Any, None))
 
 
 def _lower_for_families(kernel: Kernel, state: DeviceState

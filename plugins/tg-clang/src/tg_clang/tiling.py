@@ -20,10 +20,9 @@ for kernels with loops whose tiles have at most half the configured rows and run
 rows into one row of outputs: each register of the wide gang then accumulates on its own, instead of every add
 waiting for the one before).  Full-height tiles double their gang where the CPU has the registers (AVX-512: a 6x32
 float32 matmul tile, each broadcast serving two FMAs), on AMD's Zen 4 only where the packed panel is past L1 at
-either width (its 512-bit FMAs are two halves).  Inside a
-work unit the column gangs are the outer loop and the micro-tiles of rows the inner one, so a packed panel serves
-many micro-tiles; units that pack are made tall (about 512 rows), since copying a panel down a long stride costs
-as much as tens of rows of tiles using it.
+either width (its 512-bit FMAs are two halves).  Inside a work unit the column gangs are the outer loop and the
+micro-tiles of rows the inner one, so a packed panel serves many micro-tiles; units that pack are made tall (about
+512 rows), since copying a panel down a long stride costs as much as tens of rows of tiles using it.
 
 A kernel whose launch rows fold several output dims (core puts innermost the one that loads varying across the
 lanes do not depend on: a convolution's output channel) may take *aligned* micro-tiles: a height that divides the
@@ -384,7 +383,8 @@ WIDE_TILE_REGISTERS = 12
 #: Bytes of packed panel a tile's gang may double past on AMD's Zen 4, whose 512-bit FMAs are two 256-bit halves: a
 #: panel that fits L1 would no longer (512 x 512 float32: 6x32 0.91-0.95x numpy, 6x16 1.0x; 1024 and 2048, whose
 #: panels are past L1 at either width, gain 3-6%).  Intel's AVX-512 cores have whole 512-bit FMA units, and the wider
-#: gang wins at any panel (Xeon model 207, 512 x 512, three alternating pairs: 6x16 119-144 GFLOPS, 6x32 151-157).
+#: gang wins at any panel (Xeon model 207, 512 x 512, five alternating pairs: 6x16 64-120 GFLOPS, 6x32 75-186, each
+#: pair in 6x32's favour).
 L1_PANEL = 32 << 10
 
 
