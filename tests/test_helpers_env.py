@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pytest
-from tg.support.helpers import ENVIRONMENT, Timing, debug_level, getenv
+from tg.support import helpers
+from tg.support.helpers import ENVIRONMENT, Timing, debug_level, environ_get, getenv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,6 +36,23 @@ def test_debug_level_is_read_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
     assert debug_level() == 2
     monkeypatch.setenv("TG_DEBUG", "0")
     assert debug_level() == 0
+
+
+@pytest.mark.parametrize("table", ["os.environ's table", "os.environ.get"])
+def test_environ_get_sees_every_change_to_os_environ(monkeypatch: pytest.MonkeyPatch, table: str) -> None:
+    """environ_get reads os.environ's own table (faster than os.environ.get), or falls back to os.environ.get: set,
+    changed, non-ASCII and removed values read as os.environ.get reads them, names read before included."""
+    if table == "os.environ.get":
+        monkeypatch.setattr(helpers, "_ENV_TABLE", None)
+    monkeypatch.delenv("TG_X", raising=False)
+    assert environ_get("TG_X") is None
+    monkeypatch.setenv("TG_X", "1")
+    assert environ_get("TG_X") == "1"
+    monkeypatch.setenv("TG_X", "caf\u00e9 \udcff")  # (a lone surrogate: how Python keeps a byte that is not UTF-8)
+    assert environ_get("TG_X") == os.environ.get("TG_X") == "caf\u00e9 \udcff"
+    monkeypatch.delenv("TG_X")
+    assert environ_get("TG_X") is None
+    assert environ_get("PATH") == os.environ.get("PATH")
 
 
 def test_timing_measures_and_prints(capsys: pytest.CaptureFixture[str]) -> None:

@@ -52,18 +52,16 @@ def graph_key(outs: list[LazyBuffer]) -> tuple[tuple[Any, ...], dict[int, int], 
     roots = []
     for lb in outs:
         b = lb._base or lb
-        if id(b) not in index:
-            index[id(b)] = len(nodes)
+        i = index.get(id(b))
+        if i is None:
+            i = index[id(b)] = len(nodes)
             nodes.append(b)
-        roots.append(index[id(b)])
-    entries: list[Any] = [None] * len(nodes)
-    stack = list(reversed(nodes))
-    while stack:
-        b = stack.pop()
+        roots.append(i)
+    entries: list[Any] = []
+    for b in nodes:  # (the list grows as sources are found: every base is visited once, in number order)
         if b.realized is not None:
-            entries[index[id(b)]] = (None, b.dtype.name, b.device, b.shape)
+            entries.append((None, b.dtype.name, b.device, b.shape))
             continue
-        op = b.op
         srcs = []
         for s in b.srcs:
             sb = s._base or s
@@ -71,16 +69,15 @@ def graph_key(outs: list[LazyBuffer]) -> tuple[tuple[Any, ...], dict[int, int], 
             if i is None:
                 i = index[id(sb)] = len(nodes)
                 nodes.append(sb)
-                entries.append(None)
-                stack.append(sb)
             srcs.append((i, s.st.key_id))
+        op = b.op
         if op in _ARG_OPS:
             arg = b.arg
         elif op is LazyOp.CONST:
             arg = "param" if b.param else exact_key(b.arg)
         else:
             arg = None
-        entries[index[id(b)]] = (op, b.dtype.name, b.device, b.shape, arg, tuple(srcs))
+        entries.append((op, b.dtype.name, b.device, b.shape, arg, tuple(srcs)))
     key = (scheduler.MAX_FUSED_OPS, scheduler.MAX_PARAMS, scheduler.RECOMPUTE_MIN_OPS,
            scheduler.RECOMPUTE_MIN_FACTOR, scheduler.ROW_FUSE_BYTES, scheduler.ROW_FUSE_MAX,
            getenv("TG_FUSE_ROWS", True), tuple(roots), tuple(entries))
@@ -92,7 +89,7 @@ def lookup(outs: list[LazyBuffer]) -> tuple[list[ScheduleItem] | None, Any]:
     key, index, nodes = graph_key(outs)
     with _lock:
         cached = _cache.get(key)
-        if cached is None or any(exact_key(nodes[i].arg) != value for i, value in cached[1]):
+        if cached is None or (cached[1] and not _guards_hold(cached[1], nodes)):
             stats["misses"] += 1
             return None, (key, index)
         _cache.move_to_end(key)
@@ -108,6 +105,11 @@ def lookup(outs: list[LazyBuffer]) -> tuple[list[ScheduleItem] | None, Any]:
             items.append(Kernel(ast, nodes[out], [nodes[i] for i in inputs], structure, [b.arg for b in bases],
                                 bases, ready=ready))
     return items, None
+
+
+def _guards_hold(guards: tuple[tuple[int, Any], ...], nodes: list[LazyBuffer]) -> bool:
+    """Whether every float a cached schedule compiled in as a value is the one this graph holds."""
+    return all(exact_key(nodes[i].arg) == value for i, value in guards)
 
 
 def store(token: Any, items: list[ScheduleItem]) -> None:

@@ -64,7 +64,7 @@ class ScalarParam:
     slot: int
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Kernel:
     """One kernel: ``ast`` computes the value stored into ``output`` (a base LazyBuffer).
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from tg.backends.contract import Availability, Runtime
 from tg.codegen.program import Program
+from tg.support.helpers import environ_get
 
 from tg_clang.compiler import DEBIAN_PACKAGE, KernelCache, compiler_name, find_compiler
 from tg_clang.memory import BufferCache, HostBuffer, new_buffer
@@ -87,7 +88,7 @@ def _cached_thread_count(raw: str, pid: int) -> int:
 def thread_count() -> int:
     """Threads per launch: TG_CLANG_THREADS, else the cores this process may run on (remembered per value of
     the variable and per process: asking the OS for the affinity would cost a system call per launch)."""
-    return _cached_thread_count(os.environ.get("TG_CLANG_THREADS", "").strip(), _pid)
+    return _cached_thread_count((environ_get("TG_CLANG_THREADS") or "").strip(), _pid)
 
 
 class ThreadPool:
