@@ -73,22 +73,23 @@ ENVIRONMENT: dict[str, str] = {
 T = TypeVar("T", int, float, str, bool)
 
 
-# ``os.environ.get`` of an unset name raises and catches KeyError twice (~1.5 us); the hot paths read TG_DEBUG on
-# every realize.  CPython's os.environ keeps its table as a dict of encoded names and values (``_data``, updated by
-# every write through os.environ, as before), which is read here at dict speed, with os.environ.get as the fallback.
-_ENV_TABLE: dict[Any, Any] | None = getattr(os.environ, "_data", None)
-_env_names: dict[str, Any] = {}  # name -> its encoded form, the key of _ENV_TABLE
+# ``os.environ.get`` of an unset name raises and catches KeyError twice (~1.5 us), and the hot paths read TG_DEBUG on
+# every realize.  CPython's os.environ keeps its table as a dict of encoded names and values (``_data``, which every
+# write through os.environ updates), read here at dict speed; os.environ.get wherever that table is not there.
+_env_names: dict[str, Any] = {}  # name -> its encoded form, a key of that table
 
 
 def environ_get(key: str) -> str | None:
     """``os.environ.get(key)``, faster."""
-    if _ENV_TABLE is None:
-        return os.environ.get(key)
+    environ = os.environ
+    table: dict[Any, Any] | None = getattr(environ, "_data", None)
+    if table is None:
+        return environ.get(key)
     name = _env_names.get(key)
     if name is None:
-        name = _env_names[key] = os.environ.encodekey(key)
-    raw = _ENV_TABLE.get(name)
-    return None if raw is None else os.environ.decodevalue(raw)
+        name = _env_names[key] = environ.encodekey(key)
+    raw = table.get(name)
+    return None if raw is None else environ.decodevalue(raw)
 
 
 def getenv(key: str, default: T) -> T:
