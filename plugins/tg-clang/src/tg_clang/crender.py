@@ -3,7 +3,11 @@ buffer names, constants as C literals, and loops.
 
 A loop may be kept rolled (``CRenderer.unroll_limit``): unrolling a long loop whose body is already a register
 tile of independent multiply-adds (a matmul's) gains no speed, yet it is a third of clang's time on the kernel
-(-O2 unrolls it and every later pass works on the copies), which a program's first matmul waits for."""
+(-O2 unrolls it and every later pass works on the copies), which a program's first matmul waits for.  Under the
+same limit, a short loop nest of known counts (a convolution's window) is unrolled fully: what its iterations
+compute from the counters alone (the masks of a padded window, the offsets) then becomes constant in the loops
+around it, where clang's own heuristic kept such a nest rolled once its body held masked loads (a 3x3 convolution
+with padding ran at half speed)."""
 
 from __future__ import annotations
 
@@ -15,13 +19,16 @@ from tg_clang.cprelude import literal
 
 #: Written before a loop that clang must not unroll.
 NO_UNROLL = '_Pragma("clang loop unroll(disable)") '
+#: Written before a loop that clang must unroll fully.
+FULL_UNROLL = '_Pragma("clang loop unroll(full)") '
 
 
 class CRenderer(TextRenderer):
     """A :class:`TextRenderer` writing C; a subclass says how it names a fresh variable (:meth:`fresh`)."""
 
-    #: Loops of more iterations than this, or of a count known only at run time, are not unrolled (None: clang
-    #: chooses; a short loop of a known count is always left to clang, which unrolls it fully).
+    #: Loops of more iterations than this, or of a count known only at run time, are not unrolled, and a loop
+    #: whose iterations, times those of the loops inside it (all of known counts), are at most this many is
+    #: unrolled fully (None: clang chooses for every loop).
     unroll_limit: int | None = None
 
     def fresh(self, prefix: str) -> str:
@@ -41,7 +48,8 @@ class CRenderer(TextRenderer):
         start, end = self.operands(u)
         var = self.fresh("r")
         self.names[id(u)] = var
-        self.emit(f"{NO_UNROLL if self._rolled(u) else ''}for (int32_t {var} = {start}; {var} < {end}; {var}++) {{")
+        pragma = NO_UNROLL if self._rolled(u) else FULL_UNROLL if self._unrolled(self.position) else ""
+        self.emit(f"{pragma}for (int32_t {var} = {start}; {var} < {end}; {var}++) {{")
         self.depth += 1
 
     def _rolled(self, u: UOp) -> bool:
@@ -52,6 +60,25 @@ class CRenderer(TextRenderer):
         if start.op is Ops.CONST and end.op is Ops.CONST:
             return int(end.arg) - int(start.arg) > self.unroll_limit
         return True
+
+    def _unrolled(self, position: int) -> bool:
+        """Whether the loop at ``position`` in the micro-ops is unrolled fully (see :attr:`unroll_limit`): its
+        iterations, times those of every loop nested in it, are known and at most the limit."""
+        if self.unroll_limit is None:
+            return False
+        iterations, depth = 1, 0
+        for u in self.uops[position:]:
+            if u.op is Ops.RANGE:
+                start, end = u.src[0], u.src[1]
+                if start.op is not Ops.CONST or end.op is not Ops.CONST:
+                    return False
+                iterations *= int(end.arg) - int(start.arg)
+                depth += 1
+            elif u.op is Ops.ENDRANGE:
+                depth -= 1
+                if depth == 0:
+                    break
+        return iterations <= self.unroll_limit
 
     def render_endrange(self, u: UOp) -> None:
         self.depth -= 1

@@ -300,7 +300,8 @@ def _masked_loop(name: str, args: str, t: Tiling, last_block: int, packs: list[P
 #: :mod:`tg_clang.crender`): each iteration is already that many independent multiply-adds per vector, so unrolling
 #: gains nothing at run time and costs a third of the kernel's compile.
 ROLLED_ROWS = 4
-#: ... loops of at most this many iterations (a convolution's window) are still clang's to unroll fully.
+#: ... loops of more iterations than this; and a loop nest of at most this many iterations in all (a convolution's
+#: window: 3 x 3) is unrolled fully, where clang's heuristic may keep it rolled (see :mod:`tg_clang.crender`).
 ROLLED_TRIPS = 16
 
 
