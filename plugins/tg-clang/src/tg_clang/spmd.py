@@ -21,7 +21,7 @@ from tg.codegen.uops import Ops, PtrDType, UOp
 from tg.support.dtype import DType, dtypes
 
 from tg_clang.cprelude import INT_RANGE, LANE_TYPE, MATH_SUFFIX, literal, value_type
-from tg_clang.crender import CRenderer
+from tg_clang.crender import FULL_UNROLL, CRenderer
 from tg_clang.scalar import scalar_alu, scalar_cast
 
 _INFIX = {Ops.ADD: "+", Ops.SUB: "-", Ops.MUL: "*", Ops.DIV: "/", Ops.AND: "&", Ops.OR: "|", Ops.XOR: "^"}
@@ -170,7 +170,7 @@ class LaneRenderer(CRenderer):
         unrolled: a loop that indexes vectors by its counter makes clang keep them in memory and reload them lane by
         lane (on AVX-512, a masked gang of three live lanes 13x slower, a gather and scatter 3x), where constant
         lanes read registers and fold a mask known at compile time."""
-        return f'_Pragma("clang loop unroll(full)") for (int l = 0; l < {self.lanes}; l++)'
+        return f"{FULL_UNROLL}for (int l = 0; l < {self.lanes}; l++)"
 
     @property
     def lane_by_lane(self) -> bool:
