@@ -2,9 +2,8 @@
 buffer names, constants as C literals, and loops.
 
 A loop may be kept rolled (``CRenderer.unroll_limit``): unrolling a long loop whose body is already a register
-tile of independent multiply-adds (a matmul's) fully gains no speed, yet it is a third of clang's time on the
-kernel (-O2 unrolls it and every later pass works on the copies), which a program's first matmul waits for; such a
-loop, if it holds no loop, takes four iterations a trip (less loop overhead, the same compile time).  Under the
+tile of independent multiply-adds (a matmul's) gains no speed, yet it is a third of clang's time on the kernel
+(-O2 unrolls it and every later pass works on the copies), which a program's first matmul waits for.  Under the
 same limit, a short loop nest of known counts (a convolution's window) is unrolled fully: what its iterations
 compute from the counters alone (the masks of a padded window, the offsets) then becomes constant in the loops
 around it, where clang's own heuristic kept such a nest rolled once its body held masked loads (a 3x3 convolution
@@ -20,9 +19,6 @@ from tg_clang.cprelude import literal
 
 #: Written before a loop that clang must not unroll.
 NO_UNROLL = '_Pragma("clang loop unroll(disable)") '
-#: Written before a long innermost loop of a register tile: four iterations a trip, which halves its loop overhead
-#: (a 6x32 matmul tile's loop is 12 FMAs and about as many other instructions a trip) and costs no compile time.
-UNROLL_4 = '_Pragma("clang loop unroll_count(4)") '
 #: Written before a loop that clang must unroll fully.
 FULL_UNROLL = '_Pragma("clang loop unroll(full)") '
 
@@ -52,10 +48,7 @@ class CRenderer(TextRenderer):
         start, end = self.operands(u)
         var = self.fresh("r")
         self.names[id(u)] = var
-        if self._rolled(u):
-            pragma = UNROLL_4 if self._innermost(self.position) else NO_UNROLL
-        else:
-            pragma = FULL_UNROLL if self._unrolled(self.position) else ""
+        pragma = NO_UNROLL if self._rolled(u) else FULL_UNROLL if self._unrolled(self.position) else ""
         self.emit(f"{pragma}for (int32_t {var} = {start}; {var} < {end}; {var}++) {{")
         self.depth += 1
 
@@ -66,15 +59,6 @@ class CRenderer(TextRenderer):
         start, end = u.src[0], u.src[1]
         if start.op is Ops.CONST and end.op is Ops.CONST:
             return int(end.arg) - int(start.arg) > self.unroll_limit
-        return True
-
-    def _innermost(self, position: int) -> bool:
-        """Whether the loop at ``position`` in the micro-ops holds no loop."""
-        for u in self.uops[position + 1:]:
-            if u.op is Ops.RANGE:
-                return False
-            if u.op is Ops.ENDRANGE:
-                return True
         return True
 
     def _unrolled(self, position: int) -> bool:
