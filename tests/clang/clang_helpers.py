@@ -47,6 +47,17 @@ def matches_numpy(graph: Callable[[list[Tensor]], Tensor], arrays: list[np.ndarr
         np.testing.assert_array_equal(got, want)
     else:
         np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
+def new_kernels(fn: Callable[[], None]) -> list[tuple[str, str, str]]:
+    """(name, strategy, C source) of each kernel ``fn`` compiles on clang (a kernel of a structure compiled before,
+    in this process, is not compiled again: a test that reads sources uses shapes of its own)."""
+    from tg.engine.device import device_state
+
+    binaries = device_state("clang").binaries
+    before = {key for key, _ in binaries.items()}
+    fn()
+    return [(p.name, p.strategy, key[1]) for key, p in binaries.items() if key not in before]
+
+
 def record_commands(monkeypatch: Any) -> list[list[str]]:
     """Record every command tg_clang.compiler runs from now on (``monkeypatch``: pytest's fixture); a native pool
     that an earlier test's launch started building in a thread is waited for first, so its commands are not seen."""

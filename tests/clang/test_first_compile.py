@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clang_helpers import new_kernels
 from tg import Tensor
 from tg_clang.crender import NO_UNROLL
 
@@ -19,11 +20,7 @@ rng = np.random.default_rng(21)
 
 def _new_sources(fn: Callable[[], None]) -> dict[str, tuple[str, str]]:
     """name -> (strategy, C source) of the kernels ``fn`` compiles."""
-    from tg.engine.device import device_state
-
-    before = {key for key, _ in device_state("clang").binaries.items()}
-    fn()
-    return {p.name: (p.strategy, key[1]) for key, p in device_state("clang").binaries.items() if key not in before}
+    return {name: (strategy, source) for name, strategy, source in new_kernels(fn)}
 
 
 def _loops(source: str) -> list[tuple[bool, int | None]]:

@@ -12,24 +12,15 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from clang_helpers import matches_numpy
+from clang_helpers import matches_numpy, new_kernels
 from tg import Tensor
 
 rng = np.random.default_rng(5)
 
 
-def _new_sources(fn: Callable[[], None]) -> list[str]:
-    """The C sources of the kernels ``fn`` compiles."""
-    from tg.engine.device import device_state
-
-    before = {key for key, _ in device_state("clang").binaries.items()}
-    fn()
-    return [key[1] for key, _ in device_state("clang").binaries.items() if key not in before]
-
-
 def _masked_sources(fn: Callable[[], None]) -> list[str]:
     """The C sources of the kernels ``fn`` compiles that run a masked last gang."""
-    return [source for source in _new_sources(fn) if "_tileM" in source]
+    return [source for _, _, source in new_kernels(fn) if "_tileM" in source]
 
 
 CASES: dict[str, tuple[Callable[[list[Tensor]], Tensor], list[tuple[int, ...]], str]] = {
@@ -83,7 +74,7 @@ def test_lane_loops_are_unrolled(case: str) -> None:
     if masked:
         sources = _masked_sources(lambda: matches_numpy(graph, arrays))
     else:
-        sources = _new_sources(lambda: matches_numpy(graph, arrays))
+        sources = [source for _, _, source in new_kernels(lambda: matches_numpy(graph, arrays))]
     kernel_lines = [line for source in sources for line in source.splitlines() if not line.startswith("TG_INLINE")]
     loops = [m for line in kernel_lines for m in _LANE_LOOP.finditer(line)]
     assert loops, f"{case}: no lane loop in {len(sources)} kernels"

@@ -8,10 +8,9 @@ kernel of a given structure once.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 import numpy as np
-from clang_helpers import matches_numpy
+from clang_helpers import matches_numpy, new_kernels
 from tg_clang import tiling
 from tg_clang.crender import FULL_UNROLL
 
@@ -21,22 +20,13 @@ rng = np.random.default_rng(17)
 _LOOP = re.compile(r"^\s*(.*)for \(int32_t r\d+_\d+ = 0; r\d+_\d+ < (\d+); r\d+_\d+\+\+\)", re.MULTILINE)
 
 
-def _new_sources(fn: Callable[[], None]) -> list[str]:
-    """The C sources of the kernels ``fn`` compiles."""
-    from tg.engine.device import device_state
-
-    before = {key for key, _ in device_state("clang").binaries.items()}
-    fn()
-    return [key[1] for key, _ in device_state("clang").binaries.items() if key not in before]
-
-
 def _tile_loops(channels: int, window: int, size: int) -> list[tuple[bool, int]]:
     """(unrolled fully, iterations) of every loop of the register-tiled kernel of a padded convolution."""
     x = rng.standard_normal((2, channels, size, size)).astype("float32")
     w = rng.standard_normal((8, channels, window, window)).astype("float32")
-    sources = _new_sources(lambda: matches_numpy(lambda t: t[0].conv2d(t[1], padding=window // 2), [x, w]))
-    tiled = [s for s in sources if "strategy=tiledA8x" in s]
-    assert tiled, f"no aligned 8-row tiles among {len(sources)} kernels"
+    kernels = new_kernels(lambda: matches_numpy(lambda t: t[0].conv2d(t[1], padding=window // 2), [x, w]))
+    tiled = [source for _, strategy, source in kernels if strategy.startswith("tiledA8x")]
+    assert tiled, f"no aligned 8-row tiles among {kernels}"
     return [(FULL_UNROLL.strip() in before, int(n)) for before, n in _LOOP.findall(tiled[0])]
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from clang_helpers import matches_numpy
+from clang_helpers import matches_numpy, new_kernels
 from tg.codegen.tiles import UNITS_TARGET, Tiling
 from tg_clang import tiling
 
@@ -21,11 +21,7 @@ rng = np.random.default_rng(11)
 
 def _new_strategies(fn: Callable[[], None]) -> dict[str, str]:
     """The strategies of the kernels ``fn`` compiles."""
-    from tg.engine.device import device_state
-
-    before = {key for key, _ in device_state("clang").binaries.items()}
-    fn()
-    return {p.name: p.strategy for key, p in device_state("clang").binaries.items() if key not in before}
+    return {name: strategy for name, strategy, _ in new_kernels(fn)}
 
 
 @pytest.mark.parametrize(("register_bytes", "strategy"), [(64, "tiled6x32"), (32, "tiled6x16")])

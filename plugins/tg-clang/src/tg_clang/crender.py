@@ -56,10 +56,8 @@ class CRenderer(TextRenderer):
         """Whether the loop ``u`` is kept rolled (see :attr:`unroll_limit`)."""
         if self.unroll_limit is None:
             return False
-        start, end = u.src[0], u.src[1]
-        if start.op is Ops.CONST and end.op is Ops.CONST:
-            return int(end.arg) - int(start.arg) > self.unroll_limit
-        return True
+        trips = _trips(u)
+        return trips is None or trips > self.unroll_limit
 
     def _unrolled(self, position: int) -> bool:
         """Whether the loop at ``position`` in the micro-ops is unrolled fully (see :attr:`unroll_limit`): its
@@ -69,10 +67,10 @@ class CRenderer(TextRenderer):
         iterations, depth = 1, 0
         for u in self.uops[position:]:
             if u.op is Ops.RANGE:
-                start, end = u.src[0], u.src[1]
-                if start.op is not Ops.CONST or end.op is not Ops.CONST:
+                trips = _trips(u)
+                if trips is None:
                     return False
-                iterations *= int(end.arg) - int(start.arg)
+                iterations *= trips
                 depth += 1
             elif u.op is Ops.ENDRANGE:
                 depth -= 1
@@ -83,3 +81,9 @@ class CRenderer(TextRenderer):
     def render_endrange(self, u: UOp) -> None:
         self.depth -= 1
         self.emit("}")
+
+
+def _trips(loop: UOp) -> int | None:
+    """The iterations of a RANGE micro-op, or None when its bounds are not constants."""
+    start, end = loop.src[0], loop.src[1]
+    return int(end.arg) - int(start.arg) if start.op is Ops.CONST and end.op is Ops.CONST else None
