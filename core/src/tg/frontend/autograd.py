@@ -3,13 +3,20 @@
 Hooks registered with :func:`register_post_backward_hook` run at the end of every ``Tensor.backward`` (after
 every leaf's ``.grad`` is set, still lazy: nothing is computed by the walk); ``tg.distributed`` averages
 gradients across processes from one.
+
+The walk computes nothing itself, but a gradient barrier (:mod:`tg.nn.grad`) computes a gradient on the way
+(:func:`realize_gradient`); the first one also computes the value of the tensor whose backward runs, when it is not
+computed yet.  The two share the forward's intermediates, and a training loop reads its loss right after the step:
+computed later on its own, the loss would recompute its reductions in kernels of its own.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from tg.engine.realize import realize
 from tg.frontend import function as F
 from tg.frontend.tensor_hooks import run_hooks
 from tg.support.ops import Ops
@@ -38,11 +45,32 @@ def toposort(root: Tensor) -> list[Tensor]:
     return order
 
 
+_walk = threading.local()  # rider: the running backward's root, while not computed yet
+
+
+def realize_gradient(grad: LazyBuffer) -> LazyBuffer:
+    """Compute ``grad`` into a buffer now, together with the running backward's root when that is not computed yet
+    (see the module's doc); returns ``grad``."""
+    rider: LazyBuffer | None = getattr(_walk, "rider", None)
+    _walk.rider = None
+    realize([grad] if rider is None or rider.base.realized is not None else [grad, rider])
+    return grad
+
+
 def accumulate_grads(root: Tensor, gradient: Tensor, retain_graph: bool) -> None:
     """Add d(root)/d(leaf) (``gradient`` being d(loss)/d(root)) into every leaf's ``.grad`` (and into the ``.grad`` of
     inner tensors that ``retain_grad()``), each tensor's hooks applied first (:mod:`tg.frontend.tensor_hooks`); free
     the graph as it goes unless ``retain_graph`` (a freed node raises if a later backward reaches it: see
     ``function.FREED``)."""
+    outer = getattr(_walk, "rider", None)  # (a backward run by a hook of another)
+    _walk.rider = root.lazydata if root.lazydata.base.realized is None else None
+    try:
+        _walk_back(root, gradient, retain_graph)
+    finally:
+        _walk.rider = outer
+
+
+def _walk_back(root: Tensor, gradient: Tensor, retain_graph: bool) -> None:
     tensor = type(root)
     grads: dict[int, LazyBuffer] = {id(root): gradient.lazydata}
     for t in reversed(toposort(root)):

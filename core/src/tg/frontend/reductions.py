@@ -134,7 +134,7 @@ class ReductionMixin:
 
     def logsumexp(self: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> Tensor:
         axis = pick_dim(dim, axis, "logsumexp")
-        m = self._float().amax(axis, keepdim=True)
+        m = self._float().amax(axis, keepdim=True).detach()  # (the shift's gradient is exactly 0: see softmax)
         safe_m = m.where_finite()
         out = (self - safe_m).exp().sum(axis, keepdim=True).log() + safe_m
         return out if keepdim else out.reshape(tuple(s for i, s in enumerate(self.shape)
@@ -151,7 +151,9 @@ class ReductionMixin:
         x = self.cast(dtype) if dtype is not None else self._float()
         if 0 in x.shape:  # nothing to normalise (PyTorch returns the empty tensor)
             return x
-        e = (x - x.amax(axis, keepdim=True)).exp()
+        # the row max only keeps exp from overflowing: the result does not depend on it, so it takes no gradient
+        # (a gradient through it is 0 in exact arithmetic, and would cost a walk over the row's ties at the max)
+        e = (x - x.amax(axis, keepdim=True).detach()).exp()
         return e / e.sum(axis, keepdim=True)
 
     def log_softmax(self: Tensor, dim: int | None = None, dtype: DType | str | None = None, *,
@@ -160,7 +162,7 @@ class ReductionMixin:
         x = self.cast(dtype) if dtype is not None else self._float()
         if 0 in x.shape:
             return x
-        m = x - x.amax(axis, keepdim=True)
+        m = x - x.amax(axis, keepdim=True).detach()  # (no gradient through the shift: see softmax)
         return m - m.exp().sum(axis, keepdim=True).log()
 
     def argmax(self: Tensor, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None) -> Tensor:

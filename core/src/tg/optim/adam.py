@@ -7,6 +7,7 @@ from typing import Any
 
 from tg.frontend.tensor import Tensor
 from tg.optim.optimizer import Optimizer, log_or_inf
+from tg.support.dtype import dtypes
 
 
 def one_minus_power(log_beta: Tensor, t: Tensor) -> Tensor:
@@ -65,10 +66,10 @@ class Adam(Optimizer):
         state = {"exp_avg": m, "exp_avg_sq": v}
         if group["amsgrad"]:
             v = state["max_exp_avg_sq"] = self.flat_state(chunk, "max_exp_avg_sq").maximum(v)
-        t = hyper["step"]
-        # the step size and sqrt(1 - beta2**t): two numbers, computed once (not once per element)
-        factors = Tensor.stack(lr / one_minus_power(hyper["log_beta1"], t),
-                               one_minus_power(hyper["log_beta2"], t).sqrt()).realize()
+        # the step size and sqrt(1 - beta2**t): two numbers, computed once (not once per element), by one kernel
+        powers = one_minus_power(Tensor.stack(hyper["log_beta1"], hyper["log_beta2"]), hyper["step"])
+        first = Tensor.ones(1, dtype=dtypes.bool, device=p.device).pad(((0, 1),))  # [True, False], a constant
+        factors = first.where(lr / powers, powers.sqrt()).realize()
         new_p = p - factors[0] * m / (v.sqrt() / factors[1] + hyper["eps"])
         return new_p, state
 

@@ -299,7 +299,7 @@ class Optimizer:
                 previous = self.state[chunk[0]].get("step")
                 t = Tensor.full((), 1.0, dtype=hyper_dtype(p.dtype), device=p.device) if previous is None \
                     else previous + 1
-                extra["step"] = t.realize()
+                extra["step"] = t  # (computed with the state below; an update that reads it computes it too)
                 hyper = {**hyper, "step": extra["step"]}
             new_p, new_state = self.update(self.param_groups[index], hyper, chunk, p, grad, step)
         for name, value in {**extra, **new_state}.items():  # state first: the new parameters read it

@@ -1,0 +1,116 @@
+"""The kernels of an eager training step (#14): work a step used to repeat or spread over kernels of its own.
+
+- softmax, log_softmax and logsumexp shift by the row max only so that exp cannot overflow; no gradient flows
+  through the shift (exactly 0 in real arithmetic), so the backward walks no ties at the max;
+- the loss is computed with the first gradient barrier of its backward (they share the forward's intermediates),
+  not later on its own;
+- Adam's two per-step factors (the step size and sqrt(1 - beta2**t)) are one kernel, the step count another.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tg
+from tg import Tensor, nn, optim
+from tg.engine.device import device_state
+from tg.graph.lazy import LazyBuffer, LazyOp
+from tg.support.ops import Ops
+
+rng = np.random.default_rng(14)
+
+
+def _alu_ops(lb: LazyBuffer) -> set[Ops]:
+    """The ALU ops of the unrealized graph under ``lb``."""
+    seen: set[int] = set()
+    ops: set[Ops] = set()
+    stack = [lb.base]
+    while stack:
+        b = stack.pop()
+        if id(b) in seen:
+            continue
+        seen.add(id(b))
+        if b.op is LazyOp.ALU:
+            ops.add(b.arg)
+        stack.extend(s.base for s in b.srcs)
+    return ops
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+def test_the_softmax_family_takes_no_gradient_through_the_row_max(name: str) -> None:
+    x0 = np.array([[1.0, 1.0, -2.0, 0.5], [3.0, -1.0, 3.0, 3.0], [0.0, 0.0, 0.0, 0.0]])  # ties at every row's max
+    g0 = rng.standard_normal(x0.shape)
+    x = Tensor(x0, requires_grad=True)
+    if name == "logsumexp":
+        out, g0 = x.logsumexp(-1), g0[:, 0]
+    else:
+        out = getattr(x, name)(-1)
+    (out * Tensor(g0)).sum().backward()
+    assert x.grad is not None
+    if name != "logsumexp":  # (logsumexp's forward compares, to replace an infinite max by 0)
+        # a gradient through the max would compare the input with it (the max's backward picks its ties)
+        assert Ops.CMPEQ not in _alu_ops(x.grad.lazydata), _alu_ops(x.grad.lazydata)
+    s = np.exp(x0 - x0.max(-1, keepdims=True))
+    s /= s.sum(-1, keepdims=True)
+    if name == "softmax":
+        expected = s * (g0 - (g0 * s).sum(-1, keepdims=True))
+    elif name == "log_softmax":
+        expected = g0 - s * g0.sum(-1, keepdims=True)
+    else:
+        expected = s * g0[:, None]
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12, atol=1e-15)
+
+
+def _mlp_step(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    return loss
+
+
+def test_the_loss_is_computed_with_the_first_gradient_barrier() -> None:
+    tg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))  # a Linear's output is a gradient barrier
+    x = Tensor(rng.standard_normal((4, 6)).astype(np.float32))
+    y = Tensor(np.array([0, 2, 1, 2], dtype=np.int32))
+    loss = _mlp_step(model, x, y)
+    assert loss.lazydata.base.realized is not None  # computed by the backward, before anything read it
+    logits = model(x).numpy().astype(np.float64)
+    logp = logits - logits.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    np.testing.assert_allclose(loss.item(), -logp[np.arange(4), [0, 2, 1, 2]].mean(), rtol=1e-5)
+
+
+def test_a_backward_without_a_barrier_leaves_its_root_lazy() -> None:
+    w = Tensor(rng.standard_normal(5).astype(np.float32), requires_grad=True)
+    loss = (w * w).sum()
+    loss.backward()
+    assert loss.lazydata.base.realized is None and w.grad is not None
+    np.testing.assert_allclose(w.grad.numpy(), 2 * w.numpy(), rtol=1e-6)
+
+
+def test_a_barrier_computes_only_the_backward_that_runs_it() -> None:
+    tg.manual_seed(0)
+    layer = nn.Linear(3, 2)
+    x = Tensor(rng.standard_normal((4, 3)).astype(np.float32))
+    first, second = layer(x).sum(), (layer(x) * 2).sum()
+    first.backward()
+    assert first.lazydata.base.realized is not None
+    assert second.lazydata.base.realized is None  # a tensor of no running backward is left alone
+    second.backward()
+    assert second.lazydata.base.realized is not None
+    np.testing.assert_allclose(second.item(), 2 * first.item(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_an_adam_step_computes_its_two_factors_in_one_kernel(amsgrad: bool) -> None:
+    w = Tensor(rng.standard_normal(8).astype(np.float32), requires_grad=True)
+    opt = optim.Adam([w], lr=0.1, amsgrad=amsgrad)
+    state = device_state(w.device)
+    counts = []
+    for _ in range(3):
+        w.grad = Tensor(rng.standard_normal(8).astype(np.float32))
+        before = state.kernel_count
+        opt.step()
+        counts.append(state.kernel_count - before)
+    # the step count, both factors (one kernel), exp_avg, exp_avg_sq (amsgrad: and its max), the parameters
+    assert counts[1:] == [5 + amsgrad] * 2, counts
