@@ -49,14 +49,20 @@ def test_small_panel_keeps_the_narrow_gang_on_zen4(monkeypatch: pytest.MonkeyPat
     assert strategy in new.values(), new
 
 
-def test_tall_units_keep_enough_units() -> None:
-    """Packed tiles get units of about PACKED_BLOCK_ROWS rows, but never fewer than UNITS_TARGET units, and never
-    shorter units than core chose."""
+@pytest.mark.parametrize("threads", [1, 2, 16])
+def test_tall_units_keep_enough_units(monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
+    """Packed tiles get units of about PACKED_BLOCK_ROWS rows, but never fewer than UNITS_TARGET units (or
+    UNITS_PER_THREAD per thread, where that is fewer), and never shorter units than core chose."""
+    monkeypatch.setenv("TG_CLANG_THREADS", str(threads))
+    wanted = min(UNITS_TARGET, tiling.UNITS_PER_THREAD * threads)
     big = Tiling(lanes=32, rows=6, row_len=2048, n_rows=2048, full_cols=2048, block_rows=132, block_cols=32)
     assert tiling._taller_units(big).block_rows == 516
     small = Tiling(lanes=32, rows=6, row_len=64, n_rows=600, full_cols=64, block_rows=24, block_cols=32)
     tall = tiling._taller_units(small)
-    assert tall.block_rows % 6 == 0 and tall.block_rows >= 24 and tall.units >= UNITS_TARGET // 2
+    assert tall.block_rows % 6 == 0 and tall.block_rows >= 24 and wanted // 2 <= tall.units <= wanted
+    # a (256, 784) x (784, 256) matmul (an MLP's first layer): its units each pack their panel
+    mlp = Tiling(lanes=32, rows=6, row_len=256, n_rows=256, full_cols=256, block_rows=66, block_cols=32)
+    assert tiling._taller_units(mlp).units == max(8, wanted)
     already = Tiling(lanes=16, rows=6, row_len=512, n_rows=4096, full_cols=512, block_rows=600, block_cols=16)
     assert tiling._taller_units(already).block_rows == 600
     transposed = Tiling(lanes=16, rows=6, row_len=512, n_rows=512, full_cols=512, block_rows=16, block_cols=132,
