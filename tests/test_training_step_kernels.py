@@ -4,7 +4,8 @@
   through the shift (exactly 0 in real arithmetic), so the backward walks no ties at the max;
 - the loss is computed with the first gradient barrier of its backward (they share the forward's intermediates),
   not later on its own;
-- Adam's two per-step factors (the step size and sqrt(1 - beta2**t)) are one kernel, the step count another.
+- Adam's two per-step factors (the step size and sqrt(1 - beta2**t)) are one kernel, the step count another;
+- cross entropy of (N, C) logits with class indices is one autograd node (tg.frontend.cross_entropy).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 import tg
 from tg import Tensor, nn, optim
 from tg.engine.device import device_state
+from tg.frontend.cross_entropy import ClassIndexCrossEntropy
 from tg.graph.lazy import LazyBuffer, LazyOp
 from tg.support.ops import Ops
 
@@ -114,3 +116,36 @@ def test_an_adam_step_computes_its_two_factors_in_one_kernel(amsgrad: bool) -> N
         counts.append(state.kernel_count - before)
     # the step count, both factors (one kernel), exp_avg, exp_avg_sq (amsgrad: and its max), the parameters
     assert counts[1:] == [5 + amsgrad] * 2, counts
+
+
+@pytest.mark.parametrize("options", [{}, {"reduction": "sum"}, {"reduction": "none", "ignore_index": 1}])
+def test_cross_entropy_of_class_indices_is_one_autograd_node(options: dict[str, object]) -> None:
+    """The fused node gives the general path's values and gradients (the general path taken here with a weight of
+    ones), and Tensor.cross_entropy takes it too."""
+    a = rng.standard_normal((7, 5)).astype(np.float32)
+    target = Tensor(np.array([0, 1, 4, 1, 3, 2, 1], dtype=np.int32))
+    answers = []
+    for weight in (None, Tensor.ones(5)):
+        x = Tensor(a, requires_grad=True)
+        loss = nn.functional.cross_entropy(x, target, weight=weight, **options)  # type: ignore[arg-type]
+        assert isinstance(loss._ctx, ClassIndexCrossEntropy) == (weight is None)
+        (loss * Tensor(np.linspace(0.5, 1.5, loss.numel(), dtype=np.float32).reshape(loss.shape))).sum().backward()
+        assert x.grad is not None
+        answers.append((loss.numpy(), x.grad.numpy()))
+    np.testing.assert_allclose(answers[0][0], answers[1][0], rtol=1e-6)
+    np.testing.assert_allclose(answers[0][1], answers[1][1], rtol=1e-5, atol=1e-7)
+    if not options:
+        method = Tensor(a, requires_grad=True).cross_entropy(target)
+        assert isinstance(method._ctx, ClassIndexCrossEntropy)
+        np.testing.assert_allclose(method.numpy(), answers[0][0], rtol=1e-6)
+
+
+def test_cross_entropy_still_refuses_a_class_index_out_of_range() -> None:
+    logits = Tensor(rng.standard_normal((3, 4)).astype(np.float32))
+    loss = nn.functional.cross_entropy(logits, Tensor(np.array([0, 4, -100], dtype=np.int32)))
+    with pytest.raises(IndexError, match="out of range for 4 classes"):
+        loss.item()
+    ok = nn.functional.cross_entropy(logits, Tensor(np.array([0, 3, -100], dtype=np.int32)))  # -100: ignored
+    assert np.isfinite(ok.item())
+    with pytest.raises(IndexError, match="out of range for 4 classes"):
+        logits.cross_entropy(Tensor(np.array([0, -1, 2], dtype=np.int32))).item()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from tg.frontend import deferred_checks
+from tg.frontend.cross_entropy import class_index_cross_entropy, defer_class_check
 from tg.frontend.grad_mode import grad_enabled
 from tg.frontend.shapes import broadcast_shape
 from tg.support.dtype import dtypes
@@ -202,9 +202,7 @@ class NNMixin:
     def one_hot(self: Tensor, num_classes: int) -> Tensor:
         if self.dtype.is_float:
             raise TypeError(f"one_hot needs integer class indices, got {self.dtype.name}")
-        deferred_checks.defer((self < 0) | (self >= num_classes),
-                              f"a class index is out of range for {num_classes} classes "
-                              f"(valid: 0 to {num_classes - 1})")
+        defer_class_check((self < 0) | (self >= num_classes), num_classes)
         classes = type(self).arange(num_classes, device=self.device)
         return (self.unsqueeze(-1) == classes).cast(dtypes.int32)
 
@@ -212,6 +210,10 @@ class NNMixin:
         if self.ndim != 2 or target.ndim != 1 or target.shape[0] != self.shape[0]:
             raise ValueError(f"cross_entropy: logits must be (N, C) and targets (N,), got {self.shape} "
                              f"and {target.shape}")
+        if not label_smoothing and not target.dtype.is_float:
+            fused = class_index_cross_entropy(self, target, None, "mean")
+            if fused is not None:
+                return fused
         logp = self.log_softmax(-1)
         onehot = target.one_hot(self.shape[1]).cast(logp.dtype)
         if label_smoothing:

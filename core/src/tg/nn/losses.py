@@ -8,6 +8,7 @@ each class, and ``reduction="mean"`` divides by the total weight of the counted 
 
 from __future__ import annotations
 
+from tg.frontend.cross_entropy import class_index_cross_entropy
 from tg.frontend.tensor import Tensor
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "l1_loss", "mse_loss",
@@ -79,6 +80,11 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
     reduction = _reduction(size_average, reduce, reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    if not target.dtype.is_float and weight is None and not label_smoothing:
+        _check_target(input, target, "cross_entropy")
+        fused = class_index_cross_entropy(input, target, ignore_index, reduction)  # (N, C) logits: one node
+        if fused is not None:
+            return fused
     class_dim = 0 if input.ndim == 1 else 1
     logp = _class_last(input.log_softmax(class_dim), "cross_entropy")
     classes = logp.shape[-1]

@@ -45,6 +45,9 @@ CE_CASES: list[tuple[tuple[int, ...], dict[str, Any]]] = [  # (input shape, opti
     ((5, 4), {}),
     ((5, 4), {"reduction": "sum"}),
     ((5, 4), {"reduction": "none", "label_smoothing": 0.2}),
+    ((6, 5), {"ignore_index": 2}),
+    ((6, 5), {"reduction": "none", "ignore_index": 0}),
+    ((6, 5), {"reduction": "sum", "ignore_index": 4}),
     ((3, 4, 2, 3), {"ignore_index": 1}),
     ((3, 4, 2), {"weighted": True, "ignore_index": 2, "label_smoothing": 0.1}),
     ((4,), {"reduction": "none"}),
@@ -66,10 +69,30 @@ def test_cross_entropy_with_class_indices(shape: tuple[int, ...], options: dict[
     w = tensor(weight) if weight is not None else None
     got = F.cross_entropy(tensor(a), Tensor(np.asarray(target, dtype=np.int32)), weight=w, **opts)
     assert_close(got, want, msg=str(options))
-    if len(shape) > 2:  # the gradient through every option at once
+    if len(shape) > 1 and (len(shape) > 2 or "ignore_index" in options):  # gradients (with options)
         tt = Tensor(np.asarray(target, dtype=np.int32))
         check_grad(lambda x: F.cross_entropy(x, tt, weight=w, **opts),
                    lambda x: _np_nll(_np_log_softmax(x, 1), target, weight, **opts), [a], rng)
+
+
+def test_cross_entropy_reads_the_targets_log_probability(rng: np.random.Generator) -> None:
+    """A row's loss is -logp[target] (PyTorch's), not a sum of logp * one_hot: a -inf logit of another class (a masked
+    class) leaves the loss and its gradient finite, and an ignored row adds nothing whatever its logits hold."""
+    a = random_array((4, 5), rng=rng)
+    a[0, 1] = a[2, 4] = -np.inf
+    a[3] = np.nan  # an ignored row
+    target = np.array([0, 3, 1, 2])
+    x = Tensor(a, requires_grad=True)
+    logp = _np_log_softmax(a[:3].astype(np.float64), 1)
+    rows = np.append(-logp[np.arange(3), target[:3]], 0.0)
+    for reduction, want in (("mean", rows.sum() / 3), ("sum", rows.sum()), ("none", rows)):
+        loss = F.cross_entropy(x, Tensor(target.astype(np.int32)), ignore_index=2, reduction=reduction)
+        assert_close(loss, want, msg=reduction)
+    F.cross_entropy(x, Tensor(target.astype(np.int32)), ignore_index=2).backward()
+    assert x.grad is not None
+    grad = x.grad.numpy()
+    np.testing.assert_allclose(grad[:3], (np.exp(logp) - np.eye(5)[target[:3]]) / 3, rtol=1e-4, atol=1e-6)
+    assert (grad[3] == 0).all() and grad[0, 1] == 0 and grad[2, 4] == 0
 
 
 def test_nll_loss(rng: np.random.Generator) -> None:
