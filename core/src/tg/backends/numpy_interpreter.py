@@ -38,7 +38,7 @@ class NumpyRenderer(TextRenderer):
         Ops.SQRT: "np.sqrt({0})", Ops.RECIP: "np.reciprocal({0})", Ops.TRUNC: "np.trunc({0})",
         Ops.ADD: "({0} + {1})", Ops.SUB: "({0} - {1})", Ops.MUL: "({0} * {1})", Ops.DIV: "({0} / {1})",
         Ops.IDIV: "_idiv({0}, {1})", Ops.MOD: "np.fmod({0}, {1})", Ops.MAX: "np.maximum({0}, {1})",
-        Ops.POW: "np.power({0}, {1})", Ops.CMPLT: "({0} < {1})", Ops.CMPNE: "({0} != {1})",
+        Ops.POW: "_pow({0}, {1})", Ops.CMPLT: "({0} < {1})", Ops.CMPNE: "({0} != {1})",
         Ops.CMPEQ: "({0} == {1})", Ops.AND: "({0} & {1})", Ops.OR: "({0} | {1})", Ops.XOR: "({0} ^ {1})",
         Ops.WHERE: "np.where({0}, {1}, {2})", Ops.MULACC: "{0} * {1} + {2}",
         Ops.VECTORIZE: "np.stack(np.broadcast_arrays({all}), axis=-1)",
@@ -172,6 +172,21 @@ def _idiv(a: Any, b: Any) -> Any:
     return q + ((np.fmod(a, b) != 0) & ((a < 0) != (b < 0)))
 
 
+def _pow(a: Any, b: Any) -> Any:
+    """POW: numpy's power, and for integers the IR's rule for negative exponents (what ``1 // a ** -b`` would give:
+    1 for a == 1, +-1 for a == -1 by b's parity, else 0), which numpy refuses."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype.kind not in "iu" or b.dtype.kind == "u":
+        return np.power(a, b)
+    negative = b < 0
+    magnitude = np.power(a, np.where(negative, 0, b))
+    if not negative.any():
+        return magnitude
+    one = np.ones_like(magnitude)
+    small = np.where(a == 1, one, np.where(a == -1, np.where(b % 2 == 0, one, -one), np.zeros_like(magnitude)))
+    return np.where(negative, small, magnitude)
+
+
 def _cast(x: Any, dtype: Any) -> Any:
     """CAST: to bool is ``!= 0``; float to int truncates, saturates to the int's range and maps NaN to 0
     (numpy's own astype gives x86's INT_MIN there and wraps 8-bit results)."""
@@ -253,6 +268,6 @@ def _wmma(t: np.ndarray, a: Any, b: Any, c: Any, at: Any, bt: Any, ct: Any,
 
 
 #: The names the interpreter's kernels call.
-PRELUDE = {"np": np, "_idiv": _idiv, "_cast": _cast, "_gated_load": _gated_load, "_store": _store,
+PRELUDE = {"np": np, "_idiv": _idiv, "_pow": _pow, "_cast": _cast, "_gated_load": _gated_load, "_store": _store,
            "_load_local": _load_local, "_store_local": _store_local, "_vload": _vload, "_vstore": _vstore,
            "_vstore_local": _vstore_local, "_wmma": _wmma}

@@ -3,8 +3,9 @@
 Each rewrite replays the list through a fresh builder (:func:`replay`, the public rewrite API: a rule gets
 the builder, the old op and its new operands, and returns a replacement or None), replacing what the target
 lacks: every optional micro-op it does not declare in ``Capabilities.renders`` is decomposed into required
-ones (``POW`` through exp2/log2 with the sign and zero rules of C's pow, ``MOD``, float ``DIV`` as reciprocal
-then multiply, ``CMPEQ``, ``SUB``), ``sin_is_sin2pi`` divides sine arguments by 2*pi, and a declared
+ones (float ``POW`` through exp2/log2 with the sign and zero rules of C's pow, integer ``POW`` by squarings,
+``MOD``, float ``DIV`` as reciprocal then multiply, ``CMPEQ``, ``SUB``), ``sin_is_sin2pi`` divides sine
+arguments by 2*pi, and a declared
 ``MULACC`` fuses ``a*b+c``.  :func:`eliminate_dead` then drops what nothing uses: the one dead-code pass,
 which plugins' passes may call too.  :func:`check_dtypes` refuses a kernel that uses a dtype the target does not
 declare, and :func:`check_rendered` one that still holds a micro-op the target does not render.
@@ -61,11 +62,35 @@ def _sin_2pi(b: KernelBuilder, u: UOp, src: tuple[UOp, ...]) -> UOp | None:
     return None
 
 
-def _pow_exp2_log2(b: KernelBuilder, u: UOp, src: tuple[UOp, ...]) -> UOp | None:
-    if u.op is not Ops.POW or not isinstance(u.dtype, DType):
+def _pow(b: KernelBuilder, u: UOp, src: tuple[UOp, ...]) -> UOp | None:
+    if u.op is not Ops.POW or not isinstance(u.dtype, DType) or u.dtype == dtypes.bool:
         return None
-    dt = u.dtype
-    x, y = src
+    return _int_pow(b, u.dtype, *src) if u.dtype.is_int else _pow_exp2_log2(b, u.dtype, *src)
+
+
+def _int_pow(b: KernelBuilder, dt: DType, x: UOp, y: UOp) -> UOp:
+    """``x ** y`` for integers, wrapping like MUL: a square-and-multiply over every bit a non-negative exponent of
+    ``dt`` may have; a negative exponent gives 1 for x == 1, +-1 for x == -1 (by y's parity) and 0 otherwise."""
+    zero, one = b.const(0, dt), b.const(1, dt)
+    signed = dt.kind == "i"
+    e = b.alu(Ops.WHERE, b.alu(Ops.CMPLT, y, zero), zero, y) if signed else y
+    result, base = one, x
+    bits = 8 * dt.itemsize - (1 if signed else 0)
+    for bit in range(bits):  # (a bit is tested with a mask, not by halving: a 64-bit division is long on a GPU)
+        is_set = b.alu(Ops.CMPNE, b.alu(Ops.AND, e, b.const(1 << bit, dt)), zero)
+        result = b.alu(Ops.WHERE, is_set, b.alu(Ops.MUL, result, base), result)
+        if bit + 1 < bits:
+            base = b.alu(Ops.MUL, base, base)
+    if not signed:
+        return result
+    minus_one = b.const(-1, dt)
+    y_odd = b.alu(Ops.CMPNE, b.alu(Ops.AND, y, one), zero)
+    small = b.alu(Ops.WHERE, b.alu(Ops.CMPEQ, x, one), one,
+                  b.alu(Ops.WHERE, b.alu(Ops.CMPEQ, x, minus_one), b.alu(Ops.WHERE, y_odd, minus_one, one), zero))
+    return b.alu(Ops.WHERE, b.alu(Ops.CMPLT, y, zero), small, result)
+
+
+def _pow_exp2_log2(b: KernelBuilder, dt: DType, x: UOp, y: UOp) -> UOp:
     zero, one = b.const(0, dt), b.const(1, dt)
     ax = b.alu(Ops.MAX, x, b.alu(Ops.NEG, x))
     mag = b.alu(Ops.EXP2, b.alu(Ops.MUL, y, b.alu(Ops.LOG2, ax)))
@@ -145,7 +170,7 @@ def eliminate_dead(uops: list[UOp]) -> list[UOp]:
 
 #: Decompositions of the optional micro-ops, in the order they run (a later one may take apart what an earlier
 #: one produced: MOD makes SUB, POW makes CMPEQ, SUB and POW make NEG; DIV and RECIP are never both missing).
-DECOMPOSITIONS: list[tuple[Ops, Rule]] = [(Ops.POW, _pow_exp2_log2), (Ops.MOD, _mod), (Ops.DIV, _no_div),
+DECOMPOSITIONS: list[tuple[Ops, Rule]] = [(Ops.POW, _pow), (Ops.MOD, _mod), (Ops.DIV, _no_div),
                                           (Ops.RECIP, _recip), (Ops.CMPEQ, _cmpeq), (Ops.SUB, _sub), (Ops.NEG, _neg)]
 
 

@@ -409,6 +409,10 @@ def test_integer_pow_is_exact(dtype: str) -> None:
         np.testing.assert_array_equal((t ** tensor(exponents, dtype)).numpy(), base ** exponents, err_msg="x ** y")
         small = np.array([0, 1, 2, 5], dtype)
         np.testing.assert_array_equal((3 ** tensor(small, dtype)).numpy(), np.array(3, dtype) ** small)
+        # every bit of the exponent's dtype counts: uint8's top bit too (2 ** 129 wraps to 0 in uint8, it was 2)
+        info = np.iinfo(dtype)
+        high = np.array([info.max, info.max // 2 + 2, info.max - 1, info.max // 2 + 1, 3, 2, 1], dtype)
+        np.testing.assert_array_equal((t ** tensor(high, dtype)).numpy(), base ** high, err_msg="high bits")
 
 
 def test_integer_pow_with_negative_exponents() -> None:
@@ -419,4 +423,6 @@ def test_integer_pow_with_negative_exponents() -> None:
         t ** -1
     y = tensor(np.array([-1, -5, -3, -2, -1, -2], np.int32), "int32")
     np.testing.assert_array_equal((t ** y).numpy(), [0, 1, -1, 1, 0, 0])
+    mixed = tensor(np.array([3, -7, 2, 0, 4, -8], np.int32), "int32")  # both signs in one kernel
+    np.testing.assert_array_equal((t ** mixed).numpy(), [8, 1, 1, 1, 0, 0])
 
