@@ -101,6 +101,9 @@ def test_a_barrier_computes_only_the_backward_that_runs_it() -> None:
     second.backward()
     assert second.lazydata.base.realized is not None
     np.testing.assert_allclose(second.item(), 2 * first.item(), rtol=1e-5)
+    out = layer(x)
+    out.backward(gradient=Tensor.ones(*out.shape))
+    assert out.lazydata.base.realized is None  # not a scalar: nobody may read it, it is not computed
 
 
 @pytest.mark.parametrize("amsgrad", [False, True])

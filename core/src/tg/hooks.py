@@ -189,6 +189,8 @@ case                                result
 ``IDIV``/``MOD`` by 0 (integers)    0 and 0, so Tensor ``x // 0 == 0`` (numpy's answer; nothing traps)
 ``IDIV``/``MOD`` of MIN by -1       MIN (wraps) and 0, so ``INT_MIN // -1 == INT_MIN``
 ``IDIV``/``MOD`` otherwise          truncate toward zero / sign of the dividend (C); Tensor ``//`` floors (Python)
+``POW`` integers                    ``x ** y`` wrapping like repeated ``MUL``, over every bit of ``y``; ``x ** 0 = 1``;
+                                    ``y < 0``: 1 for x == 1, +-1 for x == -1 (by y's parity), else 0 (``0 ** -1 == 0``)
 ``MAX`` float with a NaN operand    NaN, either position (``numpy.maximum``): ``maximum``, ``.max()``, ``relu``,
                                     ``clip``, ``.min()`` propagate NaN.  ``MAX(+0.0, -0.0)`` may be either zero
 ``CAST`` float -> any int           truncate toward zero; out of the destination's range (+-inf included)

@@ -5,10 +5,10 @@ the builder, the old op and its new operands, and returns a replacement or None)
 lacks: every optional micro-op it does not declare in ``Capabilities.renders`` is decomposed into required
 ones (float ``POW`` through exp2/log2 with the sign and zero rules of C's pow, integer ``POW`` by squarings,
 ``MOD``, float ``DIV`` as reciprocal then multiply, ``CMPEQ``, ``SUB``), ``sin_is_sin2pi`` divides sine
-arguments by 2*pi, and a declared
-``MULACC`` fuses ``a*b+c``.  :func:`eliminate_dead` then drops what nothing uses: the one dead-code pass,
-which plugins' passes may call too.  :func:`check_dtypes` refuses a kernel that uses a dtype the target does not
-declare, and :func:`check_rendered` one that still holds a micro-op the target does not render.
+arguments by 2*pi, and a declared ``MULACC`` fuses ``a*b+c``.  :func:`eliminate_dead` then drops what nothing
+uses: the one dead-code pass, which plugins' passes may call too.  :func:`check_dtypes` refuses a kernel that uses
+a dtype the target does not declare, and :func:`check_rendered` one that still holds a micro-op the target does not
+render.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ every leaf's ``.grad`` is set, still lazy: nothing is computed by the walk); ``t
 gradients across processes from one.
 
 The walk computes nothing itself, but a gradient barrier (:mod:`tg.nn.grad`) computes a gradient on the way
-(:func:`realize_gradient`); the first one also computes the value of the tensor whose backward runs, when it is not
-computed yet.  The two share the forward's intermediates, and a training loop reads its loss right after the step:
-computed later on its own, the loss would recompute its reductions in kernels of its own.
+(:func:`realize_gradient`); the first one also computes the value of the tensor whose backward runs when that is a
+scalar (a loss) not computed yet.  The two share the forward's intermediates, and a training loop reads its loss
+right after the step: computed later on its own, the loss would recompute its reductions in kernels of its own.
 """
 
 from __future__ import annotations
@@ -45,15 +45,15 @@ def toposort(root: Tensor) -> list[Tensor]:
     return order
 
 
-_walk = threading.local()  # rider: the running backward's root, while not computed yet
+_walk = threading.local()  # pending_root: the running backward's scalar root, until computed
 
 
 def realize_gradient(grad: LazyBuffer) -> LazyBuffer:
-    """Compute ``grad`` into a buffer now, together with the running backward's root when that is not computed yet
-    (see the module's doc); returns ``grad``."""
-    rider: LazyBuffer | None = getattr(_walk, "rider", None)
-    _walk.rider = None
-    realize([grad] if rider is None or rider.base.realized is not None else [grad, rider])
+    """Compute ``grad`` into a buffer now, together with the running backward's scalar root when that is not
+    computed yet (see the module's doc); returns ``grad``."""
+    root: LazyBuffer | None = getattr(_walk, "pending_root", None)
+    _walk.pending_root = None
+    realize([grad] if root is None or root.base.realized is not None else [grad, root])
     return grad
 
 
@@ -62,12 +62,13 @@ def accumulate_grads(root: Tensor, gradient: Tensor, retain_graph: bool) -> None
     inner tensors that ``retain_grad()``), each tensor's hooks applied first (:mod:`tg.frontend.tensor_hooks`); free
     the graph as it goes unless ``retain_graph`` (a freed node raises if a later backward reaches it: see
     ``function.FREED``)."""
-    outer = getattr(_walk, "rider", None)  # (a backward run by a hook of another)
-    _walk.rider = root.lazydata if root.lazydata.base.realized is None else None
+    outer = getattr(_walk, "pending_root", None)  # (a backward run by a hook of another)
+    scalar = root.numel() == 1 and root.lazydata.base.realized is None  # (not a large output nobody may read)
+    _walk.pending_root = root.lazydata if scalar else None
     try:
         _walk_back(root, gradient, retain_graph)
     finally:
-        _walk.rider = outer
+        _walk.pending_root = outer
 
 
 def _walk_back(root: Tensor, gradient: Tensor, retain_graph: bool) -> None:

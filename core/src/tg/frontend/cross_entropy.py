@@ -5,12 +5,12 @@ nodes whose backward walk rebuilds the softmax's gradient piece by piece, and wh
 Python than its two matmuls.  Here the forward is built on the lazy buffers directly and the backward is the known
 closed form: ``grad * weight_i * (softmax - one_hot)``, scaled by ``1 / total weight`` for the mean.
 
-The values are those of the general path (the same log-softmax ops, the same sums), except that a row's loss reads
-its target's log-probability instead of summing ``logp * one_hot``: a ``-inf`` logit of another class (a masked
-logit) no longer turns the loss into ``0 * -inf = nan``, and an ignored row adds 0 whatever its logits hold
-(PyTorch's answers).  :func:`class_index_cross_entropy` takes the common case (float32/float64 logits of shape
-(N, C), N and C > 0, integer targets (N,), no class weights) and answers None for the rest, which the general
-path computes.
+The values are those of the general path (the same log-softmax ops, the same sums): a row's loss is its target's
+log-probability, picked (not summed against a one-hot), so a -inf logit of another class (a masked logit) leaves
+the loss finite and an ignored row adds 0 whatever its logits hold, as in PyTorch; an ignored row's gradient is 0
+(PyTorch's is NaN where that row's logits hold a NaN).  :func:`class_index_cross_entropy` takes the common case
+(float32/float64 logits of shape (N, C), N and C > 0, integer targets (N,), no class weights, no label smoothing)
+and answers None for the rest, which the general path computes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import math
 from typing import TYPE_CHECKING
 
 from tg.frontend import deferred_checks
-from tg.frontend.function import Function
+from tg.frontend.function import Function, const_like
 from tg.graph.lazy import LazyBuffer
 from tg.support.dtype import dtypes
 from tg.support.ops import Ops
@@ -31,16 +31,6 @@ _LOG2_E = 1 / math.log(2)
 _LN_2 = math.log(2)
 
 
-def _const(like: LazyBuffer, value: float) -> LazyBuffer:
-    return LazyBuffer.const(value, like.dtype, like.device, like.shape)
-
-
-def defer_class_check(bad: Tensor, num_classes: int) -> None:
-    """Raise IndexError at the next read if any of ``bad`` (class indices out of range) is true."""
-    deferred_checks.defer(bad, f"a class index is out of range for {num_classes} classes "
-                               f"(valid: 0 to {num_classes - 1})")
-
-
 class ClassIndexCrossEntropy(Function):
     """Forward: the loss of ``x`` (N, C) against ``classes`` (N, C), the target's class index broadcast along C, and
     ``columns`` (N, C), each column's class number; ``valid`` (N,) marks the rows that count."""
@@ -49,16 +39,16 @@ class ClassIndexCrossEntropy(Function):
                 reduction: str = "mean") -> LazyBuffer:
         n, c = x.shape
         shifted = x.alu(Ops.SUB, x.reduce(Ops.MAX, (1,)).expand((n, c)))  # (the max shifts: no gradient flows there)
-        e = shifted.alu(Ops.MUL, _const(shifted, _LOG2_E)).alu(Ops.EXP2)
+        e = shifted.alu(Ops.MUL, const_like(shifted, _LOG2_E)).alu(Ops.EXP2)
         total = e.reduce(Ops.ADD, (1,))
-        logp = shifted.alu(Ops.SUB, total.alu(Ops.LOG2).alu(Ops.MUL, _const(total, _LN_2)).expand((n, c)))
+        logp = shifted.alu(Ops.SUB, total.alu(Ops.LOG2).alu(Ops.MUL, const_like(total, _LN_2)).expand((n, c)))
         self.hot = classes.alu(Ops.CMPEQ, columns)
         self.softmax = e.alu(Ops.DIV, total.expand((n, c)))
         self.reduction, self.valid, self.shape = reduction, valid, (n, c)
-        picked = self.hot.alu(Ops.WHERE, logp, _const(logp, 0.0)).reduce(Ops.ADD, (1,)).reshape((n,))
+        picked = self.hot.alu(Ops.WHERE, logp, const_like(logp, 0.0)).reduce(Ops.ADD, (1,)).reshape((n,))
         losses = picked.alu(Ops.NEG)
         if valid is not None:
-            losses = valid.alu(Ops.WHERE, losses, _const(losses, 0.0))
+            losses = valid.alu(Ops.WHERE, losses, const_like(losses, 0.0))
         if reduction == "none":
             return losses
         summed = losses.reduce(Ops.ADD, (0,)).reshape(())
@@ -66,7 +56,7 @@ class ClassIndexCrossEntropy(Function):
             return summed
         if valid is None:
             self.scale: LazyBuffer | float = 1 / n
-            return summed.alu(Ops.MUL, _const(summed, 1 / n))
+            return summed.alu(Ops.MUL, const_like(summed, 1 / n))
         weight = valid.cast(x.dtype).reduce(Ops.ADD, (0,)).reshape(())
         self.scale = weight
         return summed.alu(Ops.DIV, weight)
@@ -79,13 +69,13 @@ class ClassIndexCrossEntropy(Function):
             if self.reduction == "mean":
                 scale = self.scale
                 grad = grad.alu(Ops.DIV, scale) if isinstance(scale, LazyBuffer) else \
-                    grad.alu(Ops.MUL, _const(grad, scale))
+                    grad.alu(Ops.MUL, const_like(grad, scale))
             per_row = grad.reshape((1,)).expand((n,))
         coefficient = per_row.reshape((n, 1)).expand((n, c))
         onehot = self.hot.cast(self.softmax.dtype)
         gx = self.softmax.alu(Ops.SUB, onehot).alu(Ops.MUL, coefficient)
         if self.valid is not None:
-            gx = self.valid.reshape((n, 1)).expand((n, c)).alu(Ops.WHERE, gx, _const(gx, 0.0))
+            gx = self.valid.reshape((n, 1)).expand((n, c)).alu(Ops.WHERE, gx, const_like(gx, 0.0))
         return gx, None, None, None
 
 
@@ -101,7 +91,7 @@ def class_index_cross_entropy(input: Tensor, target: Tensor, ignore_index: int |
     tensor = type(input)
     valid = target != ignore_index if ignore_index is not None else None
     bad = (target < 0) | (target >= c)
-    defer_class_check(bad if valid is None else valid & bad, c)
+    deferred_checks.defer_class_check(bad if valid is None else valid & bad, c)
     columns = tensor.arange(c, dtype=target.dtype, device=input.device).lazydata.reshape((1, c)).expand((n, c))
     classes = target.lazydata.reshape((n, 1)).expand((n, c))
     parts = (input, tensor(classes), tensor(columns)) + ((valid,) if valid is not None else ())

@@ -39,6 +39,11 @@ def defer(bad: Tensor, message: str, error: type[Exception] = IndexError) -> Non
         check([])
 
 
+def defer_class_check(bad: Tensor, num_classes: int) -> None:
+    """At the next read, raise IndexError if any of ``bad`` (class indices out of range) is true."""
+    defer(bad, f"a class index is out of range for {num_classes} classes (valid: 0 to {num_classes - 1})")
+
+
 #: A pending check: the one-element bool flag (true: failed), the message, the error to raise.
 Check = tuple["LazyBuffer", str, type[Exception]]
 

@@ -81,7 +81,8 @@ class _Freed(Function):
 FREED = _Freed()
 
 
-def _const_like(x: LazyBuffer, value: Any) -> LazyBuffer:
+def const_like(x: LazyBuffer, value: Any) -> LazyBuffer:
+    """The constant ``value`` in ``x``'s dtype, device and shape (a broadcast view, no buffer)."""
     return LazyBuffer.const(value, x.dtype, x.device, x.shape)
 
 
@@ -121,17 +122,17 @@ class Sin(Function):
         return x.alu(Ops.SIN)
 
     def backward(self, grad: LazyBuffer) -> LazyBuffer:
-        cos = _const_like(self.x, math.pi / 2).alu(Ops.SUB, self.x).alu(Ops.SIN)
+        cos = const_like(self.x, math.pi / 2).alu(Ops.SUB, self.x).alu(Ops.SIN)
         return cos.alu(Ops.MUL, grad)
 
 
 class Relu(Function):
     def forward(self, x: LazyBuffer) -> LazyBuffer:
-        self.ret = x.alu(Ops.MAX, _const_like(x, 0))
+        self.ret = x.alu(Ops.MAX, const_like(x, 0))
         return self.ret
 
     def backward(self, grad: LazyBuffer) -> LazyBuffer:
-        return _const_like(self.ret, 0).alu(Ops.CMPLT, self.ret).cast(grad.dtype).alu(Ops.MUL, grad)
+        return const_like(self.ret, 0).alu(Ops.CMPLT, self.ret).cast(grad.dtype).alu(Ops.MUL, grad)
 
 
 class Log2(Function):
@@ -140,7 +141,7 @@ class Log2(Function):
         return x.alu(Ops.LOG2)
 
     def backward(self, grad: LazyBuffer) -> LazyBuffer:
-        return grad.alu(Ops.DIV, self.x.alu(Ops.MUL, _const_like(self.x, math.log(2))))
+        return grad.alu(Ops.DIV, self.x.alu(Ops.MUL, const_like(self.x, math.log(2))))
 
 
 class Exp2(Function):
@@ -149,7 +150,7 @@ class Exp2(Function):
         return self.ret
 
     def backward(self, grad: LazyBuffer) -> LazyBuffer:
-        return self.ret.alu(Ops.MUL, _const_like(self.ret, math.log(2))).alu(Ops.MUL, grad)
+        return self.ret.alu(Ops.MUL, const_like(self.ret, math.log(2))).alu(Ops.MUL, grad)
 
 
 class Sqrt(Function):
@@ -158,17 +159,17 @@ class Sqrt(Function):
         return self.ret
 
     def backward(self, grad: LazyBuffer) -> LazyBuffer:
-        return grad.alu(Ops.DIV, self.ret.alu(Ops.MUL, _const_like(self.ret, 2)))
+        return grad.alu(Ops.DIV, self.ret.alu(Ops.MUL, const_like(self.ret, 2)))
 
 
 class Sign(Function):
     def forward(self, x: LazyBuffer) -> LazyBuffer:
-        zero = _const_like(x, 0)
+        zero = const_like(x, 0)
         sign = zero.alu(Ops.CMPLT, x).cast(x.dtype).alu(Ops.SUB, x.alu(Ops.CMPLT, zero).cast(x.dtype))
         return x.alu(Ops.CMPNE, x).alu(Ops.WHERE, x, sign) if x.dtype.is_float else sign  # nan stays nan
 
     def backward(self, grad: LazyBuffer) -> LazyBuffer:
-        return _const_like(grad, 0)
+        return const_like(grad, 0)
 
 
 class Trunc(Function):
@@ -176,7 +177,7 @@ class Trunc(Function):
         return x.alu(Ops.TRUNC)
 
     def backward(self, grad: LazyBuffer) -> LazyBuffer:
-        return _const_like(grad, 0)
+        return const_like(grad, 0)
 
 
 # -- binary and ternary -----------------------------------------------------------------------------------
@@ -286,10 +287,10 @@ class Pow(Function):
     def backward(self, grad: LazyBuffer) -> tuple[LazyBuffer | None, LazyBuffer | None]:
         gx = gy = None
         if self.needs_input_grad[0]:  # y * x**(y-1)
-            ym1 = self.y.alu(Ops.SUB, _const_like(self.y, 1))
+            ym1 = self.y.alu(Ops.SUB, const_like(self.y, 1))
             gx = self.y.alu(Ops.MUL, self.x.alu(Ops.POW, ym1)).alu(Ops.MUL, grad)
         if self.needs_input_grad[1]:  # x**y * ln(x)
-            ln_x = self.x.alu(Ops.LOG2).alu(Ops.MUL, _const_like(self.x, math.log(2)))
+            ln_x = self.x.alu(Ops.LOG2).alu(Ops.MUL, const_like(self.x, math.log(2)))
             gy = self.ret.alu(Ops.MUL, ln_x).alu(Ops.MUL, grad)
         return gx, gy
 
@@ -302,9 +303,9 @@ class Maximum(Function):
     def backward(self, grad: LazyBuffer) -> tuple[LazyBuffer | None, LazyBuffer | None]:
         # ties share the gradient equally, so sum of the two gradients is always grad
         x_wins = self.y.alu(Ops.CMPLT, self.x).cast(grad.dtype)
-        tie = self.x.alu(Ops.CMPEQ, self.y).cast(grad.dtype).alu(Ops.MUL, _const_like(grad, 0.5))
+        tie = self.x.alu(Ops.CMPEQ, self.y).cast(grad.dtype).alu(Ops.MUL, const_like(grad, 0.5))
         gx = x_wins.alu(Ops.ADD, tie).alu(Ops.MUL, grad)
-        gy = _const_like(grad, 1).alu(Ops.SUB, x_wins.alu(Ops.ADD, tie)).alu(Ops.MUL, grad)
+        gy = const_like(grad, 1).alu(Ops.SUB, x_wins.alu(Ops.ADD, tie)).alu(Ops.MUL, grad)
         return (gx if self.needs_input_grad[0] else None, gy if self.needs_input_grad[1] else None)
 
 
@@ -314,7 +315,7 @@ class Where(Function):
         return c.alu(Ops.WHERE, x, y)
 
     def backward(self, grad: LazyBuffer) -> tuple[None, LazyBuffer | None, LazyBuffer | None]:
-        zero = _const_like(grad, 0)
+        zero = const_like(grad, 0)
         return (None, self.c.alu(Ops.WHERE, grad, zero) if self.needs_input_grad[1] else None,
                 self.c.alu(Ops.WHERE, zero, grad) if self.needs_input_grad[2] else None)
 

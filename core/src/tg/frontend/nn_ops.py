@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from tg.frontend.cross_entropy import class_index_cross_entropy, defer_class_check
+from tg.frontend import deferred_checks
+from tg.frontend.cross_entropy import class_index_cross_entropy
 from tg.frontend.grad_mode import grad_enabled
 from tg.frontend.shapes import broadcast_shape
 from tg.support.dtype import dtypes
@@ -202,7 +203,7 @@ class NNMixin:
     def one_hot(self: Tensor, num_classes: int) -> Tensor:
         if self.dtype.is_float:
             raise TypeError(f"one_hot needs integer class indices, got {self.dtype.name}")
-        defer_class_check((self < 0) | (self >= num_classes), num_classes)
+        deferred_checks.defer_class_check((self < 0) | (self >= num_classes), num_classes)
         classes = type(self).arange(num_classes, device=self.device)
         return (self.unsqueeze(-1) == classes).cast(dtypes.int32)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from tg.frontend.cross_entropy import class_index_cross_entropy
 from tg.frontend.tensor import Tensor
+from tg.support.dtype import dtypes
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "l1_loss", "mse_loss",
            "nll_loss"]
@@ -48,14 +49,17 @@ def _check_target(input: Tensor, target: Tensor, what: str) -> None:
                            if what == "cross_entropy" else ""))
 
 
-def _weights(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int) -> tuple[Tensor, Tensor]:
-    """The one-hot of ``target`` over the classes (last dim of ``logp``) and each target's weight (0 if ignored)."""
+def _target_losses(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int) -> tuple[Tensor, Tensor]:
+    """Each target's loss ``-weight[t] * logp[t]`` and weight ``weight[t]`` (both 0 where ``t`` is ignored), the
+    classes along the last dim of ``logp``.  The log-probability is picked, not summed against a one-hot: a -inf of
+    another class (a masked logit), or an ignored row's NaN, stays out of the loss (PyTorch's answers)."""
     valid = target != ignore_index
-    onehot = valid.where(target, 0).one_hot(logp.shape[-1]).cast(logp.dtype)
+    hot = valid.where(target, 0).one_hot(logp.shape[-1]).cast(dtypes.bool)
     if weight is not None and weight.shape != (logp.shape[-1],):
         raise ValueError(f"weight must have one value per class, shape ({logp.shape[-1]},), got {weight.shape}")
-    per_target = (onehot * weight).sum(-1) if weight is not None else onehot.sum(-1)
-    return onehot, valid.where(per_target, 0.0)
+    onehot = hot.cast(logp.dtype)
+    w = valid.where((onehot * weight).sum(-1) if weight is not None else onehot.sum(-1), 0.0)
+    return valid.where(-hot.where(logp, 0.0).sum(-1) * w, 0.0), w
 
 
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: bool | None = None,
@@ -64,8 +68,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
     reduction = _reduction(size_average, reduce, reduction)
     _check_target(input, target, "nll_loss")
     logp = _class_last(input, "nll_loss")
-    onehot, w = _weights(logp, target, weight, ignore_index)
-    losses = -(logp * onehot).sum(-1) * w
+    losses, w = _target_losses(logp, target, weight, ignore_index)
     if reduction == "mean":
         return losses.sum() / w.sum()
     return losses.sum() if reduction == "sum" else losses
@@ -99,8 +102,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
             probs = probs * weight
         return _reduce(-(logp * probs).sum(-1), reduction)  # "mean" divides by the count of distributions
     _check_target(input, target, "cross_entropy")
-    onehot, w = _weights(logp, target, weight, ignore_index)
-    losses = -(logp * onehot).sum(-1) * w
+    losses, w = _target_losses(logp, target, weight, ignore_index)
     if label_smoothing:
         spread = (target != ignore_index).where(-((logp * weight) if weight is not None else logp).sum(-1), 0.0)
         losses = (1 - label_smoothing) * losses + (label_smoothing / classes) * spread

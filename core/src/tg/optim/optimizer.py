@@ -345,7 +345,8 @@ class Optimizer:
         """From the flat parameters ``p`` and gradients ``g`` of ``chunk`` at update number ``step`` (1 first),
         return the new flat parameters and the new state tensors by name (flat like ``p``, or one value the chunk
         shares).  ``hyper`` holds the group's options as device scalars (and ``"step"``, the device step count,
-        for optimizers that count steps); ``group`` is for structural choices only."""
+        for optimizers that count steps: not computed yet, it is computed with the state, and a kernel that reads
+        it computes it too); ``group`` is for structural choices only."""
         raise NotImplementedError
 
     # -- state dicts ---------------------------------------------------------------------------------------------

@@ -82,17 +82,24 @@ def test_cross_entropy_reads_the_targets_log_probability(rng: np.random.Generato
     a[0, 1] = a[2, 4] = -np.inf
     a[3] = np.nan  # an ignored row
     target = np.array([0, 3, 1, 2])
-    x = Tensor(a, requires_grad=True)
     logp = _np_log_softmax(a[:3].astype(np.float64), 1)
     rows = np.append(-logp[np.arange(3), target[:3]], 0.0)
-    for reduction, want in (("mean", rows.sum() / 3), ("sum", rows.sum()), ("none", rows)):
-        loss = F.cross_entropy(x, Tensor(target.astype(np.int32)), ignore_index=2, reduction=reduction)
-        assert_close(loss, want, msg=reduction)
-    F.cross_entropy(x, Tensor(target.astype(np.int32)), ignore_index=2).backward()
-    assert x.grad is not None
-    grad = x.grad.numpy()
-    np.testing.assert_allclose(grad[:3], (np.exp(logp) - np.eye(5)[target[:3]]) / 3, rtol=1e-4, atol=1e-6)
-    assert (grad[3] == 0).all() and grad[0, 1] == 0 and grad[2, 4] == 0
+    t = Tensor(target.astype(np.int32))
+    for weight in (None, Tensor.ones(5)):  # (a weight takes the general path: a product of ops, not one node)
+        x = Tensor(a, requires_grad=True)
+        for reduction, want in (("mean", rows.sum() / 3), ("sum", rows.sum()), ("none", rows)):
+            loss = F.cross_entropy(x, t, weight=weight, ignore_index=2, reduction=reduction)
+            assert_close(loss, want, msg=f"{reduction}, weight {weight is not None}")
+        F.cross_entropy(x, t, weight=weight, ignore_index=2).backward()
+        assert x.grad is not None
+        grad = x.grad.numpy()
+        np.testing.assert_allclose(grad[:3], (np.exp(logp) - np.eye(5)[target[:3]]) / 3, rtol=1e-4, atol=1e-6)
+        assert grad[0, 1] == 0 and grad[2, 4] == 0
+        if weight is None:  # (the general path's ignored row takes log_softmax's gradient of NaN logits: NaN)
+            assert (grad[3] == 0).all()
+    logp_masked = np.log(np.array([[0.5, 0.5, 1.0], [0.2, 1.0, 0.8]], np.float32))
+    logp_masked[0, 2] = logp_masked[1, 1] = -np.inf  # log-probabilities of 0 for other classes than the target
+    assert_close(F.nll_loss(Tensor(logp_masked), Tensor(np.array([1, 2], np.int32))), -(np.log(0.5) + np.log(0.8)) / 2)
 
 
 def test_nll_loss(rng: np.random.Generator) -> None:

@@ -103,6 +103,34 @@ def test_int_floordiv_edges(dtype: str, size: str) -> None:
                      np.full(3, _floordiv(n, d, dtype), dtype), f"{dtype} {n} // {d} (folded)")
 
 
+def _int_pow(a: int, b: int, dtype: str) -> int:
+    if b < 0:
+        return 1 if a == 1 else (-1 if b % 2 else 1) if a == -1 else 0
+    return _wrap(pow(a, b, 1 << np.iinfo(dtype).bits), dtype)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+def test_int_pow_edges(dtype: str, size: str) -> None:
+    """Integer ``POW`` wraps like repeated ``MUL`` over every bit of the exponent (the top bit of an unsigned one
+    too); a negative exponent gives 1, +-1 or 0; loaded and constant exponents."""
+    require(dtype)
+    info = np.iinfo(dtype)
+    lo, hi = int(info.min), int(info.max)
+    signed = lo < 0
+    bases = [lo, -3, -2, -1, 0, 1, 2, 3, hi] if signed else [0, 1, 2, 3, 255]
+    exps = [0, 1, 2, 3, 7, hi, -1, -2, -3, lo] if signed else [0, 1, 2, 3, 7, 128, 129, 254, 255]
+    pairs = [(x, y) for x in bases for y in exps]
+    a = _sized([p[0] for p in pairs], dtype, size)
+    b = _sized([p[1] for p in pairs], dtype, size)
+    want = np.array([_int_pow(int(x), int(y), dtype) for x, y in zip(a, b)], dtype)
+    assert_exact(tensor(a, dtype) ** tensor(b, dtype), want, f"{dtype} a ** b")
+    x = _sized(bases, dtype, size)
+    for e in (exps[5], exps[-1]):  # a constant exponent tensor
+        want = np.array([_int_pow(int(v), e, dtype) for v in x], dtype)
+        assert_exact(tensor(x, dtype) ** Tensor.full(x.shape, e, dtype=dtype), want, f"{dtype} x ** {e} (constant)")
+
+
 # ---------------------------------------------------------------------------------------- max and NaN
 
 

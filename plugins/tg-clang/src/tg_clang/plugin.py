@@ -27,7 +27,7 @@ def tg_runtimes() -> list[Runtime]:
 #: The environment variables this plugin reads (``tg env`` lists them).
 ENVIRONMENT: dict[str, str] = {
     "TG_CC": "The C compiler (default clang); it must accept clang's vector extensions.",
-    "TG_CLANG_THREADS": "Threads per launch (default: every core).",
+    "TG_CLANG_THREADS": "Threads per launch (default: every core); kernels with packed panels are tiled for it.",
     "TG_CLANG_NATIVE_POOL": "0 splits launches with Python threads instead of the native pthread pool.",
     "TG_CLANG_SPIN_US": "Microseconds an idle pool thread spins (yielding) before it sleeps (default 1000).",
     "TG_CLANG_DIRECT_LINK": "0 lets clang's driver link each kernel (default: the linker runs directly, ld.gold "

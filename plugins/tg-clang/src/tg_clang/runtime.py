@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import _ctypes
 import ctypes
-import functools
 import math
 import os
 import threading
@@ -29,11 +28,11 @@ from typing import Any
 import numpy as np
 from tg.backends.contract import Availability, Runtime
 from tg.codegen.program import Program
-from tg.support.helpers import environ_get
 
 from tg_clang.compiler import DEBIAN_PACKAGE, KernelCache, compiler_name, find_compiler
 from tg_clang.memory import BufferCache, HostBuffer, new_buffer
 from tg_clang.pool import build_in_background, native_pool
+from tg_clang.threads import thread_count
 
 #: Estimated operations below which a launch stays on the calling thread: a launch that small takes ~10 us or
 #: less, and waking a sleeping worker costs ~20 us (a spinning one a few).
@@ -71,24 +70,6 @@ class ClangProgram:
 
     def __post_init__(self) -> None:
         self.work = self.units * self.cost
-
-
-@functools.cache
-def _cached_thread_count(raw: str, pid: int) -> int:
-    if raw:
-        if not raw.isdigit() or int(raw) < 1:
-            raise ValueError(f"environment variable TG_CLANG_THREADS={raw!r} must be a positive integer")
-        return int(raw)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def thread_count() -> int:
-    """Threads per launch: TG_CLANG_THREADS, else the cores this process may run on (remembered per value of
-    the variable and per process: asking the OS for the affinity would cost a system call per launch)."""
-    return _cached_thread_count((environ_get("TG_CLANG_THREADS") or "").strip(), _pid)
 
 
 class ThreadPool:
@@ -141,15 +122,6 @@ class ThreadPool:
 
 _pool: ThreadPool | None = None
 _pool_lock = threading.Lock()
-_pid = os.getpid()
-
-
-def _after_fork() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_after_fork)
 
 
 def pool() -> ThreadPool:

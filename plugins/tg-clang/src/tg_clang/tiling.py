@@ -68,6 +68,7 @@ from tg_clang.reduction_lanes import plan_reduction, render_reduction_lanes
 from tg_clang.row_lanes import plan_row_passes, render_row_lanes
 from tg_clang.scalar import ScalarRenderer
 from tg_clang.spmd import LaneRenderer, lane_supported, vector_typedefs
+from tg_clang.threads import thread_count
 
 #: Largest panel (bytes) a tile may copy to the stack for reuse across its row block.
 PACK_LIMIT = 1 << 18
@@ -375,8 +376,6 @@ def _taller_units(t: Tiling) -> Tiling:
     UNITS_PER_THREAD per thread where this machine runs fewer threads.  Each unit packs its own panels, so on few
     cores fewer, taller units copy them fewer times (a (256, 784) x (784, 256) matmul on one core of a 2-core
     Xeon: 32 units 1161-1724 us, 8 units 822-844 us, alternating)."""
-    from tg_clang.runtime import thread_count
-
     if t.transposed:
         return t
     col_blocks = math.ceil(t.full_cols / t.block_cols)
