@@ -49,6 +49,20 @@ def test_small_panel_keeps_the_narrow_gang_on_zen4(monkeypatch: pytest.MonkeyPat
     assert strategy in new.values(), new
 
 
+@pytest.mark.parametrize("n", [60, 80, 784, 790])
+def test_wide_gang_with_a_masked_column_tail(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """A weight gradient's product ``g.T @ x`` (the B panel packed) doubles its gang on AVX-512 although its columns
+    are no whole number of 32-lane gangs where the masked 32-lane gang that takes the tail is small (tiling.WIDE_TAIL):
+    784 = 24 * 32 + 16 (an MLP's first layer) does, 60 = 32 + 28 does not; every case matches numpy."""
+    monkeypatch.setattr(tiling, "_register_bytes", lambda: 64)
+    monkeypatch.setattr(tiling, "_wide_gang_panel", lambda: 0)
+    g = rng.standard_normal((250 + n % 7, 66)).astype("float32")  # (a shape of its own per case)
+    x = rng.standard_normal((g.shape[0], n)).astype("float32")
+    new = _new_strategies(lambda: matches_numpy(lambda t: t[0].T @ t[1], [g, x], rtol=1e-4))
+    if n in (784, 60):
+        assert ("tiled6x32" if n == 784 else "tiled6x16") in new.values(), new
+
+
 @pytest.mark.parametrize("threads", [1, 2, 16])
 def test_tall_units_keep_enough_units(monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
     """Packed tiles get units of about PACKED_BLOCK_ROWS rows, but never fewer than UNITS_TARGET units (or

@@ -385,6 +385,11 @@ def _taller_units(t: Tiling) -> Tiling:
     return dataclasses.replace(t, block_rows=block_rows)
 
 
+#: A full-height tile's gang doubles although the wider gangs leave a masked tail of columns only where the row is at
+#: least WIDE_TAIL times that tail: g.T @ x with 784 columns (24 gangs of 32 and 16 columns masked; an MLP's weight
+#: gradient) ran 98 -> 139-142 GFLOPS on one Xeon core (C harness, alternating), but the MNIST-1D CNN's patch
+#: gradients with 125 columns (3 gangs and 29 columns) got slower (900 x 125, K = 25: 82-100 -> 127-139 us).
+WIDE_TAIL = 10
 #: Vector registers a full-height tile's accumulators may take when its gang doubles (12 of AVX-512's 32: a 6x32
 #: float32 tile, two loads and six broadcasts per twelve FMAs instead of one and six per six; AVX2's 16 registers
 #: hold no more than the 6x16 tile).
@@ -508,9 +513,16 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
         # full-height tiles (on Zen 4, whose panel is past L1 anyway), on a CPU with registers for twice the
         # accumulators: two vectors of each row, so each broadcast of a row's operand serves two FMAs
         wide = choose_tiling(uops, grid, 2 * lanes, rows)
-        if wide is not None and wide.full_cols == t.full_cols and wide.rows == t.rows and not wide.transposed:
+        small_tail = not symbolic and wide is not None and WIDE_TAIL * (t.row_len - wide.full_cols) <= t.row_len
+        if wide is not None and wide.rows == t.rows and not wide.transposed and (
+                wide.full_cols == t.full_cols or small_tail):
             rendered = _render_tiles(name, uops, wide, 2 * lanes, stream=not symbolic)
-            if len(rendered[1]) == len(packs):  # not where the wider panel is past PACK_LIMIT (it would read B strided)
+            # where the wider gang leaves a column tail (a small one: WIDE_TAIL), a masked gang of its width takes it,
+            # if the estimate says that is cheaper
+            cheaper = wide.full_cols == t.full_cols or _with_tail(
+                wide, rendered[2], uops, masked_gang(wide, 2 * lanes)[2]) < _with_tail(
+                t, cost, uops, masked_gang(t, lanes)[2])
+            if len(rendered[1]) == len(packs) and cheaper:  # (not where the wider panel is past PACK_LIMIT: B strided)
                 t, gang, (functions, packs, cost, _) = wide, 2 * lanes, rendered
     if packs:
         t = _taller_units(t)
