@@ -4,7 +4,8 @@ tg-clang declares two launch dimensions, so core keeps the output's shape (``gid
 ``gidx1`` the row).  Core's register-tile and cache-blocking pass cuts that grid into micro-tiles of R rows by G
 lanes and work units of blocks of them, and replays the micro-ops as one micro-tile; this module chooses R, G and
 the orientation, renders each micro-tile with the lane renderer (:mod:`tg_clang.spmd`: what the G lanes share
-becomes scalar, the rest SIMD across lanes), and writes the C loops over tiles and units.  The columns past the
+becomes scalar, the rest SIMD across lanes), and writes the C loops over tiles and units (a unit's own loops:
+:mod:`tg_clang.unit_loops`).  The columns past the
 last full gang run as one more gang whose lanes past the row are masked (:class:`MaskedReplay`), in tiles as tall
 as the full ones, where the cost estimate puts that below the scalar rendering of those columns; kernels the lane
 renderer cannot take run the scalar rendering.
@@ -69,6 +70,7 @@ from tg_clang.row_lanes import plan_row_passes, render_row_lanes
 from tg_clang.scalar import ScalarRenderer
 from tg_clang.spmd import LaneRenderer, lane_supported, vector_typedefs
 from tg_clang.threads import thread_count
+from tg_clang.unit_loops import gang_loops, masked_loop
 
 #: Largest panel (bytes) a tile may copy to the stack for reuse across its row block.
 PACK_LIMIT = 1 << 18
@@ -281,22 +283,6 @@ def _render_masked(name: str, uops: list[UOp], t: Tiling, lanes: int) -> tuple[l
     return out, packs, cost
 
 
-def _masked_loop(name: str, args: str, t: Tiling, last_block: int, packs: list[Pack]) -> list[str]:
-    """The rows of a work unit's share of the last, partial gang: its packs, then micro-tiles as tall as the full
-    ones."""
-    pk_args = "".join(f", pkM{p.index}" for p in packs)
-    call = f"({args}, row0, {t.full_cols}{pk_args});"
-    out = [f"    if (cb == {last_block}) {{"]
-    out += [f"      {name}_packM{p.index}({args}, {t.full_cols}, pkM{p.index});" for p in packs]
-    out.append("      int32_t row0 = r_lo;")
-    if t.rows > 1:
-        out.append(f"      for (; row0 + {t.rows} <= r_hi; row0 += {t.rows}) {name}_tileM{t.rows}{call}")
-    if t.remainder > 1:
-        out.append(f"      if (row0 + {t.remainder} <= r_hi) {{ {name}_tileM{t.remainder}{call[:-1]}; "
-                   f"row0 += {t.remainder}; }}")
-    return [*out, f"      for (; row0 < r_hi; row0++) {name}_tileM1{call}", "    }"]
-
-
 #: Micro-tiles of at least this many rows keep their long loops and the loops over them rolled (see
 #: :mod:`tg_clang.crender`): each iteration is already that many independent multiply-adds per vector, so unrolling
 #: gains nothing at run time and costs a third of the kernel's compile.
@@ -331,25 +317,6 @@ def _widest_item(uops: list[UOp]) -> int:
     sizes = [(u.dtype.base if isinstance(u.dtype, PtrDType) else u.dtype).itemsize for u in uops
              if isinstance(u.dtype, (DType, PtrDType))]
     return max(sizes, default=4)
-
-
-def _gang_loops(name: str, args: str, pk_args: str, packs: list[Pack], t: Tiling, lanes: int,
-                gangs: tuple[str, str, str], tiles: tuple[str, str, str]) -> list[str]:
-    """The loops of a work unit: gangs of lanes along ``gangs`` (variable, low, high), each packing its panels,
-    then micro-tiles of ``t.rows`` (a smaller remainder tile, then single ones) along ``tiles``."""
-    (gv, g_lo, g_hi), (tv, t_lo, t_hi) = gangs, tiles
-    call = f"({args}, row0, col0{pk_args});"
-    rolled = _no_unroll(t)
-    out = [f"    {rolled}for (int32_t {gv} = {g_lo}; {gv} < {g_hi}; {gv} += {lanes}) {{"]
-    out += [f"      {name}_pack{p.index}({args}, {gv}, pk{p.index});" for p in packs]
-    out.append(f"      int32_t {tv} = {t_lo};")
-    if t.rows > 1:
-        out.append(f"      {rolled}for (; {tv} + {t.rows} <= {t_hi}; {tv} += {t.rows}) {name}_tile{t.rows}{call}")
-    if t.remainder > 1:
-        out.append(f"      if ({tv} + {t.remainder} <= {t_hi}) {{ {name}_tile{t.remainder}{call[:-1]}; "
-                   f"{tv} += {t.remainder}; }}")
-    out += [f"      {rolled}for (; {tv} < {t_hi}; {tv}++) {name}_tile1{call}", "    }"]
-    return out
 
 
 def _accumulator_bytes() -> int:
@@ -587,14 +554,16 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
             f"    int32_t c_lo = cb * {t.block_cols}, c_hi = c_lo + {t.block_cols} < {t.full_cols} ? "
             f"c_lo + {t.block_cols} : {t.full_cols};"]
     if t.transposed:  # G rows by R columns: row gangs outside, columns inside
-        out += _gang_loops(name, args, pk_args, packs, t, lanes, ("row0", "r_lo", "r_hi"), ("col0", "c_lo", "c_hi"))
+        out += gang_loops(name, args, pk_args, packs, t, lanes, _no_unroll(t), ("row0", "r_lo", "r_hi"),
+                          ("col0", "c_lo", "c_hi"))
         if row_tail:
             out += [f"    if (r_hi == {t.full_rows}) for (int32_t row = {t.full_rows}; row < {t.n_rows}; row++)",
                     f"      for (int32_t c = c_lo; c < c_hi; c++) {name}_thread({args}, row * {t.row_len} + c);"]
     else:  # R rows by G columns: column gangs outside (their packed panel stays in cache), rows inside
-        out += _gang_loops(name, args, pk_args, packs, t, lanes, ("col0", "c_lo", "c_hi"), ("row0", "r_lo", "r_hi"))
+        out += gang_loops(name, args, pk_args, packs, t, lanes, _no_unroll(t), ("col0", "c_lo", "c_hi"),
+                          ("row0", "r_lo", "r_hi"))
     if masked:
-        out += _masked_loop(name, args, t, n_col_blocks - 1, masked_packs)
+        out += masked_loop(name, args, t, n_col_blocks - 1, masked_packs)
     elif col_tail:
         out += [f"    if (cb == {n_col_blocks - 1}) for (int32_t row = r_lo; row < r_hi; row++)",
                 f"      for (int32_t c = {t.full_cols}; c < {t.row_len}; c++) {name}_thread({args}, row * "
