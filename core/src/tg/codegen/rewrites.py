@@ -73,7 +73,8 @@ def _int_pow(b: KernelBuilder, dt: DType, x: UOp, y: UOp) -> UOp:
     ``dt`` may have; a negative exponent gives 1 for x == 1, +-1 for x == -1 (by y's parity) and 0 otherwise."""
     zero, one = b.const(0, dt), b.const(1, dt)
     signed = dt.kind == "i"
-    e = b.alu(Ops.WHERE, b.alu(Ops.CMPLT, y, zero), zero, y) if signed else y
+    negative = b.alu(Ops.CMPLT, y, zero) if signed else None
+    e = b.alu(Ops.WHERE, negative, zero, y) if negative is not None else y
     result, base = one, x
     bits = 8 * dt.itemsize - (1 if signed else 0)
     for bit in range(bits):  # (a bit is tested with a mask, not by halving: a 64-bit division is long on a GPU)
@@ -81,13 +82,13 @@ def _int_pow(b: KernelBuilder, dt: DType, x: UOp, y: UOp) -> UOp:
         result = b.alu(Ops.WHERE, is_set, b.alu(Ops.MUL, result, base), result)
         if bit + 1 < bits:
             base = b.alu(Ops.MUL, base, base)
-    if not signed:
+    if negative is None:
         return result
     minus_one = b.const(-1, dt)
     y_odd = b.alu(Ops.CMPNE, b.alu(Ops.AND, y, one), zero)
     small = b.alu(Ops.WHERE, b.alu(Ops.CMPEQ, x, one), one,
                   b.alu(Ops.WHERE, b.alu(Ops.CMPEQ, x, minus_one), b.alu(Ops.WHERE, y_odd, minus_one, one), zero))
-    return b.alu(Ops.WHERE, b.alu(Ops.CMPLT, y, zero), small, result)
+    return b.alu(Ops.WHERE, negative, small, result)
 
 
 def _pow_exp2_log2(b: KernelBuilder, dt: DType, x: UOp, y: UOp) -> UOp:
