@@ -5,7 +5,10 @@
 - the loss is computed with the first gradient barrier of its backward (they share the forward's intermediates),
   not later on its own;
 - Adam's two per-step factors (the step size and sqrt(1 - beta2**t)) are one kernel, the step count another;
-- cross entropy of (N, C) logits with class indices is one autograd node (tg.frontend.cross_entropy).
+- cross entropy of (N, C) logits with class indices is one autograd node (tg.frontend.cross_entropy);
+- a gradient that a reduction computes and a permute reorders is computed in the permuted order
+  (``LazyBuffer.permute_reduction``): the weight gradient of ``x @ w`` with w shaped (in, out) comes out in w's
+  layout, so the optimizer reads it contiguously.
 """
 
 from __future__ import annotations
@@ -152,3 +155,63 @@ def test_cross_entropy_still_refuses_a_class_index_out_of_range() -> None:
     assert np.isfinite(ok.item())
     with pytest.raises(IndexError, match="out of range for 4 classes"):
         logits.cross_entropy(Tensor(np.array([0, -1, 2], dtype=np.int32))).item()
+
+
+def test_the_weight_gradient_of_x_at_w_comes_out_in_ws_layout() -> None:
+    """``x @ w`` reduces with w seen as (out, in); its gradient is computed as (in, out), not transposed after."""
+    x0, w0, g0 = rng.standard_normal((6, 5)), rng.standard_normal((5, 3)), rng.standard_normal((6, 3))
+    x, w = Tensor(x0), Tensor(w0, requires_grad=True)
+    (x @ w).backward(Tensor(g0))
+    assert w.grad is not None
+    grad = w.grad.lazydata
+    assert grad.base.op is LazyOp.REDUCE and grad.st.is_contiguous, grad.st
+    np.testing.assert_allclose(w.grad.numpy(), x0.T @ g0, rtol=1e-12)
+    # the update reads it in order: one contiguous load of the gradient in the update's kernel
+    with tg.no_grad():
+        update = (w.detach() - w.grad * 0.5).lazydata
+    assert all(src.st.is_contiguous for src in update.base.srcs if src.base is grad.base)
+
+
+@pytest.mark.parametrize("op", [Ops.ADD, Ops.MAX])
+@pytest.mark.parametrize(("axes", "view", "order"), [
+    ((1,), (4, 6, 5), (2, 0, 1)),      # (4, 1, 6, 5) seen as (4, 6, 5), its axes in another order
+    ((0, 2), (3, 5), (1, 0)),          # reduced twice, seen without its axes of size 1, transposed
+    ((3,), None, (0, 2, 1, 3)),        # (4, 3, 6, 1): an axis of size 1 moves too
+    ((1,), None, (3, 1, 2, 0)),        # (4, 1, 6, 5) as it is
+    ((1,), None, (0, 1, 2, 3)),        # the identity: the reduction itself
+])
+def test_permuting_a_reduction_reduces_in_the_permuted_order(op: Ops, axes: tuple[int, ...],
+                                                            view: tuple[int, ...] | None,
+                                                            order: tuple[int, ...]) -> None:
+    """``permute_reduction`` gives ``permute``'s values; for a reduction seen as it is (or reshaped by axes of size 1)
+    it is a new reduction whose output is contiguous in the permuted order."""
+    a = rng.standard_normal((4, 3, 6, 5))
+    src = Tensor(a).lazydata
+    reduced = src.reduce(op, axes)
+    seen = reduced.reshape(view) if view is not None else reduced
+    expected = np.transpose((np.sum if op is Ops.ADD else np.max)(a, axis=axes, keepdims=True)
+                            .reshape(seen.shape), order)
+    out = seen.permute_reduction(order)
+    np.testing.assert_allclose(Tensor(out).numpy(), expected, rtol=1e-12)
+    if order == tuple(range(len(order))):
+        assert out is seen
+    else:
+        assert out.base is not reduced and out.base.op is LazyOp.REDUCE and out.st.is_contiguous
+
+
+def test_permuting_other_views_of_a_reduction_only_permutes() -> None:
+    """A view that is not a plain permutation of the reduction (a broadcast, a slice) or a realized reduction is
+    permuted as a view, as ``permute`` does."""
+    a = rng.standard_normal((4, 3, 5))
+    reduced = Tensor(a).lazydata.reduce(Ops.ADD, (1,))  # (4, 1, 5)
+    for seen, order, expected in [
+        (reduced.expand((4, 2, 5)), (2, 1, 0), np.broadcast_to(a.sum(1, keepdims=True), (4, 2, 5)).transpose(2, 1, 0)),
+        (reduced.shrink(((1, 3), (0, 1), (0, 5))), (2, 1, 0), a.sum(1, keepdims=True)[1:3].transpose(2, 1, 0)),
+    ]:
+        out = seen.permute_reduction(order)
+        assert out.base is reduced.base
+        np.testing.assert_allclose(Tensor(out).numpy(), expected, rtol=1e-12)
+    Tensor(reduced).realize()
+    out = reduced.permute_reduction((2, 1, 0))
+    assert out.base is reduced.base and out.base.realized is not None
+    np.testing.assert_allclose(Tensor(out).numpy(), a.sum(1, keepdims=True).transpose(2, 1, 0), rtol=1e-12)

@@ -410,7 +410,7 @@ class Permute(Function):
 
     def backward(self, grad: LazyBuffer) -> LazyBuffer:
         inverse = tuple(sorted(range(len(self.order)), key=lambda i: self.order[i]))
-        return grad.permute(inverse)
+        return grad.permute_reduction(inverse)  # (a gradient has this one use)
 
 
 class Pad(Function):

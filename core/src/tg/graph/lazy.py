@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tg.graph.shapetracker import Shape, ShapeTracker
+from tg.graph.shapetracker import Shape, ShapeTracker, strides_for
 from tg.support.dtype import DType, as_value, dtypes
 from tg.support.ops import Ops
 
@@ -178,6 +178,34 @@ class LazyBuffer:
 
     def permute(self, order: tuple[int, ...]) -> LazyBuffer:
         return self._view(self.st.permute(tuple(order)))
+
+    def permute_reduction(self, order: tuple[int, ...]) -> LazyBuffer:
+        """``permute(order)``; but where this is an unrealized reduction, seen as it is or reshaped only by axes of
+        size 1, the reduction itself is rebuilt to write its result in the permuted order (its source seen permuted).
+
+        A consumer then reads the result contiguously instead of strided: the weight gradient of ``x @ w`` comes out
+        of its reduction as ``w.T``'s layout, and the optimizer's update reads it along ``w``'s rows.  The reduced
+        axes and the order they are summed in are unchanged.  Meant for a reduction with this one use (an autograd
+        gradient): another use of the original keeps its own kernel, so the reduction would run twice.
+        """
+        out = self.permute(order)
+        base = self.base
+        if base.op is not LazyOp.REDUCE or base.realized is not None or out is self or len(out.st.views) != 1:
+            return out
+        view = out.st.views[0]
+        if view.offset or view.mask is not None:
+            return out
+        # a contiguous buffer's axes of size > 1 have distinct strides: each of the view's axes names the one it reads
+        axis_of = {stride: a for a, stride in enumerate(strides_for(base.shape)) if base.shape[a] != 1}
+        picked = [axis_of.get(stride, -1) for size, stride in zip(view.shape, view.strides) if size != 1]
+        if -1 in picked or len(set(picked)) != len(axis_of) or len(picked) != len(axis_of) or \
+                picked == sorted(picked):  # (not a permutation of the kept axes, or the order they have already)
+            return out
+        op, axes = base.arg
+        source = base.srcs[0]
+        rest = [a for a in range(len(source.shape)) if a not in axes and a not in picked]  # (axes of size 1)
+        reduced = source.permute((*picked, *axes, *rest)).reduce(op, tuple(range(len(picked), len(picked) + len(axes))))
+        return reduced.reshape(out.shape)
 
     def expand(self, shape: Shape) -> LazyBuffer:
         return self._view(self.st.expand(tuple(shape)))
