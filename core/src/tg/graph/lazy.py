@@ -204,7 +204,9 @@ class LazyBuffer:
         op, axes = base.arg
         source = base.srcs[0]
         rest = [a for a in range(len(source.shape)) if a not in axes and a not in picked]  # (axes of size 1)
-        reduced = source.permute((*picked, *axes, *rest)).reduce(op, tuple(range(len(picked), len(picked) + len(axes))))
+        # the reduced axes stay in front of the kept ones, as in the (batch, ...) layout of a matmul's weight gradient:
+        # tg-clang tiles that reduction well, and one with its reduced axis last and long badly (K = 2048: 20x slower)
+        reduced = source.permute((*axes, *picked, *rest)).reduce(op, tuple(range(len(axes))))
         return reduced.reshape(out.shape)
 
     def expand(self, shape: Shape) -> LazyBuffer:
