@@ -5,10 +5,14 @@
 - the loss is computed with the first gradient barrier of its backward (they share the forward's intermediates),
   not later on its own;
 - Adam's two per-step factors (the step size and sqrt(1 - beta2**t)) are one kernel, the step count another;
-- cross entropy of (N, C) logits with class indices is one autograd node (tg.frontend.cross_entropy);
+- cross entropy of (N, C) logits with class indices is one autograd node (tg.frontend.cross_entropy), and so are
+  softmax and log_softmax (tg.frontend.softmax);
+- a matmul by a 2-D weight is one autograd node (tg.frontend.matmul), x's leading axes taken as rows, so the weight's
+  gradient is one reduction over all of them;
 - a gradient that a reduction computes and a permute reorders is computed in the permuted order
-  (``LazyBuffer.permute_reduction``): the weight gradient of ``x @ w`` with w shaped (in, out) comes out in w's
-  layout, so the optimizer reads it contiguously.
+  (``LazyBuffer.permute_reduction``): the weight gradient comes out in the weight's layout (w of ``x @ w``, or
+  nn.Linear's transposed one), so the optimizer reads it contiguously; the reduced axis stays in front (tg-clang
+  tiles a long reduction on its last axis 20x slower).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import tg
 from tg import Tensor, nn, optim
 from tg.engine.device import device_state
 from tg.frontend.cross_entropy import ClassIndexCrossEntropy
+from tg.frontend.matmul import MatMul
+from tg.frontend.softmax import LogSoftmax, Softmax
 from tg.graph.lazy import LazyBuffer, LazyOp
 from tg.support.ops import Ops
 
@@ -215,3 +221,80 @@ def test_permuting_other_views_of_a_reduction_only_permutes() -> None:
     out = reduced.permute_reduction((2, 1, 0))
     assert out.base is reduced.base and out.base.realized is not None
     np.testing.assert_allclose(Tensor(out).numpy(), a.sum(1, keepdims=True).transpose(2, 1, 0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_softmax_and_log_softmax_are_one_autograd_node(name: str, dim: int) -> None:
+    """One node, whose backward is the closed form (checked in float64, a -inf logit included: its softmax is 0)."""
+    x0 = rng.standard_normal((4, 5))
+    x0[1, 2] = -np.inf
+    g0 = rng.standard_normal(x0.shape)
+    x = Tensor(x0, requires_grad=True)
+    out = getattr(x, name)(dim)
+    assert isinstance(out._ctx, Softmax if name == "softmax" else LogSoftmax)
+    (out * Tensor(g0)).sum().backward()
+    assert x.grad is not None
+    e = np.exp(x0 - x0.max(dim, keepdims=True))
+    s = e / e.sum(dim, keepdims=True)
+    if name == "softmax":
+        expected, grad = s, s * (g0 - (g0 * s).sum(dim, keepdims=True))
+    else:
+        with np.errstate(divide="ignore"):  # (log 0 = -inf, the -inf logit's)
+            expected = np.log(s)
+        grad = g0 - s * g0.sum(dim, keepdims=True)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), grad, rtol=1e-12, atol=1e-15)
+
+
+def test_softmax_of_float16_sums_in_float32_and_a_0d_tensor_is_its_own_row() -> None:
+    x0 = (rng.standard_normal((3, 700)) * 4).astype(np.float16)
+    x = Tensor(x0, requires_grad=True)
+    out = x.softmax(-1)
+    assert out.dtype == x.dtype
+    out.sum().backward()  # the gradient of a sum of softmaxes is 0 (up to float16 rounding)
+    assert x.grad is not None and x.grad.dtype == x.dtype
+    e = np.exp(x0.astype(np.float64) - x0.max(-1, keepdims=True))
+    np.testing.assert_allclose(out.numpy().astype(np.float64), e / e.sum(-1, keepdims=True), rtol=1e-2, atol=2e-6)
+    assert np.abs(x.grad.numpy().astype(np.float64)).max() < 1e-3
+    assert Tensor(2.0).softmax().item() == 1.0 and Tensor(2.0).log_softmax().item() == 0.0
+
+
+@pytest.mark.parametrize("x_shape", [(6, 5), (2, 3, 5)])
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+def test_a_matmul_by_a_2d_weight_is_one_autograd_node(x_shape: tuple[int, ...], dtype: str) -> None:
+    x0 = rng.standard_normal(x_shape).astype(dtype)
+    w0 = rng.standard_normal((5, 4)).astype(dtype)
+    g0 = rng.standard_normal((*x_shape[:-1], 4)).astype(dtype)
+    x, w = Tensor(x0, requires_grad=True), Tensor(w0, requires_grad=True)
+    out = x @ w
+    assert isinstance(out._ctx, MatMul) and out.shape == (*x_shape[:-1], 4) and out.dtype == x.dtype
+    out.backward(Tensor(g0))
+    assert x.grad is not None and w.grad is not None
+    x64, w64, g64 = x0.astype(np.float64), w0.astype(np.float64), g0.astype(np.float64)
+    tol = {"float64": 1e-12, "float32": 1e-5, "float16": 2e-2}[dtype]
+    np.testing.assert_allclose(out.numpy().astype(np.float64), x64 @ w64, rtol=tol, atol=tol)
+    np.testing.assert_allclose(x.grad.numpy().astype(np.float64), g64 @ w64.T, rtol=tol, atol=tol)
+    rows = x64.reshape(-1, 5)
+    np.testing.assert_allclose(w.grad.numpy().astype(np.float64), rows.T @ g64.reshape(-1, 4), rtol=tol, atol=tol)
+    # one input needing no gradient gets none; a batched or 1-D weight and mixed dtypes take the general path
+    frozen = Tensor(x0) @ Tensor(w0, requires_grad=True)
+    assert isinstance(frozen._ctx, MatMul) and frozen._ctx.needs_input_grad == [False, True]
+    assert not isinstance((Tensor(x0) @ Tensor(w0[None], requires_grad=True))._ctx, MatMul)
+    assert not isinstance((Tensor(x0) @ Tensor(w0[:, 0], requires_grad=True))._ctx, MatMul)
+    assert not isinstance((Tensor(x0) @ Tensor(w0.astype(np.int32)))._ctx, MatMul)
+
+
+def test_a_linear_layers_weight_gradient_reduces_its_rows_in_front() -> None:
+    """nn.Linear's weight gradient over 2 x 1024 rows: one reduction, rows first, out in the weight's (out, in)
+    layout (with the rows last, tg-clang's tiles of this reduction ran 20x slower)."""
+    lin = nn.Linear(64, 32)
+    x0 = rng.standard_normal((2, 1024, 64)).astype(np.float32)
+    out = lin(Tensor(x0))
+    (out * out).sum().backward()
+    assert lin.weight.grad is not None
+    grad = lin.weight.grad.lazydata
+    assert grad.base.op is LazyOp.REDUCE and grad.base.arg[1] == (0,) and grad.base.shape == (1, 32, 64), grad.base
+    assert grad.st.is_contiguous
+    expected = 2 * (x0.reshape(-1, 64) @ lin.weight.numpy().T + lin.bias.numpy()).T @ x0.reshape(-1, 64)
+    np.testing.assert_allclose(lin.weight.grad.numpy(), expected, rtol=2e-4, atol=1e-2)

@@ -15,21 +15,17 @@ and answers None for the rest, which the general path computes.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 from tg.frontend import deferred_checks
 from tg.frontend.function import Function, const_like
+from tg.frontend.softmax import log_of, shifted_exp
 from tg.graph.lazy import LazyBuffer
 from tg.support.dtype import dtypes
 from tg.support.ops import Ops
 
 if TYPE_CHECKING:
     from tg.frontend.tensor import Tensor
-
-_LOG2_E = 1 / math.log(2)
-_LN_2 = math.log(2)
-
 
 class ClassIndexCrossEntropy(Function):
     """Forward: the loss of ``x`` (N, C) against ``classes`` (N, C), the target's class index broadcast along C, and
@@ -38,10 +34,8 @@ class ClassIndexCrossEntropy(Function):
     def forward(self, x: LazyBuffer, classes: LazyBuffer, columns: LazyBuffer, valid: LazyBuffer | None = None,
                 reduction: str = "mean") -> LazyBuffer:
         n, c = x.shape
-        shifted = x.alu(Ops.SUB, x.reduce(Ops.MAX, (1,)).expand((n, c)))  # (the max shifts: no gradient flows there)
-        e = shifted.alu(Ops.MUL, const_like(shifted, _LOG2_E)).alu(Ops.EXP2)
-        total = e.reduce(Ops.ADD, (1,))
-        logp = shifted.alu(Ops.SUB, total.alu(Ops.LOG2).alu(Ops.MUL, const_like(total, _LN_2)).expand((n, c)))
+        shifted, e, total = shifted_exp(x, (1,))  # (the max shifts: no gradient flows there)
+        logp = shifted.alu(Ops.SUB, log_of(total).expand((n, c)))
         self.hot = classes.alu(Ops.CMPEQ, columns)
         self.softmax = e.alu(Ops.DIV, total.expand((n, c)))
         self.reduction, self.valid, self.shape = reduction, valid, (n, c)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tg.frontend import deferred_checks
 from tg.frontend.cross_entropy import class_index_cross_entropy
 from tg.frontend.grad_mode import grad_enabled
+from tg.frontend.matmul import MatMul
 from tg.frontend.shapes import broadcast_shape
 from tg.support.dtype import dtypes
 
@@ -140,6 +141,9 @@ class NNMixin:
         if x.shape[-1] != y.shape[-2]:
             raise ValueError(f"matmul: shapes {self.shape} and {w.shape} are not aligned "
                              f"({x.shape[-1]} != {y.shape[-2]})")
+        if w.ndim == 2 and self.ndim >= 2 and self.dtype == w.dtype and self.dtype.is_float and \
+                self.device == w.device and 0 not in self.shape and 0 not in w.shape:
+            return MatMul.apply(self, w)  # (one autograd node: tg.frontend.matmul)
         try:
             batch = broadcast_shape("matmul", x.shape[:-2], y.shape[:-2])
         except ValueError:

@@ -12,6 +12,7 @@ import numpy as np
 
 from tg.frontend import function as F
 from tg.frontend.shapes import normalize_axis
+from tg.frontend.softmax import LogSoftmax, Softmax
 from tg.support.dtype import DType, dtypes
 
 if TYPE_CHECKING:
@@ -151,10 +152,8 @@ class ReductionMixin:
         x = self.cast(dtype) if dtype is not None else self._float()
         if 0 in x.shape:  # nothing to normalise (PyTorch returns the empty tensor)
             return x
-        # the row max only keeps exp from overflowing: the result does not depend on it, so it takes no gradient
-        # (a gradient through it is 0 in exact arithmetic, and would cost a walk over the row's ties at the max)
-        e = (x - x.amax(axis, keepdim=True).detach()).exp()
-        return e / e.sum(axis, keepdim=True)
+        # one autograd node (tg.frontend.softmax); the row max only keeps exp from overflowing and takes no gradient
+        return Softmax.apply(x, axes=x._axes(axis, "softmax"))
 
     def log_softmax(self: Tensor, dim: int | None = None, dtype: DType | str | None = None, *,
                     axis: int | None = None) -> Tensor:
@@ -162,8 +161,7 @@ class ReductionMixin:
         x = self.cast(dtype) if dtype is not None else self._float()
         if 0 in x.shape:
             return x
-        m = x - x.amax(axis, keepdim=True).detach()  # (no gradient through the shift: see softmax)
-        return m - m.exp().sum(axis, keepdim=True).log()
+        return LogSoftmax.apply(x, axes=x._axes(axis, "log_softmax"))  # (see softmax)
 
     def argmax(self: Tensor, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None) -> Tensor:
         axis = pick_dim(dim, axis, "argmax")
