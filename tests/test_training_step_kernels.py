@@ -161,6 +161,17 @@ def test_cross_entropy_still_refuses_a_class_index_out_of_range() -> None:
     assert np.isfinite(ok.item())
     with pytest.raises(IndexError, match="out of range for 4 classes"):
         logits.cross_entropy(Tensor(np.array([0, -1, 2], dtype=np.int32))).item()
+    # the masks of int32/int64 targets are built on buffers, those of other integer targets with tensor comparisons
+    for dtype in (np.int64, np.int8):
+        with pytest.raises(IndexError, match="out of range for 4 classes"):
+            nn.functional.cross_entropy(logits, Tensor(np.array([0, 4, 1], dtype=dtype))).item()
+    a = logits.numpy()
+    logp = a - a.max(1, keepdims=True) - np.log(np.exp(a - a.max(1, keepdims=True)).sum(1, keepdims=True))
+    for dtype in (np.int64, np.uint8):
+        loss = nn.functional.cross_entropy(logits, Tensor(np.array([3, 156, 1], dtype=dtype)), ignore_index=156)
+        np.testing.assert_allclose(loss.item(), -(logp[0, 3] + logp[2, 1]) / 2, rtol=1e-6)
+    with pytest.raises(IndexError, match="out of range for 4 classes"):
+        nn.functional.cross_entropy(logits, Tensor(np.array([3, 156, 1], dtype=np.int64)), ignore_index=3).item()
 
 
 def test_the_weight_gradient_of_x_at_w_comes_out_in_ws_layout() -> None:

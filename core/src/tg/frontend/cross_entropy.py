@@ -83,10 +83,19 @@ def class_index_cross_entropy(input: Tensor, target: Tensor, ignore_index: int |
         return None
     n, c = input.shape
     tensor = type(input)
-    valid = target != ignore_index if ignore_index is not None else None
-    bad = (target < 0) | (target >= c)
-    deferred_checks.defer_class_check(bad if valid is None else valid & bad, c)
+    t = target.lazydata
+    if target.dtype in (dtypes.int32, dtypes.int64) and (ignore_index is None or -(1 << 31) <= ignore_index < 1 << 31):
+        # the masks built on the buffers (comparisons take no gradient), where every constant fits the target's dtype
+        valid_lb = t.alu(Ops.CMPNE, const_like(t, ignore_index)) if ignore_index is not None else None
+        bad_lb = t.alu(Ops.CMPLT, const_like(t, 0)).alu(Ops.OR, const_like(t, c - 1).alu(Ops.CMPLT, t))
+        valid = tensor(valid_lb) if valid_lb is not None else None
+        bad = tensor(bad_lb if valid_lb is None else valid_lb.alu(Ops.AND, bad_lb))
+    else:
+        valid = target != ignore_index if ignore_index is not None else None
+        bad = (target < 0) | (target >= c)
+        bad = bad if valid is None else valid & bad
+    deferred_checks.defer_class_check(bad, c)
     columns = tensor.arange(c, dtype=target.dtype, device=input.device).lazydata.reshape((1, c)).expand((n, c))
-    classes = target.lazydata.reshape((n, 1)).expand((n, c))
+    classes = t.reshape((n, 1)).expand((n, c))
     parts = (input, tensor(classes), tensor(columns)) + ((valid,) if valid is not None else ())
     return ClassIndexCrossEntropy.apply(*parts, reduction=reduction)

@@ -1,7 +1,8 @@
 """The differentiable primitives: each has a forward on LazyBuffers and a backward giving their gradients.
 
-Everything else in :class:`~tg.frontend.tensor.Tensor` is composed from these, so their gradients are the only
-ones written by hand.
+Everything else in :class:`~tg.frontend.tensor.Tensor` is composed from these, except a few ops that an eager step
+runs so often that they are one node each, with their closed-form gradients: :mod:`tg.frontend.matmul`,
+:mod:`tg.frontend.softmax` and :mod:`tg.frontend.cross_entropy`.
 """
 
 from __future__ import annotations

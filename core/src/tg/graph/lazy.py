@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tg.graph.shapetracker import Shape, ShapeTracker, strides_for
+from tg.graph.shapetracker import Shape, ShapeTracker, broadcast_scalar, strides_for
 from tg.support.dtype import DType, as_value, dtypes
 from tg.support.ops import Ops
 
@@ -89,7 +89,7 @@ class LazyBuffer:
         base = LazyBuffer(device, ShapeTracker.contiguous(()), dtype, LazyOp.CONST, arg=value)
         if param:
             base.param = True
-        return base.reshape((1,) * len(shape)).expand(shape) if shape else base
+        return LazyBuffer(device, broadcast_scalar(tuple(shape)), dtype, base=base) if shape else base
 
     @staticmethod
     def empty(shape: Shape, dtype: DType, device: str) -> LazyBuffer:

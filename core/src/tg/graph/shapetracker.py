@@ -306,6 +306,13 @@ class ShapeTracker:
 
 
 @functools.lru_cache(maxsize=4096)
+def broadcast_scalar(shape: Shape) -> ShapeTracker:
+    """A scalar seen at ``shape``: the tracker ``contiguous(()).reshape((1,) * len(shape)).expand(shape)`` gives (an
+    equal one, with an equal key), made once per shape; every constant of an op's arithmetic has one."""
+    return _contiguous(()).reshape((1,) * len(shape)).expand(shape)
+
+
+@functools.lru_cache(maxsize=4096)
 def _contiguous(shape: Shape) -> ShapeTracker:
     """The contiguous tracker of ``shape``, made once per shape (trackers are immutable; every op's output has one)."""
     return ShapeTracker((View.create(shape),))
