@@ -204,8 +204,8 @@ class LazyBuffer:
         op, axes = base.arg
         source = base.srcs[0]
         rest = [a for a in range(len(source.shape)) if a not in axes and a not in picked]  # (axes of size 1)
-        # the reduced axes stay in front of the kept ones, as in the (batch, ...) layout of a matmul's weight gradient:
-        # tg-clang tiles that reduction well, and one with its reduced axis last and long badly (K = 2048: 20x slower)
+        # the reduced axes stay in front of the kept ones, where a matmul's weight gradient has them (nn.Linear's
+        # kernel is then the one the transposed layout had)
         reduced = source.permute((*axes, *picked, *rest)).reduce(op, tuple(range(len(axes))))
         return reduced.reshape(out.shape)
 

@@ -297,12 +297,33 @@ class ShapeTracker:
             if v.mask is None and v.offset == 0 and v.strides == strides_for(v.shape):
                 result = result.reshape(v.shape)
                 continue
+            order = _permutation_of(v, result.shape)
+            if order is not None:  # a transpose of the contiguous result: the same axes of the view below, permuted
+                result = result.permute(order)
+                continue
             last = result.views[-1]
             if last.contiguous:
                 result = ShapeTracker((*result.views[:-1], v))
             else:
                 result = ShapeTracker((*result.views, v))
         return result
+
+
+def _permutation_of(view: View, shape: Shape) -> tuple[int, ...] | None:
+    """The order with which ``view`` reads a contiguous array of ``shape`` as its axes permuted (None when it does not:
+    a mask, an offset, a broadcast, a reshape).  Axes of size 1 (stride 0) pair with each other in order."""
+    if view.mask is not None or view.offset != 0 or len(view.shape) != len(shape):
+        return None
+    strides = strides_for(shape)
+    by_stride = {st: a for a, (st, n) in enumerate(zip(strides, shape)) if n != 1}
+    ones = iter([a for a, n in enumerate(shape) if n == 1])
+    order = []
+    for n, st in zip(view.shape, view.strides):
+        a = next(ones, None) if n == 1 else by_stride.get(st)
+        if a is None or shape[a] != n:
+            return None
+        order.append(a)
+    return tuple(order) if len(set(order)) == len(order) else None
 
 
 @functools.lru_cache(maxsize=4096)
