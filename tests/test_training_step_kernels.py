@@ -7,8 +7,8 @@
 - Adam's two per-step factors (the step size and sqrt(1 - beta2**t)) are one kernel, the step count another;
 - cross entropy of (N, C) logits with class indices is one autograd node (tg.frontend.cross_entropy), and so are
   softmax and log_softmax (tg.frontend.softmax);
-- a matmul by a 2-D weight is one autograd node (tg.frontend.matmul), x's leading axes taken as rows, so the weight's
-  gradient is one reduction over all of them;
+- a matmul by a 2-D weight, and nn.Linear's ``x @ weight.T + bias``, is one autograd node (tg.frontend.matmul), x's
+  leading axes taken as rows, so the weight's gradient is one reduction over all of them;
 - a gradient that a reduction computes and a permute reorders is computed in the permuted order
   (``LazyBuffer.permute_reduction``): the weight gradient comes out in the weight's layout (w of ``x @ w``, or
   nn.Linear's transposed one), so the optimizer reads it contiguously.
@@ -25,6 +25,7 @@ from tg.frontend.cross_entropy import ClassIndexCrossEntropy
 from tg.frontend.matmul import MatMul
 from tg.frontend.softmax import LogSoftmax, Softmax
 from tg.graph.lazy import LazyBuffer, LazyOp
+from tg.support.dtype import dtypes
 from tg.support.ops import Ops
 
 rng = np.random.default_rng(14)
@@ -308,3 +309,34 @@ def test_a_linear_layers_weight_gradient_reduces_its_rows_in_front() -> None:
     assert grad.st.is_contiguous
     expected = 2 * (x0.reshape(-1, 64) @ lin.weight.numpy().T + lin.bias.numpy()).T @ x0.reshape(-1, 64)
     np.testing.assert_allclose(lin.weight.grad.numpy(), expected, rtol=2e-4, atol=1e-2)
+
+
+@pytest.mark.parametrize("x_shape", [(6, 5), (2, 3, 5)])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype", ["float64", "float16"])
+def test_linear_is_one_autograd_node(x_shape: tuple[int, ...], bias: bool, dtype: str) -> None:
+    x0 = rng.standard_normal(x_shape).astype(dtype)
+    w0, b0 = rng.standard_normal((4, 5)).astype(dtype), rng.standard_normal(4).astype(dtype)
+    g0 = rng.standard_normal((*x_shape[:-1], 4)).astype(dtype)
+    x, w, b = Tensor(x0, requires_grad=True), Tensor(w0, requires_grad=True), Tensor(b0, requires_grad=True)
+    out = nn.functional.linear(x, w, b if bias else None)
+    assert isinstance(out._ctx, MatMul) and out.shape == (*x_shape[:-1], 4)
+    out.backward(Tensor(g0))
+    assert x.grad is not None and w.grad is not None and (b.grad is not None) == bias
+    x64, w64, b64, g64 = (a.astype(np.float64) for a in (x0, w0, b0, g0))
+    tol = {"float64": 1e-12, "float16": 2e-2}[dtype]
+    np.testing.assert_allclose(out.numpy().astype(np.float64), x64 @ w64.T + (b64 if bias else 0), rtol=tol, atol=tol)
+    np.testing.assert_allclose(x.grad.numpy().astype(np.float64), g64 @ w64, rtol=tol, atol=tol)
+    rows, grows = x64.reshape(-1, 5), g64.reshape(-1, 4)
+    np.testing.assert_allclose(w.grad.numpy().astype(np.float64), grows.T @ rows, rtol=tol, atol=tol)
+    if bias:
+        assert b.grad is not None
+        np.testing.assert_allclose(b.grad.numpy().astype(np.float64), grows.sum(0), rtol=tol, atol=tol)
+    # a bias of another dtype takes the general path (which promotes), one of another shape too (which broadcasts it)
+    xg = Tensor(x0, requires_grad=True)
+    mixed = xg.linear(Tensor(w0), Tensor(b0.astype(np.float32)))
+    assert not isinstance(mixed._ctx, MatMul)
+    assert mixed.dtype == (dtypes.float64 if dtype == "float64" else dtypes.float32)
+    wide = xg.linear(Tensor(w0), Tensor(b0[:1]))
+    assert not isinstance(wide._ctx, MatMul)
+    np.testing.assert_allclose(wide.numpy().astype(np.float64), x64 @ w64.T + b64[0], rtol=tol, atol=tol)

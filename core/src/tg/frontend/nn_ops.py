@@ -24,6 +24,12 @@ if TYPE_CHECKING:
     from tg.graph.shapetracker import ShapeTracker
 
 
+def _fuses(x: Tensor, other: Tensor) -> bool:
+    """Whether ``other`` joins ``x`` in a fused matmul node: the same float dtype, the same device, no empty axis."""
+    return x.dtype == other.dtype and x.dtype.is_float and x.device == other.device and 0 not in x.shape and \
+        0 not in other.shape
+
+
 def _pair(v: Any, name: str) -> tuple[int, int]:
     """``v`` (an int or a pair of ints) as a pair; strides, dilations and kernel sizes must be positive, paddings
     not negative (PyTorch's rules), each refused by name otherwise."""
@@ -141,8 +147,7 @@ class NNMixin:
         if x.shape[-1] != y.shape[-2]:
             raise ValueError(f"matmul: shapes {self.shape} and {w.shape} are not aligned "
                              f"({x.shape[-1]} != {y.shape[-2]})")
-        if w.ndim == 2 and self.ndim >= 2 and self.dtype == w.dtype and self.dtype.is_float and \
-                self.device == w.device and 0 not in self.shape and 0 not in w.shape:
+        if w.ndim == 2 and self.ndim >= 2 and _fuses(self, w):
             return MatMul.apply(self, w)  # (one autograd node: tg.frontend.matmul)
         try:
             batch = broadcast_shape("matmul", x.shape[:-2], y.shape[:-2])
@@ -161,6 +166,12 @@ class NNMixin:
         return out
 
     def linear(self: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+        fused_bias = bias is None or (isinstance(bias, type(self)) and bias.shape == weight.shape[:1] and
+                                      _fuses(self, bias))
+        if isinstance(weight, type(self)) and weight.ndim == 2 and self.ndim >= 2 and \
+                self.shape[-1] == weight.shape[1] and _fuses(self, weight) and fused_bias:
+            parts = (self, weight) if bias is None else (self, weight, bias)
+            return MatMul.apply(*parts, transposed=True)  # (one autograd node: tg.frontend.matmul)
         out = self @ weight.T
         return out + bias if bias is not None else out
 
