@@ -217,17 +217,20 @@ def test_permuting_a_reduction_reduces_in_the_permuted_order(op: Ops, axes: tupl
 
 
 def test_permuting_other_views_of_a_reduction_only_permutes() -> None:
-    """A view that is not a plain permutation of the reduction (a broadcast, a slice) or a realized reduction is
-    permuted as a view, as ``permute`` does."""
+    """A view that is not a plain permutation of the whole reduction (a broadcast, a slice, one from 0 too) or a
+    realized reduction is permuted as a view, as ``permute`` does."""
     a = rng.standard_normal((4, 3, 5))
-    reduced = Tensor(a).lazydata.reduce(Ops.ADD, (1,))  # (4, 1, 5)
-    for seen, order, expected in [
-        (reduced.expand((4, 2, 5)), (2, 1, 0), np.broadcast_to(a.sum(1, keepdims=True), (4, 2, 5)).transpose(2, 1, 0)),
-        (reduced.shrink(((1, 3), (0, 1), (0, 5))), (2, 1, 0), a.sum(1, keepdims=True)[1:3].transpose(2, 1, 0)),
+    summed = a.sum(1, keepdims=True)
+    for view, expected in [
+        (lambda r: r.expand((4, 2, 5)), np.broadcast_to(summed, (4, 2, 5)).transpose(2, 1, 0)),
+        (lambda r: r.shrink(((1, 3), (0, 1), (0, 5))), summed[1:3].transpose(2, 1, 0)),
+        (lambda r: r.shrink(((0, 2), (0, 1), (0, 5))), summed[0:2].transpose(2, 1, 0)),  # (the strides of the whole)
     ]:
-        out = seen.permute_reduction(order)
-        assert out.base is reduced.base
+        reduced = Tensor(a).lazydata.reduce(Ops.ADD, (1,))  # (4, 1, 5), not computed yet
+        out = view(reduced).permute_reduction((2, 1, 0))
+        assert out.base is reduced and reduced.realized is None
         np.testing.assert_allclose(Tensor(out).numpy(), expected, rtol=1e-12)
+    reduced = Tensor(a).lazydata.reduce(Ops.ADD, (1,))
     Tensor(reduced).realize()
     out = reduced.permute_reduction((2, 1, 0))
     assert out.base is reduced.base and out.base.realized is not None
@@ -293,7 +296,9 @@ def test_a_matmul_by_a_2d_weight_is_one_autograd_node(x_shape: tuple[int, ...], 
     assert isinstance(frozen._ctx, MatMul) and frozen._ctx.needs_input_grad == [False, True]
     assert not isinstance((Tensor(x0) @ Tensor(w0[None], requires_grad=True))._ctx, MatMul)
     assert not isinstance((Tensor(x0) @ Tensor(w0[:, 0], requires_grad=True))._ctx, MatMul)
-    assert not isinstance((Tensor(x0) @ Tensor(w0.astype(np.int32)))._ctx, MatMul)
+    other = "float32" if dtype == "float64" else "float64"
+    mixed = Tensor(x0, requires_grad=True) @ Tensor(w0.astype(other))
+    assert not isinstance(mixed._ctx, MatMul) and mixed.dtype == dtypes.float64
 
 
 def test_a_linear_layers_weight_gradient_reduces_its_rows_in_front() -> None:
@@ -340,3 +345,38 @@ def test_linear_is_one_autograd_node(x_shape: tuple[int, ...], bias: bool, dtype
     wide = xg.linear(Tensor(w0), Tensor(b0[:1]))
     assert not isinstance(wide._ctx, MatMul)
     np.testing.assert_allclose(wide.numpy().astype(np.float64), x64 @ w64.T + b64[0], rtol=tol, atol=tol)
+
+
+def test_gradients_through_a_transpose_of_part_of_a_reduction() -> None:
+    """cat and pad take part of their gradient (a shrink from 0 keeps the strides): it is permuted as a view, and an
+    addition's gradient, shared by both inputs, is rebuilt once."""
+    a0, b0, w0 = rng.standard_normal((3, 4)), rng.standard_normal((3, 2)), rng.standard_normal((3, 5))
+    a, b = Tensor(a0, requires_grad=True), Tensor(b0, requires_grad=True)
+    (tg.cat([a.T, b.T]) @ Tensor(w0)).sum().backward()
+    g = np.ones((6, 5)) @ w0.T
+    assert a.grad is not None and b.grad is not None
+    np.testing.assert_allclose(a.grad.numpy(), g[:4].T, rtol=1e-12)
+    np.testing.assert_allclose(b.grad.numpy(), g[4:].T, rtol=1e-12)
+    x = Tensor(a0, requires_grad=True)
+    (x.T.pad(((0, 2), (0, 0))) @ Tensor(w0)).sum().backward()
+    assert x.grad is not None
+    np.testing.assert_allclose(x.grad.numpy(), g[:4].T, rtol=1e-12)
+    a, b = Tensor(a0, requires_grad=True), Tensor(a0 * 2, requires_grad=True)
+    ((a.T + b.T) @ Tensor(w0)).sum().backward()
+    assert a.grad is not None and b.grad is not None and a.grad.lazydata.base is b.grad.lazydata.base
+    np.testing.assert_allclose(a.grad.numpy(), g[:4].T, rtol=1e-12)
+
+
+def test_softmax_refuses_an_integer_dtype_and_cross_entropy_a_fractional_ignore_index() -> None:
+    x = Tensor([[1.5, 2.0, -1.0]])
+    for dtype in ("int32", "bool"):
+        with pytest.raises(TypeError, match="must be a float dtype"):
+            x.softmax(-1, dtype=dtype)
+        with pytest.raises(TypeError, match="must be a float dtype"):
+            x.log_softmax(-1, dtype=dtype)
+    assert x.softmax(-1, dtype="float64").dtype == dtypes.float64
+    logits = Tensor(rng.standard_normal((4, 5)).astype(np.float32))
+    target = Tensor(np.array([3, 1, 3, 0], dtype=np.int64))
+    # 3.5 matches no target (the general path compares exactly): no row is left out, as with no ignore_index
+    np.testing.assert_allclose(nn.functional.cross_entropy(logits, target, ignore_index=3.5).item(),  # type: ignore
+                               nn.functional.cross_entropy(logits, target, ignore_index=None).item(), rtol=1e-6)

@@ -16,13 +16,14 @@ from tg.graph.shapetracker import ShapeTracker
 
 def reference(st: ShapeTracker, idx: tuple[int, ...]) -> int | None:
     """The buffer element at ``idx`` by walking the views one by one (None where a mask hides it)."""
-    for view in reversed(st.views):
+    for depth in reversed(range(len(st.views))):
+        view = st.views[depth]
         if view.mask is not None and any(not lo <= i < hi for i, (lo, hi) in zip(idx, view.mask)):
             return None
         flat = view.offset + sum(i * s for i, s in zip(idx, view.strides))
-        if view is st.views[0]:
+        if depth == 0:
             return flat
-        inner = st.views[st.views.index(view) - 1].shape
+        inner = st.views[depth - 1].shape
         idx = tuple((flat // max(1, _prod(inner[k + 1:]))) % inner[k] for k in range(len(inner)))
     raise AssertionError("unreachable")
 
@@ -85,7 +86,6 @@ def test_masked_views_in_a_stack_index_like_their_reference() -> None:
     st = ShapeTracker.contiguous((4, 6)).pad(((1, 0), (0, 2))).reshape((5, 2, 4)).flip((2,))
     st = st.shrink(((1, 5), (0, 2), (1, 4))).pad(((0, 1), (1, 0), (0, 0))).reshape((5, 9))
     indexed_like_reference(st)
-
 
 
 @pytest.mark.parametrize(("shape", "order"), [((3, 4, 5), (1, 0, 2)), ((3, 4, 5), (2, 1, 0)),

@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tg.frontend import deferred_checks
-from tg.frontend.function import Function, const_like
-from tg.frontend.softmax import log_of, shifted_exp
+from tg.frontend.function import Function, const_like, natural_log
+from tg.frontend.softmax import shifted_exp
 from tg.graph.lazy import LazyBuffer
 from tg.support.dtype import dtypes
 from tg.support.ops import Ops
@@ -35,7 +35,7 @@ class ClassIndexCrossEntropy(Function):
                 reduction: str = "mean") -> LazyBuffer:
         n, c = x.shape
         shifted, e, total = shifted_exp(x, (1,))  # (the max shifts: no gradient flows there)
-        logp = shifted.alu(Ops.SUB, log_of(total).expand((n, c)))
+        logp = shifted.alu(Ops.SUB, natural_log(total).expand((n, c)))
         self.hot = classes.alu(Ops.CMPEQ, columns)
         self.softmax = e.alu(Ops.DIV, total.expand((n, c)))
         self.reduction, self.valid, self.shape = reduction, valid, (n, c)
@@ -84,8 +84,10 @@ def class_index_cross_entropy(input: Tensor, target: Tensor, ignore_index: int |
     n, c = input.shape
     tensor = type(input)
     t = target.lazydata
-    if target.dtype in (dtypes.int32, dtypes.int64) and (ignore_index is None or -(1 << 31) <= ignore_index < 1 << 31):
-        # the masks built on the buffers (comparisons take no gradient), where every constant fits the target's dtype
+    if target.dtype in (dtypes.int32, dtypes.int64) and \
+            (ignore_index is None or (type(ignore_index) is int and -(1 << 31) <= ignore_index < 1 << 31)):
+        # the masks built on the buffers (comparisons take no gradient), where every constant is an int the target's
+        # dtype holds
         valid_lb = t.alu(Ops.CMPNE, const_like(t, ignore_index)) if ignore_index is not None else None
         bad_lb = t.alu(Ops.CMPLT, const_like(t, 0)).alu(Ops.OR, const_like(t, c - 1).alu(Ops.CMPLT, t))
         valid = tensor(valid_lb) if valid_lb is not None else None

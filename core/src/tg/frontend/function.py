@@ -291,8 +291,7 @@ class Pow(Function):
             ym1 = self.y.alu(Ops.SUB, const_like(self.y, 1))
             gx = self.y.alu(Ops.MUL, self.x.alu(Ops.POW, ym1)).alu(Ops.MUL, grad)
         if self.needs_input_grad[1]:  # x**y * ln(x)
-            ln_x = self.x.alu(Ops.LOG2).alu(Ops.MUL, const_like(self.x, math.log(2)))
-            gy = self.ret.alu(Ops.MUL, ln_x).alu(Ops.MUL, grad)
+            gy = self.ret.alu(Ops.MUL, natural_log(self.x)).alu(Ops.MUL, grad)
         return gx, gy
 
 
@@ -395,6 +394,11 @@ class Broadcast(Function):
         return sum_accumulated(grad, self.axes).reshape(self.input_shape)
 
 
+def natural_log(x: LazyBuffer) -> LazyBuffer:
+    """ln(x), as ``Tensor.log`` computes it: log2, times ln 2."""
+    return x.alu(Ops.LOG2).alu(Ops.MUL, const_like(x, math.log(2)))
+
+
 def sum_accumulated(x: LazyBuffer, axes: tuple[int, ...]) -> LazyBuffer:
     """``x`` summed over ``axes``, float16 accumulated in float32 (as ``Tensor.sum`` does) and rounded back once."""
     if x.dtype == dtypes.float16:
@@ -411,7 +415,7 @@ class Permute(Function):
 
     def backward(self, grad: LazyBuffer) -> LazyBuffer:
         inverse = tuple(sorted(range(len(self.order)), key=lambda i: self.order[i]))
-        return grad.permute_reduction(inverse)  # (a gradient has this one use)
+        return grad.permute_reduction(inverse)
 
 
 class Pad(Function):

@@ -166,10 +166,10 @@ class NNMixin:
         return out
 
     def linear(self: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-        fused_bias = bias is None or (isinstance(bias, type(self)) and bias.shape == weight.shape[:1] and
-                                      _fuses(self, bias))
         if isinstance(weight, type(self)) and weight.ndim == 2 and self.ndim >= 2 and \
-                self.shape[-1] == weight.shape[1] and _fuses(self, weight) and fused_bias:
+                self.shape[-1] == weight.shape[1] and _fuses(self, weight) and \
+                (bias is None or (isinstance(bias, type(self)) and bias.shape == weight.shape[:1] and
+                                  _fuses(self, bias))):
             parts = (self, weight) if bias is None else (self, weight, bias)
             return MatMul.apply(*parts, transposed=True)  # (one autograd node: tg.frontend.matmul)
         out = self @ weight.T

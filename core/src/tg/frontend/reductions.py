@@ -53,6 +53,16 @@ def pick_dim(dim: Any, axis: Any, op: str, default: Any = None) -> Any:
     return dim if dim is not None else axis if axis is not None else default
 
 
+def _softmax_input(x: Tensor, dtype: DType | str | None, op: str) -> Tensor:
+    """``x`` cast to ``dtype`` (a float dtype; PyTorch refuses the others too), else to float where it is not."""
+    if dtype is None:
+        return x._float()
+    if not dtypes.from_any(dtype).is_float:
+        raise TypeError(f"{op}: dtype must be a float dtype, got {dtypes.from_any(dtype).name} (PyTorch refuses it "
+                        "too): pass dtype=tg.float32, or leave it out")
+    return x.cast(dtype)
+
+
 class ReductionMixin:
     """Tensor's reductions (mixed into :class:`~tg.frontend.tensor.Tensor`)."""
 
@@ -149,7 +159,7 @@ class ReductionMixin:
                 axis: int | None = None) -> Tensor:
         """exp(x) / sum(exp(x)) over ``dim`` (default: the last); ``dtype`` casts the input first, as in PyTorch."""
         axis = pick_dim(dim, axis, "softmax", -1)
-        x = self.cast(dtype) if dtype is not None else self._float()
+        x = _softmax_input(self, dtype, "softmax")
         if 0 in x.shape:  # nothing to normalise (PyTorch returns the empty tensor)
             return x
         # one autograd node (tg.frontend.softmax); the row max only keeps exp from overflowing and takes no gradient
@@ -158,7 +168,7 @@ class ReductionMixin:
     def log_softmax(self: Tensor, dim: int | None = None, dtype: DType | str | None = None, *,
                     axis: int | None = None) -> Tensor:
         axis = pick_dim(dim, axis, "log_softmax", -1)
-        x = self.cast(dtype) if dtype is not None else self._float()
+        x = _softmax_input(self, dtype, "log_softmax")
         if 0 in x.shape:
             return x
         return LogSoftmax.apply(x, axes=x._axes(axis, "log_softmax"))  # (see softmax)

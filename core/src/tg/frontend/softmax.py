@@ -16,32 +16,26 @@ from __future__ import annotations
 
 import math
 
-from tg.frontend.function import Function, const_like, sum_accumulated
+from tg.frontend.function import Function, const_like, natural_log, sum_accumulated
 from tg.graph.lazy import LazyBuffer
 from tg.support.ops import Ops
 
 _LOG2_E = 1 / math.log(2)
-_LN_2 = math.log(2)
 
 
 def shifted_exp(x: LazyBuffer, axes: tuple[int, ...]) -> tuple[LazyBuffer, LazyBuffer, LazyBuffer]:
-    """``x`` minus its max along ``axes`` (one axis, or none for a 0-d tensor), the exp of that, and its sum along
-    ``axes`` (kept as size 1)."""
+    """``x`` minus its max over ``axes``, the exp of that, and its sum over ``axes`` (kept as size 1); no axes (a 0-d
+    tensor) leave every element its own row."""
     shifted = x.alu(Ops.SUB, x.reduce(Ops.MAX, axes).expand(x.shape))
     e = shifted.alu(Ops.MUL, const_like(shifted, _LOG2_E)).alu(Ops.EXP2)
     return shifted, e, sum_accumulated(e, axes)
-
-
-def log_of(total: LazyBuffer) -> LazyBuffer:
-    """The natural log, as ``Tensor.log`` computes it (log2, times ln 2)."""
-    return total.alu(Ops.LOG2).alu(Ops.MUL, const_like(total, _LN_2))
 
 
 class LogSoftmax(Function):
     def forward(self, x: LazyBuffer, axes: tuple[int, ...] = ()) -> LazyBuffer:
         shifted, e, total = shifted_exp(x, axes)
         self.axes, self.softmax = axes, e.alu(Ops.DIV, total.expand(x.shape))
-        return shifted.alu(Ops.SUB, log_of(total).expand(x.shape))
+        return shifted.alu(Ops.SUB, natural_log(total).expand(x.shape))
 
     def backward(self, grad: LazyBuffer) -> LazyBuffer:
         row = sum_accumulated(grad, self.axes).expand(grad.shape)

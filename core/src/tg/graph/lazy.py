@@ -180,13 +180,12 @@ class LazyBuffer:
         return self._view(self.st.permute(tuple(order)))
 
     def permute_reduction(self, order: tuple[int, ...]) -> LazyBuffer:
-        """``permute(order)``; but where this is an unrealized reduction, seen as it is or reshaped only by axes of
-        size 1, the reduction itself is rebuilt to write its result in the permuted order (its source seen permuted).
-
-        A consumer then reads the result contiguously instead of strided: the weight gradient of ``x @ w`` comes out
-        of its reduction as ``w.T``'s layout, and the optimizer's update reads it along ``w``'s rows.  The reduced
-        axes and the order they are summed in are unchanged.  Meant for a reduction with this one use (an autograd
-        gradient): another use of the original keeps its own kernel, so the reduction would run twice.
+        """``permute(order)``; but where this is an unrealized reduction, seen whole (reshaped only by axes of size 1),
+        the reduction itself is rebuilt to write its result in the permuted order (its source seen permuted), so that
+        a consumer reads it contiguously instead of strided.  The reduced axes and the order they are summed in are
+        unchanged.  For a result with no other use (autograd's gradients): another use of the original reduction
+        keeps its own kernel.  Equal views of one reduction share the rebuilt one (a gradient an addition passes to
+        both of its inputs is rebuilt once).
         """
         out = self.permute(order)
         base = self.base
@@ -195,19 +194,28 @@ class LazyBuffer:
         view = out.st.views[0]
         if view.offset or view.mask is not None:
             return out
-        # a contiguous buffer's axes of size > 1 have distinct strides: each of the view's axes names the one it reads
+        # a contiguous buffer's axes of size > 1 have distinct strides: each of the view's axes names the one it reads,
+        # and must read all of it (a shrink from 0 keeps the strides)
         axis_of = {stride: a for a, stride in enumerate(strides_for(base.shape)) if base.shape[a] != 1}
-        picked = [axis_of.get(stride, -1) for size, stride in zip(view.shape, view.strides) if size != 1]
-        if -1 in picked or len(set(picked)) != len(axis_of) or len(picked) != len(axis_of) or \
-                picked == sorted(picked):  # (not a permutation of the kept axes, or the order they have already)
-            return out
-        op, axes = base.arg
-        source = base.srcs[0]
-        rest = [a for a in range(len(source.shape)) if a not in axes and a not in picked]  # (axes of size 1)
-        # the reduced axes stay in front of the kept ones, where a matmul's weight gradient has them (nn.Linear's
-        # kernel is then the one the transposed layout had)
-        reduced = source.permute((*axes, *picked, *rest)).reduce(op, tuple(range(len(axes))))
-        return reduced.reshape(out.shape)
+        picked = []
+        for size, stride in zip(view.shape, view.strides):
+            if size != 1:
+                a = axis_of.get(stride)
+                if a is None or base.shape[a] != size:
+                    return out
+                picked.append(a)
+        if len(set(picked)) != len(axis_of) or len(picked) != len(axis_of) or picked == sorted(picked):
+            return out  # (not a permutation of the kept axes, or the order they have already)
+        rebuilt: dict[Any, LazyBuffer] = base.__dict__.setdefault("_permuted", {})
+        found = rebuilt.get(out.st.key)
+        if found is None:
+            op, axes = base.arg
+            source = base.srcs[0]
+            rest = [a for a in range(len(source.shape)) if a not in axes and a not in picked]  # (axes of size 1)
+            # the reduced axes stay in front of the kept ones (where a matmul's weight gradient has them)
+            reduced = source.permute((*axes, *picked, *rest)).reduce(op, tuple(range(len(axes))))
+            found = rebuilt[out.st.key] = reduced.reshape(out.shape)
+        return found
 
     def expand(self, shape: Shape) -> LazyBuffer:
         return self._view(self.st.expand(tuple(shape)))
