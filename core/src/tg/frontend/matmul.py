@@ -31,7 +31,7 @@ class MatMul(Function):
         """``x @ w``; ``transposed``: ``x @ w.T`` (w as (n, k), nn.Linear's), plus ``bias`` (n,) when given."""
         n, k = w.shape if transposed else w.shape[::-1]
         rows = math.prod(x.shape[:-1])
-        self.x_shape, self.transposed, self.bias = x.shape, transposed, bias is not None
+        self.x_shape, self.transposed, self.has_bias = x.shape, transposed, bias is not None
         self.xb = x.reshape((rows, 1, k)).expand((rows, n, k))
         self.wb = (w if transposed else w.permute((1, 0))).reshape((1, n, k)).expand((rows, n, k))
         out = sum_accumulated(self.xb.alu(Ops.MUL, self.wb), (2,)).reshape((*x.shape[:-1], n))
@@ -49,7 +49,7 @@ class MatMul(Function):
             product = self.xb.alu(Ops.MUL, g)  # (rows, n, k), summed over the rows in the weight's layout
             gw = sum_accumulated(product, (0,)).reshape((n, k)) if self.transposed else \
                 sum_accumulated(product.permute((0, 2, 1)), (0,)).reshape((k, n))
-        if not self.bias:
+        if not self.has_bias:
             return gx, gw
         gb = sum_accumulated(grad.reshape((rows, n)), (0,)).reshape((n,)) if needs[2] else None
         return gx, gw, gb

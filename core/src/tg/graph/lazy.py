@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tg.graph.shapetracker import Shape, ShapeTracker, broadcast_scalar, strides_for
+from tg.graph.shapetracker import Shape, ShapeTracker, broadcast_scalar, permuted_axes
 from tg.support.dtype import DType, as_value, dtypes
 from tg.support.ops import Ops
 
@@ -191,21 +191,9 @@ class LazyBuffer:
         base = self.base
         if base.op is not LazyOp.REDUCE or base.realized is not None or out is self or len(out.st.views) != 1:
             return out
-        view = out.st.views[0]
-        if view.offset or view.mask is not None:
-            return out
-        # a contiguous buffer's axes of size > 1 have distinct strides: each of the view's axes names the one it reads,
-        # and must read all of it (a shrink from 0 keeps the strides)
-        axis_of = {stride: a for a, stride in enumerate(strides_for(base.shape)) if base.shape[a] != 1}
-        picked = []
-        for size, stride in zip(view.shape, view.strides):
-            if size != 1:
-                a = axis_of.get(stride)
-                if a is None or base.shape[a] != size:
-                    return out
-                picked.append(a)
-        if len(set(picked)) != len(axis_of) or len(picked) != len(axis_of) or picked == sorted(picked):
-            return out  # (not a permutation of the kept axes, or the order they have already)
+        picked = permuted_axes(out.st.views[0], base.shape)
+        if picked is None or picked == sorted(picked):
+            return out  # (not a permutation of the whole reduction, or the order it has already)
         rebuilt: dict[Any, LazyBuffer] = base.__dict__.setdefault("_permuted", {})
         found = rebuilt.get(out.st.key)
         if found is None:

@@ -309,21 +309,32 @@ class ShapeTracker:
         return result
 
 
-def _permutation_of(view: View, shape: Shape) -> tuple[int, ...] | None:
-    """The order with which ``view`` reads a contiguous array of ``shape`` as its axes permuted (None when it does not:
-    a mask, an offset, a broadcast, a reshape).  Axes of size 1 (stride 0) pair with each other in order."""
-    if view.mask is not None or view.offset != 0 or len(view.shape) != len(shape):
+def permuted_axes(view: View, shape: Shape) -> list[int] | None:
+    """The axes of size > 1 of a contiguous array of ``shape``, in the order ``view``'s axes of size > 1 read them,
+    when it reads each of them whole and once (a permutation, give or take axes of size 1); else None (a mask, an
+    offset, a broadcast, a slice, a reshape).  A contiguous array's axes of size > 1 have distinct strides, so a
+    stride names the axis it walks."""
+    if view.mask is not None or view.offset != 0:
         return None
-    strides = strides_for(shape)
-    by_stride = {st: a for a, (st, n) in enumerate(zip(strides, shape)) if n != 1}
-    ones = iter([a for a, n in enumerate(shape) if n == 1])
-    order = []
+    by_stride = {st: a for a, (st, n) in enumerate(zip(strides_for(shape), shape)) if n != 1}
+    picked = []
     for n, st in zip(view.shape, view.strides):
-        a = next(ones, None) if n == 1 else by_stride.get(st)
-        if a is None or shape[a] != n:
-            return None
-        order.append(a)
-    return tuple(order) if len(set(order)) == len(order) else None
+        if n != 1:
+            a = by_stride.get(st)
+            if a is None or shape[a] != n:
+                return None
+            picked.append(a)
+    return picked if len(set(picked)) == len(picked) == len(by_stride) else None
+
+
+def _permutation_of(view: View, shape: Shape) -> tuple[int, ...] | None:
+    """The order with which ``view`` reads a contiguous array of ``shape`` as its axes permuted (None when it does
+    not); axes of size 1 pair with each other in order."""
+    kept = permuted_axes(view, shape) if len(view.shape) == len(shape) else None
+    if kept is None:
+        return None
+    big, ones = iter(kept), iter([a for a, n in enumerate(shape) if n == 1])
+    return tuple(next(ones) if n == 1 else next(big) for n in view.shape)
 
 
 @functools.lru_cache(maxsize=4096)
