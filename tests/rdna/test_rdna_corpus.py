@@ -12,6 +12,8 @@ from tg.codegen.program import LoweredKernel
 from tg.support.ops import Ops
 from tg_rdna import build
 from tg_rdna.emitter import RDNAEmitter
+from tg_rdna.emulator import llvm_disasm
+from tg_rdna.emulator import program as disassembly
 
 _KERNELS: dict[str, list[LoweredKernel]] = {}
 
@@ -32,11 +34,16 @@ def _kernels(name: str) -> list[LoweredKernel]:
 def test_every_corpus_kernel_assembles_and_links(name: str, cache_dir: object) -> None:
     kernels = _kernels(name)
     assert kernels, f"program {name} made no kernel"
+    decoder = llvm_disasm.disassembler()
     for k in kernels:
         program = RDNAEmitter().render(k)
         assert program.name == re.sub(r"[^A-Za-z0-9_]", "_", k.name)
         data = build.link(program.source, program.name)
         assert data[:4] == b"\x7fELF" and program.name.encode() + b".kd" in data
+        if decoder is not None:  # the emulator's in-process disassembly is llvm-objdump's, instruction by instruction
+            ours = disassembly._in_process(decoder, data)
+            assert ours == disassembly._with_objdump(data), program.name
+            assert ours[-1].mnemonic == "s_endpgm"
 
 
 def test_the_corpus_covers_every_op_and_dtype_the_target_declares() -> None:

@@ -7,7 +7,8 @@ a register read before the ``s_waitcnt`` that covers its load, a missing TRANS->
 out-of-bounds access or a deadlocked barrier are errors.
 
 - :mod:`.elf`: sections, symbols and kernel descriptors of the ELF;
-- :mod:`.program`: llvm-objdump's disassembly -> :class:`~.program.Instruction` (cached by sha256);
+- :mod:`.program`: LLVM's disassembly -> :class:`~.program.Instruction` (cached by sha256);
+- :mod:`.llvm_disasm`: that disassembly in this process, through libLLVM's C API (else llvm-objdump);
 - :mod:`.operands`: registers, inline constants and literals;
 - :mod:`.memory`: the flat device address space (bounds-checked);
 - :mod:`.state`: register files of all waves, and the per-step view (:class:`~.state.Ctx`);
@@ -19,8 +20,9 @@ out-of-bounds access or a deadlocked barrier are errors.
 - :mod:`.forwarding`: the gfx11 VALU partial-forwarding hazard; :mod:`.catalog`: the supported instructions.
 
 Environment: ``TG_RDNA_EMU_MAX_STEPS`` (steps before a launch counts as an endless loop, default 2,000,000),
-``TG_RDNA_EMU_CHUNK_WAVES`` (waves run together, default 4096); llvm-objdump is found as tg-rdna finds
-LLVM's other tools (``TG_RDNA_LLVM_OBJDUMP``, ``TG_RDNA_LLVM_BIN``).
+``TG_RDNA_EMU_CHUNK_WAVES`` (waves run together, default 4096), ``TG_RDNA_DISASSEMBLER=objdump`` (decode with
+llvm-objdump, not in-process); llvm-objdump is found as tg-rdna finds LLVM's other tools (``TG_RDNA_LLVM_OBJDUMP``,
+``TG_RDNA_LLVM_BIN``).
 
 Usage::
 

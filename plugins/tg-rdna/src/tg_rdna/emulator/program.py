@@ -1,18 +1,22 @@
 """The instructions of a code object's ``.text``, read from LLVM's own disassembly of it.
 
-``llvm-objdump -d --mcpu=gfx1100`` decodes the machine words; each line keeps its byte address and
-raw words (so branch targets come from the encoded offset, not from labels).  The parsed program is
-cached per code object by the sha256 of its bytes, so launching a kernel again does not run objdump.
+LLVM's AMDGPU decoder reads the machine words: in this process through libLLVM's C API (:mod:`.llvm_disasm`),
+else ``llvm-objdump -d --mcpu=gfx1100``, whose lines are the same text.  Each instruction keeps its byte address
+and raw words (so branch targets come from the encoded offset, not from labels).  The parsed program is cached
+per code object by the sha256 of its bytes, so launching a kernel again decodes nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import struct
 import subprocess
 from dataclasses import dataclass
 
 from tg_rdna import toolchain
+from tg_rdna.emulator import llvm_disasm
+from tg_rdna.emulator.elf import parse_elf
 from tg_rdna.emulator.errors import EmulatorError
 
 _LINE = re.compile(r"^\s+(?P<text>\S.*?)\s*//\s*(?P<addr>[0-9A-Fa-f]{12,16}):(?P<words>(?:\s+[0-9A-Fa-f]{8})+)"
@@ -98,17 +102,21 @@ def _split_spaces(part: str) -> list[str]:
 
 
 def parse_disassembly(text: str) -> list[Instruction]:
+    """The instructions of ``llvm-objdump -d`` output (lines without an address and words are skipped)."""
     out: list[Instruction] = []
     for line in text.splitlines():
         m = _LINE.match(line)
-        if not m:
-            continue
-        body = m.group("text")
-        words = tuple(int(w, 16) for w in m.group("words").split())
-        mnemonic, _, rest = body.partition(" ")
-        ops, mods = split_operands(rest.strip()) if "::" not in rest else ((rest.strip(),), ())
-        out.append(Instruction(int(m.group("addr"), 16), body, mnemonic, ops, mods, words))
+        if m:
+            words = tuple(int(w, 16) for w in m.group("words").split())
+            out.append(instruction(int(m.group("addr"), 16), m.group("text"), words))
     return out
+
+
+def instruction(address: int, body: str, words: tuple[int, ...]) -> Instruction:
+    """An :class:`Instruction` from LLVM's text of it."""
+    mnemonic, _, rest = body.partition(" ")
+    ops, mods = split_operands(rest.strip()) if "::" not in rest else ((rest.strip(),), ())
+    return Instruction(address, body, mnemonic, ops, mods, words)
 
 
 _CACHE: dict[str, list[Instruction]] = {}
@@ -119,6 +127,27 @@ def disassemble(elf_bytes: bytes) -> list[Instruction]:
     key = hashlib.sha256(elf_bytes).hexdigest()
     if key in _CACHE:
         return _CACHE[key]
+    decoder = llvm_disasm.disassembler()
+    program = _in_process(decoder, elf_bytes) if decoder is not None else _with_objdump(elf_bytes)
+    if not program:
+        raise EmulatorError("LLVM's disassembler found no instructions in .text")
+    _CACHE[key] = program
+    return program
+
+
+def _in_process(decoder: llvm_disasm.Disassembler, elf_bytes: bytes) -> list[Instruction]:
+    text = parse_elf(elf_bytes).sections.get(".text")
+    if text is None:
+        raise EmulatorError("the code object has no .text section")
+    code = elf_bytes[text.offset:text.offset + text.size]
+    try:
+        return [instruction(address, body, struct.unpack(f"<{len(raw) // 4}I", raw))
+                for address, body, raw in decoder.instructions(code, text.address)]
+    except ValueError as exc:
+        raise EmulatorError(f"LLVM's disassembler ({decoder.path}): {exc}") from None
+
+
+def _with_objdump(elf_bytes: bytes) -> list[Instruction]:
     import tempfile
 
     with tempfile.NamedTemporaryFile(suffix=".co") as f:
@@ -129,8 +158,4 @@ def disassemble(elf_bytes: bytes) -> list[Instruction]:
         except subprocess.CalledProcessError as exc:
             stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
             raise EmulatorError(f"llvm-objdump failed: {stderr.strip()}") from None
-    program = parse_disassembly(text)
-    if not program:
-        raise EmulatorError("llvm-objdump found no instructions in .text")
-    _CACHE[key] = program
-    return program
+    return parse_disassembly(text)

@@ -1,0 +1,101 @@
+"""LLVM's AMDGPU disassembler inside this process: the C API of the libLLVM that the found ``llvm-mc`` runs on.
+
+``llvm-objdump`` costs ~25 ms a code object, nearly all of it loading libLLVM; the emulator needs a disassembly of
+every kernel it runs, so the conformance kit on ``rdna:emu`` spent a fifth of its time there.  The same decoder
+and instruction printer are reachable through libLLVM's C API (``LLVMCreateDisasmCPU``, ``LLVMDisasmInstruction``),
+loaded once per process with :mod:`ctypes`: each instruction's text is what llvm-objdump prints for it.
+
+The library is the one next to the ``llvm-mc`` tg-rdna assembles with (``<bin>/../lib/libLLVM*.so*``, the version
+of that tool first), loaded only when no other user could have written it (owned by root or by us, not writable
+by group or others).  Where there is none (an LLVM linked statically, a library without the AMDGPU target) or
+``TG_RDNA_DISASSEMBLER=objdump`` is set, :func:`disassembler` is None and the emulator runs ``llvm-objdump``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import glob
+import os
+import threading
+
+from tg_rdna import toolchain
+from tg_rdna.codeobject import MCPU, TRIPLE
+
+#: Bytes of text one instruction may print (LLVM's longest gfx11 lines are under 200).
+TEXT_BYTES = 1024
+_INITIALIZERS = ("LLVMInitializeAMDGPUTargetInfo", "LLVMInitializeAMDGPUTargetMC", "LLVMInitializeAMDGPUDisassembler")
+
+
+class Disassembler:
+    """One disassembler context for gfx1100 in a loaded libLLVM; :meth:`instructions` decodes a piece of code."""
+
+    def __init__(self, library: ctypes.CDLL, path: str):
+        self.path = path
+        self._lib = library
+        library.LLVMCreateDisasmCPU.restype = ctypes.c_void_p
+        library.LLVMCreateDisasmCPU.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int,
+                                                ctypes.c_void_p, ctypes.c_void_p]
+        library.LLVMDisasmInstruction.restype = ctypes.c_size_t
+        library.LLVMDisasmInstruction.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64,
+                                                  ctypes.c_char_p, ctypes.c_size_t]
+        for name in _INITIALIZERS:
+            getattr(library, name)()
+        self._context = library.LLVMCreateDisasmCPU(TRIPLE.encode(), MCPU.encode(), None, 0, None, None)
+        if not self._context:
+            raise OSError(f"{path} cannot disassemble {TRIPLE} {MCPU}")
+        self._lock = threading.Lock()  # one context: calls must not overlap
+
+    def instructions(self, code: bytes, address: int) -> list[tuple[int, str, bytes]]:
+        """(address, text, encoding) of each instruction of ``code``, which starts at ``address``; ValueError at
+        bytes that decode to no instruction."""
+        raw = (ctypes.c_uint8 * max(len(code), 1)).from_buffer_copy(code or b"\0")
+        text = ctypes.create_string_buffer(TEXT_BYTES)
+        out: list[tuple[int, str, bytes]] = []
+        offset = 0
+        with self._lock:
+            while offset < len(code):
+                size = self._lib.LLVMDisasmInstruction(self._context, ctypes.byref(raw, offset), len(code) - offset,
+                                                       address + offset, text, TEXT_BYTES)
+                if size == 0:
+                    raise ValueError(f"no instruction decodes at 0x{address + offset:x} "
+                                     f"(bytes {code[offset:offset + 8].hex()})")
+                out.append((address + offset, text.value.decode().strip(), code[offset:offset + size]))
+                offset += size
+        return out
+
+
+def _trusted(path: str) -> bool:
+    """Whether only root or this user could have written ``path`` (and its folder)."""
+    for p in (path, os.path.dirname(path)):
+        st = os.stat(p)
+        if st.st_uid not in (0, os.getuid()) or st.st_mode & 0o022:
+            return False
+    return True
+
+
+def library_candidates(mc: toolchain.Tool) -> list[str]:
+    """The libLLVM shared libraries beside the LLVM tool ``mc``, those named for its major version first."""
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(mc.path))), "lib")
+    major = mc.version[0]
+    found = sorted(set(glob.glob(os.path.join(folder, "libLLVM*.so*"))))
+    return sorted(found, key=lambda p: not any(tag in os.path.basename(p) for tag in (f".so.{major}", f"-{major}.")))
+
+
+@functools.cache
+def disassembler() -> Disassembler | None:
+    """The in-process disassembler, or None where libLLVM cannot give one (the emulator then runs llvm-objdump)."""
+    if os.environ.get("TG_RDNA_DISASSEMBLER", "").strip().lower() == "objdump":
+        return None
+    try:
+        mc = toolchain.require("llvm-mc")
+    except toolchain.ToolchainError:
+        return None
+    for path in library_candidates(mc):
+        try:
+            if not _trusted(path):
+                continue
+            return Disassembler(ctypes.CDLL(path), path)
+        except (OSError, AttributeError):  # not loadable, or without the AMDGPU target's entry points
+            continue
+    return None

@@ -1,0 +1,83 @@
+"""The emulator's in-process disassembler (libLLVM's C API): where its library comes from, its errors, and the
+llvm-objdump fallback.  That it reads every corpus kernel as llvm-objdump does: test_rdna_corpus."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from rdna_helpers import needs_llvm
+from tg_rdna import build, toolchain
+from tg_rdna.emulator import CodeObject, EmulatorError, llvm_disasm, program
+from tg_rdna.emulator.elf import parse_elf
+
+pytestmark = needs_llvm
+
+
+@pytest.fixture
+def decoder() -> llvm_disasm.Disassembler:
+    found = llvm_disasm.disassembler()
+    if found is None:
+        pytest.skip("this LLVM has no shared libLLVM beside llvm-mc (the emulator uses llvm-objdump): Debian's "
+                    "llvm-19 has one (apt-get install llvm-19)")
+    return found
+
+
+def test_the_library_is_the_one_beside_llvm_mc(decoder: llvm_disasm.Disassembler) -> None:
+    mc = toolchain.require("llvm-mc")
+    lib_folder = Path(os.path.realpath(mc.path)).parent.parent / "lib"
+    assert Path(decoder.path).parent == lib_folder
+    candidates = llvm_disasm.library_candidates(mc)
+    assert candidates[0] == decoder.path and str(mc.version[0]) in Path(candidates[0]).name
+
+
+def test_bytes_that_are_no_instruction_are_an_error_naming_the_address(decoder: llvm_disasm.Disassembler) -> None:
+    with pytest.raises(ValueError, match="no instruction decodes at 0x1004 .bytes ffffffff"):
+        decoder.instructions(bytes.fromhex("000080bf") + b"\xff" * 4, 0x1000)  # s_nop 0, then nothing valid
+    data = build.link(_store_one(), "store_one")
+    text = parse_elf(data).sections[".text"]
+    broken = bytearray(data)
+    broken[text.offset:text.offset + 4] = b"\xff" * 4
+    with pytest.raises(EmulatorError, match=f"no instruction decodes at 0x{text.address:x}"):
+        program.disassemble(bytes(broken))
+
+
+def test_objdump_is_used_when_asked_and_gives_the_same_program(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = build.link(_store_one(), "store_one")
+    monkeypatch.setenv("TG_RDNA_DISASSEMBLER", "objdump")
+    llvm_disasm.disassembler.cache_clear()
+    try:
+        assert llvm_disasm.disassembler() is None
+        program._CACHE.clear()
+        with_objdump = program.disassemble(data)
+    finally:
+        monkeypatch.delenv("TG_RDNA_DISASSEMBLER")
+        llvm_disasm.disassembler.cache_clear()
+        program._CACHE.clear()
+    assert [i.text for i in with_objdump][-1] == "s_endpgm"
+    if llvm_disasm.disassembler() is not None:
+        assert program.disassemble(data) == with_objdump
+    assert "global_store_b32" in CodeObject(data).disassembly()
+
+
+def test_a_library_others_could_have_written_is_not_loaded(tmp_path: Path) -> None:
+    lib = tmp_path / "libLLVM.so.19"
+    lib.write_bytes(b"")
+    tmp_path.chmod(0o755)
+    lib.chmod(0o644)
+    assert llvm_disasm._trusted(str(lib))
+    lib.chmod(0o666)
+    assert not llvm_disasm._trusted(str(lib))
+    lib.chmod(0o644)
+    tmp_path.chmod(0o777)
+    assert not llvm_disasm._trusted(str(lib))
+    tmp_path.chmod(0o755)
+
+
+def _store_one() -> str:
+    from tg_rdna.codeobject import KernelDescription, assembly
+
+    body = ["  s_load_b64 s[4:5], s[0:1], 0x0", "  v_mov_b32 v1, 1.0", "  v_lshlrev_b32 v2, 2, v0",
+            "  s_waitcnt lgkmcnt(0)", "  global_store_b32 v2, v1, s[4:5]", "  s_endpgm"]
+    return assembly(KernelDescription("store_one", 1, (), vgprs=3, sgprs=6), body)
