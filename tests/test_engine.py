@@ -57,6 +57,19 @@ def test_matmul_is_one_kernel() -> None:
     assert len(kernels(realized(8, 16) @ realized(16, 4))) == 1
 
 
+def test_an_empty_output_builds_and_launches_nothing() -> None:
+    """A kernel whose output has no element is neither built nor launched (its index math would divide by 0)."""
+    from tg.engine.device import device_state
+
+    a, b = realized(7, 4), realized(0, 4)
+    state = device_state(a.device)
+    built, launched = len(state.kernels), state.kernel_count
+    out = (a.unsqueeze(1) * b.unsqueeze(0)).sum(-1)  # (7, 0): a reduction over 4 into nothing
+    assert out.numpy().shape == (7, 0)
+    assert (len(state.kernels), state.kernel_count) == (built, launched)
+    assert (out + 1).sum().item() == 0.0  # the empty buffer feeds what follows
+
+
 def test_movement_ops_make_views_not_copies() -> None:
     a = realized(4, 6)
     v = a.permute(1, 0).reshape(2, 12).flip(0)[:, 2:9]

@@ -168,6 +168,8 @@ def run_item(item: ScheduleItem, schedule: Sequence[ScheduleItem] = (), position
 
 def run_kernel(kernel: Kernel, state: DeviceState, size: int, schedule: Sequence[ScheduleItem] = (),
                position: int = 0, debug: int | None = None) -> Buffer:
+    if size == 0:  # an empty output: nothing to compute, so nothing is built (its index math may divide by 0)
+        return Buffer(state.backend, 0, kernel.output.dtype)
     scalar_params = state.scalar_params
     # a kernel the schedule cache made shares its template's programs by state, unless its key holds its parameters'
     # values (a backend without launch variables): then the program follows the values
