@@ -5,10 +5,11 @@ every kernel it runs, so the conformance kit on ``rdna:emu`` spent a fifth of it
 and instruction printer are reachable through libLLVM's C API (``LLVMCreateDisasmCPU``, ``LLVMDisasmInstruction``),
 loaded once per process with :mod:`ctypes`: each instruction's text is what llvm-objdump prints for it.
 
-The library is the one next to the ``llvm-mc`` tg-rdna assembles with (``<bin>/../lib/libLLVM*.so*``, the version
-of that tool first), loaded only when no other user could have written it (owned by root or by us, not writable
-by group or others).  Where there is none (an LLVM linked statically, a library without the AMDGPU target) or
-``TG_RDNA_DISASSEMBLER=objdump`` is set, :func:`disassembler` is None and the emulator runs ``llvm-objdump``.
+The library is the libLLVM of the ``llvm-mc`` tg-rdna assembles with: of its major version, found beside it
+(``<bin>/../lib``) or in the system's library folders, and loaded only when no other user could have written it
+(owned by root or by us, not writable by group or others).  Where there is none (an LLVM linked statically, a
+library without the AMDGPU target) or ``TG_RDNA_DISASSEMBLER=objdump`` is set, :func:`disassembler` is None and the
+emulator runs ``llvm-objdump``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import ctypes
 import functools
 import glob
 import os
+import re
+import sys
 import threading
 
 from tg_rdna import toolchain
@@ -75,16 +78,39 @@ def _trusted(path: str) -> bool:
 
 
 def library_candidates(mc: toolchain.Tool) -> list[str]:
-    """The libLLVM shared libraries beside the LLVM tool ``mc``, those named for its major version first."""
-    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(mc.path))), "lib")
+    """The libLLVM shared libraries of ``mc``'s major version (by name, real paths): beside it (``<bin>/../lib``,
+    where LLVM's own builds and Debian's llvm-<v>-dev put it), then in the system's library folders (where
+    Debian's libllvm<v> puts it)."""
     major = mc.version[0]
-    found = sorted(set(glob.glob(os.path.join(folder, "libLLVM*.so*"))))
-    return sorted(found, key=lambda p: not any(tag in os.path.basename(p) for tag in (f".so.{major}", f"-{major}.")))
+    name = re.compile(rf"^libLLVM(-{major}\.so|\.so\.{major})(\.|$)")
+    beside = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(mc.path))), "lib")
+    multiarch = getattr(sys.implementation, "_multiarch", "")  # x86_64-linux-gnu on Debian
+    folders = [beside, *([f"/usr/lib/{multiarch}"] if multiarch else []), "/usr/lib64", "/usr/lib"]
+    out: list[str] = []
+    for folder in folders:
+        for path in sorted(glob.glob(os.path.join(folder, "libLLVM*.so*"))):
+            real = os.path.realpath(path)
+            if name.match(os.path.basename(real)) and real not in out:
+                out.append(real)
+    return out
+
+
+def _version(library: ctypes.CDLL) -> tuple[int, int, int] | None:
+    """libLLVM's version (``LLVMGetVersion``, LLVM 16 and newer), else None."""
+    try:
+        get = library.LLVMGetVersion
+    except AttributeError:
+        return None
+    parts = [ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint()]
+    get.restype = None
+    get(*(ctypes.byref(p) for p in parts))
+    return parts[0].value, parts[1].value, parts[2].value
 
 
 @functools.cache
 def disassembler() -> Disassembler | None:
-    """The in-process disassembler, or None where libLLVM cannot give one (the emulator then runs llvm-objdump)."""
+    """The in-process disassembler, or None where no libLLVM of llvm-mc's version gives one (the emulator then runs
+    llvm-objdump)."""
     if os.environ.get("TG_RDNA_DISASSEMBLER", "").strip().lower() == "objdump":
         return None
     try:
@@ -95,7 +121,11 @@ def disassembler() -> Disassembler | None:
         try:
             if not _trusted(path):
                 continue
-            return Disassembler(ctypes.CDLL(path), path)
+            library = ctypes.CDLL(path)
+            version = _version(library)
+            if version is not None and version[0] != mc.version[0]:
+                continue
+            return Disassembler(library, path)
         except (OSError, AttributeError):  # not loadable, or without the AMDGPU target's entry points
             continue
     return None
