@@ -350,16 +350,35 @@ def test_shaped_launch_gives_one_index_per_output_dimension(monkeypatch: pytest.
 
 
 def test_shaped_launch_groups_the_innermost_dimension(monkeypatch: pytest.MonkeyPatch) -> None:
-    (kernel,) = kernels(realized(3, 10).T + 1)  # 10 rows of 3: one group of 3 threads per row
+    (kernel,) = kernels(realized(3, 10).T + 1)  # 10 rows of 3, narrower than a group: launched flat
     uops, lowered = _lowered(kernel, "launch_dims=2,group_size=4", monkeypatch)
-    assert lowered.global_size == (1, 10) and lowered.local_size == (3, 1)
-    assert ("lidx0", 3) in {u.arg for u in uops if u.op is Ops.SPECIAL}
+    assert lowered.global_size == (8,) and lowered.local_size == (4,)  # not 10 groups of 3 (a lane idle in each)
     (kernel,) = kernels(realized(10, 3).T + 1)
     uops, lowered = _lowered(kernel, "launch_dims=2,group_size=4", monkeypatch)
     assert lowered.global_size == (3, 3) and lowered.local_size == (4, 1)  # 10 = 3 groups of 4, the last gated
     assert any(u.op is Ops.CMPLT for u in uops)
     result = (Tensor(np.arange(30, dtype=np.float32).reshape(10, 3), device="numpy").T + 1).numpy()
     np.testing.assert_array_equal(result, np.arange(30, dtype=np.float32).reshape(10, 3).T + 1)
+
+
+def test_a_dim_of_one_thread_takes_no_launch_dimension(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch-norm-like kernel (64, 32, 2, 2) merges to (64, 32, 4); the vector lanes take the 4, so a thread index
+    walks 64 x 32 only.  Its groups are rows of 32 threads, not one thread each (a launch dimension for the 4)."""
+    x, scale = realized(64, 32, 2, 2), realized(1, 32, 1, 1)
+    (kernel,) = kernels(x * scale + 1)
+    uops, lowered = _lowered(kernel, "launch_dims=3,group_size=32,vector_width=4", monkeypatch)
+    assert lowered.global_size == (1, 64) and lowered.local_size == (32, 1)
+    from tg.engine.device import reset_devices
+
+    xs, ss = x.numpy(), scale.numpy()
+    monkeypatch.setenv("TG_NUMPY_CAPS", "interpret,launch_dims=3,group_size=32,vector_width=4")
+    reset_devices()  # the numpy backend's micro-op interpreter, with these capabilities
+    try:
+        got = (Tensor(xs, device="numpy") * Tensor(ss, device="numpy") + 1).numpy()
+    finally:
+        monkeypatch.undo()
+        reset_devices()
+    np.testing.assert_array_equal(got, xs * ss + 1)
 
 
 def test_a_realized_constant_still_casts_and_folds() -> None:

@@ -36,6 +36,10 @@ from tg.graph.shapetracker import ShapeTracker
 from tg.schedule.scheduler import Kernel, KNode, ScalarParam
 from tg.support.dtype import INDEX_LIMIT, DType, dtypes
 
+#: Threads a GPU runs in lockstep (an NVIDIA warp, an RDNA wave32): a shaped launch whose rows are narrower than
+#: this (or than the target's group size) is launched flat instead.
+SIMD_THREADS = 32
+
 
 def lower(kernel: Kernel, caps: Capabilities, symbolic: bool = False, stable: bool = False) -> LoweredKernel:
     """``kernel`` as micro-ops for a target of ``caps``.  ``symbolic``: for every size of its outermost dimension
@@ -291,15 +295,25 @@ class _Lowering:
         amounts = dict(plan)
         sizes = [self.shape[j] // amounts.get(j, 1) for j in self.global_dims]
         n_threads = math.prod(sizes)
-        group = self._group_size(sizes[-1]) if sizes else 1
-        dims = self._launch_dims(sizes, group) if self.caps.launch_dims > 1 and not self.symbolic else 1
+        # a launch dimension for each output dim a thread index walks: one of a single thread (size 1, or a
+        # register tile as wide as the dim) would make the work groups one thread wide.  (Not for a kernel of a
+        # dynamic family (stable): its launch must keep its dimensions at every size, see tg.engine.dynamic.)
+        walked = [j for j, size in zip(self.global_dims, sizes) if size > 1 or self.stable]
+        inner = self.shape[walked[-1]] // amounts.get(walked[-1], 1) if walked else 1
+        group = self._group_size(inner)
+        dims = 1
+        # rows of fewer threads than a SIMD group (32) would leave most of each one idle: such kernels launch flat
+        narrow = inner < min(SIMD_THREADS, self.caps.group_size) and not self.stable
+        if self.caps.launch_dims > 1 and not self.symbolic and not narrow:
+            dims = self._launch_dims([self.shape[j] // amounts.get(j, 1) for j in walked], group)
         shaped = dims > 1
         global_dims = self.global_dims
         if shaped:
-            global_dims = self._fold_order(global_dims, dims)
+            global_dims = self._fold_order(walked, dims)
             sizes = [self.shape[j] // amounts.get(j, 1) for j in global_dims]
             indices, gate, global_size, local_size = self._shaped_launch(sizes, group, dims)
-        elif self.symbolic and self.caps.launch_dims > 1 and len(sizes) > 1:
+        elif self.symbolic and self.caps.launch_dims > 1 and len(sizes) > 1 and \
+                sizes[-1] >= min(SIMD_THREADS, self.caps.group_size):  # (narrower rows: flat, as above)
             indices, gate, global_size, local_size = self._symbolic_rows(sizes)
             shaped = True
         elif self.symbolic:
