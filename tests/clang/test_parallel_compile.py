@@ -54,3 +54,30 @@ def test_new_kernels_of_a_schedule_compile_together(tmp_path: Path) -> None:
     assert two["ok"] and two["most"] == 2, two
     one = _run(tmp_path, "1")
     assert one["ok"] and one["most"] == 1, one
+
+
+_EMPTY_AHEAD = """
+import json
+import numpy as np
+from tg import Tensor
+from tg.engine.realize import realize
+from tg_clang import compiler
+
+built = []
+original = compiler.KernelCache._build
+compiler.KernelCache._build = lambda self, source, *a, **k: built.append(source) or original(self, source, *a, **k)
+a = Tensor(np.arange(28, dtype=np.float32).reshape(7, 4)).realize()
+b = Tensor(np.zeros((0, 4), np.float32)).realize()
+x = (a.exp() + 1).sum(-1)  # first in the schedule: its compile takes the kernels after it along
+y = (a.unsqueeze(1) * b.unsqueeze(0)).sum(-1)  # (7, 0): nothing to compute
+realize([x.lazydata, y.lazydata])
+print(json.dumps({"built": len(built), "shape": list(y.numpy().shape)}))
+"""
+
+
+def test_an_empty_kernel_is_not_compiled_along_with_the_one_before(tmp_path: Path) -> None:
+    env = {**os.environ, "TG_BACKEND": "clang", "TG_PLUGINS": "clang", "TG_CACHE_DIR": str(tmp_path),
+           "TG_EXEC_JOBS": "2"}
+    out = subprocess.run([sys.executable, "-c", _EMPTY_AHEAD], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"built": 1, "shape": [7, 0]}

@@ -223,7 +223,8 @@ def build_programs(kernel: Kernel, key: tuple[object, ...], state: DeviceState, 
     todo = {key: kernel}
     if state.backend.runtime.concurrent_compile and exec_jobs() > 1:
         for item in ahead:
-            if isinstance(item, Kernel) and item.output.device == kernel.output.device:
+            if isinstance(item, Kernel) and item.output.device == kernel.output.device and \
+                    0 not in item.output.shape:  # (an empty output is never built: see run_kernel)
                 other = kernel_key(item, not state.scalar_params)
                 if other not in todo and other not in state.kernels and _exact_only(item, other, state, mode):
                     todo[other] = item
