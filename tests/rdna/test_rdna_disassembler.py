@@ -56,19 +56,47 @@ def test_bytes_that_are_no_instruction_are_an_error_naming_the_address(decoder: 
 def test_objdump_is_used_when_asked_and_gives_the_same_program(monkeypatch: pytest.MonkeyPatch) -> None:
     data = build.link(_store_one(), "store_one")
     monkeypatch.setenv("TG_RDNA_DISASSEMBLER", "objdump")
-    llvm_disasm.disassembler.cache_clear()
-    try:
-        assert llvm_disasm.disassembler() is None
-        program._CACHE.clear()
-        with_objdump = program.disassemble(data)
-    finally:
-        monkeypatch.delenv("TG_RDNA_DISASSEMBLER")
-        llvm_disasm.disassembler.cache_clear()
-        program._CACHE.clear()
+    assert llvm_disasm.disassembler() is None
+    monkeypatch.setattr(program, "_CACHE", {})
+    with_objdump = program.disassemble(data)
     assert [i.text for i in with_objdump][-1] == "s_endpgm"
+    monkeypatch.setenv("TG_RDNA_DISASSEMBLER", "auto")
+    monkeypatch.setattr(program, "_CACHE", {})
     if llvm_disasm.disassembler() is not None:
         assert program.disassemble(data) == with_objdump
     assert "global_store_b32" in CodeObject(data).disassembly()
+
+
+def test_an_unknown_setting_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_RDNA_DISASSEMBLER", "llvm-objdump")
+    with pytest.raises(ValueError, match="TG_RDNA_DISASSEMBLER='llvm-objdump': use 'auto'"):
+        llvm_disasm.disassembler()
+
+
+def test_an_encoding_llvm_flags_is_an_error(decoder: llvm_disasm.Disassembler) -> None:
+    """s_mov_b64 with an odd destination: LLVM prints it as s[0:1] (not what the hardware would write) and warns."""
+    assert decoder.instructions((0xBE800180).to_bytes(4, "little"), 0)[0][1] == "s_mov_b64 s[0:1], 0"
+    with pytest.raises(ValueError, match="LLVM flags the instruction at 0x0 .*scalar reg isn't aligned"):
+        decoder.instructions((0xBE810180).to_bytes(4, "little"), 0)
+
+
+def test_a_library_others_could_write_is_never_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = llvm_disasm.library_candidates(toolchain.require("llvm-mc"))
+    if not real:
+        pytest.skip("no shared libLLVM of llvm-mc's version here (Debian: apt-get install llvm-19)")
+    writable = tmp_path / "libLLVM.so.19.1"
+    writable.write_bytes(b"")
+    writable.chmod(0o666)
+    loaded: list[str] = []
+    original = llvm_disasm.ctypes.CDLL
+    monkeypatch.setattr(llvm_disasm.ctypes, "CDLL", lambda path, *a, **k: loaded.append(path) or original(path))
+    monkeypatch.setattr(llvm_disasm, "library_candidates", lambda mc: [str(writable), *real])
+    llvm_disasm._load.cache_clear()
+    try:
+        found = llvm_disasm._load()
+    finally:
+        llvm_disasm._load.cache_clear()
+    assert str(writable) not in loaded and found is not None and found.path == real[0]
 
 
 def test_a_library_others_could_have_written_is_not_loaded(tmp_path: Path) -> None:

@@ -32,13 +32,14 @@ ENVIRONMENT: dict[str, str] = {
     "TG_RDNA_LLVM_MC": "The llvm-mc to assemble kernels with (a path or a name; LLVM 15 or newer with AMDGPU).",
     "TG_RDNA_LLVM_LLD": "The ld.lld to link code objects with (a path or a name; LLVM 15 or newer).",
     "TG_RDNA_LLVM_OBJDUMP": "The llvm-objdump that TG_DEBUG=5 disassembles code objects with (and rdna:emu, where "
-                            "no shared libLLVM is beside llvm-mc).",
+                            "llvm-mc's libLLVM does not load).",
     "TG_RDNA_LLVM_READELF": "The llvm-readelf tg-rdna's tests read code objects' notes with.",
     "TG_RDNA_DEVICE": "For the rdna runtime: which gfx11 OpenCL device to use (default 0).",
     "TG_RDNA_EMU_MAX_STEPS": "For rdna:emu: instruction steps a launch may take before it counts as an endless loop "
                              "(default 2,000,000).",
-    "TG_RDNA_DISASSEMBLER": "For rdna:emu: 'objdump' decodes code objects with llvm-objdump; unset, with the "
-                            "libLLVM beside llvm-mc, in this process (the same decoder, ~20x faster).",
+    "TG_RDNA_DISASSEMBLER": "For rdna:emu: 'auto' (default) decodes code objects in this process with llvm-mc's "
+                            "own libLLVM where it loads (the same decoder, ~20x faster), else with llvm-objdump; "
+                            "'objdump' always uses llvm-objdump.",
     "TG_RDNA_EMU_CHUNK_WAVES": "For rdna:emu: waves the emulator runs together (default 4096; whole work groups).",
 }
 

@@ -60,10 +60,15 @@ class Disassembler:
             while offset < len(code):
                 size = self._lib.LLVMDisasmInstruction(self._context, ctypes.byref(raw, offset), len(code) - offset,
                                                        address + offset, text, TEXT_BYTES)
-                if size == 0:
-                    raise ValueError(f"no instruction decodes at 0x{address + offset:x} "
-                                     f"(bytes {code[offset:offset + 8].hex()})")
-                out.append((address + offset, text.value.decode().strip(), code[offset:offset + size]))
+                line = text.value.decode().strip()
+                if size == 0 or len(text.value) >= TEXT_BYTES - 1 or "; Warning:" in line:
+                    where = f"0x{address + offset:x} (bytes {code[offset:offset + 8].hex()})"
+                    if size == 0:
+                        raise ValueError(f"no instruction decodes at {where}")
+                    if "; Warning:" in line:  # LLVM decodes it but flags the encoding (a misaligned register pair)
+                        raise ValueError(f"LLVM flags the instruction at {where}: {line}")
+                    raise ValueError(f"the instruction at {where} prints longer than {TEXT_BYTES - 2} bytes")
+                out.append((address + offset, line, code[offset:offset + size]))
                 offset += size
         return out
 
@@ -107,12 +112,26 @@ def _version(library: ctypes.CDLL) -> tuple[int, int, int] | None:
     return parts[0].value, parts[1].value, parts[2].value
 
 
-@functools.cache
+#: TG_RDNA_DISASSEMBLER's settings: "auto" (or unset) decodes in-process where it can, "objdump" never does.
+SETTINGS = ("auto", "objdump")
+_loading = threading.Lock()
+
+
 def disassembler() -> Disassembler | None:
     """The in-process disassembler, or None where no libLLVM of llvm-mc's version gives one (the emulator then runs
     llvm-objdump)."""
-    if os.environ.get("TG_RDNA_DISASSEMBLER", "").strip().lower() == "objdump":
+    setting = os.environ.get("TG_RDNA_DISASSEMBLER", "").strip().lower() or "auto"
+    if setting not in SETTINGS:
+        raise ValueError(f"TG_RDNA_DISASSEMBLER={setting!r}: use 'auto' (libLLVM in this process where it loads, "
+                         "else llvm-objdump) or 'objdump'")
+    if setting == "objdump":
         return None
+    with _loading:  # (LLVM's target initialisers must not run twice at once)
+        return _load()
+
+
+@functools.cache
+def _load() -> Disassembler | None:
     try:
         mc = toolchain.require("llvm-mc")
     except toolchain.ToolchainError:
@@ -123,8 +142,8 @@ def disassembler() -> Disassembler | None:
                 continue
             library = ctypes.CDLL(path)
             version = _version(library)
-            if version is not None and version[0] != mc.version[0]:
-                continue
+            if version is not None and version != mc.version:  # the very LLVM that assembles (a static llvm-mc
+                continue  # may sit beside another release's libLLVM)
             return Disassembler(library, path)
         except (OSError, AttributeError):  # not loadable, or without the AMDGPU target's entry points
             continue
