@@ -141,7 +141,7 @@ def ptx(session: nox.Session) -> None:
     """
     session.install("./core[testing]", "./plugins/tg-ptx", "pytest-xdist")
     env = {"TG_PLUGINS": "ptx"}
-    session.run("pytest", "tests/ptx", *session.posargs, env=env)
+    session.run("pytest", "tests/ptx", "-n", "auto", *session.posargs, env=env)
 
     def ptxas() -> str:
         found = session.run("python", "-c", "from tg_ptx.ptxas import find_tool; print(find_tool('ptxas') or '')",
