@@ -33,7 +33,9 @@ class Capabilities:
       ``gidx0``; above 1, ``gidx0`` is the group and ``lidx0`` the thread within it);
     - ``launch_dims``: how many launch dimensions the target takes (1 to 3).  With 1, core flattens the outputs
       into ``gidx0``; above 1 it keeps the output's shape: ``gidx0`` walks the innermost output dimension (in
-      work groups, with ``lidx0``), ``gidx1`` the next, and the outer ones fold into the last;
+      work groups, with ``lidx0``), ``gidx1`` the next, and the outer ones fold into the last.  Output dims of
+      one thread (size 1, or covered by a register tile) take none, and a kernel whose innermost rows are narrower
+      than 32 threads (a warp, a wave32) or ``group_size`` is launched flat: its work groups stay full;
     - ``launch_limits``: the most work groups the target launches along each launch dimension (x, y, z; CUDA:
       2^31-1, 65535, 65535).  A kernel whose shaped launch would pass one takes fewer launch dimensions (down to
       the flat one) instead.  Empty: no limit but tg's 32-bit indices;
