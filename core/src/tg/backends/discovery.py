@@ -11,7 +11,6 @@ plugin at once wait for the one that loads it.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 import threading
@@ -355,6 +354,8 @@ def _cause(exc: BaseException) -> str:
 
 
 def _did_you_mean(name: str) -> str:
+    import difflib  # (only for this message)
+
     close = difflib.get_close_matches(name, hooks.HOOK_NAMES, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

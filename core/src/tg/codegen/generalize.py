@@ -17,7 +17,6 @@ equals its formula there, so the kernel computes, micro-op for micro-op, what th
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 from tg.codegen.builder import KernelBuilder
 from tg.codegen.program import LoweredKernel, SymbolicSize
@@ -81,6 +80,8 @@ def fit(samples: list[tuple[int, tuple[int, ...]]], divisors: tuple[int, ...] = 
     t1, t2, t3 = sizes[:3]
     d1, d2, d3 = (t1 - t2) * (t1 - t3), (t2 - t1) * (t2 - t3), (t3 - t1) * (t3 - t2)
     columns = list(zip(*distinct.values()))
+    from fractions import Fraction  # (here, not at import: fractions brings decimal, ~5 ms of every start-up)
+
     exact: list[tuple[Fraction, Fraction, Fraction]] = []
     for v1, v2, v3, *_ in columns:
         w1, w2, w3 = Fraction(v1, d1), Fraction(v2, d2), Fraction(v3, d3)

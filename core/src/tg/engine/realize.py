@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -232,6 +231,8 @@ def build_programs(kernel: Kernel, key: tuple[object, ...], state: DeviceState, 
         state.kernels[key] = ready = build_program(kernel, state)
         return ready
     rendered = [(k, render_program(item, state)) for k, item in todo.items()]  # lowering is Python: one thread
+    from concurrent.futures import ThreadPoolExecutor  # (only here: ~4 ms of start-up for a rare path)
+
     with ThreadPoolExecutor(min(exec_jobs(), len(rendered)), thread_name_prefix="tg-compile") as pool:
         binaries = list(pool.map(lambda r: state.compile(r[1][0]), rendered))
     made = {}
