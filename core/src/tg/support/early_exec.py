@@ -15,6 +15,7 @@ import atexit
 import contextlib
 import math
 import os
+import pickle
 import queue
 import select
 import shlex
@@ -25,8 +26,6 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import cloudpickle
 
 from tg.support._frames import helper_env, read_frame, unpack_exception, write_payload
 from tg.support.errors import TgError
@@ -122,8 +121,9 @@ class EarlyExec:
         (a TimeoutExpired); any other error in the helper is raised here as the same type and message.
         """
         limit, from_environment = command_timeout(timeout)
-        request = cloudpickle.dumps((argv, input, os.getcwd() if cwd is None else cwd,
-                                     dict(os.environ) if env is None else env, limit))
+        # plain data, so the standard pickle (cloudpickle is not imported by a process that only runs commands)
+        request = pickle.dumps((argv, input, os.getcwd() if cwd is None else cwd,
+                                dict(os.environ if env is None else env), limit))
         with self._lock:
             if self._proc is None or self._owner != os.getpid() or self._proc.poll() is not None:
                 self._start()
