@@ -10,14 +10,22 @@ from tg.engine.device import device_state, reset_devices
 
 
 @pytest.fixture
-def interpreter(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The numpy backend on its interpreter (symbolic launches and dynamic shapes), fresh, its compiles listed."""
+def interpreter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The numpy backend on its interpreter (symbolic launches and dynamic shapes), fresh, its compiles listed.
+    Its capabilities are TG_NUMPY_CAPS=interpret, or the setting a test passes with
+    ``@pytest.mark.parametrize("interpreter", ["interpret,launch_dims=3"], indirect=True)``."""
     monkeypatch.setenv("TG_BACKEND", "numpy")
-    monkeypatch.setenv("TG_NUMPY_CAPS", "interpret")
+    monkeypatch.setenv("TG_NUMPY_CAPS", getattr(request, "param", "interpret"))
+    from tg.backends.numpy_backend import capabilities_from_env
+
+    reset_devices()
+    # (the registry may have made the emitter and the runtime before the setting; a device state reads the
+    # capabilities when it is made)
+    emitter = device_state().backend.emitter
+    monkeypatch.setattr(emitter, "fast", False)
+    monkeypatch.setattr(emitter, "capabilities", capabilities_from_env())
     reset_devices()
     state = device_state()
-    # (the registry may have made the emitter and the runtime before the setting)
-    monkeypatch.setattr(state.backend.emitter, "fast", False)
     monkeypatch.setattr(state, "dynamic_shapes", True)
     compiled: list[Any] = []
     original = state.backend.runtime.compile

@@ -208,31 +208,18 @@ def test_a_size_whose_work_dwarfs_a_compile_is_built_exactly(interpreter: Any, m
     assert dynamic_sizes == [False, False, False, True, False], dynamic_sizes  # 5, 40, 6, then every size; 30
 
 
-def test_families_on_a_target_with_launch_dims(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("interpreter", ["interpret,launch_dims=3,group_size=128"], indirect=True)
+def test_families_on_a_target_with_launch_dims(interpreter: Any) -> None:
     """On a GPU-like target (a launch dimension per output dim), attention scores and their softmax over t tokens
     are built for a few sizes and then reused: a family's launch keeps its dimensions at every size, even where a
     kernel of one size would launch flat (rows narrower than a SIMD group)."""
-    from tg.engine.device import device_state, reset_devices
-
-    monkeypatch.setenv("TG_BACKEND", "numpy")
-    monkeypatch.setenv("TG_NUMPY_CAPS", "interpret,launch_dims=3,group_size=128")
-    reset_devices()
-    try:
-        state = device_state()
-        monkeypatch.setattr(state.backend.emitter, "fast", False)
-        monkeypatch.setattr(state, "dynamic_shapes", True)
-        compiled: list[Any] = []
-        original = state.backend.runtime.compile
-        monkeypatch.setattr(state.backend.runtime, "compile", lambda p: compiled.append(p) or original(p))
-        rng = np.random.default_rng(0)
-        for t in range(4, 24):
-            q, k = (rng.standard_normal((1, 4, t, 16)).astype(np.float32) for _ in range(2))
-            got = ((Tensor(q) @ Tensor(k).transpose(-1, -2)) * 0.25).softmax(-1).numpy()
-            e = np.exp((q @ k.transpose(0, 1, 3, 2)) * np.float32(0.25))
-            np.testing.assert_allclose(got, e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-6)
-        # 20 sizes of 4 kernels each: 80 builds if none were reused (the families were broken so, at 79)
-        assert len(compiled) <= 20, [p.name for p in compiled]
-        assert any(bool(p.launch_vars) or "n0" in p.variables for p in compiled)  # (a kernel for every size)
-    finally:
-        monkeypatch.undo()
-        reset_devices()
+    rng = np.random.default_rng(0)
+    for t in range(4, 24):
+        q, k = (rng.standard_normal((1, 4, t, 16)).astype(np.float32) for _ in range(2))
+        got = ((Tensor(q) @ Tensor(k).transpose(-1, -2)) * 0.25).softmax(-1).numpy()
+        e = np.exp((q @ k.transpose(0, 1, 3, 2)) * np.float32(0.25))
+        np.testing.assert_allclose(got, e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-6)
+    compiled = interpreter.compiled
+    # 20 sizes of 4 kernels each: 80 builds if none were reused (the families were broken so, at 79)
+    assert len(compiled) <= 20, [p.name for p in compiled]
+    assert any(bool(p.launch_vars) or "n0" in p.variables for p in compiled)  # (a kernel for every size)

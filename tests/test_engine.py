@@ -361,24 +361,16 @@ def test_shaped_launch_groups_the_innermost_dimension(monkeypatch: pytest.Monkey
     np.testing.assert_array_equal(result, np.arange(30, dtype=np.float32).reshape(10, 3).T + 1)
 
 
-def test_a_dim_of_one_thread_takes_no_launch_dimension(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("interpreter", ["interpret,launch_dims=3,group_size=32,vector_width=4"], indirect=True)
+def test_a_dim_of_one_thread_takes_no_launch_dimension(interpreter: Any) -> None:
     """A batch-norm-like kernel (64, 32, 2, 2) merges to (64, 32, 4); the vector lanes take the 4, so a thread index
     walks 64 x 32 only.  Its groups are rows of 32 threads, not one thread each (a launch dimension for the 4)."""
     x, scale = realized(64, 32, 2, 2), realized(1, 32, 1, 1)
     (kernel,) = kernels(x * scale + 1)
-    uops, lowered = _lowered(kernel, "launch_dims=3,group_size=32,vector_width=4", monkeypatch)
+    lowered = lower(kernel, interpreter.backend.emitter.capabilities)
     assert lowered.global_size == (1, 64) and lowered.local_size == (32, 1)
-    from tg.engine.device import reset_devices
-
-    xs, ss = x.numpy(), scale.numpy()
-    monkeypatch.setenv("TG_NUMPY_CAPS", "interpret,launch_dims=3,group_size=32,vector_width=4")
-    reset_devices()  # the numpy backend's micro-op interpreter, with these capabilities
-    try:
-        got = (Tensor(xs, device="numpy") * Tensor(ss, device="numpy") + 1).numpy()
-    finally:
-        monkeypatch.undo()
-        reset_devices()
-    np.testing.assert_array_equal(got, xs * ss + 1)
+    np.testing.assert_array_equal((x * scale + 1).numpy(), x.numpy() * scale.numpy() + 1)  # (run by the interpreter)
+    assert [(p.global_size, p.local_size) for p in interpreter.compiled] == [((1, 64), (32, 1))]
 
 
 def test_a_realized_constant_still_casts_and_folds() -> None:

@@ -293,27 +293,27 @@ class _Lowering:
         b, i32 = self.b, dtypes.int32
         plan = list(self.opts.upcast)
         amounts = dict(plan)
-        sizes = [self.shape[j] // amounts.get(j, 1) for j in self.global_dims]
+        threads = {j: self.shape[j] // amounts.get(j, 1) for j in self.global_dims}  # along each output dim
+        sizes = list(threads.values())
         n_threads = math.prod(sizes)
         # a launch dimension for each output dim a thread index walks: one of a single thread (size 1, or a
         # register tile as wide as the dim) would make the work groups one thread wide.  (Not for a kernel of a
         # dynamic family (stable): its launch must keep its dimensions at every size, see tg.engine.dynamic.)
-        walked = [j for j, size in zip(self.global_dims, sizes) if size > 1 or self.stable]
-        inner = self.shape[walked[-1]] // amounts.get(walked[-1], 1) if walked else 1
+        walked = [j for j, n in threads.items() if n > 1 or self.stable]
+        inner = threads[walked[-1]] if walked else 1
         group = self._group_size(inner)
-        dims = 1
         # rows of fewer threads than a SIMD group (32) would leave most of each one idle: such kernels launch flat
-        narrow = inner < min(SIMD_THREADS, self.caps.group_size) and not self.stable
-        if self.caps.launch_dims > 1 and not self.symbolic and not narrow:
-            dims = self._launch_dims([self.shape[j] // amounts.get(j, 1) for j in walked], group)
+        narrowest = min(SIMD_THREADS, self.caps.group_size)
+        dims = 1
+        if self.caps.launch_dims > 1 and not self.symbolic and (inner >= narrowest or self.stable):
+            dims = self._launch_dims([threads[j] for j in walked], group)
         shaped = dims > 1
         global_dims = self.global_dims
         if shaped:
             global_dims = self._fold_order(walked, dims)
-            sizes = [self.shape[j] // amounts.get(j, 1) for j in global_dims]
+            sizes = [threads[j] for j in global_dims]
             indices, gate, global_size, local_size = self._shaped_launch(sizes, group, dims)
-        elif self.symbolic and self.caps.launch_dims > 1 and len(sizes) > 1 and \
-                sizes[-1] >= min(SIMD_THREADS, self.caps.group_size):  # (narrower rows: flat, as above)
+        elif self.symbolic and self.caps.launch_dims > 1 and len(sizes) > 1 and sizes[-1] >= narrowest:
             indices, gate, global_size, local_size = self._symbolic_rows(sizes)
             shaped = True
         elif self.symbolic:
