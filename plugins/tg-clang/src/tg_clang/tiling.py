@@ -70,7 +70,7 @@ from tg_clang.row_lanes import plan_row_passes, render_row_lanes
 from tg_clang.scalar import ScalarRenderer
 from tg_clang.spmd import LaneRenderer, lane_supported, vector_typedefs
 from tg_clang.threads import thread_count
-from tg_clang.unit_loops import gang_loops, masked_loop
+from tg_clang.unit_loops import gang_loops, masked_loop, tile_heights
 
 #: Largest panel (bytes) a tile may copy to the stack for reuse across its row block.
 PACK_LIMIT = 1 << 18
@@ -214,21 +214,19 @@ def _streaming(uops: list[UOp], threads: int) -> bool:
     return bool(threads * out.dtype.base.itemsize >= STREAM_BYTES)
 
 
-def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int, aligned: bool = False, stream: bool = True
+def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int, aligned: bool = False, every_size: bool = False
                   ) -> tuple[list[str], list[Pack], float, bool]:
     """The C functions of a tiling's micro-tiles (and packs), their estimated cost per output, and whether the
     tiles do anything lane by lane.  ``aligned``: the full micro-tiles start at multiples of their height, which
-    their index arithmetic may rely on (see :func:`aligned_rows`)."""
+    their index arithmetic may rely on (see :func:`aligned_rows`); ``every_size``: the kernel runs at every row
+    count (a tile of every height, and no streaming stores)."""
     params = kernel_params(uops)
     sig = ", ".join(params)
     # packing pays when a column gang's panel is read by several micro-tiles
     wide = PackingReplay(t, t.rows, find_packs=(t.block_cols if t.transposed else t.block_rows) >= 2 * t.rows,
                          aligned=aligned)
     tiles = [(t.rows, wide.build(uops))]
-    if t.remainder > 1:
-        tiles.append((t.remainder, PackingReplay(t, t.remainder, packs=wide.packs).build(uops)))
-    if t.rows > 1:
-        tiles.append((1, PackingReplay(t, 1, packs=wide.packs).build(uops)))
+    tiles += [(h, PackingReplay(t, h, packs=wide.packs).build(uops)) for h in tile_heights(t, every_size)[1:]]
     packs = sorted(wide.packs.values(), key=lambda p: p.index)
     pk_params = "".join(f", const {storage_type(p.dtype)} *restrict pk{p.index}" for p in packs)
     out: list[str] = []
@@ -241,7 +239,7 @@ def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int, aligned: bo
                 f"pk{p.index}) {{", *body, "}"]
     cost, lane_by_lane = 0.0, False
     for rows_here, tile_uops in tiles:
-        streaming = stream and _streaming(uops, t.n_rows * t.row_len)
+        streaming = not every_size and _streaming(uops, t.n_rows * t.row_len)
         specials = {"row0": "row0", "col0": "col0", "row_tile": f"(row0 / {t.rows})"}
         renderer = LaneRenderer(tile_uops, lanes, specials, streaming)
         renderer.unroll_limit = _unroll_limit(t)
@@ -263,8 +261,7 @@ def _render_masked(name: str, uops: list[UOp], t: Tiling, lanes: int) -> tuple[l
         return [], [], math.inf
     wide = MaskedReplay(t, t.rows, find_packs=t.block_rows >= 2 * t.rows)
     tiles = [(t.rows, wide.build(uops))]
-    for rows in sorted({t.remainder, 1} - {0, t.rows}, reverse=True):
-        tiles.append((rows, MaskedReplay(t, rows, packs=wide.packs).build(uops)))
+    tiles += [(rows, MaskedReplay(t, rows, packs=wide.packs).build(uops)) for rows in tile_heights(t)[1:]]
     packs = sorted(wide.packs.values(), key=lambda p: p.index)
     sig = ", ".join(kernel_params(uops))
     pk_params = "".join(f", const {storage_type(p.dtype)} *restrict pk{p.index}" for p in packs)
@@ -450,7 +447,7 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
             masked_by[tiling, width] = _render_masked(name, uops, tiling, width)
         return masked_by[tiling, width]
 
-    functions, packs, cost, lane_by_lane = _render_tiles(name, uops, t, lanes, stream=not symbolic)
+    functions, packs, cost, lane_by_lane = _render_tiles(name, uops, t, lanes, every_size=symbolic)
     if t.full_cols < t.row_len:  # a column tail: a narrower gang may leave less of the row to it
         total = _with_tail(t, cost, uops, masked_gang(t, lanes)[2])
         narrower = lanes // 2
@@ -458,7 +455,7 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
             n = choose_tiling(uops, grid, narrower, rows)
             fits = n is not None and not (symbolic and (n.row_len != grid[0] or n.transposed))
             if n is not None and fits and n.full_cols > t.full_cols:
-                rendered = _render_tiles(name, uops, n, narrower, stream=not symbolic)
+                rendered = _render_tiles(name, uops, n, narrower, every_size=symbolic)
                 masked_row = masked_gang(n, narrower)[2]
                 if _with_tail(n, rendered[2], uops, masked_row) < 0.85 * total:
                     t, lanes, gang, (functions, packs, cost, lane_by_lane) = n, narrower, narrower, rendered
@@ -472,7 +469,7 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
             wide = choose_tiling(uops, grid, lanes * factor, rows)
             if wide is not None and wide.full_cols == t.full_cols and not wide.transposed:
                 t, gang = wide, lanes * factor
-                functions, packs, cost, _ = _render_tiles(name, uops, t, gang, stream=not symbolic)
+                functions, packs, cost, _ = _render_tiles(name, uops, t, gang, every_size=symbolic)
                 break
             factor //= 2
     elif t.rows == rows and not lane_by_lane and sum(p.elements * p.dtype.itemsize for p in packs) > \
@@ -483,7 +480,7 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
         small_tail = not symbolic and wide is not None and WIDE_TAIL * (t.row_len - wide.full_cols) <= t.row_len
         if wide is not None and wide.rows == t.rows and not wide.transposed and (
                 wide.full_cols == t.full_cols or small_tail):
-            rendered = _render_tiles(name, uops, wide, 2 * lanes, stream=not symbolic)
+            rendered = _render_tiles(name, uops, wide, 2 * lanes, every_size=symbolic)
             # where the wider gang leaves a column tail (a small one: WIDE_TAIL), a masked gang of its width takes it,
             # if the estimate says that is cheaper
             cheaper = wide.full_cols == t.full_cols or _with_tail(
@@ -555,13 +552,13 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
             f"c_lo + {t.block_cols} : {t.full_cols};"]
     if t.transposed:  # G rows by R columns: row gangs outside, columns inside
         out += gang_loops(name, args, pk_args, packs, t, lanes, _no_unroll(t), ("row0", "r_lo", "r_hi"),
-                          ("col0", "c_lo", "c_hi"))
+                          ("col0", "c_lo", "c_hi"), tile_heights(t))
         if row_tail:
             out += [f"    if (r_hi == {t.full_rows}) for (int32_t row = {t.full_rows}; row < {t.n_rows}; row++)",
                     f"      for (int32_t c = c_lo; c < c_hi; c++) {name}_thread({args}, row * {t.row_len} + c);"]
     else:  # R rows by G columns: column gangs outside (their packed panel stays in cache), rows inside
         out += gang_loops(name, args, pk_args, packs, t, lanes, _no_unroll(t), ("col0", "c_lo", "c_hi"),
-                          ("row0", "r_lo", "r_hi"))
+                          ("row0", "r_lo", "r_hi"), tile_heights(t, symbolic))
     if masked:
         out += masked_loop(name, args, t, n_col_blocks - 1, masked_packs)
     elif col_tail:
