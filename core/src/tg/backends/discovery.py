@@ -92,9 +92,10 @@ class PluginRegistry:
         for name, module in BUILTIN_PLUGINS.items():
             self.plugins[name] = PluginInfo(name, module, "tg-core", __version__, hooks.HOOKSPEC_VERSION,
                                             builtin=True)
+        every = importlib_metadata.entry_points()  # one scan of the installed distributions for both groups
         declared = {(_dist_headers(ep)[0], ep.name): hooks.declared_version(ep.value)
-                    for ep in importlib_metadata.entry_points(group=HOOKSPEC_GROUP)}
-        entries = sorted(((ep, *_dist_headers(ep)) for ep in importlib_metadata.entry_points(group=ENTRY_GROUP)),
+                    for ep in every.select(group=HOOKSPEC_GROUP)}
+        entries = sorted(((ep, *_dist_headers(ep)) for ep in every.select(group=ENTRY_GROUP)),
                          key=lambda entry: (entry[1], entry[0].name))
         infos = [PluginInfo(ep.name, ep.value, dist, version, declared.get((dist, ep.name)))
                  for ep, dist, version in entries]

@@ -17,6 +17,7 @@ any setting runs the interpreter, and ``TG_NUMPY_CAPS=interpret`` runs it with t
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,11 +25,6 @@ from typing import Any
 import numpy as np
 
 from tg.backends.contract import Availability, Capabilities, Emitter, NotSymbolic, Runtime
-from tg.backends.numpy_fast import render_fast
-from tg.backends.numpy_fast_ops import PRELUDE as FAST_PRELUDE
-from tg.backends.numpy_fast_plan import NotFast
-from tg.backends.numpy_interpreter import PRELUDE as INTERPRETER_PRELUDE
-from tg.backends.numpy_interpreter import NumpyRenderer
 from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.tensor_cores import MMA_16x8x16_F16_F32
 from tg.codegen.uops import Ops
@@ -37,7 +33,16 @@ from tg.support.helpers import getenv
 from tg.support.ops import OPTIONAL
 
 LANGUAGE = "numpy-python"
-_PRELUDE = {**INTERPRETER_PRELUDE, **FAST_PRELUDE}
+
+
+@functools.cache
+def _prelude() -> dict[str, Any]:
+    """What the rendered functions call.  (The renderers and their helpers are imported when the numpy backend
+    first renders or compiles: the plugin is loaded by every process that chooses a backend by priority.)"""
+    from tg.backends.numpy_fast_ops import PRELUDE as FAST_PRELUDE
+    from tg.backends.numpy_interpreter import PRELUDE as INTERPRETER_PRELUDE
+
+    return {**INTERPRETER_PRELUDE, **FAST_PRELUDE}
 
 
 class NumpyEmitter(Emitter):
@@ -51,6 +56,9 @@ class NumpyEmitter(Emitter):
         """The kernel on the fast path when ``fast`` and it fits (``attributes["path"] == "fast"``), else on the
         interpreter (``"interpreter"``, with ``attributes["not_fast"]`` saying why not when ``fast``)."""
         if self.fast:
+            from tg.backends.numpy_fast import render_fast
+            from tg.backends.numpy_fast_plan import NotFast
+
             if kernel.launch_vars:  # the fast path plans its arrays from the launch's size
                 raise NotSymbolic("the numpy fast path renders a kernel for its exact size")
             try:
@@ -64,6 +72,8 @@ class NumpyEmitter(Emitter):
         once (``vals``: the launch variables by name; ``n``: how many threads the launch runs and ``_g`` its groups
         per launch dimension, read at each launch, so a launch whose dimensions follow a variable runs at every
         size)."""
+        from tg.backends.numpy_interpreter import NumpyRenderer
+
         name = kernel.name
         renderer = NumpyRenderer(kernel.uops, kernel.global_size, kernel.local_size, self.capabilities.sin_is_sin2pi)
         lines = [f"def {name}(bufs, vals, n={renderer.n_threads}, _g={kernel.global_size}):",
@@ -88,7 +98,7 @@ class NumpyRuntime(Runtime):
         return Availability.yes()
 
     def compile(self, program: Program) -> Any:
-        namespace = dict(_PRELUDE)
+        namespace = dict(_prelude())
         code = compile(program.source, f"<tg kernel {program.name}>", "exec")
         exec(code, namespace)  # noqa: S102 - our own generated code
         return namespace[program.name]

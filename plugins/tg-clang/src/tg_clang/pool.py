@@ -214,8 +214,9 @@ def _load() -> NativePool | None:
 
 
 def build_in_background() -> None:
-    """Start building the native pool in a thread (once per process), so that a program's first large launch
-    does not wait for its compile after the kernel's own (they overlap instead)."""
+    """Start building the native pool in a thread (once per process; the runtime calls this after a launch that
+    split across Python threads), so that no launch waits for its compile: until it is built, launches split across
+    Python threads."""
     global _building
     if _loaded or _building is not None:
         return
@@ -238,12 +239,11 @@ def wait_for_background_build() -> None:
 
 def native_pool(wait: bool = True) -> NativePool | None:
     """The native pool (compiled into the kernel cache on first use; TG_CLANG_NATIVE_POOL=0 at that moment says
-    not to), or None where it cannot be built; without ``wait``, also None while :func:`build_in_background` is
-    still building it."""
+    not to), or None where it cannot be built; without ``wait``, also None until it is built (it is then neither
+    built here nor waited for: see :func:`build_in_background`)."""
     if _loaded:
         return _loaded[0]
-    building = _building
-    if not wait and building is not None and building.is_alive():
+    if not wait:
         return None
     with _lock:
         if not _loaded:

@@ -181,11 +181,6 @@ class ClangRuntime(Runtime):
         symbol = program.name
         library, cached = self.cache.load(program.source, symbol)
         units = math.prod(program.global_size)
-        if units > 1 and units * int(program.attributes.get("cost", 1)) >= SPLIT_THRESHOLD:
-            # its launches split across threads: the native pool is built now, after this kernel, whose compile
-            # it would otherwise delay (both wait for the early-exec helpers); until it is ready, launches split
-            # across Python threads
-            build_in_background()
         n_bufs, variables = len(program.buffers), program.variables
         function, dynamic = getattr(library, symbol), getattr(library, symbol + "_dyn")
         parallel = getattr(library, symbol + "_par", None)  # absent from kernels written before the native pool
@@ -219,12 +214,16 @@ class ClangRuntime(Runtime):
             kernel.function(*args, 0, units)
             return None
         chunk = max(1, units // (threads * CHUNKS_PER_THREAD))
-        native = native_pool(wait=False)  # still compiling: this launch goes to Python threads
+        native = native_pool(wait=False)  # not built yet: this launch goes to Python threads
         if native is not None and kernel.parallel is not None:
             kernel.parallel(*args, native.run_address, units, chunk, threads)
             return None
         counter = ctypes.c_int32(0)
         pool().run(kernel.dynamic, (*args, ctypes.addressof(counter), units, chunk), threads)
+        # The native pool is built after the first launch that splits, not before it: its compile would take a core
+        # from that launch (a program's first 1024 x 1024 matmul: 16-24 ms instead of 7-9).  Until it is ready,
+        # launches split across Python threads.
+        build_in_background()
         return None
 
     def alloc(self, nbytes: int) -> HostBuffer:
