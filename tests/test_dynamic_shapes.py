@@ -11,6 +11,7 @@ from tg import Tensor
 from tg.codegen.capabilities import Capabilities
 from tg.codegen.generalize import bound, evaluate, fit, skeleton
 from tg.codegen.lower import lower
+from tg.engine.dynamic import EXACT_AFTER
 from tg.schedule.scheduler import Kernel, create_schedule
 from tg.support.dtype import INDEX_LIMIT
 
@@ -129,7 +130,6 @@ def test_turned_off(interpreter: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_size_launched_often_gets_its_exact_kernel(interpreter: Any) -> None:
     """The family's kernel serves size 9 for EXACT_AFTER launches; then 9 gets a kernel of its own (the same bits),
     and 10, met once, still shares the family's."""
-    from tg.engine.dynamic import EXACT_AFTER
 
     for t in (5, 6, 7):
         _sum_over(t)
@@ -144,6 +144,29 @@ def test_a_size_launched_often_gets_its_exact_kernel(interpreter: Any) -> None:
         _sum_over(9)
     _sum_over(10)
     assert len(interpreter.compiled) == 4
+
+
+@pytest.mark.parametrize("eager_launches", [0, EXACT_AFTER - 2])
+def test_a_jitted_function_runs_a_size_s_exact_kernel(interpreter: Any, eager_launches: int) -> None:
+    """A call tg.jit traces launches the exact kernel of a size a family serves: its replays run that kernel many
+    times, and the two traced calls it compares must run the same kernels.  (Before, the family's kernel served the
+    first traced calls and the exact one took over at the size's EXACT_AFTER-th launch: EXACT_AFTER - 2 eager
+    launches before put that between the second and third call, and the jit raised JitError.)"""
+    import tg
+
+    for t in (5, 6, 7):
+        _sum_over(t)
+    for _ in range(eager_launches):
+        _sum_over(9)
+    assert len(interpreter.compiled) == 3
+    summed = tg.jit(lambda x: x.sum(axis=1))
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        x = rng.standard_normal((3, 9, 4)).astype(np.float32)
+        np.testing.assert_allclose(summed(Tensor(x)).numpy(), x.sum(axis=1), rtol=1e-5, atol=1e-5)
+    assert summed.replays == 2
+    exact = interpreter.compiled[3:]
+    assert len(exact) == 1 and not exact[0].launch_vars and "n0" not in exact[0].variables, exact
 
 
 def test_a_family_the_emitter_refuses_is_not_tried_again(interpreter: Any, monkeypatch: pytest.MonkeyPatch) -> None:

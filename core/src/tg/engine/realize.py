@@ -182,6 +182,12 @@ def run_kernel(kernel: Kernel, state: DeviceState, size: int, schedule: Sequence
             prog = build_programs(kernel, key, state, schedule[position + 1:])  # (the rest is sliced on a miss only)
         if ready is not None:
             ready[state] = prog
+    recorder = current_recorder()
+    if prog.dynamic and recorder is not None:
+        # a call tg.jit traces: its replays launch what it ran, many times over, and the two calls it compares must
+        # run the same kernels (a size's launches reaching EXACT_AFTER between them would switch this one): the
+        # size's exact kernel, from the first traced call on
+        prog = _exact_from_now(kernel, key, state, ready, scalar_params)
     buf = Buffer(state.backend, size, kernel.output.dtype)
     buffers = [buf, *[inp.realized for inp in kernel.inputs]]
     # this kernel's own values, never the ones the cached program was built from
@@ -192,14 +198,20 @@ def run_kernel(kernel: Kernel, state: DeviceState, size: int, schedule: Sequence
     if prog.verify:
         _verify(kernel, key or kernel_key(kernel, not scalar_params), state, buf, buffers, values)
     if prog.dynamic and wants_exact(prog, state):  # a size launched often enough gets its exact kernel from now on
-        exact = build_program(kernel, state)
-        state.kernels[key or kernel_key(kernel, not scalar_params)] = exact
-        if ready is not None:
-            ready[state] = exact
-    recorder = current_recorder()
+        _exact_from_now(kernel, key, state, ready, scalar_params)
     if recorder is not None:
         recorder.items.append(RecordedKernel(state, prog, tuple(buffers), values))
     return buf
+
+
+def _exact_from_now(kernel: Kernel, key: tuple[object, ...] | None, state: DeviceState,
+                    ready: dict[Any, Any] | None, scalar_params: bool) -> ReadyKernel:
+    """The kernel built for ``kernel``'s exact sizes, which its size launches from now on instead of its family's."""
+    exact = build_program(kernel, state)
+    state.kernels[key or kernel_key(kernel, not scalar_params)] = exact
+    if ready is not None:
+        ready[state] = exact
+    return exact
 
 
 def build_programs(kernel: Kernel, key: tuple[object, ...], state: DeviceState, ahead: Sequence[ScheduleItem]
