@@ -22,7 +22,10 @@ import signal
 import subprocess
 import sys
 import time
-from typing import IO, Any
+
+TYPE_CHECKING = False  # not typing's own: importing typing is what this avoids
+if TYPE_CHECKING:  # (typing is a tenth of this helper's start-up)
+    from typing import IO, Any
 
 if __package__:  # python -m tg.support._early_exec_server
     from tg.support._frames import pack_exception, read_payload, write_plain_frame

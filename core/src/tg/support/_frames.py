@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import pickle
 import struct
-import traceback
-from typing import IO, Any
+
+TYPE_CHECKING = False  # not typing's own: importing typing is what this avoids
+if TYPE_CHECKING:  # (the early-exec helper loads this module: typing and traceback are most of its start-up)
+    from typing import IO, Any
 
 _HEADER = struct.Struct("!Q")
 
@@ -89,6 +91,8 @@ def split_frames(buffer: bytearray) -> list[bytes]:
 
 def pack_exception(exc: BaseException) -> tuple[bytes | None, str, str, str]:
     """(pickled exception or None when it does not survive a round trip, type name, message, traceback)."""
+    import traceback
+
     text = "".join(traceback.format_exception(exc))
     blob: bytes | None
     blob = None
