@@ -169,6 +169,21 @@ def test_a_jitted_function_runs_a_size_s_exact_kernel(interpreter: Any, eager_la
     assert len(exact) == 1 and not exact[0].launch_vars and "n0" not in exact[0].variables, exact
 
 
+def test_a_jitted_function_called_once_per_size_shares_the_family_kernel(interpreter: Any) -> None:
+    """Each size is a variant of the jitted function; one called once (each length of a growing context) is never
+    compared or replayed, so it keeps the kernel for every size: no exact kernel is built for it."""
+    import tg
+
+    for t in (5, 6, 7):
+        _sum_over(t)
+    summed = tg.jit(lambda x: x.sum(axis=1))
+    rng = np.random.default_rng(6)
+    for t in range(9, 15):
+        x = rng.standard_normal((3, t, 4)).astype(np.float32)
+        np.testing.assert_allclose(summed(Tensor(x)).numpy(), x.sum(axis=1), rtol=1e-5, atol=1e-5)
+    assert len(interpreter.compiled) == 3, [p.name for p in interpreter.compiled]
+
+
 def test_a_family_the_emitter_refuses_is_not_tried_again(interpreter: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """An emitter that refuses kernels for every size (NotSymbolic) is asked once per family, not at every third
     size; each size is built exactly, and right."""

@@ -4,6 +4,7 @@ launch that never waits for the native pool's compile."""
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import threading
 from collections.abc import Callable
@@ -81,24 +82,44 @@ def test_the_first_buffer_asks_for_the_link_line(cache_dir: Path) -> None:
     assert line is not None and "clang" not in Path(line[0]).name
 
 
-def test_a_launch_does_not_wait_for_the_pool_compile(monkeypatch: pytest.MonkeyPatch, fresh_devices: None) -> None:
+def _child_builds_its_pool(queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     import tg_clang.pool as native
-    import tg_clang.runtime as rt
 
-    release = threading.Event()
-    building = threading.Thread(target=release.wait, daemon=True)
-    building.start()
+    native.build_in_background()
+    native.wait_for_background_build()
+    queue.put(native.native_pool(wait=False) is not None)
+
+
+def test_a_child_forked_during_the_pool_build_builds_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process forked while its parent builds the native pool: the build's thread is not in the child and the
+    lock that thread holds stays held there; the child starts a build of its own (before, it never had a pool, or
+    waited on that lock for ever)."""
+    import tg_clang.pool as native
+
+    monkeypatch.delenv("TG_CLANG_NATIVE_POOL", raising=False)
+    held, release = threading.Event(), threading.Event()
+
+    def building() -> None:  # the parent's build, under way: it holds the lock
+        with native._lock:
+            held.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=building, daemon=True)
+    thread.start()
+    assert held.wait(10)
     monkeypatch.setattr(native, "_loaded", [])
-    monkeypatch.setattr(native, "_building", building)
-    monkeypatch.setattr(rt, "SPLIT_THRESHOLD", 0)
-    monkeypatch.setenv("TG_CLANG_THREADS", "2")
+    monkeypatch.setattr(native, "_building", thread)
     try:
-        assert native.native_pool(wait=False) is None
-        a, b = rng.standard_normal((45, 64)).astype("float32"), rng.standard_normal((64, 33)).astype("float32")
-        _check(lambda t: t[0] @ t[1], [a, b])  # split across Python threads: the pool is still "compiling"
-        assert not native._loaded
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_child_builds_its_pool, args=(queue,))
+        child.start()
+        assert queue.get(timeout=120) is True
+        child.join(timeout=60)
+        assert child.exitcode == 0
     finally:
         release.set()
+        thread.join(10)
 
 
 def test_the_pool_is_built_after_the_first_split_launch(monkeypatch: pytest.MonkeyPatch, fresh_devices: None) -> None:

@@ -65,11 +65,13 @@ class Recorder:
     ``items`` are the copies and launches in order; ``assigned`` maps ``id(tensor)`` to the tensor and the
     value it had before its first ``assign`` in the call (realize.py cannot name Tensor, hence ``Any``);
     ``refuse_reads_for`` is the name of the traced function when the trace is made for a replay, which would
-    not read a tensor's value again.
+    not read a tensor's value again; ``exact_sizes``: a kernel built for every size of a dimension (a dynamic-shape
+    family's) launches as its size's exact kernel instead (see :func:`run_kernel`).
     """
 
-    def __init__(self, refuse_reads_for: str | None = None):
+    def __init__(self, refuse_reads_for: str | None = None, exact_sizes: bool = False):
         self.refuse_reads_for = refuse_reads_for
+        self.exact_sizes = exact_sizes
         self.items: list[RecordedItem] = []
         self.assigned: dict[int, tuple[Any, LazyBuffer]] = {}
 
@@ -102,7 +104,7 @@ def current_recorder() -> Recorder | None:
 
 
 @contextmanager
-def recording(refuse_reads_for: str | None = None) -> Iterator[Recorder]:
+def recording(refuse_reads_for: str | None = None, exact_sizes: bool = False) -> Iterator[Recorder]:
     """Make a :class:`Recorder` this thread's active one for the block: it writes down every copy and launch
     that runs inside, in order, and every tensor assigned to.
 
@@ -111,7 +113,7 @@ def recording(refuse_reads_for: str | None = None) -> Iterator[Recorder]:
     """
     if current_recorder() is not None:
         raise RuntimeError("tg: a recording is already active")
-    recorder = _active.recorder = Recorder(refuse_reads_for)
+    recorder = _active.recorder = Recorder(refuse_reads_for, exact_sizes)
     try:
         yield recorder
     finally:
@@ -183,10 +185,10 @@ def run_kernel(kernel: Kernel, state: DeviceState, size: int, schedule: Sequence
         if ready is not None:
             ready[state] = prog
     recorder = current_recorder()
-    if prog.dynamic and recorder is not None:
-        # a call tg.jit traces: its replays launch what it ran, many times over, and the two calls it compares must
-        # run the same kernels (a size's launches reaching EXACT_AFTER between them would switch this one): the
-        # size's exact kernel, from the first traced call on
+    if prog.dynamic and recorder is not None and recorder.exact_sizes:
+        # the calls tg.jit compares before it captures one: their replays launch what they ran, many times over, and
+        # both must run the same kernels (a size's launches reaching EXACT_AFTER between them would switch this one):
+        # the size's exact kernel, from the first of them on
         prog = _exact_from_now(kernel, key, state, ready, scalar_params)
     buf = Buffer(state.backend, size, kernel.output.dtype)
     buffers = [buf, *[inp.realized for inp in kernel.inputs]]

@@ -152,10 +152,14 @@ class JitFunction(Generic[P, R]):
         if variant.plan is not None:
             return _replay(variant.plan, tensors)
         if variant.calls <= WARMUP_CALLS:
-            out, items, _, _ = self._traced_call(args, kwargs, capturing=False)
+            # the last warm-up call is compared with the captured one; it and later calls run a size's exact kernel
+            # where a kernel for every size would serve it (a variant called once, as each length of a growing
+            # context, keeps sharing that one)
+            out, items, _, _ = self._traced_call(args, kwargs, capturing=False,
+                                                 exact_sizes=variant.calls == WARMUP_CALLS)
             variant.signature = _signature(items)
             return _detached(out)
-        out, items, assigned, checks = self._traced_call(args, kwargs, capturing=True)
+        out, items, assigned, checks = self._traced_call(args, kwargs, capturing=True, exact_sizes=True)
         if _signature(items) != variant.signature:
             variant.calls = WARMUP_CALLS  # the next call compares again
             raise JitError(f"jit: {self.fn.__qualname__} ran different kernels or copied different host data "
@@ -167,12 +171,12 @@ class JitFunction(Generic[P, R]):
         variant.plan = _build_plan(items, tensors, assigned, out, checks)
         return out
 
-    def _traced_call(self, args: Any, kwargs: Any, capturing: bool) -> tuple[
+    def _traced_call(self, args: Any, kwargs: Any, capturing: bool, exact_sizes: bool) -> tuple[
             Any, list[RecordedItem], dict[int, tuple[Tensor, LazyBuffer]], list[deferred_checks.Check]]:
         """Run the function, realize what it returns and assigns and its device-side checks, and say what ran, what
         was assigned and which checks it made (they stay pending, raised at the next read)."""
         start = deferred_checks.mark()
-        with recording(self.fn.__qualname__ if capturing else None) as recorder:
+        with recording(self.fn.__qualname__ if capturing else None, exact_sizes) as recorder:
             out = self.fn(*args, **kwargs)
             checks = deferred_checks.since(start)
             _realize_results(out, recorder.assigned, [flag for flag, _, _ in checks])

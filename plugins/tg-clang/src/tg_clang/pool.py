@@ -229,6 +229,19 @@ def build_in_background() -> None:
 _building: threading.Thread | None = None
 
 
+def _after_fork_in_child() -> None:
+    """In a child forked while this process built the pool: the build's thread is not in the child, and the lock it
+    may have held stays held there: a fresh lock, and no build under way (the child's next split launch starts its
+    own, unless the pool was loaded before the fork)."""
+    global _lock, _building
+    _lock = threading.Lock()
+    if not _loaded:
+        _building = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def wait_for_background_build() -> None:
     """Wait until a build that :func:`build_in_background` started has ended (what counts the compiler's commands
     must not see that build's)."""
