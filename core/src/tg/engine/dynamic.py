@@ -43,7 +43,8 @@ from tg.support.helpers import debug_level
 SIZES_TO_FIT = 3
 #: Times a family's formulas are fitted again after a size of its shape misfit them.
 MAX_REFITS = 2
-#: Launches of a family's kernel at one size after which that size gets its exact kernel.
+#: Launches of a family's kernel at one size after which that size gets its exact kernel.  (A call tg.jit compares
+#: before capturing gets it at once: see ``Recorder.exact_sizes`` in :mod:`tg.engine.realize`.)
 EXACT_AFTER = 16
 #: Operations of a kernel (:func:`~tg.codegen.tiles.thread_cost` times its threads) from which its size is built
 #: exactly: a kernel for every size spares a compile (tens to hundreds of milliseconds), and runs without the register

@@ -20,7 +20,9 @@ calls only.  Reading a tensor's value (``numpy``, ``item``, ``tolist``) inside t
 while capturing, because a replay cannot run that code.  Host data the function creates is baked into
 the capture, except random numbers (``Tensor.rand`` and friends), which every replay draws anew; host
 data, kernels or Python floats of its tensor arithmetic (``x * lr``) that differ between the second and third
-calls are an error, since a replay would silently repeat the third.
+calls are an error, since a replay would silently repeat the third.  (Where a kernel built for every value of a size
+would serve a size, the second and third calls build and run that size's exact kernel: the two must run the same
+kernels, and the replays then run the faster one.)
 
 Tracing is per thread: while one thread traces, others run (and read values) as usual.  Calls of one jitted
 function from several threads take turns, since a replay reuses the capture's intermediate buffers.
