@@ -552,13 +552,13 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
             f"c_lo + {t.block_cols} : {t.full_cols};"]
     if t.transposed:  # G rows by R columns: row gangs outside, columns inside
         out += gang_loops(name, args, pk_args, packs, t, lanes, _no_unroll(t), ("row0", "r_lo", "r_hi"),
-                          ("col0", "c_lo", "c_hi"), tile_heights(t))
+                          ("col0", "c_lo", "c_hi"))
         if row_tail:
             out += [f"    if (r_hi == {t.full_rows}) for (int32_t row = {t.full_rows}; row < {t.n_rows}; row++)",
                     f"      for (int32_t c = c_lo; c < c_hi; c++) {name}_thread({args}, row * {t.row_len} + c);"]
     else:  # R rows by G columns: column gangs outside (their packed panel stays in cache), rows inside
         out += gang_loops(name, args, pk_args, packs, t, lanes, _no_unroll(t), ("col0", "c_lo", "c_hi"),
-                          ("row0", "r_lo", "r_hi"), tile_heights(t, symbolic))
+                          ("row0", "r_lo", "r_hi"), symbolic)
     if masked:
         out += masked_loop(name, args, t, n_col_blocks - 1, masked_packs)
     elif col_tail:

@@ -42,16 +42,15 @@ def _tile_calls(rolled: str, call: str, tile: str, rows: int, heights: tuple[int
 
 
 def gang_loops(name: str, args: str, pk_args: str, packs: list[Pack], t: Tiling, lanes: int, rolled: str,
-               gangs: tuple[str, str, str], tiles: tuple[str, str, str], heights: tuple[int, ...]) -> list[str]:
+               gangs: tuple[str, str, str], tiles: tuple[str, str, str], every_size: bool = False) -> list[str]:
     """The loops of a work unit: gangs of lanes along ``gangs`` (variable, low, high), each packing its panels,
-    then micro-tiles of ``heights`` (:func:`tile_heights`) along ``tiles``; ``rolled`` precedes the loops that must
-    stay rolled."""
+    then micro-tiles of :func:`tile_heights` along ``tiles``; ``rolled`` precedes the loops that must stay rolled."""
     (gv, g_lo, g_hi), (tv, t_lo, t_hi) = gangs, tiles
     call = f"({args}, row0, col0{pk_args});"
     out = [f"    {rolled}for (int32_t {gv} = {g_lo}; {gv} < {g_hi}; {gv} += {lanes}) {{"]
     out += [f"      {name}_pack{p.index}({args}, {gv}, pk{p.index});" for p in packs]
     out.append(f"      int32_t {tv} = {t_lo};")
-    return [*out, *_tile_calls(rolled, call, f"{name}_tile", t.rows, heights, tv, t_hi), "    }"]
+    return [*out, *_tile_calls(rolled, call, f"{name}_tile", t.rows, tile_heights(t, every_size), tv, t_hi), "    }"]
 
 
 def masked_loop(name: str, args: str, t: Tiling, last_block: int, packs: list[Pack]) -> list[str]:
