@@ -31,6 +31,12 @@ class CRenderer(TextRenderer):
     #: unrolled fully (None: clang chooses for every loop).
     unroll_limit: int | None = None
 
+    def __init__(self, uops: list[UOp], margin: int = 0):
+        super().__init__(uops, margin)
+        #: how many copies of a statement written here the compiler makes: the product of the iterations of the
+        #: loops open here that are unrolled fully (one entry per open loop)
+        self.copies = [1]
+
     def fresh(self, prefix: str) -> str:
         raise NotImplementedError
 
@@ -50,6 +56,7 @@ class CRenderer(TextRenderer):
         self.names[id(u)] = var
         pragma = NO_UNROLL if self._rolled(u) else FULL_UNROLL if self._unrolled(self.position) else ""
         self.emit(f"{pragma}for (int32_t {var} = {start}; {var} < {end}; {var}++) {{")
+        self.copies.append(self.copies[-1] * (_trips(u) or 1) if pragma == FULL_UNROLL else self.copies[-1])
         self.depth += 1
 
     def _rolled(self, u: UOp) -> bool:
@@ -80,6 +87,7 @@ class CRenderer(TextRenderer):
 
     def render_endrange(self, u: UOp) -> None:
         self.depth -= 1
+        self.copies.pop()
         self.emit("}")
 
 

@@ -121,6 +121,9 @@ class LaneRenderer(CRenderer):
         self.strides: dict[int, int] = {}
         self.varying = _varying(uops)
         self.levels = _loop_levels(uops)
+        #: the lane-by-lane element operations the compiler will generate, fully unrolled loops counted out (each
+        #: loop over the lanes is unrolled: see :meth:`_each_lane`): what makes a small kernel's compile long
+        self.unrolled_lane_ops = 0
 
     # -- helpers -------------------------------------------------------------------------------------------
 
@@ -170,6 +173,7 @@ class LaneRenderer(CRenderer):
         unrolled: a loop that indexes vectors by its counter makes clang keep them in memory and reload them lane by
         lane (on AVX-512, a masked gang of three live lanes 13x slower, a gather and scatter 3x), where constant
         lanes read registers and fold a mask known at compile time."""
+        self.unrolled_lane_ops += self.lanes * self.copies[-1]
         return f"{FULL_UNROLL}for (int l = 0; l < {self.lanes}; l++)"
 
     @property

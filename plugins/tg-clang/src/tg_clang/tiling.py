@@ -215,11 +215,12 @@ def _streaming(uops: list[UOp], threads: int) -> bool:
 
 
 def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int, aligned: bool = False, every_size: bool = False
-                  ) -> tuple[list[str], list[Pack], float, bool]:
-    """The C functions of a tiling's micro-tiles (and packs), their estimated cost per output, and whether the
-    tiles do anything lane by lane.  ``aligned``: the full micro-tiles start at multiples of their height, which
-    their index arithmetic may rely on (see :func:`aligned_rows`); ``every_size``: the kernel runs at every row
-    count (a tile of every height, and no streaming stores)."""
+                  ) -> tuple[list[str], list[Pack], float, int]:
+    """The C functions of a tiling's micro-tiles (and packs), their estimated cost per output, and how many element
+    operations the tiles' code does lane by lane (:attr:`LaneRenderer.unrolled_lane_ops`; 0: all SIMD).
+    ``aligned``: the full micro-tiles start at multiples of their height, which their index arithmetic may rely on
+    (see :func:`aligned_rows`); ``every_size``: the kernel runs at every row count (a tile of every height, and no
+    streaming stores)."""
     params = kernel_params(uops)
     sig = ", ".join(params)
     # packing pays when a column gang's panel is read by several micro-tiles
@@ -237,19 +238,19 @@ def _render_tiles(name: str, uops: list[UOp], t: Tiling, lanes: int, aligned: bo
         body = pack.render()
         out += [f"static void {name}_pack{p.index}({sig}, int32_t {gang}, {storage_type(p.dtype)} *restrict "
                 f"pk{p.index}) {{", *body, "}"]
-    cost, lane_by_lane = 0.0, False
+    cost, lane_ops = 0.0, 0
     for rows_here, tile_uops in tiles:
         streaming = not every_size and _streaming(uops, t.n_rows * t.row_len)
         specials = {"row0": "row0", "col0": "col0", "row_tile": f"(row0 / {t.rows})"}
         renderer = LaneRenderer(tile_uops, lanes, specials, streaming)
         renderer.unroll_limit = _unroll_limit(t)
         body = renderer.render()
-        lane_by_lane = lane_by_lane or renderer.lane_by_lane
+        lane_ops += renderer.unrolled_lane_ops
         if rows_here == t.rows:
             cost = tile_cost(renderer, tile_uops, rows_here * lanes)
         out += [f"static inline __attribute__((always_inline)) void {name}_tile{rows_here}({sig}, int32_t row0, "
                 f"int32_t col0{pk_params}) {{", *body, "}"]
-    return out, packs, cost, lane_by_lane
+    return out, packs, cost, lane_ops
 
 
 def _render_masked(name: str, uops: list[UOp], t: Tiling, lanes: int) -> tuple[list[str], list[Pack], float]:
@@ -396,6 +397,16 @@ def aligned_rows(uops: list[UOp], grid: tuple[int, ...], lanes: int) -> int:
     return next((h for h in range(min(period, most), 1, -1) if period % h == 0), 0)
 
 
+#: Element operations done lane by lane (gathers, strided loads, scatters: each loop over the lanes is unrolled, and so
+#: are the short loops around it) past which a small kernel takes the scalar rendering: clang needs 0.5-4 s for such
+#: tiles (a padded convolution of a few 9x9 images, lanes down its output channels and each window position a gather:
+#: 2,736 of them, 3.8 s; the clang kit's 62 such kernels took 80 s of its compiles), the scalar rendering ~0.1 s.
+LANE_OPS_BUDGET = 256
+#: ... for kernels of at most this many operations in all: they run in well under a millisecond rendered either way
+#: (that convolution: 36-42 us tiled, 40 us scalar).
+SMALL_WORK = 1 << 20
+
+
 def _with_tail(t: Tiling, tile_cost_per_output: float, uops: list[UOp], masked_row: float = math.inf) -> float:
     """Estimated instructions of a whole non-transposed launch: the micro-tiles over the full gangs of columns, and
     over the columns past the last full gang the cheaper of the scalar rendering (one instruction per op of a
@@ -447,7 +458,7 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
             masked_by[tiling, width] = _render_masked(name, uops, tiling, width)
         return masked_by[tiling, width]
 
-    functions, packs, cost, lane_by_lane = _render_tiles(name, uops, t, lanes, every_size=symbolic)
+    functions, packs, cost, lane_ops = _render_tiles(name, uops, t, lanes, every_size=symbolic)
     if t.full_cols < t.row_len:  # a column tail: a narrower gang may leave less of the row to it
         total = _with_tail(t, cost, uops, masked_gang(t, lanes)[2])
         narrower = lanes // 2
@@ -458,10 +469,10 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
                 rendered = _render_tiles(name, uops, n, narrower, every_size=symbolic)
                 masked_row = masked_gang(n, narrower)[2]
                 if _with_tail(n, rendered[2], uops, masked_row) < 0.85 * total:
-                    t, lanes, gang, (functions, packs, cost, lane_by_lane) = n, narrower, narrower, rendered
+                    t, lanes, gang, (functions, packs, cost, lane_ops) = n, narrower, narrower, rendered
                     total = _with_tail(t, cost, uops, masked_row)
             narrower //= 2
-    if t.rows * 2 <= rows and not lane_by_lane and has_loops(uops):
+    if t.rows * 2 <= rows and not lane_ops and has_loops(uops):
         # few rows per tile and all SIMD: wider gangs, whose registers accumulate side by side instead of in a chain
         widest = max(1, WIDE_GANG_BYTES // (lanes * _widest_item(uops)))
         factor = 1 << min(MAX_WIDEN, widest, rows // t.rows).bit_length() - 1
@@ -469,10 +480,10 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
             wide = choose_tiling(uops, grid, lanes * factor, rows)
             if wide is not None and wide.full_cols == t.full_cols and not wide.transposed:
                 t, gang = wide, lanes * factor
-                functions, packs, cost, _ = _render_tiles(name, uops, t, gang, every_size=symbolic)
+                functions, packs, cost, lane_ops = _render_tiles(name, uops, t, gang, every_size=symbolic)
                 break
             factor //= 2
-    elif t.rows == rows and not lane_by_lane and sum(p.elements * p.dtype.itemsize for p in packs) > \
+    elif t.rows == rows and not lane_ops and sum(p.elements * p.dtype.itemsize for p in packs) > \
             _wide_gang_panel() and 2 * rows * lanes * _widest_item(uops) <= WIDE_TILE_REGISTERS * _register_bytes():
         # full-height tiles (on Zen 4, whose panel is past L1 anyway), on a CPU with registers for twice the
         # accumulators: two vectors of each row, so each broadcast of a row's operand serves two FMAs
@@ -487,26 +498,30 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
                 wide, rendered[2], uops, masked_gang(wide, 2 * lanes)[2]) < _with_tail(
                 t, cost, uops, masked_gang(t, lanes)[2])
             if len(rendered[1]) == len(packs) and cheaper:  # (not where the wider panel is past PACK_LIMIT: B strided)
-                t, gang, (functions, packs, cost, _) = wide, 2 * lanes, rendered
+                t, gang, (functions, packs, cost, lane_ops) = wide, 2 * lanes, rendered
     if packs:
         t = _taller_units(t)
     other = None if symbolic else transposed_tiling(uops, grid, lanes, rows)
     if other is not None:
-        other_functions, other_packs, other_cost, _ = _render_tiles(name, uops, other, lanes)
+        other_functions, other_packs, other_cost, other_lane_ops = _render_tiles(name, uops, other, lanes)
         if other_cost < 0.85 * cost:
-            t, functions, packs, gang, cost = other, other_functions, other_packs, lanes, other_cost
+            t, functions, packs, gang, cost, lane_ops = other, other_functions, other_packs, lanes, other_cost, \
+                other_lane_ops
     height = 0 if symbolic else aligned_rows(uops, grid, lanes)
     aligned = False
     if height and not t.transposed:
         al = choose_tiling(uops, grid, lanes, height)
         if al is not None and al.rows == height and al.block_rows % height == 0 and al.n_rows % height == 0:
-            al_functions, al_packs, al_cost, _ = _render_tiles(name, uops, al, lanes, aligned=True)
+            al_functions, al_packs, al_cost, al_lane_ops = _render_tiles(name, uops, al, lanes, aligned=True)
             if al_cost < 0.85 * cost:
-                t, functions, packs, gang, cost, aligned = al, al_functions, al_packs, lanes, al_cost, True
+                t, functions, packs, gang, cost, lane_ops, aligned = al, al_functions, al_packs, lanes, al_cost, \
+                    al_lane_ops, True
     if reduction is not None:
         across_loop, across_loop_cost = render_reduction_lanes(name, uops, grid, *reduction)
         if across_loop_cost < 0.85 * cost:
             return across_loop
+    if not symbolic and lane_ops >= LANE_OPS_BUDGET and math.prod(grid) * thread_cost(uops) <= SMALL_WORK:
+        return None  # compiled in a tenth of the time, and as fast at this size (see LANE_OPS_BUDGET)
     lanes = gang
     params = kernel_params(uops)
     args = ", ".join([p.rsplit(" ", 1)[1] for p in params])
