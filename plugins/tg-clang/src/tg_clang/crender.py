@@ -33,8 +33,9 @@ class CRenderer(TextRenderer):
 
     def __init__(self, uops: list[UOp], margin: int = 0):
         super().__init__(uops, margin)
-        #: how many copies of a statement written here the compiler makes: the product of the iterations of the
-        #: loops open here that are unrolled fully (one entry per open loop)
+        #: how many copies of a statement written here the compiler makes where it unrolls what it is told to: the
+        #: product of the iterations of the loops open here rendered with FULL_UNROLL (one entry per open loop;
+        #: clang's own unrolling of the other loops is not counted)
         self.copies = [1]
 
     def fresh(self, prefix: str) -> str:

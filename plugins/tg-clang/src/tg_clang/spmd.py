@@ -100,6 +100,13 @@ def _masked_loads(lanes: int) -> list[str]:
             "#endif"]
 
 
+def _has_avx2() -> bool:
+    """Whether clang compiles for a CPU with AVX2 (-march=native), where the prelude defines TG_MASKLOAD."""
+    from tg_clang.compiler import _host_cpu
+
+    return " avx2" in _host_cpu()
+
+
 def vtype(dtype: DType) -> str:
     """The vector type of a varying value of ``dtype`` (bools are int32 masks)."""
     return "tg_int32_t_v" if dtype.name == "bool" else f"tg_{LANE_TYPE[dtype.name]}_v"
@@ -168,18 +175,15 @@ class LaneRenderer(CRenderer):
         value = f"-(int32_t)({lane_expr})" if u.dtype.name == "bool" else lane_expr
         self.emit(f"{vtype(u.dtype)} {var}; {self._each_lane()} {var}[l] = {value};")
 
-    def _each_lane(self) -> str:
+    def _each_lane(self, counted: bool = True) -> str:
         """A loop over the lanes (a gather, a scatter, a masked load or store, a value without SIMD), fully
         unrolled: a loop that indexes vectors by its counter makes clang keep them in memory and reload them lane by
         lane (on AVX-512, a masked gang of three live lanes 13x slower, a gather and scatter 3x), where constant
-        lanes read registers and fold a mask known at compile time."""
-        self.unrolled_lane_ops += self.lanes * self.copies[-1]
+        lanes read registers and fold a mask known at compile time.  ``counted``: it adds to
+        :attr:`unrolled_lane_ops` (not a loop the preprocessor drops on this CPU)."""
+        if counted:
+            self.unrolled_lane_ops += self.lanes * self.copies[-1]
         return f"{FULL_UNROLL}for (int l = 0; l < {self.lanes}; l++)"
-
-    @property
-    def lane_by_lane(self) -> bool:
-        """Whether some value, load or store went lane by lane (a gather, a scatter, a function without SIMD)."""
-        return any("for (int l = 0;" in line for line in self.lines)
 
     # -- rendering: one method per kind of micro-op ---------------------------------------------------------------
 
@@ -444,9 +448,11 @@ class LaneRenderer(CRenderer):
             self.emit(f"if ({self.names[id(gate)]}) {{ {fast} }} else {var} = {alt};")
         else:
             g = self.names[id(gate)]
-            slow = (f"{{ {vt} a_ = {alt}; {self._each_lane()} "
+            maskload = base is not None and dt.name != "bool" and dt.itemsize in (4, 8) and self.lanes % 8 == 0
+            # (with a masked load, the lane loop is compiled only on a CPU without AVX2: counted only there)
+            slow = (f"{{ {vt} a_ = {alt}; {self._each_lane(counted=not maskload or not _has_avx2())} "
                     f"{var}[l] = {g}[l] ? {per_lane} : a_[l]; }}")
-            if base is not None and dt.name != "bool" and dt.itemsize in (4, 8) and self.lanes % 8 == 0:
+            if maskload:
                 width = dt.itemsize
                 masked = (f"{var} = ({vt})tg_mload{width}({bname} + {base}, {g}); "
                           f"{var} = {self._mask_as(g, dt)} ? {var} : {alt};")

@@ -8,7 +8,8 @@ becomes scalar, the rest SIMD across lanes), and writes the C loops over tiles a
 :mod:`tg_clang.unit_loops`).  The columns past the
 last full gang run as one more gang whose lanes past the row are masked (:class:`MaskedReplay`), in tiles as tall
 as the full ones, where the cost estimate puts that below the scalar rendering of those columns; kernels the lane
-renderer cannot take run the scalar rendering.
+renderer cannot take run the scalar rendering, and so do small ones whose tiles would do much lane by lane
+(:data:`LANE_OPS_BUDGET`: they compile in a tenth of the time).
 
 What it adds to core's pass: *packing* — values that every row of a tile reads in its loop (a matmul's B panel)
 are copied once per column gang into a contiguous stack buffer (no cache-set conflicts at power-of-two strides,
@@ -401,6 +402,7 @@ def aligned_rows(uops: list[UOp], grid: tuple[int, ...], lanes: int) -> int:
 #: are the short loops around it) past which a small kernel takes the scalar rendering: clang needs 0.5-4 s for such
 #: tiles (a padded convolution of a few 9x9 images, lanes down its output channels and each window position a gather:
 #: 2,736 of them, 3.8 s; the clang kit's 62 such kernels took 80 s of its compiles), the scalar rendering ~0.1 s.
+#: Counted in the full-width tiles (:attr:`LaneRenderer.unrolled_lane_ops`), not in a masked last gang or the packs.
 LANE_OPS_BUDGET = 256
 #: ... for kernels of at most this many operations in all: they run in well under a millisecond rendered either way
 #: (that convolution: 36-42 us tiled, 40 us scalar).
@@ -416,8 +418,9 @@ def _with_tail(t: Tiling, tile_cost_per_output: float, uops: list[UOp], masked_r
 
 
 def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None:
-    """The whole C file of a tiled kernel, or None when no tiling applies (work groups, or a launch of more
-    than the two dimensions tg-clang declares)."""
+    """The whole C file of a tiled kernel, or None for the scalar rendering: where no tiling applies (work groups,
+    a launch of more than the two dimensions tg-clang declares, a kernel for every size the tiles cannot follow),
+    and for a small kernel whose tiles would do too much lane by lane (:data:`LANE_OPS_BUDGET`)."""
     name, uops, grid = kernel.name, kernel.uops, kernel.global_size
     if math.prod(kernel.local_size) > 1 or len(grid) > 2 or not lane_supported(uops):
         return None
