@@ -11,6 +11,7 @@ machine).  `nox -s fuzz` (not run by plain `nox`) fuzzes for long.  `nox -s NAME
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -32,29 +33,56 @@ nox.options.reuse_existing_virtualenvs = False
 nox.options.default_venv_backend = "uv|virtualenv"
 
 
-def _start(session: nox.Session, args: list[str], env: dict[str, str], what: str
+def _installing_only(session: nox.Session) -> bool:
+    """Whether nox runs with --install-only (session.run then runs nothing, and says so)."""
+    return session.run("python", "-c", "", silent=True, log=False) is None
+
+
+def _start(session: nox.Session, args: list[str], env: dict[str, str], what: str, tag: str
            ) -> tuple[subprocess.Popen[bytes], Path]:
-    """Start ``args`` (a command of the session's environment) in the background, its output to a log file of the
+    """Start ``args`` (a command of the session's environment, with the environment ``session.run`` would give it,
+    ``env`` added) in the background, in a process group of its own, its output to the log ``<tag>.log`` in the
     session's tmp dir; the process and the log."""
-    log = Path(session.create_tmp()) / ("".join(c if c.isalnum() else "-" for c in what) + ".log")
+    log = Path(session.create_tmp()) / f"{tag}.log"
     session.log(f"{what}, in the background: {' '.join(args)} (output: {log})")
-    path = f"{session.bin}{os.pathsep}{os.environ.get('PATH', '')}"
+    full = {**os.environ, **{k: v for k, v in session.env.items() if v is not None}}
+    full["PATH"] = f"{session.bin}{os.pathsep}{full.get('PATH', '')}"
+    location = getattr(session.virtualenv, "location", None)
+    if location:
+        full["VIRTUAL_ENV"] = location
     with log.open("wb") as out:
-        job = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PATH": path, **env})
+        job = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**full, **env},
+                               start_new_session=True)
     return job, log
+
+
+def _stop(job: subprocess.Popen[bytes]) -> None:
+    """End a background job and whatever it started (pytest's workers): asked first, then killed."""
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
+        try:
+            os.killpg(job.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            job.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 @contextmanager
 def beside(session: nox.Session, args: list[str], env: dict[str, str], what: str) -> Iterator[None]:
     """Run ``args`` (a command of the session's environment) in the background while the block runs: a one-process
     job beside a pytest run that does not fill both cores.  Its output is shown after the block; the session fails
-    if it fails, and it is killed if the block fails."""
-    job, log = _start(session, args, env, what)
+    if it fails, and it is stopped if the block fails."""
+    if _installing_only(session):
+        yield
+        return
+    job, log = _start(session, args, env, what, "beside-" + "".join(c if c.isalnum() else "-" for c in what))
     try:
         yield
     except BaseException:
-        job.kill()
-        job.wait()
+        _stop(job)
         raise
     code = job.wait()
     print(log.read_text(errors="replace"), end="", flush=True)
@@ -65,18 +93,20 @@ def beside(session: nox.Session, args: list[str], env: dict[str, str], what: str
 def together(session: nox.Session, jobs: list[tuple[str, list[str], dict[str, str]]]) -> None:
     """Run ``jobs`` (what, a command of the session's environment, its environment variables), one per core at a
     time: one-process pytest runs side by side keep the cores busier than one after another with a worker per core
-    (xdist's start-up and its last, lone tests leave a core idle: the nine numpy kit runs took 25% longer so).  Each
-    job's output is shown when it ends; the session fails, naming every job that failed, once all have ended, and
-    the jobs still running are killed if this is interrupted."""
-    waiting = list(jobs)
+    (xdist's start-up and its last, lone tests leave a core idle: two of the numpy kit's runs took 41 s one after
+    the other, 25 s side by side).  Each job's output is shown when it ends; the session fails, naming every job
+    that failed, once all have ended, and the jobs still running are stopped if this is interrupted."""
+    if _installing_only(session):
+        return
+    waiting = list(enumerate(jobs))
     running: list[tuple[str, subprocess.Popen[bytes], Path]] = []
     failed: list[str] = []
     at_once = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     try:
         while waiting or running:
             while waiting and len(running) < at_once:
-                what, args, env = waiting.pop(0)
-                running.append((what, *_start(session, args, env, what)))
+                index, (what, args, env) = waiting.pop(0)
+                running.append((what, *_start(session, args, env, what, f"job{index}")))
             ended = [r for r in running if r[1].poll() is not None]
             if not ended:
                 time.sleep(0.1)
@@ -89,8 +119,7 @@ def together(session: nox.Session, jobs: list[tuple[str, list[str], dict[str, st
                     failed.append(what)
     finally:
         for _, job, _ in running:
-            job.kill()
-            job.wait()
+            _stop(job)
     if failed:
         session.error("failed: " + "; ".join(failed))
 
@@ -139,8 +168,8 @@ NUMPY_ENV = {"unroll=8,upcast=16,vector_width=4,no_div": {"TG_SYMBOLIC": "verify
 
 @nox.session
 def conformance(session: nox.Session) -> None:
-    """`TG_BACKEND=numpy pytest --pyargs tg.testing`, once per TG_NUMPY_CAPS setting above, one run per core at a
-    time (:func:`together`)."""
+    """`TG_BACKEND=numpy pytest --pyargs tg.testing`, once per TG_NUMPY_CAPS setting above, one process per run and
+    one run per core at a time (:func:`together`); arguments after `--` go to every run."""
     session.install("./core[testing]")
     kit = ["pytest", "--pyargs", "tg.testing", "-q", "-p", "no:cacheprovider", *session.posargs]
     jobs = []
