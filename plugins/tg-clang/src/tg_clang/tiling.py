@@ -524,7 +524,7 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
         if across_loop_cost < 0.85 * cost:
             return across_loop
     if not symbolic and lane_ops >= LANE_OPS_BUDGET and math.prod(grid) * thread_cost(uops) <= SMALL_WORK:
-        return None  # compiled in a tenth of the time, and as fast at this size (see LANE_OPS_BUDGET)
+        return None  # compiled in a tenth of the time, and about as fast at this size (see LANE_OPS_BUDGET)
     lanes = gang
     params = kernel_params(uops)
     args = ", ".join([p.rsplit(" ", 1)[1] for p in params])
