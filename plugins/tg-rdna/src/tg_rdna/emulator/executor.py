@@ -106,7 +106,7 @@ def _run(steps: list[Step], st: Waves, kernel: str, memory: Memory) -> int:
     limit = max_steps()
     n_steps = 0
     track = st.track
-    together = -1  # the counter of every wave when all run the next step together, else -1
+    together = -1  # the counter of every wave when all run the next step together (st.pc is stale), else -1
     w: np.ndarray | slice  # the waves at this step: all of them, or their indices
     while True:
         if together >= 0:
@@ -168,10 +168,10 @@ def _run(steps: list[Step], st: Waves, kernel: str, memory: Memory) -> int:
             st.pc[w] = np.where(taken, step.target, p + 1)
             if isinstance(w, slice) and (taken.all() or not taken.any()):
                 together = step.target if taken.all() else p + 1
+        elif isinstance(w, slice) and b.kind == NORMAL:
+            together = p + 1  # st.pc is written when the waves part (a branch, the end, a barrier)
         else:
             st.pc[w] = p + 1
-            if isinstance(w, slice) and b.kind == NORMAL:
-                together = p + 1
         if b.kind == END:
             st.done[w] = True
             _release(st, steps, kernel)

@@ -43,6 +43,8 @@ def _offset(md: dict[str, str]) -> int:
 def _words_from_bytes(raw: np.ndarray) -> np.ndarray:
     """(n, nbytes) uint8 -> (n, ceil(nbytes/4)) uint32 (little endian)."""
     n, nb = raw.shape
+    if nb % 4 == 0:
+        return np.ascontiguousarray(raw).view("<u4").astype(U32, copy=False)
     padded = np.zeros((n, (nb + 3) // 4 * 4), np.uint8)
     padded[:, :nb] = raw
     return padded.view("<u4").astype(U32)
@@ -124,7 +126,15 @@ def _lane_addresses(ctx: Ctx, vaddr: Operand, saddr: Operand, offset: int) -> np
     if saddr.kind == "off":
         if vaddr.count != 2:
             raise ctx.error("with `off`, the address is a 64-bit VGPR pair")
+        if vaddr.kind == "v" and not (vaddr.neg or vaddr.absolute):  # (vsrc refuses the modifiers on an address)
+            regs = ctx.st.v
+            base = (regs[vaddr.index + 1, ctx.w].astype(U64) << U64(32)) | regs[vaddr.index, ctx.w]
+            return base + np.uint64(offset % (1 << 64))
         base = ctx.vsrc(vaddr, "u64")
+    elif saddr.kind == "s" and saddr.count == 2 and vaddr.kind == "v" and not (vaddr.neg or vaddr.absolute):
+        sregs, w = ctx.st.s, ctx.w  # (what sread reads for a register pair: only a single null reads as 0)
+        pair = (sregs[saddr.index + 1, w].astype(U64) << U64(32)) | sregs[saddr.index, w]
+        return pair[:, None] + ctx.st.v[vaddr.index, w] + np.uint64(offset % (1 << 64))
     else:
         base = ctx.sread(saddr, "u64")[:, None] + ctx.vsrc(vaddr, "u32").astype(U64)
     return (np.broadcast_to(base, (ctx.k, 32)) + np.uint64(offset % (1 << 64))).astype(U64)
@@ -140,6 +150,12 @@ def _global(load: bool, spec: tuple[int, str], ops: list[Operand], md: dict[str,
         nwords = (nbytes + 3) // 4
 
         def runl(ctx: Ctx) -> None:
+            if how == "w" and ctx.full_exec:  # every lane loads whole words: no lane keeps its old value
+                addrs = _lane_addresses(ctx, vaddr, saddr, offset).reshape(-1)
+                loaded = _words_from_bytes(ctx.memory.gather(addrs, nbytes, "global load"))
+                for i in range(nwords):
+                    ctx.set_vreg(dst.index + i, loaded[:, i].reshape(ctx.k, 32))
+                return
             mask = ctx.exec_mask
             addrs = _lane_addresses(ctx, vaddr, saddr, offset)[mask]
             raw = ctx.memory.gather(addrs, nbytes, "global load")
@@ -156,6 +172,12 @@ def _global(load: bool, spec: tuple[int, str], ops: list[Operand], md: dict[str,
     vaddr, data, saddr = ops
 
     def runs(ctx: Ctx) -> None:
+        if ctx.full_exec:
+            addrs = _lane_addresses(ctx, vaddr, saddr, offset).reshape(-1)
+            words = np.stack([ctx.vreg(data.index + i).reshape(-1) for i in range(max(1, (nbytes + 3) // 4))],
+                             axis=1)
+            ctx.memory.scatter(addrs, _store_bytes(words, how, nbytes), "global store")
+            return
         mask = ctx.exec_mask
         addrs = _lane_addresses(ctx, vaddr, saddr, offset)[mask]
         words = np.stack([ctx.vreg(data.index + i)[mask] for i in range(max(1, (nbytes + 3) // 4))], axis=1)
@@ -167,14 +189,16 @@ def _global(load: bool, spec: tuple[int, str], ops: list[Operand], md: dict[str,
 def _lds_index(ctx: Ctx, vaddr: Operand, offset: int, nbytes: int, what: str) -> tuple[np.ndarray, np.ndarray]:
     """Flat byte indices into ``st.lds`` for the active lanes: (n, nbytes), plus the lane mask."""
     mask = ctx.exec_mask
-    addr = (ctx.vsrc(vaddr, "u32").astype(np.int64) + offset)
-    addr = np.broadcast_to(addr, (ctx.k, 32))[mask]
+    addr = np.broadcast_to(ctx.vsrc(vaddr, "u32").astype(np.int64) + offset, (ctx.k, 32))
+    full = ctx.full_exec  # every lane, in the order of the mask's True entries
+    addr = addr.reshape(-1) if full else addr[mask]
     size = ctx.st.lds.shape[1]
     bad = addr + nbytes > size
     if np.any(bad):
         raise ctx.error(f"{what} of {nbytes} bytes at LDS address 0x{int(addr[bad][0]):x} is beyond the "
                         f"{size} bytes of the group segment")
-    group = np.broadcast_to(ctx.st.group[ctx.w][:, None], (ctx.k, 32))[mask]
+    group = np.repeat(ctx.st.group[ctx.w], 32) if full else \
+        np.broadcast_to(ctx.st.group[ctx.w][:, None], (ctx.k, 32))[mask]
     flat = (group * size + addr)[:, None] + np.arange(nbytes)
     return flat, mask
 
@@ -189,6 +213,11 @@ def _ds(load: bool, spec: tuple[int, str], ops: list[Operand], md: dict[str, str
         def runl(ctx: Ctx) -> None:
             flat, mask = _lds_index(ctx, vaddr, offset, nbytes, "LDS load")
             raw = ctx.st.lds.reshape(-1)[flat]
+            if how == "w" and ctx.full_exec:  # every lane loads whole words (as for a global load)
+                loaded = _words_from_bytes(raw)
+                for i in range(nwords):
+                    ctx.set_vreg(dst.index + i, loaded[:, i].reshape(ctx.k, 32))
+                return
             words = _load_value(raw, how, ctx.vreg(dst.index)[mask])
             for i in range(words.shape[1]):
                 cur = ctx.vreg(dst.index + i).copy()

@@ -82,11 +82,28 @@ class Memory:
             raise EmulatorError(f"{what} of {nbytes} bytes at 0x{bad:x} is outside every allocation")
         return safe, off.astype(np.int64)
 
+    def _within_one(self, addrs: np.ndarray, nbytes: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The usual case, checked from the lowest and highest address alone: every access inside one allocation
+        (its array, and each address's offset in it); None otherwise."""
+        low, high = int(addrs.min()), int(addrs.max())
+        i = bisect.bisect_right(self._bases, low) - 1
+        if i < 0:
+            return None
+        base = self._bases[i]
+        arr = self._arrays[base]
+        if high + nbytes > base + arr.size:
+            return None
+        return arr, (addrs - np.uint64(base)).astype(np.int64)
+
     def gather(self, addrs: np.ndarray, nbytes: int, what: str) -> np.ndarray:
         """Bytes at each address: a (n, nbytes) uint8 array."""
         out = np.empty((addrs.size, nbytes), dtype=np.uint8)
         if addrs.size == 0:
             return out
+        one = self._within_one(addrs, nbytes)
+        if one is not None:
+            arr, off = one
+            return arr[off[:, None] + np.arange(nbytes, dtype=np.int64)]
         idx, off = self._locate(addrs, nbytes, what)
         cols = np.arange(nbytes, dtype=np.int64)
         if idx.min() == idx.max():  # the usual case: one buffer
@@ -101,6 +118,11 @@ class Memory:
         if addrs.size == 0:
             return
         nbytes = data.shape[1]
+        one = self._within_one(addrs, nbytes)
+        if one is not None:
+            arr, off = one
+            arr[off[:, None] + np.arange(nbytes, dtype=np.int64)] = data
+            return
         idx, off = self._locate(addrs, nbytes, what)
         cols = np.arange(nbytes, dtype=np.int64)
         if idx.min() == idx.max():

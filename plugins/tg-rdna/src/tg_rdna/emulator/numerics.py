@@ -44,13 +44,14 @@ def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 def fma_odd(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """a*b+c in f64, rounded to odd (so that one more rounding to f32 is correct)."""
-    with np.errstate(invalid="ignore"):
-        p = a.astype(F64) * b.astype(F64)
     c64 = c.astype(F64)
     with np.errstate(invalid="ignore", over="ignore"):
+        p = a.astype(F64) * b.astype(F64)  # exact: two 24-bit significands
         s = p + c64
         bb = s - p
         err = (p - (s - bb)) + (c64 - bb)
+    if not err.any():  # every sum exact (an inf or NaN makes err NaN, which counts)
+        return s
     raw = s.view(np.int64)
     fix = np.isfinite(s) & (err != 0) & ((raw & 1) == 0)
     toward_up = (err > 0) == (s > 0)

@@ -8,6 +8,7 @@ is 0x3c00, an f32's 0x3f800000); hexadecimal literals are taken as 32 raw bits.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ class Operand:
         return []
 
 
+@functools.lru_cache(maxsize=1 << 14)  # kernels name the same registers and constants again and again
 def parse_operand(text: str) -> Operand:
     t = text.strip()
     neg = absolute = False

@@ -20,12 +20,11 @@ from tg_rdna.emulator.tracking import Tracker
 
 U32, U64 = np.uint32, np.uint64
 LANES = np.arange(32, dtype=U32)
-LANE_BITS = (np.uint64(1) << np.arange(32, dtype=U64)).astype(U64)
 POISON = 0x7FBADBAD
 ALL_LANES = np.uint32(0xFFFFFFFF)
-_NP = {"f32": np.float32, "f16": np.float16, "f64": np.float64, "u32": np.uint32, "i32": np.int32,
-       "b32": np.uint32, "u16": np.uint16, "i16": np.int16, "b16": np.uint16, "u64": np.uint64,
-       "i64": np.int64, "b64": np.uint64}
+NP_TYPES = {"f32": np.float32, "f16": np.float16, "f64": np.float64, "u32": np.uint32, "i32": np.int32,
+            "b32": np.uint32, "u16": np.uint16, "i16": np.int16, "b16": np.uint16, "u64": np.uint64,
+            "i64": np.int64, "b64": np.uint64}
 
 
 class Waves:
@@ -191,11 +190,11 @@ class Ctx:
         source may be a view of the register file: callers compute new arrays from it, never write to it."""
         width = type_width(typ)
         if width == 32 and op.kind == "v":
-            value = self.vreg(op.index).view(_NP[typ])
+            value = self.vreg(op.index).view(NP_TYPES[typ])
         elif width == 32 and op.kind in ("imm", "fimm"):
-            value = _constant(op, typ)
+            value = constant(op, typ)
         elif width == 32 and op.kind == "s":
-            value = self.sreg(op.index)[:, None].view(_NP[typ])
+            value = self.sreg(op.index)[:, None].view(NP_TYPES[typ])
         else:
             value = _from_bits(self._source_bits(op, typ, width, hi), typ)
         if op.absolute or op.neg:
@@ -231,7 +230,7 @@ class Ctx:
         width = type_width(typ)
         if width == 32:
             arr = np.asarray(value)
-            dt = _NP[typ]
+            dt = NP_TYPES[typ]
             if arr.dtype != dt:
                 arr = arr.astype(dt)
             self.set_vreg(op.index, arr.view(U32), mask)
@@ -257,9 +256,9 @@ def _all_lanes(k: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4096)
-def _constant(op: Operand, typ: str) -> np.ndarray:
+def constant(op: Operand, typ: str) -> np.ndarray:
     """An inline constant or literal as a read-only (1, 1) array of a 32-bit type."""
-    value = np.full((1, 1), immediate_bits(op, typ), U32).view(_NP[typ])
+    value = np.full((1, 1), immediate_bits(op, typ), U32).view(NP_TYPES[typ])
     value.flags.writeable = False
     return value
 
@@ -272,11 +271,11 @@ def _from_bits(bits: np.ndarray, typ: str) -> np.ndarray:
         raw = (bits & U64(0xFFFFFFFF)).astype(U32)
     else:
         raw = (bits & U64(0xFFFF)).astype(np.uint16)
-    return np.ascontiguousarray(raw).view(_NP[typ])
+    return np.ascontiguousarray(raw).view(NP_TYPES[typ])
 
 
 def _to_bits(value: np.ndarray, typ: str) -> np.ndarray:
-    dt = np.dtype(_NP[typ])
+    dt = np.dtype(NP_TYPES[typ])
     arr = np.ascontiguousarray(np.asarray(value).astype(dt, copy=False))
     unsigned = {8: U64, 4: U32, 2: np.uint16}[dt.itemsize]
     return arr.view(unsigned).astype(U64)
@@ -286,7 +285,7 @@ def _to_bits(value: np.ndarray, typ: str) -> np.ndarray:
 
 def pack_mask(m: np.ndarray) -> np.ndarray:
     """(k, 32) bool -> (k,) uint32 lane mask."""
-    return (m.astype(U64) * LANE_BITS).sum(axis=1).astype(U32)
+    return np.packbits(m, axis=1, bitorder="little").view("<u4").reshape(-1).astype(U32, copy=False)
 
 
 def unpack_mask(bits: np.ndarray) -> np.ndarray:

@@ -88,9 +88,17 @@ class Tracker:
         self._prune()
 
     def _prune(self) -> None:
-        for f, r in list(self.maybe_pending):
-            if not self._pending(f, r, slice(None)).any():
-                self.maybe_pending.discard((f, r))
+        """Forget the registers whose loads every wave has retired (one check per register file)."""
+        for f in ("v", "s"):
+            regs = [r for g, r in self.maybe_pending if g == f]
+            if not regs:
+                continue
+            kind = self.kind[f][regs]  # (registers, waves)
+            retired = np.where(kind == KIND_VM, self.retired[VM], self.retired[LGKM])
+            pending = (self.seq[f][regs] > retired).any(axis=1)
+            for r, still in zip(regs, pending.tolist()):
+                if not still:
+                    self.maybe_pending.discard((f, r))
 
     def _pending(self, f: str, r: int, w: np.ndarray | slice) -> np.ndarray:
         kind = self.kind[f][r, w]
@@ -129,7 +137,7 @@ class Tracker:
     def valu(self, w: np.ndarray | slice, vgpr_reads: list[int], vgpr_writes: list[int], is_trans: bool,
              describe: list[str], ins_index: int, kernel: str, address: int, text: str,
              operands: list[tuple[int, ...]]) -> None:
-        for r in vgpr_reads:
+        for r in vgpr_reads if self.maybe_trans else ():
             if r not in self.maybe_trans:
                 continue
             between_valus = self.valus[w] - self.trans_valus[r, w] - 1  # VALUs issued in between
@@ -141,8 +149,10 @@ class Tracker:
                                     f"{int(np.asarray(between_valus)[np.argmax(bad)])} VALU instruction(s) "
                                     "earlier, without s_waitcnt_depctr va_vdst(0) (0x0fff) in between",
                                     kernel, address, text)
-        self.forwarding.check(w, self.valus[w], operands, describe, kernel, address, text)
-        self.forwarding.write(w, self.valus[w], vgpr_writes, ins_index)
+        valus = self.valus[w]
+        if self.forwarding.active and len(operands) > 1:
+            self.forwarding.check(w, valus, operands, describe, kernel, address, text)
+        self.forwarding.write(w, valus, vgpr_writes, ins_index)
         if is_trans:
             for r in vgpr_writes:
                 self.trans_valus[r, w] = self.valus[w]

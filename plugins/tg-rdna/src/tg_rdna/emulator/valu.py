@@ -17,8 +17,8 @@ import numpy as np
 from tg_rdna.emulator import numerics as nm
 from tg_rdna.emulator import numerics64 as nm64
 from tg_rdna.emulator.errors import EmulatorError
-from tg_rdna.emulator.operands import EXEC_LO, VCC_LO, Operand, immediate_bits
-from tg_rdna.emulator.state import U32, U64, Ctx, pack_mask, unpack_mask
+from tg_rdna.emulator.operands import EXEC_LO, VCC_LO, Operand, immediate_bits, type_width
+from tg_rdna.emulator.state import NP_TYPES, U32, U64, Ctx, constant, pack_mask, unpack_mask
 from tg_rdna.emulator.step import Built, bit_list, modifier_values, regs_of
 from tg_rdna.emulator.valu_table import PACKED, VALU, VOp
 
@@ -47,6 +47,13 @@ def _flush_in(ctx: Ctx, value: np.ndarray, typ: str) -> np.ndarray:
 def _finish_float(ctx: Ctx, value: np.ndarray, typ: str, ftz: bool, mods: dict[str, str]) -> np.ndarray:
     if typ not in ("f32", "f16"):
         return value
+    if "mul" in mods or "div" in mods or "clamp" in mods:
+        value = _output_modifiers(value, mods)
+    return ctx.flush(value, typ, output=True) if ftz else value
+
+
+def _output_modifiers(value: np.ndarray, mods: dict[str, str]) -> np.ndarray:
+    """omod (``mul:2``, ``mul:4``, ``div:2``), then clamp to [0, 1] (NaN to 0)."""
     with np.errstate(all="ignore"):
         if "mul" in mods:
             value = (value * value.dtype.type(int(mods["mul"]))).astype(value.dtype)
@@ -54,7 +61,7 @@ def _finish_float(ctx: Ctx, value: np.ndarray, typ: str, ftz: bool, mods: dict[s
             value = (value / value.dtype.type(int(mods["div"]))).astype(value.dtype)
         if "clamp" in mods:
             value = np.where(np.isnan(value), 0, np.clip(value, 0, 1)).astype(value.dtype)
-    return ctx.flush(value, typ, output=True) if ftz else value
+    return value
 
 
 def build_valu(name: str, ops: list[Operand], mods: tuple[str, ...]) -> Built:
@@ -98,15 +105,64 @@ def _plain(op: VOp, ops: list[Operand], md: dict[str, str]) -> Built:
     scalar_dst = dst.kind == "s"
     if scalar_dst:
         raise EmulatorError("a scalar destination for this VALU instruction is not supported")
+    # what each step would otherwise decide again: how each source is read, whether the result is finished
+    readers = [_reader(o, t, sel[i], op.ftz) for i, (o, t) in enumerate(zip(srcs, op.srcs))]
+    finish = _finisher(op.dst, op.ftz, md)
+    write = _writer(dst, op.dst, sel[len(srcs)] if len(sel) > len(srcs) else False)
+    fn = op.fn
 
     def run(ctx: Ctx) -> None:
-        vals = [_flush_in(ctx, ctx.vsrc(o, t, hi=sel[i]), t) if op.ftz else ctx.vsrc(o, t, hi=sel[i])
-                for i, (o, t) in enumerate(zip(srcs, op.srcs))]
-        result = np.asarray(op.fn(*vals))
-        result = _finish_float(ctx, result, op.dst, op.ftz, md)
-        ctx.vwrite(dst, op.dst, result, hi=sel[len(srcs)] if len(sel) > len(srcs) else False)
+        result = np.asarray(fn(*[read(ctx) for read in readers]))
+        write(ctx, result if finish is None else finish(ctx, result))
 
     return Built(run, regs_of(srcs), regs_of([dst]), valu=True, trans=op.trans)
+
+
+Reader = Callable[[Ctx], np.ndarray]
+
+
+def _reader(o: Operand, typ: str, hi: bool, ftz: bool) -> Reader:
+    """How a step reads the source ``o`` as ``typ`` (``ctx.vsrc``, with its denormals flushed where ``ftz`` and the
+    kernel's mode say so): a 32-bit VGPR or constant without modifiers directly, anything else through vsrc."""
+    read: Reader
+    if type_width(typ) == 32 and not (o.absolute or o.neg) and o.kind in ("v", "imm", "fimm"):
+        if o.kind == "v":
+            index, dtype = o.index, NP_TYPES[typ]
+
+            def read(ctx: Ctx) -> np.ndarray:  # (the executor has checked the index against the VGPRs allocated)
+                return ctx.st.v[index, ctx.w].view(dtype)
+        else:
+            value = constant(o, typ)
+
+            def read(ctx: Ctx) -> np.ndarray:
+                return value
+    else:
+        def read(ctx: Ctx) -> np.ndarray:
+            return ctx.vsrc(o, typ, hi=hi)
+    if not ftz or typ not in ("f32", "f16", "f64"):
+        return read
+
+    def flushed(ctx: Ctx) -> np.ndarray:
+        return ctx.flush(read(ctx), typ, output=False)
+    return flushed
+
+
+def _finisher(typ: str, ftz: bool, mods: dict[str, str]) -> Callable[[Ctx, np.ndarray], np.ndarray] | None:
+    """:func:`_finish_float` for a result of ``typ``, or None where it would return the value unchanged."""
+    if typ not in ("f32", "f16") or not (ftz or {"mul", "div", "clamp"} & set(mods)):
+        return None
+    return lambda ctx, value: _finish_float(ctx, value, typ, ftz, mods)
+
+
+def _writer(dst: Operand, typ: str, hi: bool) -> Callable[[Ctx, np.ndarray], None]:
+    """How a step writes its result to ``dst`` as ``typ`` (``ctx.vwrite``; a 32-bit register directly)."""
+    if dst.kind == "v" and type_width(typ) == 32:
+        index, dtype = dst.index, NP_TYPES[typ]
+
+        def write(ctx: Ctx, value: np.ndarray) -> None:
+            ctx.set_vreg(index, (value if value.dtype == dtype else value.astype(dtype)).view(U32))
+        return write
+    return lambda ctx, value: ctx.vwrite(dst, typ, value, hi=hi)
 
 
 def _packed(op: VOp, ops: list[Operand], md: dict[str, str]) -> Built:
@@ -177,11 +233,12 @@ def _compare(exec_form: bool, cond: str, typ: str, ops: list[Operand]) -> Built:
             raise EmulatorError(f"unsupported compare v_cmp_{cond}_{typ}")
         cmp = _CMP_FN[cond]
 
-        def fn(ctx: Ctx) -> np.ndarray:
-            with np.errstate(invalid="ignore"):
-                return cmp(_flush_in(ctx, ctx.vsrc(srcs[0], typ), typ), _flush_in(ctx, ctx.vsrc(srcs[1], typ), typ))
+        def fn(ctx: Ctx) -> np.ndarray:  # (the executor runs steps with floating-point errors off)
+            return cmp(_flush_in(ctx, ctx.vsrc(srcs[0], typ), typ), _flush_in(ctx, ctx.vsrc(srcs[1], typ), typ))
     else:
         raise EmulatorError(f"unsupported compare condition {cond!r}")
+
+    single = dst is not None and dst.kind == "s" and dst.count == 1
 
     def run(ctx: Ctx) -> None:
         result = np.broadcast_to(fn(ctx), (ctx.k, 32)) & ctx.exec_mask
@@ -190,7 +247,10 @@ def _compare(exec_form: bool, cond: str, typ: str, ops: list[Operand]) -> Built:
             ctx.set_sreg(EXEC_LO, bits)
         else:
             assert dst is not None
-            ctx.swrite(dst, "b32", bits)
+            if single:
+                ctx.set_sreg(dst.index, bits)  # (swrite's conversions, for the one register of a wave32 mask)
+            else:
+                ctx.swrite(dst, "b32", bits)
 
     writes = frozenset([("s", EXEC_LO)]) if exec_form else regs_of([dst] if dst else [])
     return Built(run, regs_of(srcs), writes, valu=True)
