@@ -13,7 +13,7 @@ import re
 import numpy as np
 
 from tg_rdna.emulator.errors import EmulatorError
-from tg_rdna.emulator.operands import Operand
+from tg_rdna.emulator.operands import NULL, Operand
 from tg_rdna.emulator.state import U32, U64, Ctx
 from tg_rdna.emulator.step import Built, modifier_values, regs_of
 from tg_rdna.emulator.tracking import KIND_LDS, KIND_SMEM, KIND_VM
@@ -131,8 +131,9 @@ def _lane_addresses(ctx: Ctx, vaddr: Operand, saddr: Operand, offset: int) -> np
             base = (regs[vaddr.index + 1, ctx.w].astype(U64) << U64(32)) | regs[vaddr.index, ctx.w]
             return base + np.uint64(offset % (1 << 64))
         base = ctx.vsrc(vaddr, "u64")
-    elif saddr.kind == "s" and saddr.count == 2 and vaddr.kind == "v" and not (vaddr.neg or vaddr.absolute):
-        sregs, w = ctx.st.s, ctx.w  # (what sread reads for a register pair: only a single null reads as 0)
+    elif saddr.kind == "s" and saddr.count == 2 and NULL not in (saddr.index, saddr.index + 1) and \
+            vaddr.kind == "v" and not (vaddr.neg or vaddr.absolute):
+        sregs, w = ctx.st.s, ctx.w  # (what sread reads, without its checks: null, which reads as 0, is excluded)
         pair = (sregs[saddr.index + 1, w].astype(U64) << U64(32)) | sregs[saddr.index, w]
         return pair[:, None] + ctx.st.v[vaddr.index, w] + np.uint64(offset % (1 << 64))
     else:
