@@ -132,7 +132,11 @@ A :class:`Runtime` then follows this ABI:
   process and keeps the binary.  A runtime that caches binaries on disk keeps them private to the user and
   checks them before loading: :class:`DiskCache` does both (``DiskCache("mychip").get(key)`` returns a
   verified :class:`CachedBinary` or None, ``.put(key, data)`` stores one; unsafe folders raise
-  :class:`KernelCacheError`), under ``TG_CACHE_DIR`` and its size bound, shown and cleared by ``tg cache``;
+  :class:`KernelCacheError`), under ``TG_CACHE_DIR`` and its size bound, shown and cleared by ``tg cache``.
+  Optional: ``concurrent_compile = True`` when ``compile`` may run in several threads at once (core then compiles
+  the new kernels of a schedule in parallel), or a ``compile_many(programs)`` of its own for a compiler that builds
+  several kernels in one run (core then passes it those kernels together; tg-rdna's LLVM builds them into one code
+  object, one assembler and one linker process for all);
 - ``alloc(nbytes)`` returns a handle to at least ``nbytes`` (>= 8) bytes aligned for any dtype;
   ``free(handle)`` releases it (core calls it when the last tensor using it goes away);
 - ``copyin(handle, host)`` copies ``host`` into the start of the buffer, ``copyout(host, handle)`` fills

@@ -104,7 +104,8 @@ class Runtime(abc.ABC):
     name: str
     priority: int = 0
     #: True when :meth:`compile` may run in several threads at once: core then compiles the new kernels of a
-    #: schedule together (up to ``TG_EXEC_JOBS`` at a time) instead of one after another.
+    #: schedule together (up to ``TG_EXEC_JOBS`` at a time) instead of one after another (see also
+    #: :meth:`compile_many`).
     concurrent_compile: bool = False
     #: The dtypes of launch variables (``Program.variables``) whose values :meth:`launch` passes to the kernel
     #: exactly (a float32 as a C ``float``: never as an int or a double).  Core never sends a variable of another
@@ -135,6 +136,13 @@ class Runtime(abc.ABC):
         Core keeps at most ``TG_KERNELS_MAX`` binaries per backend and drops the least recently used; a jitted
         function may still hold one.  So a binary that holds resources (a loaded library, a GPU module) releases
         them when the last reference to it goes (a finalizer), never when core drops it."""
+
+    def compile_many(self, programs: Sequence[Program]) -> list[Any]:
+        """The binaries of several programs, in order: what :meth:`compile` gives for each.  A runtime whose
+        compiler can take several kernels in one run (one assembler and linker process for all of them, where each
+        process costs more than a small kernel's work) overrides it; core then hands it the kernels of a schedule that
+        are not compiled yet, together (as it does for :attr:`concurrent_compile`, which takes precedence)."""
+        return [self.compile(p) for p in programs]
 
     @abc.abstractmethod
     def launch(self, program: Program, binary: Any, buffers: Sequence[Any],

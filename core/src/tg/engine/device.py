@@ -14,7 +14,7 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
@@ -209,6 +209,29 @@ class DeviceState:
         if observers is not None:
             _notify(observers, "tg_kernel_compiled", KernelCompiled(self.backend.name, program, elapsed, cached))
         return binary
+
+    def compile_many(self, programs: Sequence[Program]) -> list[Any]:
+        """:meth:`compile` of each of ``programs``; the ones not compiled in this process yet go to the runtime in one
+        ``Runtime.compile_many`` call (each reported to observers with an equal share of its time)."""
+        keys = [(p.name, p.source) for p in programs]
+        found = {k: b for k in keys if (b := self.binaries.get(k)) is not None}
+        todo = {k: p for k, p in zip(keys, programs) if k not in found}
+        start = time.perf_counter()
+        if todo:
+            made = self.backend.runtime.compile_many(list(todo.values()))
+            if len(made) != len(todo):
+                raise RuntimeError(f"{self.backend.name}: Runtime.compile_many returned {len(made)} binaries for "
+                                   f"{len(todo)} programs")
+            for k, binary in zip(todo, made):
+                found[k] = self.binaries[k] = binary
+        share = (time.perf_counter() - start) / max(len(todo), 1)
+        observers = _observers(self.registry, "tg_kernel_compiled")
+        if observers is not None:
+            for k, p in zip(keys, programs):
+                new = k in todo
+                _notify(observers, "tg_kernel_compiled", KernelCompiled(self.backend.name, p, share if new else 0.0,
+                                                                        not new))
+        return [found[k] for k in keys]
 
     def launch(self, kernel: ReadyKernel, buffers: list[Buffer], values: Mapping[str, int | float] = EMPTY,
                debug: int | None = None) -> None:
