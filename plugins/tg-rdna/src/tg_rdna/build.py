@@ -5,6 +5,10 @@ The linked code object (an ELF shared object for ``amdgcn-amd-amdhsa--gfx1100``)
 built, size-bounded), keyed by the source, both tools' identities (path, size, time stamp, LLVM version) and the
 flags, so an LLVM upgrade never reuses an old build.  Assembler errors show llvm-mc's message and the lines of the
 kernel around each line it names.  :func:`disassemble` is ``llvm-objdump -d`` of a code object (TG_DEBUG=5).
+
+:func:`build_many` builds the new kernels of a schedule together: one file (:func:`tg_rdna.codeobject.merge`), one
+llvm-mc and one ld.lld run, one code object holding them all, stored under each kernel's key.  Each run of either tool
+costs ~14 ms, most of it loading LLVM's library: more than a small kernel's own work.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ import hashlib
 import re
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from tg.hooks import DiskCache
 from tg.support.errors import BackendError
 
-from tg_rdna import toolchain
+from tg_rdna import codeobject, toolchain
 from tg_rdna.codeobject import MCPU, TRIPLE
 
 #: Bumped whenever the emitted code or the flags change meaning, so stale code objects are never reused.
@@ -89,29 +94,74 @@ class CodeObjectCache:
 
     def build(self, source: str, name: str = "kernel") -> bytes:
         """The code object of ``source``: from the cache when it is there and intact, else built and stored."""
-        mc, lld = toolchain.require("llvm-mc"), toolchain.require("ld.lld")
-        key = cache_key(source, mc, lld)
+        key = self._key(source)
+        data = self._cached(key)
+        if data is None:
+            self.misses += 1
+            data = link(source, name)
+            self.disk.put(key, data)
+        return data
+
+    def build_many(self, kernels: Sequence[tuple[str, str]]) -> list[bytes]:
+        """The code objects of ``kernels`` (source and name each), in order.  Those not in the cache are built into
+        one code object in one llvm-mc and one ld.lld run, stored under each of their keys; a kernel whose name
+        another of them has, and every one of them if that build fails (so that each error names its own kernel), is
+        built alone."""
+        keys = [self._key(source) for source, _ in kernels]
+        found: dict[int, bytes] = {}
+        together: dict[str, int] = {}  # kernel name -> index, the first of each name not in the cache
+        for i, key in enumerate(keys):
+            data = self._cached(key)
+            if data is not None:
+                found[i] = data
+            else:
+                together.setdefault(kernels[i][1], i)
+        if len(together) > 1:
+            merged = codeobject.merge([kernels[i][0] for i in together.values()])
+            if merged is not None:
+                try:
+                    data = link(merged, f"{len(together)} kernels ({', '.join(together)})")
+                except AssemblerError:
+                    data = None
+                if data is not None:
+                    self.misses += len(together)
+                    for i in together.values():
+                        self.disk.put(keys[i], data)
+                        found[i] = data
+        return [found[i] if i in found else self.build(*kernels[i]) for i in range(len(kernels))]
+
+    def _key(self, source: str) -> str:
+        return cache_key(source, toolchain.require("llvm-mc"), toolchain.require("ld.lld"))
+
+    def _cached(self, key: str) -> bytes | None:
+        """The code object stored under ``key`` when it is there and intact (counted as a hit), else None."""
         entry = self.disk.get(key)
         if entry is not None and entry.data[:4] == b"\x7fELF":
             self.hits += 1
             return entry.data
         if entry is not None:
             self.disk.discard(key, "is not an ELF code object")
-        self.misses += 1
-        data = link(source, name)
-        self.disk.put(key, data)
-        return data
+        return None
 
 
 _shared: CodeObjectCache | None = None
 
 
-def build(source: str, name: str = "kernel") -> bytes:
-    """The code object of ``source`` through the process's shared cache."""
+def _cache() -> CodeObjectCache:
     global _shared
     if _shared is None:
         _shared = CodeObjectCache()
-    return _shared.build(source, name)
+    return _shared
+
+
+def build(source: str, name: str = "kernel") -> bytes:
+    """The code object of ``source`` through the process's shared cache."""
+    return _cache().build(source, name)
+
+
+def build_many(kernels: Sequence[tuple[str, str]]) -> list[bytes]:
+    """:meth:`CodeObjectCache.build_many` through the process's shared cache."""
+    return _cache().build_many(kernels)
 
 
 def disassemble(code_object: bytes) -> str:

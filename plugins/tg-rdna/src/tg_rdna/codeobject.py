@@ -164,20 +164,58 @@ class KernelDescription:
         return lines
 
 
+def _header() -> list[str]:
+    return [".amdgcn_target \"" + TARGET + "\"", ".amdhsa_code_object_version 5"]
+
+
+_METADATA_HEAD = [".amdgpu_metadata", "---", "amdhsa.version: [1, 2]", f"amdhsa.target: {TARGET}", "amdhsa.kernels:"]
+_METADATA_TAIL = ["...", ".end_amdgpu_metadata", ""]
+
+
 def metadata(kernels: list[KernelDescription]) -> str:
     """The ``.amdgpu_metadata`` block for ``kernels`` (code object v5: ``amdhsa.version [1, 2]``)."""
-    lines = [".amdgpu_metadata", "---", "amdhsa.version: [1, 2]", f"amdhsa.target: {TARGET}", "amdhsa.kernels:"]
+    lines = list(_METADATA_HEAD)
     for k in kernels:
         lines += k.metadata_entry()
-    return "\n".join([*lines, "...", ".end_amdgpu_metadata"])
+    return "\n".join([*lines, *_METADATA_TAIL[:-1]])
 
 
 def assembly(kernel: KernelDescription, body: list[str], comment: str = "") -> str:
     """The whole assembly file of one kernel: header, its code (``body``: instructions and labels), descriptor
     and metadata."""
-    head = [f"// {comment}" if comment else f"// {kernel.name}", ".amdgcn_target \"" + TARGET + "\"",
-            ".amdhsa_code_object_version 5", ".text", f".globl {kernel.name}", ".p2align 8",
-            f".type {kernel.name},@function", f"{kernel.name}:"]
+    head = [f"// {comment}" if comment else f"// {kernel.name}", *_header(), ".text", f".globl {kernel.name}",
+            ".p2align 8", f".type {kernel.name},@function", f"{kernel.name}:"]
     tail = [f".size {kernel.name}, .-{kernel.name}", "", ".rodata", ".p2align 6", kernel.descriptor(), "",
             metadata([kernel]), ""]
     return "\n".join([*head, *body, *tail])
+
+
+def _parts(source: str) -> tuple[str, list[str], list[str]] | None:
+    """A file :func:`assembly` wrote, split: its kernel's name, its code and descriptor lines, its metadata entry
+    lines; None for any other text."""
+    lines = source.split("\n")
+    try:
+        meta = lines.index(_METADATA_HEAD[0])
+    except ValueError:
+        return None
+    head = len(_METADATA_HEAD)
+    if lines[1:3] != _header() or lines[meta:meta + head] != _METADATA_HEAD or \
+            lines[-len(_METADATA_TAIL):] != _METADATA_TAIL or not lines[4].startswith(".globl "):
+        return None
+    return lines[4].removeprefix(".globl "), lines[3:meta], lines[meta + head:-len(_METADATA_TAIL)]
+
+
+def merge(sources: list[str]) -> str | None:
+    """One assembly file holding the kernels of ``sources`` (files :func:`assembly` wrote, of different kernel
+    names): their code and descriptors one after another, and one metadata block listing them all, so that LLVM
+    builds them into one code object in one run.  None when they cannot share a file."""
+    parts = [p for p in map(_parts, sources) if p is not None]
+    if len(parts) != len(sources) or len({name for name, _, _ in parts}) != len(parts):
+        return None
+    lines = [f"// {len(parts)} kernels: {', '.join(name for name, _, _ in parts)}", *_header()]
+    for _, code, _ in parts:
+        lines += code
+    lines += _METADATA_HEAD
+    for _, _, entry in parts:
+        lines += entry
+    return "\n".join([*lines, *_METADATA_TAIL])

@@ -101,6 +101,20 @@ class OpenCLRuntime(Runtime):
         q = self.queue
         return cl.Program(q.context, [q.device], [binary]).build()
 
+    def compile_many(self, programs: Sequence[Program]) -> list[Any]:
+        """The programs of a schedule built together (:func:`tg_rdna.build.build_many`), one OpenCL program per code
+        object."""
+        import pyopencl as cl
+
+        q = self.queue
+        loaded: dict[bytes, Any] = {}
+        out = []
+        for data in build.build_many([(p.source, p.name) for p in programs]):
+            if data not in loaded:
+                loaded[data] = cl.Program(q.context, [q.device], [data]).build()
+            out.append(loaded[data])
+        return out
+
     def disassemble(self, program: Program, binary: Any) -> str | None:
         return build.disassemble(build.build(program.source, program.name))
 

@@ -85,6 +85,19 @@ class EmulatorRuntime(Runtime):
 
         return CodeObject(build.build(program.source, program.name))
 
+    def compile_many(self, programs: Sequence[Program]) -> list[Any]:
+        """The programs of a schedule built together (:func:`tg_rdna.build.build_many`): kernels that share a code
+        object share its :class:`CodeObject` (its decoded program too)."""
+        from tg_rdna.emulator import CodeObject
+
+        objects: dict[bytes, Any] = {}
+        out = []
+        for data in build.build_many([(p.source, p.name) for p in programs]):
+            if data not in objects:
+                objects[data] = CodeObject(data)
+            out.append(objects[data])
+        return out
+
     def disassemble(self, program: Program, binary: Any) -> str | None:
         return build.disassemble(build.build(program.source, program.name))
 
