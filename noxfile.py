@@ -245,9 +245,9 @@ def ptx(session: nox.Session) -> None:
 @nox.session
 def rdna(session: nox.Session) -> None:
     """tg-rdna: its tests (every corpus kernel assembled and linked by LLVM, the emulator's instruction tests), then
-    the conformance kit on rdna:emu (each kernel built into a code object by llvm-mc + ld.lld and run by the
-    emulator from LLVM's disassembly of it), and beside it the digits example's quick run trained on rdna:emu (both
-    models must pass 50% test accuracy, where chance is 10%).
+    the conformance kit on rdna:emu (kernels built into code objects by llvm-mc + ld.lld, a schedule's new kernels
+    together, and run by the emulator from LLVM's disassembly of them), and beside it the digits example's quick run
+    trained on rdna:emu (both models must pass 50% test accuracy, where chance is 10%).
 
     Needs LLVM 15 or newer with lld (Debian 12: `apt-get install -y llvm-19 lld-19`; CI's .ci/run installs them).
     Without it the session fails under CI (CI set) and is skipped elsewhere.  Code objects are cached in the

@@ -85,3 +85,22 @@ def test_compile_many_skips_the_programs_built_before_and_checks_the_count() -> 
     broken = _state(Batching(count=1))
     with pytest.raises(RuntimeError, match="returned 1 binaries for 3 programs"):
         broken.compile_many(programs)
+
+
+def test_observers_hear_of_each_program_once_as_compiled() -> None:
+    from tg import hooks
+    from tg.engine.realize import render_program
+
+    events: list[tuple[str, bool]] = []
+
+    class Observer:
+        @hooks.hookimpl
+        def tg_kernel_compiled(self, event: hooks.KernelCompiled) -> None:
+            events.append((event.name, event.cached))
+
+    kernels = _kernels()
+    state = _state(Batching())
+    state.registry.manager.register(Observer(), "observer")
+    p0, p1 = (render_program(k, state)[0] for k in kernels[:2])
+    state.compile_many([p0, p1, p0])  # listed twice: compiled once, as compile() would
+    assert events == [(p0.name, False), (p1.name, False), (p0.name, True)]

@@ -4,6 +4,7 @@ share, or a batch LLVM refuses, falls back to building them one by one."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +93,44 @@ def test_a_shared_name_and_a_refused_batch_fall_back_to_one_by_one(cache_dir: Pa
     with pytest.raises(build.AssemblerError, match="rejected kernel exp2_bad"):
         cache.build_many([(good.source, good.name), (broken, bad.name)])
     assert _kd_symbols(cache.build(good.source, good.name)) == {"log2_64.kd"}  # built alone, before the error
+
+
+def test_kernels_built_together_are_stored_once_and_refer_to_it(cache_dir: Path) -> None:
+    programs = [_kernel(Ops.SQRT), _kernel(Ops.EXP2), _kernel(Ops.LOG2)]
+    made = build.CodeObjectCache().build_many([(p.source, p.name) for p in programs])
+    sizes = sorted(f.stat().st_size for f in cache_dir.iterdir() if f.suffix == ".co")
+    assert len(sizes) == 4 and sizes[2] < 1024 < len(made[0]) <= sizes[3]  # three references and one code object
+    assert all(build.CodeObjectCache().build(p.source, p.name) == made[0] for p in programs)
+    # the shared code object evicted: a kernel whose entry refers to it is built again, alone
+    for f in cache_dir.iterdir():
+        if f.suffix == ".co" and f.stat().st_size > 1024:
+            f.unlink()
+    again = build.CodeObjectCache()
+    assert _kd_symbols(again.build(programs[1].source, programs[1].name)) == {"exp2_64.kd"} and again.misses == 1
+
+
+def test_at_most_batch_max_kernels_share_a_code_object(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build, "BATCH_MAX", 2)
+    programs = [_kernel(op, n=n) for op in (Ops.SQRT, Ops.EXP2) for n in (16, 32)] + [_kernel(Ops.LOG2)]
+    made = build.CodeObjectCache().build_many([(p.source, p.name) for p in programs])
+    assert [len(_kd_symbols(m)) for m in made] == [2, 2, 2, 2, 1]
+
+
+def test_a_kernel_disassembles_alone_and_cannot_run_into_its_neighbour(cache_dir: Path) -> None:
+    emulator = pytest.importorskip("tg_rdna.emulator", reason="tg_rdna.emulator is not installed (tg-rdna's emulator)")
+    from tg_rdna.runtime_emu import EmulatorRuntime
+
+    if build.toolchain.find("llvm-objdump") is not None:
+        a, b = _kernel(Ops.SQRT), _kernel(Ops.EXP2)
+        data = build.build_many([(a.source, a.name), (b.source, b.name)])[0]
+        text = build.disassemble(data, b.name)
+        assert "<exp2_64>:" in text and "<sqrt_64>:" not in text
+    # a kernel without s_endpgm, built before another: it must not run on into the other's code
+    endless = _kernel(Ops.SQRT, name="no_end")
+    endless = replace(endless, source=endless.source.replace("s_endpgm", "s_nop 0"))
+    rt = EmulatorRuntime()
+    binary, other = rt.compile_many([endless, _kernel(Ops.EXP2, n=N // 2)])
+    assert binary is other  # built together, the endless kernel first
+    out, inp = rt.alloc(4 * N), rt.alloc(4 * N)
+    with pytest.raises(emulator.EmulatorError, match="left the kernel's code"):
+        rt.launch(endless, binary, [out, inp], {})

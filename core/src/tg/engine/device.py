@@ -227,8 +227,10 @@ class DeviceState:
         share = (time.perf_counter() - start) / max(len(todo), 1)
         observers = _observers(self.registry, "tg_kernel_compiled")
         if observers is not None:
+            reported: set[tuple[str, str]] = set()
             for k, p in zip(keys, programs):
-                new = k in todo
+                new = k in todo and k not in reported  # (a program listed twice is compiled once, as by compile)
+                reported.add(k)
                 _notify(observers, "tg_kernel_compiled", KernelCompiled(self.backend.name, p, share if new else 0.0,
                                                                         not new))
         return [found[k] for k in keys]

@@ -2,8 +2,8 @@
 
 Backends it provides (the hooks live in :mod:`tg_rdna.plugin`):
 
-- ``rdna``: the RDNA3 emitter; LLVM (``llvm-mc`` + ``ld.lld``) builds each kernel into an HSA code object that
-  ROCm's OpenCL loads as a binary program (through pyopencl);
+- ``rdna``: the RDNA3 emitter; LLVM (``llvm-mc`` + ``ld.lld``) builds the kernels into HSA code objects (the new
+  kernels of a schedule together, into one) that ROCm's OpenCL loads as binary programs (through pyopencl);
 - ``rdna:emu``: the same code objects run on the CPU by the emulator in :mod:`tg_rdna.emulator`.
 
 Importing this package imports nothing else: tg loads :mod:`tg_rdna.plugin` only when an rdna backend is

@@ -6,9 +6,10 @@ built, size-bounded), keyed by the source, both tools' identities (path, size, t
 flags, so an LLVM upgrade never reuses an old build.  Assembler errors show llvm-mc's message and the lines of the
 kernel around each line it names.  :func:`disassemble` is ``llvm-objdump -d`` of a code object (TG_DEBUG=5).
 
-:func:`build_many` builds the new kernels of a schedule together: one file (:func:`tg_rdna.codeobject.merge`), one
-llvm-mc and one ld.lld run, one code object holding them all, stored under each kernel's key.  Each run of either tool
-costs ~14 ms, most of it loading LLVM's library: more than a small kernel's own work.
+:func:`build_many` builds the new kernels of a schedule together (up to :data:`BATCH_MAX`): one file
+(:func:`tg_rdna.codeobject.merge`), one llvm-mc and one ld.lld run, one code object holding them all, stored once,
+each kernel's entry referring to it.  Each run of either tool costs ~14 ms, most of it loading LLVM's library: more
+than a small kernel's own work.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from tg.support.errors import BackendError
 from tg_rdna import codeobject, toolchain
 from tg_rdna.codeobject import MCPU, TRIPLE
 
+#: The most kernels built into one code object (its launches and disassembly read all of it).
+BATCH_MAX = 16
+#: What a kernel's cache entry holds when its code object is shared with kernels built together: this, then the
+#: shared code object's key.
+BATCH_REFERENCE = b"tg-rdna built together with: "
 #: Bumped whenever the emitted code or the flags change meaning, so stale code objects are never reused.
 CACHE_VERSION = "1"
 CACHE_PLUGIN = "rdna"
@@ -103,10 +109,10 @@ class CodeObjectCache:
         return data
 
     def build_many(self, kernels: Sequence[tuple[str, str]]) -> list[bytes]:
-        """The code objects of ``kernels`` (source and name each), in order.  Those not in the cache are built into
-        one code object in one llvm-mc and one ld.lld run, stored under each of their keys; a kernel whose name
-        another of them has, and every one of them if that build fails (so that each error names its own kernel), is
-        built alone."""
+        """The code objects of ``kernels`` (source and name each), in order.  Those not in the cache are built
+        :data:`BATCH_MAX` at a time into one code object, in one llvm-mc and one ld.lld run; the code object is stored
+        once, and each kernel's key holds a reference to it.  A kernel whose name another of them has, and every one
+        of a batch whose build fails (so that each error names its own kernel), is built alone."""
         keys = [self._key(source) for source, _ in kernels]
         found: dict[int, bytes] = {}
         together: dict[str, int] = {}  # kernel name -> index, the first of each name not in the cache
@@ -116,30 +122,42 @@ class CodeObjectCache:
                 found[i] = data
             else:
                 together.setdefault(kernels[i][1], i)
-        if len(together) > 1:
-            merged = codeobject.merge([kernels[i][0] for i in together.values()])
-            if merged is not None:
-                try:
-                    data = link(merged, f"{len(together)} kernels ({', '.join(together)})")
-                except AssemblerError:
-                    data = None
-                if data is not None:
-                    self.misses += len(together)
-                    for i in together.values():
-                        self.disk.put(keys[i], data)
-                        found[i] = data
+        batch = list(together.values())
+        for start in range(0, len(batch) if len(batch) > 1 else 0, BATCH_MAX):
+            part = batch[start:start + BATCH_MAX]
+            merged = codeobject.merge([kernels[i][0] for i in part]) if len(part) > 1 else None
+            if merged is None:
+                continue
+            try:
+                data = link(merged, f"{len(part)} kernels ({', '.join(kernels[i][1] for i in part)})")
+            except AssemblerError:
+                continue
+            self.misses += len(part)
+            shared = self._key(merged)
+            self.disk.put(shared, data)
+            for i in part:
+                self.disk.put(keys[i], BATCH_REFERENCE + shared.encode())
+                found[i] = data
         return [found[i] if i in found else self.build(*kernels[i]) for i in range(len(kernels))]
 
     def _key(self, source: str) -> str:
         return cache_key(source, toolchain.require("llvm-mc"), toolchain.require("ld.lld"))
 
     def _cached(self, key: str) -> bytes | None:
-        """The code object stored under ``key`` when it is there and intact (counted as a hit), else None."""
+        """The code object stored under ``key`` (or the one of kernels built together it refers to) when it is there
+        and intact (counted as a hit), else None."""
         entry = self.disk.get(key)
-        if entry is not None and entry.data[:4] == b"\x7fELF":
+        data = entry.data if entry is not None else None
+        if data is not None and data.startswith(BATCH_REFERENCE):
+            shared = data[len(BATCH_REFERENCE):].decode(errors="replace")
+            found = self.disk.get(shared) if re.fullmatch(r"[0-9a-f]{40}", shared) else None
+            if found is None:  # evicted by the cache's size bound: the kernel is built again (its entry replaced)
+                return None
+            key, data = shared, found.data
+        if data is not None and data[:4] == b"\x7fELF":
             self.hits += 1
-            return entry.data
-        if entry is not None:
+            return data
+        if data is not None:
             self.disk.discard(key, "is not an ELF code object")
         return None
 
@@ -164,12 +182,14 @@ def build_many(kernels: Sequence[tuple[str, str]]) -> list[bytes]:
     return _cache().build_many(kernels)
 
 
-def disassemble(code_object: bytes) -> str:
-    """``llvm-objdump -d`` of a code object (for TG_DEBUG=5)."""
+def disassemble(code_object: bytes, name: str | None = None) -> str:
+    """``llvm-objdump -d`` of a code object (for TG_DEBUG=5): of kernel ``name`` alone when given (a code object may
+    hold kernels built together)."""
     path = toolchain.find("llvm-objdump")
     if path is None:
         raise toolchain.ToolchainError(toolchain.missing_message("llvm-objdump"))
+    only = [f"--disassemble-symbols={name}"] if name is not None else []
     with tempfile.TemporaryDirectory(prefix="tg-rdna-") as tmp:
         co = Path(tmp) / "kernel.co"
         co.write_bytes(code_object)
-        return toolchain.run([path, "-d", f"--mcpu={MCPU}", str(co)]).decode(errors="replace")
+        return toolchain.run([path, "-d", f"--mcpu={MCPU}", *only, str(co)]).decode(errors="replace")

@@ -99,7 +99,7 @@ class EmulatorRuntime(Runtime):
         return out
 
     def disassemble(self, program: Program, binary: Any) -> str | None:
-        return build.disassemble(build.build(program.source, program.name))
+        return build.disassemble(build.build(program.source, program.name), program.name)
 
     def launch(self, program: Program, binary: Any, buffers: Sequence[Any],
                values: Mapping[str, int | float]) -> float | None:

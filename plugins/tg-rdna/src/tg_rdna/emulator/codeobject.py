@@ -35,6 +35,7 @@ from tg_rdna.emulator.program import disassemble
 from tg_rdna.emulator.state import U32, Waves
 
 _STEPS: dict[str, list[Step]] = {}
+_INDEX: dict[str, dict[int, int]] = {}  # code object sha256 -> its steps by instruction address
 # kernel_code_properties bit -> (name, SGPR count) for the user SGPRs, in their order
 _USER_SGPRS = [(0, "private segment buffer", 4), (1, "dispatch ptr", 2), (2, "queue ptr", 2),
                (3, "kernarg segment ptr", 2), (4, "dispatch id", 2), (5, "flat scratch init", 2),
@@ -63,6 +64,7 @@ class CodeObject:
         self.last_issued = 0  # instructions the waves of the last launch issued, one per wave per step
         self.dispatches = 0
         self._arguments: dict[str, tuple[KernelArgument, ...]] | None = None
+        self._ranges: dict[str, tuple[int, int]] = {}
 
     def arguments(self, name: str) -> tuple[KernelArgument, ...]:
         """The kernel's arguments as the metadata note lists them (explicit and hidden)."""
@@ -83,8 +85,25 @@ class CodeObject:
 
     def steps(self) -> list[Step]:
         if self.sha256 not in _STEPS:
-            _STEPS[self.sha256] = compile_program(disassemble(self.data))
+            steps = compile_program(disassemble(self.data))
+            _INDEX[self.sha256] = {s.ins.address: i for i, s in enumerate(steps)}
+            _STEPS[self.sha256] = steps
         return _STEPS[self.sha256]
+
+    def code_range(self, name: str) -> tuple[int, int]:
+        """The steps of kernel ``name``'s own code, [first, end): its symbol's address range (a code object may hold
+        kernels built together; one that runs past its own end must not run into the next), else all of .text."""
+        if name not in self._ranges:
+            steps = self.steps()
+            index = _INDEX[self.sha256]
+            addr, size = self.elf.symbols.get(name, (0, 0))
+            if size <= 0 or addr not in index:
+                self._ranges[name] = 0, len(steps)
+            else:
+                end = next((i for i in range(index[addr], len(steps)) if steps[i].ins.address >= addr + size),
+                           len(steps))
+                self._ranges[name] = index[addr], end
+        return self._ranges[name]
 
     def launch(self, name: str, kernarg: bytes | bytearray | memoryview, global_size: tuple[int, ...],
                local_size: tuple[int, ...], memory: Memory) -> None:
@@ -100,9 +119,10 @@ class CodeObject:
             raise EmulatorError(f"a work-group of {items} work-items exceeds {MAX_WORKGROUP_SIZE}", name)
         steps = self.steps()
         entry = kd_addr + kd.entry_offset
-        index = {s.ins.address: i for i, s in enumerate(steps)}
+        index = _INDEX[self.sha256]
         if entry not in index:
             raise EmulatorError(f"the kernel entry 0x{entry:x} is not an instruction of .text", name)
+        code = self.code_range(name)
         n_groups = math.prod(gs)
         if n_groups == 0 or items == 0:
             return
@@ -137,7 +157,7 @@ class CodeObject:
                            kd.float_denorm_mode_16_64)
                 extra += self._initial_state(st, kd, name, gs, ls, wpg, kernarg_addr, memory, first, extra)
                 st.pc[:] = index[entry]
-                self.last_steps += run(steps, st, name, memory)
+                self.last_steps += run(steps, st, name, memory, code)
                 self.last_issued += st.issued
         finally:
             memory.free(kernarg_addr)

@@ -95,14 +95,16 @@ def max_steps() -> int:
     return int(os.environ.get("TG_RDNA_EMU_MAX_STEPS", DEFAULT_MAX_STEPS))
 
 
-def run(steps: list[Step], st: Waves, kernel: str, memory: Memory) -> int:
-    """Run until every wave has ended; returns the number of steps."""
+def run(steps: list[Step], st: Waves, kernel: str, memory: Memory, code: tuple[int, int] | None = None) -> int:
+    """Run until every wave has ended; returns the number of steps.  ``code``: the steps of the kernel's own code,
+    [first, end) (default: all); running outside them is an error."""
     with np.errstate(all="ignore"):  # lanes EXEC disables compute on garbage: no floating-point warnings
-        return _run(steps, st, kernel, memory)
+        return _run(steps, st, kernel, memory, code or (0, len(steps)))
 
 
-def _run(steps: list[Step], st: Waves, kernel: str, memory: Memory) -> int:
+def _run(steps: list[Step], st: Waves, kernel: str, memory: Memory, code: tuple[int, int]) -> int:
     describe = [s.ins.text for s in steps]
+    first, end = code
     limit = max_steps()
     n_steps = 0
     track = st.track
@@ -126,8 +128,10 @@ def _run(steps: list[Step], st: Waves, kernel: str, memory: Memory) -> int:
         n_steps += 1
         if n_steps > limit:
             raise EmulatorError(f"more than {limit} steps: an endless loop? (raise TG_RDNA_EMU_MAX_STEPS)", kernel)
-        if p >= len(steps):
-            raise EmulatorError("the program counter ran past the end of .text (no s_endpgm)", kernel)
+        if not first <= p < end:
+            raise EmulatorError("the program counter ran past the end of .text (no s_endpgm)" if p >= len(steps) else
+                                "the program counter left the kernel's code (no s_endpgm, or a branch into another "
+                                "kernel of the code object)", kernel)
         step = steps[p]
         ins = step.ins
         b = step.built
