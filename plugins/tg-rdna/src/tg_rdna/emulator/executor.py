@@ -12,7 +12,9 @@ steps (default 2,000,000) is taken for an endless loop.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 import numpy as np
 
@@ -103,7 +105,7 @@ def run(steps: list[Step], st: Waves, kernel: str, memory: Memory, code: tuple[i
 
 
 def _run(steps: list[Step], st: Waves, kernel: str, memory: Memory, code: tuple[int, int]) -> int:
-    describe = [s.ins.text for s in steps]
+    describe = _Texts(steps)  # (read only to name an instruction in an error)
     first, end = code
     limit = max_steps()
     n_steps = 0
@@ -183,6 +185,26 @@ def _run(steps: list[Step], st: Waves, kernel: str, memory: Memory, code: tuple[
             track.check_barrier(w, describe, kernel, ins.address, ins.text)
             st.at_barrier[w] = True
             _release(st, steps, kernel)
+
+
+class _Texts(Sequence[str]):
+    """The instructions' texts by step index, read from the steps when asked (a launch that raises no error asks for
+    none: a code object may hold many kernels' instructions)."""
+
+    def __init__(self, steps: list[Step]) -> None:
+        self._steps = steps
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[str]: ...
+    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
+        if isinstance(i, slice):
+            return [s.ins.text for s in self._steps[i]]
+        return self._steps[i].ins.text
+
+    def __len__(self) -> int:
+        return len(self._steps)
 
 
 def _release(st: Waves, steps: list[Step], kernel: str, force: bool = False) -> None:
