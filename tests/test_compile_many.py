@@ -83,7 +83,7 @@ def test_compile_many_skips_the_programs_built_before_and_checks_the_count() -> 
     assert state.compile_many(programs)[0] is built
     assert runtime.batches == [[programs[1].name, programs[2].name]]
     broken = _state(Batching(count=1))
-    with pytest.raises(RuntimeError, match="returned 1 binaries for 3 programs"):
+    with pytest.raises(tg.BackendError, match="returned 1 binaries for 3 programs"):
         broken.compile_many(programs)
 
 

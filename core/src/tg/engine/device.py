@@ -220,8 +220,8 @@ class DeviceState:
         if todo:
             made = self.backend.runtime.compile_many(list(todo.values()))
             if len(made) != len(todo):
-                raise RuntimeError(f"{self.backend.name}: Runtime.compile_many returned {len(made)} binaries for "
-                                   f"{len(todo)} programs")
+                raise BackendError(f"backend {self.backend.name!r}: its Runtime.compile_many returned {len(made)} "
+                                   f"binaries for {len(todo)} programs (one per program, in order): a plugin bug")
             for k, binary in zip(todo, made):
                 found[k] = self.binaries[k] = binary
         share = (time.perf_counter() - start) / max(len(todo), 1)
