@@ -16,8 +16,7 @@ from tg.codegen.builder import KernelBuilder
 from tg.codegen.uops import Ops
 from tg.support.dtype import dtypes
 from tg_clang import tiling
-from tg_clang.compiler import _host_cpu
-from tg_clang.spmd import LaneRenderer
+from tg_clang.spmd import LaneRenderer, _has_avx2
 
 rng = np.random.default_rng(23)
 
@@ -78,7 +77,7 @@ def test_the_count_multiplies_by_the_fully_unrolled_loops_around_a_gather() -> N
     assert renderer.copies == [1]  # every loop closed
 
 
-@pytest.mark.skipif(" avx2" not in _host_cpu(), reason="needs a CPU with AVX2 (its masked loads replace the lane "
+@pytest.mark.skipif(not _has_avx2(), reason="needs a CPU with AVX2 (its masked loads replace the lane "
                     "loops that this test expects not to be counted); run it on an AVX2 or AVX-512 machine")
 def test_lane_loops_the_preprocessor_drops_are_not_counted() -> None:
     """A padded convolution with one output channel tiles its lanes along the image rows: its padded loads are masked

@@ -18,8 +18,9 @@ import hashlib
 import re
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from tg.hooks import DiskCache
 from tg.support.errors import BackendError
@@ -27,6 +28,7 @@ from tg.support.errors import BackendError
 from tg_rdna import codeobject, toolchain
 from tg_rdna.codeobject import MCPU, TRIPLE
 
+T = TypeVar("T")
 #: The most kernels built into one code object (its launches and disassembly read all of it).
 BATCH_MAX = 16
 #: What a kernel's cache entry holds when its code object is shared with kernels built together: this, then the
@@ -180,6 +182,18 @@ def build(source: str, name: str = "kernel") -> bytes:
 def build_many(kernels: Sequence[tuple[str, str]]) -> list[bytes]:
     """:meth:`CodeObjectCache.build_many` through the process's shared cache."""
     return _cache().build_many(kernels)
+
+
+def load_many(kernels: Sequence[tuple[str, str]], load: Callable[[bytes], T]) -> list[T]:
+    """:func:`build_many` of ``kernels``, each code object made ready by ``load`` once: kernels built together share
+    what it returns (a runtime's loaded program)."""
+    loaded: dict[bytes, T] = {}
+    out = []
+    for data in build_many(kernels):
+        if data not in loaded:
+            loaded[data] = load(data)
+        out.append(loaded[data])
+    return out
 
 
 def disassemble(code_object: bytes, name: str | None = None) -> str:

@@ -107,13 +107,8 @@ class OpenCLRuntime(Runtime):
         import pyopencl as cl
 
         q = self.queue
-        loaded: dict[bytes, Any] = {}
-        out = []
-        for data in build.build_many([(p.source, p.name) for p in programs]):
-            if data not in loaded:
-                loaded[data] = cl.Program(q.context, [q.device], [data]).build()
-            out.append(loaded[data])
-        return out
+        return build.load_many([(p.source, p.name) for p in programs],
+                               lambda data: cl.Program(q.context, [q.device], [data]).build())
 
     def disassemble(self, program: Program, binary: Any) -> str | None:
         return build.disassemble(build.build(program.source, program.name), program.name)

@@ -90,13 +90,7 @@ class EmulatorRuntime(Runtime):
         object share its :class:`CodeObject` (its decoded program too)."""
         from tg_rdna.emulator import CodeObject
 
-        objects: dict[bytes, Any] = {}
-        out = []
-        for data in build.build_many([(p.source, p.name) for p in programs]):
-            if data not in objects:
-                objects[data] = CodeObject(data)
-            out.append(objects[data])
-        return out
+        return build.load_many([(p.source, p.name) for p in programs], CodeObject)
 
     def disassemble(self, program: Program, binary: Any) -> str | None:
         return build.disassemble(build.build(program.source, program.name), program.name)

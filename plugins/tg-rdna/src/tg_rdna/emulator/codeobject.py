@@ -22,6 +22,7 @@ import hashlib
 import math
 import os
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,8 +35,18 @@ from tg_rdna.emulator.operands import EXEC_LO
 from tg_rdna.emulator.program import disassemble
 from tg_rdna.emulator.state import U32, Waves
 
-_STEPS: dict[str, list[Step]] = {}
-_INDEX: dict[str, dict[int, int]] = {}  # code object sha256 -> its steps by instruction address
+
+@dataclass(frozen=True)
+class Decoded:
+    """A code object's .text, decoded once per process (by its sha256): its steps, each step's index by instruction
+    address, and each step's instruction text (to name one in an error)."""
+
+    steps: list[Step]
+    index: dict[int, int]
+    texts: list[str]
+
+
+_DECODED: dict[str, Decoded] = {}
 # kernel_code_properties bit -> (name, SGPR count) for the user SGPRs, in their order
 _USER_SGPRS = [(0, "private segment buffer", 4), (1, "dispatch ptr", 2), (2, "queue ptr", 2),
                (3, "kernarg segment ptr", 2), (4, "dispatch id", 2), (5, "flat scratch init", 2),
@@ -83,19 +94,22 @@ class CodeObject:
         """LLVM's disassembly of .text as the emulator reads it (address and instruction per line)."""
         return "\n".join(f"{s.ins.address:#08x}  {s.ins.text}" for s in self.steps())
 
-    def steps(self) -> list[Step]:
-        if self.sha256 not in _STEPS:
+    def decoded(self) -> Decoded:
+        found = _DECODED.get(self.sha256)
+        if found is None:
             steps = compile_program(disassemble(self.data))
-            _INDEX[self.sha256] = {s.ins.address: i for i, s in enumerate(steps)}
-            _STEPS[self.sha256] = steps
-        return _STEPS[self.sha256]
+            found = _DECODED[self.sha256] = Decoded(steps, {s.ins.address: i for i, s in enumerate(steps)},
+                                                     [s.ins.text for s in steps])
+        return found
+
+    def steps(self) -> list[Step]:
+        return self.decoded().steps
 
     def code_range(self, name: str) -> tuple[int, int]:
         """The steps of kernel ``name``'s own code, [first, end): its symbol's address range (a code object may hold
         kernels built together; one that runs past its own end must not run into the next), else all of .text."""
         if name not in self._ranges:
-            steps = self.steps()
-            index = _INDEX[self.sha256]
+            steps, index = self.steps(), self.decoded().index
             addr, size = self.elf.symbols.get(name, (0, 0))
             if size <= 0 or addr not in index:
                 self._ranges[name] = 0, len(steps)
@@ -117,9 +131,9 @@ class CodeObject:
         items = math.prod(ls)
         if items > MAX_WORKGROUP_SIZE:
             raise EmulatorError(f"a work-group of {items} work-items exceeds {MAX_WORKGROUP_SIZE}", name)
-        steps = self.steps()
+        program = self.decoded()
         entry = kd_addr + kd.entry_offset
-        index = _INDEX[self.sha256]
+        index = program.index
         if entry not in index:
             raise EmulatorError(f"the kernel entry 0x{entry:x} is not an instruction of .text", name)
         code = self.code_range(name)
@@ -157,7 +171,7 @@ class CodeObject:
                            kd.float_denorm_mode_16_64)
                 extra += self._initial_state(st, kd, name, gs, ls, wpg, kernarg_addr, memory, first, extra)
                 st.pc[:] = index[entry]
-                self.last_steps += run(steps, st, name, memory, code)
+                self.last_steps += run(program.steps, st, name, memory, code, program.texts)
                 self.last_issued += st.issued
         finally:
             memory.free(kernarg_addr)

@@ -12,9 +12,7 @@ steps (default 2,000,000) is taken for an endless loop.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import overload
 
 import numpy as np
 
@@ -97,15 +95,18 @@ def max_steps() -> int:
     return int(os.environ.get("TG_RDNA_EMU_MAX_STEPS", DEFAULT_MAX_STEPS))
 
 
-def run(steps: list[Step], st: Waves, kernel: str, memory: Memory, code: tuple[int, int] | None = None) -> int:
+def run(steps: list[Step], st: Waves, kernel: str, memory: Memory, code: tuple[int, int] | None = None,
+        texts: list[str] | None = None) -> int:
     """Run until every wave has ended; returns the number of steps.  ``code``: the steps of the kernel's own code,
-    [first, end) (default: all); running outside them is an error."""
+    [first, end) (default: all); running outside them is an error.  ``texts``: each step's instruction text, where the
+    caller keeps them (a code object's decoded program)."""
+    describe = texts if texts is not None else [s.ins.text for s in steps]
     with np.errstate(all="ignore"):  # lanes EXEC disables compute on garbage: no floating-point warnings
-        return _run(steps, st, kernel, memory, code or (0, len(steps)))
+        return _run(steps, st, kernel, memory, code or (0, len(steps)), describe)
 
 
-def _run(steps: list[Step], st: Waves, kernel: str, memory: Memory, code: tuple[int, int]) -> int:
-    describe = _Texts(steps)  # (read only to name an instruction in an error)
+def _run(steps: list[Step], st: Waves, kernel: str, memory: Memory, code: tuple[int, int], describe: list[str]
+         ) -> int:
     first, end = code
     limit = max_steps()
     n_steps = 0
@@ -185,26 +186,6 @@ def _run(steps: list[Step], st: Waves, kernel: str, memory: Memory, code: tuple[
             track.check_barrier(w, describe, kernel, ins.address, ins.text)
             st.at_barrier[w] = True
             _release(st, steps, kernel)
-
-
-class _Texts(Sequence[str]):
-    """The instructions' texts by step index, read from the steps when asked (a launch that raises no error asks for
-    none: a code object may hold many kernels' instructions)."""
-
-    def __init__(self, steps: list[Step]) -> None:
-        self._steps = steps
-
-    @overload
-    def __getitem__(self, i: int) -> str: ...
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[str]: ...
-    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
-        if isinstance(i, slice):
-            return [s.ins.text for s in self._steps[i]]
-        return self._steps[i].ins.text
-
-    def __len__(self) -> int:
-        return len(self._steps)
 
 
 def _release(st: Waves, steps: list[Step], kernel: str, force: bool = False) -> None:

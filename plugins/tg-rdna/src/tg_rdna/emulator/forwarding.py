@@ -16,8 +16,6 @@ a 64-bit register pair counts once (LLVM checks "2 or more unique VGPR sources" 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from tg_rdna.emulator.errors import EmulatorError
@@ -48,7 +46,7 @@ class PartialForwarding:
                 self.active = False
 
     def check(self, w: np.ndarray | slice, valus: np.ndarray, operands: list[tuple[int, ...]],
-              describe: Sequence[str], kernel: str, address: int, text: str) -> None:
+              describe: list[str], kernel: str, address: int, text: str) -> None:
         """``valus``: the VALU index of the reading instruction in each wave; ``operands``: its distinct VGPR
         source operands (a 64-bit pair is one operand, as in LLVM)."""
         if not self.active or len(operands) < 2:

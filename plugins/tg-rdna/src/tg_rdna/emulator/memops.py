@@ -141,6 +141,24 @@ def _lane_addresses(ctx: Ctx, vaddr: Operand, saddr: Operand, offset: int) -> np
     return (np.broadcast_to(base, (ctx.k, 32)) + np.uint64(offset % (1 << 64))).astype(U64)
 
 
+def _active(ctx: Ctx, lanes: np.ndarray) -> np.ndarray:
+    """The values (broadcast to (k, 32)) of the lanes EXEC enables, in lane order: all of them, without a mask, in the
+    usual step where every lane is enabled."""
+    every = np.broadcast_to(lanes, (ctx.k, 32))
+    return every.reshape(-1) if ctx.full_exec else every[ctx.exec_mask]
+
+
+def _write_active(ctx: Ctx, first: int, words: np.ndarray) -> None:
+    """Write ``words[:, i]`` (a row per lane of :func:`_active`) to register ``first + i``; other lanes keep theirs."""
+    for i in range(words.shape[1]):
+        if ctx.full_exec:
+            ctx.set_vreg(first + i, words[:, i].reshape(ctx.k, 32))
+        else:
+            cur = ctx.vreg(first + i).copy()
+            cur[ctx.exec_mask] = words[:, i]
+            ctx.set_vreg(first + i, cur)
+
+
 def _global(load: bool, spec: tuple[int, str], ops: list[Operand], md: dict[str, str], flat: bool) -> Built:
     nbytes, how = spec
     offset = _offset(md)
@@ -151,21 +169,8 @@ def _global(load: bool, spec: tuple[int, str], ops: list[Operand], md: dict[str,
         nwords = (nbytes + 3) // 4
 
         def runl(ctx: Ctx) -> None:
-            if how == "w" and ctx.full_exec:  # every lane loads whole words: no lane keeps its old value
-                addrs = _lane_addresses(ctx, vaddr, saddr, offset).reshape(-1)
-                loaded = _words_from_bytes(ctx.memory.gather(addrs, nbytes, "global load"))
-                for i in range(nwords):
-                    ctx.set_vreg(dst.index + i, loaded[:, i].reshape(ctx.k, 32))
-                return
-            mask = ctx.exec_mask
-            addrs = _lane_addresses(ctx, vaddr, saddr, offset)[mask]
-            raw = ctx.memory.gather(addrs, nbytes, "global load")
-            old = ctx.vreg(dst.index)[mask]
-            words = _load_value(raw, how, old)
-            for i in range(words.shape[1]):
-                cur = ctx.vreg(dst.index + i).copy()
-                cur[mask] = words[:, i]
-                ctx.set_vreg(dst.index + i, cur)
+            raw = ctx.memory.gather(_active(ctx, _lane_addresses(ctx, vaddr, saddr, offset)), nbytes, "global load")
+            _write_active(ctx, dst.index, _load_value(raw, how, _active(ctx, ctx.vreg(dst.index))))
 
         dests = [("v", dst.index + i) for i in range(nwords)]
         return Built(runl, regs_of([vaddr, saddr]), frozenset(dests), load_kind=KIND_VM, load_dests=dests,
@@ -173,35 +178,23 @@ def _global(load: bool, spec: tuple[int, str], ops: list[Operand], md: dict[str,
     vaddr, data, saddr = ops
 
     def runs(ctx: Ctx) -> None:
-        if ctx.full_exec:
-            addrs = _lane_addresses(ctx, vaddr, saddr, offset).reshape(-1)
-            words = np.stack([ctx.vreg(data.index + i).reshape(-1) for i in range(max(1, (nbytes + 3) // 4))],
-                             axis=1)
-            ctx.memory.scatter(addrs, _store_bytes(words, how, nbytes), "global store")
-            return
-        mask = ctx.exec_mask
-        addrs = _lane_addresses(ctx, vaddr, saddr, offset)[mask]
-        words = np.stack([ctx.vreg(data.index + i)[mask] for i in range(max(1, (nbytes + 3) // 4))], axis=1)
+        addrs = _active(ctx, _lane_addresses(ctx, vaddr, saddr, offset))
+        words = np.stack([_active(ctx, ctx.vreg(data.index + i)) for i in range(max(1, (nbytes + 3) // 4))], axis=1)
         ctx.memory.scatter(addrs, _store_bytes(words, how, nbytes), "global store")
 
     return Built(runs, regs_of([vaddr, data, saddr]), frozenset(), store="global", va_vdst=True)
 
 
-def _lds_index(ctx: Ctx, vaddr: Operand, offset: int, nbytes: int, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Flat byte indices into ``st.lds`` for the active lanes: (n, nbytes), plus the lane mask."""
-    mask = ctx.exec_mask
-    addr = np.broadcast_to(ctx.vsrc(vaddr, "u32").astype(np.int64) + offset, (ctx.k, 32))
-    full = ctx.full_exec  # every lane, in the order of the mask's True entries
-    addr = addr.reshape(-1) if full else addr[mask]
+def _lds_index(ctx: Ctx, vaddr: Operand, offset: int, nbytes: int, what: str) -> np.ndarray:
+    """Flat byte indices into ``st.lds`` for the active lanes (:func:`_active`): (n, nbytes)."""
+    addr = _active(ctx, ctx.vsrc(vaddr, "u32").astype(np.int64) + offset)
     size = ctx.st.lds.shape[1]
     bad = addr + nbytes > size
     if np.any(bad):
         raise ctx.error(f"{what} of {nbytes} bytes at LDS address 0x{int(addr[bad][0]):x} is beyond the "
                         f"{size} bytes of the group segment")
-    group = np.repeat(ctx.st.group[ctx.w], 32) if full else \
-        np.broadcast_to(ctx.st.group[ctx.w][:, None], (ctx.k, 32))[mask]
-    flat = (group * size + addr)[:, None] + np.arange(nbytes)
-    return flat, mask
+    group = _active(ctx, ctx.st.group[ctx.w][:, None])
+    return (group * size + addr)[:, None] + np.arange(nbytes)
 
 
 def _ds(load: bool, spec: tuple[int, str], ops: list[Operand], md: dict[str, str]) -> Built:
@@ -212,26 +205,16 @@ def _ds(load: bool, spec: tuple[int, str], ops: list[Operand], md: dict[str, str
         nwords = (nbytes + 3) // 4
 
         def runl(ctx: Ctx) -> None:
-            flat, mask = _lds_index(ctx, vaddr, offset, nbytes, "LDS load")
-            raw = ctx.st.lds.reshape(-1)[flat]
-            if how == "w" and ctx.full_exec:  # every lane loads whole words (as for a global load)
-                loaded = _words_from_bytes(raw)
-                for i in range(nwords):
-                    ctx.set_vreg(dst.index + i, loaded[:, i].reshape(ctx.k, 32))
-                return
-            words = _load_value(raw, how, ctx.vreg(dst.index)[mask])
-            for i in range(words.shape[1]):
-                cur = ctx.vreg(dst.index + i).copy()
-                cur[mask] = words[:, i]
-                ctx.set_vreg(dst.index + i, cur)
+            raw = ctx.st.lds.reshape(-1)[_lds_index(ctx, vaddr, offset, nbytes, "LDS load")]
+            _write_active(ctx, dst.index, _load_value(raw, how, _active(ctx, ctx.vreg(dst.index))))
 
         dests = [("v", dst.index + i) for i in range(nwords)]
         return Built(runl, regs_of([vaddr]), frozenset(dests), load_kind=KIND_LDS, load_dests=dests, va_vdst=True)
     vaddr, data = ops
 
     def runs(ctx: Ctx) -> None:
-        flat, mask = _lds_index(ctx, vaddr, offset, nbytes, "LDS store")
-        words = np.stack([ctx.vreg(data.index + i)[mask] for i in range(max(1, (nbytes + 3) // 4))], axis=1)
+        flat = _lds_index(ctx, vaddr, offset, nbytes, "LDS store")
+        words = np.stack([_active(ctx, ctx.vreg(data.index + i)) for i in range(max(1, (nbytes + 3) // 4))], axis=1)
         ctx.st.lds.reshape(-1)[flat] = _store_bytes(words, how, nbytes)
 
     return Built(runs, regs_of([vaddr, data]), frozenset(), store="lds", va_vdst=True)
@@ -249,12 +232,8 @@ def _ds2(load: bool, size: int, stride64: bool, ops: list[Operand], md: dict[str
 
         def runl(ctx: Ctx) -> None:
             for half, off in enumerate(offsets):
-                flat, mask = _lds_index(ctx, vaddr, off, size, "LDS load")
-                words = _words_from_bytes(ctx.st.lds.reshape(-1)[flat])
-                for i in range(nwords):
-                    cur = ctx.vreg(dst.index + half * nwords + i).copy()
-                    cur[mask] = words[:, i]
-                    ctx.set_vreg(dst.index + half * nwords + i, cur)
+                raw = ctx.st.lds.reshape(-1)[_lds_index(ctx, vaddr, off, size, "LDS load")]
+                _write_active(ctx, dst.index + half * nwords, _words_from_bytes(raw))
 
         dests = [("v", dst.index + i) for i in range(2 * nwords)]
         return Built(runl, regs_of([vaddr]), frozenset(dests), load_kind=KIND_LDS, load_dests=dests, va_vdst=True)
@@ -262,8 +241,8 @@ def _ds2(load: bool, size: int, stride64: bool, ops: list[Operand], md: dict[str
 
     def runs(ctx: Ctx) -> None:
         for data, off in zip((data0, data1), offsets):
-            flat, mask = _lds_index(ctx, vaddr, off, size, "LDS store")
-            words = np.stack([ctx.vreg(data.index + i)[mask] for i in range(nwords)], axis=1)
+            flat = _lds_index(ctx, vaddr, off, size, "LDS store")
+            words = np.stack([_active(ctx, ctx.vreg(data.index + i)) for i in range(nwords)], axis=1)
             ctx.st.lds.reshape(-1)[flat] = _store_bytes(words, "w", size)
 
     return Built(runs, regs_of([vaddr, data0, data1]), frozenset(), store="lds", va_vdst=True)

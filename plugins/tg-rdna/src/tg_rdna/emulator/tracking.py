@@ -21,8 +21,6 @@ and SALU instructions do not count: the emulator flags exactly what LLVM would h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from tg_rdna.emulator.errors import EmulatorError
@@ -108,7 +106,7 @@ class Tracker:
         return self.seq[f][r, w] > retired
 
     def check(self, w: np.ndarray | slice, reads: frozenset[tuple[str, int]],
-              writes: frozenset[tuple[str, int]], describe: Sequence[str], ins_text: str, kernel: str,
+              writes: frozenset[tuple[str, int]], describe: list[str], ins_text: str, kernel: str,
               address: int, load_kind: int | None = None) -> None:
         """Raise if the instruction reads, or (non-load) overwrites, a register with a pending load."""
         for key in (reads | writes) & self.maybe_pending:
@@ -127,7 +125,7 @@ class Tracker:
                                 f" (the hardware would use a stale or half-written value)", kernel, address,
                                 ins_text)
 
-    def check_barrier(self, w: np.ndarray | slice, describe: Sequence[str], kernel: str, address: int,
+    def check_barrier(self, w: np.ndarray | slice, describe: list[str], kernel: str, address: int,
                       text: str) -> None:
         out = self.lds_store_last[w] > self.retired[LGKM, w]
         if np.any(out):
@@ -137,7 +135,7 @@ class Tracker:
 
     # ---- TRANS -> VALU hazard ---------------------------------------------------------------
     def valu(self, w: np.ndarray | slice, vgpr_reads: list[int], vgpr_writes: list[int], is_trans: bool,
-             describe: Sequence[str], ins_index: int, kernel: str, address: int, text: str,
+             describe: list[str], ins_index: int, kernel: str, address: int, text: str,
              operands: list[tuple[int, ...]]) -> None:
         for r in vgpr_reads if self.maybe_trans else ():
             if r not in self.maybe_trans:
