@@ -228,6 +228,37 @@ def test_an_entry_without_a_record_is_refused(root: Path) -> None:
     _bad_entry(cache, "k", "has no build record")
 
 
+def test_kernels_built_together_are_stored_once_and_each_key_refers_to_them(root: Path) -> None:
+    cache = DiskCache("chip", suffix=".so")
+    stored = cache.put_shared(["a", "b"], "ab", b"\x7fELF two kernels")
+    for key in ("a", "b", "ab"):
+        got = cache.get(key)
+        assert got is not None and got.key == "ab" and got.data == stored.data == b"\x7fELF two kernels"
+        assert Path(got.path).read_bytes().startswith(b"\x7fELF two kernels")
+    sizes = {p.name: p.stat().st_size for p in cache.directory.iterdir()}
+    assert sorted(sizes) == ["a.so", "ab.so", "b.so"] and sizes["a.so"] < 200  # references are small
+    with pytest.raises(ValueError, match="is one of the keys"):
+        cache.put_shared(["a", "ab"], "ab", b"x")
+    (cache.directory / "ab.so").unlink()  # evicted by the size bound: each reference is a plain miss
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cache.get("a") is None and cache.get("b") is None
+    cache.put("a", b"\x7fELF a alone")  # rebuilt alone: the reference is replaced
+    got = cache.get("a")
+    assert got is not None and got.key == "a" and got.data == b"\x7fELF a alone"
+
+
+def test_a_reference_to_no_valid_entry_is_removed(root: Path) -> None:
+    cache = DiskCache("chip")
+    cache.put("k", kernel_cache.REFERENCE_TAG + b"../elsewhere")
+    with pytest.warns(KernelCacheWarning, match="refers to no valid entry"):
+        assert cache.get("k") is None
+    assert not (cache.directory / "k").exists()
+    cache.put_shared(["r"], "s", b"shared")
+    cache.put("s", kernel_cache.REFERENCE_TAG + b"r")  # a reference to a reference is not followed
+    assert cache.get("r") is None
+
+
 def test_a_good_entry_round_trips_and_leaves_no_temporary_file(root: Path) -> None:
     cache = DiskCache("chip", suffix=".bin")
     stored = cache.put("k", b"\x00\x01payload")

@@ -15,6 +15,9 @@ plugin (``clang/``, ``ptx/``...), each holding one file per kernel, named by the
   with a :class:`KernelCacheWarning` and the plugin rebuilds it.  ELF loaders ignore bytes after the image, so a
   shared object is loaded from :attr:`CachedBinary.path` record and all; other formats use ``.data``;
 - entries are written to a temporary file and renamed into place, so readers never see half of one;
+- several kernels built into one binary (one compiler run for all) are stored once: :meth:`DiskCache.put_shared`
+  writes the binary under a key of its own and, under each kernel's key, a small entry that refers to it, which
+  :meth:`DiskCache.get` follows.  A reference whose binary was evicted is a miss;
 - the whole root holds at most ``TG_CACHE_MAX_MB`` (default 512): past that, the entries used least recently
   (a hit renews the file's time, at most once a minute) are removed until it holds 90% of it.  Each process
   counts the root afresh at most every few seconds and adds its own writes in between, so processes writing at
@@ -34,7 +37,7 @@ import stat
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +49,8 @@ DEFAULT_MAX_MB = 512.0
 RECORD_TAG = b"TGKCv1\0\0"
 RECORD_SIZE = 32 + 32 + len(RECORD_TAG)
 _TMP_SUFFIX = ".tmp"
+#: What an entry that refers to another holds (see DiskCache.put_shared): this, then the other entry's key.
+REFERENCE_TAG = b"tg kernel cache: stored with the entry "
 #: Linux names an open folder /proc/self/fd/N: a path through it reaches that very folder, whatever is renamed.
 _PROC_FDS = os.path.isdir("/proc/self/fd")
 #: Bytes in each cache root (by device and inode) as this process last counted them, and when.
@@ -266,7 +271,7 @@ class DiskCache:
             pass
 
     def name(self, key: str) -> str:
-        if not key or "/" in key or key.startswith(".") or "\0" in key:
+        if not _is_key(key):
             raise ValueError(f"a cache key is a plain file name, not {key!r}")
         return key + self.suffix
 
@@ -275,7 +280,34 @@ class DiskCache:
 
     def get(self, key: str) -> CachedBinary | None:
         """The entry of ``key`` if there is a good one (and it becomes the most recently used); None on a miss.
-        A bad entry is removed with a warning saying what was wrong, and is a miss."""
+        A bad entry is removed with a warning saying what was wrong, and is a miss.  Where ``key`` refers to the
+        entry of kernels built together (:meth:`put_shared`), that entry is returned (its ``key`` is the shared
+        one: discard that one if a loader rejects it); a reference whose entry is gone is a miss."""
+        entry = self._get(key)
+        if entry is None or not entry.data.startswith(REFERENCE_TAG):
+            return entry
+        shared = entry.data[len(REFERENCE_TAG):].decode("ascii", errors="replace")
+        if not _is_key(shared) or shared == key:
+            self.discard(key, "refers to no valid entry")
+            return None
+        found = self._get(shared)
+        if found is None or found.data.startswith(REFERENCE_TAG):  # evicted (the size bound), or another reference
+            return None
+        return found
+
+    def put_shared(self, keys: Sequence[str], shared: str, data: bytes) -> CachedBinary:
+        """Store ``data`` (one binary of several kernels built together) once, as the entry of ``shared``, and make
+        each of ``keys`` refer to it, so that :meth:`get` of any of them returns that entry.  ``shared`` must be a
+        key of its own (of everything the binary was built from), never one of ``keys``."""
+        if shared in keys:
+            raise ValueError(f"the shared entry's key {shared!r} is one of the keys that refer to it")
+        entry = self.put(shared, data)
+        for key in keys:
+            self.put(key, REFERENCE_TAG + shared.encode())
+        return entry
+
+    def _get(self, key: str) -> CachedBinary | None:
+        """:meth:`get` of the entry stored under ``key`` itself (a reference is returned as it is)."""
         _, folder = self._folder()
         name = self.name(key)
         try:
@@ -349,6 +381,11 @@ class DiskCache:
         if known[0] > limit:
             known = (_evict(root_fd, int(limit * 0.9), keep=(self.plugin, keep)), now)
         _TOTALS[(st.st_dev, st.st_ino)] = known
+
+
+def _is_key(key: str) -> bool:
+    """Whether ``key`` may name an entry: a plain file name (no folder, not hidden)."""
+    return bool(key) and "/" not in key and not key.startswith(".") and "\0" not in key
 
 
 @dataclass(frozen=True)

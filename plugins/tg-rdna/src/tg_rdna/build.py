@@ -31,11 +31,9 @@ from tg_rdna.codeobject import MCPU, TRIPLE
 T = TypeVar("T")
 #: The most kernels built into one code object (its launches and disassembly read all of it).
 BATCH_MAX = 16
-#: What a kernel's cache entry holds when its code object is shared with kernels built together: this, then the
-#: shared code object's key.
-BATCH_REFERENCE = b"tg-rdna built together with: "
-#: Bumped whenever the emitted code or the flags change meaning, so stale code objects are never reused.
-CACHE_VERSION = "1"
+#: Bumped whenever the emitted code, the flags or the entries change meaning, so stale code objects are never
+#: reused (2: kernels built together refer to their code object through core's DiskCache.put_shared).
+CACHE_VERSION = "2"
 CACHE_PLUGIN = "rdna"
 MC_FLAGS = (f"-triple={TRIPLE}", f"-mcpu={MCPU}", "-filetype=obj")
 LD_FLAGS = ("-shared", "--no-undefined", "--threads=1")  # one thread: a kernel links in ~14 ms, not ~17
@@ -135,10 +133,8 @@ class CodeObjectCache:
             except AssemblerError:
                 continue
             self.misses += len(part)
-            shared = self._key(merged)
-            self.disk.put(shared, data)
+            self.disk.put_shared([keys[i] for i in part], self._key(merged), data)
             for i in part:
-                self.disk.put(keys[i], BATCH_REFERENCE + shared.encode())
                 found[i] = data
         return [found[i] if i in found else self.build(*kernels[i]) for i in range(len(kernels))]
 
@@ -147,20 +143,15 @@ class CodeObjectCache:
 
     def _cached(self, key: str) -> bytes | None:
         """The code object stored under ``key`` (or the one of kernels built together it refers to) when it is there
-        and intact (counted as a hit), else None."""
+        and intact (counted as a hit), else None: a reference whose code object the cache's size bound evicted is a
+        miss, and the kernel is built again (its entry replaced)."""
         entry = self.disk.get(key)
-        data = entry.data if entry is not None else None
-        if data is not None and data.startswith(BATCH_REFERENCE):
-            shared = data[len(BATCH_REFERENCE):].decode(errors="replace")
-            found = self.disk.get(shared) if re.fullmatch(r"[0-9a-f]{40}", shared) else None
-            if found is None:  # evicted by the cache's size bound: the kernel is built again (its entry replaced)
-                return None
-            key, data = shared, found.data
-        if data is not None and data[:4] == b"\x7fELF":
+        if entry is None:
+            return None
+        if entry.data[:4] == b"\x7fELF":
             self.hits += 1
-            return data
-        if data is not None:
-            self.disk.discard(key, "is not an ELF code object")
+            return entry.data
+        self.disk.discard(entry.key, "is not an ELF code object")
         return None
 
 
