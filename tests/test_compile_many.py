@@ -63,6 +63,18 @@ def test_the_kernels_of_a_schedule_reach_compile_many_together() -> None:
     assert len(runtime.batches) == 1 and runtime.singles == 0
 
 
+def test_compile_many_wins_over_core_compiling_in_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a runtime may do both (tg-clang splits the kernels into a few files and builds those at once): core hands it
+    # the kernels together and starts no thread of its own
+    monkeypatch.setenv("TG_EXEC_JOBS", "4")
+    kernels = _kernels()
+    runtime = Batching()
+    runtime.concurrent_compile = True
+    state = _state(runtime)
+    build_programs(kernels[0], kernel_key(kernels[0], not state.scalar_params), state, kernels[1:])
+    assert [len(b) for b in runtime.batches] == [3] and runtime.singles == 0
+
+
 def test_a_runtime_without_compile_many_builds_one_kernel_at_a_time() -> None:
     kernels = _kernels()
     state = _state(NumpyRuntime())

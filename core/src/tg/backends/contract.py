@@ -104,8 +104,8 @@ class Runtime(abc.ABC):
     name: str
     priority: int = 0
     #: True when :meth:`compile` may run in several threads at once: core then compiles the new kernels of a
-    #: schedule together (up to ``TG_EXEC_JOBS`` at a time) instead of one after another (see also
-    #: :meth:`compile_many`).
+    #: schedule together (up to ``TG_EXEC_JOBS`` at a time) instead of one after another (unless the runtime has a
+    #: :meth:`compile_many` of its own, which core calls instead).
     concurrent_compile: bool = False
     #: The dtypes of launch variables (``Program.variables``) whose values :meth:`launch` passes to the kernel
     #: exactly (a float32 as a C ``float``: never as an int or a double).  Core never sends a variable of another
@@ -141,7 +141,8 @@ class Runtime(abc.ABC):
         """The binaries of several programs, in order: what :meth:`compile` gives for each.  A runtime whose
         compiler can take several kernels in one run (one assembler and linker process for all of them, where each
         process costs more than a small kernel's work) overrides it; core then hands it the kernels of a schedule that
-        are not compiled yet, together (as it does for :attr:`concurrent_compile`, which takes precedence)."""
+        are not compiled yet, together, and never compiles them in threads of its own (:attr:`concurrent_compile`):
+        the runtime may run several builds at once itself (``tg.support.early_exec.exec_jobs()`` says how many)."""
         return [self.compile(p) for p in programs]
 
     @abc.abstractmethod

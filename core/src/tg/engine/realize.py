@@ -218,9 +218,9 @@ def _exact_from_now(kernel: Kernel, key: tuple[object, ...] | None, state: Devic
 
 def build_programs(kernel: Kernel, key: tuple[object, ...], state: DeviceState, ahead: Sequence[ScheduleItem]
                    ) -> ReadyKernel:
-    """``kernel`` built, and with it every kernel of ``ahead`` for the same backend that is not built yet, compiled
-    in parallel when the runtime allows (``Runtime.concurrent_compile``), else in one ``Runtime.compile_many`` call
-    when the runtime has its own; each goes into ``state.kernels``.
+    """``kernel`` built, and with it every kernel of ``ahead`` for the same backend that is not built yet: in one
+    ``Runtime.compile_many`` call when the runtime has its own (which may build them in parallel itself), else in
+    parallel when the runtime allows (``Runtime.concurrent_compile``); each goes into ``state.kernels``.
 
     A kernel that qualifies for a symbolic outermost size (:mod:`tg.engine.symbolic`) reuses, or builds, the kernel
     of its symbolic key where the backend can, and is built for its exact size otherwise."""
@@ -236,8 +236,9 @@ def build_programs(kernel: Kernel, key: tuple[object, ...], state: DeviceState, 
             return ready
     todo = {key: kernel}
     runtime = state.backend.runtime
-    threads = runtime.concurrent_compile and exec_jobs() > 1
-    if threads or type(runtime).compile_many is not Runtime.compile_many:
+    together = type(runtime).compile_many is not Runtime.compile_many
+    threads = not together and runtime.concurrent_compile and exec_jobs() > 1
+    if threads or together:
         for item in ahead:
             if isinstance(item, Kernel) and item.output.device == kernel.output.device and \
                     0 not in item.output.shape:  # (an empty output is never built: see run_kernel)
@@ -248,13 +249,13 @@ def build_programs(kernel: Kernel, key: tuple[object, ...], state: DeviceState, 
         state.kernels[key] = ready = build_program(kernel, state)
         return ready
     rendered = [(k, render_program(item, state)) for k, item in todo.items()]  # lowering is Python: one thread
-    if threads:
+    if together:  # a runtime that builds several kernels in one run (Runtime.compile_many)
+        binaries = state.compile_many([program for _, (program, _) in rendered])
+    else:
         from concurrent.futures import ThreadPoolExecutor  # (only here: ~4 ms of start-up for a rare path)
 
         with ThreadPoolExecutor(min(exec_jobs(), len(rendered)), thread_name_prefix="tg-compile") as pool:
             binaries = list(pool.map(lambda r: state.compile(r[1][0]), rendered))
-    else:  # a runtime that builds several kernels in one run (Runtime.compile_many)
-        binaries = state.compile_many([program for _, (program, _) in rendered])
     made = {}
     for (k, (program, lowered)), binary in zip(rendered, binaries):
         made[k] = state.kernels[k] = _ready(todo[k], state, program, lowered, binary)
