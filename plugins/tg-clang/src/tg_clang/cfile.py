@@ -3,13 +3,14 @@ split a launch across threads."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tg.codegen.program import LaunchVars, buffer_params, variable_params
 from tg.codegen.uops import UOp, base_dtype
 
-from tg_clang.cprelude import storage_type
+from tg_clang.cprelude import PRELUDE, storage_type
 
 if TYPE_CHECKING:
     from tg_clang.dynamic_rows import LaneRule
@@ -49,9 +50,21 @@ def launch_indices(flat: str, cols: int) -> str:
     return f"int32_t gidx0 = {flat} % {cols}, gidx1 = {flat} / {cols};"
 
 
+#: The line between what a kernel file shares with the files of other kernels of its gang width (the prelude, the
+#: vector types and their helpers) and the kernel's own functions, all named after the kernel: the runtime builds
+#: several kernels as one file of the shared part and each one's own part (see tg_clang.batch).
+OWN_CODE = "/* the kernel's own code */"
+
+
 def header(name: str, units: int, cost: int, strategy: str) -> str:
     """The file's first line, for a reader (TG_DEBUG=4): the runtime learns these from the Program."""
     return f"/* tg-clang kernel={name} units={units} cost={cost} vars= strategy={strategy} */"
+
+
+def file_start(name: str, units: int, cost: int, strategy: str, typedefs: Sequence[str]) -> list[str]:
+    """A kernel file's lines before the kernel's own functions: the :func:`header`, the C prelude, the vector
+    types and helpers ``typedefs``, then :data:`OWN_CODE`."""
+    return [header(name, units, cost, strategy), PRELUDE, *typedefs, OWN_CODE]
 
 
 def dynamic_entry(name: str, params: list[str]) -> str:

@@ -23,12 +23,13 @@ import subprocess
 import tempfile
 import threading
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 
 from tg.hooks import CachedBinary, DiskCache
 from tg.support.errors import BackendError
 
-from tg_clang import linking, prestart
+from tg_clang import batch, linking, prestart
 
 #: Bumped whenever the emitted C or the flags change meaning, so stale binaries are never reused.
 CACHE_VERSION = "2"  # 2: entries end in core's build record (tg.hooks.DiskCache)
@@ -217,31 +218,101 @@ class KernelCache:
         """The loaded library that exports ``symbol``, compiled if needed; and whether it came from the cache."""
         compiler = require_compiler()
         key = cache_key(source, compiler, self.flags)
-        entry = self.disk.get(key)
-        if entry is not None:
-            lib = _try_load(entry.path, entry.data, symbol)
-            if lib is not None:
-                with self._count:
-                    self.hits += 1
-                return lib, True
-            self.disk.discard(key, f"does not load or lacks '{symbol}'")
+        lib = self._cached(key, symbol)
+        if lib is not None:
+            return lib, True
         with self._count:
             self.misses += 1
-        entry, lib, direct = self._build(source, symbol, compiler, key, direct=True)
+        return self._build_loaded(source, symbol, compiler, key)[1], False
+
+    def load_many(self, kernels: Sequence[tuple[str, str]], jobs: int) -> list[tuple[ctypes.CDLL, bool]]:
+        """:meth:`load` of each of ``kernels`` (source and symbol), in order; the ones not in the cache are compiled
+        a few files at a time (:mod:`tg_clang.batch`), ``jobs`` builds at once.  A file of several kernels is stored
+        once, each kernel's cache entry referring to it (``DiskCache.put_shared``).  The kernels of a file the
+        compiler rejects are compiled one by one, so that each error names its own kernel."""
+        compiler = require_compiler()
+        keys = [cache_key(source, compiler, self.flags) for source, _ in kernels]
+        out: dict[int, tuple[ctypes.CDLL, bool]] = {}
+        todo = []
+        for i, ((_, symbol), key) in enumerate(zip(kernels, keys)):
+            lib = self._cached(key, symbol)
+            if lib is not None:
+                out[i] = (lib, True)
+            else:
+                todo.append(i)
+        groups = [[todo[j] for j in group] for group in batch.plan([kernels[i] for i in todo], jobs)]
+
+        def build(group: list[int]) -> None:
+            if len(group) > 1:
+                out.update(self._build_together([kernels[i] for i in group], [keys[i] for i in group], group,
+                                                compiler))
+            for i in group:
+                if i not in out:
+                    out[i] = self.load(*kernels[i])
+
+        if len(groups) > 1 and jobs > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(jobs, len(groups)), thread_name_prefix="tg-clang-build") as pool:
+                list(pool.map(build, groups))  # (raises the first error)
+        else:
+            for group in groups:
+                build(group)
+        return [out[i] for i in range(len(kernels))]
+
+    def _build_together(self, kernels: list[tuple[str, str]], keys: list[str], where: list[int],
+                        compiler: str) -> dict[int, tuple[ctypes.CDLL, bool]]:
+        """Compile ``kernels`` as one file and load each from it, by its index in ``where``; {} when the compiler
+        rejects the file (the caller then builds them one by one); a kernel that does not load from it is left out."""
+        source = batch.merge([s for s, _ in kernels], [name for _, name in kernels])
+        try:
+            entry, first = self._build_loaded(source, kernels[0][1], compiler, cache_key(source, compiler, self.flags),
+                                              refer=keys)
+        except CompileError:
+            return {}
+        with self._count:
+            self.misses += len(kernels)
+        made = {where[0]: (first, False)}
+        for i, (_, symbol) in zip(where[1:], kernels[1:]):
+            lib = _try_load(entry.path, entry.data, symbol)
+            if lib is not None:
+                made[i] = (lib, False)
+        return made
+
+    def _cached(self, key: str, symbol: str) -> ctypes.CDLL | None:
+        """The library of ``key`` from the disk cache, loaded, if it is there and exports ``symbol`` (counted as a
+        hit); a library that does not load or lacks it is removed."""
+        entry = self.disk.get(key)
+        if entry is None:
+            return None
+        lib = _try_load(entry.path, entry.data, symbol)
+        if lib is None:
+            self.disk.discard(entry.key, f"does not load or lacks '{symbol}'")
+            return None
+        with self._count:
+            self.hits += 1
+        return lib
+
+    def _build_loaded(self, source: str, symbol: str, compiler: str, key: str,
+                      refer: Sequence[str] = ()) -> tuple[CachedBinary, ctypes.CDLL]:
+        """Compile ``source`` into the cache under ``key`` (``refer``: keys that refer to it) and load it: the entry
+        and the library."""
+        entry, lib, direct = self._build(source, symbol, compiler, key, True, refer)
         if lib is None and direct:  # the direct link made something that does not load: the driver links it
             self.links.forget(_compiler_identity(compiler), self.flags)
-            entry, lib, _ = self._build(source, symbol, compiler, key, direct=False)
+            entry, lib, _ = self._build(source, symbol, compiler, key, False, refer)
         if lib is None:
             raise CompileError(f"tg-clang: the freshly compiled kernel {entry.location} does not load or lacks "
                                f"'{symbol}'")
-        return lib, False
+        return entry, lib
 
-    def _build(self, source: str, symbol: str, compiler: str, key: str,
-               direct: bool) -> tuple[CachedBinary, ctypes.CDLL | None, bool]:
+    def _build(self, source: str, symbol: str, compiler: str, key: str, direct: bool,
+               refer: Sequence[str] = ()) -> tuple[CachedBinary, ctypes.CDLL | None, bool]:
         """Compile ``source`` into the cache and load it: (the entry, the library or None if it does not load,
         whether the linker ran directly).  ``direct``: compile with ``clang -c`` and run the linker directly
         (see :mod:`tg_clang.linking`), the driver linking where no line is known or the line fails; else, or
-        when even that link fails, the driver compiles and links."""
+        when even that link fails, the driver compiles and links.  ``refer``: the keys of the kernels built together
+        in ``source``, which refer to its entry."""
         identity = _compiler_identity(compiler)
         with tempfile.TemporaryDirectory(prefix="tg-clang-") as tmp:  # private (0700), the compiler writes here
             output = Path(tmp) / "kernel.so"
@@ -267,7 +338,8 @@ class KernelCache:
                     linked = link_with_driver(obj, output, compiler, self.flags)
             if not linked:
                 compile_to(source, output, compiler, self.flags)
-            entry = self.disk.put(key, output.read_bytes())
+            data = output.read_bytes()
+            entry = self.disk.put_shared(refer, key, data) if refer else self.disk.put(key, data)
         return entry, _try_load(entry.path, entry.data, symbol), linked
 
     def _compile_prestarted(self, source: str, obj: Path, compiler: str) -> bool:

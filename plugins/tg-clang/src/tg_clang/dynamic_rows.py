@@ -22,8 +22,7 @@ from tg.codegen.program import LoweredKernel, SymbolicSize
 from tg.codegen.tiles import UNIT_OPS, thread_cost
 from tg.codegen.uops import Ops, UOp
 
-from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params
-from tg_clang.cprelude import PRELUDE
+from tg_clang.cfile import CKernel, dynamic_entry, file_start, kernel_params
 from tg_clang.row_lanes import RowPasses, RowPassReplay, find_row_passes
 from tg_clang.scalar import ScalarRenderer
 
@@ -132,8 +131,8 @@ def _render(kernel: LoweredKernel, passes: RowPasses, rule: LaneRule) -> CKernel
     block = max(1, math.ceil(UNIT_OPS / thread_cost(uops)))
     shortest = " && ".join(f"{_c(end)} - {start} >= {lanes}" for start, end in loops)
     unit_cost = block * thread_cost(uops)
-    lines = [header(name, -(-kernel.global_size[0] // block), unit_cost, strategy(passes, lanes)), PRELUDE,
-             *vector_typedefs(lanes),
+    lines = [*file_start(name, -(-kernel.global_size[0] // block), unit_cost, strategy(passes, lanes),
+                         vector_typedefs(lanes)),
              f"static inline __attribute__((always_inline)) void {name}_row({sig}, int32_t row0) {{", *body, "}",
              f"static void {name}_thread({sig}, int32_t row0) {{", *phases[0], "}",
              f"void {name}({sig}, int32_t start, int32_t end) {{",

@@ -26,8 +26,7 @@ from tg.codegen.program import LoweredKernel, Program
 from tg.codegen.tiles import thread_cost
 from tg.codegen.uops import Ops
 
-from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params, launch_indices
-from tg_clang.cprelude import PRELUDE
+from tg_clang.cfile import CKernel, dynamic_entry, file_start, kernel_params, launch_indices
 from tg_clang.dynamic import refusal, same_order
 from tg_clang.dynamic_rows import render_dynamic_rows
 from tg_clang.scalar import ScalarRenderer
@@ -70,8 +69,7 @@ def render_scalar(kernel: LoweredKernel) -> CKernel:
     renderer = ScalarRenderer(uops, {"gidx0": "gidx0", "gidx1": "gidx1", "lidx0": "lidx0"}, group_size)
     decls, phases = renderer.render()
     cost = thread_cost(uops) * group_size
-    lines = [header(name, groups, cost, "scalar"), PRELUDE,
-             *sorted(renderer.typedefs),
+    lines = [*file_start(name, groups, cost, "scalar", sorted(renderer.typedefs)),
              f"void {name}({', '.join([*params, 'int32_t start', 'int32_t end'])}) {{"]
     if len(kernel.global_size) == 1:
         lines.append("  for (int32_t gidx0 = start; gidx0 < end; gidx0++) {")

@@ -30,8 +30,7 @@ from tg.codegen.tiles import SHARED_LEAVES, UNIT_OPS, div_mod_sum, shared_leaf, 
 from tg.codegen.uops import Ops, UOp
 from tg.support.dtype import DType, dtypes
 
-from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params
-from tg_clang.cprelude import PRELUDE
+from tg_clang.cfile import CKernel, dynamic_entry, file_start, kernel_params
 
 #: The reduction ops whose partial results may be combined in any order (exactly, or within float rounding).
 COMBINABLE = (Ops.ADD, Ops.MAX)
@@ -287,7 +286,7 @@ def render_reduction_lanes(name: str, uops: list[UOp], grid: tuple[int, ...], lo
                       *body, "}"]
     strategy = f"reduce{plan.rows}x{plan.lanes}"
     unit_cost = plan.block * thread_cost(uops)
-    lines = [header(name, plan.units, unit_cost, strategy), PRELUDE, *vector_typedefs(plan.lanes), *functions,
+    lines = [*file_start(name, plan.units, unit_cost, strategy, vector_typedefs(plan.lanes)), *functions,
              f"void {name}({sig}, int32_t start, int32_t end) {{",
              "  for (int32_t u = start; u < end; u++) {",
              f"    int32_t row0 = u * {plan.block}, hi = row0 + {plan.block} < {plan.threads} ? "

@@ -31,8 +31,8 @@ from tg.codegen.tiles import SHARED_LEAVES, UNIT_OPS, shared_leaf, thread_cost
 from tg.codegen.uops import Ops, UOp
 from tg.support.dtype import DType, dtypes, exact_key
 
-from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params
-from tg_clang.cprelude import PRELUDE, storage_type
+from tg_clang.cfile import CKernel, dynamic_entry, file_start, kernel_params
+from tg_clang.cprelude import storage_type
 from tg_clang.reduction_lanes import COMBINABLE, WIDE_GANG_BYTES, ReductionLoop, ReductionReplay
 
 
@@ -360,7 +360,7 @@ def render_row_lanes(name: str, uops: list[UOp], grid: tuple[int, ...], passes: 
         assert rows.divisor == rows.blocks == 1, rows  # a thread per row, no work groups
         threads = f"({rows.var} * {rows.scale})"
         launch_vars = ((0, SymbolicSize(rows.var, rows.scale, plan.block)),)
-    lines = [header(name, plan.units, unit_cost, strategy), PRELUDE, *vector_typedefs(plan.lanes),
+    lines = [*file_start(name, plan.units, unit_cost, strategy, vector_typedefs(plan.lanes)),
              f"static inline __attribute__((always_inline)) void {name}_row({sig}, int32_t row0) {{", *body, "}",
              f"void {name}({sig}, int32_t start, int32_t end) {{",
              "  for (int32_t u = start; u < end; u++) {",

@@ -141,7 +141,7 @@ class ClangRuntime(Runtime):
     language = "c"
     name = "clang"
     priority = 100
-    concurrent_compile = True  # each compile is a clang process of its own; the cache takes writers at once
+    concurrent_compile = True  # (compile may run in several threads; core calls compile_many, which does)
     variable_dtypes = frozenset(_VARIABLE_TYPES)
     symbolic_launch = True  # the work units come from each launch's global size
     #: kernels built for every value of a size render one thread at a time, or are refused where their bits could
@@ -178,8 +178,21 @@ class ClangRuntime(Runtime):
     def compile(self, program: Program) -> ClangProgram:
         if not self._warming:
             self._warm_up()
+        return self._loaded(program, *self.cache.load(program.source, program.name))
+
+    def compile_many(self, programs: Sequence[Program]) -> list[Any]:
+        """The new kernels of a schedule: compiled a few C files at a time, ``TG_EXEC_JOBS`` files at once (see
+        :mod:`tg_clang.batch`)."""
+        if not self._warming:
+            self._warm_up()
+        from tg.support.early_exec import exec_jobs
+
+        loaded = self.cache.load_many([(p.source, p.name) for p in programs], exec_jobs())
+        return [self._loaded(p, library, cached) for p, (library, cached) in zip(programs, loaded)]
+
+    def _loaded(self, program: Program, library: ctypes.CDLL, cached: bool) -> ClangProgram:
+        """The :class:`ClangProgram` of ``program`` from its loaded library."""
         symbol = program.name
-        library, cached = self.cache.load(program.source, symbol)
         units = math.prod(program.global_size)
         n_bufs, variables = len(program.buffers), program.variables
         function, dynamic = getattr(library, symbol), getattr(library, symbol + "_dyn")

@@ -62,8 +62,8 @@ from tg.codegen.tiles import (
 from tg.codegen.uops import Ops, PtrDType, UOp
 from tg.support.dtype import DType, dtypes
 
-from tg_clang.cfile import CKernel, dynamic_entry, header, kernel_params, launch_indices
-from tg_clang.cprelude import PRELUDE, storage_type
+from tg_clang.cfile import CKernel, dynamic_entry, file_start, kernel_params, launch_indices
+from tg_clang.cprelude import storage_type
 from tg_clang.crender import NO_UNROLL
 from tg_clang.lane_cost import tile_cost
 from tg_clang.reduction_lanes import plan_reduction, render_reduction_lanes
@@ -531,8 +531,7 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
     sig = ", ".join(params)
     strategy = f"tiled{'T' if t.transposed else 'A' if aligned else ''}{t.rows}x{lanes}"
     cost = t.block_rows * t.block_cols * thread_cost(uops)
-    out = [header(name, t.units, cost, strategy),
-           PRELUDE, *vector_typedefs(lanes), *functions]
+    out = [*file_start(name, t.units, cost, strategy, vector_typedefs(lanes)), *functions]
     row_tail = t.full_rows < t.n_rows
     full_rows = str(t.full_rows)
     launch_vars: tuple[tuple[int, SymbolicSize], ...] = ()
