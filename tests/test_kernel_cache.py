@@ -230,7 +230,8 @@ def test_an_entry_without_a_record_is_refused(root: Path) -> None:
 
 def test_kernels_built_together_are_stored_once_and_each_key_refers_to_them(root: Path) -> None:
     cache = DiskCache("chip", suffix=".so")
-    stored = cache.put_shared(["a", "b"], "ab", b"\x7fELF two kernels")
+    stored = cache.put("ab", b"\x7fELF two kernels")
+    cache.refer(["a", "b"], "ab")
     for key in ("a", "b", "ab"):
         got = cache.get(key)
         assert got is not None and got.key == "ab" and got.data == stored.data == b"\x7fELF two kernels"
@@ -238,7 +239,7 @@ def test_kernels_built_together_are_stored_once_and_each_key_refers_to_them(root
     sizes = {p.name: p.stat().st_size for p in cache.directory.iterdir()}
     assert sorted(sizes) == ["a.so", "ab.so", "b.so"] and sizes["a.so"] < 200  # references are small
     with pytest.raises(ValueError, match="is one of the keys"):
-        cache.put_shared(["a", "ab"], "ab", b"x")
+        cache.refer(["a", "ab"], "ab")
     (cache.directory / "ab.so").unlink()  # evicted by the size bound: each reference is a plain miss
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -248,13 +249,24 @@ def test_kernels_built_together_are_stored_once_and_each_key_refers_to_them(root
     assert got is not None and got.key == "a" and got.data == b"\x7fELF a alone"
 
 
+def test_referring_keys_never_evict_the_binary_they_refer_to(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_CACHE_MAX_MB", "0.008")  # 8,000 bytes: the binary alone is past it
+    cache = DiskCache("chip")
+    cache.put("old", b"o" * 100)
+    cache.put("ab", b"\x7fELF" + b"k" * 8000)  # the least recently used entry goes, the new one stays
+    cache.refer(["a", "b"], "ab")
+    assert not (cache.directory / "old").exists()
+    assert all((got := cache.get(key)) is not None and got.key == "ab" for key in ("a", "b"))
+
+
 def test_a_reference_to_no_valid_entry_is_removed(root: Path) -> None:
     cache = DiskCache("chip")
     cache.put("k", kernel_cache.REFERENCE_TAG + b"../elsewhere")
     with pytest.warns(KernelCacheWarning, match="refers to no valid entry"):
         assert cache.get("k") is None
     assert not (cache.directory / "k").exists()
-    cache.put_shared(["r"], "s", b"shared")
+    cache.put("s", b"shared")
+    cache.refer(["r"], "s")
     cache.put("s", kernel_cache.REFERENCE_TAG + b"r")  # a reference to a reference is not followed
     assert cache.get("r") is None
 

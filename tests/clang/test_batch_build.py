@@ -5,6 +5,10 @@ one."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -63,6 +67,8 @@ def test_plan_makes_as_many_batches_as_builds_run_at_once_and_at_most_batch_max_
     assert len(groups) == 2 and sorted(i for g in groups for i in g) == list(range(8))
     sizes = [sum(len(files[i][0]) for i in g) for g in groups]
     assert max(sizes) - min(sizes) <= max(len(f[0]) for f in files)  # balanced by the length of their code
+    mixed = [_file(f"m{i}", width=4 << i % 3) for i in range(17)]  # three kinds: 6, 6 and 5 kernels
+    assert len(batch.plan(mixed, jobs=4)) == 4 and len(batch.plan(mixed[:2], jobs=4)) == 2
     monkeypatch.setattr(batch, "BATCH_MAX", 3)
     assert sorted(len(g) for g in batch.plan(files, jobs=1)) == [2, 3, 3]
 
@@ -125,3 +131,60 @@ def test_a_shared_name_and_a_rejected_file_fall_back_to_one_by_one(cache_dir: Pa
         rt.compile_many([good, bad])
     assert "fill_bad" in str(failed.value) and "fill_good" not in str(failed.value)  # compiled alone
     assert _run(rt, good, rt.compile(good))[0] == 3.0
+
+
+def test_a_file_past_its_time_limit_is_compiled_again_kernel_by_kernel(cache_dir: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_EXEC_JOBS", "1")
+    sources = _counting(monkeypatch)
+    real = compiler._compile
+
+    def slow_when_merged(argv: list[str], source: str, name: str) -> None:
+        if source.startswith("/* tg-clang: "):
+            raise subprocess.TimeoutExpired(argv, 120)
+        real(argv, source, name)
+
+    monkeypatch.setattr(compiler, "_compile", slow_when_merged)
+    monkeypatch.setenv("TG_CLANG_DIRECT_LINK", "0")
+    programs = [fill_kernel(float(v), name=f"fill_{v}") for v in range(2)]
+    rt = ClangRuntime()
+    binaries = rt.compile_many(programs)
+    assert len(sources) == 3 and rt.cache.misses == 2  # the file, then each kernel alone
+    assert _run(rt, programs[1], binaries[1])[0] == 1.0
+
+
+_VECTOR_KERNELS = """
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from clang_helpers import new_kernels
+from tg import Tensor
+from tg_clang import batch
+x = np.arange(32, dtype=np.float32)
+made = new_kernels(lambda: np.testing.assert_array_equal((Tensor(x) * 2 + 1).numpy(), x * 2 + 1))
+print(json.dumps([batch.split(source) for _, _, source in made]))
+"""
+
+
+def test_the_scalar_renderers_vector_types_go_with_the_kernels_own_code(cache_dir: Path) -> None:
+    # per-thread float4 vectors, rendered one thread at a time (the emitter reads these when the plugin loads)
+    env = {**os.environ, "TG_BACKEND": "clang", "TG_PLUGINS": "clang", "TG_CLANG_VECTOR_WIDTH": "4",
+           "TG_CLANG_SPMD": "0"}
+    out = subprocess.run([sys.executable, "-c", _VECTOR_KERNELS, str(Path(__file__).parent)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    parts = json.loads(out.stdout.strip().splitlines()[-1])
+    assert parts and all(p is not None and "ext_vector_type" not in p[0] for p in parts)
+    assert any("ext_vector_type(4)" in p[1] for p in parts)
+
+
+def test_a_failed_schedule_leaves_no_library_of_its_other_kernels_mapped(cache_dir: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_EXEC_JOBS", "2")
+    good = [fill_kernel(float(v), name=f"mapped_{v}") for v in range(4)]
+    bad = fill_kernel(9.0, name="mapped_bad")
+    bad = replace(bad, source=bad.source.replace("void mapped_bad(", "void mapped_bad(no_such_type x, "))
+    with pytest.raises(compiler.CompileError, match="no_such_type"):
+        ClangRuntime().compile_many([bad, *good])
+    mapped = [line for line in Path("/proc/self/maps").read_text().splitlines() if str(cache_dir.parent) in line]
+    assert mapped == []

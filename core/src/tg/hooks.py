@@ -136,8 +136,9 @@ A :class:`Runtime` then follows this ABI:
   Optional: ``concurrent_compile = True`` when ``compile`` may run in several threads at once (core then compiles
   the new kernels of a schedule in parallel), or a ``compile_many(programs)`` of its own for a compiler that builds
   several kernels in one run (core then passes it those kernels together, and the runtime may split them into
-  several builds run at once: tg-clang compiles them as a few C files, tg-rdna as one code object of up to 16;
-  ``DiskCache.put_shared(keys, shared, data)`` stores such a binary once, each kernel's key referring to it);
+  several builds: tg-clang compiles them as a few C files at once, tg-rdna as code objects of up to 16 in turn;
+  ``DiskCache.put(shared, data)`` then ``.refer(keys, shared)`` store such a binary once, each kernel's key
+  referring to it);
 - ``alloc(nbytes)`` returns a handle to at least ``nbytes`` (>= 8) bytes aligned for any dtype;
   ``free(handle)`` releases it (core calls it when the last tensor using it goes away);
 - ``copyin(handle, host)`` copies ``host`` into the start of the buffer, ``copyout(host, handle)`` fills

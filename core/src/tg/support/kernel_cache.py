@@ -15,9 +15,9 @@ plugin (``clang/``, ``ptx/``...), each holding one file per kernel, named by the
   with a :class:`KernelCacheWarning` and the plugin rebuilds it.  ELF loaders ignore bytes after the image, so a
   shared object is loaded from :attr:`CachedBinary.path` record and all; other formats use ``.data``;
 - entries are written to a temporary file and renamed into place, so readers never see half of one;
-- several kernels built into one binary (one compiler run for all) are stored once: :meth:`DiskCache.put_shared`
-  writes the binary under a key of its own and, under each kernel's key, a small entry that refers to it, which
-  :meth:`DiskCache.get` follows.  A reference whose binary was evicted is a miss;
+- several kernels built into one binary (one compiler run for all) are stored once: the binary under a key of its
+  own (:meth:`DiskCache.put`), then under each kernel's key a small entry that refers to it
+  (:meth:`DiskCache.refer`), which :meth:`DiskCache.get` follows.  A reference whose binary was evicted is a miss;
 - the whole root holds at most ``TG_CACHE_MAX_MB`` (default 512): past that, the entries used least recently
   (a hit renews the file's time, at most once a minute) are removed until it holds 90% of it.  Each process
   counts the root afresh at most every few seconds and adds its own writes in between, so processes writing at
@@ -49,7 +49,7 @@ DEFAULT_MAX_MB = 512.0
 RECORD_TAG = b"TGKCv1\0\0"
 RECORD_SIZE = 32 + 32 + len(RECORD_TAG)
 _TMP_SUFFIX = ".tmp"
-#: What an entry that refers to another holds (see DiskCache.put_shared): this, then the other entry's key.
+#: What an entry that refers to another holds (see DiskCache.refer): this, then the other entry's key.
 REFERENCE_TAG = b"tg kernel cache: stored with the entry "
 #: Linux names an open folder /proc/self/fd/N: a path through it reaches that very folder, whatever is renamed.
 _PROC_FDS = os.path.isdir("/proc/self/fd")
@@ -281,7 +281,7 @@ class DiskCache:
     def get(self, key: str) -> CachedBinary | None:
         """The entry of ``key`` if there is a good one (and it becomes the most recently used); None on a miss.
         A bad entry is removed with a warning saying what was wrong, and is a miss.  Where ``key`` refers to the
-        entry of kernels built together (:meth:`put_shared`), that entry is returned (its ``key`` is the shared
+        entry of kernels built together (:meth:`refer`), that entry is returned (its ``key`` is the shared
         one: discard that one if a loader rejects it); a reference whose entry is gone is a miss."""
         entry = self._get(key)
         if entry is None or not entry.data.startswith(REFERENCE_TAG):
@@ -294,17 +294,6 @@ class DiskCache:
         if found is None or found.data.startswith(REFERENCE_TAG):  # evicted (the size bound), or another reference
             return None
         return found
-
-    def put_shared(self, keys: Sequence[str], shared: str, data: bytes) -> CachedBinary:
-        """Store ``data`` (one binary of several kernels built together) once, as the entry of ``shared``, and make
-        each of ``keys`` refer to it, so that :meth:`get` of any of them returns that entry.  ``shared`` must be a
-        key of its own (of everything the binary was built from), never one of ``keys``."""
-        if shared in keys:
-            raise ValueError(f"the shared entry's key {shared!r} is one of the keys that refer to it")
-        entry = self.put(shared, data)
-        for key in keys:
-            self.put(key, REFERENCE_TAG + shared.encode())
-        return entry
 
     def _get(self, key: str) -> CachedBinary | None:
         """:meth:`get` of the entry stored under ``key`` itself (a reference is returned as it is)."""
@@ -341,6 +330,27 @@ class DiskCache:
     def put(self, key: str, data: bytes) -> CachedBinary:
         """Store ``data`` as the entry of ``key`` (atomically, with its build record) and return it; then keep
         the cache under its bound."""
+        entry, root_fd, size = self._write(key, data)
+        self._bound(root_fd, size, {self.name(key)})
+        return entry
+
+    def refer(self, keys: Sequence[str], shared: str) -> None:
+        """Make each of ``keys`` refer to the entry of ``shared``, stored already (one binary of several kernels
+        built together, each key a kernel's): :meth:`get` of any of them returns that entry.  Call it once the
+        binary is known to be good (loaded), so a reference never leads to a bad one.  ``shared`` must be a key of
+        its own (of everything the binary was built from), never one of ``keys``; the cache's bound is kept once all
+        are written, and never evicts them or ``shared``."""
+        if shared in keys:
+            raise ValueError(f"the shared entry's key {shared!r} is one of the keys that refer to it")
+        added, root_fd = 0, None
+        for key in keys:
+            _, root_fd, size = self._write(key, REFERENCE_TAG + shared.encode())
+            added += size
+        if root_fd is not None:
+            self._bound(root_fd, added, {self.name(k) for k in (shared, *keys)})
+
+    def _write(self, key: str, data: bytes) -> tuple[CachedBinary, int, int]:
+        """:meth:`put` without keeping the bound: the entry, the root's descriptor and the bytes written."""
         root_fd, folder = self._folder()
         name = self.name(key)
         tmp = f".{name}.{secrets.token_hex(6)}{_TMP_SUFFIX}"
@@ -362,10 +372,9 @@ class DiskCache:
         except OSError as exc:
             raise _refuse(self.directory, f"cannot take a new kernel ({exc.strerror})",
                           "free some space or set TG_CACHE_DIR to a writable folder of yours") from exc
-        self._bound(root_fd, len(content), name)
-        return CachedBinary(key, data, self._pinned(folder, name), self.directory / name)
+        return CachedBinary(key, data, self._pinned(folder, name), self.directory / name), root_fd, len(content)
 
-    def _bound(self, root_fd: int, added: int, keep: str) -> None:
+    def _bound(self, root_fd: int, added: int, keep: set[str]) -> None:
         """Evict least recently used entries once the root may hold more than the bound.  The process keeps a
         running total per root, counted afresh at most every few seconds (other processes write too), so most
         writes do not pay for a scan of the folders."""
@@ -436,8 +445,8 @@ def _files(folders: list[tuple[str, int]]) -> list[_File]:
     return found
 
 
-def _evict(root_fd: int, target: int, keep: tuple[str, str]) -> int:
-    """Remove the least recently used files but ``keep`` (plugin, name) until the root holds at most ``target``
+def _evict(root_fd: int, target: int, keep: tuple[str, set[str]]) -> int:
+    """Remove the least recently used files but ``keep`` (plugin, names) until the root holds at most ``target``
     bytes; return what it then holds."""
     with _plugin_folders(root_fd) as folders:
         files = _files(folders)
@@ -445,7 +454,7 @@ def _evict(root_fd: int, target: int, keep: tuple[str, str]) -> int:
         for f in sorted(files, key=lambda f: f.used_ns):
             if total <= target:
                 break
-            if (f.plugin, f.name) != keep:
+            if f.plugin != keep[0] or f.name not in keep[1]:
                 with contextlib.suppress(OSError):
                     _remove(f.name, f.folder)
                 total -= f.size

@@ -33,8 +33,9 @@ def plan(kernels: Sequence[tuple[str, str]], jobs: int) -> list[list[int]]:
 
     Kernels build together only with kernels of the same shared part and never with one of the same name (which
     would define its functions twice).  The groups are at least ``jobs`` where there are that many kernels (builds
-    run at once), as many more as :data:`BATCH_MAX` asks, and each kernel goes, longest first, to the group of its
-    kind holding the least code so far."""
+    run at once; each kind gets batches in turn, the one whose batches are the largest first), at least as many as
+    :data:`BATCH_MAX` asks, and each kernel goes, longest first, to the batch of its kind holding the least code so
+    far."""
     kinds: dict[str, list[int]] = {}
     groups: list[list[int]] = []
     for i, (source, _) in enumerate(kernels):
@@ -43,10 +44,15 @@ def plan(kernels: Sequence[tuple[str, str]], jobs: int) -> list[list[int]]:
             groups.append([i])
         else:
             kinds.setdefault(parts[0], []).append(i)
-    total = sum(len(members) for members in kinds.values())
-    wanted = max(jobs, math.ceil(total / BATCH_MAX))
-    for members in kinds.values():
-        count = min(len(members), max(math.ceil(len(members) / BATCH_MAX), round(wanted * len(members) / total)))
+    members_of = list(kinds.values())
+    counts = [math.ceil(len(members) / BATCH_MAX) for members in members_of]
+    while sum(counts) < jobs:  # one more batch for the kind whose batches are the largest
+        room = [k for k, members in enumerate(members_of) if counts[k] < len(members)]
+        if not room:
+            break
+        k = max(room, key=lambda k: len(members_of[k]) / counts[k])
+        counts[k] += 1
+    for members, count in zip(members_of, counts):
         batches: list[list[int]] = [[] for _ in range(count)]
         sizes = [0] * count
         names: list[set[str]] = [set() for _ in range(count)]

@@ -221,15 +221,14 @@ class KernelCache:
         lib = self._cached(key, symbol)
         if lib is not None:
             return lib, True
-        with self._count:
-            self.misses += 1
-        return self._build_loaded(source, symbol, compiler, key)[1], False
+        return self._build_alone(source, symbol, compiler, key), False
 
     def load_many(self, kernels: Sequence[tuple[str, str]], jobs: int) -> list[tuple[ctypes.CDLL, bool]]:
         """:meth:`load` of each of ``kernels`` (source and symbol), in order; the ones not in the cache are compiled
         a few files at a time (:mod:`tg_clang.batch`), ``jobs`` builds at once.  A file of several kernels is stored
-        once, each kernel's cache entry referring to it (``DiskCache.put_shared``).  The kernels of a file the
-        compiler rejects are compiled one by one, so that each error names its own kernel."""
+        once, each kernel's cache entry referring to it (``DiskCache.refer``).  The kernels of a file the compiler
+        rejects (or that runs past its time limit) are compiled one by one, so that each error names its own
+        kernel."""
         compiler = require_compiler()
         keys = [cache_key(source, compiler, self.flags) for source, _ in kernels]
         out: dict[int, tuple[ctypes.CDLL, bool]] = {}
@@ -248,35 +247,49 @@ class KernelCache:
                                                 compiler))
             for i in group:
                 if i not in out:
-                    out[i] = self.load(*kernels[i])
+                    out[i] = (self._build_alone(*kernels[i], compiler, keys[i]), False)
 
-        if len(groups) > 1 and jobs > 1:
-            from concurrent.futures import ThreadPoolExecutor
+        try:
+            if len(groups) > 1 and jobs > 1:
+                from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(min(jobs, len(groups)), thread_name_prefix="tg-clang-build") as pool:
-                list(pool.map(build, groups))  # (raises the first error)
-        else:
-            for group in groups:
-                build(group)
+                with ThreadPoolExecutor(min(jobs, len(groups)), thread_name_prefix="tg-clang-build") as pool:
+                    list(pool.map(build, groups))  # (raises the first error)
+            else:
+                for group in groups:
+                    build(group)
+        except BaseException:
+            for lib, _ in out.values():  # nothing will call them: unmapped (ctypes never closes a library)
+                _ctypes.dlclose(lib._handle)
+            raise
         return [out[i] for i in range(len(kernels))]
+
+    def _build_alone(self, source: str, symbol: str, compiler: str, key: str) -> ctypes.CDLL:
+        with self._count:
+            self.misses += 1
+        return self._build_loaded(source, symbol, compiler, key)[1]
 
     def _build_together(self, kernels: list[tuple[str, str]], keys: list[str], where: list[int],
                         compiler: str) -> dict[int, tuple[ctypes.CDLL, bool]]:
-        """Compile ``kernels`` as one file and load each from it, by its index in ``where``; {} when the compiler
-        rejects the file (the caller then builds them one by one); a kernel that does not load from it is left out."""
+        """Compile ``kernels`` as one file and load each from it, by its index in ``where``, then make their keys
+        refer to it; {} when the compiler rejects the file or runs past its time limit (the caller then builds them
+        one by one, each with its own error and time); a kernel that does not load from it is left out."""
         source = batch.merge([s for s, _ in kernels], [name for _, name in kernels])
+        shared = cache_key(source, compiler, self.flags)
         try:
-            entry, first = self._build_loaded(source, kernels[0][1], compiler, cache_key(source, compiler, self.flags),
-                                              refer=keys)
-        except CompileError:
+            entry, first = self._build_loaded(source, kernels[0][1], compiler, shared)
+        except (CompileError, subprocess.TimeoutExpired):
             return {}
-        with self._count:
-            self.misses += len(kernels)
         made = {where[0]: (first, False)}
-        for i, (_, symbol) in zip(where[1:], kernels[1:]):
+        referring = [keys[0]]
+        for i, key, (_, symbol) in zip(where[1:], keys[1:], kernels[1:]):
             lib = _try_load(entry.path, entry.data, symbol)
             if lib is not None:
                 made[i] = (lib, False)
+                referring.append(key)
+        self.disk.refer(referring, shared)
+        with self._count:
+            self.misses += len(made)
         return made
 
     def _cached(self, key: str, symbol: str) -> ctypes.CDLL | None:
@@ -293,26 +306,23 @@ class KernelCache:
             self.hits += 1
         return lib
 
-    def _build_loaded(self, source: str, symbol: str, compiler: str, key: str,
-                      refer: Sequence[str] = ()) -> tuple[CachedBinary, ctypes.CDLL]:
-        """Compile ``source`` into the cache under ``key`` (``refer``: keys that refer to it) and load it: the entry
-        and the library."""
-        entry, lib, direct = self._build(source, symbol, compiler, key, True, refer)
+    def _build_loaded(self, source: str, symbol: str, compiler: str, key: str) -> tuple[CachedBinary, ctypes.CDLL]:
+        """Compile ``source`` into the cache under ``key`` and load it: the entry and the library."""
+        entry, lib, direct = self._build(source, symbol, compiler, key, True)
         if lib is None and direct:  # the direct link made something that does not load: the driver links it
             self.links.forget(_compiler_identity(compiler), self.flags)
-            entry, lib, _ = self._build(source, symbol, compiler, key, False, refer)
+            entry, lib, _ = self._build(source, symbol, compiler, key, False)
         if lib is None:
             raise CompileError(f"tg-clang: the freshly compiled kernel {entry.location} does not load or lacks "
                                f"'{symbol}'")
         return entry, lib
 
-    def _build(self, source: str, symbol: str, compiler: str, key: str, direct: bool,
-               refer: Sequence[str] = ()) -> tuple[CachedBinary, ctypes.CDLL | None, bool]:
+    def _build(self, source: str, symbol: str, compiler: str, key: str,
+               direct: bool) -> tuple[CachedBinary, ctypes.CDLL | None, bool]:
         """Compile ``source`` into the cache and load it: (the entry, the library or None if it does not load,
         whether the linker ran directly).  ``direct``: compile with ``clang -c`` and run the linker directly
         (see :mod:`tg_clang.linking`), the driver linking where no line is known or the line fails; else, or
-        when even that link fails, the driver compiles and links.  ``refer``: the keys of the kernels built together
-        in ``source``, which refer to its entry."""
+        when even that link fails, the driver compiles and links."""
         identity = _compiler_identity(compiler)
         with tempfile.TemporaryDirectory(prefix="tg-clang-") as tmp:  # private (0700), the compiler writes here
             output = Path(tmp) / "kernel.so"
@@ -338,8 +348,7 @@ class KernelCache:
                     linked = link_with_driver(obj, output, compiler, self.flags)
             if not linked:
                 compile_to(source, output, compiler, self.flags)
-            data = output.read_bytes()
-            entry = self.disk.put_shared(refer, key, data) if refer else self.disk.put(key, data)
+            entry = self.disk.put(key, output.read_bytes())
         return entry, _try_load(entry.path, entry.data, symbol), linked
 
     def _compile_prestarted(self, source: str, obj: Path, compiler: str) -> bool:

@@ -69,7 +69,9 @@ def render_scalar(kernel: LoweredKernel) -> CKernel:
     renderer = ScalarRenderer(uops, {"gidx0": "gidx0", "gidx1": "gidx1", "lidx0": "lidx0"}, group_size)
     decls, phases = renderer.render()
     cost = thread_cost(uops) * group_size
-    lines = [*file_start(name, groups, cost, "scalar", sorted(renderer.typedefs)),
+    # its vector types (named by lane type and count: equal names are equal types, which C11 lets a file define
+    # twice) go with its own code, so that scalar kernels of any vectors build together
+    lines = [*file_start(name, groups, cost, "scalar", []), *sorted(renderer.typedefs),
              f"void {name}({', '.join([*params, 'int32_t start', 'int32_t end'])}) {{"]
     if len(kernel.global_size) == 1:
         lines.append("  for (int32_t gidx0 = start; gidx0 < end; gidx0++) {")

@@ -32,7 +32,7 @@ T = TypeVar("T")
 #: The most kernels built into one code object (its launches and disassembly read all of it).
 BATCH_MAX = 16
 #: Bumped whenever the emitted code, the flags or the entries change meaning, so stale code objects are never
-#: reused (2: kernels built together refer to their code object through core's DiskCache.put_shared).
+#: reused (2: kernels built together refer to their code object through core's DiskCache.refer).
 CACHE_VERSION = "2"
 CACHE_PLUGIN = "rdna"
 MC_FLAGS = (f"-triple={TRIPLE}", f"-mcpu={MCPU}", "-filetype=obj")
@@ -133,7 +133,9 @@ class CodeObjectCache:
             except AssemblerError:
                 continue
             self.misses += len(part)
-            self.disk.put_shared([keys[i] for i in part], self._key(merged), data)
+            shared = self._key(merged)
+            self.disk.put(shared, data)
+            self.disk.refer([keys[i] for i in part], shared)
             for i in part:
                 found[i] = data
         return [found[i] if i in found else self.build(*kernels[i]) for i in range(len(kernels))]
