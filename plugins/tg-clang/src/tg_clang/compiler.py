@@ -265,6 +265,7 @@ class KernelCache:
         return [out[i] for i in range(len(kernels))]
 
     def _build_alone(self, source: str, symbol: str, compiler: str, key: str) -> ctypes.CDLL:
+        """Compile one kernel (not in the cache: counted as a miss) into the cache under ``key`` and load it."""
         with self._count:
             self.misses += 1
         return self._build_loaded(source, symbol, compiler, key)[1]
