@@ -216,9 +216,9 @@ def _strategies() -> set[str]:
 def test_both_tile_orientations_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """An MLP's backward pass: grad_w = x.T @ (relu'(h) * g) wants lanes down the rows (``tiledT``) where the gangs
     stay 16 lanes wide (Zen 4's rule, pinned: on Intel's AVX-512 the 6x32 tile of the other orientation wins)."""
-    from tg_clang import tiling
+    from tg_clang import cpu_shapes
 
-    monkeypatch.setattr(tiling, "_wide_gang_panel", lambda: tiling.L1_PANEL)
+    monkeypatch.setattr(cpu_shapes, "wide_gang_panel", lambda: cpu_shapes.L1_PANEL)
     x, h, g = floats(64, 100), floats(64, 48), floats(64, 48)
     check(lambda t: t[0].T @ ((t[1] > 0).where(t[2], 0.0)), [x, h, g], exact=False)  # (100, 48): lanes on 48
     check(lambda t: ((t[1] > 0).where(t[2], 0.0)).T @ t[0], [x, h, g], exact=False)  # (48, 100)

@@ -16,7 +16,7 @@ from clang_helpers import matches_numpy, new_kernels
 from tg.codegen.tiles import Tiling, choose_tiling, transposed_tiling
 from tg.codegen.uops import Ops, UOp
 from tg.support.dtype import dtypes
-from tg_clang import tiling
+from tg_clang import cpu_shapes
 from tg_clang.unit_loops import tile_heights
 
 rng = np.random.default_rng(23)
@@ -63,7 +63,7 @@ def test_every_row_of_every_unit_is_in_exactly_one_tile() -> None:
                           transposed_tiling(loop, (n_rows, row_len), 16, rows)):
                     if t is None:
                         continue
-                    for each in (t, tiling._taller_units(t)):
+                    for each in (t, cpu_shapes.taller_units(t)):
                         _covers_each_row_once(each, tile_heights(each))
                         checked += 1
                         dropped += 1 not in tile_heights(each) and each.rows > 1

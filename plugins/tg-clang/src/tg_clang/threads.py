@@ -1,7 +1,7 @@
 """How many threads a launch runs on: TG_CLANG_THREADS, else the cores this process may run on.
 
 The runtime splits a launch over that many threads, and the tiling plans work units for them (a launch with packed
-panels makes fewer, taller units on a machine with few cores: ``tiling.UNITS_PER_THREAD``).
+panels makes fewer, taller units on a machine with few cores: ``cpu_shapes.UNITS_PER_THREAD``).
 """
 
 from __future__ import annotations

@@ -21,10 +21,11 @@ or one gang of 16 and a masked one), and up to 4 times wider
 for kernels with loops whose tiles have at most half the configured rows and run all SIMD (a reduction down the
 rows into one row of outputs: each register of the wide gang then accumulates on its own, instead of every add
 waiting for the one before).  Full-height tiles double their gang where the CPU has the registers (AVX-512: a 6x32
-float32 matmul tile, each broadcast serving two FMAs), on AMD's Zen 4 only where the packed panel is past L1 at
-either width (its 512-bit FMAs are two halves).  Inside a work unit the column gangs are the outer loop and the
-micro-tiles of rows the inner one, so a packed panel serves many micro-tiles; units that pack are made tall (about
-512 rows), since copying a panel down a long stride costs as much as tens of rows of tiles using it.
+float32 matmul tile, each broadcast serving two FMAs; 12x32 where the launch has the rows, each packed vector then
+loaded once for twelve rows), on AMD's Zen 4 only where the packed panel is past L1 at either width (its 512-bit FMAs
+are two halves); :mod:`tg_clang.cpu_shapes` holds these sizes.  Inside a work unit the column gangs are the outer
+loop and the micro-tiles of rows the inner one, so a packed panel serves many micro-tiles; units that pack are made
+tall (about 512 rows), since copying a panel down a long stride costs as much as tens of rows of tiles using it.
 
 A kernel whose launch rows fold several output dims (core puts innermost the one that loads varying across the
 lanes do not depend on: a convolution's output channel) may take *aligned* micro-tiles: a height that divides the
@@ -49,7 +50,6 @@ from tg.codegen.builder import KernelBuilder
 from tg.codegen.program import LoweredKernel, SymbolicSize
 from tg.codegen.tiles import (
     COPYABLE,
-    UNITS_TARGET,
     TileReplay,
     Tiling,
     choose_tiling,
@@ -62,6 +62,7 @@ from tg.codegen.tiles import (
 from tg.codegen.uops import Ops, PtrDType, UOp
 from tg.support.dtype import DType, dtypes
 
+from tg_clang import cpu_shapes
 from tg_clang.cfile import CKernel, dynamic_entry, file_start, kernel_params, launch_indices
 from tg_clang.cprelude import storage_type
 from tg_clang.crender import NO_UNROLL
@@ -318,68 +319,25 @@ def _widest_item(uops: list[UOp]) -> int:
     return max(sizes, default=4)
 
 
-def _accumulator_bytes() -> int:
-    """Register bytes a micro-tile's accumulators may take: eight AVX-512 registers, or eight AVX2 ones (the
-    loaded operands and the broadcasts need the rest)."""
-    from tg_clang.compiler import _host_cpu
-
-    return 512 if " avx512f" in _host_cpu() else 256
-
-
-#: Rows a work unit with a packed panel aims at: copying the panel (a column slab of a matmul's B, one cache line
-#: of a row at a time down a long stride) costs about as much as 20-40 rows of tiles use it, so the taller the unit
-#: the less of it (2048 x 2048 float32 on one core: 128 rows 0.80x numpy, 512 rows 1.0x).
-PACKED_BLOCK_ROWS = 512
-
-
-#: Work units a launch with packed panels needs per thread it runs on, for the threads to share them evenly.
-UNITS_PER_THREAD = 4
-
-
-def _taller_units(t: Tiling) -> Tiling:
-    """``t`` with work units of about PACKED_BLOCK_ROWS rows where it packs panels, as long as the launch still
-    makes enough units for the cores to share (never shorter units than core chose): UNITS_TARGET, or
-    UNITS_PER_THREAD per thread where this machine runs fewer threads.  Each unit packs its own panels, so on few
-    cores fewer, taller units copy them fewer times (a (256, 784) x (784, 256) matmul on one core of a 2-core
-    Xeon: 32 units 1161-1724 us, 8 units 822-844 us, alternating)."""
-    if t.transposed:
-        return t
-    col_blocks = math.ceil(t.full_cols / t.block_cols)
-    row_blocks = math.ceil(min(UNITS_TARGET, UNITS_PER_THREAD * thread_count()) / col_blocks)
-    most = t.rows * math.ceil(math.ceil(t.full_rows / row_blocks) / t.rows)
-    block_rows = max(t.block_rows, min(t.rows * math.ceil(PACKED_BLOCK_ROWS / t.rows), most))
-    return dataclasses.replace(t, block_rows=block_rows)
-
-
-#: A full-height tile's gang doubles although the wider gangs leave a masked tail of columns only where the row is at
-#: least WIDE_TAIL times that tail: g.T @ x with 784 columns (24 gangs of 32 and 16 columns masked; an MLP's weight
-#: gradient) ran 98 -> 139-142 GFLOPS on one Xeon core (C harness, alternating), but the MNIST-1D CNN's patch
-#: gradients with 125 columns (3 gangs and 29 columns) got slower (900 x 125, K = 25: 82-100 -> 127-139 us).
-WIDE_TAIL = 10
-#: Vector registers a full-height tile's accumulators may take when its gang doubles (12 of AVX-512's 32: a 6x32
-#: float32 tile, two loads and six broadcasts per twelve FMAs instead of one and six per six; AVX2's 16 registers
-#: hold no more than the 6x16 tile).
-WIDE_TILE_REGISTERS = 12
-#: Bytes of packed panel a tile's gang may double past on AMD's Zen 4, whose 512-bit FMAs are two 256-bit halves: a
-#: panel that fits L1 would no longer (512 x 512 float32: 6x32 0.91-0.95x numpy, 6x16 1.0x; 1024 and 2048, whose
-#: panels are past L1 at either width, gain 3-6%).  Intel's AVX-512 cores have whole 512-bit FMA units, and the wider
-#: gang wins at any panel (Xeon model 207, 512 x 512, five alternating pairs: 6x16 64-120 GFLOPS, 6x32 75-186, each
-#: pair in 6x32's favour).
-L1_PANEL = 32 << 10
-
-
-def _wide_gang_panel() -> int:
-    """The packed panel's size in bytes past which a full-height tile doubles its gang (see :data:`L1_PANEL`)."""
-    from tg_clang.compiler import _host_cpu
-
-    return L1_PANEL if "AuthenticAMD" in _host_cpu() else 0
-
-
-def _register_bytes() -> int:
-    """Bytes of one vector register of the CPU clang compiles for (-march=native): 64 with AVX-512, else 32."""
-    from tg_clang.compiler import _host_cpu
-
-    return 64 if " avx512f" in _host_cpu() else 32
+def _tall_tile(name: str, uops: list[UOp], grid: tuple[int, ...], t: Tiling, wide: Tiling | None, rows: int,
+               n_packs: int, cost: float) -> tuple[Tiling, tuple[list[str], list[Pack], float, int]] | None:
+    """The tiling of full-height tiles ``t`` with twice the gang and twice the rows, where the CPU's registers hold
+    its accumulators (``cpu_shapes.TALL_TILE_REGISTERS``), the launch has the rows and columns (no more of them left
+    to a tail than ``t`` leaves), it makes as many work units as the wide tiling ``wide`` (twice the gang, ``rows``
+    high) or enough for the cores, and the estimate says it costs less than ``t`` (``cost``, with ``n_packs`` packs):
+    the tiling and its rendering (as :func:`_render_tiles`), or None.  Not for a kernel for every size (its tiles of
+    every height would double its compile)."""
+    gang = 2 * t.lanes
+    if wide is None or not cpu_shapes.holds(2 * rows, gang, _widest_item(uops), cpu_shapes.TALL_TILE_REGISTERS):
+        return None
+    tall = choose_tiling(uops, grid, gang, 2 * rows)
+    if tall is None or tall.rows != 2 * rows or tall.transposed or tall.full_cols != t.full_cols or \
+            tall.units < min(wide.units, cpu_shapes.UNITS_PER_THREAD * thread_count()):
+        return None
+    rendered = _render_tiles(name, uops, tall, gang)
+    if len(rendered[1]) != n_packs or rendered[3] or rendered[2] >= cost:
+        return None
+    return tall, rendered
 
 
 def aligned_rows(uops: list[UOp], grid: tuple[int, ...], lanes: int) -> int:
@@ -394,7 +352,7 @@ def aligned_rows(uops: list[UOp], grid: tuple[int, ...], lanes: int) -> int:
                and u.src[0].arg[0] == "gidx1" and u.src[1].op is Ops.CONST and u.src[1].arg > 1]
     if not periods:
         return 0
-    period, most = min(periods), max(1, _accumulator_bytes() // (lanes * _widest_item(uops)))
+    period, most = min(periods), max(1, cpu_shapes.accumulator_bytes() // (lanes * _widest_item(uops)))
     return next((h for h in range(min(period, most), 1, -1) if period % h == 0), 0)
 
 
@@ -487,12 +445,19 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
                 break
             factor //= 2
     elif t.rows == rows and not lane_ops and sum(p.elements * p.dtype.itemsize for p in packs) > \
-            _wide_gang_panel() and 2 * rows * lanes * _widest_item(uops) <= WIDE_TILE_REGISTERS * _register_bytes():
+            cpu_shapes.wide_gang_panel() and cpu_shapes.holds(rows, 2 * lanes, _widest_item(uops),
+                                                              cpu_shapes.WIDE_TILE_REGISTERS):
         # full-height tiles (on Zen 4, whose panel is past L1 anyway), on a CPU with registers for twice the
         # accumulators: two vectors of each row, so each broadcast of a row's operand serves two FMAs
         wide = choose_tiling(uops, grid, 2 * lanes, rows)
-        small_tail = not symbolic and wide is not None and WIDE_TAIL * (t.row_len - wide.full_cols) <= t.row_len
-        if wide is not None and wide.rows == t.rows and not wide.transposed and (
+        small_tail = not symbolic and wide is not None and \
+            cpu_shapes.WIDE_TAIL * (t.row_len - wide.full_cols) <= t.row_len
+        # with AVX-512's registers, twice the rows as well where they leave no more columns to a tail (tried first:
+        # rendering the 6x32 tile too would cost the first matmul another ~13 ms)
+        taller = None if symbolic else _tall_tile(name, uops, grid, t, wide, rows, len(packs), cost)
+        if taller is not None:
+            (t, (functions, packs, cost, lane_ops)), gang = taller, 2 * lanes
+        elif wide is not None and wide.rows == t.rows and not wide.transposed and (
                 wide.full_cols == t.full_cols or small_tail):
             rendered = _render_tiles(name, uops, wide, 2 * lanes, every_size=symbolic)
             # where the wider gang leaves a column tail (a small one: WIDE_TAIL), a masked gang of its width takes it,
@@ -503,7 +468,7 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
             if len(rendered[1]) == len(packs) and cheaper:  # (not where the wider panel is past PACK_LIMIT: B strided)
                 t, gang, (functions, packs, cost, lane_ops) = wide, 2 * lanes, rendered
     if packs:
-        t = _taller_units(t)
+        t = cpu_shapes.taller_units(t)
     other = None if symbolic else transposed_tiling(uops, grid, lanes, rows)
     if other is not None:
         other_functions, other_packs, other_cost, other_lane_ops = _render_tiles(name, uops, other, lanes)
