@@ -147,19 +147,26 @@ def test_rows_of_19_keep_the_full_gang() -> None:
 def test_tall_tiles_where_the_registers_hold_them(monkeypatch: pytest.MonkeyPatch) -> None:
     """With AVX-512's 32 registers a wide tile doubles its rows too (12x32 float32: 24 accumulators, each packed vector
     loaded once for twelve rows), where the launch has the rows and makes as many work units; AVX2 keeps 6x16, and a
-    launch that twelve-row tiles would leave fewer units keeps 6x32."""
+    launch that twelve-row tiles would leave fewer units keeps 6x32, and so do a short loop and a second row operand
+    in the loop (twelve more row pointers than the general registers hold)."""
+    monkeypatch.setenv("TG_CLANG_THREADS", "2")  # (the units the 12-row tiles must keep follow the threads)
     monkeypatch.setattr(cpu_shapes, "register_bytes", lambda: 64)
     monkeypatch.setattr(cpu_shapes, "wide_gang_panel", lambda: 0)
     a, b = rng.standard_normal((120, 300)).astype("float32"), rng.standard_normal((300, 128)).astype("float32")
     assert "tiled12x32" in _new_strategies(lambda: matches_numpy(lambda t: t[0] @ t[1], [a, b])).values()
-    a, b = rng.standard_normal((47, 64)).astype("float32"), rng.standard_normal((64, 35)).astype("float32")
+    a, b = rng.standard_normal((47, 300)).astype("float32"), rng.standard_normal((300, 35)).astype("float32")
     assert "tiled6x32" in _new_strategies(lambda: matches_numpy(lambda t: t[0] @ t[1], [a, b])).values()
+    a, b = rng.standard_normal((122, 64)).astype("float32"), rng.standard_normal((64, 128)).astype("float32")
+    assert "tiled6x32" in _new_strategies(lambda: matches_numpy(lambda t: t[0] @ t[1], [a, b])).values()
+    a, b = rng.standard_normal((123, 300)).astype("float32"), rng.standard_normal((300, 128)).astype("float32")
+    c = rng.standard_normal((123, 300)).astype("float32")
+    assert "tiled6x32" in _new_strategies(lambda: matches_numpy(lambda t: (t[0] * t[2]) @ t[1], [a, b, c])).values()
     monkeypatch.setattr(cpu_shapes, "register_bytes", lambda: 32)
     a, b = rng.standard_normal((121, 300)).astype("float32"), rng.standard_normal((300, 128)).astype("float32")
     assert "tiled6x16" in _new_strategies(lambda: matches_numpy(lambda t: t[0] @ t[1], [a, b])).values()
 
 
-def test_tiles_planned_for_avx512_compile_to_512_bit_registers() -> None:
+def test_tiles_planned_for_avx512_compile_to_512_bit_registers(monkeypatch: pytest.MonkeyPatch) -> None:
     """The 12x32 tiles are planned for 64-byte registers; clang's tuning for recent Xeons splits vectors into 256-bit
     halves unless told otherwise (-mprefer-vector-width=512 in tg_clang.compiler.BASE_FLAGS), which halves a
     matmul's FMA throughput.  The kernel's machine code must use the zmm registers."""
@@ -169,6 +176,7 @@ def test_tiles_planned_for_avx512_compile_to_512_bit_registers() -> None:
 
     if " avx512f" not in compiler._host_cpu():
         pytest.skip("needs a CPU with AVX-512 (this machine's /proc/cpuinfo flags lack avx512f)")
+    monkeypatch.setenv("TG_CLANG_THREADS", "2")  # (the units the 12-row tiles must keep follow the threads)
     a, b = rng.standard_normal((70, 700)).astype("float32"), rng.standard_normal((700, 160)).astype("float32")
     from tg.engine.device import device_state
 

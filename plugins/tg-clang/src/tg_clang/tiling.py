@@ -319,16 +319,43 @@ def _widest_item(uops: list[UOp]) -> int:
     return max(sizes, default=4)
 
 
+#: Iterations of the loop a tile's rows share past which twelve-row tiles pay for their longer setup and their 24
+#: stores (one Xeon core and two, alternating: K of 8-64 ran 8-59% slower than 6x32, K about 256 even, K of 512 and
+#: more 6-16% faster).
+TALL_MIN_TRIPS = 256
+
+
+def _loop_loads(uops: list[UOp]) -> tuple[int, int]:
+    """The most iterations of a loop nest of ``uops`` (0 where a loop's bounds are not constants), and how many
+    buffers it loads from inside loops."""
+    trips, most, buffers = [1], 1, set()
+    for u in uops:
+        if u.op is Ops.RANGE:
+            lo, hi = (s.arg if s.op is Ops.CONST else None for s in u.src)
+            trips.append(trips[-1] * (hi - lo) if isinstance(lo, int) and isinstance(hi, int) else 0)
+            most = max(most, trips[-1]) if trips[-1] else 0
+        elif u.op is Ops.ENDRANGE:
+            trips.pop()
+        elif u.op is Ops.LOAD and len(trips) > 1:
+            buffers.add(id(u.src[0]))
+    return most, len(buffers)
+
+
 def _tall_tile(name: str, uops: list[UOp], grid: tuple[int, ...], t: Tiling, wide: Tiling | None, rows: int,
                n_packs: int, cost: float) -> tuple[Tiling, tuple[list[str], list[Pack], float, int]] | None:
     """The tiling of full-height tiles ``t`` with twice the gang and twice the rows, where the CPU's registers hold
-    its accumulators (``cpu_shapes.TALL_TILE_REGISTERS``), the launch has the rows and columns (no more of them left
-    to a tail than ``t`` leaves), it makes as many work units as the wide tiling ``wide`` (twice the gang, ``rows``
-    high) or enough for the cores, and the estimate says it costs less than ``t`` (``cost``, with ``n_packs`` packs):
-    the tiling and its rendering (as :func:`_render_tiles`), or None.  Not for a kernel for every size (its tiles of
-    every height would double its compile)."""
+    its accumulators (``cpu_shapes.TALL_TILE_REGISTERS``), the rows share a loop of :data:`TALL_MIN_TRIPS` or more
+    that loads two buffers (a matmul's A rows and B panel: a second row operand, as in ``(A * C) @ B``, would take
+    twelve more pointers than x86's sixteen registers hold, and the loop would reload them from the stack), the
+    launch has the rows and columns (no more of them left to a tail than ``t`` leaves), it makes as many work units as
+    the wide tiling ``wide`` (twice the gang, ``rows`` high) or enough for the cores, and the estimate says it costs
+    less than ``t`` (``cost``, with ``n_packs`` packs): the tiling and its rendering (as :func:`_render_tiles`), or
+    None.  Not for a kernel for every size (its tiles of every height would double its compile)."""
     gang = 2 * t.lanes
     if wide is None or not cpu_shapes.holds(2 * rows, gang, _widest_item(uops), cpu_shapes.TALL_TILE_REGISTERS):
+        return None
+    trips, loaded = _loop_loads(uops)
+    if trips < TALL_MIN_TRIPS or loaded > 2:
         return None
     tall = choose_tiling(uops, grid, gang, 2 * rows)
     if tall is None or tall.rows != 2 * rows or tall.transposed or tall.full_cols != t.full_cols or \
@@ -343,9 +370,9 @@ def _tall_tile(name: str, uops: list[UOp], grid: tuple[int, ...], t: Tiling, wid
 def aligned_rows(uops: list[UOp], grid: tuple[int, ...], lanes: int) -> int:
     """A micro-tile height for a kernel with loops whose launch rows (``gidx1``) are divided into several output
     dims, the innermost of period ``p`` (``gidx1 % p``, ``gidx1 // p``): the largest divisor of ``p`` whose
-    accumulators fit :func:`_accumulator_bytes`, so that a tile starting at a multiple of its height stays within
-    one period and its rows share what depends only on ``gidx1 // p`` (a convolution's image row, shared by a tile
-    of output channels).  0 when the launch has no such rows."""
+    accumulators fit :func:`tg_clang.cpu_shapes.accumulator_bytes`, so that a tile starting at a multiple of its
+    height stays within one period and its rows share what depends only on ``gidx1 // p`` (a convolution's image
+    row, shared by a tile of output channels).  0 when the launch has no such rows."""
     if len(grid) != 2 or grid[0] < lanes or not has_loops(uops):
         return 0
     periods = [u.src[1].arg for u in uops if u.op in (Ops.IDIV, Ops.MOD) and u.src[0].op is Ops.SPECIAL
@@ -453,7 +480,8 @@ def render_tiled(kernel: LoweredKernel, lanes: int, rows: int) -> CKernel | None
         small_tail = not symbolic and wide is not None and \
             cpu_shapes.WIDE_TAIL * (t.row_len - wide.full_cols) <= t.row_len
         # with AVX-512's registers, twice the rows as well where they leave no more columns to a tail (tried first:
-        # rendering the 6x32 tile too would cost the first matmul another ~13 ms)
+        # rendering the 6x32 tile too would cost the first matmul another ~13 ms; where the tall tile is rendered and
+        # then turned down, the 6x32 one is rendered after it)
         taller = None if symbolic else _tall_tile(name, uops, grid, t, wide, rows, len(packs), cost)
         if taller is not None:
             (t, (functions, packs, cost, lane_ops)), gang = taller, 2 * lanes
