@@ -57,14 +57,14 @@ class CRenderer(TextRenderer):
         self.names[id(u)] = var
         pragma = NO_UNROLL if self._rolled(u) else FULL_UNROLL if self._unrolled(self.position) else ""
         self.emit(f"{pragma}for (int32_t {var} = {start}; {var} < {end}; {var}++) {{")
-        self.copies.append(self.copies[-1] * (_trips(u) or 1) if pragma == FULL_UNROLL else self.copies[-1])
+        self.copies.append(self.copies[-1] * (loop_trips(u) or 1) if pragma == FULL_UNROLL else self.copies[-1])
         self.depth += 1
 
     def _rolled(self, u: UOp) -> bool:
         """Whether the loop ``u`` is kept rolled (see :attr:`unroll_limit`)."""
         if self.unroll_limit is None:
             return False
-        trips = _trips(u)
+        trips = loop_trips(u)
         return trips is None or trips > self.unroll_limit
 
     def _unrolled(self, position: int) -> bool:
@@ -75,7 +75,7 @@ class CRenderer(TextRenderer):
         iterations, depth = 1, 0
         for u in self.uops[position:]:
             if u.op is Ops.RANGE:
-                trips = _trips(u)
+                trips = loop_trips(u)
                 if trips is None:
                     return False
                 iterations *= trips
@@ -92,7 +92,7 @@ class CRenderer(TextRenderer):
         self.emit("}")
 
 
-def _trips(loop: UOp) -> int | None:
+def loop_trips(loop: UOp) -> int | None:
     """The iterations of a RANGE micro-op, or None when its bounds are not constants."""
     start, end = loop.src[0], loop.src[1]
     return int(end.arg) - int(start.arg) if start.op is Ops.CONST and end.op is Ops.CONST else None

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from tg.backends.contract import Availability, Runtime
 from tg.codegen.program import Program
+from tg.support.early_exec import exec_jobs
 
 from tg_clang.compiler import DEBIAN_PACKAGE, KernelCache, compiler_name, find_compiler
 from tg_clang.memory import BufferCache, HostBuffer, new_buffer
@@ -185,8 +186,6 @@ class ClangRuntime(Runtime):
         :mod:`tg_clang.batch`)."""
         if not self._warming:
             self._warm_up()
-        from tg.support.early_exec import exec_jobs
-
         loaded = self.cache.load_many([(p.source, p.name) for p in programs], exec_jobs())
         return [self._loaded(p, library, cached) for p, (library, cached) in zip(programs, loaded)]
 

@@ -65,7 +65,7 @@ from tg.support.dtype import DType, dtypes
 from tg_clang import cpu_shapes
 from tg_clang.cfile import CKernel, dynamic_entry, file_start, kernel_params, launch_indices
 from tg_clang.cprelude import storage_type
-from tg_clang.crender import NO_UNROLL
+from tg_clang.crender import NO_UNROLL, loop_trips
 from tg_clang.lane_cost import tile_cost
 from tg_clang.reduction_lanes import plan_reduction, render_reduction_lanes
 from tg_clang.row_lanes import plan_row_passes, render_row_lanes
@@ -326,14 +326,16 @@ TALL_MIN_TRIPS = 256
 
 
 def _loop_loads(uops: list[UOp]) -> tuple[int, int]:
-    """The most iterations of a loop nest of ``uops`` (0 where a loop's bounds are not constants), and how many
+    """The most iterations of a loop nest of ``uops`` (0 when any loop's bounds are not constants), and how many
     buffers it loads from inside loops."""
     trips, most, buffers = [1], 1, set()
     for u in uops:
         if u.op is Ops.RANGE:
-            lo, hi = (s.arg if s.op is Ops.CONST else None for s in u.src)
-            trips.append(trips[-1] * (hi - lo) if isinstance(lo, int) and isinstance(hi, int) else 0)
-            most = max(most, trips[-1]) if trips[-1] else 0
+            n = loop_trips(u)
+            if n is None:
+                return 0, 0
+            trips.append(trips[-1] * n)
+            most = max(most, trips[-1])
         elif u.op is Ops.ENDRANGE:
             trips.pop()
         elif u.op is Ops.LOAD and len(trips) > 1:
